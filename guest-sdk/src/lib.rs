@@ -1,0 +1,194 @@
+//! Write wasmclaw agents in Rust.
+//!
+//! An agent is a type that implements [`Agent`], exported with
+//! [`export_agent!`]. Build the crate as a `cdylib` for `wasm32-wasip2` and the
+//! resulting `.wasm` file is a component the gateway loads.
+//!
+//! ```no_run
+//! use wasmclaw_sdk::{export_agent, Agent, AgentError, AgentInfo, Output, RunRequest};
+//!
+//! #[derive(Default)]
+//! struct Shout;
+//!
+//! impl Agent for Shout {
+//!     fn info() -> AgentInfo {
+//!         AgentInfo::new("shout", env!("CARGO_PKG_VERSION"), "Repeats the last message, louder")
+//!     }
+//!
+//!     fn run(&self, req: RunRequest, out: &Output) -> Result<(), AgentError> {
+//!         let text = req.last_user_text().unwrap_or_default().to_uppercase();
+//!         out.text(&text)?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! export_agent!(Shout);
+//! ```
+//!
+//! `Cargo.toml` of such a plugin:
+//!
+//! ```toml
+//! [lib]
+//! crate-type = ["cdylib"]
+//!
+//! [dependencies]
+//! wasmclaw-sdk = "0.1"
+//! ```
+//!
+//! and `cargo build --target wasm32-wasip2 --release` yields
+//! `target/wasm32-wasip2/release/<crate>.wasm`.
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "agent",
+        pub_export_macro: true,
+        export_macro_name: "__export_agent_bindings",
+        default_bindings_module: "wasmclaw_sdk::bindings",
+    });
+}
+
+use bindings::wasmclaw::agent::{config as host_config, output as host_output};
+
+pub use bindings::wasmclaw::agent::types::{
+    AgentError, AgentInfo, EmitError, Event, FinishReason, Message, Role, RunRequest, ToolCall,
+    ToolCallDelta, ToolSpec, Usage,
+};
+
+/// An agent: one value is created per run, so `&self` state lives for one turn.
+pub trait Agent: Default {
+    /// Name, version and description shown to operators.
+    fn info() -> AgentInfo;
+
+    /// Handle one turn, streaming the reply through `out`.
+    fn run(&self, req: RunRequest, out: &Output) -> Result<(), AgentError>;
+}
+
+/// The stream a run writes its reply to.
+///
+/// Every method fails with [`EmitError`] once the client is gone or the run's
+/// output budget is spent; returning that error with `?` ends the run quietly.
+#[derive(Debug, Default)]
+pub struct Output {
+    _private: (),
+}
+
+impl Output {
+    #[doc(hidden)]
+    pub fn new() -> Self {
+        Self { _private: () }
+    }
+
+    /// Send any event.
+    pub fn emit(&self, event: &Event) -> Result<(), EmitError> {
+        host_output::emit(event)
+    }
+
+    /// Send a piece of reply text.
+    pub fn text(&self, text: &str) -> Result<(), EmitError> {
+        self.emit(&Event::Text(text.to_string()))
+    }
+
+    /// Send a piece of reasoning (not part of the reply text).
+    pub fn reasoning(&self, text: &str) -> Result<(), EmitError> {
+        self.emit(&Event::Reasoning(text.to_string()))
+    }
+
+    /// Send a whole tool call as one piece.
+    pub fn tool_call(
+        &self,
+        index: u32,
+        id: &str,
+        name: &str,
+        arguments: &str,
+    ) -> Result<(), EmitError> {
+        self.emit(&Event::ToolCall(ToolCallDelta {
+            index,
+            id: Some(id.to_string()),
+            name: Some(name.to_string()),
+            arguments: arguments.to_string(),
+        }))
+    }
+
+    /// Report token usage for the run.
+    pub fn usage(&self, prompt_tokens: u32, completion_tokens: u32) -> Result<(), EmitError> {
+        self.emit(&Event::Usage(Usage {
+            prompt_tokens,
+            completion_tokens,
+        }))
+    }
+
+    /// Say why the reply ended (default: `stop`, or `tool-calls` after tool calls).
+    pub fn finish(&self, reason: FinishReason) -> Result<(), EmitError> {
+        self.emit(&Event::Finish(reason))
+    }
+}
+
+/// Per-agent settings the operator configured under `agents.entries.<id>.config`.
+pub mod config {
+    /// The value of `key`, if the operator set it.
+    pub fn get(key: &str) -> Option<String> {
+        super::host_config::get(key)
+    }
+}
+
+impl AgentInfo {
+    /// Build an [`AgentInfo`] from borrowed strings.
+    pub fn new(name: &str, version: &str, description: &str) -> Self {
+        Self {
+            name: name.into(),
+            version: version.into(),
+            description: description.into(),
+        }
+    }
+}
+
+impl RunRequest {
+    /// Content of the last `user` message, if there is one.
+    pub fn last_user_text(&self) -> Option<&str> {
+        self.messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::User)
+            .map(|m| m.content.as_str())
+    }
+}
+
+impl From<EmitError> for AgentError {
+    fn from(e: EmitError) -> Self {
+        // The client is gone or the budget is spent: nobody reads this message,
+        // but it keeps `?` usable inside `Agent::run`.
+        AgentError::Failed(format!("output closed: {e:?}"))
+    }
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::bindings::__export_agent_bindings as export;
+    pub use crate::bindings::Guest;
+
+    /// Entry point the export macro wires to the component's `run` export.
+    pub fn run<A: crate::Agent>(req: crate::RunRequest) -> Result<(), crate::AgentError> {
+        A::default().run(req, &crate::Output::new())
+    }
+}
+
+/// Export a type implementing [`Agent`] as the component's agent.
+#[macro_export]
+macro_rules! export_agent {
+    ($agent:ty) => {
+        const _: () = {
+            struct __WasmclawAgentExport;
+            impl $crate::__private::Guest for __WasmclawAgentExport {
+                fn info() -> $crate::AgentInfo {
+                    <$agent as $crate::Agent>::info()
+                }
+                fn run(req: $crate::RunRequest) -> ::core::result::Result<(), $crate::AgentError> {
+                    $crate::__private::run::<$agent>(req)
+                }
+            }
+    $crate::__private::export!(__WasmclawAgentExport with_types_in $crate::bindings);
+        };
+    };
+}

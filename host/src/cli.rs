@@ -1,0 +1,204 @@
+//! The `wasmclaw` command line. Each subcommand calls the same code the
+//! servers use; this file only parses and prints.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::runs::{Agents, Reply, RunInput};
+use crate::runtime::{AgentId, Event, Message, Role};
+use crate::sessions;
+
+/// wasmclaw: OpenClaw-compatible gateway running agents as WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (HTTP and WebSocket on one port).
+    Gateway {
+        /// JSON5 config file; without it the embedded defaults are used.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Listen on this port instead of `gateway.port` (0 picks a free one).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Run one agent turn locally and print the reply as it streams.
+    Agent {
+        /// Agent id (default: `agents.default`).
+        #[arg(long)]
+        agent: Option<String>,
+        /// The user message.
+        #[arg(long)]
+        message: String,
+        /// Session key (default: a fresh one).
+        #[arg(long)]
+        session_key: Option<String>,
+        /// Print one JSON object per event instead of plain text.
+        #[arg(long)]
+        json: bool,
+        /// JSON5 config file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Run the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Gateway { config, port } => gateway(config, port).await,
+        Command::Agent {
+            agent,
+            message,
+            session_key,
+            json,
+            config,
+        } => agent_turn(config, agent, message, session_key, json).await,
+    }
+}
+
+async fn gateway(config_path: Option<PathBuf>, port: Option<u16>) -> anyhow::Result<()> {
+    let mut config = Config::load(config_path.as_deref())?;
+    if let Some(port) = port {
+        config.gateway.port = port;
+    }
+    let addr = (
+        config.gateway.bind.parse::<std::net::IpAddr>()?,
+        config.gateway.port,
+    );
+    let gw = Gateway::start(config).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", addr.0, addr.1))?;
+    let local = listener.local_addr()?;
+    let chat = if gw.config.gateway.http.endpoints.chat_completions.enabled {
+        "enabled"
+    } else {
+        "disabled"
+    };
+    tracing::info!(%local, chat_completions = chat, agents = gw.agents.registry().list().len(), "gateway ready");
+    // Scripts and tests read this line to find the port.
+    println!("wasmclaw listening on http://{local}");
+    std::io::stdout().flush()?;
+    crate::http::serve(gw, listener, shutdown_signal()).await?;
+    tracing::info!("gateway stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested; finishing open requests");
+}
+
+async fn agent_turn(
+    config_path: Option<PathBuf>,
+    agent: Option<String>,
+    message: String,
+    session_key: Option<String>,
+    json_lines: bool,
+) -> anyhow::Result<()> {
+    let config = Config::load(config_path.as_deref())?;
+    let agents = Agents::from_config(&config).await?;
+    let agent = match agent {
+        Some(raw) => {
+            AgentId::parse(&raw).with_context(|| format!("{raw:?} is not a valid agent id"))?
+        }
+        None => agents.default_agent().clone(),
+    };
+    let session = sessions::resolve(&agent, session_key.as_deref(), None)?;
+    let input = RunInput {
+        agent,
+        session,
+        messages: vec![Message {
+            role: Role::User,
+            content: message,
+            name: None,
+            tool_call_id: None,
+            tool_calls: vec![],
+        }],
+        tools: vec![],
+        user: None,
+        params: json!({}),
+    };
+    let mut handle = agents.start(input)?;
+    let mut out = std::io::stdout().lock();
+    let mut reply = Reply::default();
+    while let Some(event) = handle.next().await {
+        reply.push(&event);
+        if json_lines {
+            writeln!(out, "{}", event_json(&event))?;
+        } else if let Event::Text(text) = &event {
+            write!(out, "{text}")?;
+        }
+        out.flush()?;
+    }
+    let session_key = handle.session.key.clone();
+    match handle.finish().await {
+        Ok(()) if json_lines => {
+            let finish = format!("{:?}", reply.finish_reason()).to_lowercase();
+            writeln!(
+                out,
+                "{}",
+                json!({"type": "done", "finishReason": finish, "sessionKey": session_key})
+            )?;
+            Ok(())
+        }
+        Ok(()) => {
+            writeln!(out)?;
+            Ok(())
+        }
+        Err(e) => {
+            if json_lines {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"type": "error", "message": e.to_string()})
+                )?;
+            }
+            Err(e.into())
+        }
+    }
+}
+
+fn event_json(event: &Event) -> serde_json::Value {
+    match event {
+        Event::Text(t) => json!({"type": "text", "text": t}),
+        Event::Reasoning(t) => json!({"type": "reasoning", "text": t}),
+        Event::ToolCall(c) => {
+            json!({"type": "tool_call", "index": c.index, "id": c.id, "name": c.name, "arguments": c.arguments})
+        }
+        Event::Usage(u) => {
+            json!({"type": "usage", "promptTokens": u.prompt_tokens, "completionTokens": u.completion_tokens})
+        }
+        Event::Finish(f) => json!({"type": "finish", "reason": format!("{f:?}").to_lowercase()}),
+    }
+}

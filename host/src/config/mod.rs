@@ -1,0 +1,273 @@
+//! The gateway's configuration: a JSON5 file, embedded defaults, and the
+//! environment variables that may supply secrets.
+
+mod secret;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use secret::Secret;
+
+/// Port the gateway listens on when nothing else is said (OpenClaw's).
+pub const DEFAULT_PORT: u16 = 18789;
+
+/// Whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    #[serde(default)]
+    pub gateway: GatewayConfig,
+    #[serde(default)]
+    pub agents: AgentsConfig,
+    /// Folder of the file the config came from; relative plugin paths resolve against it.
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
+}
+
+/// `gateway.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GatewayConfig {
+    #[serde(default = "default_port")]
+    pub port: u16,
+    #[serde(default = "default_bind")]
+    pub bind: String,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            port: DEFAULT_PORT,
+            bind: default_bind(),
+            auth: AuthConfig::default(),
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+/// `gateway.auth.*`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub mode: AuthMode,
+    pub token: Option<Secret>,
+    pub password: Option<Secret>,
+}
+
+/// Which shared secret clients present.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    #[default]
+    Token,
+    Password,
+}
+
+/// `gateway.http.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpConfig {
+    #[serde(default)]
+    pub endpoints: HttpEndpoints,
+    /// Largest request body accepted, in bytes (413 beyond).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            endpoints: HttpEndpoints::default(),
+            max_body_bytes: default_max_body(),
+        }
+    }
+}
+
+/// `gateway.http.endpoints.*`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpEndpoints {
+    #[serde(default)]
+    pub chat_completions: EndpointToggle,
+}
+
+/// An endpoint that is off unless enabled.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EndpointToggle {
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+/// `agents.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AgentsConfig {
+    #[serde(default = "default_agent")]
+    pub default: String,
+    /// Absent means "serve `main` = echo".
+    pub entries: Option<BTreeMap<String, AgentEntry>>,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        Self {
+            default: default_agent(),
+            entries: None,
+        }
+    }
+}
+
+/// `agents.entries.<id>`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AgentEntry {
+    /// A shipped plugin name (`echo`) or a path to a `.wasm` component.
+    pub plugin: String,
+    /// Settings the plugin reads through its `config` import.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+fn default_port() -> u16 {
+    DEFAULT_PORT
+}
+fn default_bind() -> String {
+    "127.0.0.1".into()
+}
+fn default_max_body() -> usize {
+    20 << 20
+}
+fn default_agent() -> String {
+    "main".into()
+}
+
+/// A config that cannot be used, with enough context to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: `{key}`: {message}")]
+    Value {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Load `path`, or the embedded defaults when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Self::parse(&text, path)?;
+        config.base_dir = path.parent().map(Path::to_path_buf);
+        Ok(config)
+    }
+
+    /// Parse JSON5 text; `origin` names the source in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let invalid = |key: String, err: json5::Error| {
+            let json5::Error::Message { msg, location } = err;
+            let (line, column) = location.map_or((1, 1), |l| (l.line, l.column));
+            ConfigError::Invalid {
+                path: origin.to_path_buf(),
+                key,
+                line,
+                column,
+                message: msg,
+            }
+        };
+        let mut de =
+            json5::Deserializer::from_str(text).map_err(|e| invalid("(syntax)".into(), e))?;
+        let config: Config = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let key = e.path().to_string();
+            invalid(key, e.into_inner())
+        })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    fn validate(&self, origin: &Path) -> Result<(), ConfigError> {
+        let value_error = |key: &str, message: String| ConfigError::Value {
+            path: origin.to_path_buf(),
+            key: key.to_string(),
+            message,
+        };
+        if self.gateway.bind.parse::<std::net::IpAddr>().is_err() {
+            return Err(value_error(
+                "gateway.bind",
+                format!("{:?} is not an IP address", self.gateway.bind),
+            ));
+        }
+        if crate::runtime::AgentId::parse(&self.agents.default).is_none() {
+            return Err(value_error(
+                "agents.default",
+                invalid_id_message(&self.agents.default),
+            ));
+        }
+        for (id, entry) in self.agents.entries.iter().flatten() {
+            if crate::runtime::AgentId::parse(id).is_none() {
+                return Err(value_error(
+                    &format!("agents.entries.{id}"),
+                    invalid_id_message(id),
+                ));
+            }
+            if entry.plugin.trim().is_empty() {
+                return Err(value_error(
+                    &format!("agents.entries.{id}.plugin"),
+                    "must not be empty".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The agent entries to load: the configured ones, or `main` = echo.
+    pub fn agent_entries(&self) -> BTreeMap<String, AgentEntry> {
+        self.agents.entries.clone().unwrap_or_else(|| {
+            BTreeMap::from([(
+                "main".to_string(),
+                AgentEntry {
+                    plugin: "echo".into(),
+                    config: BTreeMap::new(),
+                },
+            )])
+        })
+    }
+
+    /// Where a plugin reference that is a path points, relative to the config file.
+    pub fn resolve_path(&self, plugin: &str) -> PathBuf {
+        match &self.base_dir {
+            Some(dir) if Path::new(plugin).is_relative() => dir.join(plugin),
+            _ => PathBuf::from(plugin),
+        }
+    }
+}
+
+fn invalid_id_message(id: &str) -> String {
+    format!("{id:?} is not a valid agent id (expected [a-z0-9][a-z0-9_-]{{0,63}})")
+}

@@ -1,0 +1,209 @@
+//! The one place errors become OpenAI-shaped HTTP responses.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::auth::AuthFailure;
+use crate::runtime::RunError;
+use crate::sessions::InvalidSessionKey;
+
+/// An error response: `{"error":{"message","type","param","code"}}`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub code: Option<&'static str>,
+    pub param: Option<String>,
+    pub message: String,
+    pub retry_after: Option<u64>,
+    /// For 405: the methods the path accepts.
+    pub allow: Option<&'static str>,
+}
+
+impl ApiError {
+    fn new(
+        status: StatusCode,
+        kind: &'static str,
+        code: Option<&'static str>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            kind,
+            code,
+            param: None,
+            message: message.into(),
+            retry_after: None,
+            allow: None,
+        }
+    }
+
+    /// 400 for a request the gateway cannot use.
+    pub fn invalid_request(message: impl Into<String>, param: Option<String>) -> Self {
+        Self {
+            param,
+            ..Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                None,
+                message,
+            )
+        }
+    }
+
+    /// 404 for a path that does not exist (or an endpoint that is disabled).
+    pub fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            Some("not_found"),
+            "Not found",
+        )
+    }
+
+    /// 405 with the methods that are allowed named in the message.
+    pub fn method_not_allowed(allow: &'static str) -> Self {
+        Self {
+            allow: Some(allow),
+            ..Self::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                Some("method_not_allowed"),
+                format!("Method not allowed; use {allow}"),
+            )
+        }
+    }
+
+    /// 404 for an agent no one has configured.
+    pub fn unknown_agent(what: &str) -> Self {
+        Self {
+            param: Some("model".into()),
+            ..Self::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                Some("model_not_found"),
+                format!("The model `{what}` does not exist or you do not have access to it."),
+            )
+        }
+    }
+
+    /// 413 for a body over the limit.
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            Some("request_too_large"),
+            format!("Request body exceeds the limit of {limit} bytes"),
+        )
+    }
+
+    /// 500 for a bug in the gateway itself.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            None,
+            message,
+        )
+    }
+
+    /// The JSON body, also used for errors inside an SSE stream.
+    pub fn body(&self) -> serde_json::Value {
+        json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}})
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body())).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(allow) = self.allow {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        response
+    }
+}
+
+impl From<AuthFailure> for ApiError {
+    fn from(failure: AuthFailure) -> Self {
+        let message = match failure {
+            AuthFailure::Missing => "Missing credentials: send `Authorization: Bearer <token>`",
+            AuthFailure::Wrong => "Incorrect API key provided",
+        };
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            Some("invalid_api_key"),
+            message,
+        )
+    }
+}
+
+impl From<InvalidSessionKey> for ApiError {
+    fn from(e: InvalidSessionKey) -> Self {
+        Self::invalid_request(e.to_string(), Some("x-openclaw-session-key".into()))
+    }
+}
+
+impl From<RunError> for ApiError {
+    fn from(e: RunError) -> Self {
+        let message = e.to_string();
+        match e {
+            RunError::UnknownAgent(id) => Self::unknown_agent(&id),
+            RunError::InvalidRequest(_) => Self::invalid_request(message, None),
+            RunError::Unavailable(_) => Self {
+                retry_after: Some(5),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server_error",
+                    Some("agent_unavailable"),
+                    message,
+                )
+            },
+            RunError::NoCapacity => Self {
+                retry_after: Some(1),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server_error",
+                    Some("no_capacity"),
+                    message,
+                )
+            },
+            RunError::Timeout(_) => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "server_error",
+                Some("timeout"),
+                message,
+            ),
+            RunError::Trapped(_) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                Some("agent_trapped"),
+                message,
+            ),
+            RunError::MemoryLimit(_) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                Some("memory_limit"),
+                message,
+            ),
+            RunError::OutputLimit => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                Some("output_limit"),
+                message,
+            ),
+            RunError::Failed(_) | RunError::Cancelled | RunError::Internal(_) => {
+                Self::internal(message)
+            }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The HTTP door: routes, auth, request ids. Handlers only translate.
+
+mod chat;
+pub mod error;
+mod health;
+mod models;
+pub mod openai;
+mod stream;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use chat::{AGENT_HEADER, SESSION_HEADER};
+use error::ApiError;
+
+use crate::gateway::Gateway;
+
+/// All routes of the gateway port. The WebSocket upgrade will live on `/`.
+pub fn router(gw: Arc<Gateway>) -> Router {
+    let mut protected = Router::new();
+    if gw.config.gateway.http.endpoints.chat_completions.enabled {
+        protected = protected
+            .route(
+                "/v1/chat/completions",
+                post(chat::completions).fallback(|| async { ApiError::method_not_allowed("POST") }),
+            )
+            .route(
+                "/v1/models",
+                get(models::list).fallback(|| async { ApiError::method_not_allowed("GET") }),
+            );
+    }
+    let protected = protected.route_layer(middleware::from_fn_with_state(gw.clone(), require_auth));
+    Router::new()
+        .merge(protected)
+        .route("/health", get(health::live))
+        .route("/healthz", get(health::live))
+        .route("/ready", get(health::ready))
+        .route("/readyz", get(health::ready))
+        .fallback(|| async { ApiError::not_found() })
+        .with_state(gw)
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// Bearer auth before anything else on protected routes.
+async fn require_auth(
+    State(gw): State<Arc<Gateway>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    gw.auth.verify_bearer(request.headers())?;
+    Ok(next.run(request).await)
+}
+
+/// Serve until `shutdown` resolves, then let open requests finish.
+pub async fn serve(
+    gw: Arc<Gateway>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(gw.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            gw.begin_drain();
+        })
+        .await
+}

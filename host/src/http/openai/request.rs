@@ -1,0 +1,268 @@
+//! `POST /v1/chat/completions` request bodies, parsed leniently where OpenAI
+//! is lenient (unknown fields ignored) and strictly where it is strict.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::http::error::ApiError;
+use crate::runtime::{Message, Role, ToolCall, ToolSpec};
+
+/// The fields the gateway honours.
+#[derive(Debug, Deserialize)]
+pub struct ChatRequest {
+    pub model: Option<String>,
+    pub messages: Vec<ChatMessage>,
+    pub stream: Option<bool>,
+    pub stream_options: Option<StreamOptions>,
+    pub user: Option<String>,
+    pub tools: Option<Vec<ToolDefinition>>,
+    pub tool_choice: Option<Value>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub max_tokens: Option<u32>,
+    pub max_completion_tokens: Option<u32>,
+    pub stop: Option<Stop>,
+    pub seed: Option<i64>,
+    pub response_format: Option<Value>,
+}
+
+/// `stream_options`
+#[derive(Debug, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: Option<bool>,
+}
+
+/// `stop`: one string or several.
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(untagged)]
+pub enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// One entry of `messages`.
+#[derive(Debug, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    #[serde(default)]
+    pub content: Option<Content>,
+    pub name: Option<String>,
+    pub tool_call_id: Option<String>,
+    pub tool_calls: Option<Vec<ToolCallIn>>,
+}
+
+/// `content`: a string or an array of parts.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+/// One content part; only `text` parts carry meaning for agents.
+#[derive(Debug, Deserialize)]
+pub struct ContentPart {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub text: Option<String>,
+}
+
+/// A tool call inside an earlier assistant message.
+#[derive(Debug, Deserialize)]
+pub struct ToolCallIn {
+    pub id: String,
+    pub function: FunctionCall,
+}
+
+/// `{name, arguments}`
+#[derive(Debug, Deserialize)]
+pub struct FunctionCall {
+    pub name: String,
+    #[serde(default)]
+    pub arguments: String,
+}
+
+/// One entry of `tools`.
+#[derive(Debug, Deserialize)]
+pub struct ToolDefinition {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionDefinition,
+}
+
+/// A function tool's description.
+#[derive(Debug, Deserialize)]
+pub struct FunctionDefinition {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub parameters: Option<Value>,
+}
+
+impl ChatRequest {
+    /// Parse a body; errors name the offending field in `param`.
+    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let request: Self = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                ApiError::invalid_request(format!("Malformed JSON body: {inner}"), None)
+            } else {
+                let param = (path != ".").then_some(path);
+                ApiError::invalid_request(format!("Invalid request: {inner}"), param)
+            }
+        })?;
+        de.end()
+            .map_err(|e| ApiError::invalid_request(format!("Malformed JSON body: {e}"), None))?;
+        if request.messages.is_empty() {
+            return Err(ApiError::invalid_request(
+                "`messages` must contain at least one message",
+                Some("messages".into()),
+            ));
+        }
+        Ok(request)
+    }
+
+    /// True for `stream: true`.
+    pub fn streaming(&self) -> bool {
+        self.stream.unwrap_or(false)
+    }
+
+    /// True when the client asked for the final usage chunk.
+    pub fn include_usage(&self) -> bool {
+        self.stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false)
+    }
+
+    /// Messages as agents see them.
+    pub fn agent_messages(&self) -> Result<Vec<Message>, ApiError> {
+        self.messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| m.to_agent(i))
+            .collect()
+    }
+
+    /// Function tools as agents see them.
+    pub fn agent_tools(&self) -> Result<Vec<ToolSpec>, ApiError> {
+        let Some(tools) = &self.tools else {
+            return Ok(Vec::new());
+        };
+        tools
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                if t.kind != "function" {
+                    return Err(ApiError::invalid_request(
+                        format!(
+                            "Unsupported tool type {:?}; only \"function\" tools are supported",
+                            t.kind
+                        ),
+                        Some(format!("tools[{i}].type")),
+                    ));
+                }
+                Ok(ToolSpec {
+                    name: t.function.name.clone(),
+                    description: t.function.description.clone().unwrap_or_default(),
+                    parameters: t
+                        .function
+                        .parameters
+                        .as_ref()
+                        .map(Value::to_string)
+                        .unwrap_or_else(|| "{}".into()),
+                })
+            })
+            .collect()
+    }
+
+    /// The sampling and formatting parameters, for the agent's `params`.
+    pub fn params(&self) -> Value {
+        let mut params = Map::new();
+        let mut put = |key: &str, value: Option<Value>| {
+            if let Some(v) = value {
+                params.insert(key.into(), v);
+            }
+        };
+        put("tool_choice", self.tool_choice.clone());
+        put("temperature", self.temperature.map(Value::from));
+        put("top_p", self.top_p.map(Value::from));
+        put(
+            "max_tokens",
+            self.max_completion_tokens
+                .or(self.max_tokens)
+                .map(Value::from),
+        );
+        put(
+            "stop",
+            self.stop
+                .as_ref()
+                .and_then(|s| serde_json::to_value(s).ok()),
+        );
+        put("seed", self.seed.map(Value::from));
+        put("response_format", self.response_format.clone());
+        Value::Object(params)
+    }
+}
+
+impl ChatMessage {
+    fn to_agent(&self, index: usize) -> Result<Message, ApiError> {
+        let role = match self.role.as_str() {
+            "system" | "developer" => Role::System,
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "tool" | "function" => Role::Tool,
+            other => {
+                return Err(ApiError::invalid_request(
+                    format!(
+                        "Unknown role {other:?}; expected system, developer, user, assistant or tool"
+                    ),
+                    Some(format!("messages[{index}].role")),
+                ));
+            }
+        };
+        let content = match &self.content {
+            None => String::new(),
+            Some(Content::Text(t)) => t.clone(),
+            Some(Content::Parts(parts)) => {
+                let mut text = String::new();
+                for (p, part) in parts.iter().enumerate() {
+                    match (part.kind.as_str(), &part.text) {
+                        ("text", Some(t)) => text.push_str(t),
+                        _ => {
+                            return Err(ApiError::invalid_request(
+                                format!(
+                                    "Unsupported content part {:?}; only text parts are supported",
+                                    part.kind
+                                ),
+                                Some(format!("messages[{index}].content[{p}]")),
+                            ));
+                        }
+                    }
+                }
+                text
+            }
+        };
+        let tool_calls = self
+            .tool_calls
+            .iter()
+            .flatten()
+            .map(|c| ToolCall {
+                id: c.id.clone(),
+                name: c.function.name.clone(),
+                arguments: c.function.arguments.clone(),
+            })
+            .collect();
+        Ok(Message {
+            role,
+            content,
+            name: self.name.clone(),
+            tool_call_id: self.tool_call_id.clone(),
+            tool_calls,
+        })
+    }
+}

@@ -1,0 +1,103 @@
+//! The SSE side of chat completions.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::http::HeaderValue;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use super::error::ApiError;
+use super::openai::ChunkEncoder;
+use crate::runs::RunHandle;
+
+/// Comment sent while an agent is silent so proxies keep the connection.
+pub const PING_INTERVAL: Duration = Duration::from_secs(15);
+
+/// How long to hold the status line for the agent's first event. Errors found
+/// in that window keep their real HTTP status; after it, the 200 is sent.
+const COMMIT_AFTER: Duration = Duration::from_secs(5);
+
+struct Stream {
+    handle: Option<RunHandle>,
+    encoder: ChunkEncoder,
+    pending: VecDeque<SseEvent>,
+}
+
+impl Stream {
+    fn push(&mut self, chunks: Vec<Value>) {
+        self.pending.extend(
+            chunks
+                .into_iter()
+                .map(|c| SseEvent::default().data(c.to_string())),
+        );
+    }
+
+    fn push_event(&mut self, event: &crate::runtime::Event) {
+        let mut chunks = Vec::new();
+        self.encoder.event(event, &mut chunks);
+        self.push(chunks);
+    }
+
+    /// The run is over: closing chunks or an error, then `[DONE]`.
+    async fn end(&mut self) {
+        let Some(handle) = self.handle.take() else {
+            return;
+        };
+        match handle.finish().await {
+            Ok(()) => {
+                let mut chunks = Vec::new();
+                self.encoder.finish(&mut chunks);
+                self.push(chunks);
+            }
+            Err(e) => self.push(vec![ApiError::from(e).body()]),
+        }
+        self.pending.push_back(SseEvent::default().data("[DONE]"));
+    }
+
+    async fn next(mut self) -> Option<(Result<SseEvent, Infallible>, Self)> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some((Ok(event), self));
+            }
+            match self.handle.as_mut()?.next().await {
+                Some(event) => self.push_event(&event),
+                None => self.end().await,
+            }
+        }
+    }
+}
+
+/// Answer with an SSE stream, or with a plain error if the run fails before it shows any output.
+pub async fn respond(mut handle: RunHandle, encoder: ChunkEncoder) -> Result<Response, ApiError> {
+    let first = tokio::time::timeout(COMMIT_AFTER, handle.next()).await;
+    let start = encoder.start();
+    let mut stream = Stream {
+        handle: Some(handle),
+        encoder,
+        pending: VecDeque::new(),
+    };
+    stream.push(vec![start]);
+    match first {
+        Ok(Some(event)) => stream.push_event(&event),
+        Ok(None) => {
+            let handle = stream.handle.take().expect("handle present");
+            handle.finish().await?;
+            let mut chunks = Vec::new();
+            stream.encoder.finish(&mut chunks);
+            stream.push(chunks);
+            stream.pending.push_back(SseEvent::default().data("[DONE]"));
+        }
+        Err(_still_silent) => {}
+    }
+    let body = futures::stream::unfold(stream, Stream::next);
+    let mut response = Sse::new(body)
+        .keep_alive(KeepAlive::new().interval(PING_INTERVAL).text("ping"))
+        .into_response();
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}

@@ -1,0 +1,181 @@
+//! One loaded version of an agent, and how it runs a turn.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Store, UpdateDeadline};
+
+use super::AgentId;
+use super::bindings::{Agent, AgentInfo, AgentPre, Event, RunRequest};
+use super::error::RunError;
+use super::state::{OutputStop, RunState};
+
+/// Per-run resource limits for an agent.
+#[derive(Debug, Clone)]
+pub struct RunLimits {
+    pub memory_bytes: usize,
+    pub time_budget: Duration,
+    pub output_bytes: usize,
+}
+
+impl Default for RunLimits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 64 << 20,
+            time_budget: Duration::from_secs(120),
+            output_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Budget for `info()` at load time: it must not do real work.
+const INFO_BUDGET: Duration = Duration::from_secs(5);
+
+/// An agent component compiled, link-checked and ready to instantiate.
+pub struct AgentVersion {
+    pub id: AgentId,
+    /// sha256 of the component bytes, hex.
+    pub digest: String,
+    pub info: AgentInfo,
+    /// Where it came from (`shipped:echo`, a file path, …).
+    pub source: String,
+    pub loaded_at: SystemTime,
+    pre: AgentPre<RunState>,
+    config: Arc<BTreeMap<String, String>>,
+    limits: RunLimits,
+}
+
+/// Why a component could not become an agent version.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("not a valid component: {0}")]
+    Compile(String),
+    #[error("component does not fit the wasmclaw:agent world: {0}")]
+    Link(String),
+    #[error("component's info() failed: {0}")]
+    Info(String),
+}
+
+impl AgentVersion {
+    /// Compile, link-check and call `info()`. CPU-heavy compilation runs on a blocking thread.
+    pub(super) async fn load(
+        engine: &Engine,
+        linker: &Linker<RunState>,
+        id: AgentId,
+        source: String,
+        bytes: Arc<[u8]>,
+        config: BTreeMap<String, String>,
+        limits: RunLimits,
+    ) -> Result<Self, LoadError> {
+        let digest = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(&bytes))
+        };
+        let component = {
+            let engine = engine.clone();
+            let bytes = bytes.clone();
+            tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+                .await
+                .map_err(|e| LoadError::Compile(e.to_string()))?
+                .map_err(|e| LoadError::Compile(format!("{e:#}")))?
+        };
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = AgentPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let config = Arc::new(config);
+        let mut version = Self {
+            id,
+            digest,
+            info: AgentInfo {
+                name: String::new(),
+                version: String::new(),
+                description: String::new(),
+            },
+            source,
+            loaded_at: SystemTime::now(),
+            pre,
+            config,
+            limits,
+        };
+        version.info = version
+            .call_info()
+            .await
+            .map_err(|e| LoadError::Info(e.to_string()))?;
+        Ok(version)
+    }
+
+    /// The settings this version reads through `config.get`.
+    pub fn config(&self) -> &BTreeMap<String, String> {
+        &self.config
+    }
+
+    /// The limits each run of this version gets.
+    pub fn limits(&self) -> &RunLimits {
+        &self.limits
+    }
+
+    async fn call_info(&self) -> Result<AgentInfo, RunError> {
+        let mut store = self.store(None);
+        let call = async {
+            let agent = self.pre.instantiate_async(&mut store).await?;
+            agent.call_info(&mut store).await
+        };
+        match tokio::time::timeout(INFO_BUDGET, call).await {
+            Err(_) => Err(RunError::Timeout(INFO_BUDGET)),
+            Ok(Ok(info)) => Ok(info),
+            Ok(Err(e)) => Err(RunError::from_wasmtime(e, self.exceeded(&store))),
+        }
+    }
+
+    /// Run one turn in a fresh store, streaming events into `events`.
+    ///
+    /// Dropping the returned future cancels the run and frees the instance.
+    pub async fn run(&self, req: &RunRequest, events: mpsc::Sender<Event>) -> Result<(), RunError> {
+        let mut store = self.store(Some(events));
+        let call = async {
+            let agent: Agent = self.pre.instantiate_async(&mut store).await?;
+            agent.call_run(&mut store, req).await
+        };
+        let outcome = tokio::time::timeout(self.limits.time_budget, call).await;
+        let stop = store.data().output_stop;
+        match outcome {
+            Err(_) => Err(RunError::Timeout(self.limits.time_budget)),
+            // The output side decided first: whatever the guest returned after
+            // being told to stop is noise.
+            Ok(_) if stop == Some(OutputStop::Closed) => Err(RunError::Cancelled),
+            Ok(_) if stop == Some(OutputStop::Limit) => Err(RunError::OutputLimit),
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(agent_error))) => Err(agent_error.into()),
+            Ok(Err(e)) => Err(RunError::from_wasmtime(e, self.exceeded(&store))),
+        }
+    }
+
+    fn store(&self, events: Option<mpsc::Sender<Event>>) -> Store<RunState> {
+        let state = RunState::new(
+            self.id.as_str(),
+            self.config.clone(),
+            events,
+            self.limits.memory_bytes,
+            self.limits.output_bytes,
+        );
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|s| &mut s.memory);
+        // Yield to the executor on every epoch tick: a guest spinning on the
+        // CPU cannot starve other tasks, and the time budget can fire.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        store
+    }
+
+    fn exceeded(&self, store: &Store<RunState>) -> Option<usize> {
+        store
+            .data()
+            .memory
+            .exceeded
+            .then_some(self.limits.memory_bytes)
+    }
+}

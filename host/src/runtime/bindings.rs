@@ -1,0 +1,18 @@
+//! Host bindings generated from `wit/` — the same files the guest SDK uses.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "agent",
+    imports: {
+        // Async so a slow client applies backpressure to the guest instead of
+        // buffering without bound; trappable so a guest that keeps emitting
+        // after being told to stop is killed.
+        "wasmclaw:agent/output.emit": async | trappable,
+        default: trappable,
+    },
+    exports: { default: async },
+});
+
+pub use wasmclaw::agent::types::{
+    EmitError, Event, FinishReason, Message, Role, ToolCall, ToolCallDelta, ToolSpec, Usage,
+};

@@ -1,0 +1,62 @@
+//! Why a run did not complete. The one error type every door maps from.
+
+use std::time::Duration;
+
+use super::bindings::AgentError;
+
+/// A run that ended without a complete reply.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RunError {
+    #[error("agent {0:?} not found")]
+    UnknownAgent(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("agent unavailable: {0}")]
+    Unavailable(String),
+    #[error("agent failed: {0}")]
+    Failed(String),
+    #[error("agent trapped: {0}")]
+    Trapped(String),
+    #[error("agent exceeded its memory limit of {0} bytes")]
+    MemoryLimit(usize),
+    #[error("agent exceeded its output limit")]
+    OutputLimit,
+    #[error("agent exceeded its time budget of {}s", .0.as_secs_f64())]
+    Timeout(Duration),
+    #[error("no capacity for another run; retry shortly")]
+    NoCapacity,
+    #[error("run cancelled")]
+    Cancelled,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<AgentError> for RunError {
+    fn from(e: AgentError) -> Self {
+        match e {
+            AgentError::InvalidRequest(m) => Self::InvalidRequest(m),
+            AgentError::Unavailable(m) => Self::Unavailable(m),
+            AgentError::Failed(m) => Self::Failed(m),
+        }
+    }
+}
+
+impl RunError {
+    /// Classify an error out of wasmtime (trap, pool exhaustion, host bug).
+    pub(super) fn from_wasmtime(err: wasmtime::Error, memory_exceeded: Option<usize>) -> Self {
+        if err
+            .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+            .is_some()
+        {
+            return Self::NoCapacity;
+        }
+        if let Some(max) = memory_exceeded {
+            return Self::MemoryLimit(max);
+        }
+        match err.downcast_ref::<wasmtime::Trap>() {
+            Some(trap) => Self::Trapped(trap.to_string()),
+            // Not a wasm trap: a host import failed (e.g. emit after stop).
+            None => Self::Trapped(format!("{err:#}")),
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Agents built with the gateway and embedded in the binary.
+
+/// Names usable as `agents.entries.<id>.plugin`.
+pub const NAMES: &[&str] = &["echo"];
+
+/// The component bytes of a shipped plugin.
+pub fn component(name: &str) -> Option<&'static [u8]> {
+    match name {
+        "echo" => Some(include_bytes!(env!("WASMCLAW_PLUGIN_ECHO"))),
+        _ => None,
+    }
+}

@@ -1,0 +1,45 @@
+//! The echo agent: replies with the last user message, one `text` event per
+//! word. Whitespace stays attached to the word before it, so the events
+//! concatenate to exactly the input.
+
+use wasmclaw_sdk::{Agent, AgentError, AgentInfo, Output, RunRequest, export_agent};
+
+#[derive(Default)]
+struct Echo;
+
+impl Agent for Echo {
+    fn info() -> AgentInfo {
+        AgentInfo::new(
+            "echo",
+            env!("CARGO_PKG_VERSION"),
+            "Replies with the last user message",
+        )
+    }
+
+    fn run(&self, req: RunRequest, out: &Output) -> Result<(), AgentError> {
+        let text = req.last_user_text().unwrap_or_default();
+        for piece in words(text) {
+            out.text(piece)?;
+        }
+        Ok(())
+    }
+}
+
+/// Split after each run of whitespace: "a  b c" → ["a  ", "b ", "c"].
+fn words(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let word_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let end = rest[word_end..]
+            .find(|c: char| !c.is_whitespace())
+            .map_or(rest.len(), |i| word_end + i);
+        let (piece, tail) = rest.split_at(end);
+        rest = tail;
+        Some(piece)
+    })
+}
+
+export_agent!(Echo);
