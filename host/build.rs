@@ -8,39 +8,22 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Guest crates and the env var that carries each component's path.
-const GUESTS: &[(&str, &str)] = &[
-    ("wasmclaw-plugin-echo", "WASMCLAW_PLUGIN_ECHO"),
-    ("wasmclaw-fixture-faults", "WASMCLAW_FIXTURE_FAULTS"),
-];
+const GUESTS: &[(&str, &str)] =
+    &[("wasmclaw-plugin-echo", "WASMCLAW_PLUGIN_ECHO"), ("wasmclaw-fixture-faults", "WASMCLAW_FIXTURE_FAULTS")];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
-    for dir in [
-        "wit",
-        "guest-sdk",
-        "plugins",
-        "tests/fixtures",
-        "Cargo.lock",
-    ] {
+    for dir in ["wit", "guest-sdk", "plugins", "tests/fixtures", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
 
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("guests");
+    let target_dir =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target")).join("guests");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args([
-            "build",
-            "--profile",
-            "guest",
-            "--target",
-            "wasm32-wasip2",
-            "--locked",
-        ])
+        .args(["build", "--profile", "guest", "--target", "wasm32-wasip2", "--locked"])
         .arg("--target-dir")
         .arg(&target_dir);
     for (package, _) in GUESTS {
@@ -48,18 +31,12 @@ fn main() {
     }
     // The outer build's flags and wrappers (clippy, coverage, native
     // target-cpu) do not apply to wasm guests.
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTC_WRAPPER",
-        "CARGO_BUILD_TARGET",
-    ] {
+    for var in
+        ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "RUSTC_WORKSPACE_WRAPPER", "RUSTC_WRAPPER", "CARGO_BUILD_TARGET"]
+    {
         cmd.env_remove(var);
     }
-    let status = cmd
-        .status()
-        .expect("failed to run cargo for the wasm guests");
+    let status = cmd.status().expect("failed to run cargo for the wasm guests");
     if !status.success() {
         panic!(
             "building the wasm guests failed ({status}); is the wasm32-wasip2 target installed? \
@@ -70,11 +47,7 @@ fn main() {
     let out = target_dir.join("wasm32-wasip2").join("guest");
     for (package, var) in GUESTS {
         let file = out.join(format!("{}.wasm", package.replace('-', "_")));
-        assert!(
-            Path::new(&file).exists(),
-            "missing guest component {}",
-            file.display()
-        );
+        assert!(Path::new(&file).exists(), "missing guest component {}", file.display());
         println!("cargo:rustc-env={var}={}", file.display());
     }
 }

@@ -1,1 +1,96 @@
+//! Token and password auth, from config and from the environment.
 
+mod support;
+
+use support::*;
+
+fn config(auth: &str) -> String {
+    format!(r#"{{ gateway: {{ auth: {auth}, http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} }} }}"#)
+}
+
+async fn status_with(gw: &TestGateway, authorization: Option<&str>) -> u16 {
+    let mut req = reqwest::Client::new().post(gw.url("/v1/chat/completions")).json(&ask("openclaw", "hi"));
+    if let Some(value) = authorization {
+        req = req.header("authorization", value);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    if status == 401 {
+        assert!(res.headers().contains_key("x-request-id"));
+        let (kind, code, _) = error_fields(&res.json().await.unwrap());
+        assert_eq!((kind.as_str(), code.as_deref()), ("invalid_request_error", Some("invalid_api_key")));
+    }
+    status
+}
+
+async fn assert_only(gw: &TestGateway, secret: &str) {
+    assert_eq!(status_with(gw, None).await, 401, "missing");
+    assert_eq!(status_with(gw, Some("Bearer wrong")).await, 401, "wrong");
+    assert_eq!(status_with(gw, Some(&format!("Basic {secret}"))).await, 401, "wrong scheme");
+    assert_eq!(status_with(gw, Some(secret)).await, 401, "no scheme");
+    assert_eq!(status_with(gw, Some(&format!("Bearer {secret}x"))).await, 401, "prefix of the secret");
+    assert_eq!(status_with(gw, Some(&format!("Bearer {secret}"))).await, 200, "right");
+    assert_eq!(status_with(gw, Some(&format!("bearer {secret}"))).await, 200, "scheme case-insensitive");
+}
+
+#[tokio::test]
+async fn token_from_config() {
+    let gw = TestGateway::start_with(&config(r#"{ mode: "token", token: "cfg-secret-1" }"#), &[]).unwrap();
+    assert_only(&gw, "cfg-secret-1").await;
+}
+
+#[tokio::test]
+async fn token_from_env() {
+    let gw = TestGateway::start_with(&config(r#"{ mode: "token" }"#), &[("OPENCLAW_GATEWAY_TOKEN", "env-secret-2")])
+        .unwrap();
+    assert_only(&gw, "env-secret-2").await;
+}
+
+#[tokio::test]
+async fn password_from_config_and_token_does_not_count() {
+    let gw = TestGateway::start_with(
+        &config(r#"{ mode: "password", password: "pw-secret-3", token: "tok-secret-3" }"#),
+        &[("OPENCLAW_GATEWAY_TOKEN", "env-token-3")],
+    )
+    .unwrap();
+    assert_only(&gw, "pw-secret-3").await;
+    assert_eq!(status_with(&gw, Some("Bearer tok-secret-3")).await, 401);
+    assert_eq!(status_with(&gw, Some("Bearer env-token-3")).await, 401);
+}
+
+#[tokio::test]
+async fn password_from_env() {
+    let gw = TestGateway::start_with(&config(r#"{ mode: "password" }"#), &[("OPENCLAW_GATEWAY_PASSWORD", "env-pw-4")])
+        .unwrap();
+    assert_only(&gw, "env-pw-4").await;
+}
+
+#[tokio::test]
+async fn no_secret_refuses_to_start_and_says_how() {
+    let log = TestGateway::start_with(&config(r#"{ mode: "token" }"#), &[]).err().expect("must not start");
+    assert!(log.contains("gateway.auth.token") && log.contains("OPENCLAW_GATEWAY_TOKEN"), "{log}");
+    let log = TestGateway::start_with(&config(r#"{ mode: "password" }"#), &[("OPENCLAW_GATEWAY_TOKEN", "x")])
+        .err()
+        .expect("must not start");
+    assert!(log.contains("gateway.auth.password") && log.contains("OPENCLAW_GATEWAY_PASSWORD"), "{log}");
+}
+
+#[tokio::test]
+async fn secrets_never_reach_logs_or_error_bodies() {
+    let secret = "very-secret-token-5";
+    let gw = TestGateway::start_with(&config(&format!(r#"{{ mode: "token", token: "{secret}" }}"#)), &[]).unwrap();
+    let client = reqwest::Client::new();
+    let mut bodies = String::new();
+    for auth in [format!("Bearer {secret}"), format!("Bearer {secret}-wrong"), "Bearer nope".into()] {
+        for path in ["/v1/chat/completions", "/v1/models", "/nope"] {
+            let res = client.post(gw.url(path)).header("authorization", &auth).body("{bad").send().await.unwrap();
+            bodies.push_str(&res.text().await.unwrap());
+        }
+    }
+    assert!(!bodies.contains(secret), "{bodies}");
+    // Give the log a moment to drain, then check it too.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let log = gw.log();
+    assert!(log.contains("request"), "tracing is on, so an absent secret means something: {log}");
+    assert!(!log.contains(secret), "{log}");
+}

@@ -39,6 +39,8 @@
 //! `target/wasm32-wasip2/release/<crate>.wasm`.
 
 #[doc(hidden)]
+// Generated code: its shape follows the WIT, not our lint preferences.
+#[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
@@ -52,8 +54,8 @@ pub mod bindings {
 use bindings::wasmclaw::agent::{config as host_config, output as host_output};
 
 pub use bindings::wasmclaw::agent::types::{
-    AgentError, AgentInfo, EmitError, Event, FinishReason, Message, Role, RunRequest, ToolCall,
-    ToolCallDelta, ToolSpec, Usage,
+    AgentError, AgentInfo, EmitError, Event, FinishReason, Message, Role, RunRequest, ToolCall, ToolCallDelta,
+    ToolSpec, Usage,
 };
 
 /// An agent: one value is created per run, so `&self` state lives for one turn.
@@ -96,13 +98,7 @@ impl Output {
     }
 
     /// Send a whole tool call as one piece.
-    pub fn tool_call(
-        &self,
-        index: u32,
-        id: &str,
-        name: &str,
-        arguments: &str,
-    ) -> Result<(), EmitError> {
+    pub fn tool_call(&self, index: u32, id: &str, name: &str, arguments: &str) -> Result<(), EmitError> {
         self.emit(&Event::ToolCall(ToolCallDelta {
             index,
             id: Some(id.to_string()),
@@ -113,10 +109,7 @@ impl Output {
 
     /// Report token usage for the run.
     pub fn usage(&self, prompt_tokens: u32, completion_tokens: u32) -> Result<(), EmitError> {
-        self.emit(&Event::Usage(Usage {
-            prompt_tokens,
-            completion_tokens,
-        }))
+        self.emit(&Event::Usage(Usage { prompt_tokens, completion_tokens }))
     }
 
     /// Say why the reply ended (default: `stop`, or `tool-calls` after tool calls).
@@ -136,22 +129,14 @@ pub mod config {
 impl AgentInfo {
     /// Build an [`AgentInfo`] from borrowed strings.
     pub fn new(name: &str, version: &str, description: &str) -> Self {
-        Self {
-            name: name.into(),
-            version: version.into(),
-            description: description.into(),
-        }
+        Self { name: name.into(), version: version.into(), description: description.into() }
     }
 }
 
 impl RunRequest {
     /// Content of the last `user` message, if there is one.
     pub fn last_user_text(&self) -> Option<&str> {
-        self.messages
-            .iter()
-            .rev()
-            .find(|m| m.role == Role::User)
-            .map(|m| m.content.as_str())
+        self.messages.iter().rev().find(|m| m.role == Role::User).map(|m| m.content.as_str())
     }
 }
 

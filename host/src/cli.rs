@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::gateway::Gateway;
-use crate::runs::{Agents, Reply, RunInput};
+use crate::runs::{Agents, Reply, RunInput, finish_reason_name};
 use crate::runtime::{AgentId, Event, Message, Role};
 use crate::sessions;
 
@@ -68,13 +68,9 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Gateway { config, port } => gateway(config, port).await,
-        Command::Agent {
-            agent,
-            message,
-            session_key,
-            json,
-            config,
-        } => agent_turn(config, agent, message, session_key, json).await,
+        Command::Agent { agent, message, session_key, json, config } => {
+            agent_turn(config, agent, message, session_key, json).await
+        }
     }
 }
 
@@ -83,20 +79,12 @@ async fn gateway(config_path: Option<PathBuf>, port: Option<u16>) -> anyhow::Res
     if let Some(port) = port {
         config.gateway.port = port;
     }
-    let addr = (
-        config.gateway.bind.parse::<std::net::IpAddr>()?,
-        config.gateway.port,
-    );
+    let addr = (config.gateway.bind.parse::<std::net::IpAddr>()?, config.gateway.port);
     let gw = Gateway::start(config).await?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {}:{}", addr.0, addr.1))?;
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {}:{}", addr.0, addr.1))?;
     let local = listener.local_addr()?;
-    let chat = if gw.config.gateway.http.endpoints.chat_completions.enabled {
-        "enabled"
-    } else {
-        "disabled"
-    };
+    let chat = if gw.config.gateway.http.endpoints.chat_completions.enabled { "enabled" } else { "disabled" };
     tracing::info!(%local, chat_completions = chat, agents = gw.agents.registry().list().len(), "gateway ready");
     // Scripts and tests read this line to find the port.
     println!("wasmclaw listening on http://{local}");
@@ -110,8 +98,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]
@@ -129,9 +117,7 @@ async fn agent_turn(
     let config = Config::load(config_path.as_deref())?;
     let agents = Agents::from_config(&config).await?;
     let agent = match agent {
-        Some(raw) => {
-            AgentId::parse(&raw).with_context(|| format!("{raw:?} is not a valid agent id"))?
-        }
+        Some(raw) => AgentId::parse(&raw).with_context(|| format!("{raw:?} is not a valid agent id"))?,
         None => agents.default_agent().clone(),
     };
     let session = sessions::resolve(&agent, session_key.as_deref(), None)?;
@@ -164,12 +150,8 @@ async fn agent_turn(
     let session_key = handle.session.key.clone();
     match handle.finish().await {
         Ok(()) if json_lines => {
-            let finish = format!("{:?}", reply.finish_reason()).to_lowercase();
-            writeln!(
-                out,
-                "{}",
-                json!({"type": "done", "finishReason": finish, "sessionKey": session_key})
-            )?;
+            let finish = finish_reason_name(reply.finish_reason());
+            writeln!(out, "{}", json!({"type": "done", "finishReason": finish, "sessionKey": session_key}))?;
             Ok(())
         }
         Ok(()) => {
@@ -178,11 +160,7 @@ async fn agent_turn(
         }
         Err(e) => {
             if json_lines {
-                writeln!(
-                    out,
-                    "{}",
-                    json!({"type": "error", "message": e.to_string()})
-                )?;
+                writeln!(out, "{}", json!({"type": "error", "message": e.to_string()}))?;
             }
             Err(e.into())
         }
@@ -199,6 +177,6 @@ fn event_json(event: &Event) -> serde_json::Value {
         Event::Usage(u) => {
             json!({"type": "usage", "promptTokens": u.prompt_tokens, "completionTokens": u.completion_tokens})
         }
-        Event::Finish(f) => json!({"type": "finish", "reason": format!("{f:?}").to_lowercase()}),
+        Event::Finish(f) => json!({"type": "finish", "reason": finish_reason_name(*f)}),
     }
 }

@@ -20,12 +20,7 @@ impl Gateway {
     pub async fn start(config: Config) -> anyhow::Result<Arc<Self>> {
         let auth = Authenticator::from_config(&config.gateway.auth, |k| std::env::var(k).ok())?;
         let agents = Agents::from_config(&config).await?;
-        Ok(Arc::new(Self {
-            config,
-            auth,
-            agents,
-            ready: AtomicBool::new(true),
-        }))
+        Ok(Arc::new(Self { config, auth, agents, ready: AtomicBool::new(true) }))
     }
 
     /// True once agents are loaded and until shutdown begins.

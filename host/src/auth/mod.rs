@@ -31,10 +31,7 @@ pub struct MissingSecret {
 
 impl Authenticator {
     /// Resolve the secret for the configured mode: the config value, else the env var.
-    pub fn from_config(
-        config: &AuthConfig,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, MissingSecret> {
+    pub fn from_config(config: &AuthConfig, env: impl Fn(&str) -> Option<String>) -> Result<Self, MissingSecret> {
         let (configured, env_name, mode_name) = match config.mode {
             AuthMode::Token => (&config.token, TOKEN_ENV, "token"),
             AuthMode::Password => (&config.password, PASSWORD_ENV, "password"),
@@ -43,14 +40,8 @@ impl Authenticator {
             .clone()
             .or_else(|| env(env_name).map(Secret::new))
             .filter(|s| !s.expose().is_empty())
-            .ok_or(MissingSecret {
-                mode: mode_name,
-                env: env_name,
-            })?;
-        Ok(Self {
-            mode: config.mode,
-            digest: digest(secret.expose()),
-        })
+            .ok_or(MissingSecret { mode: mode_name, env: env_name })?;
+        Ok(Self { mode: config.mode, digest: digest(secret.expose()) })
     }
 
     /// The mode clients authenticate with.
@@ -61,18 +52,12 @@ impl Authenticator {
     /// True when `presented` is the configured secret.
     pub fn verify(&self, presented: &str) -> bool {
         let theirs = digest(presented);
-        self.digest
-            .iter()
-            .zip(theirs.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        self.digest.iter().zip(theirs.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
     }
 
     /// Check `Authorization: Bearer <secret>` (scheme case-insensitive).
     pub fn verify_bearer(&self, headers: &HeaderMap) -> Result<(), AuthFailure> {
-        let value = headers
-            .get(header::AUTHORIZATION)
-            .ok_or(AuthFailure::Missing)?;
+        let value = headers.get(header::AUTHORIZATION).ok_or(AuthFailure::Missing)?;
         let value = value.to_str().map_err(|_| AuthFailure::Wrong)?;
         let (scheme, secret) = value.split_once(' ').ok_or(AuthFailure::Wrong)?;
         if !scheme.eq_ignore_ascii_case("bearer") || !self.verify(secret.trim()) {
@@ -107,35 +92,24 @@ mod tests {
 
     #[test]
     fn config_wins_over_env_and_env_fills_the_gap() {
-        let a = Authenticator::from_config(&auth(AuthMode::Token, Some("cfg"), None), |_| {
-            Some("env".into())
-        })
-        .unwrap();
+        let a = Authenticator::from_config(&auth(AuthMode::Token, Some("cfg"), None), |_| Some("env".into())).unwrap();
         assert!(a.verify("cfg") && !a.verify("env"));
-        let a = Authenticator::from_config(&auth(AuthMode::Token, None, None), |k| {
-            (k == TOKEN_ENV).then(|| "env".into())
-        })
-        .unwrap();
+        let a =
+            Authenticator::from_config(&auth(AuthMode::Token, None, None), |k| (k == TOKEN_ENV).then(|| "env".into()))
+                .unwrap();
         assert!(a.verify("env") && !a.verify("cfg") && !a.verify(""));
     }
 
     #[test]
     fn password_mode_ignores_the_token() {
-        let err =
-            Authenticator::from_config(&auth(AuthMode::Password, Some("tok"), None), |_| None)
-                .err()
-                .unwrap();
+        let err = Authenticator::from_config(&auth(AuthMode::Password, Some("tok"), None), |_| None).err().unwrap();
         let message = err.to_string();
-        assert!(
-            message.contains("gateway.auth.password") && message.contains(PASSWORD_ENV),
-            "{message}"
-        );
+        assert!(message.contains("gateway.auth.password") && message.contains(PASSWORD_ENV), "{message}");
     }
 
     #[test]
     fn bearer_scheme_is_case_insensitive() {
-        let a = Authenticator::from_config(&auth(AuthMode::Token, Some("s3cret"), None), |_| None)
-            .unwrap();
+        let a = Authenticator::from_config(&auth(AuthMode::Token, Some("s3cret"), None), |_| None).unwrap();
         let mut h = HeaderMap::new();
         assert_eq!(a.verify_bearer(&h), Err(AuthFailure::Missing));
         for (value, ok) in [

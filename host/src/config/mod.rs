@@ -42,12 +42,7 @@ pub struct GatewayConfig {
 
 impl Default for GatewayConfig {
     fn default() -> Self {
-        Self {
-            port: DEFAULT_PORT,
-            bind: default_bind(),
-            auth: AuthConfig::default(),
-            http: HttpConfig::default(),
-        }
+        Self { port: DEFAULT_PORT, bind: default_bind(), auth: AuthConfig::default(), http: HttpConfig::default() }
     }
 }
 
@@ -83,10 +78,7 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self {
-            endpoints: HttpEndpoints::default(),
-            max_body_bytes: default_max_body(),
-        }
+        Self { endpoints: HttpEndpoints::default(), max_body_bytes: default_max_body() }
     }
 }
 
@@ -118,10 +110,7 @@ pub struct AgentsConfig {
 
 impl Default for AgentsConfig {
     fn default() -> Self {
-        Self {
-            default: default_agent(),
-            entries: None,
-        }
+        Self { default: default_agent(), entries: None }
     }
 }
 
@@ -153,24 +142,11 @@ fn default_agent() -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}:{line}:{column}: `{key}`: {message}")]
-    Invalid {
-        path: PathBuf,
-        key: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    Invalid { path: PathBuf, key: String, line: usize, column: usize, message: String },
     #[error("{path}: `{key}`: {message}")]
-    Value {
-        path: PathBuf,
-        key: String,
-        message: String,
-    },
+    Value { path: PathBuf, key: String, message: String },
 }
 
 impl Config {
@@ -179,10 +155,8 @@ impl Config {
         let Some(path) = path else {
             return Ok(Config::default());
         };
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         let mut config = Self::parse(&text, path)?;
         config.base_dir = path.parent().map(Path::to_path_buf);
         Ok(config)
@@ -193,16 +167,9 @@ impl Config {
         let invalid = |key: String, err: json5::Error| {
             let json5::Error::Message { msg, location } = err;
             let (line, column) = location.map_or((1, 1), |l| (l.line, l.column));
-            ConfigError::Invalid {
-                path: origin.to_path_buf(),
-                key,
-                line,
-                column,
-                message: msg,
-            }
+            ConfigError::Invalid { path: origin.to_path_buf(), key, line, column, message: msg }
         };
-        let mut de =
-            json5::Deserializer::from_str(text).map_err(|e| invalid("(syntax)".into(), e))?;
+        let mut de = json5::Deserializer::from_str(text).map_err(|e| invalid("(syntax)".into(), e))?;
         let config: Config = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let key = e.path().to_string();
             invalid(key, e.into_inner())
@@ -218,29 +185,17 @@ impl Config {
             message,
         };
         if self.gateway.bind.parse::<std::net::IpAddr>().is_err() {
-            return Err(value_error(
-                "gateway.bind",
-                format!("{:?} is not an IP address", self.gateway.bind),
-            ));
+            return Err(value_error("gateway.bind", format!("{:?} is not an IP address", self.gateway.bind)));
         }
         if crate::runtime::AgentId::parse(&self.agents.default).is_none() {
-            return Err(value_error(
-                "agents.default",
-                invalid_id_message(&self.agents.default),
-            ));
+            return Err(value_error("agents.default", invalid_id_message(&self.agents.default)));
         }
         for (id, entry) in self.agents.entries.iter().flatten() {
             if crate::runtime::AgentId::parse(id).is_none() {
-                return Err(value_error(
-                    &format!("agents.entries.{id}"),
-                    invalid_id_message(id),
-                ));
+                return Err(value_error(&format!("agents.entries.{id}"), invalid_id_message(id)));
             }
             if entry.plugin.trim().is_empty() {
-                return Err(value_error(
-                    &format!("agents.entries.{id}.plugin"),
-                    "must not be empty".into(),
-                ));
+                return Err(value_error(&format!("agents.entries.{id}.plugin"), "must not be empty".into()));
             }
         }
         Ok(())
@@ -249,13 +204,7 @@ impl Config {
     /// The agent entries to load: the configured ones, or `main` = echo.
     pub fn agent_entries(&self) -> BTreeMap<String, AgentEntry> {
         self.agents.entries.clone().unwrap_or_else(|| {
-            BTreeMap::from([(
-                "main".to_string(),
-                AgentEntry {
-                    plugin: "echo".into(),
-                    config: BTreeMap::new(),
-                },
-            )])
+            BTreeMap::from([("main".to_string(), AgentEntry { plugin: "echo".into(), config: BTreeMap::new() })])
         })
     }
 

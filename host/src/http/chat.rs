@@ -22,15 +22,10 @@ pub const AGENT_HEADER: &str = "x-openclaw-agent-id";
 pub const SESSION_HEADER: &str = "x-openclaw-session-key";
 
 /// The handler. Auth has already passed (router middleware).
-pub async fn completions(
-    State(gw): State<Arc<Gateway>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
+pub async fn completions(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let limit = gw.config.gateway.http.max_body_bytes;
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-        {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
             ApiError::too_large(limit)
         } else {
             ApiError::invalid_request(format!("Could not read the request body: {e}"), None)
@@ -49,15 +44,10 @@ pub async fn completions(
         params: request.params(),
     };
     let handle = gw.agents.start(input)?;
-    let session_key = HeaderValue::from_str(&handle.session.key)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let session_key = HeaderValue::from_str(&handle.session.key).map_err(|e| ApiError::internal(e.to_string()))?;
     let completion = Completion::new(request.model.clone().unwrap_or_else(|| "openclaw".into()));
     let mut response = if request.streaming() {
-        stream::respond(
-            handle,
-            ChunkEncoder::new(completion, request.include_usage()),
-        )
-        .await?
+        stream::respond(handle, ChunkEncoder::new(completion, request.include_usage())).await?
     } else {
         let reply = handle.collect().await?;
         Json(completion.whole(&reply)).into_response()
@@ -67,11 +57,7 @@ pub async fn completions(
 }
 
 /// Header first, then `model`: `openclaw[/default]`, `openclaw:<id>`, `openclaw/<id>`, `agent:<id>`.
-fn resolve_agent(
-    gw: &Gateway,
-    headers: &HeaderMap,
-    model: Option<&str>,
-) -> Result<AgentId, ApiError> {
+fn resolve_agent(gw: &Gateway, headers: &HeaderMap, model: Option<&str>) -> Result<AgentId, ApiError> {
     if let Some(id) = header_text(headers, AGENT_HEADER)? {
         return AgentId::parse(id.trim()).ok_or_else(|| ApiError::unknown_agent(id));
     }
@@ -92,9 +78,7 @@ fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>
     headers
         .get(name)
         .map(|v| {
-            v.to_str().map_err(|_| {
-                ApiError::invalid_request(format!("{name} must be ASCII text"), Some(name.into()))
-            })
+            v.to_str().map_err(|_| ApiError::invalid_request(format!("{name} must be ASCII text"), Some(name.into())))
         })
         .transpose()
 }

@@ -23,44 +23,18 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(
-        status: StatusCode,
-        kind: &'static str,
-        code: Option<&'static str>,
-        message: impl Into<String>,
-    ) -> Self {
-        Self {
-            status,
-            kind,
-            code,
-            param: None,
-            message: message.into(),
-            retry_after: None,
-            allow: None,
-        }
+    fn new(status: StatusCode, kind: &'static str, code: Option<&'static str>, message: impl Into<String>) -> Self {
+        Self { status, kind, code, param: None, message: message.into(), retry_after: None, allow: None }
     }
 
     /// 400 for a request the gateway cannot use.
     pub fn invalid_request(message: impl Into<String>, param: Option<String>) -> Self {
-        Self {
-            param,
-            ..Self::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                None,
-                message,
-            )
-        }
+        Self { param, ..Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", None, message) }
     }
 
     /// 404 for a path that does not exist (or an endpoint that is disabled).
     pub fn not_found() -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            Some("not_found"),
-            "Not found",
-        )
+        Self::new(StatusCode::NOT_FOUND, "invalid_request_error", Some("not_found"), "Not found")
     }
 
     /// 405 with the methods that are allowed named in the message.
@@ -101,12 +75,7 @@ impl ApiError {
 
     /// 500 for a bug in the gateway itself.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            None,
-            message,
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None, message)
     }
 
     /// The JSON body, also used for errors inside an SSE stream.
@@ -119,14 +88,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body())).into_response();
         if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if let Some(allow) = self.allow {
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
         }
         response
     }
@@ -138,12 +103,7 @@ impl From<AuthFailure> for ApiError {
             AuthFailure::Missing => "Missing credentials: send `Authorization: Bearer <token>`",
             AuthFailure::Wrong => "Incorrect API key provided",
         };
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_request_error",
-            Some("invalid_api_key"),
-            message,
-        )
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_request_error", Some("invalid_api_key"), message)
     }
 }
 
@@ -161,49 +121,23 @@ impl From<RunError> for ApiError {
             RunError::InvalidRequest(_) => Self::invalid_request(message, None),
             RunError::Unavailable(_) => Self {
                 retry_after: Some(5),
-                ..Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "server_error",
-                    Some("agent_unavailable"),
-                    message,
-                )
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", Some("agent_unavailable"), message)
             },
             RunError::NoCapacity => Self {
                 retry_after: Some(1),
-                ..Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "server_error",
-                    Some("no_capacity"),
-                    message,
-                )
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", Some("no_capacity"), message)
             },
-            RunError::Timeout(_) => Self::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "server_error",
-                Some("timeout"),
-                message,
-            ),
-            RunError::Trapped(_) => Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                Some("agent_trapped"),
-                message,
-            ),
-            RunError::MemoryLimit(_) => Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                Some("memory_limit"),
-                message,
-            ),
-            RunError::OutputLimit => Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                Some("output_limit"),
-                message,
-            ),
-            RunError::Failed(_) | RunError::Cancelled | RunError::Internal(_) => {
-                Self::internal(message)
+            RunError::Timeout(_) => Self::new(StatusCode::GATEWAY_TIMEOUT, "server_error", Some("timeout"), message),
+            RunError::Trapped(_) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", Some("agent_trapped"), message)
             }
+            RunError::MemoryLimit(_) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", Some("memory_limit"), message)
+            }
+            RunError::OutputLimit => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", Some("output_limit"), message)
+            }
+            RunError::Failed(_) | RunError::Cancelled | RunError::Internal(_) => Self::internal(message),
         }
     }
 }

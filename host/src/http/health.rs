@@ -19,9 +19,6 @@ pub async fn ready(State(gw): State<Arc<Gateway>>) -> (StatusCode, Json<Value>) 
     if gw.is_ready() {
         (StatusCode::OK, Json(json!({"status": "ready"})))
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "draining"})),
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "draining"})))
     }
 }

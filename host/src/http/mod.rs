@@ -25,21 +25,19 @@ use crate::gateway::Gateway;
 
 /// All routes of the gateway port. The WebSocket upgrade will live on `/`.
 pub fn router(gw: Arc<Gateway>) -> Router {
-    let mut protected = Router::new();
+    let mut routes = Router::new();
     if gw.config.gateway.http.endpoints.chat_completions.enabled {
-        protected = protected
+        let protected = Router::new()
             .route(
                 "/v1/chat/completions",
                 post(chat::completions).fallback(|| async { ApiError::method_not_allowed("POST") }),
             )
-            .route(
-                "/v1/models",
-                get(models::list).fallback(|| async { ApiError::method_not_allowed("GET") }),
-            );
+            .route("/v1/models", get(models::list).fallback(|| async { ApiError::method_not_allowed("GET") }))
+            // Only on a router with routes: axum panics on an empty one.
+            .route_layer(middleware::from_fn_with_state(gw.clone(), require_auth));
+        routes = routes.merge(protected);
     }
-    let protected = protected.route_layer(middleware::from_fn_with_state(gw.clone(), require_auth));
-    Router::new()
-        .merge(protected)
+    routes
         .route("/health", get(health::live))
         .route("/healthz", get(health::live))
         .route("/ready", get(health::ready))
@@ -52,11 +50,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 }
 
 /// Bearer auth before anything else on protected routes.
-async fn require_auth(
-    State(gw): State<Arc<Gateway>>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+async fn require_auth(State(gw): State<Arc<Gateway>>, request: Request, next: Next) -> Result<Response, ApiError> {
     gw.auth.verify_bearer(request.headers())?;
     Ok(next.run(request).await)
 }

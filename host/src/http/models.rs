@@ -12,16 +12,9 @@ use crate::gateway::Gateway;
 /// `openclaw` (the default agent) plus `openclaw/<id>` for every loaded agent.
 pub async fn list(State(gw): State<Arc<Gateway>>) -> Json<Value> {
     let agents = gw.agents.registry().list();
-    let created =
-        |t: std::time::SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let first = agents
-        .iter()
-        .map(|a| created(a.loaded_at))
-        .min()
-        .unwrap_or(0);
-    let mut data = vec![
-        json!({"id": "openclaw", "object": "model", "created": first, "owned_by": "wasmclaw"}),
-    ];
+    let created = |t: std::time::SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let first = agents.iter().map(|a| created(a.loaded_at)).min().unwrap_or(0);
+    let mut data = vec![json!({"id": "openclaw", "object": "model", "created": first, "owned_by": "wasmclaw"})];
     data.extend(agents.iter().map(|a| {
         json!({"id": format!("openclaw/{}", a.id), "object": "model", "created": created(a.loaded_at), "owned_by": "wasmclaw"})
     }));

@@ -28,11 +28,7 @@ struct Stream {
 
 impl Stream {
     fn push(&mut self, chunks: Vec<Value>) {
-        self.pending.extend(
-            chunks
-                .into_iter()
-                .map(|c| SseEvent::default().data(c.to_string())),
-        );
+        self.pending.extend(chunks.into_iter().map(|c| SseEvent::default().data(c.to_string())));
     }
 
     fn push_event(&mut self, event: &crate::runtime::Event) {
@@ -74,11 +70,7 @@ impl Stream {
 pub async fn respond(mut handle: RunHandle, encoder: ChunkEncoder) -> Result<Response, ApiError> {
     let first = tokio::time::timeout(COMMIT_AFTER, handle.next()).await;
     let start = encoder.start();
-    let mut stream = Stream {
-        handle: Some(handle),
-        encoder,
-        pending: VecDeque::new(),
-    };
+    let mut stream = Stream { handle: Some(handle), encoder, pending: VecDeque::new() };
     stream.push(vec![start]);
     match first {
         Ok(Some(event)) => stream.push_event(&event),
@@ -93,11 +85,7 @@ pub async fn respond(mut handle: RunHandle, encoder: ChunkEncoder) -> Result<Res
         Err(_still_silent) => {}
     }
     let body = futures::stream::unfold(stream, Stream::next);
-    let mut response = Sse::new(body)
-        .keep_alive(KeepAlive::new().interval(PING_INTERVAL).text("ping"))
-        .into_response();
-    response
-        .headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    let mut response = Sse::new(body).keep_alive(KeepAlive::new().interval(PING_INTERVAL).text("ping")).into_response();
+    response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(response)
 }

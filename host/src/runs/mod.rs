@@ -11,12 +11,12 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::runtime::{
-    AgentId, AgentRegistry, AgentVersion, EngineLimits, Event, Message, RunError, RunLimits,
-    RunRequest, Runtime, ToolSpec, shipped,
+    AgentId, AgentRegistry, AgentVersion, EngineLimits, Event, Message, RunError, RunLimits, RunRequest, Runtime,
+    ToolSpec, shipped,
 };
 use crate::sessions::SessionKey;
 
-pub use reply::{Reply, finish_reason};
+pub use reply::{Reply, finish_reason, finish_reason_name};
 
 /// Events buffered between a run and its consumer; beyond this the guest waits.
 const EVENT_BUFFER: usize = 32;
@@ -64,13 +64,7 @@ impl Agents {
             };
             let started = std::time::Instant::now();
             let version = runtime
-                .load(
-                    agent_id.clone(),
-                    source.clone(),
-                    bytes,
-                    entry.config.clone(),
-                    RunLimits::default(),
-                )
+                .load(agent_id.clone(), source.clone(), bytes, entry.config.clone(), RunLimits::default())
                 .await
                 .with_context(|| format!("agents.entries.{id}: cannot load {source}"))?;
             tracing::info!(
@@ -79,13 +73,8 @@ impl Agents {
             );
             registry.install(Arc::new(version));
         }
-        let default_agent =
-            AgentId::parse(&config.agents.default).context("default agent validated by config")?;
-        Ok(Self {
-            runtime,
-            registry,
-            default_agent,
-        })
+        let default_agent = AgentId::parse(&config.agents.default).context("default agent validated by config")?;
+        Ok(Self { runtime, registry, default_agent })
     }
 
     /// The agent used when a request names none.
@@ -106,10 +95,7 @@ impl Agents {
     /// Start a run. Fails at once for an unknown agent; everything else is
     /// reported through the handle.
     pub fn start(&self, input: RunInput) -> Result<RunHandle, RunError> {
-        let agent = self
-            .registry
-            .get(&input.agent)
-            .ok_or_else(|| RunError::UnknownAgent(input.agent.to_string()))?;
+        let agent = self.registry.get(&input.agent).ok_or_else(|| RunError::UnknownAgent(input.agent.to_string()))?;
         let run_id = uuid::Uuid::new_v4().to_string();
         let request = RunRequest {
             run_id: run_id.clone(),
@@ -140,13 +126,7 @@ impl Agents {
                 result
             }
         });
-        Ok(RunHandle {
-            run_id,
-            session: input.session,
-            agent,
-            events,
-            task: Some(task),
-        })
+        Ok(RunHandle { run_id, session: input.session, agent, events, task: Some(task) })
     }
 }
 

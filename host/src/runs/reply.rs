@@ -49,9 +49,14 @@ impl Reply {
 
 /// The rule shared by whole replies and streams.
 pub fn finish_reason(explicit: Option<FinishReason>, saw_tool_calls: bool) -> FinishReason {
-    explicit.unwrap_or(if saw_tool_calls {
-        FinishReason::ToolCalls
-    } else {
-        FinishReason::Stop
-    })
+    explicit.unwrap_or(if saw_tool_calls { FinishReason::ToolCalls } else { FinishReason::Stop })
+}
+
+/// The wire name of a finish reason, as OpenAI and OpenClaw clients expect it.
+pub fn finish_reason_name(reason: FinishReason) -> &'static str {
+    match reason {
+        FinishReason::Stop => "stop",
+        FinishReason::Length => "length",
+        FinishReason::ToolCalls => "tool_calls",
+    }
 }

@@ -23,11 +23,7 @@ pub struct RunLimits {
 
 impl Default for RunLimits {
     fn default() -> Self {
-        Self {
-            memory_bytes: 64 << 20,
-            time_budget: Duration::from_secs(120),
-            output_bytes: 16 << 20,
-        }
+        Self { memory_bytes: 64 << 20, time_budget: Duration::from_secs(120), output_bytes: 16 << 20 }
     }
 }
 
@@ -82,29 +78,20 @@ impl AgentVersion {
                 .map_err(|e| LoadError::Compile(e.to_string()))?
                 .map_err(|e| LoadError::Compile(format!("{e:#}")))?
         };
-        let pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = AgentPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let config = Arc::new(config);
         let mut version = Self {
             id,
             digest,
-            info: AgentInfo {
-                name: String::new(),
-                version: String::new(),
-                description: String::new(),
-            },
+            info: AgentInfo { name: String::new(), version: String::new(), description: String::new() },
             source,
             loaded_at: SystemTime::now(),
             pre,
             config,
             limits,
         };
-        version.info = version
-            .call_info()
-            .await
-            .map_err(|e| LoadError::Info(e.to_string()))?;
+        version.info = version.call_info().await.map_err(|e| LoadError::Info(e.to_string()))?;
         Ok(version)
     }
 
@@ -172,10 +159,6 @@ impl AgentVersion {
     }
 
     fn exceeded(&self, store: &Store<RunState>) -> Option<usize> {
-        store
-            .data()
-            .memory
-            .exceeded
-            .then_some(self.limits.memory_bytes)
+        store.data().memory.exceeded.then_some(self.limits.memory_bytes)
     }
 }

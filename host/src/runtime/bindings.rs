@@ -13,6 +13,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use wasmclaw::agent::types::{
+// `self::` because the generated module shares the crate's name.
+pub use self::wasmclaw::agent::types::{
     EmitError, Event, FinishReason, Message, Role, ToolCall, ToolCallDelta, ToolSpec, Usage,
 };

@@ -44,10 +44,7 @@ impl From<AgentError> for RunError {
 impl RunError {
     /// Classify an error out of wasmtime (trap, pool exhaustion, host bug).
     pub(super) fn from_wasmtime(err: wasmtime::Error, memory_exceeded: Option<usize>) -> Self {
-        if err
-            .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
-            .is_some()
-        {
+        if err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
             return Self::NoCapacity;
         }
         if let Some(max) = memory_exceeded {

@@ -20,18 +20,12 @@ pub struct GuestLog {
 impl GuestLog {
     /// The agent's stdout.
     pub fn stdout(agent: &str) -> Self {
-        Self {
-            agent: agent.into(),
-            stream: "stdout",
-        }
+        Self { agent: agent.into(), stream: "stdout" }
     }
 
     /// The agent's stderr.
     pub fn stderr(agent: &str) -> Self {
-        Self {
-            agent: agent.into(),
-            stream: "stderr",
-        }
+        Self { agent: agent.into(), stream: "stderr" }
     }
 }
 
@@ -43,10 +37,7 @@ impl IsTerminal for GuestLog {
 
 impl StdoutStream for GuestLog {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(LineWriter {
-            log: self.clone(),
-            line: Vec::new(),
-        })
+        Box::new(LineWriter { log: self.clone(), line: Vec::new() })
     }
 }
 
@@ -66,11 +57,7 @@ impl LineWriter {
 }
 
 impl AsyncWrite for LineWriter {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         for &b in buf {
             if b == b'\n' {
                 self.flush_line();

@@ -17,8 +17,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 pub use agent::{AgentVersion, LoadError, RunLimits};
 pub use bindings::{
-    AgentError, AgentInfo, Event, FinishReason, Message, Role, RunRequest, ToolCall, ToolCallDelta,
-    ToolSpec, Usage,
+    AgentError, AgentInfo, Event, FinishReason, Message, Role, RunRequest, ToolCall, ToolCallDelta, ToolSpec, Usage,
 };
 pub use engine::{Allocation, EngineLimits};
 pub use error::RunError;
@@ -34,11 +33,8 @@ impl AgentId {
     pub fn parse(raw: &str) -> Option<Self> {
         let id = raw.to_ascii_lowercase();
         let mut chars = id.chars();
-        let first_ok = chars
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        let rest_ok =
-            chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
         (first_ok && rest_ok && id.len() <= 64).then_some(Self(id))
     }
 
@@ -68,11 +64,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::Agent::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)?;
-        Ok(Self {
-            engine,
-            linker,
-            allocation,
-        })
+        Ok(Self { engine, linker, allocation })
     }
 
     /// Which allocator the engine got.
@@ -89,16 +81,7 @@ impl Runtime {
         config: BTreeMap<String, String>,
         limits: RunLimits,
     ) -> Result<AgentVersion, LoadError> {
-        AgentVersion::load(
-            &self.engine,
-            &self.linker,
-            id,
-            source,
-            bytes,
-            config,
-            limits,
-        )
-        .await
+        AgentVersion::load(&self.engine, &self.linker, id, source, bytes, config, limits).await
     }
 }
 

@@ -42,17 +42,11 @@ impl RunState {
     ) -> Self {
         // No env, no args, no preopened dirs, no socket addresses allowed:
         // the defaults of the builder. Only stdout/stderr are wired, to the log.
-        let wasi = WasiCtx::builder()
-            .stdout(GuestLog::stdout(agent_id))
-            .stderr(GuestLog::stderr(agent_id))
-            .build();
+        let wasi = WasiCtx::builder().stdout(GuestLog::stdout(agent_id)).stderr(GuestLog::stderr(agent_id)).build();
         Self {
             wasi,
             table: ResourceTable::new(),
-            memory: MemoryLimiter {
-                max: memory_bytes,
-                exceeded: false,
-            },
+            memory: MemoryLimiter { max: memory_bytes, exceeded: false },
             events,
             config,
             output_budget,
@@ -63,10 +57,7 @@ impl RunState {
 
 impl WasiView for RunState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -105,9 +96,7 @@ fn event_size(ev: &Event) -> usize {
     match ev {
         Event::Text(t) | Event::Reasoning(t) => t.len(),
         Event::ToolCall(c) => {
-            c.arguments.len()
-                + c.id.as_ref().map_or(0, String::len)
-                + c.name.as_ref().map_or(0, String::len)
+            c.arguments.len() + c.id.as_ref().map_or(0, String::len) + c.name.as_ref().map_or(0, String::len)
         }
         Event::Usage(_) | Event::Finish(_) => 0,
     }
@@ -121,12 +110,7 @@ pub struct MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.max {
             self.exceeded = true;
             return Ok(false);
@@ -134,12 +118,7 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }

@@ -24,29 +24,16 @@ pub struct SessionKey {
 pub struct InvalidSessionKey(pub String);
 
 /// Pick the session: explicit key, else one derived from `user`, else a fresh one.
-pub fn resolve(
-    agent: &AgentId,
-    explicit: Option<&str>,
-    user: Option<&str>,
-) -> Result<SessionKey, InvalidSessionKey> {
+pub fn resolve(agent: &AgentId, explicit: Option<&str>, user: Option<&str>) -> Result<SessionKey, InvalidSessionKey> {
     if let Some(key) = explicit {
         validate(agent, key)?;
-        return Ok(SessionKey {
-            key: key.to_string(),
-            persistent: true,
-        });
+        return Ok(SessionKey { key: key.to_string(), persistent: true });
     }
     if let Some(user) = user.filter(|u| !u.is_empty()) {
         let hash = hex::encode(Sha256::digest(user.as_bytes()));
-        return Ok(SessionKey {
-            key: format!("agent:{agent}:openai-user:{}", &hash[..32]),
-            persistent: true,
-        });
+        return Ok(SessionKey { key: format!("agent:{agent}:openai-user:{}", &hash[..32]), persistent: true });
     }
-    Ok(SessionKey {
-        key: format!("agent:{agent}:openai:{}", uuid::Uuid::new_v4()),
-        persistent: false,
-    })
+    Ok(SessionKey { key: format!("agent:{agent}:openai:{}", uuid::Uuid::new_v4()), persistent: false })
 }
 
 fn validate(agent: &AgentId, key: &str) -> Result<(), InvalidSessionKey> {
@@ -63,10 +50,7 @@ fn validate(agent: &AgentId, key: &str) -> Result<(), InvalidSessionKey> {
     if let Some(rest) = key.strip_prefix("agent:") {
         let owner = rest.split(':').next().unwrap_or_default();
         if !owner.eq_ignore_ascii_case(agent.as_str()) {
-            return bad(&format!(
-                "belongs to agent {owner:?}, not {:?}",
-                agent.as_str()
-            ));
+            return bad(&format!("belongs to agent {owner:?}, not {:?}", agent.as_str()));
         }
     }
     Ok(())
@@ -85,10 +69,7 @@ mod tests {
         let a = resolve(&main(), None, Some("alice")).unwrap();
         assert_eq!(a, resolve(&main(), None, Some("alice")).unwrap());
         assert!(a.persistent);
-        assert!(
-            a.key.starts_with("agent:main:openai-user:")
-                && a.key.len() == "agent:main:openai-user:".len() + 32
-        );
+        assert!(a.key.starts_with("agent:main:openai-user:") && a.key.len() == "agent:main:openai-user:".len() + 32);
         assert_ne!(a.key, resolve(&main(), None, Some("bob")).unwrap().key);
     }
 
@@ -102,20 +83,9 @@ mod tests {
 
     #[test]
     fn explicit_keys_are_validated() {
-        assert_eq!(
-            resolve(&main(), Some("my-chat"), Some("u")).unwrap().key,
-            "my-chat"
-        );
+        assert_eq!(resolve(&main(), Some("my-chat"), Some("u")).unwrap().key, "my-chat");
         assert!(resolve(&main(), Some("agent:main:x"), None).is_ok());
-        for bad in [
-            "",
-            "cron:nightly",
-            "subagent:x",
-            "agent:other:x",
-            "tab\there",
-            "ü",
-            &"k".repeat(257),
-        ] {
+        for bad in ["", "cron:nightly", "subagent:x", "agent:other:x", "tab\there", "ü", &"k".repeat(257)] {
             assert!(resolve(&main(), Some(bad), None).is_err(), "{bad:?}");
         }
     }

@@ -9,11 +9,7 @@ struct Echo;
 
 impl Agent for Echo {
     fn info() -> AgentInfo {
-        AgentInfo::new(
-            "echo",
-            env!("CARGO_PKG_VERSION"),
-            "Replies with the last user message",
-        )
+        AgentInfo::new("echo", env!("CARGO_PKG_VERSION"), "Replies with the last user message")
     }
 
     fn run(&self, req: RunRequest, out: &Output) -> Result<(), AgentError> {
@@ -33,9 +29,7 @@ fn words(text: &str) -> impl Iterator<Item = &str> {
             return None;
         }
         let word_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-        let end = rest[word_end..]
-            .find(|c: char| !c.is_whitespace())
-            .map_or(rest.len(), |i| word_end + i);
+        let end = rest[word_end..].find(|c: char| !c.is_whitespace()).map_or(rest.len(), |i| word_end + i);
         let (piece, tail) = rest.split_at(end);
         rest = tail;
         Some(piece)

@@ -115,8 +115,7 @@ impl ChatRequest {
                 ApiError::invalid_request(format!("Invalid request: {inner}"), param)
             }
         })?;
-        de.end()
-            .map_err(|e| ApiError::invalid_request(format!("Malformed JSON body: {e}"), None))?;
+        de.end().map_err(|e| ApiError::invalid_request(format!("Malformed JSON body: {e}"), None))?;
         if request.messages.is_empty() {
             return Err(ApiError::invalid_request(
                 "`messages` must contain at least one message",
@@ -133,19 +132,12 @@ impl ChatRequest {
 
     /// True when the client asked for the final usage chunk.
     pub fn include_usage(&self) -> bool {
-        self.stream_options
-            .as_ref()
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false)
+        self.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false)
     }
 
     /// Messages as agents see them.
     pub fn agent_messages(&self) -> Result<Vec<Message>, ApiError> {
-        self.messages
-            .iter()
-            .enumerate()
-            .map(|(i, m)| m.to_agent(i))
-            .collect()
+        self.messages.iter().enumerate().map(|(i, m)| m.to_agent(i)).collect()
     }
 
     /// Function tools as agents see them.
@@ -159,22 +151,14 @@ impl ChatRequest {
             .map(|(i, t)| {
                 if t.kind != "function" {
                     return Err(ApiError::invalid_request(
-                        format!(
-                            "Unsupported tool type {:?}; only \"function\" tools are supported",
-                            t.kind
-                        ),
+                        format!("Unsupported tool type {:?}; only \"function\" tools are supported", t.kind),
                         Some(format!("tools[{i}].type")),
                     ));
                 }
                 Ok(ToolSpec {
                     name: t.function.name.clone(),
                     description: t.function.description.clone().unwrap_or_default(),
-                    parameters: t
-                        .function
-                        .parameters
-                        .as_ref()
-                        .map(Value::to_string)
-                        .unwrap_or_else(|| "{}".into()),
+                    parameters: t.function.parameters.as_ref().map(Value::to_string).unwrap_or_else(|| "{}".into()),
                 })
             })
             .collect()
@@ -191,18 +175,8 @@ impl ChatRequest {
         put("tool_choice", self.tool_choice.clone());
         put("temperature", self.temperature.map(Value::from));
         put("top_p", self.top_p.map(Value::from));
-        put(
-            "max_tokens",
-            self.max_completion_tokens
-                .or(self.max_tokens)
-                .map(Value::from),
-        );
-        put(
-            "stop",
-            self.stop
-                .as_ref()
-                .and_then(|s| serde_json::to_value(s).ok()),
-        );
+        put("max_tokens", self.max_completion_tokens.or(self.max_tokens).map(Value::from));
+        put("stop", self.stop.as_ref().and_then(|s| serde_json::to_value(s).ok()));
         put("seed", self.seed.map(Value::from));
         put("response_format", self.response_format.clone());
         Value::Object(params)
@@ -218,9 +192,7 @@ impl ChatMessage {
             "tool" | "function" => Role::Tool,
             other => {
                 return Err(ApiError::invalid_request(
-                    format!(
-                        "Unknown role {other:?}; expected system, developer, user, assistant or tool"
-                    ),
+                    format!("Unknown role {other:?}; expected system, developer, user, assistant or tool"),
                     Some(format!("messages[{index}].role")),
                 ));
             }
@@ -235,10 +207,7 @@ impl ChatMessage {
                         ("text", Some(t)) => text.push_str(t),
                         _ => {
                             return Err(ApiError::invalid_request(
-                                format!(
-                                    "Unsupported content part {:?}; only text parts are supported",
-                                    part.kind
-                                ),
+                                format!("Unsupported content part {:?}; only text parts are supported", part.kind),
                                 Some(format!("messages[{index}].content[{p}]")),
                             ));
                         }
@@ -257,12 +226,6 @@ impl ChatMessage {
                 arguments: c.function.arguments.clone(),
             })
             .collect();
-        Ok(Message {
-            role,
-            content,
-            name: self.name.clone(),
-            tool_call_id: self.tool_call_id.clone(),
-            tool_calls,
-        })
+        Ok(Message { role, content, name: self.name.clone(), tool_call_id: self.tool_call_id.clone(), tool_calls })
     }
 }

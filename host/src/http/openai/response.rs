@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::runs::{Reply, finish_reason};
+use crate::runs::{Reply, finish_reason, finish_reason_name};
 use crate::runtime::{Event, FinishReason, Usage};
 
 /// What every response of one completion shares.
@@ -16,14 +16,8 @@ pub struct Completion {
 impl Completion {
     /// A new completion id for `model` (echoed as the client sent it).
     pub fn new(model: String) -> Self {
-        let created = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        Self {
-            id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
-            created,
-            model,
-        }
+        let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        Self { id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()), created, model }
     }
 
     /// The non-streaming `chat.completion` body.
@@ -33,7 +27,9 @@ impl Completion {
             let calls: Vec<Value> = reply
                 .tool_calls
                 .iter()
-                .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+                .map(
+                    |c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}),
+                )
                 .collect();
             message["tool_calls"] = Value::Array(calls);
             if reply.text.is_empty() {
@@ -45,7 +41,7 @@ impl Completion {
             "object": "chat.completion",
             "created": self.created,
             "model": self.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish_str(reply.finish_reason())}],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason_name(reply.finish_reason())}],
             "usage": usage_json(reply.usage.unwrap_or(Usage { prompt_tokens: 0, completion_tokens: 0 })),
         })
     }
@@ -63,13 +59,7 @@ pub struct ChunkEncoder {
 impl ChunkEncoder {
     /// An encoder for one stream.
     pub fn new(completion: Completion, include_usage: bool) -> Self {
-        Self {
-            completion,
-            include_usage,
-            saw_tool_calls: false,
-            finish: None,
-            usage: None,
-        }
+        Self { completion, include_usage, saw_tool_calls: false, finish: None, usage: None }
     }
 
     fn chunk(&self, choices: Value) -> Value {
@@ -123,25 +113,12 @@ impl ChunkEncoder {
     /// The closing chunks: the finish reason, then usage when asked for.
     pub fn finish(&self, out: &mut Vec<Value>) {
         let reason = finish_reason(self.finish, self.saw_tool_calls);
-        out.push(
-            self.chunk(json!([{"index": 0, "delta": {}, "finish_reason": finish_str(reason)}])),
-        );
+        out.push(self.chunk(json!([{"index": 0, "delta": {}, "finish_reason": finish_reason_name(reason)}])));
         if self.include_usage {
             let mut chunk = self.chunk(json!([]));
-            chunk["usage"] = usage_json(self.usage.unwrap_or(Usage {
-                prompt_tokens: 0,
-                completion_tokens: 0,
-            }));
+            chunk["usage"] = usage_json(self.usage.unwrap_or(Usage { prompt_tokens: 0, completion_tokens: 0 }));
             out.push(chunk);
         }
-    }
-}
-
-fn finish_str(reason: FinishReason) -> &'static str {
-    match reason {
-        FinishReason::Stop => "stop",
-        FinishReason::Length => "length",
-        FinishReason::ToolCalls => "tool_calls",
     }
 }
 

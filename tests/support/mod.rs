@@ -1,0 +1,182 @@
+//! Starts the real `wasmclaw` binary on a loopback port for black-box tests.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+/// Token most tests authenticate with.
+pub const TOKEN: &str = "test-token-7f3a9c";
+
+/// Path of the test-only faults agent component.
+pub const FAULTS_WASM: &str = env!("WASMCLAW_FIXTURE_FAULTS");
+
+/// The binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_wasmclaw")
+}
+
+/// A gateway process; killed on drop.
+pub struct TestGateway {
+    child: Child,
+    pub base: String,
+    stderr: Arc<Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Config with the chat endpoint on, `main` = echo and `beta` = faults with a prefix.
+pub fn chat_config() -> String {
+    format!(
+        r#"{{
+  gateway: {{ auth: {{ mode: "token" }}, http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} }},
+  agents: {{ entries: {{
+    main: {{ plugin: "echo" }},
+    beta: {{ plugin: "{FAULTS_WASM}", config: {{ prefix: "beta:" }} }},
+  }} }},
+}}"#
+    )
+}
+
+/// Faults agents by name: `fault-<kind>` for each kind the fixture knows.
+pub fn faults_config(kinds: &[&str]) -> String {
+    let entries: Vec<String> = kinds
+        .iter()
+        .map(|k| format!(r#"  "fault-{k}": {{ plugin: "{FAULTS_WASM}", config: {{ fault: "{k}" }} }},"#))
+        .collect();
+    format!(
+        r#"{{
+  gateway: {{ http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} }},
+  agents: {{ entries: {{
+    main: {{ plugin: "echo" }},
+{}
+  }} }},
+}}"#,
+        entries.join("\n")
+    )
+}
+
+impl TestGateway {
+    /// Start with `config` and the token in the environment; panics with the log if it fails.
+    pub fn start(config: &str) -> Self {
+        Self::start_with(config, &[("OPENCLAW_GATEWAY_TOKEN", TOKEN)])
+            .unwrap_or_else(|log| panic!("gateway failed to start:\n{log}"))
+    }
+
+    /// Start with exactly `env` as the credential environment; `Err` carries stderr.
+    pub fn start_with(config: &str, env: &[(&str, &str)]) -> Result<Self, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.json5");
+        std::fs::write(&path, config).unwrap();
+        let mut cmd = Command::new(binary());
+        cmd.args(["gateway", "--port", "0", "--config"]).arg(&path);
+        Self::spawn(cmd, env, dir)
+    }
+
+    fn spawn(mut cmd: Command, env: &[(&str, &str)], dir: tempfile::TempDir) -> Result<Self, String> {
+        cmd.env_remove("OPENCLAW_GATEWAY_TOKEN")
+            .env_remove("OPENCLAW_GATEWAY_PASSWORD")
+            .env("WASMCLAW_LOG", "info,wasmclaw=debug,tower_http=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn wasmclaw");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err_pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("wasmclaw listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(base) => Ok(Self { child, base, stderr, _dir: dir }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(100));
+                Err(stderr.lock().unwrap().clone())
+            }
+        }
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Everything the gateway logged so far.
+    pub fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// A POST to the chat endpoint with the test token.
+    pub fn chat(&self, body: serde_json::Value) -> reqwest::RequestBuilder {
+        reqwest::Client::new().post(self.url("/v1/chat/completions")).bearer_auth(TOKEN).json(&body)
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A one-message chat body.
+pub fn ask(model: &str, text: &str) -> serde_json::Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
+}
+
+/// Content of a non-streaming completion.
+pub fn content(body: &serde_json::Value) -> String {
+    body["choices"][0]["message"]["content"].as_str().unwrap_or_default().to_string()
+}
+
+/// Assert the OpenAI error shape and return `(type, code, param)`.
+pub fn error_fields(body: &serde_json::Value) -> (String, Option<String>, Option<String>) {
+    let e = &body["error"];
+    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "error.message missing: {body}");
+    for key in ["type", "param", "code"] {
+        assert!(e.get(key).is_some(), "error.{key} missing: {body}");
+    }
+    let s = |k: &str| e[k].as_str().map(str::to_string);
+    (s("type").unwrap(), s("code"), s("param"))
+}
+
+/// The `data:` payloads of an SSE body, checking the framing on the way.
+pub fn sse_payloads(raw: &str) -> Vec<String> {
+    assert!(raw.ends_with("\n\n"), "stream must end with a blank line: {raw:?}");
+    raw.trim_end_matches("\n\n")
+        .split("\n\n")
+        .filter(|event| !event.starts_with(':'))
+        .map(|event| {
+            assert!(!event.contains('\n'), "one line per event, no `event:` lines: {event:?}");
+            event.strip_prefix("data: ").unwrap_or_else(|| panic!("not a data line: {event:?}")).to_string()
+        })
+        .collect()
+}
+
+/// Temp dir with a path inside it, for tests that write files.
+pub fn temp_file(name: &str, contents: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, contents).unwrap();
+    (dir, path)
+}
