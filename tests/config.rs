@@ -62,4 +62,7 @@ async fn embedded_defaults_serve_main_echo_with_chat_disabled() {
     let gw = TestGateway::start("{}");
     assert_eq!(reqwest::get(gw.url("/ready")).await.unwrap().status(), 200);
     assert_eq!(gw.chat(ask("openclaw", "hi")).send().await.unwrap().status(), 404);
+    // A pool setting wasmtime rejects would silently fall back to the slower
+    // on-demand allocator; on a normal 64-bit Linux box pooling must work.
+    assert!(gw.log().contains("allocation=pooling"), "{}", gw.log());
 }

@@ -343,3 +343,24 @@ async fn plugins_have_no_environment_and_no_filesystem() {
     let log = gw.log();
     assert!(log.contains("hello from the guest's stdout") && log.contains("hello from the guest's stderr"), "{log}");
 }
+
+#[tokio::test]
+async fn a_client_that_disconnects_cancels_the_run() {
+    let config = faults_config(&["slow"]).replace(r#"fault: "slow""#, r#"fault: "slow", delayMs: "150""#);
+    let gw = TestGateway::start(&config);
+    let mut body = ask("agent:fault-slow", "one two three four five six seven eight nine ten");
+    body["stream"] = json!(true);
+    let mut res = gw.chat(body).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let first = res.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("data: "));
+    drop(res);
+    // The whole reply would take 1.5 s; wait past that and check it never finished.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let log = gw.log();
+    assert!(log.contains("run cancelled"), "{log}");
+    assert!(!log.contains("run finished"), "the run must not complete after the client left: {log}");
+    // The gateway still serves.
+    let ok = gw.chat(ask("openclaw", "after")).send().await.unwrap();
+    assert_eq!(content(&ok.json().await.unwrap()), "after");
+}

@@ -85,7 +85,8 @@ async fn gateway(config_path: Option<PathBuf>, port: Option<u16>) -> anyhow::Res
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {}:{}", addr.0, addr.1))?;
     let local = listener.local_addr()?;
     let chat = if gw.config.gateway.http.endpoints.chat_completions.enabled { "enabled" } else { "disabled" };
-    tracing::info!(%local, chat_completions = chat, agents = gw.agents.registry().list().len(), "gateway ready");
+    let allocation = format!("{:?}", gw.agents.runtime().allocation()).to_lowercase();
+    tracing::info!(%local, chat_completions = chat, agents = gw.agents.registry().list().len(), allocation = %allocation, "gateway ready");
     // Scripts and tests read this line to find the port.
     println!("wasmclaw listening on http://{local}");
     std::io::stdout().flush()?;

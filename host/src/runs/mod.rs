@@ -167,8 +167,11 @@ impl RunHandle {
 
 impl Drop for RunHandle {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
+        // Abort rather than wait for the guest's next emit: it may be blocked
+        // in a host call; dropping its Store frees the instance either way.
+        if let Some(task) = self.task.take().filter(|t| !t.is_finished()) {
             task.abort();
+            tracing::info!(run_id = self.run_id, agent = %self.agent.id, "run cancelled: its consumer went away");
         }
     }
 }
