@@ -2,13 +2,11 @@
 
 mod support;
 
-use std::process::Command;
-
 use serde_json::Value;
 use support::*;
 
 fn agent_cli(config: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(binary()).arg("agent").arg("--config").arg(config).args(args).output().unwrap()
+    cli(config.parent().unwrap()).arg("agent").arg("--config").arg(config).args(args).output().unwrap()
 }
 
 #[tokio::test]

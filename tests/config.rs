@@ -2,7 +2,6 @@
 
 mod support;
 
-use std::process::Command;
 use support::*;
 
 fn start_error(config: &str) -> String {
@@ -52,11 +51,8 @@ fn a_plugin_whose_info_traps_stops_start_up() {
 #[tokio::test]
 async fn embedded_defaults_serve_main_echo_with_chat_disabled() {
     // No --config at all: only the token is needed.
-    let out = Command::new(binary())
-        .args(["agent", "--message", "defaults work"])
-        .env_remove("OPENCLAW_GATEWAY_TOKEN")
-        .output()
-        .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let out = cli(state.path()).args(["agent", "--message", "defaults work"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), "defaults work");
     let gw = TestGateway::start("{}");

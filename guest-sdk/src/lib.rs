@@ -51,7 +51,7 @@ pub mod bindings {
     });
 }
 
-use bindings::wasmclaw::agent::{config as host_config, output as host_output};
+use bindings::wasmclaw::agent::{config as host_config, output as host_output, session as host_session};
 
 pub use bindings::wasmclaw::agent::types::{
     AgentError, AgentInfo, EmitError, Event, FinishReason, Message, Role, RunRequest, ToolCall, ToolCallDelta,
@@ -123,6 +123,39 @@ pub mod config {
     /// The value of `key`, if the operator set it.
     pub fn get(key: &str) -> Option<String> {
         super::host_config::get(key)
+    }
+}
+
+/// The conversation this run belongs to.
+///
+/// Requests without a `user` or session key get a fresh session each time:
+/// then `history()` is empty and state does not outlive the run.
+pub mod session {
+    use crate::{Message, Role};
+
+    /// The transcript before this turn, oldest first.
+    pub fn history() -> Vec<Message> {
+        super::host_session::history()
+    }
+
+    /// How many user turns the session has had before this one.
+    pub fn user_turns() -> usize {
+        history().iter().filter(|m| m.role == Role::User).count()
+    }
+
+    /// A value this agent stored in this session.
+    pub fn get(key: &str) -> Option<Vec<u8>> {
+        super::host_session::get(key)
+    }
+
+    /// Store a value; kept only if the run succeeds. Errors name the limit exceeded.
+    pub fn set(key: &str, value: &[u8]) -> Result<(), String> {
+        super::host_session::set(key, value)
+    }
+
+    /// Remove a value.
+    pub fn delete(key: &str) {
+        super::host_session::delete(key)
     }
 }
 

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::runs::{Agents, Reply, RunInput, finish_reason_name};
 use crate::runtime::{AgentId, Event, Message, Role};
-use crate::sessions;
+use crate::sessions::{self, SessionStore, SqliteStore};
 
 /// wasmclaw: OpenClaw-compatible gateway running agents as WebAssembly components.
 #[derive(Debug, Parser)]
@@ -62,6 +62,29 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Inspect or reset stored sessions (reads the session store directly).
+    Sessions {
+        #[command(subcommand)]
+        action: SessionsAction,
+        /// JSON5 config file (locates the store).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// `wasmclaw sessions …`
+#[derive(Debug, Subcommand)]
+pub enum SessionsAction {
+    /// List sessions, most recent first.
+    List {
+        /// Only this agent's sessions.
+        #[arg(long)]
+        agent: Option<String>,
+    },
+    /// Print a session's transcript as JSON.
+    Show { key: String },
+    /// Forget a session's transcript and plugin state.
+    Reset { key: String },
 }
 
 /// Run the parsed command.
@@ -71,7 +94,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent { agent, message, session_key, json, config } => {
             agent_turn(config, agent, message, session_key, json).await
         }
+        Command::Sessions { action, config } => sessions(config, action),
     }
+}
+
+fn sessions(config_path: Option<PathBuf>, action: SessionsAction) -> anyhow::Result<()> {
+    let config = Config::load(config_path.as_deref())?;
+    let store = SqliteStore::open(&config.sessions_path())?;
+    let mut out = std::io::stdout().lock();
+    match action {
+        SessionsAction::List { agent } => {
+            let agent =
+                agent.map(|a| AgentId::parse(&a).with_context(|| format!("{a:?} is not an agent id"))).transpose()?;
+            for s in store.list(agent.as_ref().map(AgentId::as_str))? {
+                writeln!(
+                    out,
+                    "{}\t{}\t{} messages\tlast activity {}",
+                    s.key, s.agent, s.message_count, s.last_activity
+                )?;
+            }
+        }
+        SessionsAction::Show { key } => {
+            let transcript = store.transcript(&key)?.with_context(|| format!("no session {key:?}"))?;
+            writeln!(out, "{:#}", crate::http::transcript_json(&transcript))?;
+        }
+        SessionsAction::Reset { key } => {
+            anyhow::ensure!(store.delete(&key)?, "no session {key:?}");
+            writeln!(out, "session {key} reset")?;
+        }
+    }
+    Ok(())
 }
 
 async fn gateway(config_path: Option<PathBuf>, port: Option<u16>) -> anyhow::Result<()> {

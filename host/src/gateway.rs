@@ -7,6 +7,26 @@ use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::runs::Agents;
 
+/// Remove idle sessions in the background while the gateway lives.
+fn spawn_retention(gw: std::sync::Weak<Gateway>, ttl: std::time::Duration) {
+    let every = (ttl / 4).clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(60));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let Some(gw) = gw.upgrade() else { return };
+            let store = gw.agents.sessions().clone();
+            let cutoff = std::time::SystemTime::now() - ttl;
+            match tokio::task::spawn_blocking(move || store.expire_idle(cutoff)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(removed = n, ttl_secs = ttl.as_secs(), "idle sessions removed"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "idle session cleanup failed"),
+                Err(e) => tracing::warn!(error = %e, "idle session cleanup task failed"),
+            }
+        }
+    });
+}
+
 /// State shared by every connection of one gateway.
 pub struct Gateway {
     pub config: Config,
@@ -20,7 +40,11 @@ impl Gateway {
     pub async fn start(config: Config) -> anyhow::Result<Arc<Self>> {
         let auth = Authenticator::from_config(&config.gateway.auth, |k| std::env::var(k).ok())?;
         let agents = Agents::from_config(&config).await?;
-        Ok(Arc::new(Self { config, auth, agents, ready: AtomicBool::new(true) }))
+        let gw = Arc::new(Self { config, auth, agents, ready: AtomicBool::new(true) });
+        if let Some(ttl) = gw.config.sessions.idle_ttl.as_deref().and_then(crate::config::parse_duration) {
+            spawn_retention(Arc::downgrade(&gw), ttl);
+        }
+        Ok(gw)
     }
 
     /// True once agents are loaded and until shutdown begins.

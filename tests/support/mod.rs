@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -23,7 +23,8 @@ pub struct TestGateway {
     child: Child,
     pub base: String,
     stderr: Arc<Mutex<String>>,
-    _dir: tempfile::TempDir,
+    state_dir: PathBuf,
+    _dir: Option<tempfile::TempDir>,
 }
 
 /// Config with the chat endpoint on, `main` = echo and `beta` = faults with a prefix.
@@ -67,15 +68,23 @@ impl TestGateway {
     /// Start with exactly `env` as the credential environment; `Err` carries stderr.
     pub fn start_with(config: &str, env: &[(&str, &str)]) -> Result<Self, String> {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("gateway.json5");
+        let state = dir.path().to_path_buf();
+        Self::spawn(config, &state, env, Some(dir))
+    }
+
+    /// Start with `dir` as the state folder, which outlives the process (restart tests).
+    pub fn start_in(dir: &Path, config: &str) -> Self {
+        Self::spawn(config, dir, &[("OPENCLAW_GATEWAY_TOKEN", TOKEN)], None)
+            .unwrap_or_else(|log| panic!("gateway failed to start:\n{log}"))
+    }
+
+    fn spawn(config: &str, state: &Path, env: &[(&str, &str)], dir: Option<tempfile::TempDir>) -> Result<Self, String> {
+        let path = state.join("gateway.json5");
         std::fs::write(&path, config).unwrap();
         let mut cmd = Command::new(binary());
         cmd.args(["gateway", "--port", "0", "--config"]).arg(&path);
-        Self::spawn(cmd, env, dir)
-    }
-
-    fn spawn(mut cmd: Command, env: &[(&str, &str)], dir: tempfile::TempDir) -> Result<Self, String> {
-        cmd.env_remove("OPENCLAW_GATEWAY_TOKEN")
+        cmd.env("WASMCLAW_STATE_DIR", state)
+            .env_remove("OPENCLAW_GATEWAY_TOKEN")
             .env_remove("OPENCLAW_GATEWAY_PASSWORD")
             .env("WASMCLAW_LOG", "info,wasmclaw=debug,tower_http=debug")
             .stdout(Stdio::piped())
@@ -106,7 +115,7 @@ impl TestGateway {
             }
         });
         match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(base) => Ok(Self { child, base, stderr, _dir: dir }),
+            Ok(base) => Ok(Self { child, base, stderr, state_dir: state.to_path_buf(), _dir: dir }),
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -114,6 +123,17 @@ impl TestGateway {
                 Err(stderr.lock().unwrap().clone())
             }
         }
+    }
+
+    /// The gateway's state folder (sessions database lives here).
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// SIGKILL, no shutdown: what a crash looks like.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     /// `base` + `path`.
@@ -171,6 +191,13 @@ pub fn sse_payloads(raw: &str) -> Vec<String> {
             event.strip_prefix("data: ").unwrap_or_else(|| panic!("not a data line: {event:?}")).to_string()
         })
         .collect()
+}
+
+/// A CLI command with its own state folder, so tests never touch `~/.wasmclaw`.
+pub fn cli(state: &Path) -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.env("WASMCLAW_STATE_DIR", state).env_remove("OPENCLAW_GATEWAY_TOKEN");
+    cmd
 }
 
 /// Temp dir with a path inside it, for tests that write files.

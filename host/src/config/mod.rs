@@ -21,6 +21,8 @@ pub struct Config {
     pub gateway: GatewayConfig,
     #[serde(default)]
     pub agents: AgentsConfig,
+    #[serde(default)]
+    pub sessions: SessionsConfig,
     /// Folder of the file the config came from; relative plugin paths resolve against it.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -38,12 +40,58 @@ pub struct GatewayConfig {
     pub auth: AuthConfig,
     #[serde(default)]
     pub http: HttpConfig,
+    /// Where the gateway keeps its files (default: env `WASMCLAW_STATE_DIR`, else `~/.wasmclaw`).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
-        Self { port: DEFAULT_PORT, bind: default_bind(), auth: AuthConfig::default(), http: HttpConfig::default() }
+        Self {
+            port: DEFAULT_PORT,
+            bind: default_bind(),
+            auth: AuthConfig::default(),
+            http: HttpConfig::default(),
+            state_dir: None,
+        }
     }
+}
+
+/// `sessions.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SessionsConfig {
+    /// SQLite file (default `<stateDir>/sessions.sqlite`).
+    pub path: Option<PathBuf>,
+    /// Most recent messages an agent sees as history.
+    #[serde(default = "default_max_history")]
+    pub max_history_messages: usize,
+    /// Remove sessions idle this long: `"90s"`, `"30m"`, `"12h"`, `"7d"`. Off when absent.
+    pub idle_ttl: Option<String>,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self { path: None, max_history_messages: default_max_history(), idle_ttl: None }
+    }
+}
+
+fn default_max_history() -> usize {
+    200
+}
+
+/// Parse `"<n>s|m|h|d"` into a duration.
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = number.parse().ok()?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    (seconds > 0).then(|| std::time::Duration::from_secs(seconds))
 }
 
 /// `gateway.auth.*`
@@ -190,6 +238,14 @@ impl Config {
         if crate::runtime::AgentId::parse(&self.agents.default).is_none() {
             return Err(value_error("agents.default", invalid_id_message(&self.agents.default)));
         }
+        if let Some(ttl) = &self.sessions.idle_ttl
+            && parse_duration(ttl).is_none()
+        {
+            return Err(value_error(
+                "sessions.idleTtl",
+                format!("{ttl:?} is not a duration like \"30m\", \"12h\" or \"7d\""),
+            ));
+        }
         for (id, entry) in self.agents.entries.iter().flatten() {
             if crate::runtime::AgentId::parse(id).is_none() {
                 return Err(value_error(&format!("agents.entries.{id}"), invalid_id_message(id)));
@@ -206,6 +262,26 @@ impl Config {
         self.agents.entries.clone().unwrap_or_else(|| {
             BTreeMap::from([("main".to_string(), AgentEntry { plugin: "echo".into(), config: BTreeMap::new() })])
         })
+    }
+
+    /// The gateway's state folder: config, else `WASMCLAW_STATE_DIR`, else `~/.wasmclaw`.
+    pub fn state_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.gateway.state_dir {
+            return self.resolve_path(&dir.to_string_lossy());
+        }
+        if let Some(dir) = std::env::var_os("WASMCLAW_STATE_DIR") {
+            return PathBuf::from(dir);
+        }
+        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+        home.join(".wasmclaw")
+    }
+
+    /// The session database file.
+    pub fn sessions_path(&self) -> PathBuf {
+        match &self.sessions.path {
+            Some(p) => self.resolve_path(&p.to_string_lossy()),
+            None => self.state_dir().join("sessions.sqlite"),
+        }
     }
 
     /// Where a plugin reference that is a path points, relative to the config file.

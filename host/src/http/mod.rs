@@ -5,6 +5,7 @@ pub mod error;
 mod health;
 mod models;
 pub mod openai;
+mod sessions;
 mod stream;
 
 use std::sync::Arc;
@@ -20,12 +21,24 @@ use tower_http::trace::TraceLayer;
 
 pub use chat::{AGENT_HEADER, SESSION_HEADER};
 use error::ApiError;
+pub use sessions::transcript_json;
 
 use crate::gateway::Gateway;
 
 /// All routes of the gateway port. The WebSocket upgrade will live on `/`.
 pub fn router(gw: Arc<Gateway>) -> Router {
-    let mut routes = Router::new();
+    let session_api = Router::new()
+        .route("/sessions", get(sessions::list).fallback(|| async { ApiError::method_not_allowed("GET") }))
+        .route(
+            "/sessions/{key}",
+            axum::routing::delete(sessions::reset).fallback(|| async { ApiError::method_not_allowed("DELETE") }),
+        )
+        .route(
+            "/sessions/{key}/history",
+            get(sessions::history).fallback(|| async { ApiError::method_not_allowed("GET") }),
+        )
+        .route_layer(middleware::from_fn_with_state(gw.clone(), require_auth));
+    let mut routes = Router::new().merge(session_api);
     if gw.config.gateway.http.endpoints.chat_completions.enabled {
         let protected = Router::new()
             .route(

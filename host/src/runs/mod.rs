@@ -1,8 +1,6 @@
 //! The one run path every door uses: resolve the agent, start the run, stream
 //! its events, report how it ended. Nothing here knows about OpenAI JSON.
 
-mod reply;
-
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -11,12 +9,12 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::runtime::{
-    AgentId, AgentRegistry, AgentVersion, EngineLimits, Event, Message, RunError, RunLimits, RunRequest, Runtime,
+    AgentId, AgentRegistry, AgentVersion, EngineLimits, Event, Message, Role, RunError, RunLimits, RunRequest, Runtime,
     ToolSpec, shipped,
 };
-use crate::sessions::SessionKey;
+use crate::sessions::{LaneTicket, Lanes, SessionData, SessionKey, SessionStore, SqliteStore, StoreError};
 
-pub use reply::{Reply, finish_reason, finish_reason_name};
+pub use crate::runtime::{Reply, finish_reason, finish_reason_name};
 
 /// Events buffered between a run and its consumer; beyond this the guest waits.
 const EVENT_BUFFER: usize = 32;
@@ -38,11 +36,16 @@ pub struct Agents {
     runtime: Runtime,
     registry: AgentRegistry,
     default_agent: AgentId,
+    sessions: Arc<dyn SessionStore>,
+    lanes: Lanes,
+    max_history: usize,
 }
 
 impl Agents {
-    /// Build the engine and load every configured agent; any failure stops start-up.
+    /// Build the engine, open the session store and load every configured agent;
+    /// any failure stops start-up.
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let sessions: Arc<dyn SessionStore> = Arc::new(SqliteStore::open(&config.sessions_path())?);
         let runtime = Runtime::new(&EngineLimits::default())?;
         let registry = AgentRegistry::default();
         for (id, entry) in config.agent_entries() {
@@ -74,7 +77,14 @@ impl Agents {
             registry.install(Arc::new(version));
         }
         let default_agent = AgentId::parse(&config.agents.default).context("default agent validated by config")?;
-        Ok(Self { runtime, registry, default_agent })
+        Ok(Self {
+            runtime,
+            registry,
+            default_agent,
+            sessions,
+            lanes: Lanes::default(),
+            max_history: config.sessions.max_history_messages,
+        })
     }
 
     /// The agent used when a request names none.
@@ -92,11 +102,19 @@ impl Agents {
         &self.runtime
     }
 
+    /// The transcript store.
+    pub fn sessions(&self) -> &Arc<dyn SessionStore> {
+        &self.sessions
+    }
+
     /// Start a run. Fails at once for an unknown agent; everything else is
     /// reported through the handle.
     pub fn start(&self, input: RunInput) -> Result<RunHandle, RunError> {
         let agent = self.registry.get(&input.agent).ok_or_else(|| RunError::UnknownAgent(input.agent.to_string()))?;
         let run_id = uuid::Uuid::new_v4().to_string();
+        // Taken here, synchronously, so runs on one key keep their arrival order.
+        let ticket = input.session.persistent.then(|| self.lanes.enter(&input.session.key));
+        let turn = new_turn(&input.messages);
         let request = RunRequest {
             run_id: run_id.clone(),
             agent_id: input.agent.to_string(),
@@ -107,27 +125,76 @@ impl Agents {
             params: input.params.to_string(),
         };
         let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
-        let task = tokio::spawn({
-            let agent = agent.clone();
-            let run_id = run_id.clone();
-            async move {
-                let started = std::time::Instant::now();
-                let result = agent.run(&request, events_tx).await;
-                let ms = started.elapsed().as_secs_f64() * 1000.0;
-                match &result {
-                    Ok(()) => tracing::debug!(run_id, agent = %agent.id, ms, "run finished"),
-                    Err(RunError::Cancelled) => {
-                        tracing::info!(run_id, agent = %agent.id, ms, "run cancelled")
-                    }
-                    Err(e) => {
-                        tracing::warn!(run_id, agent = %agent.id, ms, error = %e, "run failed")
-                    }
-                }
-                result
+        let job =
+            Job { agent: agent.clone(), store: self.sessions.clone(), max_history: self.max_history, ticket, turn };
+        let (log_run_id, log_agent) = (run_id.clone(), agent.id.clone());
+        let task = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let result = job.run(request, events_tx).await;
+            let (run_id, agent, ms) = (log_run_id, log_agent, started.elapsed().as_secs_f64() * 1000.0);
+            match &result {
+                Ok(()) => tracing::debug!(run_id, %agent, ms, "run finished"),
+                Err(RunError::Cancelled) => tracing::info!(run_id, %agent, ms, "run cancelled"),
+                Err(e) => tracing::warn!(run_id, %agent, ms, error = %e, "run failed"),
             }
+            result
         });
         Ok(RunHandle { run_id, session: input.session, agent, events, task: Some(task) })
     }
+}
+
+/// One run's work inside its task.
+struct Job {
+    agent: Arc<AgentVersion>,
+    store: Arc<dyn SessionStore>,
+    max_history: usize,
+    /// Present for persistent sessions.
+    ticket: Option<LaneTicket>,
+    /// The client's new messages, appended with the reply on success.
+    turn: Vec<Message>,
+}
+
+impl Job {
+    async fn run(mut self, request: RunRequest, events: mpsc::Sender<Event>) -> Result<(), RunError> {
+        let Some(ticket) = self.ticket.as_mut() else {
+            // Per-request session: nothing to load, nothing kept.
+            return self.agent.run(&request, events, SessionData::default()).await.map(drop);
+        };
+        ticket.wait().await;
+        let (store, key, agent, max) =
+            (self.store.clone(), request.session_key.clone(), request.agent_id.clone(), self.max_history);
+        let session = blocking(move || store.load(&key, &agent, max)).await?;
+        let outcome = self.agent.run(&request, events, session).await?;
+        let mut turn = std::mem::take(&mut self.turn);
+        turn.push(outcome.reply.to_message());
+        let (store, ticket) = (self.store.clone(), self.ticket.take());
+        blocking(move || {
+            // The lane stays taken until the write is committed, even if the
+            // run's task is aborted meanwhile (blocking work runs to the end).
+            let _ticket = ticket;
+            store.append_turn(&request.session_key, &request.agent_id, &turn, &outcome.state_changes)
+        })
+        .await
+    }
+}
+
+/// Run store work on the blocking pool and map its errors.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, RunError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e @ StoreError::WrongAgent { .. })) => Err(RunError::InvalidRequest(e.to_string())),
+        Ok(Err(e)) => Err(RunError::Internal(e.to_string())),
+        Err(e) => Err(RunError::Internal(format!("session store task failed: {e}"))),
+    }
+}
+
+/// The messages a client adds in this turn: everything after the last
+/// assistant message, minus system prompts (clients resend those every time).
+fn new_turn(messages: &[Message]) -> Vec<Message> {
+    let start = messages.iter().rposition(|m| m.role == Role::Assistant).map_or(0, |i| i + 1);
+    messages[start..].iter().filter(|m| m.role != Role::System).cloned().collect()
 }
 
 /// A run in flight. Dropping it cancels the run.

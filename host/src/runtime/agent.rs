@@ -11,7 +11,9 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 use super::AgentId;
 use super::bindings::{Agent, AgentInfo, AgentPre, Event, RunRequest};
 use super::error::RunError;
+use super::reply::Reply;
 use super::state::{OutputStop, RunState};
+use crate::sessions::{SessionData, StateChanges};
 
 /// Per-run resource limits for an agent.
 #[derive(Debug, Clone)]
@@ -25,6 +27,13 @@ impl Default for RunLimits {
     fn default() -> Self {
         Self { memory_bytes: 64 << 20, time_budget: Duration::from_secs(120), output_bytes: 16 << 20 }
     }
+}
+
+/// What a successful run produced, for the transcript.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub reply: Reply,
+    pub state_changes: StateChanges,
 }
 
 /// Budget for `info()` at load time: it must not do real work.
@@ -106,7 +115,7 @@ impl AgentVersion {
     }
 
     async fn call_info(&self) -> Result<AgentInfo, RunError> {
-        let mut store = self.store(None);
+        let mut store = self.store(None, SessionData::default());
         let call = async {
             let agent = self.pre.instantiate_async(&mut store).await?;
             agent.call_info(&mut store).await
@@ -121,8 +130,13 @@ impl AgentVersion {
     /// Run one turn in a fresh store, streaming events into `events`.
     ///
     /// Dropping the returned future cancels the run and frees the instance.
-    pub async fn run(&self, req: &RunRequest, events: mpsc::Sender<Event>) -> Result<(), RunError> {
-        let mut store = self.store(Some(events));
+    pub async fn run(
+        &self,
+        req: &RunRequest,
+        events: mpsc::Sender<Event>,
+        session: SessionData,
+    ) -> Result<RunOutcome, RunError> {
+        let mut store = self.store(Some(events), session);
         let call = async {
             let agent: Agent = self.pre.instantiate_async(&mut store).await?;
             agent.call_run(&mut store, req).await
@@ -135,19 +149,23 @@ impl AgentVersion {
             // being told to stop is noise.
             Ok(_) if stop == Some(OutputStop::Closed) => Err(RunError::Cancelled),
             Ok(_) if stop == Some(OutputStop::Limit) => Err(RunError::OutputLimit),
-            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Ok(()))) => {
+                let state = store.into_data();
+                Ok(RunOutcome { reply: state.reply, state_changes: state.changes })
+            }
             Ok(Ok(Err(agent_error))) => Err(agent_error.into()),
             Ok(Err(e)) => Err(RunError::from_wasmtime(e, self.exceeded(&store))),
         }
     }
 
-    fn store(&self, events: Option<mpsc::Sender<Event>>) -> Store<RunState> {
+    fn store(&self, events: Option<mpsc::Sender<Event>>, session: SessionData) -> Store<RunState> {
         let state = RunState::new(
             self.id.as_str(),
             self.config.clone(),
             events,
             self.limits.memory_bytes,
             self.limits.output_bytes,
+            session,
         );
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.memory);

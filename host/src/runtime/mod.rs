@@ -6,6 +6,7 @@ mod engine;
 mod error;
 mod guest_log;
 mod registry;
+mod reply;
 pub mod shipped;
 mod state;
 
@@ -15,13 +16,14 @@ use std::sync::Arc;
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
-pub use agent::{AgentVersion, LoadError, RunLimits};
+pub use agent::{AgentVersion, LoadError, RunLimits, RunOutcome};
 pub use bindings::{
     AgentError, AgentInfo, Event, FinishReason, Message, Role, RunRequest, ToolCall, ToolCallDelta, ToolSpec, Usage,
 };
 pub use engine::{Allocation, EngineLimits};
 pub use error::RunError;
 pub use registry::AgentRegistry;
+pub use reply::{Reply, finish_reason, finish_reason_name};
 use state::RunState;
 
 /// A validated agent id: `[a-z0-9][a-z0-9_-]{0,63}`, stored lower-case.

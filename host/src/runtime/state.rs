@@ -8,8 +8,10 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{EmitError, Event, wasmclaw::agent};
+use super::bindings::{EmitError, Event, Message, wasmclaw::agent};
 use super::guest_log::GuestLog;
+use super::reply::Reply;
+use crate::sessions::{MAX_STATE_KEY_BYTES, MAX_STATE_TOTAL_BYTES, MAX_STATE_VALUE_BYTES, SessionData, StateChanges};
 
 /// Why a run's output stream stopped accepting events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +31,13 @@ pub struct RunState {
     config: Arc<BTreeMap<String, String>>,
     output_budget: usize,
     pub(super) output_stop: Option<OutputStop>,
+    /// Everything emitted so far, for the transcript.
+    pub(super) reply: Reply,
+    history: Vec<Message>,
+    state: std::collections::BTreeMap<String, Vec<u8>>,
+    state_bytes: usize,
+    /// Writes to persist if the run succeeds.
+    pub(super) changes: StateChanges,
 }
 
 impl RunState {
@@ -39,6 +48,7 @@ impl RunState {
         events: Option<mpsc::Sender<Event>>,
         memory_bytes: usize,
         output_budget: usize,
+        session: SessionData,
     ) -> Self {
         // No env, no args, no preopened dirs, no socket addresses allowed:
         // the defaults of the builder. Only stdout/stderr are wired, to the log.
@@ -51,6 +61,11 @@ impl RunState {
             config,
             output_budget,
             output_stop: None,
+            reply: Reply::default(),
+            state_bytes: session.state.iter().map(|(k, v)| k.len() + v.len()).sum(),
+            history: session.history,
+            state: session.state,
+            changes: StateChanges::new(),
         }
     }
 }
@@ -78,6 +93,7 @@ impl agent::output::Host for RunState {
             return Ok(Err(EmitError::OutputLimit));
         }
         self.output_budget -= size;
+        self.reply.push(&ev);
         if events.send(ev).await.is_err() {
             self.output_stop = Some(OutputStop::Closed);
             return Ok(Err(EmitError::Closed));
@@ -89,6 +105,42 @@ impl agent::output::Host for RunState {
 impl agent::config::Host for RunState {
     fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
         Ok(self.config.get(&key).cloned())
+    }
+}
+
+impl agent::session::Host for RunState {
+    fn history(&mut self) -> wasmtime::Result<Vec<Message>> {
+        Ok(self.history.clone())
+    }
+
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        Ok(self.state.get(&key).cloned())
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+        if key.len() > MAX_STATE_KEY_BYTES {
+            return Ok(Err(format!("state key is {} bytes; the limit is {MAX_STATE_KEY_BYTES}", key.len())));
+        }
+        if value.len() > MAX_STATE_VALUE_BYTES {
+            return Ok(Err(format!("state value is {} bytes; the limit is {MAX_STATE_VALUE_BYTES}", value.len())));
+        }
+        let old = self.state.get(&key).map_or(0, |v| key.len() + v.len());
+        let total = self.state_bytes - old + key.len() + value.len();
+        if total > MAX_STATE_TOTAL_BYTES {
+            return Ok(Err(format!("session state would be {total} bytes; the limit is {MAX_STATE_TOTAL_BYTES}")));
+        }
+        self.state_bytes = total;
+        self.changes.insert(key.clone(), Some(value.clone()));
+        self.state.insert(key, value);
+        Ok(Ok(()))
+    }
+
+    fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+        if let Some(old) = self.state.remove(&key) {
+            self.state_bytes -= key.len() + old.len();
+            self.changes.insert(key, None);
+        }
+        Ok(())
     }
 }
 

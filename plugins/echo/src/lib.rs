@@ -1,8 +1,9 @@
 //! The echo agent: replies with the last user message, one `text` event per
 //! word. Whitespace stays attached to the word before it, so the events
-//! concatenate to exactly the input.
+//! concatenate to exactly the input. In a session with history the reply
+//! starts with `[turn N] `, N counting this turn.
 
-use wasmclaw_sdk::{Agent, AgentError, AgentInfo, Output, RunRequest, export_agent};
+use wasmclaw_sdk::{Agent, AgentError, AgentInfo, Output, RunRequest, export_agent, session};
 
 #[derive(Default)]
 struct Echo;
@@ -14,6 +15,10 @@ impl Agent for Echo {
 
     fn run(&self, req: RunRequest, out: &Output) -> Result<(), AgentError> {
         let text = req.last_user_text().unwrap_or_default();
+        let earlier = session::user_turns();
+        if earlier > 0 {
+            out.text(&format!("[turn {}] ", earlier + 1))?;
+        }
         for piece in words(text) {
             out.text(piece)?;
         }

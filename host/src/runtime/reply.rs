@@ -1,4 +1,4 @@
-use crate::runtime::{Event, FinishReason, ToolCall, Usage};
+use super::bindings::{Event, FinishReason, Message, Role, ToolCall, Usage};
 
 /// A whole reply assembled from a run's events.
 #[derive(Debug, Clone, Default)]
@@ -38,6 +38,17 @@ impl Reply {
             }
             Event::Usage(u) => self.usage = Some(*u),
             Event::Finish(f) => self.finish = Some(*f),
+        }
+    }
+
+    /// The reply as a transcript message.
+    pub fn to_message(&self) -> Message {
+        Message {
+            role: Role::Assistant,
+            content: self.text.clone(),
+            name: None,
+            tool_call_id: None,
+            tool_calls: self.tool_calls.clone(),
         }
     }
 

@@ -1,0 +1,96 @@
+//! Session history API: read, list and reset transcripts.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use crate::gateway::Gateway;
+use crate::runtime::AgentId;
+use crate::sessions::{StoreError, Transcript, role_name};
+
+/// `GET /sessions/{key}/history`
+pub async fn history(State(gw): State<Arc<Gateway>>, Path(key): Path<String>) -> Result<Json<Value>, ApiError> {
+    let store = gw.agents.sessions().clone();
+    let transcript = on_store(move || store.transcript(&key)).await?.ok_or_else(session_not_found)?;
+    Ok(Json(transcript_json(&transcript)))
+}
+
+/// `DELETE /sessions/{key}`: forget the transcript and the plugin state.
+pub async fn reset(State(gw): State<Arc<Gateway>>, Path(key): Path<String>) -> Result<Json<Value>, ApiError> {
+    let store = gw.agents.sessions().clone();
+    let k = key.clone();
+    if !on_store(move || store.delete(&k)).await? {
+        return Err(session_not_found());
+    }
+    tracing::info!(session = %key, "session reset");
+    Ok(Json(json!({"sessionKey": key, "deleted": true})))
+}
+
+/// `?agent=<id>`
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    agent: Option<String>,
+}
+
+/// `GET /sessions[?agent=<id>]`
+pub async fn list(State(gw): State<Arc<Gateway>>, Query(query): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+    let agent = match query.agent {
+        Some(raw) => Some(
+            AgentId::parse(&raw)
+                .ok_or_else(|| ApiError::invalid_request(format!("{raw:?} is not an agent id"), Some("agent".into())))?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let store = gw.agents.sessions().clone();
+    let sessions = on_store(move || store.list(agent.as_deref())).await?;
+    let data: Vec<Value> = sessions
+        .iter()
+        .map(|s| {
+            json!({"sessionKey": s.key, "agentId": s.agent, "messageCount": s.message_count, "lastActivity": s.last_activity})
+        })
+        .collect();
+    Ok(Json(json!({"sessions": data})))
+}
+
+/// The history API's JSON for one transcript (also printed by the CLI).
+pub fn transcript_json(t: &Transcript) -> Value {
+    let messages: Vec<Value> = t
+        .messages
+        .iter()
+        .map(|m| {
+            let mut v =
+                json!({"role": role_name(m.message.role), "content": m.message.content, "createdAt": m.created_at});
+            if !m.message.tool_calls.is_empty() {
+                v["toolCalls"] = m
+                    .message
+                    .tool_calls
+                    .iter()
+                    .map(|c| json!({"id": c.id, "name": c.name, "arguments": c.arguments}))
+                    .collect();
+            }
+            if let Some(id) = &m.message.tool_call_id {
+                v["toolCallId"] = json!(id);
+            }
+            v
+        })
+        .collect();
+    json!({"sessionKey": t.key, "agentId": t.agent, "messages": messages})
+}
+
+fn session_not_found() -> ApiError {
+    ApiError { code: Some("session_not_found"), message: "No such session".into(), ..ApiError::not_found() }
+}
+
+async fn on_store<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
