@@ -314,3 +314,24 @@ async fn cli_sessions_and_agent_share_the_store() {
     assert!(run(&["sessions", "reset", "cli-key"]).contains("reset"));
     assert_eq!(run(&["sessions", "list"]), "");
 }
+
+#[tokio::test]
+async fn a_disconnected_run_leaves_no_turn_behind() {
+    let gw = TestGateway::start(&sessions_config(150, ""));
+    let key = "agent:slow:walkaway";
+    let res = gw.chat(ask("agent:slow", "kept")).header("x-openclaw-session-key", key).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let mut body = ask("agent:slow", "one two three four five six");
+    body["stream"] = json!(true);
+    let mut res = gw.chat(body).header("x-openclaw-session-key", key).send().await.unwrap();
+    let mut seen = String::new();
+    while !seen.contains("one ") {
+        seen.push_str(&String::from_utf8_lossy(&res.chunk().await.unwrap().expect("stream ended early")));
+    }
+    drop(res);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(transcript(&gw, key).await, pairs(&[("user", "kept"), ("assistant", "kept")]));
+    // The lane was released: the next turn runs and numbers itself correctly.
+    let res = gw.chat(ask("agent:slow", "next")).header("x-openclaw-session-key", key).send().await.unwrap();
+    assert_eq!(content(&res.json().await.unwrap()), "[turn 2] next");
+}
