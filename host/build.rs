@@ -7,9 +7,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Guest crates and the env var that carries each component's path.
-const GUESTS: &[(&str, &str)] =
-    &[("wasmclaw-plugin-echo", "WASMCLAW_PLUGIN_ECHO"), ("wasmclaw-fixture-faults", "WASMCLAW_FIXTURE_FAULTS")];
+/// Guest crates, the env var that carries each component's path, and its file name.
+const GUESTS: &[(&str, &str, &str)] = &[
+    ("wasmclaw-plugin-echo", "WASMCLAW_PLUGIN_ECHO", "wasmclaw_plugin_echo.wasm"),
+    ("wasmclaw-fixture-faults", "WASMCLAW_FIXTURE_FAULTS", "wasmclaw_fixture_faults.wasm"),
+    ("wasmclaw-fixture-not-an-agent", "WASMCLAW_FIXTURE_NOT_AN_AGENT", "not-an-agent.wasm"),
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -26,7 +29,7 @@ fn main() {
         .args(["build", "--profile", "guest", "--target", "wasm32-wasip2", "--locked"])
         .arg("--target-dir")
         .arg(&target_dir);
-    for (package, _) in GUESTS {
+    for (package, _, _) in GUESTS {
         cmd.args(["--package", package]);
     }
     // The outer build's flags and wrappers (clippy, coverage, native
@@ -45,8 +48,8 @@ fn main() {
     }
 
     let out = target_dir.join("wasm32-wasip2").join("guest");
-    for (package, var) in GUESTS {
-        let file = out.join(format!("{}.wasm", package.replace('-', "_")));
+    for (_, var, file) in GUESTS {
+        let file = out.join(file);
         assert!(Path::new(&file).exists(), "missing guest component {}", file.display());
         println!("cargo:rustc-env={var}={}", file.display());
     }

@@ -62,6 +62,14 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Manage the agents of a running gateway (token from OPENCLAW_GATEWAY_TOKEN or _PASSWORD).
+    Agents {
+        #[command(subcommand)]
+        action: AgentsAction,
+        /// The gateway's base URL.
+        #[arg(long, global = true, default_value = "http://127.0.0.1:18789")]
+        url: String,
+    },
     /// Inspect or reset stored sessions (reads the session store directly).
     Sessions {
         #[command(subcommand)]
@@ -70,6 +78,19 @@ pub enum Command {
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
+}
+
+/// `wasmclaw agents …`: talks to a running gateway's admin API.
+#[derive(Debug, Subcommand)]
+pub enum AgentsAction {
+    /// List agents with their digests and versions.
+    List,
+    /// Validate and install a component as agent `id` (replacing the current one).
+    Install { id: String, file: PathBuf },
+    /// Serve the previous version of `id` again.
+    Rollback { id: String },
+    /// Stop serving `id`.
+    Remove { id: String },
 }
 
 /// `wasmclaw sessions …`
@@ -95,7 +116,52 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             agent_turn(config, agent, message, session_key, json).await
         }
         Command::Sessions { action, config } => sessions(config, action),
+        Command::Agents { action, url } => agents_admin(&url, action).await,
     }
+}
+
+async fn agents_admin(url: &str, action: AgentsAction) -> anyhow::Result<()> {
+    let secret =
+        std::env::var(crate::auth::TOKEN_ENV).or_else(|_| std::env::var(crate::auth::PASSWORD_ENV)).map_err(|_| {
+            anyhow::anyhow!("set {} (or {}) to the gateway's secret", crate::auth::TOKEN_ENV, crate::auth::PASSWORD_ENV)
+        })?;
+    let base = format!("{}/admin/agents", url.trim_end_matches('/'));
+    let client = reqwest::Client::new();
+    let request = match &action {
+        AgentsAction::List => client.get(&base),
+        AgentsAction::Install { id, file } => {
+            let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            client.put(format!("{base}/{id}")).header(crate::http::DIGEST_HEADER, digest).body(bytes)
+        }
+        AgentsAction::Rollback { id } => client.post(format!("{base}/{id}/rollback")),
+        AgentsAction::Remove { id } => client.delete(format!("{base}/{id}")),
+    };
+    let response = request.bearer_auth(secret).send().await.with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    anyhow::ensure!(status.is_success(), "{status}: {}", body["error"]["message"].as_str().unwrap_or("request failed"));
+    let mut out = std::io::stdout().lock();
+    let line = |v: &serde_json::Value| {
+        format!(
+            "{}\t{} {}\t{}\t{}",
+            v["id"].as_str().unwrap_or_default(),
+            v["name"].as_str().unwrap_or_default(),
+            v["version"].as_str().unwrap_or_default(),
+            &v["digest"].as_str().unwrap_or_default().chars().take(12).collect::<String>(),
+            v["source"].as_str().unwrap_or_default()
+        )
+    };
+    match action {
+        AgentsAction::List => {
+            for agent in body["agents"].as_array().into_iter().flatten() {
+                writeln!(out, "{}", line(agent))?;
+            }
+        }
+        AgentsAction::Remove { id } => writeln!(out, "removed {id}")?,
+        _ => writeln!(out, "{}", line(&body))?,
+    }
+    Ok(())
 }
 
 fn sessions(config_path: Option<PathBuf>, action: SessionsAction) -> anyhow::Result<()> {

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::runs::Agents;
+use crate::runs::{Agents, Watcher, watch_agents_dir, watch_config};
 
 /// Remove idle sessions in the background while the gateway lives.
 fn spawn_retention(gw: std::sync::Weak<Gateway>, ttl: std::time::Duration) {
@@ -31,16 +31,19 @@ fn spawn_retention(gw: std::sync::Weak<Gateway>, ttl: std::time::Duration) {
 pub struct Gateway {
     pub config: Config,
     pub auth: Authenticator,
-    pub agents: Agents,
+    pub agents: Arc<Agents>,
     ready: AtomicBool,
+    _watchers: Vec<Watcher>,
 }
 
 impl Gateway {
     /// Resolve credentials and load every agent; fails with a message an operator can act on.
     pub async fn start(config: Config) -> anyhow::Result<Arc<Self>> {
         let auth = Authenticator::from_config(&config.gateway.auth, |k| std::env::var(k).ok())?;
-        let agents = Agents::from_config(&config).await?;
-        let gw = Arc::new(Self { config, auth, agents, ready: AtomicBool::new(true) });
+        let agents = Arc::new(Agents::from_config(&config).await?);
+        let mut watchers = vec![watch_agents_dir(&agents, config.agents_dir()).await?];
+        watchers.extend(watch_config(&agents, &config)?);
+        let gw = Arc::new(Self { config, auth, agents, ready: AtomicBool::new(true), _watchers: watchers });
         if let Some(ttl) = gw.config.sessions.idle_ttl.as_deref().and_then(crate::config::parse_duration) {
             spawn_retention(Arc::downgrade(&gw), ttl);
         }

@@ -13,6 +13,12 @@ pub const TOKEN: &str = "test-token-7f3a9c";
 /// Path of the test-only faults agent component.
 pub const FAULTS_WASM: &str = env!("WASMCLAW_FIXTURE_FAULTS");
 
+/// The shipped echo component (for uploads in tests).
+pub const ECHO_WASM: &str = env!("WASMCLAW_PLUGIN_ECHO");
+
+/// A WASI command component: valid, but not an agent.
+pub const NOT_AN_AGENT_WASM: &str = env!("WASMCLAW_FIXTURE_NOT_AN_AGENT");
+
 /// The binary under test.
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_wasmclaw")

@@ -26,6 +26,9 @@ pub struct Config {
     /// Folder of the file the config came from; relative plugin paths resolve against it.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
+    /// The file the config came from, watched for live agent changes.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// `gateway.*`
@@ -154,16 +157,25 @@ pub struct AgentsConfig {
     pub default: String,
     /// Absent means "serve `main` = echo".
     pub entries: Option<BTreeMap<String, AgentEntry>>,
+    /// Folder watched for `<id>.wasm` files (default `<stateDir>/agents`).
+    pub dir: Option<PathBuf>,
+    /// Largest component accepted from any source.
+    #[serde(default = "default_max_component")]
+    pub max_component_bytes: usize,
 }
 
 impl Default for AgentsConfig {
     fn default() -> Self {
-        Self { default: default_agent(), entries: None }
+        Self { default: default_agent(), entries: None, dir: None, max_component_bytes: default_max_component() }
     }
 }
 
+fn default_max_component() -> usize {
+    50 << 20
+}
+
 /// `agents.entries.<id>`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AgentEntry {
     /// A shipped plugin name (`echo`) or a path to a `.wasm` component.
@@ -207,6 +219,7 @@ impl Config {
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         let mut config = Self::parse(&text, path)?;
         config.base_dir = path.parent().map(Path::to_path_buf);
+        config.source = Some(path.to_path_buf());
         Ok(config)
     }
 
@@ -281,6 +294,14 @@ impl Config {
         match &self.sessions.path {
             Some(p) => self.resolve_path(&p.to_string_lossy()),
             None => self.state_dir().join("sessions.sqlite"),
+        }
+    }
+
+    /// The folder watched for agent components.
+    pub fn agents_dir(&self) -> PathBuf {
+        match &self.agents.dir {
+            Some(dir) => self.resolve_path(&dir.to_string_lossy()),
+            None => self.state_dir().join("agents"),
         }
     }
 

@@ -6,7 +6,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::auth::AuthFailure;
-use crate::runtime::RunError;
+use crate::runs::InstallError;
+use crate::runtime::{LoadError, RunError};
 use crate::sessions::InvalidSessionKey;
 
 /// An error response: `{"error":{"message","type","param","code"}}`.
@@ -110,6 +111,22 @@ impl From<AuthFailure> for ApiError {
 impl From<InvalidSessionKey> for ApiError {
     fn from(e: InvalidSessionKey) -> Self {
         Self::invalid_request(e.to_string(), Some("x-openclaw-session-key".into()))
+    }
+}
+
+impl From<InstallError> for ApiError {
+    fn from(e: InstallError) -> Self {
+        let message = e.to_string();
+        let with = |status, code| Self::new(status, "invalid_request_error", Some(code), message.clone());
+        match e {
+            InstallError::TooLarge { limit, .. } => Self::too_large(limit),
+            InstallError::Load(LoadError::Compile(_)) => with(StatusCode::BAD_REQUEST, "invalid_component"),
+            InstallError::Load(LoadError::Link(_)) => with(StatusCode::UNPROCESSABLE_ENTITY, "incompatible_component"),
+            InstallError::Load(LoadError::Info(_)) => with(StatusCode::UNPROCESSABLE_ENTITY, "info_failed"),
+            InstallError::NotFound(_) => with(StatusCode::NOT_FOUND, "agent_not_found"),
+            InstallError::NoPrevious(_) => with(StatusCode::CONFLICT, "no_previous_version"),
+            InstallError::Source(_) => with(StatusCode::BAD_REQUEST, "invalid_source"),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The HTTP door: routes, auth, request ids. Handlers only translate.
 
+mod admin;
 mod chat;
 pub mod error;
 mod health;
@@ -19,6 +20,7 @@ use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+pub use admin::DIGEST_HEADER;
 pub use chat::{AGENT_HEADER, SESSION_HEADER};
 use error::ApiError;
 pub use sessions::transcript_json;
@@ -27,6 +29,20 @@ use crate::gateway::Gateway;
 
 /// All routes of the gateway port. The WebSocket upgrade will live on `/`.
 pub fn router(gw: Arc<Gateway>) -> Router {
+    let allow = |methods: &'static str| move || async move { ApiError::method_not_allowed(methods) };
+    let admin_api = Router::new()
+        .route("/admin/agents", get(admin::list).fallback(allow("GET")))
+        .route(
+            "/admin/agents/{id}",
+            get(admin::show)
+                .put(admin::install)
+                .delete(admin::remove)
+                .fallback(allow("GET, PUT, DELETE"))
+                // The component limit applies here, not the chat body limit.
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/admin/agents/{id}/rollback", post(admin::rollback).fallback(allow("POST")))
+        .route_layer(middleware::from_fn_with_state(gw.clone(), require_auth));
     let session_api = Router::new()
         .route("/sessions", get(sessions::list).fallback(|| async { ApiError::method_not_allowed("GET") }))
         .route(
@@ -38,7 +54,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             get(sessions::history).fallback(|| async { ApiError::method_not_allowed("GET") }),
         )
         .route_layer(middleware::from_fn_with_state(gw.clone(), require_auth));
-    let mut routes = Router::new().merge(session_api);
+    let mut routes = Router::new().merge(session_api).merge(admin_api);
     if gw.config.gateway.http.endpoints.chat_completions.enabled {
         let protected = Router::new()
             .route(

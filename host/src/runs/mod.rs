@@ -1,6 +1,9 @@
 //! The one run path every door uses: resolve the agent, start the run, stream
 //! its events, report how it ended. Nothing here knows about OpenAI JSON.
 
+mod install;
+mod watch;
+
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -9,12 +12,13 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::runtime::{
-    AgentId, AgentRegistry, AgentVersion, EngineLimits, Event, Message, Role, RunError, RunLimits, RunRequest, Runtime,
-    ToolSpec, shipped,
+    AgentId, AgentRegistry, AgentVersion, EngineLimits, Event, Message, Role, RunError, RunRequest, Runtime, ToolSpec,
 };
 use crate::sessions::{LaneTicket, Lanes, SessionData, SessionKey, SessionStore, SqliteStore, StoreError};
 
 pub use crate::runtime::{Reply, finish_reason, finish_reason_name};
+pub use install::{AgentsChanged, InstallError, agent_id_of, dir_source};
+pub use watch::{Watcher, watch_agents_dir, watch_config};
 
 /// Events buffered between a run and its consumer; beyond this the guest waits.
 const EVENT_BUFFER: usize = 32;
@@ -39,6 +43,8 @@ pub struct Agents {
     sessions: Arc<dyn SessionStore>,
     lanes: Lanes,
     max_history: usize,
+    max_component_bytes: usize,
+    changes: tokio::sync::broadcast::Sender<AgentsChanged>,
 }
 
 impl Agents {
@@ -46,45 +52,25 @@ impl Agents {
     /// any failure stops start-up.
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
         let sessions: Arc<dyn SessionStore> = Arc::new(SqliteStore::open(&config.sessions_path())?);
-        let runtime = Runtime::new(&EngineLimits::default())?;
-        let registry = AgentRegistry::default();
-        for (id, entry) in config.agent_entries() {
-            let agent_id = AgentId::parse(&id).context("agent id validated by config")?;
-            let (source, bytes): (String, Arc<[u8]>) = match shipped::component(&entry.plugin) {
-                Some(bytes) => (format!("shipped:{}", entry.plugin), bytes.into()),
-                None => {
-                    let path = config.resolve_path(&entry.plugin);
-                    let bytes = std::fs::read(&path).with_context(|| {
-                        format!(
-                            "agents.entries.{id}.plugin: {:?} is neither a shipped plugin ({}) nor a readable file ({})",
-                            entry.plugin,
-                            shipped::NAMES.join(", "),
-                            path.display()
-                        )
-                    })?;
-                    (path.display().to_string(), bytes.into())
-                }
-            };
-            let started = std::time::Instant::now();
-            let version = runtime
-                .load(agent_id.clone(), source.clone(), bytes, entry.config.clone(), RunLimits::default())
-                .await
-                .with_context(|| format!("agents.entries.{id}: cannot load {source}"))?;
-            tracing::info!(
-                agent = %agent_id, source, digest = &version.digest[..12], plugin = %version.info.name,
-                version = %version.info.version, ms = started.elapsed().as_millis() as u64, "agent loaded"
-            );
-            registry.install(Arc::new(version));
-        }
+        let runtime = Runtime::new(&EngineLimits::default(), Some(config.state_dir().join("cache")))?;
         let default_agent = AgentId::parse(&config.agents.default).context("default agent validated by config")?;
-        Ok(Self {
+        let agents = Self {
             runtime,
-            registry,
+            registry: AgentRegistry::default(),
             default_agent,
             sessions,
             lanes: Lanes::default(),
             max_history: config.sessions.max_history_messages,
-        })
+            max_component_bytes: config.agents.max_component_bytes,
+            changes: tokio::sync::broadcast::channel(64).0,
+        };
+        for (id, entry) in config.agent_entries() {
+            agents
+                .install_entry(config, &id, &entry)
+                .await
+                .with_context(|| format!("agents.entries.{id}: cannot load"))?;
+        }
+        Ok(agents)
     }
 
     /// The agent used when a request names none.

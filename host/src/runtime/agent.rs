@@ -10,6 +10,7 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::AgentId;
 use super::bindings::{Agent, AgentInfo, AgentPre, Event, RunRequest};
+use super::cache::CompileCache;
 use super::error::RunError;
 use super::reply::Reply;
 use super::state::{OutputStop, RunState};
@@ -51,6 +52,25 @@ pub struct AgentVersion {
     pre: AgentPre<RunState>,
     config: Arc<BTreeMap<String, String>>,
     limits: RunLimits,
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// True when the compiled code came from the on-disk cache.
+    pub from_cache: bool,
+}
+
+/// Counts a run for as long as it lives, even if its future is dropped.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a std::sync::atomic::AtomicUsize) -> Self {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Why a component could not become an agent version.
@@ -66,9 +86,11 @@ pub enum LoadError {
 
 impl AgentVersion {
     /// Compile, link-check and call `info()`. CPU-heavy compilation runs on a blocking thread.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn load(
         engine: &Engine,
         linker: &Linker<RunState>,
+        cache: Option<Arc<CompileCache>>,
         id: AgentId,
         source: String,
         bytes: Arc<[u8]>,
@@ -79,13 +101,15 @@ impl AgentVersion {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(&bytes))
         };
-        let component = {
-            let engine = engine.clone();
-            let bytes = bytes.clone();
-            tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
-                .await
-                .map_err(|e| LoadError::Compile(e.to_string()))?
-                .map_err(|e| LoadError::Compile(format!("{e:#}")))?
+        let (component, from_cache) = {
+            let (engine, bytes, digest) = (engine.clone(), bytes.clone(), digest.clone());
+            tokio::task::spawn_blocking(move || match cache {
+                Some(cache) => cache.load_or_compile(&engine, &digest, &bytes),
+                None => Component::new(&engine, &bytes).map(|c| (c, false)),
+            })
+            .await
+            .map_err(|e| LoadError::Compile(e.to_string()))?
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?
         };
         let pre = linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = AgentPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
@@ -99,9 +123,16 @@ impl AgentVersion {
             pre,
             config,
             limits,
+            in_flight: Default::default(),
+            from_cache,
         };
         version.info = version.call_info().await.map_err(|e| LoadError::Info(e.to_string()))?;
         Ok(version)
+    }
+
+    /// Runs on this version right now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The settings this version reads through `config.get`.
@@ -136,6 +167,7 @@ impl AgentVersion {
         events: mpsc::Sender<Event>,
         session: SessionData,
     ) -> Result<RunOutcome, RunError> {
+        let _counted = InFlight::enter(&self.in_flight);
         let mut store = self.store(Some(events), session);
         let call = async {
             let agent: Agent = self.pre.instantiate_async(&mut store).await?;

@@ -2,6 +2,7 @@
 
 mod agent;
 mod bindings;
+mod cache;
 mod engine;
 mod error;
 mod guest_log;
@@ -22,7 +23,7 @@ pub use bindings::{
 };
 pub use engine::{Allocation, EngineLimits};
 pub use error::RunError;
-pub use registry::AgentRegistry;
+pub use registry::{AgentRegistry, AgentSlot};
 pub use reply::{Reply, finish_reason, finish_reason_name};
 use state::RunState;
 
@@ -57,16 +58,19 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<RunState>,
     allocation: Allocation,
+    cache: Option<Arc<cache::CompileCache>>,
 }
 
 impl Runtime {
     /// Build the engine and link WASI (sandboxed) plus the wasmclaw imports.
-    pub fn new(limits: &EngineLimits) -> anyhow::Result<Self> {
+    /// `cache_dir`: where compiled components are kept between restarts.
+    pub fn new(limits: &EngineLimits, cache_dir: Option<std::path::PathBuf>) -> anyhow::Result<Self> {
         let (engine, allocation) = engine::build(limits)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::Agent::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)?;
-        Ok(Self { engine, linker, allocation })
+        let cache = cache_dir.map(|dir| Arc::new(cache::CompileCache::new(dir, &engine)));
+        Ok(Self { engine, linker, allocation, cache })
     }
 
     /// Which allocator the engine got.
@@ -83,7 +87,7 @@ impl Runtime {
         config: BTreeMap<String, String>,
         limits: RunLimits,
     ) -> Result<AgentVersion, LoadError> {
-        AgentVersion::load(&self.engine, &self.linker, id, source, bytes, config, limits).await
+        AgentVersion::load(&self.engine, &self.linker, self.cache.clone(), id, source, bytes, config, limits).await
     }
 }
 

@@ -1,0 +1,104 @@
+//! Admin API: inspect, replace, roll back and remove agents while traffic flows.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use crate::gateway::Gateway;
+use crate::runtime::{AgentId, AgentVersion};
+
+/// Header carrying the expected sha256 (hex) of an uploaded component.
+pub const DIGEST_HEADER: &str = "x-wasmclaw-sha256";
+
+/// `GET /admin/agents`
+pub async fn list(State(gw): State<Arc<Gateway>>) -> Json<Value> {
+    let agents: Vec<Value> = gw
+        .agents
+        .registry()
+        .list()
+        .iter()
+        .map(|v| agent_json(v, gw.agents.registry().slot(&v.id).and_then(|s| s.previous).as_deref()))
+        .collect();
+    Json(json!({"agents": agents}))
+}
+
+/// `GET /admin/agents/{id}`
+pub async fn show(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let slot = gw.agents.registry().slot(&id).ok_or_else(|| crate::runs::InstallError::NotFound(id.to_string()))?;
+    Ok(Json(agent_json(&slot.current, slot.previous.as_deref())))
+}
+
+/// `PUT /admin/agents/{id}` with the component bytes as the body.
+pub async fn install(
+    State(gw): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let limit = gw.config.agents.max_component_bytes;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::too_large(limit))?;
+    if bytes.is_empty() {
+        return Err(ApiError::invalid_request("The body must be the component's bytes", None));
+    }
+    if let Some(expected) = headers.get(DIGEST_HEADER) {
+        let expected = expected.to_str().unwrap_or_default().trim().to_ascii_lowercase();
+        let actual = hex::encode(Sha256::digest(&bytes));
+        if expected != actual {
+            return Err(ApiError::invalid_request(
+                format!("{DIGEST_HEADER} is {expected} but the body's sha256 is {actual}"),
+                Some(DIGEST_HEADER.into()),
+            ));
+        }
+    }
+    let version = gw.agents.install(id, Arc::from(&bytes[..]), "admin-api".into(), None).await?;
+    let previous = gw.agents.registry().slot(&version.id).and_then(|s| s.previous);
+    Ok(Json(agent_json(&version, previous.as_deref())))
+}
+
+/// `POST /admin/agents/{id}/rollback`
+pub async fn rollback(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let version = gw.agents.rollback(&id)?;
+    let previous = gw.agents.registry().slot(&id).and_then(|s| s.previous);
+    Ok(Json(agent_json(&version, previous.as_deref())))
+}
+
+/// `DELETE /admin/agents/{id}`
+pub async fn remove(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let removed = gw.agents.remove(&id)?;
+    Ok(Json(json!({"id": id.to_string(), "removed": true, "digest": removed.digest})))
+}
+
+fn parse_id(raw: &str) -> Result<AgentId, ApiError> {
+    AgentId::parse(raw).ok_or_else(|| {
+        ApiError::invalid_request(
+            format!("{raw:?} is not a valid agent id ([a-z0-9][a-z0-9_-]{{0,63}})"),
+            Some("id".into()),
+        )
+    })
+}
+
+fn agent_json(v: &AgentVersion, previous: Option<&AgentVersion>) -> Value {
+    let loaded_at = v.loaded_at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    json!({
+        "id": v.id.to_string(),
+        "digest": v.digest,
+        "name": v.info.name,
+        "version": v.info.version,
+        "description": v.info.description,
+        "source": v.source,
+        "loadedAt": loaded_at,
+        "inFlight": v.in_flight(),
+        "fromCache": v.from_cache,
+        "previous": previous.map(|p| json!({"digest": p.digest, "name": p.info.name, "version": p.info.version})),
+    })
+}

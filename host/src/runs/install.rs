@@ -1,0 +1,153 @@
+//! The one way an agent version comes to serve: from config, the agents
+//! folder, the admin API or the CLI, it is compiled, link-checked and asked
+//! for `info()` *before* the atomic swap, so a broken upload never replaces a
+//! working agent.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::broadcast;
+
+use super::Agents;
+use crate::config::{AgentEntry, Config};
+use crate::runtime::{AgentId, AgentVersion, LoadError, RunLimits, shipped};
+
+/// Why an install, rollback or removal did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("component is {size} bytes; the limit (agents.maxComponentBytes) is {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("agent {0:?} not found")]
+    NotFound(String),
+    #[error("agent {0:?} has no previous version to roll back to")]
+    NoPrevious(String),
+    #[error("{0}")]
+    Source(String),
+}
+
+/// What changed, for listeners such as WebSocket connections.
+#[derive(Debug, Clone)]
+pub struct AgentsChanged {
+    pub id: String,
+    /// `installed`, `rolled-back` or `removed`.
+    pub action: &'static str,
+    /// Digest now serving, if any.
+    pub digest: Option<String>,
+}
+
+impl Agents {
+    /// Validate `bytes` and make them serve `id`. The agent's settings carry
+    /// over from the version it replaces unless `config` is given.
+    pub async fn install(
+        &self,
+        id: AgentId,
+        bytes: Arc<[u8]>,
+        source: String,
+        config: Option<BTreeMap<String, String>>,
+    ) -> Result<Arc<AgentVersion>, InstallError> {
+        if bytes.len() > self.max_component_bytes {
+            return Err(InstallError::TooLarge { size: bytes.len(), limit: self.max_component_bytes });
+        }
+        let config = config.or_else(|| self.registry.get(&id).map(|v| v.config().clone())).unwrap_or_default();
+        let started = Instant::now();
+        let version = self.runtime.load(id.clone(), source.clone(), bytes, config, RunLimits::default()).await;
+        let version = match version {
+            Ok(v) => Arc::new(v),
+            Err(e) => {
+                tracing::warn!(agent = %id, source, error = %e, "agent rejected; the running version keeps serving");
+                return Err(e.into());
+            }
+        };
+        let replaced = self.registry.install(version.clone());
+        tracing::info!(
+            agent = %id, source, digest = &version.digest[..12], plugin = %version.info.name,
+            version = %version.info.version, cached = version.from_cache, ms = started.elapsed().as_millis() as u64,
+            replaced = replaced.as_ref().map(|r| &r.digest[..12]), "agent installed"
+        );
+        self.announce(&id, "installed", Some(&version));
+        Ok(version)
+    }
+
+    /// Serve the previous version of `id` again (and keep the current one as the new previous).
+    pub fn rollback(&self, id: &AgentId) -> Result<Arc<AgentVersion>, InstallError> {
+        if self.registry.get(id).is_none() {
+            return Err(InstallError::NotFound(id.to_string()));
+        }
+        let restored = self.registry.rollback(id).ok_or_else(|| InstallError::NoPrevious(id.to_string()))?;
+        tracing::info!(agent = %id, digest = &restored.digest[..12], "agent rolled back");
+        self.announce(id, "rolled-back", Some(&restored));
+        Ok(restored)
+    }
+
+    /// Stop serving `id`. Runs already on it finish.
+    pub fn remove(&self, id: &AgentId) -> Result<Arc<AgentVersion>, InstallError> {
+        let removed = self.registry.remove(id).ok_or_else(|| InstallError::NotFound(id.to_string()))?;
+        tracing::info!(agent = %id, digest = &removed.digest[..12], in_flight = removed.in_flight(), "agent removed");
+        self.announce(id, "removed", None);
+        Ok(removed)
+    }
+
+    /// Changes from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<AgentsChanged> {
+        self.changes.subscribe()
+    }
+
+    fn announce(&self, id: &AgentId, action: &'static str, version: Option<&Arc<AgentVersion>>) {
+        // No subscribers is fine: nobody is listening yet.
+        let _ =
+            self.changes.send(AgentsChanged { id: id.to_string(), action, digest: version.map(|v| v.digest.clone()) });
+    }
+
+    /// Install one `agents.entries` entry (shipped name or file path).
+    pub async fn install_entry(
+        &self,
+        config: &Config,
+        id: &str,
+        entry: &AgentEntry,
+    ) -> Result<Arc<AgentVersion>, InstallError> {
+        let agent_id = AgentId::parse(id).ok_or_else(|| InstallError::Source(format!("{id:?} is not an agent id")))?;
+        let (source, bytes): (String, Arc<[u8]>) = match shipped::component(&entry.plugin) {
+            Some(bytes) => (format!("shipped:{}", entry.plugin), bytes.into()),
+            None => {
+                let path = config.resolve_path(&entry.plugin);
+                let bytes = std::fs::read(&path).map_err(|e| {
+                    InstallError::Source(format!(
+                        "agents.entries.{id}.plugin: {:?} is neither a shipped plugin ({}) nor a readable file ({}: {e})",
+                        entry.plugin,
+                        shipped::NAMES.join(", "),
+                        path.display()
+                    ))
+                })?;
+                (format!("config:{}", path.display()), bytes.into())
+            }
+        };
+        self.install(agent_id, bytes, source, Some(entry.config.clone())).await
+    }
+
+    /// Install `<dir>/<id>.wasm`; `None` when the file name is not an agent id.
+    pub async fn install_file(&self, path: &Path) -> Option<Result<Arc<AgentVersion>, InstallError>> {
+        let id = agent_id_of(path)?;
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => return Some(Err(InstallError::Source(format!("cannot read {}: {e}", path.display())))),
+        };
+        Some(self.install(id, bytes.into(), dir_source(path), None).await)
+    }
+}
+
+/// The source label of a component from the agents folder.
+pub fn dir_source(path: &Path) -> String {
+    format!("dir:{}", path.display())
+}
+
+/// `main.wasm` → `main`; anything else → `None`.
+pub fn agent_id_of(path: &Path) -> Option<AgentId> {
+    if path.extension()? != "wasm" {
+        return None;
+    }
+    AgentId::parse(path.file_stem()?.to_str()?)
+}
