@@ -33,6 +33,9 @@ pub struct Gateway {
     pub auth: Authenticator,
     pub agents: Arc<Agents>,
     ready: AtomicBool,
+    /// WebSocket-started runs, for `agent.wait`, `chat.abort` and retries.
+    pub ws_runs: crate::ws::RunBoard,
+    draining: tokio::sync::watch::Sender<bool>,
     _watchers: Vec<Watcher>,
 }
 
@@ -43,7 +46,15 @@ impl Gateway {
         let agents = Arc::new(Agents::from_config(&config).await?);
         let mut watchers = vec![watch_agents_dir(&agents, config.agents_dir()).await?];
         watchers.extend(watch_config(&agents, &config)?);
-        let gw = Arc::new(Self { config, auth, agents, ready: AtomicBool::new(true), _watchers: watchers });
+        let gw = Arc::new(Self {
+            config,
+            auth,
+            agents,
+            ready: AtomicBool::new(true),
+            ws_runs: Default::default(),
+            draining: tokio::sync::watch::channel(false).0,
+            _watchers: watchers,
+        });
         if let Some(ttl) = gw.config.sessions.idle_ttl.as_deref().and_then(crate::config::parse_duration) {
             spawn_retention(Arc::downgrade(&gw), ttl);
         }
@@ -58,5 +69,11 @@ impl Gateway {
     /// Report not-ready from now on (shutdown has begun).
     pub fn begin_drain(&self) {
         self.ready.store(false, Ordering::Relaxed);
+        self.draining.send_replace(true);
+    }
+
+    /// Resolves to `true` once shutdown has begun; WebSocket connections close on it.
+    pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.draining.subscribe()
     }
 }

@@ -9,3 +9,4 @@ pub mod http;
 pub mod runs;
 pub mod runtime;
 pub mod sessions;
+pub mod ws;

@@ -45,6 +45,34 @@ pub struct GatewayConfig {
     pub http: HttpConfig,
     /// Where the gateway keeps its files (default: env `WASMCLAW_STATE_DIR`, else `~/.wasmclaw`).
     pub state_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub ws: WsConfig,
+}
+
+/// `gateway.ws.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WsConfig {
+    /// Idle connections get a `tick` event this often.
+    #[serde(default = "default_tick")]
+    pub tick_interval_ms: u64,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self { tick_interval_ms: default_tick() }
+    }
+}
+
+impl WsConfig {
+    /// Largest frame after connect: room for a base64 component upload.
+    pub fn max_payload(&self, max_component_bytes: usize) -> usize {
+        (max_component_bytes / 3 + 1) * 4 + (64 << 10)
+    }
+}
+
+fn default_tick() -> u64 {
+    15_000
 }
 
 impl Default for GatewayConfig {
@@ -55,6 +83,7 @@ impl Default for GatewayConfig {
             auth: AuthConfig::default(),
             http: HttpConfig::default(),
             state_dir: None,
+            ws: WsConfig::default(),
         }
     }
 }

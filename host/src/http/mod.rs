@@ -67,6 +67,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         routes = routes.merge(protected);
     }
     routes
+        // The WebSocket protocol lives on the root path, as in OpenClaw.
+        .route("/", get(crate::ws::upgrade))
         .route("/health", get(health::live))
         .route("/healthz", get(health::live))
         .route("/ready", get(health::ready))

@@ -11,5 +11,5 @@ pub use lanes::{LaneTicket, Lanes};
 pub use sqlite::SqliteStore;
 pub use store::{
     MAX_STATE_KEY_BYTES, MAX_STATE_TOTAL_BYTES, MAX_STATE_VALUE_BYTES, SessionData, SessionStore, SessionSummary,
-    StateChanges, StoreError, StoredMessage, Transcript, role_name,
+    StateChanges, StoreError, StoredMessage, Transcript, now_ms, role_name,
 };

@@ -1,0 +1,393 @@
+//! The WebSocket gateway protocol (issue 6) with a real client over loopback.
+
+mod support;
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+struct Client {
+    socket: Socket,
+    next_id: u64,
+    /// Frames read while waiting for something else.
+    backlog: Vec<Value>,
+}
+
+/// What closed the socket.
+#[derive(Debug)]
+struct Closed(Option<(u16, String)>);
+
+impl Client {
+    async fn open(gw: &TestGateway) -> (Self, Value) {
+        let url = gw.base.replace("http://", "ws://");
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let mut c = Self { socket, next_id: 0, backlog: Vec::new() };
+        let challenge = c.read().await.unwrap();
+        (c, challenge)
+    }
+
+    /// Open and connect the way OpenClaw's CLI 2026.9 does.
+    async fn connect(gw: &TestGateway) -> Self {
+        let (mut c, _) = Self::open(gw).await;
+        let hello = c.call("connect", connect_params(TOKEN)).await;
+        assert_eq!(hello["ok"], true, "{hello}");
+        c
+    }
+
+    async fn send(&mut self, frame: Value) {
+        self.socket.send(Message::Text(frame.to_string().into())).await.unwrap();
+    }
+
+    /// Send a request; returns its id.
+    async fn request(&mut self, method: &str, params: Option<Value>) -> String {
+        self.next_id += 1;
+        let id = format!("{}:{}", self.next_id, uuid::Uuid::new_v4());
+        let mut frame = json!({"type": "req", "id": id, "method": method});
+        if let Some(p) = params {
+            frame["params"] = p;
+        }
+        self.send(frame).await;
+        id
+    }
+
+    /// The next frame, ticks included.
+    async fn read(&mut self) -> Result<Value, Closed> {
+        if !self.backlog.is_empty() {
+            return Ok(self.backlog.remove(0));
+        }
+        loop {
+            let msg =
+                tokio::time::timeout(Duration::from_secs(15), self.socket.next()).await.expect("no frame within 15 s");
+            match msg {
+                Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t).unwrap()),
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(Closed(frame.map(|f| (u16::from(f.code), f.reason.to_string()))));
+                }
+                Some(Ok(_)) => continue,
+                _ => return Err(Closed(None)),
+            }
+        }
+    }
+
+    /// Read until `want` matches, keeping other frames for later.
+    async fn until(&mut self, mut want: impl FnMut(&Value) -> bool) -> Value {
+        let mut skipped = Vec::new();
+        let found = loop {
+            let frame = self.read().await.unwrap_or_else(|c| panic!("closed while waiting: {c:?}"));
+            if want(&frame) {
+                break frame;
+            }
+            skipped.push(frame);
+        };
+        skipped.append(&mut self.backlog);
+        self.backlog = skipped;
+        found
+    }
+
+    async fn response(&mut self, id: &str) -> Value {
+        self.until(|f| f["type"] == "res" && f["id"] == id).await
+    }
+
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.request(method, Some(params)).await;
+        self.response(&id).await
+    }
+
+    /// Expect the server to close the socket; returns code and reason.
+    async fn closed(&mut self) -> (u16, String) {
+        loop {
+            match self.read().await {
+                Ok(_) => continue,
+                Err(Closed(Some(close))) => return close,
+                Err(Closed(None)) => panic!("socket dropped without a close frame"),
+            }
+        }
+    }
+}
+
+fn connect_params(token: &str) -> Value {
+    json!({
+        "minProtocol": 4, "maxProtocol": 4,
+        "client": {"id": "cli", "version": "2026.9.6", "platform": "linux", "deviceFamily": "Linux",
+                   "mode": "cli", "instanceId": uuid::Uuid::new_v4().to_string()},
+        "caps": [], "auth": {"token": token}, "role": "operator", "scopes": ["operator.write"],
+        "device": {"id": "dev-1", "publicKey": "ignored", "signature": "ignored", "signedAt": 1},
+    })
+}
+
+fn ws_config(extra: &str) -> String {
+    format!(
+        r#"{{
+  gateway: {{ http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} {extra} }},
+  agents: {{ entries: {{
+    main: {{ plugin: "echo" }},
+    slow: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "slow", delayMs: "150" }} }},
+  }} }},
+}}"#
+    )
+}
+
+#[tokio::test]
+async fn handshake_challenge_hello_and_bad_credentials() {
+    let gw = TestGateway::start(&ws_config(""));
+    let (mut c, challenge) = Client::open(&gw).await;
+    assert_eq!((challenge["type"].as_str(), challenge["event"].as_str()), (Some("event"), Some("connect.challenge")));
+    assert!(challenge["payload"]["nonce"].as_str().is_some_and(|n| n.len() >= 16));
+    assert!(challenge["payload"]["ts"].as_u64().unwrap() > 1_700_000_000_000);
+    let hello = c.call("connect", connect_params(TOKEN)).await;
+    let p = &hello["payload"];
+    assert_eq!(
+        (hello["ok"].as_bool(), p["type"].as_str(), p["protocol"].as_u64()),
+        (Some(true), Some("hello-ok"), Some(4))
+    );
+    assert!(p["server"]["version"].is_string() && p["server"]["connId"].is_string());
+    let methods = p["features"]["methods"].as_array().unwrap();
+    for m in ["agent", "chat.send", "chat.history", "chat.abort", "agents.list", "sessions.list"] {
+        assert!(methods.iter().any(|x| x == m), "{m} missing from {methods:?}");
+    }
+    assert!(p["features"]["events"].as_array().unwrap().iter().any(|e| e == "tick"));
+    assert_eq!(p["auth"]["role"], "operator");
+    assert!(p["policy"]["maxPayload"].as_u64().unwrap() > 0 && p["policy"]["tickIntervalMs"].as_u64().unwrap() > 0);
+
+    // Probes send min 3, max 4.
+    let (mut probe, _) = Client::open(&gw).await;
+    let mut params = connect_params(TOKEN);
+    params["minProtocol"] = json!(3);
+    assert_eq!(probe.call("connect", params).await["ok"], true);
+
+    let (mut bad, _) = Client::open(&gw).await;
+    let res = bad.call("connect", connect_params("wrong-token")).await;
+    assert_eq!(res["ok"], false);
+    assert_eq!(res["error"]["code"], "INVALID_REQUEST");
+    assert_eq!(res["error"]["details"]["code"], "AUTH_TOKEN_MISMATCH");
+    let (code, reason) = bad.closed().await;
+    assert_eq!(code, 1008);
+    assert_eq!(reason, res["error"]["message"].as_str().unwrap());
+    assert!(!gw.log().contains(TOKEN), "secrets stay out of the log");
+}
+
+#[tokio::test]
+async fn methods_before_connect_and_oversize_frames_close_the_socket() {
+    let gw = TestGateway::start(&ws_config(""));
+    let (mut c, _) = Client::open(&gw).await;
+    let id = c.request("health", None).await;
+    let res = c.response(&id).await;
+    assert_eq!((res["ok"].as_bool(), res["error"]["code"].as_str()), (Some(false), Some("INVALID_REQUEST")));
+    assert_eq!(c.closed().await.0, 1008);
+
+    let (mut c, _) = Client::open(&gw).await;
+    c.send(json!({"type": "req", "id": "1", "method": "connect", "params": {"pad": "x".repeat(70_000)}})).await;
+    assert_eq!(c.closed().await.0, 1009, "frames before connect are capped at 64 KiB");
+}
+
+#[tokio::test]
+async fn bad_frames_after_connect_keep_the_connection_usable() {
+    let gw = TestGateway::start(&ws_config(", ws: { tickIntervalMs: 200 }"));
+    let mut c = Client::connect(&gw).await;
+    c.socket.send(Message::Text("{not json".into())).await.unwrap();
+    let res = c.until(|f| f["type"] == "res").await;
+    assert_eq!((res["ok"].as_bool(), res["error"]["code"].as_str()), (Some(false), Some("INVALID_REQUEST")));
+    let res = c.call("no.such.method", json!({})).await;
+    assert_eq!(res["error"]["code"], "INVALID_REQUEST");
+    let res = c.call("health", json!({})).await;
+    assert_eq!(res["ok"], true, "still usable: {res}");
+    let tick = c.until(|f| f["event"] == "tick").await;
+    assert!(tick["payload"]["ts"].as_u64().is_some() && tick["seq"].as_u64().is_some());
+    let agents = c.call("agents.list", json!({})).await;
+    assert_eq!(agents["payload"]["defaultId"], "main");
+    let ids: Vec<&str> =
+        agents["payload"]["agents"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["main", "slow"]);
+    let models = c.call("models.list", json!({})).await;
+    assert_eq!(models["payload"]["models"][0]["id"], "openclaw/main");
+}
+
+#[tokio::test]
+async fn oversize_frame_after_connect_closes_with_1009() {
+    // maxPayload = room for a base64 component of this size (~225 KB here).
+    let config = ws_config("").replace("agents: {", "agents: { maxComponentBytes: 120000,");
+    let gw = TestGateway::start(&config);
+    for pad in [300_000, 2_000_000] {
+        let mut c = Client::connect(&gw).await;
+        c.send(json!({"type": "req", "id": "big", "method": "health", "params": {"pad": "x".repeat(pad)}})).await;
+        assert_eq!(c.closed().await.0, 1009, "{pad} bytes");
+    }
+}
+
+#[tokio::test]
+async fn agent_run_streams_events_and_matches_the_http_reply() {
+    let gw = TestGateway::start(&ws_config(""));
+    let input = "hello  from the\twebsocket";
+    let http = content(&gw.chat(ask("openclaw", input)).send().await.unwrap().json().await.unwrap());
+    let mut c = Client::connect(&gw).await;
+    let id = c
+        .request(
+            "agent",
+            Some(json!({"message": input, "agentId": "main", "deliver": false, "timeout": 60, "idempotencyKey": uuid::Uuid::new_v4().to_string(), "sessionKey": "agent:main:ws-run"})),
+        )
+        .await;
+    let accepted = c.response(&id).await;
+    assert_eq!(accepted["payload"]["status"], "accepted");
+    let run_id = accepted["payload"]["runId"].as_str().unwrap().to_string();
+    let mut deltas = String::new();
+    let mut phases = Vec::new();
+    let final_res = loop {
+        let f = c.read().await.unwrap();
+        if f["type"] == "res" && f["id"] == id.as_str() {
+            break f;
+        }
+        if f["event"] == "agent" {
+            let p = &f["payload"];
+            assert_eq!(p["runId"], run_id.as_str());
+            assert!(p["seq"].as_u64().is_some() && p["ts"].as_u64().is_some());
+            match p["stream"].as_str().unwrap() {
+                "lifecycle" => phases.push(p["data"]["phase"].as_str().unwrap().to_string()),
+                "assistant" => {
+                    deltas.push_str(p["data"]["delta"].as_str().unwrap());
+                    assert_eq!(p["data"]["text"].as_str().unwrap(), deltas, "text is cumulative");
+                }
+                _ => {}
+            }
+        }
+    };
+    assert_eq!(deltas, http, "the WS deltas concatenate to the HTTP reply");
+    assert_eq!(phases, ["start", "end"]);
+    let p = &final_res["payload"];
+    assert_eq!((p["runId"].as_str(), p["status"].as_str()), (Some(run_id.as_str()), Some("ok")));
+    assert_eq!(p["result"]["payloads"][0]["text"], http.as_str());
+    assert!(p["summary"].is_string());
+    let waited = c.call("agent.wait", json!({"runId": run_id})).await;
+    assert_eq!(waited["payload"]["status"], "ok");
+}
+
+#[tokio::test]
+async fn chat_send_and_history_share_a_session_with_http() {
+    let gw = TestGateway::start(&ws_config(""));
+    let key = "agent:main:shared-with-http";
+    let res = gw.chat(ask("openclaw", "hi")).header("x-openclaw-session-key", key).send().await.unwrap();
+    assert_eq!(content(&res.json().await.unwrap()), "hi");
+    let mut c = Client::connect(&gw).await;
+    let started = c.call("chat.send", json!({"sessionKey": key, "message": "again", "idempotencyKey": "chat-1"})).await;
+    assert_eq!(started["payload"]["status"], "started");
+    let run_id = started["payload"]["runId"].as_str().unwrap().to_string();
+    let mut delta_text = String::new();
+    let fin = loop {
+        let f = c.until(|f| f["event"] == "chat").await;
+        let p = f["payload"].clone();
+        assert_eq!((p["runId"].as_str(), p["sessionKey"].as_str()), (Some(run_id.as_str()), Some(key)));
+        if p["state"] == "delta" {
+            delta_text.push_str(p["deltaText"].as_str().unwrap());
+            assert_eq!(p["message"]["content"][0]["text"].as_str().unwrap(), delta_text, "message is cumulative");
+            assert_eq!(p["message"]["role"], "assistant");
+        } else {
+            break p;
+        }
+    };
+    assert_eq!(fin["state"], "final");
+    assert_eq!(fin["message"]["content"][0]["text"], "[turn 2] again");
+    assert_eq!(delta_text, "[turn 2] again");
+    let history = c.call("chat.history", json!({"sessionKey": key})).await;
+    let texts: Vec<&str> = history["payload"]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"][0]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["hi", "hi", "again", "[turn 2] again"]);
+    // And HTTP sees the WS turn.
+    let res = gw.chat(ask("openclaw", "third")).header("x-openclaw-session-key", key).send().await.unwrap();
+    assert_eq!(content(&res.json().await.unwrap()), "[turn 3] third");
+    let listed = c.call("sessions.list", json!({"agentId": "main"})).await;
+    assert_eq!(listed["payload"]["sessions"][0]["messageCount"], 6);
+    let reset = c.call("sessions.reset", json!({"key": key})).await;
+    assert_eq!(reset["payload"]["deleted"], true);
+}
+
+#[tokio::test]
+async fn chat_abort_cancels_a_running_run() {
+    let gw = TestGateway::start(&ws_config(""));
+    let key = "agent:slow:abortable";
+    let mut c = Client::connect(&gw).await;
+    let started = c
+        .call(
+            "chat.send",
+            json!({"sessionKey": key, "message": "one two three four five six seven", "idempotencyKey": "a1"}),
+        )
+        .await;
+    let run_id = started["payload"]["runId"].as_str().unwrap().to_string();
+    c.until(|f| f["event"] == "chat" && f["payload"]["state"] == "delta").await;
+    let aborted = c.call("chat.abort", json!({"sessionKey": key})).await;
+    assert_eq!(aborted["payload"]["aborted"], true);
+    assert_eq!(aborted["payload"]["runIds"][0], run_id.as_str());
+    let end = c.until(|f| f["event"] == "chat" && f["payload"]["state"] != "delta").await;
+    assert_eq!(end["payload"]["state"], "aborted");
+    let history = c.call("chat.history", json!({"sessionKey": key})).await;
+    assert_eq!(history["payload"]["messages"].as_array().unwrap().len(), 0, "an aborted turn is not kept");
+    let again = c.call("chat.abort", json!({"sessionKey": key})).await;
+    assert_eq!(again["payload"]["aborted"], false);
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_returns_the_first_result_without_a_new_run() {
+    let gw = TestGateway::start(&ws_config(""));
+    let mut c = Client::connect(&gw).await;
+    let params =
+        json!({"message": "once", "agentId": "main", "sessionKey": "agent:main:idem", "idempotencyKey": "same-key"});
+    let id = c.request("agent", Some(params.clone())).await;
+    c.response(&id).await;
+    let first = c.response(&id).await;
+    assert_eq!(first["payload"]["status"], "ok");
+    c.backlog.clear();
+
+    let id2 = c.request("agent", Some(params)).await;
+    let again = c.response(&id2).await;
+    assert_eq!(again["payload"]["runId"], first["payload"]["runId"]);
+    assert_eq!(again["payload"]["result"], first["payload"]["result"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let health = c.call("health", json!({})).await;
+    assert_eq!(health["ok"], true);
+    assert!(c.backlog.iter().all(|f| f["event"] != "agent"), "no events for a retry: {:?}", c.backlog);
+    let history = c.call("chat.history", json!({"sessionKey": "agent:main:idem"})).await;
+    assert_eq!(history["payload"]["messages"].as_array().unwrap().len(), 2, "one run, not two");
+}
+
+#[tokio::test]
+async fn every_connection_hears_about_agent_changes() {
+    let gw = TestGateway::start(&ws_config(""));
+    let mut watcher = Client::connect(&gw).await;
+    let mut admin = Client::connect(&gw).await;
+    // Over HTTP…
+    let res = reqwest::Client::new()
+        .put(gw.url("/admin/agents/newbie"))
+        .bearer_auth(TOKEN)
+        .body(std::fs::read(FAULTS_WASM).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let changed = watcher.until(|f| f["event"] == "agents.changed").await;
+    assert_eq!(
+        (changed["payload"]["id"].as_str(), changed["payload"]["action"].as_str()),
+        (Some("newbie"), Some("installed"))
+    );
+    // …and over the WebSocket itself.
+    use base64::Engine as _;
+    let component = base64::engine::general_purpose::STANDARD.encode(std::fs::read(ECHO_WASM).unwrap());
+    let res = admin.call("agents.install", json!({"agentId": "newbie", "component": component})).await;
+    assert_eq!(res["payload"]["name"], "echo", "{res}");
+    let changed = watcher.until(|f| f["event"] == "agents.changed").await;
+    assert_eq!(changed["payload"]["digest"], res["payload"]["digest"]);
+    let res = admin.call("agents.rollback", json!({"agentId": "newbie"})).await;
+    assert_eq!(res["payload"]["name"], "faults");
+    assert_eq!(watcher.until(|f| f["event"] == "agents.changed").await["payload"]["action"], "rolled-back");
+    let res = admin.call("agents.install", json!({"agentId": "newbie", "component": "bm90IHdhc20="})).await;
+    assert_eq!(res["ok"], false, "a broken component is refused over WS too");
+    let res = admin.call("agents.remove", json!({"agentId": "newbie"})).await;
+    assert_eq!(res["payload"]["removed"], true);
+    assert_eq!(watcher.until(|f| f["event"] == "agents.changed").await["payload"]["action"], "removed");
+}
