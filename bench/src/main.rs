@@ -5,7 +5,10 @@
 //! next to a baseline measured in the same run, because on a small noisy
 //! machine only ratios travel. Results also go to `target/bench/results.json`.
 
+mod baseline;
+mod process;
 mod swap;
+mod ws_idle;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,6 +25,12 @@ struct Args {
     /// Samples per measurement.
     #[arg(long, default_value_t = 15)]
     samples: usize,
+    /// Connections held open by the ws-idle scenario.
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    /// Internal: run as a bare baseline server (`ws`).
+    #[arg(long, hide = true)]
+    serve_baseline: Option<String>,
 }
 
 /// Token the in-process gateway uses.
@@ -82,11 +91,17 @@ pub fn ms(d: Duration) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(mode) = &args.serve_baseline {
+        return baseline::serve(mode).await;
+    }
     let wanted = |name: &str| args.scenarios.is_empty() || args.scenarios.iter().any(|s| s == name);
     println!("wasmclaw benchmarks: {} samples each, medians; machine: {} cores", args.samples, num_cpus());
     let mut results = serde_json::Map::new();
     if wanted("swap") {
         results.insert("swap".into(), swap::run(args.samples).await?);
+    }
+    if wanted("ws-idle") {
+        results.insert("ws_idle".into(), ws_idle::run(args.connections).await?);
     }
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&dir)?;
