@@ -81,6 +81,17 @@ async fn connection(gw: Arc<Gateway>, socket: WebSocket) {
             if tokio::time::timeout(Duration::from_secs(5), &mut writer).await.is_err() {
                 writer.abort();
             }
+            // Linger for the client's close reply: dropping a socket with
+            // unread input makes the kernel reset it, which can destroy the
+            // close frame we just sent.
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                while let Some(Ok(message)) = stream.next().await {
+                    if matches!(message, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
         }
         End::Gone => writer.abort(),
     }
