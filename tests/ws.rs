@@ -127,6 +127,7 @@ fn ws_config(extra: &str) -> String {
   agents: {{ entries: {{
     main: {{ plugin: "echo" }},
     slow: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "slow", delayMs: "150" }} }},
+    flood: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "flood" }} }},
   }} }},
 }}"#
     )
@@ -202,9 +203,11 @@ async fn bad_frames_after_connect_keep_the_connection_usable() {
     assert_eq!(agents["payload"]["defaultId"], "main");
     let ids: Vec<&str> =
         agents["payload"]["agents"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, ["main", "slow"]);
+    assert_eq!(ids, ["flood", "main", "slow"]);
     let models = c.call("models.list", json!({})).await;
-    assert_eq!(models["payload"]["models"][0]["id"], "openclaw/main");
+    let models: Vec<&str> =
+        models["payload"]["models"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(models, ["openclaw/flood", "openclaw/main", "openclaw/slow"]);
 }
 
 #[tokio::test]
@@ -401,4 +404,38 @@ async fn every_connection_hears_about_agent_changes() {
     let res = admin.call("agents.remove", json!({"agentId": "newbie"})).await;
     assert_eq!(res["payload"]["removed"], true);
     assert_eq!(watcher.until(|f| f["event"] == "agents.changed").await["payload"]["action"], "removed");
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected() {
+    let gw = TestGateway::start(&ws_config(""));
+    let mut c = Client::connect(&gw).await;
+    // The flood agent emits until its output budget is spent; every piece
+    // becomes two events. This client reads none of them.
+    c.request("chat.send", Some(json!({"sessionKey": "agent:flood:x", "message": "go", "idempotencyKey": "f"}))).await;
+    let started = std::time::Instant::now();
+    while !gw.log().contains("too slow to read") {
+        assert!(started.elapsed() < Duration::from_secs(30), "a stalled reader was never cut off:\n{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Draining what was already buffered ends in a closed socket, not an endless stream.
+    let mut frames = 0usize;
+    while c.read().await.is_ok() {
+        frames += 1;
+        assert!(frames < 1_000_000, "the stream never ended");
+    }
+    // Everyone else is served as usual.
+    assert_eq!(Client::connect(&gw).await.call("health", json!({})).await["ok"], true);
+}
+
+#[tokio::test]
+async fn shutdown_closes_connections_cleanly() {
+    let mut gw = TestGateway::start(&ws_config(""));
+    let mut c = Client::connect(&gw).await;
+    gw.terminate();
+    let event = c.until(|f| f["event"] == "shutdown").await;
+    assert!(event["payload"]["reason"].is_string());
+    assert_eq!(c.closed().await.0, 1001);
+    let status = gw.wait_exit(Duration::from_secs(10)).expect("the gateway exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
 }
