@@ -191,11 +191,54 @@ pub struct AgentsConfig {
     /// Largest component accepted from any source.
     #[serde(default = "default_max_component")]
     pub max_component_bytes: usize,
+    /// Defaults for every agent's per-run limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Runs in flight across all agents; beyond it, 503 with `Retry-After`.
+    #[serde(default = "default_max_runs")]
+    pub max_concurrent_runs: usize,
+}
+
+/// `agents.limits` and `agents.entries.<id>.limits`: unset fields inherit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LimitsConfig {
+    /// Linear memory an instance may grow to.
+    pub memory_bytes: Option<usize>,
+    /// Wall-clock budget of one run.
+    pub timeout_ms: Option<u64>,
+    /// Reply bytes (text, reasoning, tool calls) one run may emit.
+    pub max_output_bytes: Option<usize>,
+    /// Runs of this agent in flight at once (unlimited when unset).
+    pub max_concurrent_runs: Option<usize>,
+}
+
+impl LimitsConfig {
+    /// `self` where set, else `fallback`.
+    pub fn or(&self, fallback: &LimitsConfig) -> LimitsConfig {
+        LimitsConfig {
+            memory_bytes: self.memory_bytes.or(fallback.memory_bytes),
+            timeout_ms: self.timeout_ms.or(fallback.timeout_ms),
+            max_output_bytes: self.max_output_bytes.or(fallback.max_output_bytes),
+            max_concurrent_runs: self.max_concurrent_runs.or(fallback.max_concurrent_runs),
+        }
+    }
+}
+
+fn default_max_runs() -> usize {
+    500
 }
 
 impl Default for AgentsConfig {
     fn default() -> Self {
-        Self { default: default_agent(), entries: None, dir: None, max_component_bytes: default_max_component() }
+        Self {
+            default: default_agent(),
+            entries: None,
+            dir: None,
+            max_component_bytes: default_max_component(),
+            limits: LimitsConfig::default(),
+            max_concurrent_runs: default_max_runs(),
+        }
     }
 }
 
@@ -212,6 +255,9 @@ pub struct AgentEntry {
     /// Settings the plugin reads through its `config` import.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Per-run limits for this agent; unset fields come from `agents.limits`.
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 fn default_port() -> u16 {
@@ -302,7 +348,10 @@ impl Config {
     /// The agent entries to load: the configured ones, or `main` = echo.
     pub fn agent_entries(&self) -> BTreeMap<String, AgentEntry> {
         self.agents.entries.clone().unwrap_or_else(|| {
-            BTreeMap::from([("main".to_string(), AgentEntry { plugin: "echo".into(), config: BTreeMap::new() })])
+            BTreeMap::from([(
+                "main".to_string(),
+                AgentEntry { plugin: "echo".into(), config: BTreeMap::new(), limits: LimitsConfig::default() },
+            )])
         })
     }
 

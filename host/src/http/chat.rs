@@ -23,6 +23,14 @@ pub const SESSION_HEADER: &str = "x-openclaw-session-key";
 
 /// The handler. Auth has already passed (router middleware).
 pub async fn completions(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    // No Content-Type is accepted as JSON (some clients omit it); a different one is not.
+    if let Some(kind) = headers.get(axum::http::header::CONTENT_TYPE) {
+        let kind = kind.to_str().unwrap_or_default();
+        let essence = kind.split(';').next().unwrap_or_default().trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(ApiError::unsupported_media_type(kind));
+        }
+    }
     let limit = gw.config.gateway.http.max_body_bytes;
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
         if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {

@@ -74,6 +74,16 @@ impl ApiError {
         )
     }
 
+    /// 415 for a body that says it is not JSON.
+    pub fn unsupported_media_type(got: &str) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request_error",
+            Some("unsupported_media_type"),
+            format!("Content-Type {got:?} is not supported; send application/json"),
+        )
+    }
+
     /// 500 for a bug in the gateway itself.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None, message)

@@ -11,7 +11,7 @@ use std::time::Instant;
 use tokio::sync::broadcast;
 
 use super::Agents;
-use crate::config::{AgentEntry, Config};
+use crate::config::{AgentEntry, Config, LimitsConfig};
 use crate::runtime::{AgentId, AgentVersion, LoadError, RunLimits, shipped};
 
 /// Why an install, rollback or removal did not happen.
@@ -47,14 +47,19 @@ impl Agents {
         id: AgentId,
         bytes: Arc<[u8]>,
         source: String,
-        config: Option<BTreeMap<String, String>>,
+        settings: Option<(BTreeMap<String, String>, LimitsConfig)>,
     ) -> Result<Arc<AgentVersion>, InstallError> {
         if bytes.len() > self.max_component_bytes {
             return Err(InstallError::TooLarge { size: bytes.len(), limit: self.max_component_bytes });
         }
-        let config = config.or_else(|| self.registry.get(&id).map(|v| v.config().clone())).unwrap_or_default();
+        // Settings and limits carry over from the version being replaced.
+        let (config, limits) = match (settings, self.registry.get(&id)) {
+            (Some((config, limits)), _) => (config, RunLimits::from_config(&limits.or(&self.default_limits))),
+            (None, Some(current)) => (current.config().clone(), current.limits().clone()),
+            (None, None) => (BTreeMap::new(), RunLimits::from_config(&self.default_limits)),
+        };
         let started = Instant::now();
-        let version = self.runtime.load(id.clone(), source.clone(), bytes, config, RunLimits::default()).await;
+        let version = self.runtime.load(id.clone(), source.clone(), bytes, config, limits).await;
         let version = match version {
             Ok(v) => Arc::new(v),
             Err(e) => {
@@ -125,7 +130,7 @@ impl Agents {
                 (format!("config:{}", path.display()), bytes.into())
             }
         };
-        self.install(agent_id, bytes, source, Some(entry.config.clone())).await
+        self.install(agent_id, bytes, source, Some((entry.config.clone(), entry.limits.clone()))).await
     }
 
     /// Install `<dir>/<id>.wasm`; `None` when the file name is not an agent id.

@@ -45,6 +45,10 @@ pub struct Agents {
     max_history: usize,
     max_component_bytes: usize,
     changes: tokio::sync::broadcast::Sender<AgentsChanged>,
+    default_limits: crate::config::LimitsConfig,
+    /// One permit per run in flight, across agents.
+    run_slots: Arc<tokio::sync::Semaphore>,
+    max_runs: usize,
 }
 
 impl Agents {
@@ -52,7 +56,10 @@ impl Agents {
     /// any failure stops start-up.
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
         let sessions: Arc<dyn SessionStore> = Arc::new(SqliteStore::open(&config.sessions_path())?);
-        let runtime = Runtime::new(&EngineLimits::default(), Some(config.state_dir().join("cache")))?;
+        let max_runs = config.agents.max_concurrent_runs;
+        // Instances beyond the run cap serve loads and info() calls.
+        let engine = EngineLimits { max_instances: (max_runs + 32) as u32, ..EngineLimits::default() };
+        let runtime = Runtime::new(&engine, Some(config.state_dir().join("cache")))?;
         let default_agent = AgentId::parse(&config.agents.default).context("default agent validated by config")?;
         let agents = Self {
             runtime,
@@ -63,6 +70,9 @@ impl Agents {
             max_history: config.sessions.max_history_messages,
             max_component_bytes: config.agents.max_component_bytes,
             changes: tokio::sync::broadcast::channel(64).0,
+            default_limits: config.agents.limits.clone(),
+            run_slots: Arc::new(tokio::sync::Semaphore::new(max_runs)),
+            max_runs,
         };
         for (id, entry) in config.agent_entries() {
             agents
@@ -97,6 +107,15 @@ impl Agents {
     /// reported through the handle.
     pub fn start(&self, input: RunInput) -> Result<RunHandle, RunError> {
         let agent = self.registry.get(&input.agent).ok_or_else(|| RunError::UnknownAgent(input.agent.to_string()))?;
+        // Refuse at once rather than queue without bound: 503 + Retry-After.
+        let Ok(global_slot) = self.run_slots.clone().try_acquire_owned() else {
+            tracing::warn!(agent = %agent.id, limit = self.max_runs, "run refused: gateway at agents.maxConcurrentRuns");
+            return Err(RunError::NoCapacity);
+        };
+        let Ok(agent_slot) = agent.try_slot() else {
+            tracing::warn!(agent = %agent.id, limit = agent.limits().max_concurrent, "run refused: agent at limits.maxConcurrentRuns");
+            return Err(RunError::NoCapacity);
+        };
         let run_id = uuid::Uuid::new_v4().to_string();
         // Taken here, synchronously, so runs on one key keep their arrival order.
         let ticket = input.session.persistent.then(|| self.lanes.enter(&input.session.key));
@@ -115,6 +134,7 @@ impl Agents {
             Job { agent: agent.clone(), store: self.sessions.clone(), max_history: self.max_history, ticket, turn };
         let (log_run_id, log_agent) = (run_id.clone(), agent.id.clone());
         let task = tokio::spawn(async move {
+            let _slots = (global_slot, agent_slot);
             let started = std::time::Instant::now();
             let result = job.run(request, events_tx).await;
             let (run_id, agent, ms) = (log_run_id, log_agent, started.elapsed().as_secs_f64() * 1000.0);

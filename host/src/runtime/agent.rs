@@ -22,11 +22,31 @@ pub struct RunLimits {
     pub memory_bytes: usize,
     pub time_budget: Duration,
     pub output_bytes: usize,
+    /// Runs of this version in flight at once.
+    pub max_concurrent: Option<usize>,
 }
 
 impl Default for RunLimits {
     fn default() -> Self {
-        Self { memory_bytes: 64 << 20, time_budget: Duration::from_secs(120), output_bytes: 16 << 20 }
+        Self {
+            memory_bytes: 64 << 20,
+            time_budget: Duration::from_secs(120),
+            output_bytes: 16 << 20,
+            max_concurrent: None,
+        }
+    }
+}
+
+impl RunLimits {
+    /// Built-in defaults overridden by whatever the config sets.
+    pub fn from_config(limits: &crate::config::LimitsConfig) -> Self {
+        let d = Self::default();
+        Self {
+            memory_bytes: limits.memory_bytes.unwrap_or(d.memory_bytes),
+            time_budget: limits.timeout_ms.map_or(d.time_budget, Duration::from_millis),
+            output_bytes: limits.max_output_bytes.unwrap_or(d.output_bytes),
+            max_concurrent: limits.max_concurrent_runs,
+        }
     }
 }
 
@@ -53,9 +73,15 @@ pub struct AgentVersion {
     config: Arc<BTreeMap<String, String>>,
     limits: RunLimits,
     in_flight: std::sync::atomic::AtomicUsize,
+    /// Present when `max_concurrent` is set.
+    slots: Option<Arc<tokio::sync::Semaphore>>,
     /// True when the compiled code came from the on-disk cache.
     pub from_cache: bool,
 }
+
+/// The agent already runs `limits.maxConcurrentRuns` runs.
+#[derive(Debug)]
+pub struct AtLimit;
 
 /// Counts a run for as long as it lives, even if its future is dropped.
 struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
@@ -114,6 +140,7 @@ impl AgentVersion {
         let pre = linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = AgentPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let config = Arc::new(config);
+        let slots = limits.max_concurrent.map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
         let mut version = Self {
             id,
             digest,
@@ -124,10 +151,19 @@ impl AgentVersion {
             config,
             limits,
             in_flight: Default::default(),
+            slots,
             from_cache,
         };
         version.info = version.call_info().await.map_err(|e| LoadError::Info(e.to_string()))?;
         Ok(version)
+    }
+
+    /// A place for one more run, or `None` when the agent is at its limit.
+    pub fn try_slot(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, AtLimit> {
+        match &self.slots {
+            None => Ok(None),
+            Some(s) => s.clone().try_acquire_owned().map(Some).map_err(|_| AtLimit),
+        }
     }
 
     /// Runs on this version right now.

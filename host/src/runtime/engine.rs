@@ -18,7 +18,9 @@ pub struct EngineLimits {
 
 impl Default for EngineLimits {
     fn default() -> Self {
-        Self { max_instances: 1000, max_memory_bytes: 64 << 20 }
+        // The pool reserves address space per slot either way; per-agent
+        // memory limits are enforced by each store's limiter, below this.
+        Self { max_instances: 1000, max_memory_bytes: 4 << 30 }
     }
 }
 

@@ -1,0 +1,144 @@
+//! Hostile plugins and hostile input (issue 7, part): each limit ends only the
+//! offending run, with the mapped error, and leaks nothing.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::*;
+
+fn limits_config() -> String {
+    format!(
+        r#"{{
+  gateway: {{ http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} }},
+  agents: {{
+    limits: {{ timeoutMs: 1500 }},
+    entries: {{
+      main: {{ plugin: "echo" }},
+      spin: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "loop" }} }},
+      sleeper: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "sleep" }} }},
+      hog: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "memory" }}, limits: {{ memoryBytes: 16777216 }} }},
+      flood: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "flood" }}, limits: {{ maxOutputBytes: 65536 }} }},
+      single: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "slow", delayMs: "400" }}, limits: {{ maxConcurrentRuns: 1 }} }},
+    }},
+  }},
+}}"#
+    )
+}
+
+async fn in_flight_total(gw: &TestGateway) -> u64 {
+    let list: Value = reqwest::Client::new()
+        .get(gw.url("/admin/agents"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    list["agents"].as_array().unwrap().iter().map(|a| a["inFlight"].as_u64().unwrap()).sum()
+}
+
+async fn healthy(gw: &TestGateway) {
+    let res = gw.chat(ask("openclaw", "still fine")).send().await.unwrap();
+    assert_eq!(content(&res.json().await.unwrap()), "still fine");
+}
+
+#[tokio::test]
+async fn each_limit_ends_only_its_run_with_the_mapped_error() {
+    let gw = TestGateway::start(&limits_config());
+    // (agent, status, code, at most this long)
+    let cases = [
+        ("spin", 504, "timeout", Duration::from_secs(5)),
+        ("sleeper", 504, "timeout", Duration::from_secs(5)),
+        ("hog", 500, "memory_limit", Duration::from_secs(5)),
+        ("flood", 500, "output_limit", Duration::from_secs(5)),
+    ];
+    for (agent, status, code, within) in cases {
+        let started = Instant::now();
+        let res = gw.chat(ask(&format!("agent:{agent}"), "go")).send().await.unwrap();
+        let took = started.elapsed();
+        assert_eq!(res.status(), status, "{agent}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(error_fields(&body).1.as_deref(), Some(code), "{agent}: {body}");
+        assert!(took < within, "{agent} took {took:?}");
+        if code == "timeout" {
+            assert!(took >= Duration::from_millis(1400), "{agent} ended before its 1.5 s budget: {took:?}");
+        }
+        healthy(&gw).await;
+    }
+    // Streaming: a limit hit after output began becomes an SSE error, then [DONE].
+    let mut body = ask("agent:flood", "go");
+    body["stream"] = json!(true);
+    let raw = gw.chat(body).send().await.unwrap().text().await.unwrap();
+    let payloads = sse_payloads(&raw);
+    assert_eq!(payloads.last().unwrap(), "[DONE]");
+    let error: Value = serde_json::from_str(&payloads[payloads.len() - 2]).unwrap();
+    assert_eq!(error_fields(&error).1.as_deref(), Some("output_limit"));
+
+    let log = gw.log();
+    for (agent, words) in [("spin", "time budget"), ("hog", "memory limit"), ("flood", "output limit")] {
+        assert!(
+            log.lines().any(|l| l.contains(&format!("agent={agent}")) && l.contains(words)),
+            "no log line for {agent}: {log}"
+        );
+    }
+    assert_eq!(in_flight_total(&gw).await, 0, "no instance leaked");
+}
+
+#[tokio::test]
+async fn concurrency_caps_answer_503_with_retry_after() {
+    let gw = TestGateway::start(&limits_config());
+    let first = tokio::spawn(gw.chat(ask("agent:single", "one two")).send());
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let second = gw.chat(ask("agent:single", "again")).send().await.unwrap();
+    assert_eq!(second.status(), 503);
+    assert!(second.headers().contains_key("retry-after"));
+    assert_eq!(error_fields(&second.json().await.unwrap()).1.as_deref(), Some("no_capacity"));
+    assert_eq!(first.await.unwrap().unwrap().status(), 200, "the run holding the slot finishes normally");
+    assert_eq!(content(&gw.chat(ask("agent:single", "now")).send().await.unwrap().json().await.unwrap()), "now");
+    assert!(gw.log().contains("agent at limits.maxConcurrentRuns"));
+
+    let global =
+        limits_config().replace("limits: { timeoutMs: 1500 },", "limits: { timeoutMs: 1500 }, maxConcurrentRuns: 1,");
+    let gw = TestGateway::start(&global);
+    let busy = tokio::spawn(gw.chat(ask("agent:single", "one two")).send());
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let res = gw.chat(ask("openclaw", "hi")).send().await.unwrap();
+    assert_eq!(res.status(), 503, "the gateway-wide cap applies to every agent");
+    busy.await.unwrap().unwrap();
+    healthy(&gw).await;
+}
+
+#[tokio::test]
+async fn non_json_bodies_are_415_and_responses_carry_security_headers() {
+    let gw = TestGateway::start(&limits_config());
+    let client = reqwest::Client::new();
+    for kind in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+        let res = client
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(TOKEN)
+            .header("content-type", kind)
+            .body(ask("openclaw", "hi").to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 415, "{kind}");
+        assert_eq!(error_fields(&res.json().await.unwrap()).1.as_deref(), Some("unsupported_media_type"));
+    }
+    let res = client
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json; charset=utf-8")
+        .body(ask("openclaw", "hi").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    for path in ["/v1/chat/completions", "/health", "/nope", "/v1/models"] {
+        let res = client.get(gw.url(path)).send().await.unwrap();
+        assert_eq!(res.headers()["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(res.headers()["referrer-policy"], "no-referrer", "{path}");
+    }
+}
