@@ -94,3 +94,48 @@ async fn secrets_never_reach_logs_or_error_bodies() {
     assert!(log.contains("request"), "tracing is on, so an absent secret means something: {log}");
     assert!(!log.contains(secret), "{log}");
 }
+
+#[tokio::test]
+async fn repeated_failures_lock_a_client_out_for_a_while() {
+    let gw = TestGateway::start_with(
+        &config(r#"{ mode: "token", token: "lock-secret", rateLimit: { maxAttempts: 3, lockoutMs: 1500, exemptLoopback: false } }"#),
+        &[],
+    )
+    .unwrap();
+    for _ in 0..3 {
+        assert_eq!(status_with(&gw, Some("Bearer wrong")).await, 401);
+    }
+    let res = reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth("lock-secret")
+        .json(&ask("openclaw", "hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429, "even the right secret waits out the lock-out");
+    let retry_after: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let (kind, code, _) = error_fields(&res.json().await.unwrap());
+    assert_eq!((kind.as_str(), code.as_deref()), ("rate_limit_error", Some("auth_rate_limited")));
+    assert!(gw.log().contains("client locked out after repeated auth failures"));
+    tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
+    assert_eq!(status_with(&gw, Some("Bearer lock-secret")).await, 200);
+}
+
+#[tokio::test]
+async fn loopback_clients_are_exempt_by_default() {
+    let gw = TestGateway::start_with(&config(r#"{ mode: "token", token: "loop-secret" }"#), &[]).unwrap();
+    for _ in 0..15 {
+        assert_eq!(status_with(&gw, Some("Bearer wrong")).await, 401);
+    }
+    assert_eq!(status_with(&gw, Some("Bearer loop-secret")).await, 200);
+}
+
+#[tokio::test]
+async fn mode_none_needs_no_credentials_and_only_binds_loopback() {
+    let gw = TestGateway::start_with(&config(r#"{ mode: "none" }"#), &[]).unwrap();
+    assert_eq!(status_with(&gw, None).await, 200);
+    let open = r#"{ gateway: { bind: "0.0.0.0", auth: { mode: "none" } } }"#;
+    let log = TestGateway::start_with(open, &[]).err().expect("must not start open on every interface");
+    assert!(log.contains("gateway.auth.mode") && log.contains("loopback"), "{log}");
+}

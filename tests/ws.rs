@@ -439,3 +439,25 @@ async fn shutdown_closes_connections_cleanly() {
     let status = gw.wait_exit(Duration::from_secs(10)).expect("the gateway exits after SIGTERM");
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn websocket_connects_share_the_auth_lock_out() {
+    let config = ws_config("").replace(
+        "gateway: {",
+        "gateway: { auth: { mode: \"token\", rateLimit: { maxAttempts: 2, lockoutMs: 60000, exemptLoopback: false } },",
+    );
+    let gw = TestGateway::start(&config);
+    for _ in 0..2 {
+        let (mut c, _) = Client::open(&gw).await;
+        assert_eq!(c.call("connect", connect_params("wrong")).await["error"]["details"]["code"], "AUTH_TOKEN_MISMATCH");
+    }
+    let (mut c, _) = Client::open(&gw).await;
+    let res = c.call("connect", connect_params(TOKEN)).await;
+    assert_eq!(res["ok"], false);
+    assert_eq!(res["error"]["details"]["code"], "AUTH_RATE_LIMITED");
+    assert_eq!(res["error"]["retryable"], true);
+    assert_eq!(c.closed().await.0, 1008);
+    // HTTP from the same address is locked out too.
+    let res = gw.chat(ask("openclaw", "hi")).send().await.unwrap();
+    assert_eq!(res.status(), 429);
+}

@@ -31,6 +31,8 @@ fn spawn_retention(gw: std::sync::Weak<Gateway>, ttl: std::time::Duration) {
 pub struct Gateway {
     pub config: Config,
     pub auth: Authenticator,
+    /// Failed-auth lock-out per client IP, shared by every door.
+    pub lockout: crate::auth::Lockout,
     pub agents: Arc<Agents>,
     ready: AtomicBool,
     /// WebSocket-started runs, for `agent.wait`, `chat.abort` and retries.
@@ -46,7 +48,9 @@ impl Gateway {
         let agents = Arc::new(Agents::from_config(&config).await?);
         let mut watchers = vec![watch_agents_dir(&agents, config.agents_dir()).await?];
         watchers.extend(watch_config(&agents, &config)?);
+        let lockout = crate::auth::Lockout::new(config.gateway.auth.rate_limit.clone());
         let gw = Arc::new(Self {
+            lockout,
             config,
             auth,
             agents,

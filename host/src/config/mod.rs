@@ -134,6 +134,46 @@ pub struct AuthConfig {
     pub mode: AuthMode,
     pub token: Option<Secret>,
     pub password: Option<Secret>,
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+}
+
+/// `gateway.auth.rateLimit`: failed attempts per client IP.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RateLimitConfig {
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_window_ms")]
+    pub window_ms: u64,
+    #[serde(default = "default_lockout_ms")]
+    pub lockout_ms: u64,
+    #[serde(default = "default_true")]
+    pub exempt_loopback: bool,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_max_attempts(),
+            window_ms: default_window_ms(),
+            lockout_ms: default_lockout_ms(),
+            exempt_loopback: true,
+        }
+    }
+}
+
+fn default_max_attempts() -> u32 {
+    10
+}
+fn default_window_ms() -> u64 {
+    60_000
+}
+fn default_lockout_ms() -> u64 {
+    300_000
+}
+fn default_true() -> bool {
+    true
 }
 
 /// Which shared secret clients present.
@@ -143,6 +183,8 @@ pub enum AuthMode {
     #[default]
     Token,
     Password,
+    /// No credentials at all; allowed only when bound to loopback.
+    None,
 }
 
 /// `gateway.http.*`
@@ -322,6 +364,16 @@ impl Config {
         };
         if self.gateway.bind.parse::<std::net::IpAddr>().is_err() {
             return Err(value_error("gateway.bind", format!("{:?} is not an IP address", self.gateway.bind)));
+        }
+        let loopback = self.gateway.bind.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if self.gateway.auth.mode == AuthMode::None && !loopback {
+            return Err(value_error(
+                "gateway.auth.mode",
+                format!("\"none\" is only allowed when gateway.bind is a loopback address, not {}", self.gateway.bind),
+            ));
+        }
+        if self.gateway.auth.rate_limit.max_attempts == 0 {
+            return Err(value_error("gateway.auth.rateLimit.maxAttempts", "must be at least 1".into()));
         }
         if crate::runtime::AgentId::parse(&self.agents.default).is_none() {
             return Err(value_error("agents.default", invalid_id_message(&self.agents.default)));

@@ -84,6 +84,19 @@ impl ApiError {
         )
     }
 
+    /// 429 while a client is locked out after repeated auth failures.
+    pub fn locked_out(retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                Some("auth_rate_limited"),
+                "Too many failed authentication attempts; try again later",
+            )
+        }
+    }
+
     /// 500 for a bug in the gateway itself.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None, message)

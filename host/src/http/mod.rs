@@ -12,7 +12,9 @@ mod stream;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -90,8 +92,21 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 }
 
 /// Bearer auth before anything else on protected routes.
-async fn require_auth(State(gw): State<Arc<Gateway>>, request: Request, next: Next) -> Result<Response, ApiError> {
-    gw.auth.verify_bearer(request.headers())?;
+async fn require_auth(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let ip = peer.ip();
+    gw.lockout.check(ip).map_err(ApiError::locked_out)?;
+    if let Err(failure) = gw.auth.verify_bearer(request.headers()) {
+        if let Some(lockout) = gw.lockout.fail(ip) {
+            tracing::warn!(%ip, lockout_secs = lockout.as_secs(), "client locked out after repeated auth failures");
+        }
+        return Err(failure.into());
+    }
+    gw.lockout.succeed(ip);
     Ok(next.run(request).await)
 }
 
@@ -102,7 +117,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(gw.clone());
-    axum::serve(listener, app)
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
             shutdown.await;
             gw.begin_drain();

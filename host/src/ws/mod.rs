@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -36,7 +36,11 @@ mod close {
 }
 
 /// `GET /` with an upgrade: start a protocol connection.
-pub async fn upgrade(State(gw): State<Arc<Gateway>>, ws: WebSocketUpgrade) -> Response {
+pub async fn upgrade(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
     let max = gw.config.gateway.ws.max_payload(gw.config.agents.max_component_bytes);
     // The library limit sits above ours so an oversize frame reaches our
     // check and gets a 1009 close instead of a dropped socket.
@@ -46,10 +50,10 @@ pub async fn upgrade(State(gw): State<Arc<Gateway>>, ws: WebSocketUpgrade) -> Re
         // idle connection's memory. Frames larger than these still assemble.
         .read_buffer_size(8 << 10)
         .write_buffer_size(8 << 10)
-        .on_upgrade(move |socket| connection(gw, socket))
+        .on_upgrade(move |socket| connection(gw, socket, peer.ip()))
 }
 
-async fn connection(gw: Arc<Gateway>, socket: WebSocket) {
+async fn connection(gw: Arc<Gateway>, socket: WebSocket, peer: std::net::IpAddr) {
     let conn_id = uuid::Uuid::new_v4().to_string();
     let (sink, mut stream) = socket.split();
     let (out, rx, overflow) = Outbox::new(OUTBOX_FRAMES);
@@ -59,7 +63,7 @@ async fn connection(gw: Arc<Gateway>, socket: WebSocket) {
 
     out.event("connect.challenge", json!({"nonce": uuid::Uuid::new_v4().to_string(), "ts": now_ms()}));
     let max_payload = gw.config.gateway.ws.max_payload(gw.config.agents.max_component_bytes);
-    let end = match tokio::time::timeout(CONNECT_TIMEOUT, handshake(&gw, &out, &mut stream, &conn_id)).await {
+    let end = match tokio::time::timeout(CONNECT_TIMEOUT, handshake(&gw, &out, &mut stream, &conn_id, peer)).await {
         Ok(Ok(())) => {
             connected.store(true, Ordering::Relaxed);
             serve(&gw, &out, &mut stream, &overflow, max_payload).await
@@ -104,6 +108,7 @@ async fn handshake(
     out: &Outbox,
     stream: &mut futures::stream::SplitStream<WebSocket>,
     conn_id: &str,
+    peer: std::net::IpAddr,
 ) -> Result<(), Outgoing> {
     let policy_close = |reason: &str| Outgoing::Close { code: close::POLICY, reason: reason.into() };
     let text = loop {
@@ -136,17 +141,27 @@ async fn handshake(
             WsError::invalid(format!("protocol {min}..{max} not supported; this gateway speaks {PROTOCOL}")),
         ));
     }
+    if let Err(retry_after) = gw.lockout.check(peer) {
+        let mut e = WsError::new(frames::codes::UNAVAILABLE, "too many failed attempts; try again later");
+        e.details = Some(json!({"code": "AUTH_RATE_LIMITED", "retryAfterMs": retry_after * 1000}));
+        e.retryable = true;
+        return Err(reject(&req.id, e));
+    }
     let presented = p["auth"]["token"].as_str().or_else(|| p["auth"]["password"].as_str()).unwrap_or_default();
     if !gw.auth.verify(presented) {
+        if let Some(lockout) = gw.lockout.fail(peer) {
+            tracing::warn!(%peer, lockout_secs = lockout.as_secs(), "client locked out after repeated auth failures");
+        }
         let (message, detail) = match gw.auth.mode() {
-            AuthMode::Token => ("unauthorized: gateway token mismatch", "AUTH_TOKEN_MISMATCH"),
             AuthMode::Password => ("unauthorized: gateway password mismatch", "AUTH_PASSWORD_MISMATCH"),
+            AuthMode::Token | AuthMode::None => ("unauthorized: gateway token mismatch", "AUTH_TOKEN_MISMATCH"),
         };
         let mut e = WsError::invalid(message);
         e.details = Some(json!({"code": detail}));
         tracing::info!(client = %p["client"]["id"], "websocket connect refused: wrong credentials");
         return Err(reject(&req.id, e));
     }
+    gw.lockout.succeed(peer);
     let policy = &gw.config.gateway.ws;
     let role = p["role"].as_str().unwrap_or("operator");
     let scopes = p["scopes"].clone();
