@@ -38,6 +38,7 @@ pub struct Gateway {
     /// WebSocket-started runs, for `agent.wait`, `chat.abort` and retries.
     pub ws_runs: crate::ws::RunBoard,
     draining: tokio::sync::watch::Sender<bool>,
+    grace_over: tokio::sync::watch::Sender<bool>,
     _watchers: Vec<Watcher>,
 }
 
@@ -57,6 +58,7 @@ impl Gateway {
             ready: AtomicBool::new(true),
             ws_runs: Default::default(),
             draining: tokio::sync::watch::channel(false).0,
+            grace_over: tokio::sync::watch::channel(false).0,
             _watchers: watchers,
         });
         if let Some(ttl) = gw.config.sessions.idle_ttl.as_deref().and_then(crate::config::parse_duration) {
@@ -71,9 +73,30 @@ impl Gateway {
     }
 
     /// Report not-ready from now on (shutdown has begun).
-    pub fn begin_drain(&self) {
+    pub fn begin_drain(self: &Arc<Self>) {
         self.ready.store(false, Ordering::Relaxed);
-        self.draining.send_replace(true);
+        if self.draining.send_replace(true) {
+            return;
+        }
+        let grace = self.shutdown_grace();
+        let gw = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            if let Some(gw) = gw.upgrade() {
+                tracing::warn!(grace_ms = grace.as_millis() as u64, "shutdown grace over; ending open streams");
+                gw.grace_over.send_replace(true);
+            }
+        });
+    }
+
+    /// How long open work may take after shutdown begins.
+    pub fn shutdown_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.config.gateway.shutdown_grace_ms)
+    }
+
+    /// Becomes `true` when the shutdown grace period has run out.
+    pub fn grace_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.grace_over.subscribe()
     }
 
     /// Resolves to `true` once shutdown has begun; WebSocket connections close on it.

@@ -47,6 +47,13 @@ pub struct GatewayConfig {
     pub state_dir: Option<PathBuf>,
     #[serde(default)]
     pub ws: WsConfig,
+    /// After SIGTERM, how long in-flight runs and streams get to finish.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_ms: u64,
+}
+
+fn default_grace() -> u64 {
+    30_000
 }
 
 /// `gateway.ws.*`
@@ -84,6 +91,7 @@ impl Default for GatewayConfig {
             http: HttpConfig::default(),
             state_dir: None,
             ws: WsConfig::default(),
+            shutdown_grace_ms: default_grace(),
         }
     }
 }

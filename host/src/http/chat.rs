@@ -23,6 +23,9 @@ pub const SESSION_HEADER: &str = "x-openclaw-session-key";
 
 /// The handler. Auth has already passed (router middleware).
 pub async fn completions(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    if !gw.is_ready() {
+        return Err(ApiError::shutting_down());
+    }
     // No Content-Type is accepted as JSON (some clients omit it); a different one is not.
     if let Some(kind) = headers.get(axum::http::header::CONTENT_TYPE) {
         let kind = kind.to_str().unwrap_or_default();
@@ -55,7 +58,7 @@ pub async fn completions(State(gw): State<Arc<Gateway>>, headers: HeaderMap, bod
     let session_key = HeaderValue::from_str(&handle.session.key).map_err(|e| ApiError::internal(e.to_string()))?;
     let completion = Completion::new(request.model.clone().unwrap_or_else(|| "openclaw".into()));
     let mut response = if request.streaming() {
-        stream::respond(handle, ChunkEncoder::new(completion, request.include_usage())).await?
+        stream::respond(handle, ChunkEncoder::new(completion, request.include_usage()), gw.grace_signal()).await?
     } else {
         let reply = handle.collect().await?;
         Json(completion.whole(&reply)).into_response()

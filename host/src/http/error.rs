@@ -97,6 +97,19 @@ impl ApiError {
         }
     }
 
+    /// 503 while the gateway drains for shutdown.
+    pub fn shutting_down() -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                Some("shutting_down"),
+                "The gateway is shutting down",
+            )
+        }
+    }
+
     /// 500 for a bug in the gateway itself.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None, message)

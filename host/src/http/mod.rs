@@ -117,10 +117,28 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(gw.clone());
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            gw.begin_drain();
-        })
-        .await
+    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let server =
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown({
+            let gw = gw.clone();
+            async move {
+                shutdown.await;
+                gw.begin_drain();
+                let _ = drain_tx.send(());
+            }
+        });
+    // Graceful, but bounded: once the grace is over (plus time for streams
+    // to write their closing error), stop waiting for stragglers.
+    let hard_stop = async move {
+        if drain_rx.await.is_ok() {
+            tokio::time::sleep(gw.shutdown_grace() + std::time::Duration::from_secs(2)).await;
+            tracing::warn!("connections still open after the shutdown grace; stopping anyway");
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result,
+        _ = hard_stop => Ok(()),
+    }
 }

@@ -24,6 +24,8 @@ struct Stream {
     handle: Option<RunHandle>,
     encoder: ChunkEncoder,
     pending: VecDeque<SseEvent>,
+    /// Turns `true` when the shutdown grace is over.
+    grace_over: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Stream {
@@ -58,19 +60,34 @@ impl Stream {
             if let Some(event) = self.pending.pop_front() {
                 return Some((Ok(event), self));
             }
-            match self.handle.as_mut()?.next().await {
-                Some(event) => self.push_event(&event),
-                None => self.end().await,
+            let (handle, grace_over) = (self.handle.as_mut()?, &mut self.grace_over);
+            let next = tokio::select! {
+                event = handle.next() => Some(event),
+                _ = grace_over.wait_for(|over| *over) => None,
+            };
+            match next {
+                Some(Some(event)) => self.push_event(&event),
+                Some(None) => self.end().await,
+                None => {
+                    // Cancels the run; nothing half-written reaches the session.
+                    self.handle = None;
+                    self.push(vec![ApiError::shutting_down().body()]);
+                    self.pending.push_back(SseEvent::default().data("[DONE]"));
+                }
             }
         }
     }
 }
 
 /// Answer with an SSE stream, or with a plain error if the run fails before it shows any output.
-pub async fn respond(mut handle: RunHandle, encoder: ChunkEncoder) -> Result<Response, ApiError> {
+pub async fn respond(
+    mut handle: RunHandle,
+    encoder: ChunkEncoder,
+    grace_over: tokio::sync::watch::Receiver<bool>,
+) -> Result<Response, ApiError> {
     let first = tokio::time::timeout(COMMIT_AFTER, handle.next()).await;
     let start = encoder.start();
-    let mut stream = Stream { handle: Some(handle), encoder, pending: VecDeque::new() };
+    let mut stream = Stream { handle: Some(handle), encoder, pending: VecDeque::new(), grace_over };
     stream.push(vec![start]);
     match first {
         Ok(Some(event)) => stream.push_event(&event),
