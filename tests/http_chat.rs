@@ -316,6 +316,12 @@ async fn trapping_plugin_is_500_and_the_next_request_succeeds() {
     assert_eq!(error_fields(&error).0, "server_error");
     let text: Value = serde_json::from_str(&payloads[1]).unwrap();
     assert_eq!(text["choices"][0]["delta"]["content"], "partial ");
+    // The failure is logged with the request id the client got back.
+    let res = gw.chat(ask("agent:fault-trap", "hi")).header("x-request-id", "req-trace-42").send().await.unwrap();
+    assert_eq!(res.headers()["x-request-id"], "req-trace-42");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let log = gw.log();
+    assert!(log.lines().any(|l| l.contains("run failed") && l.contains("req-trace-42")), "{log}");
     // The panic message reached the log through the guest's stderr.
     assert!(gw.log().contains("the faults agent panics on request"), "{}", gw.log());
 }

@@ -85,6 +85,37 @@ async fn each_limit_ends_only_its_run_with_the_mapped_error() {
         );
     }
     assert_eq!(in_flight_total(&gw).await, 0, "no instance leaked");
+
+    // The operator sees all of it in /metrics.
+    let _ = reqwest::Client::new().get(gw.url("/v1/models")).bearer_auth("wrong").send().await.unwrap();
+    let metrics =
+        reqwest::Client::new().get(gw.url("/metrics")).bearer_auth(TOKEN).send().await.unwrap().text().await.unwrap();
+    for line in [
+        "wasmclaw_run_failures_total{agent=\"spin\",kind=\"timeout\"} 1",
+        "wasmclaw_run_failures_total{agent=\"sleeper\",kind=\"timeout\"} 1",
+        "wasmclaw_run_failures_total{agent=\"hog\",kind=\"memory_limit\"} 1",
+        "wasmclaw_run_failures_total{agent=\"flood\",kind=\"output_limit\"} 2",
+        "wasmclaw_http_requests_total{route=\"/v1/chat/completions\",status=\"504\"} 2",
+        "wasmclaw_runs_active 0",
+        "wasmclaw_auth_failures_total 1",
+        "wasmclaw_run_duration_seconds_count{agent=\"main\"} 4",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing {line:?} in:\n{metrics}");
+    }
+    assert!(metrics.contains("wasmclaw_run_first_event_seconds_bucket{agent=\"main\""), "{metrics}");
+    assert!(metrics.contains("wasmclaw_pool_component_instances "), "{metrics}");
+}
+
+#[tokio::test]
+async fn metrics_need_the_token_or_a_loopback_only_setting() {
+    let gw = TestGateway::start(&limits_config());
+    assert_eq!(reqwest::get(gw.url("/metrics")).await.unwrap().status(), 401);
+    let open = limits_config().replacen("gateway: {", "gateway: { metrics: { access: \"loopback\" },", 1);
+    let gw = TestGateway::start(&open);
+    let res = reqwest::get(gw.url("/metrics")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(res.text().await.unwrap().contains("# TYPE wasmclaw_runs_active gauge"));
 }
 
 #[tokio::test]

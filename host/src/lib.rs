@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod gateway;
 pub mod http;
+pub mod metrics;
 pub mod runs;
 pub mod runtime;
 pub mod sessions;

@@ -47,9 +47,37 @@ pub struct GatewayConfig {
     pub state_dir: Option<PathBuf>,
     #[serde(default)]
     pub ws: WsConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// After SIGTERM, how long in-flight runs and streams get to finish.
     #[serde(default = "default_grace")]
     pub shutdown_grace_ms: u64,
+}
+
+/// `gateway.metrics`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MetricsConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Who may read `/metrics`.
+    #[serde(default)]
+    pub access: MetricsAccess,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { enabled: true, access: MetricsAccess::default() }
+    }
+}
+
+/// `auth`: the gateway's bearer secret; `loopback`: no secret, loopback clients only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsAccess {
+    #[default]
+    Auth,
+    Loopback,
 }
 
 fn default_grace() -> u64 {
@@ -92,6 +120,7 @@ impl Default for GatewayConfig {
             state_dir: None,
             ws: WsConfig::default(),
             shutdown_grace_ms: default_grace(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

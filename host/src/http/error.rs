@@ -115,6 +115,12 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None, message)
     }
 
+    /// The same error with another status.
+    pub fn into_response_with(mut self, status: StatusCode) -> Response {
+        self.status = status;
+        self.into_response()
+    }
+
     /// The JSON body, also used for errors inside an SSE stream.
     pub fn body(&self) -> serde_json::Value {
         json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}})

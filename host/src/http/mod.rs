@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -28,6 +28,7 @@ pub use chat::{AGENT_HEADER, SESSION_HEADER};
 use error::ApiError;
 pub use sessions::transcript_json;
 
+use crate::config::MetricsAccess;
 use crate::gateway::Gateway;
 
 /// All routes of the gateway port. The WebSocket upgrade will live on `/`.
@@ -58,6 +59,13 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         )
         .route_layer(middleware::from_fn_with_state(gw.clone(), require_auth));
     let mut routes = Router::new().merge(session_api).merge(admin_api);
+    if gw.config.gateway.metrics.enabled {
+        let metrics = Router::new().route("/metrics", get(metrics).fallback(allow("GET")));
+        routes = routes.merge(match gw.config.gateway.metrics.access {
+            MetricsAccess::Auth => metrics.route_layer(middleware::from_fn_with_state(gw.clone(), require_auth)),
+            MetricsAccess::Loopback => metrics.route_layer(middleware::from_fn(loopback_only)),
+        });
+    }
     if gw.config.gateway.http.endpoints.chat_completions.enabled {
         let protected = Router::new()
             .route(
@@ -77,6 +85,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/ready", get(health::ready))
         .route("/readyz", get(health::ready))
         .fallback(|| async { ApiError::not_found() })
+        .layer(middleware::from_fn_with_state(gw.clone(), count_requests))
         .with_state(gw)
         .layer(SetResponseHeaderLayer::overriding(
             axum::http::header::X_CONTENT_TYPE_OPTIONS,
@@ -87,7 +96,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             axum::http::HeaderValue::from_static("no-referrer"),
         ))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+            let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            tracing::info_span!("request", method = %request.method(), uri = %request.uri().path(), request_id = %id)
+        }))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
@@ -101,6 +113,7 @@ async fn require_auth(
     let ip = peer.ip();
     gw.lockout.check(ip).map_err(ApiError::locked_out)?;
     if let Err(failure) = gw.auth.verify_bearer(request.headers()) {
+        gw.agents.metrics().auth_failure();
         if let Some(lockout) = gw.lockout.fail(ip) {
             tracing::warn!(%ip, lockout_secs = lockout.as_secs(), "client locked out after repeated auth failures");
         }
@@ -108,6 +121,35 @@ async fn require_auth(
     }
     gw.lockout.succeed(ip);
     Ok(next.run(request).await)
+}
+
+/// Count every response by matched route (not raw path: bounded label set).
+async fn count_requests(State(gw): State<Arc<Gateway>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(request).await;
+    gw.agents.metrics().request(&route, response.status().as_u16());
+    response
+}
+
+/// `GET /metrics`: Prometheus text.
+async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    let body = gw.agents.metrics().render(&gw.agents.gauges());
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+async fn loopback_only(ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request, next: Next) -> Response {
+    if !peer.ip().is_loopback() {
+        return ApiError {
+            code: Some("forbidden"),
+            message: "Metrics are served to loopback clients only".into(),
+            ..ApiError::not_found()
+        }
+        .into_response_with(axum::http::StatusCode::FORBIDDEN);
+    }
+    next.run(request).await
 }
 
 /// Serve until `shutdown` resolves, then let open requests finish.

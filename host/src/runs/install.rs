@@ -102,6 +102,7 @@ impl Agents {
     }
 
     fn announce(&self, id: &AgentId, action: &'static str, version: Option<&Arc<AgentVersion>>) {
+        self.metrics.swap(action);
         // No subscribers is fine: nobody is listening yet.
         let _ =
             self.changes.send(AgentsChanged { id: id.to_string(), action, digest: version.map(|v| v.digest.clone()) });

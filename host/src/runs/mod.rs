@@ -49,6 +49,7 @@ pub struct Agents {
     /// One permit per run in flight, across agents.
     run_slots: Arc<tokio::sync::Semaphore>,
     max_runs: usize,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Agents {
@@ -73,6 +74,7 @@ impl Agents {
             default_limits: config.agents.limits.clone(),
             run_slots: Arc::new(tokio::sync::Semaphore::new(max_runs)),
             max_runs,
+            metrics: Default::default(),
         };
         for (id, entry) in config.agent_entries() {
             agents
@@ -96,6 +98,20 @@ impl Agents {
     /// The engine agents run on.
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
+    }
+
+    /// The gateway's metrics.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// Point-in-time values for the metrics endpoint.
+    pub fn gauges(&self) -> crate::metrics::Gauges {
+        crate::metrics::Gauges {
+            active_runs: self.max_runs - self.run_slots.available_permits(),
+            max_runs: self.max_runs,
+            pool_instances: self.runtime.pool_instances(),
+        }
     }
 
     /// The transcript store.
@@ -132,20 +148,33 @@ impl Agents {
         let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
         let job =
             Job { agent: agent.clone(), store: self.sessions.clone(), max_history: self.max_history, ticket, turn };
-        let (log_run_id, log_agent) = (run_id.clone(), agent.id.clone());
-        let task = tokio::spawn(async move {
-            let _slots = (global_slot, agent_slot);
-            let started = std::time::Instant::now();
-            let result = job.run(request, events_tx).await;
-            let (run_id, agent, ms) = (log_run_id, log_agent, started.elapsed().as_secs_f64() * 1000.0);
-            match &result {
-                Ok(()) => tracing::debug!(run_id, %agent, ms, "run finished"),
-                Err(RunError::Cancelled) => tracing::info!(run_id, %agent, ms, "run cancelled"),
-                Err(e) => tracing::warn!(run_id, %agent, ms, error = %e, "run failed"),
-            }
-            result
-        });
-        Ok(RunHandle { run_id, session: input.session, agent, events, task: Some(task) })
+        let (log_run_id, log_agent, metrics) = (run_id.clone(), agent.id.clone(), self.metrics.clone());
+        // The run logs under the caller's span (e.g. the HTTP request id).
+        let task = tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let _slots = (global_slot, agent_slot);
+                let started = std::time::Instant::now();
+                let result = job.run(request, events_tx).await;
+                metrics.run_finished(log_agent.as_str(), started.elapsed(), result.as_ref().err().map(RunError::kind));
+                let (run_id, agent, ms) = (log_run_id, log_agent, started.elapsed().as_secs_f64() * 1000.0);
+                match &result {
+                    Ok(()) => tracing::debug!(run_id, %agent, ms, "run finished"),
+                    Err(RunError::Cancelled) => tracing::info!(run_id, %agent, ms, "run cancelled"),
+                    Err(e) => tracing::warn!(run_id, %agent, ms, error = %e, "run failed"),
+                }
+                result
+            },
+            tracing::Span::current(),
+        ));
+        Ok(RunHandle {
+            run_id,
+            session: input.session,
+            agent,
+            events,
+            task: Some(task),
+            started: std::time::Instant::now(),
+            metrics: Some(self.metrics.clone()),
+        })
     }
 }
 
@@ -211,12 +240,21 @@ pub struct RunHandle {
     pub agent: Arc<AgentVersion>,
     events: mpsc::Receiver<Event>,
     task: Option<JoinHandle<Result<(), RunError>>>,
+    started: std::time::Instant,
+    /// Taken when the first event is recorded.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl RunHandle {
     /// The next event, or `None` once the agent has returned.
     pub async fn next(&mut self) -> Option<Event> {
-        self.events.recv().await
+        let event = self.events.recv().await;
+        if event.is_some()
+            && let Some(metrics) = self.metrics.take()
+        {
+            metrics.first_event(self.agent.id.as_str(), self.started.elapsed());
+        }
+        event
     }
 
     /// How the run ended. Call after [`next`](Self::next) returned `None`.

@@ -42,6 +42,21 @@ impl From<AgentError> for RunError {
 }
 
 impl RunError {
+    /// A short stable name for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::UnknownAgent(_) => "unknown_agent",
+            Self::InvalidRequest(_) | Self::Unavailable(_) | Self::Failed(_) => "agent_error",
+            Self::Trapped(_) => "trap",
+            Self::MemoryLimit(_) => "memory_limit",
+            Self::OutputLimit => "output_limit",
+            Self::Timeout(_) => "timeout",
+            Self::NoCapacity => "no_capacity",
+            Self::Cancelled => "cancelled",
+            Self::Internal(_) => "internal",
+        }
+    }
+
     /// Classify an error out of wasmtime (trap, pool exhaustion, host bug).
     pub(super) fn from_wasmtime(err: wasmtime::Error, memory_exceeded: Option<usize>) -> Self {
         if err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {

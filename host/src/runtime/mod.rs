@@ -73,6 +73,11 @@ impl Runtime {
         Ok(Self { engine, linker, allocation, cache })
     }
 
+    /// Component instances live in the pool (pooling allocator only).
+    pub fn pool_instances(&self) -> Option<u64> {
+        self.engine.pooling_allocator_metrics().map(|m| m.component_instances())
+    }
+
     /// Which allocator the engine got.
     pub fn allocation(&self) -> Allocation {
         self.allocation

@@ -149,6 +149,7 @@ async fn handshake(
     }
     let presented = p["auth"]["token"].as_str().or_else(|| p["auth"]["password"].as_str()).unwrap_or_default();
     if !gw.auth.verify(presented) {
+        gw.agents.metrics().auth_failure();
         if let Some(lockout) = gw.lockout.fail(peer) {
             tracing::warn!(%peer, lockout_secs = lockout.as_secs(), "client locked out after repeated auth failures");
         }

@@ -1,0 +1,167 @@
+//! Prometheus metrics: what an operator watches. Counters and fixed-bucket
+//! histograms behind one mutex each; recording is a map lookup and an add.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of run-duration and time-to-first-event buckets.
+const BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0];
+
+#[derive(Clone, Default)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; BUCKETS.len()];
+        }
+        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
+            self.counts[i] += 1;
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, agent: &str) {
+        let mut cumulative = 0;
+        for (bound, n) in BUCKETS.iter().zip(&self.counts) {
+            cumulative += n;
+            let _ = writeln!(out, "{name}_bucket{{agent=\"{agent}\",le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{agent=\"{agent}\",le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum{{agent=\"{agent}\"}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{agent=\"{agent}\"}} {}", self.count);
+    }
+}
+
+/// Every metric of one gateway.
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    run_seconds: Mutex<BTreeMap<String, Histogram>>,
+    first_event_seconds: Mutex<BTreeMap<String, Histogram>>,
+    run_failures: Mutex<BTreeMap<(String, &'static str), u64>>,
+    auth_failures: AtomicU64,
+    swaps: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// Point-in-time values the registry does not own.
+pub struct Gauges {
+    pub active_runs: usize,
+    pub max_runs: usize,
+    /// Component instances live in the pool, when the pooling allocator is in use.
+    pub pool_instances: Option<u64>,
+}
+
+impl Metrics {
+    /// One HTTP response for `route` (the matched pattern, not the raw path).
+    pub fn request(&self, route: &str, status: u16) {
+        *self.requests.lock().unwrap().entry((route.to_string(), status)).or_default() += 1;
+    }
+
+    /// A run ended after `took`.
+    pub fn run_finished(&self, agent: &str, took: Duration, failure: Option<&'static str>) {
+        self.run_seconds.lock().unwrap().entry(agent.to_string()).or_default().observe(took.as_secs_f64());
+        if let Some(kind) = failure {
+            *self.run_failures.lock().unwrap().entry((agent.to_string(), kind)).or_default() += 1;
+        }
+    }
+
+    /// A run produced its first event after `took`.
+    pub fn first_event(&self, agent: &str, took: Duration) {
+        self.first_event_seconds.lock().unwrap().entry(agent.to_string()).or_default().observe(took.as_secs_f64());
+    }
+
+    /// Someone presented wrong or no credentials.
+    pub fn auth_failure(&self) {
+        self.auth_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An agent was installed, rolled back or removed.
+    pub fn swap(&self, action: &'static str) {
+        *self.swaps.lock().unwrap().entry(action).or_default() += 1;
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self, gauges: &Gauges) -> String {
+        let mut out = String::new();
+        let head = |out: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        head(&mut out, "wasmclaw_http_requests_total", "counter", "HTTP responses by route and status.");
+        for ((route, status), n) in self.requests.lock().unwrap().iter() {
+            let _ = writeln!(out, "wasmclaw_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+        }
+        head(&mut out, "wasmclaw_run_duration_seconds", "histogram", "Agent run duration.");
+        for (agent, h) in self.run_seconds.lock().unwrap().iter() {
+            h.render(&mut out, "wasmclaw_run_duration_seconds", agent);
+        }
+        head(&mut out, "wasmclaw_run_first_event_seconds", "histogram", "Time from run start to its first event.");
+        for (agent, h) in self.first_event_seconds.lock().unwrap().iter() {
+            h.render(&mut out, "wasmclaw_run_first_event_seconds", agent);
+        }
+        head(
+            &mut out,
+            "wasmclaw_run_failures_total",
+            "counter",
+            "Runs that did not complete, by kind (trap, timeout, …).",
+        );
+        for ((agent, kind), n) in self.run_failures.lock().unwrap().iter() {
+            let _ = writeln!(out, "wasmclaw_run_failures_total{{agent=\"{agent}\",kind=\"{kind}\"}} {n}");
+        }
+        head(&mut out, "wasmclaw_runs_active", "gauge", "Runs in flight.");
+        let _ = writeln!(out, "wasmclaw_runs_active {}", gauges.active_runs);
+        head(&mut out, "wasmclaw_runs_max", "gauge", "agents.maxConcurrentRuns.");
+        let _ = writeln!(out, "wasmclaw_runs_max {}", gauges.max_runs);
+        if let Some(n) = gauges.pool_instances {
+            head(
+                &mut out,
+                "wasmclaw_pool_component_instances",
+                "gauge",
+                "Component instances live in the pooling allocator.",
+            );
+            let _ = writeln!(out, "wasmclaw_pool_component_instances {n}");
+        }
+        head(
+            &mut out,
+            "wasmclaw_auth_failures_total",
+            "counter",
+            "Requests and connects with wrong or missing credentials.",
+        );
+        let _ = writeln!(out, "wasmclaw_auth_failures_total {}", self.auth_failures.load(Ordering::Relaxed));
+        head(&mut out, "wasmclaw_agent_changes_total", "counter", "Agent installs, rollbacks and removals.");
+        for (action, n) in self.swaps.lock().unwrap().iter() {
+            let _ = writeln!(out, "wasmclaw_agent_changes_total{{action=\"{action}\"}} {n}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_and_counters_add_up() {
+        let m = Metrics::default();
+        m.run_finished("main", Duration::from_millis(3), None);
+        m.run_finished("main", Duration::from_millis(300), Some("trap"));
+        m.request("/v1/chat/completions", 200);
+        m.request("/v1/chat/completions", 200);
+        let text = m.render(&Gauges { active_runs: 1, max_runs: 5, pool_instances: Some(2) });
+        assert!(text.contains("wasmclaw_run_duration_seconds_bucket{agent=\"main\",le=\"0.005\"} 1"), "{text}");
+        assert!(text.contains("wasmclaw_run_duration_seconds_bucket{agent=\"main\",le=\"0.5\"} 2"));
+        assert!(text.contains("wasmclaw_run_duration_seconds_count{agent=\"main\"} 2"));
+        assert!(text.contains("wasmclaw_run_failures_total{agent=\"main\",kind=\"trap\"} 1"));
+        assert!(text.contains("wasmclaw_http_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 2"));
+        assert!(text.contains("wasmclaw_runs_active 1"));
+    }
+}
