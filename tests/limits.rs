@@ -173,3 +173,65 @@ async fn non_json_bodies_are_415_and_responses_carry_security_headers() {
         assert_eq!(res.headers()["referrer-policy"], "no-referrer", "{path}");
     }
 }
+
+#[tokio::test]
+async fn deep_json_huge_headers_and_slow_bodies_are_refused_cleanly() {
+    let config = limits_config().replacen("http: {", "http: { readTimeoutMs: 700,", 1);
+    let gw = TestGateway::start(&config);
+    let client = reqwest::Client::new();
+    // Deep nesting in an honoured field hits serde's recursion limit: a 400.
+    // In an ignored field it is skipped without recursion. Neither overflows the stack.
+    let nested = |field: &str, depth: usize| {
+        format!(
+            r#"{{"messages":[{{"role":"user","content":"x"}}],"{field}":{}{}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        )
+    };
+    let post = |body: String| {
+        client
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let res = post(nested("tool_choice", 10_000)).await.unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().contains("recursion limit"));
+    assert_eq!(post(nested("unknown_field", 1_000_000)).await.unwrap().status(), 200);
+    // A header block far over hyper's limit is refused before any handler runs.
+    let mut req = client.post(gw.url("/v1/chat/completions")).bearer_auth(TOKEN).json(&ask("openclaw", "hi"));
+    for i in 0..200 {
+        req = req.header(format!("x-padding-{i}"), "y".repeat(2000));
+    }
+    match req.send().await {
+        Ok(res) => assert_eq!(res.status(), 431),
+        Err(e) => assert!(e.is_request() || e.is_connect(), "{e}"),
+    }
+    // A body that trickles in slower than gateway.http.readTimeoutMs.
+    use tokio::io::AsyncWriteExt;
+    let mut socket = tokio::net::TcpStream::connect(gw.base.trim_start_matches("http://")).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\"messages\""
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        use tokio::io::AsyncReadExt;
+        let n = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buf))
+            .await
+            .expect("the gateway answers")
+            .unwrap();
+        reply.extend_from_slice(&buf[..n]);
+        if n == 0 || String::from_utf8_lossy(&reply).contains("request_timeout") {
+            break;
+        }
+    }
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    healthy(&gw).await;
+}

@@ -233,11 +233,22 @@ pub struct HttpConfig {
     /// Largest request body accepted, in bytes (413 beyond).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Time a client has to deliver its whole request body (408 beyond).
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout_ms: u64,
+}
+
+fn default_read_timeout() -> u64 {
+    30_000
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { endpoints: HttpEndpoints::default(), max_body_bytes: default_max_body() }
+        Self {
+            endpoints: HttpEndpoints::default(),
+            max_body_bytes: default_max_body(),
+            read_timeout_ms: default_read_timeout(),
+        }
     }
 }
 

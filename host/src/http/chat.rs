@@ -35,7 +35,10 @@ pub async fn completions(State(gw): State<Arc<Gateway>>, headers: HeaderMap, bod
         }
     }
     let limit = gw.config.gateway.http.max_body_bytes;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+    let read_timeout = gw.config.gateway.http.read_timeout_ms;
+    // A client trickling its body must not hold a connection forever.
+    let read = tokio::time::timeout(std::time::Duration::from_millis(read_timeout), axum::body::to_bytes(body, limit));
+    let bytes = read.await.map_err(|_| ApiError::read_timeout(read_timeout))?.map_err(|e| {
         if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
             ApiError::too_large(limit)
         } else {

@@ -110,6 +110,16 @@ impl ApiError {
         }
     }
 
+    /// 408 for a body that did not arrive in time.
+    pub fn read_timeout(ms: u64) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            Some("request_timeout"),
+            format!("The request body did not arrive within {ms} ms"),
+        )
+    }
+
     /// 500 for a bug in the gateway itself.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None, message)
