@@ -7,6 +7,7 @@
 
 mod baseline;
 mod process;
+mod soak;
 mod swap;
 mod ws_idle;
 
@@ -28,6 +29,9 @@ struct Args {
     /// Connections held open by the ws-idle scenario.
     #[arg(long, default_value_t = 1000)]
     connections: usize,
+    /// Length of the soak scenario.
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
     /// Internal: run as a bare baseline server (`ws`).
     #[arg(long, hide = true)]
     serve_baseline: Option<String>,
@@ -99,6 +103,9 @@ async fn main() -> anyhow::Result<()> {
     let mut results = serde_json::Map::new();
     if wanted("swap") {
         results.insert("swap".into(), swap::run(args.samples).await?);
+    }
+    if wanted("soak") {
+        results.insert("soak".into(), soak::run(args.seconds).await?);
     }
     if wanted("ws-idle") {
         results.insert("ws_idle".into(), ws_idle::run(args.connections).await?);

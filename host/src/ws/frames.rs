@@ -31,6 +31,15 @@ pub struct Request {
     pub params: Value,
 }
 
+/// Decode one client text frame into a request.
+pub fn decode(text: &str) -> Result<Request, WsError> {
+    let request: Request = serde_json::from_str(text).map_err(|e| WsError::invalid(format!("malformed frame: {e}")))?;
+    if request.kind != "req" {
+        return Err(WsError::invalid("expected a frame of type \"req\""));
+    }
+    Ok(request)
+}
+
 /// A protocol-level failure for one request.
 #[derive(Debug, Clone)]
 pub struct WsError {

@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 
 use crate::config::AuthMode;
 use crate::gateway::Gateway;
-use frames::{Outbox, Outgoing, PROTOCOL, Request, WsError, err, now_ms, ok};
+use frames::{Outbox, Outgoing, PROTOCOL, err, now_ms, ok};
+pub use frames::{Request, WsError, decode};
 pub use runs::RunBoard;
 
 /// Frames before a successful `connect` may be at most this big.
@@ -126,11 +127,11 @@ async fn handshake(
         out.send(err(id, &e));
         policy_close(&reason)
     };
-    let req: Request = match serde_json::from_str(&text) {
+    let req = match decode(&text) {
         Ok(r) => r,
-        Err(e) => return Err(reject(&Value::Null, WsError::invalid(format!("malformed frame: {e}")))),
+        Err(e) => return Err(reject(&Value::Null, e)),
     };
-    if req.kind != "req" || req.method != "connect" {
+    if req.method != "connect" {
         return Err(reject(&req.id, WsError::invalid("the first request must be connect")));
     }
     let p = &req.params;
@@ -225,13 +226,12 @@ async fn serve(
                     out.send(Outgoing::Close { code: close::TOO_BIG, reason: format!("frame over {max_payload} bytes") });
                     return End::Closing;
                 }
-                match serde_json::from_str::<Request>(&text) {
-                    Ok(req) if req.kind == "req" => {
+                match decode(&text) {
+                    Ok(req) => {
                         tokio::spawn(methods::handle(gw.clone(), out.clone(), req.id, req.method, req.params));
                     }
-                    Ok(req) => { out.send(err(&req.id, &WsError::invalid("expected a frame of type \"req\""))); }
                     // The connection stays usable after a bad frame.
-                    Err(e) => { out.send(err(&Value::Null, &WsError::invalid(format!("malformed frame: {e}")))); }
+                    Err(e) => { out.send(err(&Value::Null, &e)); }
                 }
             }
             change = changes.recv() => {
