@@ -21,6 +21,9 @@ fn limits_config() -> String {
       hog: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "memory" }}, limits: {{ memoryBytes: 16777216 }} }},
       flood: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "flood" }}, limits: {{ maxOutputBytes: 65536 }} }},
       single: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "slow", delayMs: "400" }}, limits: {{ maxConcurrentRuns: 1 }} }},
+      trapper: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "trap" }} }},
+      panicky: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "panic" }} }},
+      refuser: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "unavailable" }} }},
     }},
   }},
 }}"#
@@ -54,6 +57,9 @@ async fn each_limit_ends_only_its_run_with_the_mapped_error() {
         ("sleeper", 504, "timeout", Duration::from_secs(5)),
         ("hog", 500, "memory_limit", Duration::from_secs(5)),
         ("flood", 500, "output_limit", Duration::from_secs(5)),
+        ("trapper", 500, "agent_trapped", Duration::from_secs(1)),
+        ("panicky", 500, "agent_trapped", Duration::from_secs(1)),
+        ("refuser", 503, "agent_unavailable", Duration::from_secs(1)),
     ];
     for (agent, status, code, within) in cases {
         let started = Instant::now();
@@ -98,7 +104,8 @@ async fn each_limit_ends_only_its_run_with_the_mapped_error() {
         "wasmclaw_http_requests_total{route=\"/v1/chat/completions\",status=\"504\"} 2",
         "wasmclaw_runs_active 0",
         "wasmclaw_auth_failures_total 1",
-        "wasmclaw_run_duration_seconds_count{agent=\"main\"} 4",
+        "wasmclaw_run_duration_seconds_count{agent=\"main\"} 7",
+        "wasmclaw_run_failures_total{agent=\"trapper\",kind=\"trap\"} 1",
     ] {
         assert!(metrics.lines().any(|l| l == line), "missing {line:?} in:\n{metrics}");
     }
@@ -234,4 +241,21 @@ async fn deep_json_huge_headers_and_slow_bodies_are_refused_cleanly() {
     assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
     assert!(started.elapsed() < Duration::from_secs(5));
     healthy(&gw).await;
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_request_ids() {
+    let gw = TestGateway::start_args(&limits_config(), &["--log-format", "json"]);
+    let res = gw.chat(ask("agent:trapper", "x")).header("x-request-id", "json-log-7").send().await.unwrap();
+    assert_eq!(res.status(), 500);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = gw.log();
+    let lines: Vec<Value> =
+        log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"] == "run failed"
+            && l["span"]["request_id"] == "json-log-7"
+            && l["fields"]["agent"] == "trapper"),
+        "{log}"
+    );
 }

@@ -84,11 +84,29 @@ impl TestGateway {
             .unwrap_or_else(|log| panic!("gateway failed to start:\n{log}"))
     }
 
+    /// Start with extra command-line arguments (e.g. `--log-format json`).
+    pub fn start_args(config: &str, args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().to_path_buf();
+        Self::spawn_args(config, &state, &[("OPENCLAW_GATEWAY_TOKEN", TOKEN)], Some(dir), args)
+            .unwrap_or_else(|log| panic!("gateway failed to start:\n{log}"))
+    }
+
     fn spawn(config: &str, state: &Path, env: &[(&str, &str)], dir: Option<tempfile::TempDir>) -> Result<Self, String> {
+        Self::spawn_args(config, state, env, dir, &[])
+    }
+
+    fn spawn_args(
+        config: &str,
+        state: &Path,
+        env: &[(&str, &str)],
+        dir: Option<tempfile::TempDir>,
+        args: &[&str],
+    ) -> Result<Self, String> {
         let path = state.join("gateway.json5");
         std::fs::write(&path, config).unwrap();
         let mut cmd = Command::new(binary());
-        cmd.args(["gateway", "--port", "0", "--config"]).arg(&path);
+        cmd.args(args).args(["gateway", "--port", "0", "--config"]).arg(&path);
         cmd.env("WASMCLAW_STATE_DIR", state)
             .env_remove("OPENCLAW_GATEWAY_TOKEN")
             .env_remove("OPENCLAW_GATEWAY_PASSWORD")
