@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::runs::{Agents, Reply, RunInput, finish_reason_name};
-use crate::runtime::{AgentId, Event, Message, Role};
+use crate::runtime::{AgentId, Event};
 use crate::sessions::{self, SessionStore, SqliteStore};
 
 /// wasmclaw: OpenClaw-compatible gateway running agents as WebAssembly components.
@@ -240,20 +240,7 @@ async fn agent_turn(
         None => agents.default_agent().clone(),
     };
     let session = sessions::resolve(&agent, session_key.as_deref(), None)?;
-    let input = RunInput {
-        agent,
-        session,
-        messages: vec![Message {
-            role: Role::User,
-            content: message,
-            name: None,
-            tool_call_id: None,
-            tool_calls: vec![],
-        }],
-        tools: vec![],
-        user: None,
-        params: json!({}),
-    };
+    let input = RunInput::user_message(agent, session, message);
     let mut handle = agents.start(input)?;
     let mut out = std::io::stdout().lock();
     let mut reply = Reply::default();

@@ -35,6 +35,14 @@ pub struct RunInput {
     pub params: serde_json::Value,
 }
 
+impl RunInput {
+    /// One plain user message, as the CLI and the WebSocket methods send.
+    pub fn user_message(agent: AgentId, session: SessionKey, text: String) -> Self {
+        let message = Message { role: Role::User, content: text, name: None, tool_call_id: None, tool_calls: vec![] };
+        Self { agent, session, messages: vec![message], tools: vec![], user: None, params: serde_json::json!({}) }
+    }
+}
+
 /// The agents this process serves, and how to run them.
 pub struct Agents {
     runtime: Runtime,

@@ -12,7 +12,7 @@ use tokio::sync::{oneshot, watch};
 use super::frames::{Outbox, WsError, codes, err, now_ms, ok};
 use crate::gateway::Gateway;
 use crate::runs::RunInput;
-use crate::runtime::{AgentId, Event, Message, Role, RunError, finish_reason_name};
+use crate::runtime::{AgentId, Event, RunError, finish_reason_name};
 use crate::sessions;
 
 /// How long a finished run's result answers retries and `agent.wait`.
@@ -106,20 +106,7 @@ async fn try_start(gw: &Arc<Gateway>, out: &Outbox, id: &Value, door: Door, para
     // OpenClaw's main session of an agent when none is named.
     let key = p.session_key.clone().unwrap_or_else(|| format!("agent:{agent}:main"));
     let session = sessions::resolve(&agent, Some(&key), None).map_err(|e| WsError::invalid(e.to_string()))?;
-    let input = RunInput {
-        agent,
-        session,
-        messages: vec![Message {
-            role: Role::User,
-            content: p.message,
-            name: None,
-            tool_call_id: None,
-            tool_calls: vec![],
-        }],
-        tools: vec![],
-        user: None,
-        params: json!({}),
-    };
+    let input = RunInput::user_message(agent, session, p.message);
     let handle = gw.agents.start(input).map_err(|e| match e {
         RunError::UnknownAgent(a) => WsError::invalid(format!("unknown agent {a:?}")),
         other => WsError::new(codes::UNAVAILABLE, other.to_string()),
