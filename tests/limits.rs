@@ -31,15 +31,7 @@ fn limits_config() -> String {
 }
 
 async fn in_flight_total(gw: &TestGateway) -> u64 {
-    let list: Value = reqwest::Client::new()
-        .get(gw.url("/admin/agents"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = gw.get_json("/admin/agents").await;
     list["agents"].as_array().unwrap().iter().map(|a| a["inFlight"].as_u64().unwrap()).sum()
 }
 

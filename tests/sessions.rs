@@ -66,6 +66,18 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
+/// A six-word streaming reply on `key`, returned once its first word has arrived.
+async fn slow_stream_under_way(gw: &TestGateway, key: &str) -> reqwest::Response {
+    let mut body = ask("agent:slow", "one two three four five six");
+    body["stream"] = json!(true);
+    let mut res = gw.chat(body).header("x-openclaw-session-key", key).send().await.unwrap();
+    let mut seen = String::new();
+    while !seen.contains("one ") {
+        seen.push_str(&String::from_utf8_lossy(&res.chunk().await.unwrap().expect("stream ended early")));
+    }
+    res
+}
+
 fn rows(gw: &TestGateway, table: &str) -> i64 {
     let db = rusqlite::Connection::open(gw.state_dir().join("sessions.sqlite")).unwrap();
     db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).unwrap()
@@ -130,14 +142,7 @@ async fn transcripts_survive_restart_and_kill_9_mid_stream() {
         let res = gw.chat(ask("agent:slow", text)).header("x-openclaw-session-key", key).send().await.unwrap();
         assert_eq!(res.status(), 200);
     }
-    let mut body = ask("agent:slow", "one two three four five six");
-    body["stream"] = json!(true);
-    let mut res = gw.chat(body).header("x-openclaw-session-key", key).send().await.unwrap();
-    // Wait until the reply is visibly under way, then crash the gateway.
-    let mut seen = String::new();
-    while !seen.contains("one ") {
-        seen.push_str(&String::from_utf8_lossy(&res.chunk().await.unwrap().expect("stream ended early")));
-    }
+    let res = slow_stream_under_way(&gw, key).await;
     gw.kill9();
     drop(res);
 
@@ -321,13 +326,7 @@ async fn a_disconnected_run_leaves_no_turn_behind() {
     let key = "agent:slow:walkaway";
     let res = gw.chat(ask("agent:slow", "kept")).header("x-openclaw-session-key", key).send().await.unwrap();
     assert_eq!(res.status(), 200);
-    let mut body = ask("agent:slow", "one two three four five six");
-    body["stream"] = json!(true);
-    let mut res = gw.chat(body).header("x-openclaw-session-key", key).send().await.unwrap();
-    let mut seen = String::new();
-    while !seen.contains("one ") {
-        seen.push_str(&String::from_utf8_lossy(&res.chunk().await.unwrap().expect("stream ended early")));
-    }
+    let res = slow_stream_under_way(&gw, key).await;
     drop(res);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(transcript(&gw, key).await, pairs(&[("user", "kept"), ("assistant", "kept")]));

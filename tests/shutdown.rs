@@ -52,15 +52,7 @@ async fn streams_in_flight_at_sigterm_complete_normally() {
     assert!(status.success());
     // The turn was committed before the process went away.
     let gw = TestGateway::start_in(state.path(), &config(30_000));
-    let history: Value = reqwest::Client::new()
-        .get(gw.url("/sessions/agent:slow:finishing/history"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history = gw.get_json("/sessions/agent:slow:finishing/history").await;
     assert_eq!(history["messages"].as_array().unwrap().len(), 2, "{history}");
 }
 

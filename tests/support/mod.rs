@@ -188,6 +188,12 @@ impl TestGateway {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// An authorised GET of `path`, parsed as JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let res = reqwest::Client::new().get(self.url(path)).bearer_auth(TOKEN).send().await.unwrap();
+        res.json().await.unwrap()
+    }
+
     /// A POST to the chat endpoint with the test token.
     pub fn chat(&self, body: serde_json::Value) -> reqwest::RequestBuilder {
         reqwest::Client::new().post(self.url("/v1/chat/completions")).bearer_auth(TOKEN).json(&body)
