@@ -10,6 +10,7 @@ use std::process::Command;
 /// Guest crates, the env var that carries each component's path, and its file name.
 const GUESTS: &[(&str, &str, &str)] = &[
     ("wasmclaw-plugin-echo", "WASMCLAW_PLUGIN_ECHO", "wasmclaw_plugin_echo.wasm"),
+    ("wasmclaw-plugin-assistant", "WASMCLAW_PLUGIN_ASSISTANT", "wasmclaw_plugin_assistant.wasm"),
     ("wasmclaw-fixture-faults", "WASMCLAW_FIXTURE_FAULTS", "wasmclaw_fixture_faults.wasm"),
     ("wasmclaw-fixture-not-an-agent", "WASMCLAW_FIXTURE_NOT_AN_AGENT", "not-an-agent.wasm"),
 ];

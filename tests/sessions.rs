@@ -38,8 +38,7 @@ async fn say(gw: &TestGateway, body: Value) -> (u16, String, String) {
 }
 
 async fn history(gw: &TestGateway, key: &str) -> reqwest::Response {
-    let path = format!("/sessions/{}/history", urlencode(key));
-    reqwest::Client::new().get(gw.url(&path)).bearer_auth(TOKEN).send().await.unwrap()
+    gw.session_history(key).await
 }
 
 async fn transcript(gw: &TestGateway, key: &str) -> Vec<(String, String)> {
@@ -51,18 +50,6 @@ async fn transcript(gw: &TestGateway, key: &str) -> Vec<(String, String)> {
         .unwrap()
         .iter()
         .map(|m| (m["role"].as_str().unwrap().to_string(), m["content"].as_str().unwrap().to_string()))
-        .collect()
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~:".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
         .collect()
 }
 

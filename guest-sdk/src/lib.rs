@@ -159,6 +159,76 @@ pub mod session {
     }
 }
 
+/// Model completions through the provider the operator configured for this
+/// agent. The host holds the provider's address and key; the agent only sees events.
+///
+/// ```no_run
+/// # use wasmclaw_sdk::{llm, AgentError, Output, RunRequest};
+/// # fn run(req: RunRequest, out: &Output) -> Result<(), AgentError> {
+/// let request = llm::CompletionRequest {
+///     messages: req.messages,
+///     tools: req.tools,
+///     params: req.params,
+///     model: None,
+/// };
+/// for event in llm::stream(&request)? {
+///     out.emit(&event?)?;
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub mod llm {
+    use crate::bindings::wasmclaw::agent::llm as host;
+    pub use host::{CompletionRequest, LlmError};
+
+    /// Start a streaming completion. Iterate the result for its events.
+    pub fn stream(request: &CompletionRequest) -> Result<Completion, LlmError> {
+        host::complete(request).map(|inner| Completion { inner, done: false })
+    }
+
+    /// A completion in progress; dropping it closes the upstream request.
+    #[derive(Debug)]
+    pub struct Completion {
+        inner: host::Completion,
+        done: bool,
+    }
+
+    impl Iterator for Completion {
+        type Item = Result<crate::Event, LlmError>;
+
+        fn next(&mut self) -> Option<Self::Item> {
+            if self.done {
+                return None;
+            }
+            match self.inner.next() {
+                Ok(Some(event)) => Some(Ok(event)),
+                Ok(None) => {
+                    self.done = true;
+                    None
+                }
+                Err(e) => {
+                    self.done = true;
+                    Some(Err(e))
+                }
+            }
+        }
+    }
+
+    impl From<LlmError> for crate::AgentError {
+        /// Returning an llm error with `?` is enough: the host reports the
+        /// provider's failure to the client with the right status.
+        fn from(e: LlmError) -> Self {
+            let message = match e {
+                LlmError::RateLimited(Some(s)) => format!("model provider rate limited; retry after {s}s"),
+                LlmError::RateLimited(None) => "model provider rate limited".to_string(),
+                LlmError::BadRequest(m) => return crate::AgentError::InvalidRequest(m),
+                LlmError::Unauthorized(m) | LlmError::Unavailable(m) | LlmError::Timeout(m) => m,
+            };
+            crate::AgentError::Unavailable(message)
+        }
+    }
+}
+
 impl AgentInfo {
     /// Build an [`AgentInfo`] from borrowed strings.
     pub fn new(name: &str, version: &str, description: &str) -> Self {

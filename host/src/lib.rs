@@ -7,6 +7,7 @@ pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod metrics;
+pub mod providers;
 pub mod runs;
 pub mod runtime;
 pub mod sessions;

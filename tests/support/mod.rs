@@ -194,6 +194,12 @@ impl TestGateway {
         res.json().await.unwrap()
     }
 
+    /// `GET /sessions/<key>/history` with the test token.
+    pub async fn session_history(&self, key: &str) -> reqwest::Response {
+        let path = format!("/sessions/{}/history", urlencode(key));
+        reqwest::Client::new().get(self.url(&path)).bearer_auth(TOKEN).send().await.unwrap()
+    }
+
     /// A POST to the chat endpoint with the test token.
     pub fn chat(&self, body: serde_json::Value) -> reqwest::RequestBuilder {
         reqwest::Client::new().post(self.url("/v1/chat/completions")).bearer_auth(TOKEN).json(&body)
@@ -254,4 +260,17 @@ pub fn temp_file(name: &str, contents: &str) -> (tempfile::TempDir, PathBuf) {
     let path = dir.path().join(name);
     std::fs::write(&path, contents).unwrap();
     (dir, path)
+}
+
+/// Percent-encode a session key for a path segment.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~:".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

@@ -1,6 +1,8 @@
 //! The gateway's configuration: a JSON5 file, embedded defaults, and the
 //! environment variables that may supply secrets.
 
+mod agents;
+mod providers;
 mod secret;
 
 use std::collections::BTreeMap;
@@ -8,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use agents::{AgentEntry, AgentsConfig, LimitsConfig};
+pub use providers::ProviderConfig;
 pub use secret::Secret;
 
 /// Port the gateway listens on when nothing else is said (OpenClaw's).
@@ -23,6 +27,9 @@ pub struct Config {
     pub agents: AgentsConfig,
     #[serde(default)]
     pub sessions: SessionsConfig,
+    /// Model providers agents may call, by name.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
     /// Folder of the file the config came from; relative plugin paths resolve against it.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -236,6 +243,13 @@ pub struct HttpConfig {
     /// Time a client has to deliver its whole request body (408 beyond).
     #[serde(default = "default_read_timeout")]
     pub read_timeout_ms: u64,
+    /// A `: ping` comment goes out after this long without a stream event.
+    #[serde(default = "default_sse_keep_alive")]
+    pub sse_keep_alive_ms: u64,
+}
+
+fn default_sse_keep_alive() -> u64 {
+    15_000
 }
 
 fn default_read_timeout() -> u64 {
@@ -248,6 +262,7 @@ impl Default for HttpConfig {
             endpoints: HttpEndpoints::default(),
             max_body_bytes: default_max_body(),
             read_timeout_ms: default_read_timeout(),
+            sse_keep_alive_ms: default_sse_keep_alive(),
         }
     }
 }
@@ -268,88 +283,6 @@ pub struct EndpointToggle {
     pub enabled: bool,
 }
 
-/// `agents.*`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct AgentsConfig {
-    #[serde(default = "default_agent")]
-    pub default: String,
-    /// Absent means "serve `main` = echo".
-    pub entries: Option<BTreeMap<String, AgentEntry>>,
-    /// Folder watched for `<id>.wasm` files (default `<stateDir>/agents`).
-    pub dir: Option<PathBuf>,
-    /// Largest component accepted from any source.
-    #[serde(default = "default_max_component")]
-    pub max_component_bytes: usize,
-    /// Defaults for every agent's per-run limits.
-    #[serde(default)]
-    pub limits: LimitsConfig,
-    /// Runs in flight across all agents; beyond it, 503 with `Retry-After`.
-    #[serde(default = "default_max_runs")]
-    pub max_concurrent_runs: usize,
-}
-
-/// `agents.limits` and `agents.entries.<id>.limits`: unset fields inherit.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct LimitsConfig {
-    /// Linear memory an instance may grow to.
-    pub memory_bytes: Option<usize>,
-    /// Wall-clock budget of one run.
-    pub timeout_ms: Option<u64>,
-    /// Reply bytes (text, reasoning, tool calls) one run may emit.
-    pub max_output_bytes: Option<usize>,
-    /// Runs of this agent in flight at once (unlimited when unset).
-    pub max_concurrent_runs: Option<usize>,
-}
-
-impl LimitsConfig {
-    /// `self` where set, else `fallback`.
-    pub fn or(&self, fallback: &LimitsConfig) -> LimitsConfig {
-        LimitsConfig {
-            memory_bytes: self.memory_bytes.or(fallback.memory_bytes),
-            timeout_ms: self.timeout_ms.or(fallback.timeout_ms),
-            max_output_bytes: self.max_output_bytes.or(fallback.max_output_bytes),
-            max_concurrent_runs: self.max_concurrent_runs.or(fallback.max_concurrent_runs),
-        }
-    }
-}
-
-fn default_max_runs() -> usize {
-    500
-}
-
-impl Default for AgentsConfig {
-    fn default() -> Self {
-        Self {
-            default: default_agent(),
-            entries: None,
-            dir: None,
-            max_component_bytes: default_max_component(),
-            limits: LimitsConfig::default(),
-            max_concurrent_runs: default_max_runs(),
-        }
-    }
-}
-
-fn default_max_component() -> usize {
-    50 << 20
-}
-
-/// `agents.entries.<id>`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct AgentEntry {
-    /// A shipped plugin name (`echo`) or a path to a `.wasm` component.
-    pub plugin: String,
-    /// Settings the plugin reads through its `config` import.
-    #[serde(default)]
-    pub config: BTreeMap<String, String>,
-    /// Per-run limits for this agent; unset fields come from `agents.limits`.
-    #[serde(default)]
-    pub limits: LimitsConfig,
-}
-
 fn default_port() -> u16 {
     DEFAULT_PORT
 }
@@ -358,9 +291,6 @@ fn default_bind() -> String {
 }
 fn default_max_body() -> usize {
     20 << 20
-}
-fn default_agent() -> String {
-    "main".into()
 }
 
 /// A config that cannot be used, with enough context to fix it.
@@ -420,6 +350,9 @@ impl Config {
                 format!("\"none\" is only allowed when gateway.bind is a loopback address, not {}", self.gateway.bind),
             ));
         }
+        if self.gateway.http.sse_keep_alive_ms == 0 {
+            return Err(value_error("gateway.http.sseKeepAliveMs", "must be at least 1".into()));
+        }
         if self.gateway.auth.rate_limit.max_attempts == 0 {
             return Err(value_error("gateway.auth.rateLimit.maxAttempts", "must be at least 1".into()));
         }
@@ -434,6 +367,9 @@ impl Config {
                 format!("{ttl:?} is not a duration like \"30m\", \"12h\" or \"7d\""),
             ));
         }
+        for (name, provider) in &self.providers {
+            provider.validate(name).map_err(|(key, message)| value_error(&key, message))?;
+        }
         for (id, entry) in self.agents.entries.iter().flatten() {
             if crate::runtime::AgentId::parse(id).is_none() {
                 return Err(value_error(&format!("agents.entries.{id}"), invalid_id_message(id)));
@@ -441,18 +377,27 @@ impl Config {
             if entry.plugin.trim().is_empty() {
                 return Err(value_error(&format!("agents.entries.{id}.plugin"), "must not be empty".into()));
             }
+            if let Some(provider) = &entry.provider {
+                if !self.providers.contains_key(provider) {
+                    let known: Vec<&str> = self.providers.keys().map(String::as_str).collect();
+                    let message = format!("no provider named {provider:?} (configured: {known:?})");
+                    return Err(value_error(&format!("agents.entries.{id}.provider"), message));
+                }
+                if entry.model.as_deref().is_none_or(|m| m.trim().is_empty()) {
+                    let message = "an agent with a provider needs a `model`".to_string();
+                    return Err(value_error(&format!("agents.entries.{id}.model"), message));
+                }
+            }
         }
         Ok(())
     }
 
     /// The agent entries to load: the configured ones, or `main` = echo.
     pub fn agent_entries(&self) -> BTreeMap<String, AgentEntry> {
-        self.agents.entries.clone().unwrap_or_else(|| {
-            BTreeMap::from([(
-                "main".to_string(),
-                AgentEntry { plugin: "echo".into(), config: BTreeMap::new(), limits: LimitsConfig::default() },
-            )])
-        })
+        self.agents
+            .entries
+            .clone()
+            .unwrap_or_else(|| BTreeMap::from([("main".to_string(), AgentEntry::plugin("echo"))]))
     }
 
     /// The gateway's state folder: config, else `WASMCLAW_STATE_DIR`, else `~/.wasmclaw`.

@@ -61,7 +61,9 @@ pub async fn completions(State(gw): State<Arc<Gateway>>, headers: HeaderMap, bod
     let session_key = HeaderValue::from_str(&handle.session.key).map_err(|e| ApiError::internal(e.to_string()))?;
     let completion = Completion::new(request.model.clone().unwrap_or_else(|| "openclaw".into()));
     let mut response = if request.streaming() {
-        stream::respond(handle, ChunkEncoder::new(completion, request.include_usage()), gw.grace_signal()).await?
+        let encoder = ChunkEncoder::new(completion, request.include_usage());
+        let keep_alive = std::time::Duration::from_millis(gw.config.gateway.http.sse_keep_alive_ms);
+        stream::respond(handle, encoder, gw.grace_signal(), keep_alive).await?
     } else {
         let reply = handle.collect().await?;
         Json(completion.whole(&reply)).into_response()

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::auth::AuthFailure;
+use crate::providers::ProviderError;
 use crate::runs::InstallError;
 use crate::runtime::{LoadError, RunError};
 use crate::sessions::InvalidSessionKey;
@@ -21,11 +22,22 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// For 405: the methods the path accepts.
     pub allow: Option<&'static str>,
+    /// Adds `x-should-retry: false`, which the OpenAI SDKs honour.
+    pub no_retry: bool,
 }
 
 impl ApiError {
     fn new(status: StatusCode, kind: &'static str, code: Option<&'static str>, message: impl Into<String>) -> Self {
-        Self { status, kind, code, param: None, message: message.into(), retry_after: None, allow: None }
+        Self {
+            status,
+            kind,
+            code,
+            param: None,
+            message: message.into(),
+            retry_after: None,
+            allow: None,
+            no_retry: false,
+        }
     }
 
     /// 400 for a request the gateway cannot use.
@@ -143,6 +155,9 @@ impl IntoResponse for ApiError {
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        if self.no_retry {
+            response.headers_mut().insert("x-should-retry", HeaderValue::from_static("false"));
+        }
         if let Some(allow) = self.allow {
             response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
         }
@@ -207,6 +222,29 @@ impl From<RunError> for ApiError {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", Some("output_limit"), message)
             }
             RunError::Failed(_) | RunError::Cancelled | RunError::Internal(_) => Self::internal(message),
+            RunError::Upstream(upstream) => Self::from(upstream),
+        }
+    }
+}
+
+impl From<ProviderError> for ApiError {
+    fn from(e: ProviderError) -> Self {
+        let message = e.to_string();
+        let with = |status, kind, code| Self::new(status, kind, Some(code), message.clone());
+        match e {
+            ProviderError::RateLimited { retry_after, .. } => Self {
+                retry_after: retry_after.map(u64::from),
+                ..with(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "upstream_rate_limited")
+            },
+            // The operator's key is wrong: retrying cannot help, so say so to the SDKs.
+            ProviderError::Unauthorized { .. } => {
+                Self { no_retry: true, ..with(StatusCode::BAD_GATEWAY, "server_error", "upstream_unauthorized") }
+            }
+            ProviderError::BadRequest { .. } => {
+                with(StatusCode::BAD_REQUEST, "invalid_request_error", "upstream_bad_request")
+            }
+            ProviderError::Unavailable { .. } => with(StatusCode::BAD_GATEWAY, "server_error", "upstream_unavailable"),
+            ProviderError::Timeout { .. } => with(StatusCode::GATEWAY_TIMEOUT, "server_error", "upstream_timeout"),
         }
     }
 }

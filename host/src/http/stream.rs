@@ -13,11 +13,10 @@ use super::error::ApiError;
 use super::openai::ChunkEncoder;
 use crate::runs::RunHandle;
 
-/// Comment sent while an agent is silent so proxies keep the connection.
-pub const PING_INTERVAL: Duration = Duration::from_secs(15);
-
 /// How long to hold the status line for the agent's first event. Errors found
-/// in that window keep their real HTTP status; after it, the 200 is sent.
+/// in that window (a provider's 429, say) keep their real HTTP status; after
+/// it, the 200 and the role chunk are sent, then a `: ping` comment after each
+/// `keep_alive` of silence so proxies keep the connection.
 const COMMIT_AFTER: Duration = Duration::from_secs(5);
 
 struct Stream {
@@ -84,8 +83,9 @@ pub async fn respond(
     mut handle: RunHandle,
     encoder: ChunkEncoder,
     grace_over: tokio::sync::watch::Receiver<bool>,
+    keep_alive: Duration,
 ) -> Result<Response, ApiError> {
-    let first = tokio::time::timeout(COMMIT_AFTER, handle.next()).await;
+    let first = tokio::time::timeout(COMMIT_AFTER.min(keep_alive), handle.next()).await;
     let start = encoder.start();
     let mut stream = Stream { handle: Some(handle), encoder, pending: VecDeque::new(), grace_over };
     stream.push(vec![start]);
@@ -102,7 +102,7 @@ pub async fn respond(
         Err(_still_silent) => {}
     }
     let body = futures::stream::unfold(stream, Stream::next);
-    let mut response = Sse::new(body).keep_alive(KeepAlive::new().interval(PING_INTERVAL).text("ping")).into_response();
+    let mut response = Sse::new(body).keep_alive(KeepAlive::new().interval(keep_alive).text("ping")).into_response();
     response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(response)
 }

@@ -3,7 +3,6 @@
 //! for `info()` *before* the atomic swap, so a broken upload never replaces a
 //! working agent.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,8 +10,9 @@ use std::time::Instant;
 use tokio::sync::broadcast;
 
 use super::Agents;
-use crate::config::{AgentEntry, Config, LimitsConfig};
-use crate::runtime::{AgentId, AgentVersion, LoadError, RunLimits, shipped};
+use crate::config::{AgentEntry, Config};
+use crate::providers::ModelRoute;
+use crate::runtime::{AgentId, AgentSettings, AgentVersion, LoadError, RunLimits, shipped};
 
 /// Why an install, rollback or removal did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -41,25 +41,26 @@ pub struct AgentsChanged {
 
 impl Agents {
     /// Validate `bytes` and make them serve `id`. The agent's settings carry
-    /// over from the version it replaces unless `config` is given.
+    /// over from the version it replaces unless `settings` is given.
     pub async fn install(
         &self,
         id: AgentId,
         bytes: Arc<[u8]>,
         source: String,
-        settings: Option<(BTreeMap<String, String>, LimitsConfig)>,
+        settings: Option<AgentSettings>,
     ) -> Result<Arc<AgentVersion>, InstallError> {
         if bytes.len() > self.max_component_bytes {
             return Err(InstallError::TooLarge { size: bytes.len(), limit: self.max_component_bytes });
         }
-        // Settings and limits carry over from the version being replaced.
-        let (config, limits) = match (settings, self.registry.get(&id)) {
-            (Some((config, limits)), _) => (config, RunLimits::from_config(&limits.or(&self.default_limits))),
-            (None, Some(current)) => (current.config().clone(), current.limits().clone()),
-            (None, None) => (BTreeMap::new(), RunLimits::from_config(&self.default_limits)),
+        let settings = match (settings, self.registry.get(&id)) {
+            (Some(settings), _) => settings,
+            (None, Some(current)) => current.settings(),
+            (None, None) => {
+                AgentSettings { limits: RunLimits::from_config(&self.default_limits), ..AgentSettings::default() }
+            }
         };
         let started = Instant::now();
-        let version = self.runtime.load(id.clone(), source.clone(), bytes, config, limits).await;
+        let version = self.runtime.load(id.clone(), source.clone(), bytes, settings).await;
         let version = match version {
             Ok(v) => Arc::new(v),
             Err(e) => {
@@ -131,7 +132,28 @@ impl Agents {
                 (format!("config:{}", path.display()), bytes.into())
             }
         };
-        self.install(agent_id, bytes, source, Some((entry.config.clone(), entry.limits.clone()))).await
+        let settings = self.entry_settings(id, entry)?;
+        self.install(agent_id, bytes, source, Some(settings)).await
+    }
+
+    /// An entry's settings, with its provider looked up among the live ones.
+    fn entry_settings(&self, id: &str, entry: &AgentEntry) -> Result<AgentSettings, InstallError> {
+        let llm = match (&entry.provider, &entry.model) {
+            (Some(name), Some(model)) => {
+                let providers = self.providers.load();
+                let provider = providers.get(name).ok_or_else(|| {
+                    InstallError::Source(format!("agents.entries.{id}.provider: no provider named {name:?}"))
+                })?;
+                Some(ModelRoute {
+                    provider: provider.clone(),
+                    model: model.clone(),
+                    allow_override: entry.allow_model_override,
+                })
+            }
+            _ => None,
+        };
+        let limits = RunLimits::from_config(&entry.limits.or(&self.default_limits));
+        Ok(AgentSettings { config: entry.config.clone(), limits, llm })
     }
 
     /// Install `<dir>/<id>.wasm`; `None` when the file name is not an agent id.

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::providers::Providers;
 use crate::runtime::{
     AgentId, AgentRegistry, AgentVersion, EngineLimits, Event, Message, Role, RunError, RunRequest, Runtime, ToolSpec,
 };
@@ -58,6 +59,8 @@ pub struct Agents {
     run_slots: Arc<tokio::sync::Semaphore>,
     max_runs: usize,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Replaced as a whole when the config file changes.
+    providers: arc_swap::ArcSwap<Providers>,
 }
 
 impl Agents {
@@ -65,6 +68,7 @@ impl Agents {
     /// any failure stops start-up.
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
         let sessions: Arc<dyn SessionStore> = Arc::new(SqliteStore::open(&config.sessions_path())?);
+        let providers = Providers::from_config(config)?;
         let max_runs = config.agents.max_concurrent_runs;
         // Instances beyond the run cap serve loads and info() calls.
         let engine = EngineLimits { max_instances: (max_runs + 32) as u32, ..EngineLimits::default() };
@@ -83,6 +87,7 @@ impl Agents {
             run_slots: Arc::new(tokio::sync::Semaphore::new(max_runs)),
             max_runs,
             metrics: Default::default(),
+            providers: arc_swap::ArcSwap::from_pointee(providers),
         };
         for (id, entry) in config.agent_entries() {
             agents
@@ -120,6 +125,11 @@ impl Agents {
             max_runs: self.max_runs,
             pool_instances: self.runtime.pool_instances(),
         }
+    }
+
+    /// Use the providers of a changed config for agents installed from now on.
+    pub fn replace_providers(&self, providers: Providers) {
+        self.providers.store(Arc::new(providers));
     }
 
     /// The transcript store.
@@ -162,8 +172,9 @@ impl Agents {
             async move {
                 let _slots = (global_slot, agent_slot);
                 let started = std::time::Instant::now();
+                let mut outcome = Outcome { metrics, agent: log_agent.clone(), started, recorded: false };
                 let result = job.run(request, events_tx).await;
-                metrics.run_finished(log_agent.as_str(), started.elapsed(), result.as_ref().err().map(RunError::kind));
+                outcome.record(result.as_ref().err().map(RunError::kind));
                 let (run_id, agent, ms) = (log_run_id, log_agent, started.elapsed().as_secs_f64() * 1000.0);
                 match &result {
                     Ok(()) => tracing::debug!(run_id, %agent, ms, "run finished"),
@@ -183,6 +194,30 @@ impl Agents {
             started: std::time::Instant::now(),
             metrics: Some(self.metrics.clone()),
         })
+    }
+}
+
+/// Records how a run ended in the metrics, including runs whose task was
+/// aborted because their client went away (those never reach the end).
+struct Outcome {
+    metrics: Arc<crate::metrics::Metrics>,
+    agent: AgentId,
+    started: std::time::Instant,
+    recorded: bool,
+}
+
+impl Outcome {
+    fn record(&mut self, failure: Option<&'static str>) {
+        self.recorded = true;
+        self.metrics.run_finished(self.agent.as_str(), self.started.elapsed(), failure);
+    }
+}
+
+impl Drop for Outcome {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.record(Some(RunError::Cancelled.kind()));
+        }
     }
 }
 

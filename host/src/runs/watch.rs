@@ -68,6 +68,7 @@ pub fn watch_config(agents: &Arc<Agents>, config: &Config) -> anyhow::Result<Opt
     let (watcher, mut changes) = watch(&dir)?;
     let weak: Weak<Agents> = Arc::downgrade(agents);
     let mut applied = config.agent_entries();
+    let mut applied_providers = config.providers.clone();
     tokio::spawn(async move {
         while let Some(paths) = changes.recv().await {
             // Editors replace files; match on the name, not the inode.
@@ -76,7 +77,23 @@ pub fn watch_config(agents: &Arc<Agents>, config: &Config) -> anyhow::Result<Opt
             }
             let Some(agents) = weak.upgrade() else { return };
             match Config::load(Some(&path)) {
-                Ok(new) => apply_entries(&agents, &new, &mut applied).await,
+                Ok(new) => {
+                    if new.providers != applied_providers {
+                        match crate::providers::Providers::from_config(&new) {
+                            Ok(providers) => {
+                                agents.replace_providers(providers);
+                                tracing::info!("providers changed; reinstalling configured agents");
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "config change rejected; keeping the running config");
+                                continue;
+                            }
+                        }
+                    }
+                    let providers_changed = applied_providers != new.providers;
+                    applied_providers = new.providers.clone();
+                    apply_entries(&agents, &new, &mut applied, providers_changed).await
+                }
                 Err(e) => tracing::warn!(error = %e, "config change rejected; keeping the running config"),
             }
         }
@@ -84,10 +101,16 @@ pub fn watch_config(agents: &Arc<Agents>, config: &Config) -> anyhow::Result<Opt
     Ok(Some(watcher))
 }
 
-async fn apply_entries(agents: &Agents, config: &Config, applied: &mut BTreeMap<String, AgentEntry>) {
+/// `reinstall_all`: the providers changed, so every entry re-resolves its own.
+async fn apply_entries(
+    agents: &Agents,
+    config: &Config,
+    applied: &mut BTreeMap<String, AgentEntry>,
+    reinstall_all: bool,
+) {
     let wanted = config.agent_entries();
     for (id, entry) in &wanted {
-        if applied.get(id) != Some(entry) && agents.install_entry(config, id, entry).await.is_ok() {
+        if (reinstall_all || applied.get(id) != Some(entry)) && agents.install_entry(config, id, entry).await.is_ok() {
             applied.insert(id.clone(), entry.clone());
         }
     }

@@ -14,6 +14,7 @@ use super::cache::CompileCache;
 use super::error::RunError;
 use super::reply::Reply;
 use super::state::{OutputStop, RunState};
+use crate::providers::ModelRoute;
 use crate::sessions::{SessionData, StateChanges};
 
 /// Per-run resource limits for an agent.
@@ -50,6 +51,16 @@ impl RunLimits {
     }
 }
 
+/// What an operator set for an agent; carried over when its component is replaced.
+#[derive(Debug, Clone, Default)]
+pub struct AgentSettings {
+    /// What the agent reads through `config.get`.
+    pub config: BTreeMap<String, String>,
+    pub limits: RunLimits,
+    /// Where its `llm` calls go.
+    pub llm: Option<ModelRoute>,
+}
+
 /// What a successful run produced, for the transcript.
 #[derive(Debug)]
 pub struct RunOutcome {
@@ -72,6 +83,7 @@ pub struct AgentVersion {
     pre: AgentPre<RunState>,
     config: Arc<BTreeMap<String, String>>,
     limits: RunLimits,
+    llm: Option<ModelRoute>,
     in_flight: std::sync::atomic::AtomicUsize,
     /// Present when `max_concurrent` is set.
     slots: Option<Arc<tokio::sync::Semaphore>>,
@@ -112,7 +124,6 @@ pub enum LoadError {
 
 impl AgentVersion {
     /// Compile, link-check and call `info()`. CPU-heavy compilation runs on a blocking thread.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn load(
         engine: &Engine,
         linker: &Linker<RunState>,
@@ -120,9 +131,9 @@ impl AgentVersion {
         id: AgentId,
         source: String,
         bytes: Arc<[u8]>,
-        config: BTreeMap<String, String>,
-        limits: RunLimits,
+        settings: AgentSettings,
     ) -> Result<Self, LoadError> {
+        let AgentSettings { config, limits, llm } = settings;
         let digest = {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(&bytes))
@@ -150,6 +161,7 @@ impl AgentVersion {
             pre,
             config,
             limits,
+            llm,
             in_flight: Default::default(),
             slots,
             from_cache,
@@ -179,6 +191,16 @@ impl AgentVersion {
     /// The limits each run of this version gets.
     pub fn limits(&self) -> &RunLimits {
         &self.limits
+    }
+
+    /// Everything the operator set, to carry over to a replacement.
+    pub fn settings(&self) -> AgentSettings {
+        AgentSettings { config: (*self.config).clone(), limits: self.limits.clone(), llm: self.llm.clone() }
+    }
+
+    /// Where this agent's `llm` calls go.
+    pub fn model_route(&self) -> Option<&ModelRoute> {
+        self.llm.as_ref()
     }
 
     async fn call_info(&self) -> Result<AgentInfo, RunError> {
@@ -221,7 +243,11 @@ impl AgentVersion {
                 let state = store.into_data();
                 Ok(RunOutcome { reply: state.reply, state_changes: state.changes })
             }
-            Ok(Ok(Err(agent_error))) => Err(agent_error.into()),
+            // Gave up after a model call failed: the client hears why (429, 502, 504).
+            Ok(Ok(Err(agent_error))) => match store.data_mut().llm_failure.take() {
+                Some(upstream) => Err(RunError::Upstream(upstream)),
+                None => Err(agent_error.into()),
+            },
             Ok(Err(e)) => Err(RunError::from_wasmtime(e, self.exceeded(&store))),
         }
     }
@@ -234,6 +260,7 @@ impl AgentVersion {
             self.limits.memory_bytes,
             self.limits.output_bytes,
             session,
+            self.llm.clone(),
         );
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.memory);

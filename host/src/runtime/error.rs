@@ -27,6 +27,9 @@ pub enum RunError {
     NoCapacity,
     #[error("run cancelled")]
     Cancelled,
+    /// The agent gave up after its model provider failed.
+    #[error("{0}")]
+    Upstream(crate::providers::ProviderError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -53,6 +56,7 @@ impl RunError {
             Self::Timeout(_) => "timeout",
             Self::NoCapacity => "no_capacity",
             Self::Cancelled => "cancelled",
+            Self::Upstream(_) => "upstream",
             Self::Internal(_) => "internal",
         }
     }

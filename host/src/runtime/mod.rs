@@ -6,18 +6,18 @@ mod cache;
 mod engine;
 mod error;
 mod guest_log;
+mod llm_host;
 mod registry;
 mod reply;
 pub mod shipped;
 mod state;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
-pub use agent::{AgentVersion, LoadError, RunLimits, RunOutcome};
+pub use agent::{AgentSettings, AgentVersion, LoadError, RunLimits, RunOutcome};
 pub use bindings::{
     AgentError, AgentInfo, Event, FinishReason, Message, Role, RunRequest, ToolCall, ToolCallDelta, ToolSpec, Usage,
 };
@@ -89,10 +89,9 @@ impl Runtime {
         id: AgentId,
         source: String,
         bytes: Arc<[u8]>,
-        config: BTreeMap<String, String>,
-        limits: RunLimits,
+        settings: AgentSettings,
     ) -> Result<AgentVersion, LoadError> {
-        AgentVersion::load(&self.engine, &self.linker, self.cache.clone(), id, source, bytes, config, limits).await
+        AgentVersion::load(&self.engine, &self.linker, self.cache.clone(), id, source, bytes, settings).await
     }
 }
 

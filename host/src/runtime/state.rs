@@ -11,6 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::{EmitError, Event, Message, wasmclaw::agent};
 use super::guest_log::GuestLog;
 use super::reply::Reply;
+use crate::providers::{ModelRoute, ProviderError};
 use crate::sessions::{MAX_STATE_KEY_BYTES, MAX_STATE_TOTAL_BYTES, MAX_STATE_VALUE_BYTES, SessionData, StateChanges};
 
 /// Why a run's output stream stopped accepting events.
@@ -24,8 +25,9 @@ pub enum OutputStop {
 
 /// Everything one `Store` owns. Dropped with the store after each run.
 pub struct RunState {
+    pub(super) agent_id: String,
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
     pub(super) memory: MemoryLimiter,
     events: Option<mpsc::Sender<Event>>,
     config: Arc<BTreeMap<String, String>>,
@@ -38,10 +40,18 @@ pub struct RunState {
     state_bytes: usize,
     /// Writes to persist if the run succeeds.
     pub(super) changes: StateChanges,
+    /// Where `llm` calls go; `None` when the agent has no provider.
+    pub(super) llm: Option<ModelRoute>,
+    /// The last `llm` failure the agent saw, cleared by a later success: a
+    /// run that then fails is reported to the client as this failure.
+    pub(super) llm_failure: Option<ProviderError>,
+    /// `completion` resources the agent holds now.
+    pub(super) open_completions: usize,
 }
 
 impl RunState {
     /// `events: None` is for calls that must not emit (`info`).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         agent_id: &str,
         config: Arc<BTreeMap<String, String>>,
@@ -49,11 +59,13 @@ impl RunState {
         memory_bytes: usize,
         output_budget: usize,
         session: SessionData,
+        llm: Option<ModelRoute>,
     ) -> Self {
         // No env, no args, no preopened dirs, no socket addresses allowed:
         // the defaults of the builder. Only stdout/stderr are wired, to the log.
         let wasi = WasiCtx::builder().stdout(GuestLog::stdout(agent_id)).stderr(GuestLog::stderr(agent_id)).build();
         Self {
+            agent_id: agent_id.to_string(),
             wasi,
             table: ResourceTable::new(),
             memory: MemoryLimiter { max: memory_bytes, exceeded: false },
@@ -66,6 +78,9 @@ impl RunState {
             history: session.history,
             state: session.state,
             changes: StateChanges::new(),
+            llm,
+            llm_failure: None,
+            open_completions: 0,
         }
     }
 }

@@ -1,0 +1,178 @@
+//! Model providers: OpenAI-compatible `/v1/chat/completions` endpoints the
+//! host calls on an agent's behalf. URLs and keys stay here; agents only see
+//! the stream of events.
+
+mod error;
+mod stream;
+mod wire;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::{Config, ProviderConfig, Secret};
+use crate::runtime::{Message, ToolSpec};
+
+pub use error::ProviderError;
+pub use stream::CompletionStream;
+
+/// Every configured provider, by name.
+#[derive(Default)]
+pub struct Providers {
+    by_name: BTreeMap<String, Arc<Provider>>,
+}
+
+impl Providers {
+    /// Build a client per provider; fails when a key's environment variable is missing.
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let by_name = config
+            .providers
+            .iter()
+            .map(|(name, p)| Ok((name.clone(), Arc::new(Provider::new(name, p)?))))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self { by_name })
+    }
+
+    /// The provider called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Provider>> {
+        self.by_name.get(name)
+    }
+}
+
+/// Where one agent's `llm` calls go.
+#[derive(Clone)]
+pub struct ModelRoute {
+    pub provider: Arc<Provider>,
+    pub model: String,
+    pub allow_override: bool,
+}
+
+impl std::fmt::Debug for ModelRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.provider.name, self.model)
+    }
+}
+
+/// One provider with its own pooled connections.
+pub struct Provider {
+    name: String,
+    endpoint: String,
+    key: Option<Secret>,
+    timeout: Duration,
+    max_retries: u32,
+    client: reqwest::Client,
+}
+
+impl Provider {
+    fn new(name: &str, config: &ProviderConfig) -> anyhow::Result<Self> {
+        let key = config.resolve_key(name).map_err(anyhow::Error::msg)?;
+        let mut headers = HeaderMap::new();
+        for (header, value) in &config.headers {
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| anyhow::anyhow!("providers.{name}.headers.{header}: not a valid header value"))?;
+            headers.insert(HeaderName::from_bytes(header.as_bytes())?, value);
+        }
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("wasmclaw/", env!("CARGO_PKG_VERSION")))
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_millis(config.timeout_ms))
+            .build()?;
+        let endpoint = format!("{}/chat/completions", config.base_url.trim().trim_end_matches('/'));
+        let timeout = Duration::from_millis(config.timeout_ms);
+        Ok(Self { name: name.into(), endpoint, key, timeout, max_retries: config.max_retries, client })
+    }
+
+    /// The name the operator gave it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Start a streaming completion. Connection failures and 5xx answers are
+    /// retried with exponential backoff; nothing has reached the client yet.
+    pub async fn start(
+        &self,
+        model: &str,
+        messages: &[Message],
+        tools: &[ToolSpec],
+        params: &str,
+    ) -> Result<CompletionStream, ProviderError> {
+        let body = wire::request_body(model, messages, tools, params).map_err(|message| ProviderError::BadRequest {
+            provider: self.name.clone(),
+            status: 400,
+            message,
+        })?;
+        let started = Instant::now();
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(5))
+            .with_max_times(self.max_retries as usize)
+            .with_jitter();
+        let response = (|| self.send(&body))
+            .retry(backoff)
+            .when(ProviderError::is_retryable)
+            .notify(|error, wait| {
+                tracing::warn!(provider = %self.name, %error, retry_in_ms = wait.as_millis() as u64, "provider call failed; retrying")
+            })
+            .await
+            .inspect_err(|error| tracing::warn!(provider = %self.name, model, %error, kind = error.kind(), "provider call failed"))?;
+        tracing::debug!(provider = %self.name, model, ms = started.elapsed().as_millis() as u64, "provider stream started");
+        Ok(CompletionStream::new(self.name.clone(), response, self.timeout))
+    }
+
+    async fn send(&self, body: &serde_json::Value) -> Result<reqwest::Response, ProviderError> {
+        let mut request = self.client.post(&self.endpoint).json(body);
+        if let Some(key) = &self.key {
+            request = request.bearer_auth(key.expose());
+        }
+        let provider = self.name.clone();
+        let ms = self.timeout.as_millis() as u64;
+        let response = match tokio::time::timeout(self.timeout, request.send()).await {
+            Err(_) => return Err(ProviderError::Timeout { provider, ms }),
+            Ok(Err(e)) if e.is_timeout() => return Err(ProviderError::Timeout { provider, ms }),
+            Ok(Err(e)) => return Err(ProviderError::Unavailable { provider, message: self.describe(&e) }),
+            Ok(Ok(response)) => response,
+        };
+        let status = response.status().as_u16();
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u32>().ok());
+        let text = tokio::time::timeout(self.timeout, response.text()).await.ok().and_then(Result::ok);
+        let message = self.redact(wire::error_message(&text.unwrap_or_default()));
+        Err(match status {
+            429 => ProviderError::RateLimited { provider, retry_after },
+            401 | 403 => ProviderError::Unauthorized { provider, status },
+            408 => ProviderError::Timeout { provider, ms },
+            500.. => ProviderError::Unavailable { provider, message: format!("HTTP {status}: {message}") },
+            _ => ProviderError::BadRequest { provider, status, message },
+        })
+    }
+
+    /// A transport error without the URL's query or anything secret: the root cause.
+    fn describe(&self, e: &reqwest::Error) -> String {
+        let mut cause: &dyn std::error::Error = e;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
+        let what = if e.is_connect() { "cannot connect" } else { "request failed" };
+        self.redact(format!("{what}: {cause}"))
+    }
+
+    /// Providers sometimes quote the key they were sent; never pass it on.
+    fn redact(&self, text: String) -> String {
+        match &self.key {
+            Some(key) if !key.expose().is_empty() && text.contains(key.expose()) => {
+                text.replace(key.expose(), "[redacted]")
+            }
+            _ => text,
+        }
+    }
+}

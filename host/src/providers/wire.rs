@@ -1,0 +1,198 @@
+//! The OpenAI chat-completions wire format, as the gateway speaks it upstream:
+//! request bodies out, stream chunks in.
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::runtime::{Event, FinishReason, Message, Role, ToolCallDelta, ToolSpec, Usage};
+
+/// Keys the host sets itself; an agent's `params` cannot override them.
+const RESERVED: [&str; 5] = ["model", "messages", "stream", "stream_options", "tools"];
+
+/// The streaming request body. `params` must be a JSON object (or empty).
+pub fn request_body(model: &str, messages: &[Message], tools: &[ToolSpec], params: &str) -> Result<Value, String> {
+    let mut body = Map::new();
+    if !params.trim().is_empty() {
+        match serde_json::from_str::<Value>(params) {
+            Ok(Value::Object(map)) => body.extend(map.into_iter().filter(|(k, _)| !RESERVED.contains(&k.as_str()))),
+            _ => return Err("params must be a JSON object".into()),
+        }
+    }
+    body.insert("model".into(), model.into());
+    body.insert("messages".into(), messages.iter().map(message_json).collect());
+    body.insert("stream".into(), true.into());
+    body.insert("stream_options".into(), json!({"include_usage": true}));
+    if tools.is_empty() {
+        body.remove("tool_choice");
+    } else {
+        body.insert("tools".into(), tools.iter().map(tool_json).collect::<Result<Value, String>>()?);
+    }
+    Ok(Value::Object(body))
+}
+
+fn message_json(m: &Message) -> Value {
+    let role = match m.role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    };
+    let mut out = json!({"role": role, "content": m.content});
+    if let Some(name) = &m.name {
+        out["name"] = name.as_str().into();
+    }
+    if let Some(id) = &m.tool_call_id {
+        out["tool_call_id"] = id.as_str().into();
+    }
+    if !m.tool_calls.is_empty() {
+        let calls: Vec<Value> = m
+            .tool_calls
+            .iter()
+            .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+            .collect();
+        out["tool_calls"] = calls.into();
+        if m.content.is_empty() {
+            out["content"] = Value::Null;
+        }
+    }
+    out
+}
+
+fn tool_json(t: &ToolSpec) -> Result<Value, String> {
+    let parameters: Value =
+        serde_json::from_str(&t.parameters).map_err(|e| format!("tool {:?}: parameters are not JSON: {e}", t.name))?;
+    Ok(
+        json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": parameters}}),
+    )
+}
+
+#[derive(Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    choices: Vec<Choice>,
+    usage: Option<UsageIn>,
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    delta: Option<Delta>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Delta {
+    content: Option<String>,
+    /// vLLM, DeepSeek and llama.cpp call it `reasoning_content`; others `reasoning`.
+    reasoning_content: Option<String>,
+    reasoning: Option<String>,
+    tool_calls: Option<Vec<ToolCallIn>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallIn {
+    index: Option<u32>,
+    id: Option<String>,
+    function: Option<FunctionIn>,
+}
+
+#[derive(Deserialize)]
+struct FunctionIn {
+    name: Option<String>,
+    arguments: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct UsageIn {
+    #[serde(default)]
+    prompt_tokens: u32,
+    #[serde(default)]
+    completion_tokens: u32,
+}
+
+/// The events in one `data:` payload, in wire order. `Err` carries the
+/// provider's own message when it reports an error inside the stream.
+pub fn chunk_events(data: &str, out: &mut Vec<Event>) -> Result<(), String> {
+    let chunk: Chunk = serde_json::from_str(data).map_err(|e| format!("unreadable stream chunk: {e}"))?;
+    if let Some(error) = chunk.error {
+        let message = error.get("message").and_then(Value::as_str).map_or_else(|| error.to_string(), str::to_string);
+        return Err(message);
+    }
+    // Only the first choice: the gateway never asks for `n > 1`.
+    if let Some(choice) = chunk.choices.into_iter().next() {
+        if let Some(delta) = choice.delta {
+            if let Some(r) = delta.reasoning_content.or(delta.reasoning).filter(|r| !r.is_empty()) {
+                out.push(Event::Reasoning(r));
+            }
+            if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+                out.push(Event::Text(text));
+            }
+            for (position, call) in delta.tool_calls.into_iter().flatten().enumerate() {
+                let function = call.function.unwrap_or(FunctionIn { name: None, arguments: None });
+                out.push(Event::ToolCall(ToolCallDelta {
+                    index: call.index.unwrap_or(position as u32),
+                    id: call.id,
+                    name: function.name,
+                    arguments: function.arguments.unwrap_or_default(),
+                }));
+            }
+        }
+        if let Some(reason) = choice.finish_reason {
+            out.push(Event::Finish(match reason.as_str() {
+                "length" => FinishReason::Length,
+                "tool_calls" | "function_call" => FinishReason::ToolCalls,
+                _ => FinishReason::Stop,
+            }));
+        }
+    }
+    if let Some(u) = chunk.usage {
+        out.push(Event::Usage(Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }));
+    }
+    Ok(())
+}
+
+/// The `error.message` of an error body, else the start of the body itself.
+pub fn error_message(body: &str) -> String {
+    let parsed: Option<Value> = serde_json::from_str(body).ok();
+    let message = parsed
+        .as_ref()
+        .and_then(|v| v.pointer("/error/message").or_else(|| v.get("error")).or_else(|| v.get("message")))
+        .and_then(Value::as_str)
+        .map_or_else(|| body.trim().to_string(), str::to_string);
+    message.chars().take(300).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_chunks_become_events_in_order() {
+        let mut events = Vec::new();
+        let data = r#"{"choices":[{"index":0,"delta":{"content":"Hi","tool_calls":[{"index":1,"id":"c1","type":"function","function":{"name":"f","arguments":""}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
+        chunk_events(data, &mut events).unwrap();
+        assert!(matches!(&events[0], Event::Text(t) if t == "Hi"));
+        assert!(matches!(&events[1], Event::ToolCall(c) if c.index == 1 && c.id.as_deref() == Some("c1")));
+        assert!(matches!(events[2], Event::Finish(FinishReason::ToolCalls)));
+        assert!(matches!(events[3], Event::Usage(Usage { prompt_tokens: 3, completion_tokens: 4 })));
+    }
+
+    #[test]
+    fn an_error_inside_the_stream_is_reported() {
+        let err = chunk_events(r#"{"error":{"message":"overloaded"}}"#, &mut Vec::new()).unwrap_err();
+        assert_eq!(err, "overloaded");
+        assert!(chunk_events("not json", &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn params_cannot_replace_what_the_host_sets() {
+        let body =
+            request_body("m", &[], &[], r#"{"model":"other","stream":false,"temperature":0.5,"tool_choice":"auto"}"#)
+                .unwrap();
+        assert_eq!(body["model"], "m");
+        assert_eq!(body["stream"], true);
+        assert_eq!(body["temperature"], 0.5);
+        assert!(body.get("tool_choice").is_none(), "tool_choice without tools is rejected by OpenAI");
+        assert!(request_body("m", &[], &[], "[1]").is_err());
+    }
+}
