@@ -62,3 +62,15 @@ async fn embedded_defaults_serve_main_echo_with_chat_disabled() {
     // on-demand allocator; on a normal 64-bit Linux box pooling must work.
     assert!(gw.log().contains("allocation=pooling"), "{}", gw.log());
 }
+
+#[tokio::test]
+async fn the_shipped_examples_start_as_the_readme_says() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    for (file, plugin) in [("gateway.json5", "echo"), ("assistant.json5", "assistant")] {
+        let config = std::fs::read_to_string(root.join(file)).unwrap();
+        let gw = TestGateway::start(&config);
+        let agents = gw.get_json("/admin/agents").await;
+        let main = agents["agents"].as_array().unwrap().iter().find(|a| a["id"] == "main").unwrap().clone();
+        assert_eq!(main["name"], plugin, "{file}: {agents}");
+    }
+}
