@@ -15,6 +15,9 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("wasmclaw-fixture-not-an-agent", "WASMCLAW_FIXTURE_NOT_AN_AGENT", "not-an-agent.wasm"),
 ];
 
+/// Stack of the shipped guests (Rust's wasm default is 1 MiB).
+const GUEST_STACK_BYTES: usize = 128 << 10;
+
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
@@ -40,6 +43,9 @@ fn main() {
     {
         cmd.env_remove(var);
     }
+    // Every run starts from a fresh instance whose memory the pool zeroes on
+    // reuse; a 1 MiB default stack makes that the biggest cost of a run.
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", format!("-Clink-arg=-zstack-size={GUEST_STACK_BYTES}"));
     let status = cmd.status().expect("failed to run cargo for the wasm guests");
     if !status.success() {
         panic!(

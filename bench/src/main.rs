@@ -5,9 +5,13 @@
 //! next to a baseline measured in the same run, because on a small noisy
 //! machine only ratios travel. Results also go to `target/bench/results.json`.
 
+mod assistant;
 mod baseline;
+mod echo;
+mod load;
 mod process;
 mod soak;
+mod streams;
 mod swap;
 mod ws_idle;
 
@@ -32,7 +36,16 @@ struct Args {
     /// Length of the soak scenario.
     #[arg(long, default_value_t = 60)]
     seconds: u64,
-    /// Internal: run as a bare baseline server (`ws`).
+    /// Length of each load cell (echo, assistant).
+    #[arg(long, default_value_t = 5)]
+    cell_seconds: u64,
+    /// Request rate of the assistant scenario.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Open streams held by the streams scenario.
+    #[arg(long, value_delimiter = ',', default_values_t = [1000, 10000])]
+    streams: Vec<usize>,
+    /// Internal: run as a bare baseline server (`ws`, `http`).
     #[arg(long, hide = true)]
     serve_baseline: Option<String>,
 }
@@ -101,6 +114,15 @@ async fn main() -> anyhow::Result<()> {
     let wanted = |name: &str| args.scenarios.is_empty() || args.scenarios.iter().any(|s| s == name);
     println!("wasmclaw benchmarks: {} samples each, medians; machine: {} cores", args.samples, num_cpus());
     let mut results = serde_json::Map::new();
+    if wanted("echo") {
+        results.insert("echo".into(), echo::run(args.cell_seconds).await?);
+    }
+    if wanted("assistant") {
+        results.insert("assistant".into(), assistant::run(args.rate, args.cell_seconds).await?);
+    }
+    if wanted("streams") {
+        results.insert("streams".into(), streams::run(&args.streams).await?);
+    }
     if wanted("swap") {
         results.insert("swap".into(), swap::run(args.samples).await?);
     }
@@ -109,6 +131,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wanted("ws-idle") {
         results.insert("ws_idle".into(), ws_idle::run(args.connections).await?);
+    }
+    if let Some(micro) = criterion_results() {
+        results.insert("instantiate_call".into(), micro);
     }
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&dir)?;
@@ -120,4 +145,18 @@ async fn main() -> anyhow::Result<()> {
 
 fn num_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The criterion microbenchmark's medians (`cargo bench -p wasmclaw-bench`), if it ran.
+fn criterion_results() -> Option<Value> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/criterion/run");
+    let median_ns = |name: &str| -> Option<f64> {
+        let text = std::fs::read_to_string(dir.join(name).join("new/estimates.json")).ok()?;
+        serde_json::from_str::<Value>(&text).ok()?["median"]["point_estimate"].as_f64()
+    };
+    let native = median_ns("native (baseline)")?;
+    let wasm = median_ns("wasm instantiate + call + drop")?;
+    println!("\ninstantiate + call of echo (criterion, from target/criterion)");
+    println!("  native baseline {:.2} µs, wasm run {:.2} µs ({:.0}×)", native / 1e3, wasm / 1e3, wasm / native);
+    Some(json!({"native_us": native / 1e3, "wasm_us": wasm / 1e3, "ratio": wasm / native}))
 }

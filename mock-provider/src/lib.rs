@@ -155,6 +155,10 @@ impl MockProvider {
                 let app = axum::Router::new()
                     .route("/v1/chat/completions", axum::routing::post(completions))
                     .with_state(state);
+                // Streams of small chunks: no Nagle delay, like a real provider's edge.
+                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
                 let _ = axum::serve(listener, app)
                     .with_graceful_shutdown(async {
                         let _ = stopped.await;

@@ -1,0 +1,205 @@
+//! Load generators: `wrk` for closed-loop throughput, and small tokio clients
+//! for what wrk cannot do (a fixed request rate, SSE event timing).
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use serde_json::Value;
+
+/// What one wrk run measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Throughput {
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub errors: u64,
+}
+
+/// Whether `wrk` is installed (Debian: `apt-get install wrk`).
+pub fn have_wrk() -> bool {
+    Command::new("wrk").arg("--version").output().is_ok()
+}
+
+/// `wrk` POSTing `body` to `url` with `connections` open for `seconds`.
+pub fn wrk(url: &str, body: &Value, connections: usize, seconds: u64) -> anyhow::Result<Throughput> {
+    let dir = tempfile::tempdir()?;
+    let script = dir.path().join("post.lua");
+    let lua_body = body.to_string().replace('\\', "\\\\").replace('\'', "\\'");
+    std::fs::write(
+        &script,
+        format!(
+            "wrk.method = 'POST'\nwrk.body = '{lua_body}'\nwrk.headers['Content-Type'] = 'application/json'\n\
+             wrk.headers['Authorization'] = 'Bearer {}'\n",
+            crate::TOKEN
+        ),
+    )?;
+    let threads = connections.clamp(1, 2);
+    let out = Command::new("wrk")
+        .args(["-t", &threads.to_string(), "-c", &connections.to_string(), "-d", &format!("{seconds}s"), "--latency"])
+        .arg("-s")
+        .arg(&script)
+        .arg(url)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    anyhow::ensure!(out.status.success(), "wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    let field = |prefix: &str| {
+        text.lines().find_map(|l| {
+            l.trim().strip_prefix(prefix).map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
+        })
+    };
+    let rps: f64 = field("Requests/sec:").ok_or_else(|| anyhow::anyhow!("no Requests/sec in {text}"))?.parse()?;
+    let errors = field("Non-2xx or 3xx responses:").map_or(Ok(0), |n| n.parse())?
+        + text.lines().find(|l| l.contains("Socket errors")).map_or(0, |_| 1);
+    Ok(Throughput {
+        rps,
+        p50_ms: duration_ms(&field("50%").unwrap_or_default()),
+        p99_ms: duration_ms(&field("99%").unwrap_or_default()),
+        errors,
+    })
+}
+
+/// wrk prints `812.00us`, `1.23ms`, `2.01s`.
+fn duration_ms(text: &str) -> f64 {
+    let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
+    let (n, unit) = text.split_at(split);
+    let n: f64 = n.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => n / 1000.0,
+        "ms" => n,
+        "s" => n * 1000.0,
+        "m" => n * 60_000.0,
+        _ => f64::NAN,
+    }
+}
+
+/// Latency percentiles of a fixed-rate run.
+#[derive(Debug, Clone, Copy)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub sent: usize,
+    pub errors: usize,
+}
+
+/// Open-loop load: requests start on a fixed schedule whether or not earlier
+/// ones finished, and latency counts from the scheduled start, so a stall
+/// shows up in the figures instead of silently slowing the sender.
+/// `consume` reads one response to its end.
+pub async fn fixed_rate<F, Fut>(rate: f64, seconds: f64, send: F) -> Latency
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let send = Arc::new(send);
+    let total = (rate * seconds) as usize;
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let start = Instant::now() + Duration::from_millis(50);
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        let due = start + interval * i as u32;
+        tokio::time::sleep_until(due.into()).await;
+        let send = send.clone();
+        tasks.push(tokio::spawn(async move {
+            let ok = send().await.is_ok();
+            (due.elapsed(), ok)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    let mut errors = 0;
+    for t in tasks {
+        let (d, ok) = t.await.unwrap_or((Duration::ZERO, false));
+        if ok { latencies.push(d) } else { errors += 1 }
+    }
+    let (p50_ms, p99_ms) = percentiles(&mut latencies);
+    Latency { p50_ms, p99_ms, sent: total, errors }
+}
+
+/// p50 and p99 in milliseconds.
+pub fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
+    if samples.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    samples.sort();
+    let at = |q: f64| crate::ms(samples[((samples.len() - 1) as f64 * q).round() as usize]);
+    (at(0.50), at(0.99))
+}
+
+/// SSE timing of many streams.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamTiming {
+    pub ttfb_p50_ms: f64,
+    pub ttfb_p99_ms: f64,
+    pub gap_p50_ms: f64,
+    pub gap_p99_ms: f64,
+    pub total_p50_ms: f64,
+    pub total_p99_ms: f64,
+    pub streams_per_sec: f64,
+    pub errors: usize,
+}
+
+/// `total` streaming requests, `concurrency` at a time; times the first
+/// event, the gaps between events and the whole stream.
+pub async fn sse(client: &reqwest::Client, url: &str, body: &Value, concurrency: usize, total: usize) -> StreamTiming {
+    let started = Instant::now();
+    let results: Vec<Option<(Duration, Vec<Duration>, Duration)>> = futures::stream::iter(0..total)
+        .map(|_| {
+            let request = client.post(url).bearer_auth(crate::TOKEN).json(body);
+            async move {
+                let begin = Instant::now();
+                let res = request.send().await.ok()?;
+                if !res.status().is_success() {
+                    return None;
+                }
+                let mut events = res.bytes_stream().eventsource();
+                let mut last = begin;
+                let mut first = None;
+                let mut gaps = Vec::new();
+                while let Some(event) = events.next().await {
+                    let event = event.ok()?;
+                    let now = Instant::now();
+                    match first {
+                        None => first = Some(now - begin),
+                        Some(_) => gaps.push(now - last),
+                    }
+                    last = now;
+                    if event.data == "[DONE]" {
+                        return Some((first?, gaps, now - begin));
+                    }
+                }
+                None
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let errors = results.iter().filter(|r| r.is_none()).count();
+    let ok: Vec<_> = results.into_iter().flatten().collect();
+    let mut ttfb: Vec<Duration> = ok.iter().map(|r| r.0).collect();
+    let mut gaps: Vec<Duration> = ok.iter().flat_map(|r| r.1.iter().copied()).collect();
+    let mut totals: Vec<Duration> = ok.iter().map(|r| r.2).collect();
+    let (ttfb_p50_ms, ttfb_p99_ms) = percentiles(&mut ttfb);
+    let (gap_p50_ms, gap_p99_ms) = percentiles(&mut gaps);
+    let (total_p50_ms, total_p99_ms) = percentiles(&mut totals);
+    StreamTiming {
+        ttfb_p50_ms,
+        ttfb_p99_ms,
+        gap_p50_ms,
+        gap_p99_ms,
+        total_p50_ms,
+        total_p99_ms,
+        streams_per_sec: ok.len() as f64 / elapsed.as_secs_f64(),
+        errors,
+    }
+}
+
+/// Send one request and read its body to the end; `Err` unless 2xx.
+pub async fn read_all(request: reqwest::RequestBuilder) -> anyhow::Result<()> {
+    let res = request.send().await?;
+    anyhow::ensure!(res.status().is_success(), "status {}", res.status());
+    res.bytes().await?;
+    Ok(())
+}
