@@ -389,3 +389,51 @@ fn config_errors_name_the_provider_key() {
         .expect("must not start");
     assert!(log.contains("agents.entries.main.provider"), "{log}");
 }
+
+#[tokio::test]
+async fn an_agent_may_choose_its_model_only_when_the_operator_allows_it() {
+    let mock = MockProvider::start();
+    let config = format!(
+        r#"{{
+  gateway: {{ http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} }},
+  providers: {{ mock: {{ baseUrl: "{}" }} }},
+  agents: {{ entries: {{
+    fixed: {{ plugin: "{FAULTS_WASM}", provider: "mock", model: "small", config: {{ fault: "llm-model", model: "large" }} }},
+    free: {{ plugin: "{FAULTS_WASM}", provider: "mock", model: "small", allowModelOverride: true,
+            config: {{ fault: "llm-model", model: "large" }} }},
+  }} }},
+}}"#,
+        mock.url()
+    );
+    let gw = TestGateway::start(&config);
+    let res = gw.chat(ask("openclaw:fixed", "hi")).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("allowModelOverride"), "{body}");
+    assert!(mock.requests().is_empty(), "a refused override never reaches the provider");
+
+    let body: Value = gw.chat(ask("openclaw:free", "hi")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(content(&body), "You said: hi");
+    assert_eq!(mock.requests()[0].body["model"], "large");
+}
+
+#[tokio::test]
+async fn a_provider_changed_in_the_config_file_applies_live() {
+    let (old, new) = (MockProvider::start(), MockProvider::start());
+    old.set_default(Reply::text(&["old"]));
+    new.set_default(Reply::text(&["new"]));
+    let gw = start(&old.url(), "", "");
+    let answer = |gw: &TestGateway| {
+        let request = gw.chat(as_user("which?", "live"));
+        async move { content(&request.send().await.unwrap().json::<Value>().await.unwrap()) }
+    };
+    assert_eq!(answer(&gw).await, "old");
+    let path = gw.state_dir().join("gateway.json5");
+    std::fs::write(&path, config(&new.url(), "", "")).unwrap();
+    let started = Instant::now();
+    while answer(&gw).await != "new" {
+        assert!(started.elapsed() < Duration::from_secs(10), "the new provider never took over:\n{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gw.log().contains("providers changed"), "{}", gw.log());
+}
