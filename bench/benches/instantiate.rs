@@ -7,7 +7,6 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use tokio::sync::mpsc;
 use wasmclaw::runtime::{AgentId, AgentSettings, EngineLimits, Event, Message, Role, RunLimits, RunRequest, Runtime};
-use wasmclaw::sessions::SessionData;
 
 fn request() -> RunRequest {
     let hello =
@@ -47,7 +46,7 @@ fn runs(c: &mut Criterion) {
     group.bench_function("wasm instantiate + call + drop", |b| {
         b.to_async(&rt).iter(|| async {
             let (tx, mut rx) = mpsc::channel(32);
-            let outcome = agent.run(&req, tx, SessionData::default()).await.unwrap();
+            let outcome = agent.run(&req, tx, None).await.unwrap();
             while let Some(event) = rx.recv().await {
                 black_box(event);
             }

@@ -15,7 +15,7 @@ use crate::providers::Providers;
 use crate::runtime::{
     AgentId, AgentRegistry, AgentVersion, EngineLimits, Event, Message, Role, RunError, RunRequest, Runtime, ToolSpec,
 };
-use crate::sessions::{LaneTicket, Lanes, SessionData, SessionKey, SessionStore, SqliteStore, StoreError};
+use crate::sessions::{LaneTicket, Lanes, SessionKey, SessionStore, SqliteStore, StoreError};
 
 pub use crate::runtime::{Reply, finish_reason, finish_reason_name};
 pub use install::{AgentsChanged, InstallError, agent_id_of, dir_source};
@@ -236,13 +236,13 @@ impl Job {
     async fn run(mut self, request: RunRequest, events: mpsc::Sender<Event>) -> Result<(), RunError> {
         let Some(ticket) = self.ticket.as_mut() else {
             // Per-request session: nothing to load, nothing kept.
-            return self.agent.run(&request, events, SessionData::default()).await.map(drop);
+            return self.agent.run(&request, events, None).await.map(drop);
         };
         ticket.wait().await;
         let (store, key, agent, max) =
             (self.store.clone(), request.session_key.clone(), request.agent_id.clone(), self.max_history);
         let session = blocking(move || store.load(&key, &agent, max)).await?;
-        let outcome = self.agent.run(&request, events, session).await?;
+        let outcome = self.agent.run(&request, events, Some(session)).await?;
         let mut turn = std::mem::take(&mut self.turn);
         turn.push(outcome.reply.to_message());
         let (store, ticket) = (self.store.clone(), self.ticket.take());

@@ -217,16 +217,22 @@ impl AgentVersion {
     }
 
     /// Run one turn in a fresh store, streaming events into `events`.
+    /// `session: None` is a throw-away session: empty history, and the
+    /// outcome's reply stays empty because nothing will be stored.
     ///
     /// Dropping the returned future cancels the run and frees the instance.
     pub async fn run(
         &self,
         req: &RunRequest,
         events: mpsc::Sender<Event>,
-        session: SessionData,
+        session: Option<SessionData>,
     ) -> Result<RunOutcome, RunError> {
         let _counted = InFlight::enter(&self.in_flight);
-        let mut store = self.store(Some(events), session);
+        let keep = session.is_some();
+        let mut store = self.store(Some(events), session.unwrap_or_default());
+        if !keep {
+            store.data_mut().reply = None;
+        }
         let call = async {
             let agent: Agent = self.pre.instantiate_async(&mut store).await?;
             agent.call_run(&mut store, req).await
@@ -241,7 +247,7 @@ impl AgentVersion {
             Ok(_) if stop == Some(OutputStop::Limit) => Err(RunError::OutputLimit),
             Ok(Ok(Ok(()))) => {
                 let state = store.into_data();
-                Ok(RunOutcome { reply: state.reply, state_changes: state.changes })
+                Ok(RunOutcome { reply: state.reply.unwrap_or_default(), state_changes: state.changes })
             }
             // Gave up after a model call failed: the client hears why (429, 502, 504).
             Ok(Ok(Err(agent_error))) => match store.data_mut().llm_failure.take() {

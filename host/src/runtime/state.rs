@@ -33,8 +33,9 @@ pub struct RunState {
     config: Arc<BTreeMap<String, String>>,
     output_budget: usize,
     pub(super) output_stop: Option<OutputStop>,
-    /// Everything emitted so far, for the transcript.
-    pub(super) reply: Reply,
+    /// Everything emitted so far, for the transcript; `None` when no
+    /// transcript is kept (per-request sessions), to spare a copy per event.
+    pub(super) reply: Option<Reply>,
     history: Vec<Message>,
     state: std::collections::BTreeMap<String, Vec<u8>>,
     state_bytes: usize,
@@ -73,7 +74,7 @@ impl RunState {
             config,
             output_budget,
             output_stop: None,
-            reply: Reply::default(),
+            reply: Some(Reply::default()),
             state_bytes: session.state.iter().map(|(k, v)| k.len() + v.len()).sum(),
             history: session.history,
             state: session.state,
@@ -108,7 +109,9 @@ impl agent::output::Host for RunState {
             return Ok(Err(EmitError::OutputLimit));
         }
         self.output_budget -= size;
-        self.reply.push(&ev);
+        if let Some(reply) = &mut self.reply {
+            reply.push(&ev);
+        }
         if events.send(ev).await.is_err() {
             self.output_stop = Some(OutputStop::Closed);
             return Ok(Err(EmitError::Closed));
