@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use wasmclaw_mock_provider::{MockProvider, Reply};
 
 use crate::load;
+use crate::poster::Poster;
 use crate::process::ServerProcess;
 
 /// Run the scenario and print its table.
@@ -18,16 +19,11 @@ pub async fn run(rate: f64, seconds: u64) -> anyhow::Result<Value> {
   agents: {{ maxConcurrentRuns: 2000, entries: {{ main: {{ plugin: "assistant", provider: "mock", model: "m" }} }} }} }}"#,
         mock.url()
     ))?;
-    let client = reqwest::Client::new();
     let body = json!({"model": "openclaw", "stream": true, "messages": [{"role": "user", "content": "hello"}]});
-    let direct = {
-        let (client, url, body) = (client.clone(), format!("{}/chat/completions", mock.url()), body.clone());
-        move || load::read_all(client.post(&url).json(&body))
-    };
-    let through = {
-        let (client, url, body) = (client.clone(), format!("{}/v1/chat/completions", gateway.base), body.clone());
-        move || load::read_all(client.post(&url).bearer_auth(crate::TOKEN).json(&body))
-    };
+    let direct = Poster::new(&format!("{}/chat/completions", mock.url()), &body, None)?;
+    let direct = move || direct.clone().send();
+    let through = Poster::new(&format!("{}/v1/chat/completions", gateway.base), &body, Some(crate::TOKEN))?;
+    let through = move || through.clone().send();
     load::fixed_rate(200.0, 1.0, through.clone()).await; // warm-up
     let d = load::fixed_rate(rate, seconds as f64, direct).await;
     let e = load::fixed_rate(rate, seconds as f64, through).await;

@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::load::{self, Throughput};
+use crate::poster::Poster;
 use crate::process::ServerProcess;
 
 /// Concurrency levels for closed-loop load.
@@ -52,19 +53,19 @@ pub async fn run(seconds: u64) -> anyhow::Result<Value> {
         out.insert("json_throughput".into(), Value::Array(rows));
 
         // Added latency at fixed rates up to half of the gateway's peak, open loop.
-        let fixed = |server: &ServerProcess| {
-            let (client, url, body) = (client.clone(), url(server), body.clone());
-            move || load::read_all(client.post(&url).bearer_auth(crate::TOKEN).json(&body))
+        let fixed = |server: &ServerProcess| -> anyhow::Result<_> {
+            let poster = Poster::new(&url(server), &body, Some(crate::TOKEN))?;
+            Ok(move || poster.clone().send())
         };
-        println!("\nfixed request rates, open loop (latency from the scheduled send), {seconds} s each");
+        println!("\nfixed request rates, open loop, {seconds} s each");
         println!(
             "  {:>8} {:>10} {:>10} {:>10} {:>10} {:>11} {:>11}",
             "req/s", "base p50", "gw p50", "base p99", "gw p99", "added p50", "added p99"
         );
         let mut fixed_rows = Vec::new();
         for rate in [1000.0, (peak / 4.0).round(), (peak / 2.0).round()] {
-            let b = load::fixed_rate(rate, seconds as f64, fixed(&baseline)).await;
-            let g = load::fixed_rate(rate, seconds as f64, fixed(&gateway)).await;
+            let b = load::fixed_rate(rate, seconds as f64, fixed(&baseline)?).await;
+            let g = load::fixed_rate(rate, seconds as f64, fixed(&gateway)?).await;
             println!(
                 "  {rate:>8.0} {:>8.3}ms {:>8.3}ms {:>8.3}ms {:>8.3}ms {:>9.3}ms {:>9.3}ms",
                 b.p50_ms,

@@ -85,10 +85,27 @@ pub struct Latency {
 }
 
 /// Open-loop load: requests start on a fixed schedule whether or not earlier
-/// ones finished, and latency counts from the scheduled start, so a stall
-/// shows up in the figures instead of silently slowing the sender.
-/// `consume` reads one response to its end.
+/// ones finished (each on an idle connection or a new one), so a stalled
+/// server cannot slow the sender down and hide the stall (no coordinated
+/// omission). Latency counts from the moment a request is sent: counting
+/// from its scheduled instant would add the client's timer granularity
+/// (up to 1 ms) to every figure. `send` sends one request and reads the
+/// response to its end.
 pub async fn fixed_rate<F, Fut>(rate: f64, seconds: f64, send: F) -> Latency
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    // One thread, its own runtime: the client then wakes no other threads
+    // per request, which keeps its share of the two cores small.
+    let run = move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("client runtime");
+        runtime.block_on(open_loop(rate, seconds, send))
+    };
+    tokio::task::spawn_blocking(run).await.expect("open-loop client thread")
+}
+
+async fn open_loop<F, Fut>(rate: f64, seconds: f64, send: F) -> Latency
 where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
@@ -103,15 +120,24 @@ where
         tokio::time::sleep_until(due.into()).await;
         let send = send.clone();
         tasks.push(tokio::spawn(async move {
-            let ok = send().await.is_ok();
-            (due.elapsed(), ok)
+            let sent = Instant::now();
+            let result = send().await;
+            (sent.elapsed(), result)
         }));
     }
     let mut latencies = Vec::with_capacity(total);
     let mut errors = 0;
     for t in tasks {
-        let (d, ok) = t.await.unwrap_or((Duration::ZERO, false));
-        if ok { latencies.push(d) } else { errors += 1 }
+        match t.await {
+            Ok((d, Ok(()))) => latencies.push(d),
+            Ok((_, Err(e))) => {
+                if errors == 0 {
+                    eprintln!("  first failed request: {e:#}");
+                }
+                errors += 1;
+            }
+            Err(e) => panic!("client task: {e}"),
+        }
     }
     let (p50_ms, p99_ms) = percentiles(&mut latencies);
     Latency { p50_ms, p99_ms, sent: total, errors }
@@ -194,12 +220,4 @@ pub async fn sse(client: &reqwest::Client, url: &str, body: &Value, concurrency:
         streams_per_sec: ok.len() as f64 / elapsed.as_secs_f64(),
         errors,
     }
-}
-
-/// Send one request and read its body to the end; `Err` unless 2xx.
-pub async fn read_all(request: reqwest::RequestBuilder) -> anyhow::Result<()> {
-    let res = request.send().await?;
-    anyhow::ensure!(res.status().is_success(), "status {}", res.status());
-    res.bytes().await?;
-    Ok(())
 }

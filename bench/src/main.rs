@@ -1,7 +1,9 @@
 //! `cargo run --release -p wasmclaw-bench -- [SCENARIO…]`
 //!
-//! Starts a gateway in this process on a loopback port and measures it with
-//! a real HTTP client. Every figure is a median of repeated samples, printed
+//! Starts the servers under test on loopback ports (the release gateway
+//! binary, a bare baseline server, the mock provider; a gateway inside this
+//! process for the swap and soak scenarios) and measures them with real
+//! clients. Every figure is a median of repeated samples, printed
 //! next to a baseline measured in the same run, because on a small noisy
 //! machine only ratios travel. Results also go to `target/bench/results.json`.
 
@@ -9,6 +11,7 @@ mod assistant;
 mod baseline;
 mod echo;
 mod load;
+mod poster;
 mod process;
 mod soak;
 mod streams;
