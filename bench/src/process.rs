@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 pub struct ServerProcess {
     child: Child,
     pub base: String,
+    /// Where the server's stderr goes, when it is not the terminal's.
+    log: Option<PathBuf>,
     _state: tempfile::TempDir,
 }
 
@@ -31,26 +33,40 @@ impl ServerProcess {
             .env("WASMCLAW_STATE_DIR", state.path())
             .env("OPENCLAW_GATEWAY_TOKEN", crate::TOKEN)
             .env("WASMCLAW_LOG", "warn");
-        Self::spawn(cmd, state)
+        // Into a file: the soak's expected failures would bury the tables.
+        let log = state.path().join("gateway.log");
+        cmd.stderr(std::fs::File::create(&log)?);
+        Self::spawn(cmd, state, Some(log))
     }
 
     /// This benchmark binary re-run as the bare baseline server `mode`.
     pub fn baseline(mode: &str) -> anyhow::Result<Self> {
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.args(["--serve-baseline", mode]);
-        Self::spawn(cmd, tempfile::tempdir()?)
+        cmd.stderr(Stdio::inherit());
+        Self::spawn(cmd, tempfile::tempdir()?, None)
     }
 
-    fn spawn(mut cmd: Command, state: tempfile::TempDir) -> anyhow::Result<Self> {
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;
+    fn spawn(mut cmd: Command, state: tempfile::TempDir, log: Option<PathBuf>) -> anyhow::Result<Self> {
+        let mut child = cmd.stdout(Stdio::piped()).spawn()?;
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let base = loop {
-            let line = lines.next().ok_or_else(|| anyhow::anyhow!("server exited before listening"))??;
+            let Some(line) = lines.next() else {
+                let log = log.as_ref().and_then(|l| std::fs::read_to_string(l).ok()).unwrap_or_default();
+                anyhow::bail!("server exited before listening\n{log}");
+            };
+            let line = line?;
             if let Some((_, url)) = line.split_once("listening on ") {
                 break url.trim().to_string();
             }
         };
-        Ok(Self { child, base, _state: state })
+        Ok(Self { child, base, log, _state: state })
+    }
+
+    /// How many lines of the server's log contain `needle` (0 without a log file).
+    pub fn log_lines_with(&self, needle: &str) -> usize {
+        let text = self.log.as_ref().and_then(|l| std::fs::read_to_string(l).ok()).unwrap_or_default();
+        text.lines().filter(|l| l.contains(needle)).count()
     }
 
     /// Resident memory of the process, in KiB.

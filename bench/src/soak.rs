@@ -166,6 +166,11 @@ pub async fn run(seconds: u64) -> anyhow::Result<Value> {
         "  requests {total} ({:.0}/s); unexpected for the healthy agent: {unexpected}; runs active after: {active}; RSS start {rss_start} KiB, peak {rss_peak} KiB, end {rss_end} KiB",
         total as f64 / seconds as f64
     );
+    let failures: u64 = counts.iter().filter(|(k, _)| k.starts_with("expected 5")).map(|(_, n)| n).sum();
+    println!(
+        "  gateway log: {} `run failed` warnings for {failures} expected agent failures",
+        gw.log_lines_with("run failed")
+    );
     anyhow::ensure!(unexpected == 0, "the healthy agent failed {unexpected} times under soak");
     anyhow::ensure!(active == "0", "runs still active after the soak: {active}");
     Ok(json!({
