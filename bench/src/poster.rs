@@ -13,33 +13,32 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 
 /// Sends the same POST again and again over kept-alive connections.
-#[derive(Clone)]
 pub struct Poster {
     addr: SocketAddr,
     path: String,
     host: String,
     bearer: Option<String>,
     body: Bytes,
-    idle: Arc<Mutex<Vec<SendRequest<Full<Bytes>>>>>,
+    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
 }
 
 impl Poster {
     /// POST `body` (JSON) to `url` (`http://IP:PORT/path`), with a bearer token if given.
-    pub fn new(url: &str, body: &serde_json::Value, bearer: Option<&str>) -> anyhow::Result<Self> {
+    pub fn new(url: &str, body: &serde_json::Value, bearer: Option<&str>) -> anyhow::Result<Arc<Self>> {
         let uri: hyper::Uri = url.parse()?;
         let authority = uri.authority().ok_or_else(|| anyhow::anyhow!("no host in {url}"))?.as_str().to_string();
-        Ok(Self {
+        Ok(Arc::new(Self {
             addr: authority.parse()?,
             path: uri.path().to_string(),
             host: authority,
             bearer: bearer.map(|t| format!("Bearer {t}")),
             body: Bytes::from(body.to_string()),
-            idle: Arc::default(),
-        })
+            idle: Mutex::default(),
+        }))
     }
 
     /// Send once and read the response to its end; `Err` unless 2xx.
-    pub async fn send(self) -> anyhow::Result<()> {
+    pub async fn send(self: Arc<Self>) -> anyhow::Result<()> {
         let mut conn = loop {
             let idle = self.idle.lock().unwrap().pop();
             match idle {

@@ -78,7 +78,8 @@ pub fn watch_config(agents: &Arc<Agents>, config: &Config) -> anyhow::Result<Opt
             let Some(agents) = weak.upgrade() else { return };
             match Config::load(Some(&path)) {
                 Ok(new) => {
-                    if new.providers != applied_providers {
+                    let providers_changed = new.providers != applied_providers;
+                    if providers_changed {
                         match crate::providers::Providers::from_config(&new) {
                             Ok(providers) => {
                                 agents.replace_providers(providers);
@@ -90,7 +91,6 @@ pub fn watch_config(agents: &Arc<Agents>, config: &Config) -> anyhow::Result<Opt
                             }
                         }
                     }
-                    let providers_changed = applied_providers != new.providers;
                     applied_providers = new.providers.clone();
                     apply_entries(&agents, &new, &mut applied, providers_changed).await
                 }

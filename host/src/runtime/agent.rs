@@ -204,7 +204,7 @@ impl AgentVersion {
     }
 
     async fn call_info(&self) -> Result<AgentInfo, RunError> {
-        let mut store = self.store(None, SessionData::default());
+        let mut store = self.store(None, None);
         let call = async {
             let agent = self.pre.instantiate_async(&mut store).await?;
             agent.call_info(&mut store).await
@@ -228,11 +228,7 @@ impl AgentVersion {
         session: Option<SessionData>,
     ) -> Result<RunOutcome, RunError> {
         let _counted = InFlight::enter(&self.in_flight);
-        let keep = session.is_some();
-        let mut store = self.store(Some(events), session.unwrap_or_default());
-        if !keep {
-            store.data_mut().reply = None;
-        }
+        let mut store = self.store(Some(events), session);
         let call = async {
             let agent: Agent = self.pre.instantiate_async(&mut store).await?;
             agent.call_run(&mut store, req).await
@@ -258,7 +254,7 @@ impl AgentVersion {
         }
     }
 
-    fn store(&self, events: Option<mpsc::Sender<Event>>, session: SessionData) -> Store<RunState> {
+    fn store(&self, events: Option<mpsc::Sender<Event>>, session: Option<SessionData>) -> Store<RunState> {
         let state = RunState::new(
             self.id.as_str(),
             self.config.clone(),

@@ -51,7 +51,8 @@ pub struct RunState {
 }
 
 impl RunState {
-    /// `events: None` is for calls that must not emit (`info`).
+    /// `events: None` is for calls that must not emit (`info`); `session:
+    /// None` is a throw-away session, whose reply is not kept.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         agent_id: &str,
@@ -59,9 +60,11 @@ impl RunState {
         events: Option<mpsc::Sender<Event>>,
         memory_bytes: usize,
         output_budget: usize,
-        session: SessionData,
+        session: Option<SessionData>,
         llm: Option<ModelRoute>,
     ) -> Self {
+        let reply = session.is_some().then(Reply::default);
+        let session = session.unwrap_or_default();
         // No env, no args, no preopened dirs, no socket addresses allowed:
         // the defaults of the builder. Only stdout/stderr are wired, to the log.
         let wasi = WasiCtx::builder().stdout(GuestLog::stdout(agent_id)).stderr(GuestLog::stderr(agent_id)).build();
@@ -74,7 +77,7 @@ impl RunState {
             config,
             output_budget,
             output_stop: None,
-            reply: Some(Reply::default()),
+            reply,
             state_bytes: session.state.iter().map(|(k, v)| k.len() + v.len()).sum(),
             history: session.history,
             state: session.state,
