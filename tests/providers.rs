@@ -204,6 +204,23 @@ async fn tools_pass_through_and_tool_calls_stream_back_with_their_index() {
 }
 
 #[tokio::test]
+async fn a_whole_reply_with_a_tool_call_has_null_content_as_openai_sends_it() {
+    let mock = MockProvider::start();
+    mock.push(Reply::tool_call("call_9", "get_time", r#"{"tz":"UTC"}"#));
+    let gw = start(&mock.url(), "", "");
+    let res = gw.chat(as_user("What time is it?", "w")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    let choice = &body["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    assert!(choice["message"]["content"].is_null(), "content is null, not \"\": {body}");
+    assert_eq!(
+        choice["message"]["tool_calls"],
+        json!([{"id": "call_9", "type": "function", "function": {"name": "get_time", "arguments": r#"{"tz":"UTC"}"#}}])
+    );
+}
+
+#[tokio::test]
 async fn provider_failures_map_to_statuses_clients_understand() {
     let mock = MockProvider::start();
     let gw = start(&mock.url(), "timeoutMs: 400", "");

@@ -7,7 +7,6 @@ use std::time::Duration;
 use axum::http::HeaderValue;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
 
 use super::error::ApiError;
 use super::openai::ChunkEncoder;
@@ -28,8 +27,8 @@ struct Stream {
 }
 
 impl Stream {
-    fn push(&mut self, chunks: Vec<Value>) {
-        self.pending.extend(chunks.into_iter().map(|c| SseEvent::default().data(c.to_string())));
+    fn push(&mut self, chunks: Vec<String>) {
+        self.pending.extend(chunks.into_iter().map(|c| SseEvent::default().data(c)));
     }
 
     fn push_event(&mut self, event: &crate::runtime::Event) {
@@ -49,7 +48,7 @@ impl Stream {
                 self.encoder.finish(&mut chunks);
                 self.push(chunks);
             }
-            Err(e) => self.push(vec![ApiError::from(e).body()]),
+            Err(e) => self.push(vec![ApiError::from(e).body().to_string()]),
         }
         self.pending.push_back(SseEvent::default().data("[DONE]"));
     }
@@ -70,7 +69,7 @@ impl Stream {
                 None => {
                     // Cancels the run; nothing half-written reaches the session.
                     self.handle = None;
-                    self.push(vec![ApiError::shutting_down().body()]);
+                    self.push(vec![ApiError::shutting_down().body().to_string()]);
                     self.pending.push_back(SseEvent::default().data("[DONE]"));
                 }
             }

@@ -1,6 +1,6 @@
 //! Chat completion responses and stream chunks, exactly as WIRE.md lists them.
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::runs::{Reply, finish_reason, finish_reason_name};
 use crate::runtime::{Event, FinishReason, Usage};
@@ -21,33 +21,74 @@ impl Completion {
     }
 
     /// The non-streaming `chat.completion` body.
-    pub fn whole(&self, reply: &Reply) -> Value {
-        let mut message = json!({"role": "assistant", "content": reply.text});
-        if !reply.tool_calls.is_empty() {
-            let calls: Vec<Value> = reply
-                .tool_calls
-                .iter()
-                .map(
-                    |c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}),
-                )
-                .collect();
-            message["tool_calls"] = Value::Array(calls);
-            if reply.text.is_empty() {
-                message["content"] = Value::Null;
-            }
+    pub fn whole<'a>(&'a self, reply: &'a Reply) -> impl Serialize + 'a {
+        let tool_calls: Vec<ToolCallJson<'_>> = reply
+            .tool_calls
+            .iter()
+            .map(|c| ToolCallJson {
+                id: &c.id,
+                kind: "function",
+                function: FunctionJson { name: &c.name, arguments: &c.arguments },
+            })
+            .collect();
+        // OpenAI sends `content: null` beside tool calls when there is no text.
+        let content = (tool_calls.is_empty() || !reply.text.is_empty()).then_some(reply.text.as_str());
+        let message = AssistantMessage { role: "assistant", content, tool_calls };
+        WholeCompletion {
+            id: &self.id,
+            object: "chat.completion",
+            created: self.created,
+            model: &self.model,
+            choices: [WholeChoice { index: 0, message, finish_reason: finish_reason_name(reply.finish_reason()) }],
+            usage: reply.usage.unwrap_or(Usage { prompt_tokens: 0, completion_tokens: 0 }).into(),
         }
-        json!({
-            "id": self.id,
-            "object": "chat.completion",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason_name(reply.finish_reason())}],
-            "usage": usage_json(reply.usage.unwrap_or(Usage { prompt_tokens: 0, completion_tokens: 0 })),
-        })
     }
 }
 
-/// Turns run events into `chat.completion.chunk` objects, in order.
+#[derive(Serialize)]
+struct WholeCompletion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [WholeChoice<'a>; 1],
+    usage: UsageJson,
+}
+
+#[derive(Serialize)]
+struct WholeChoice<'a> {
+    index: u32,
+    message: AssistantMessage<'a>,
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct AssistantMessage<'a> {
+    role: &'static str,
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ToolCallJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct ToolCallJson<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionJson<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionJson<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+/// Turns run events into `chat.completion.chunk` objects, in order, as JSON text.
+///
+/// Chunks are typed structs serialized straight to text, not `Value` trees:
+/// a stream writes one per token, and building a map per chunk was a tenth
+/// of the gateway's CPU while streaming.
 pub struct ChunkEncoder {
     completion: Completion,
     include_usage: bool,
@@ -56,53 +97,115 @@ pub struct ChunkEncoder {
     usage: Option<Usage>,
 }
 
+#[derive(Serialize)]
+struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: &'a [Choice<'a>],
+    /// Absent unless the client asked for usage; then `null` on every chunk
+    /// but the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Option<UsageJson>>,
+}
+
+#[derive(Serialize)]
+struct Choice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    finish_reason: Option<&'a str>,
+}
+
+#[derive(Serialize, Default)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<[ToolCallDelta<'a>; 1]>,
+}
+
+#[derive(Serialize)]
+struct ToolCallDelta<'a> {
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+    function: FunctionDelta<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    arguments: &'a str,
+}
+
+#[derive(Serialize, Clone, Copy)]
+struct UsageJson {
+    prompt_tokens: u32,
+    completion_tokens: u32,
+    total_tokens: u32,
+}
+
+impl From<Usage> for UsageJson {
+    fn from(u: Usage) -> Self {
+        Self {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: u.prompt_tokens + u.completion_tokens,
+        }
+    }
+}
+
 impl ChunkEncoder {
     /// An encoder for one stream.
     pub fn new(completion: Completion, include_usage: bool) -> Self {
         Self { completion, include_usage, saw_tool_calls: false, finish: None, usage: None }
     }
 
-    fn chunk(&self, choices: Value) -> Value {
-        let mut chunk = json!({
-            "id": self.completion.id,
-            "object": "chat.completion.chunk",
-            "created": self.completion.created,
-            "model": self.completion.model,
-            "choices": choices,
-        });
-        if self.include_usage {
-            chunk["usage"] = Value::Null;
-        }
-        chunk
+    fn chunk(&self, choices: &[Choice<'_>], usage: Option<UsageJson>) -> String {
+        let chunk = Chunk {
+            id: &self.completion.id,
+            object: "chat.completion.chunk",
+            created: self.completion.created,
+            model: &self.completion.model,
+            choices,
+            usage: self.include_usage.then_some(usage),
+        };
+        serde_json::to_string(&chunk).expect("chunks serialize: no maps with non-string keys")
     }
 
-    fn delta(&self, delta: Value) -> Value {
-        self.chunk(json!([{"index": 0, "delta": delta, "finish_reason": null}]))
+    fn delta(&self, delta: Delta<'_>) -> String {
+        self.chunk(&[Choice { index: 0, delta, finish_reason: None }], None)
     }
 
     /// The first chunk: the assistant role with empty content.
-    pub fn start(&self) -> Value {
-        self.delta(json!({"role": "assistant", "content": ""}))
+    pub fn start(&self) -> String {
+        self.delta(Delta { role: Some("assistant"), content: Some(""), tool_calls: None })
     }
 
     /// Chunks for one event (none for usage/finish, which arrive at the end).
-    pub fn event(&mut self, event: &Event, out: &mut Vec<Value>) {
+    pub fn event(&mut self, event: &Event, out: &mut Vec<String>) {
         match event {
-            Event::Text(t) if !t.is_empty() => out.push(self.delta(json!({"content": t}))),
+            Event::Text(t) if !t.is_empty() => out.push(self.delta(Delta { content: Some(t), ..Delta::default() })),
             Event::Text(_) | Event::Reasoning(_) => {}
             Event::ToolCall(call) => {
                 self.saw_tool_calls = true;
+                let index = call.index;
                 if let Some(id) = &call.id {
-                    let name = call.name.clone().unwrap_or_default();
-                    out.push(self.delta(json!({"tool_calls": [{
-                        "index": call.index, "id": id, "type": "function",
-                        "function": {"name": name, "arguments": ""},
-                    }]})));
+                    let name = call.name.as_deref().unwrap_or_default();
+                    let function = FunctionDelta { name: Some(name), arguments: "" };
+                    let opening = ToolCallDelta { index, id: Some(id), kind: Some("function"), function };
+                    out.push(self.delta(Delta { tool_calls: Some([opening]), ..Delta::default() }));
                 }
                 if !call.arguments.is_empty() {
-                    out.push(self.delta(json!({"tool_calls": [{
-                        "index": call.index, "function": {"arguments": call.arguments},
-                    }]})));
+                    let function = FunctionDelta { name: None, arguments: &call.arguments };
+                    let more = ToolCallDelta { index, id: None, kind: None, function };
+                    out.push(self.delta(Delta { tool_calls: Some([more]), ..Delta::default() }));
                 }
             }
             Event::Usage(u) => self.usage = Some(*u),
@@ -111,21 +214,12 @@ impl ChunkEncoder {
     }
 
     /// The closing chunks: the finish reason, then usage when asked for.
-    pub fn finish(&self, out: &mut Vec<Value>) {
-        let reason = finish_reason(self.finish, self.saw_tool_calls);
-        out.push(self.chunk(json!([{"index": 0, "delta": {}, "finish_reason": finish_reason_name(reason)}])));
+    pub fn finish(&self, out: &mut Vec<String>) {
+        let reason = finish_reason_name(finish_reason(self.finish, self.saw_tool_calls));
+        out.push(self.chunk(&[Choice { index: 0, delta: Delta::default(), finish_reason: Some(reason) }], None));
         if self.include_usage {
-            let mut chunk = self.chunk(json!([]));
-            chunk["usage"] = usage_json(self.usage.unwrap_or(Usage { prompt_tokens: 0, completion_tokens: 0 }));
-            out.push(chunk);
+            let usage = self.usage.unwrap_or(Usage { prompt_tokens: 0, completion_tokens: 0 });
+            out.push(self.chunk(&[], Some(usage.into())));
         }
     }
-}
-
-fn usage_json(u: Usage) -> Value {
-    json!({
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.prompt_tokens + u.completion_tokens,
-    })
 }
