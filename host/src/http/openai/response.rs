@@ -40,7 +40,7 @@ impl Completion {
             created: self.created,
             model: &self.model,
             choices: [WholeChoice { index: 0, message, finish_reason: finish_reason_name(reply.finish_reason()) }],
-            usage: reply.usage.unwrap_or(Usage { prompt_tokens: 0, completion_tokens: 0 }).into(),
+            usage: reply.usage.into(),
         }
     }
 }
@@ -151,8 +151,10 @@ struct UsageJson {
     total_tokens: u32,
 }
 
-impl From<Usage> for UsageJson {
-    fn from(u: Usage) -> Self {
+impl From<Option<Usage>> for UsageJson {
+    /// An agent that reported no usage counts as zero tokens, as WIRE.md shows.
+    fn from(usage: Option<Usage>) -> Self {
+        let u = usage.unwrap_or(Usage { prompt_tokens: 0, completion_tokens: 0 });
         Self {
             prompt_tokens: u.prompt_tokens,
             completion_tokens: u.completion_tokens,
@@ -218,8 +220,7 @@ impl ChunkEncoder {
         let reason = finish_reason_name(finish_reason(self.finish, self.saw_tool_calls));
         out.push(self.chunk(&[Choice { index: 0, delta: Delta::default(), finish_reason: Some(reason) }], None));
         if self.include_usage {
-            let usage = self.usage.unwrap_or(Usage { prompt_tokens: 0, completion_tokens: 0 });
-            out.push(self.chunk(&[], Some(usage.into())));
+            out.push(self.chunk(&[], Some(self.usage.into())));
         }
     }
 }
