@@ -6,11 +6,11 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tokio::sync::mpsc;
-use wasmclaw::runtime::{AgentId, AgentSettings, EngineLimits, Event, Message, Role, RunLimits, RunRequest, Runtime};
+use wasmclaw::chat::{AgentId, Event, Message, Role, RunRequest};
+use wasmclaw::runtime::{AgentSettings, AgentSource, EngineLimits, RunLimits, Runtime};
 
 fn request() -> RunRequest {
-    let hello =
-        Message { role: Role::User, content: "hello".into(), name: None, tool_call_id: None, tool_calls: vec![] };
+    let hello = Message::text(Role::User, "hello");
     RunRequest {
         run_id: "bench".into(),
         agent_id: "main".into(),
@@ -27,7 +27,9 @@ fn runs(c: &mut Criterion) {
     let runtime = Runtime::new(&EngineLimits::default(), None).unwrap();
     let bytes: std::sync::Arc<[u8]> = std::fs::read(env!("WASMCLAW_BENCH_ECHO")).unwrap().into();
     let settings = AgentSettings { limits: RunLimits::default(), ..AgentSettings::default() };
-    let agent = rt.block_on(runtime.load(AgentId::parse("main").unwrap(), "bench".into(), bytes, settings)).unwrap();
+    let agent = rt
+        .block_on(runtime.load(AgentId::parse("main").unwrap(), AgentSource::Shipped("echo".into()), bytes, settings))
+        .unwrap();
     let req = request();
     let mut group = c.benchmark_group("run");
     group.bench_function("native (baseline)", |b| {
@@ -46,7 +48,8 @@ fn runs(c: &mut Criterion) {
     group.bench_function("wasm instantiate + call + drop", |b| {
         b.to_async(&rt).iter(|| async {
             let (tx, mut rx) = mpsc::channel(32);
-            let outcome = agent.run(&req, tx, None).await.unwrap();
+            // The request is the run's to keep (it moves into the guest's types).
+            let outcome = agent.run(req.clone(), tx, None).await.unwrap();
             while let Some(event) = rx.recv().await {
                 black_box(event);
             }

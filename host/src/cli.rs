@@ -8,11 +8,11 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
+use crate::chat::{AgentId, Event, Reply, finish_reason_name};
 use crate::config::Config;
 use crate::gateway::Gateway;
-use crate::runs::{Agents, Reply, RunInput, finish_reason_name};
-use crate::runtime::{AgentId, Event};
-use crate::sessions::{self, SessionStore, SqliteStore};
+use crate::runs::{Agents, RunInput};
+use crate::sessions;
 
 /// wasmclaw: OpenClaw-compatible gateway running agents as WebAssembly components.
 #[derive(Debug, Parser)]
@@ -115,7 +115,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent { agent, message, session_key, json, config } => {
             agent_turn(config, agent, message, session_key, json).await
         }
-        Command::Sessions { action, config } => sessions(config, action),
+        Command::Sessions { action, config } => sessions(config, action).await,
         Command::Agents { action, url } => agents_admin(&url, action).await,
     }
 }
@@ -164,15 +164,15 @@ async fn agents_admin(url: &str, action: AgentsAction) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn sessions(config_path: Option<PathBuf>, action: SessionsAction) -> anyhow::Result<()> {
+async fn sessions(config_path: Option<PathBuf>, action: SessionsAction) -> anyhow::Result<()> {
     let config = Config::load(config_path.as_deref())?;
-    let store = SqliteStore::open(&config.sessions_path())?;
+    let store = sessions::open(&config).await?;
     let mut out = std::io::stdout().lock();
     match action {
         SessionsAction::List { agent } => {
             let agent =
                 agent.map(|a| AgentId::parse(&a).with_context(|| format!("{a:?} is not an agent id"))).transpose()?;
-            for s in store.list(agent.as_ref().map(AgentId::as_str))? {
+            for s in store.list(agent.as_ref().map(AgentId::as_str)).await? {
                 writeln!(
                     out,
                     "{}\t{}\t{} messages\tlast activity {}",
@@ -181,11 +181,11 @@ fn sessions(config_path: Option<PathBuf>, action: SessionsAction) -> anyhow::Res
             }
         }
         SessionsAction::Show { key } => {
-            let transcript = store.transcript(&key)?.with_context(|| format!("no session {key:?}"))?;
+            let transcript = store.transcript(&key).await?.with_context(|| format!("no session {key:?}"))?;
             writeln!(out, "{:#}", crate::http::transcript_json(&transcript))?;
         }
         SessionsAction::Reset { key } => {
-            anyhow::ensure!(store.delete(&key)?, "no session {key:?}");
+            anyhow::ensure!(store.delete(&key).await?, "no session {key:?}");
             writeln!(out, "session {key} reset")?;
         }
     }

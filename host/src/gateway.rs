@@ -15,13 +15,11 @@ fn spawn_retention(gw: std::sync::Weak<Gateway>, ttl: std::time::Duration) {
         loop {
             tick.tick().await;
             let Some(gw) = gw.upgrade() else { return };
-            let store = gw.agents.sessions().clone();
             let cutoff = std::time::SystemTime::now() - ttl;
-            match tokio::task::spawn_blocking(move || store.expire_idle(cutoff)).await {
-                Ok(Ok(0)) => {}
-                Ok(Ok(n)) => tracing::info!(removed = n, ttl_secs = ttl.as_secs(), "idle sessions removed"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "idle session cleanup failed"),
-                Err(e) => tracing::warn!(error = %e, "idle session cleanup task failed"),
+            match gw.agents.sessions().expire_idle(cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, ttl_secs = ttl.as_secs(), "idle sessions removed"),
+                Err(e) => tracing::warn!(error = %e, "idle session cleanup failed"),
             }
         }
     });
@@ -35,8 +33,6 @@ pub struct Gateway {
     pub lockout: crate::auth::Lockout,
     pub agents: Arc<Agents>,
     ready: AtomicBool,
-    /// WebSocket-started runs, for `agent.wait`, `chat.abort` and retries.
-    pub ws_runs: crate::ws::RunBoard,
     draining: tokio::sync::watch::Sender<bool>,
     grace_over: tokio::sync::watch::Sender<bool>,
     _watchers: Vec<Watcher>,
@@ -56,7 +52,6 @@ impl Gateway {
             auth,
             agents,
             ready: AtomicBool::new(true),
-            ws_runs: Default::default(),
             draining: tokio::sync::watch::channel(false).0,
             grace_over: tokio::sync::watch::channel(false).0,
             _watchers: watchers,

@@ -1,8 +1,11 @@
-//! Shared-secret authentication for every door (HTTP bearer, WS `connect`).
+//! Authentication for every door (HTTP bearer, WS `connect`): a presented
+//! secret becomes a [`Principal`] with scopes, or nothing.
 
 mod lockout;
+mod principal;
 
 pub use lockout::Lockout;
+pub use principal::{Principal, Scope};
 
 use axum::http::{HeaderMap, header};
 use sha2::{Digest, Sha256};
@@ -54,8 +57,14 @@ impl Authenticator {
         self.mode
     }
 
+    /// Who `presented` authenticates as, if anyone. Today one principal
+    /// exists: the operator, holder of the main secret, with every scope.
+    pub fn authenticate(&self, presented: &str) -> Option<Principal> {
+        self.verify(presented).then(Principal::operator)
+    }
+
     /// True when `presented` is the configured secret.
-    pub fn verify(&self, presented: &str) -> bool {
+    fn verify(&self, presented: &str) -> bool {
         if self.mode == AuthMode::None {
             return true;
         }
@@ -64,17 +73,17 @@ impl Authenticator {
     }
 
     /// Check `Authorization: Bearer <secret>` (scheme case-insensitive).
-    pub fn verify_bearer(&self, headers: &HeaderMap) -> Result<(), AuthFailure> {
+    pub fn authenticate_bearer(&self, headers: &HeaderMap) -> Result<Principal, AuthFailure> {
         if self.mode == AuthMode::None {
-            return Ok(());
+            return Ok(Principal::operator());
         }
         let value = headers.get(header::AUTHORIZATION).ok_or(AuthFailure::Missing)?;
         let value = value.to_str().map_err(|_| AuthFailure::Wrong)?;
         let (scheme, secret) = value.split_once(' ').ok_or(AuthFailure::Wrong)?;
-        if !scheme.eq_ignore_ascii_case("bearer") || !self.verify(secret.trim()) {
+        if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(AuthFailure::Wrong);
         }
-        Ok(())
+        self.authenticate(secret.trim()).ok_or(AuthFailure::Wrong)
     }
 }
 
@@ -123,7 +132,7 @@ mod tests {
     fn bearer_scheme_is_case_insensitive() {
         let a = Authenticator::from_config(&auth(AuthMode::Token, Some("s3cret"), None), |_| None).unwrap();
         let mut h = HeaderMap::new();
-        assert_eq!(a.verify_bearer(&h), Err(AuthFailure::Missing));
+        assert_eq!(a.authenticate_bearer(&h), Err(AuthFailure::Missing));
         for (value, ok) in [
             ("Bearer s3cret", true),
             ("bearer s3cret", true),
@@ -133,7 +142,7 @@ mod tests {
             ("s3cret", false),
         ] {
             h.insert(header::AUTHORIZATION, value.parse().unwrap());
-            assert_eq!(a.verify_bearer(&h).is_ok(), ok, "{value}");
+            assert_eq!(a.authenticate_bearer(&h).is_ok(), ok, "{value}");
         }
     }
 }

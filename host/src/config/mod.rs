@@ -356,7 +356,7 @@ impl Config {
         if self.gateway.auth.rate_limit.max_attempts == 0 {
             return Err(value_error("gateway.auth.rateLimit.maxAttempts", "must be at least 1".into()));
         }
-        if crate::runtime::AgentId::parse(&self.agents.default).is_none() {
+        if crate::chat::AgentId::parse(&self.agents.default).is_none() {
             return Err(value_error("agents.default", invalid_id_message(&self.agents.default)));
         }
         if let Some(ttl) = &self.sessions.idle_ttl
@@ -371,7 +371,7 @@ impl Config {
             provider.validate(name).map_err(|(key, message)| value_error(&key, message))?;
         }
         for (id, entry) in self.agents.entries.iter().flatten() {
-            if crate::runtime::AgentId::parse(id).is_none() {
+            if crate::chat::AgentId::parse(id).is_none() {
                 return Err(value_error(&format!("agents.entries.{id}"), invalid_id_message(id)));
             }
             if entry.plugin.trim().is_empty() {

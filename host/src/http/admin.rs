@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
+use crate::chat::AgentId;
 use crate::gateway::Gateway;
-use crate::runtime::{AgentId, AgentVersion};
+use crate::runtime::{AgentSource, AgentVersion};
 
 /// Header carrying the expected sha256 (hex) of an uploaded component.
 pub const DIGEST_HEADER: &str = "x-wasmclaw-sha256";
@@ -58,7 +59,7 @@ pub async fn install(
             ));
         }
     }
-    let version = gw.agents.install(id, Arc::from(&bytes[..]), "admin-api".into(), None).await?;
+    let version = gw.agents.install(id, Arc::from(&bytes[..]), AgentSource::AdminApi, None).await?;
     let previous = gw.agents.registry().slot(&version.id).and_then(|s| s.previous);
     Ok(Json(agent_json(&version, previous.as_deref())))
 }
@@ -95,7 +96,7 @@ fn agent_json(v: &AgentVersion, previous: Option<&AgentVersion>) -> Value {
         "name": v.info.name,
         "version": v.info.version,
         "description": v.info.description,
-        "source": v.source,
+        "source": v.source.to_string(),
         "loadedAt": loaded_at,
         "inFlight": v.in_flight(),
         "fromCache": v.from_cache,

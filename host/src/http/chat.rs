@@ -11,9 +11,9 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use super::openai::{ChatRequest, ChunkEncoder, Completion};
 use super::stream;
+use crate::chat::AgentId;
 use crate::gateway::Gateway;
 use crate::runs::RunInput;
-use crate::runtime::AgentId;
 use crate::sessions;
 
 /// Header that picks the agent, overriding `model`.

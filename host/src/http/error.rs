@@ -9,7 +9,7 @@ use crate::auth::AuthFailure;
 use crate::providers::ProviderError;
 use crate::runs::InstallError;
 use crate::runtime::{LoadError, RunError};
-use crate::sessions::InvalidSessionKey;
+use crate::sessions::{InvalidSessionKey, StoreError};
 
 /// An error response: `{"error":{"message","type","param","code"}}`.
 #[derive(Debug, Clone)]
@@ -21,7 +21,7 @@ pub struct ApiError {
     pub message: String,
     pub retry_after: Option<u64>,
     /// For 405: the methods the path accepts.
-    pub allow: Option<&'static str>,
+    pub allow: Option<std::sync::Arc<str>>,
     /// Adds `x-should-retry: false`, which the OpenAI SDKs honour.
     pub no_retry: bool,
 }
@@ -51,9 +51,9 @@ impl ApiError {
     }
 
     /// 405 with the methods that are allowed named in the message.
-    pub fn method_not_allowed(allow: &'static str) -> Self {
+    pub fn method_not_allowed(allow: std::sync::Arc<str>) -> Self {
         Self {
-            allow: Some(allow),
+            allow: Some(allow.clone()),
             ..Self::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "invalid_request_error",
@@ -132,6 +132,26 @@ impl ApiError {
         )
     }
 
+    /// 403 for a caller whose credentials lack the scope a route needs.
+    pub fn permission_denied(scope: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            Some("permission_denied"),
+            format!("This credential lacks the {scope} scope"),
+        )
+    }
+
+    /// 403 for a loopback-only route called from elsewhere.
+    pub fn loopback_only(what: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            Some("forbidden"),
+            format!("{what} are served to loopback clients only"),
+        )
+    }
+
     /// 500 for a bug in the gateway itself.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None, message)
@@ -158,8 +178,8 @@ impl IntoResponse for ApiError {
         if self.no_retry {
             response.headers_mut().insert("x-should-retry", HeaderValue::from_static("false"));
         }
-        if let Some(allow) = self.allow {
-            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+        if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            response.headers_mut().insert(header::ALLOW, allow);
         }
         response
     }
@@ -172,6 +192,12 @@ impl From<AuthFailure> for ApiError {
             AuthFailure::Wrong => "Incorrect API key provided",
         };
         Self::new(StatusCode::UNAUTHORIZED, "invalid_request_error", Some("invalid_api_key"), message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::internal(e.to_string())
     }
 }
 

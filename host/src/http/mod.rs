@@ -6,6 +6,7 @@ pub mod error;
 mod health;
 mod models;
 pub mod openai;
+mod routes;
 mod sessions;
 mod stream;
 
@@ -14,10 +15,10 @@ use std::sync::Arc;
 use axum::Router;
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{ConnectInfo, Request, State, WebSocketUpgrade};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -28,62 +29,11 @@ pub use chat::{AGENT_HEADER, SESSION_HEADER};
 use error::ApiError;
 pub use sessions::transcript_json;
 
-use crate::config::MetricsAccess;
 use crate::gateway::Gateway;
 
-/// All routes of the gateway port. The WebSocket upgrade will live on `/`.
+/// All routes of the gateway port, from the one table in `routes`.
 pub fn router(gw: Arc<Gateway>) -> Router {
-    let allow = |methods: &'static str| move || async move { ApiError::method_not_allowed(methods) };
-    let admin_api = Router::new()
-        .route("/admin/agents", get(admin::list).fallback(allow("GET")))
-        .route(
-            "/admin/agents/{id}",
-            get(admin::show)
-                .put(admin::install)
-                .delete(admin::remove)
-                .fallback(allow("GET, PUT, DELETE"))
-                // The component limit applies here, not the chat body limit.
-                .layer(axum::extract::DefaultBodyLimit::disable()),
-        )
-        .route("/admin/agents/{id}/rollback", post(admin::rollback).fallback(allow("POST")))
-        .route_layer(middleware::from_fn_with_state(gw.clone(), require_auth));
-    let session_api = Router::new()
-        .route("/sessions", get(sessions::list).fallback(|| async { ApiError::method_not_allowed("GET") }))
-        .route(
-            "/sessions/{key}",
-            axum::routing::delete(sessions::reset).fallback(|| async { ApiError::method_not_allowed("DELETE") }),
-        )
-        .route(
-            "/sessions/{key}/history",
-            get(sessions::history).fallback(|| async { ApiError::method_not_allowed("GET") }),
-        )
-        .route_layer(middleware::from_fn_with_state(gw.clone(), require_auth));
-    let mut routes = Router::new().merge(session_api).merge(admin_api);
-    if gw.config.gateway.metrics.enabled {
-        let metrics = Router::new().route("/metrics", get(metrics).fallback(allow("GET")));
-        routes = routes.merge(match gw.config.gateway.metrics.access {
-            MetricsAccess::Auth => metrics.route_layer(middleware::from_fn_with_state(gw.clone(), require_auth)),
-            MetricsAccess::Loopback => metrics.route_layer(middleware::from_fn(loopback_only)),
-        });
-    }
-    if gw.config.gateway.http.endpoints.chat_completions.enabled {
-        let protected = Router::new()
-            .route(
-                "/v1/chat/completions",
-                post(chat::completions).fallback(|| async { ApiError::method_not_allowed("POST") }),
-            )
-            .route("/v1/models", get(models::list).fallback(|| async { ApiError::method_not_allowed("GET") }))
-            // Only on a router with routes: axum panics on an empty one.
-            .route_layer(middleware::from_fn_with_state(gw.clone(), require_auth));
-        routes = routes.merge(protected);
-    }
-    routes
-        // The WebSocket protocol lives on the root path, as in OpenClaw.
-        .route("/", get(crate::ws::upgrade))
-        .route("/health", get(health::live))
-        .route("/healthz", get(health::live))
-        .route("/ready", get(health::ready))
-        .route("/readyz", get(health::ready))
+    routes::router(&gw)
         .fallback(|| async { ApiError::not_found() })
         .layer(middleware::from_fn_with_state(gw.clone(), count_requests))
         .with_state(gw)
@@ -105,24 +55,18 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
-/// Bearer auth before anything else on protected routes.
-async fn require_auth(
+/// `GET /`: every request on the root path is decided here. Today that is
+/// OpenClaw's WebSocket protocol (which authenticates inside its `connect`
+/// frame); an `Origin` policy and the control page belong here too.
+async fn root(
     State(gw): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let ip = peer.ip();
-    gw.lockout.check(ip).map_err(ApiError::locked_out)?;
-    if let Err(failure) = gw.auth.verify_bearer(request.headers()) {
-        gw.agents.metrics().auth_failure();
-        if let Some(lockout) = gw.lockout.fail(ip) {
-            tracing::warn!(%ip, lockout_secs = lockout.as_secs(), "client locked out after repeated auth failures");
-        }
-        return Err(failure.into());
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    match upgrade {
+        Ok(ws) => crate::ws::upgrade(gw, peer, ws),
+        Err(rejection) => rejection.into_response(),
     }
-    gw.lockout.succeed(ip);
-    Ok(next.run(request).await)
 }
 
 /// Count every response by matched route (not raw path: bounded label set).
@@ -140,18 +84,6 @@ async fn count_requests(State(gw): State<Arc<Gateway>>, request: Request, next: 
 async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     let body = gw.agents.metrics().render(&gw.agents.gauges());
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
-}
-
-async fn loopback_only(ConnectInfo(peer): ConnectInfo<SocketAddr>, request: Request, next: Next) -> Response {
-    if !peer.ip().is_loopback() {
-        return ApiError {
-            code: Some("forbidden"),
-            message: "Metrics are served to loopback clients only".into(),
-            ..ApiError::not_found()
-        }
-        .into_response_with(axum::http::StatusCode::FORBIDDEN);
-    }
-    next.run(request).await
 }
 
 /// Serve until `shutdown` resolves, then let open requests finish.

@@ -8,22 +8,19 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
+use crate::chat::AgentId;
 use crate::gateway::Gateway;
-use crate::runtime::AgentId;
-use crate::sessions::{StoreError, Transcript, role_name};
+use crate::sessions::{Transcript, role_name};
 
 /// `GET /sessions/{key}/history`
 pub async fn history(State(gw): State<Arc<Gateway>>, Path(key): Path<String>) -> Result<Json<Value>, ApiError> {
-    let store = gw.agents.sessions().clone();
-    let transcript = on_store(move || store.transcript(&key)).await?.ok_or_else(session_not_found)?;
+    let transcript = gw.agents.sessions().transcript(&key).await?.ok_or_else(session_not_found)?;
     Ok(Json(transcript_json(&transcript)))
 }
 
 /// `DELETE /sessions/{key}`: forget the transcript and the plugin state.
 pub async fn reset(State(gw): State<Arc<Gateway>>, Path(key): Path<String>) -> Result<Json<Value>, ApiError> {
-    let store = gw.agents.sessions().clone();
-    let k = key.clone();
-    if !on_store(move || store.delete(&k)).await? {
+    if !gw.agents.sessions().delete(&key).await? {
         return Err(session_not_found());
     }
     tracing::info!(session = %key, "session reset");
@@ -46,8 +43,7 @@ pub async fn list(State(gw): State<Arc<Gateway>>, Query(query): Query<ListQuery>
         ),
         None => None,
     };
-    let store = gw.agents.sessions().clone();
-    let sessions = on_store(move || store.list(agent.as_deref())).await?;
+    let sessions = gw.agents.sessions().list(agent.as_deref()).await?;
     let data: Vec<Value> = sessions
         .iter()
         .map(|s| {
@@ -84,13 +80,4 @@ pub fn transcript_json(t: &Transcript) -> Value {
 
 fn session_not_found() -> ApiError {
     ApiError { code: Some("session_not_found"), message: "No such session".into(), ..ApiError::not_found() }
-}
-
-async fn on_store<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(|e| ApiError::internal(e.to_string()))
 }

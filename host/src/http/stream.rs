@@ -31,7 +31,7 @@ impl Stream {
         self.pending.extend(chunks.into_iter().map(|c| SseEvent::default().data(c)));
     }
 
-    fn push_event(&mut self, event: &crate::runtime::Event) {
+    fn push_event(&mut self, event: &crate::chat::Event) {
         let mut chunks = Vec::new();
         self.encoder.event(event, &mut chunks);
         self.push(chunks);

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use backon::{ExponentialBuilder, Retryable};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::chat::{Message, ToolSpec};
 use crate::config::{Config, ProviderConfig, Secret};
-use crate::runtime::{Message, ToolSpec};
 
 pub use error::ProviderError;
 pub use stream::CompletionStream;

@@ -9,7 +9,7 @@ use futures::{Stream, StreamExt};
 
 use super::ProviderError;
 use super::wire;
-use crate::runtime::Event;
+use crate::chat::Event;
 
 type SseEvents = Pin<Box<dyn Stream<Item = Result<eventsource_stream::Event, String>> + Send>>;
 

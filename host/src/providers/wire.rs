@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::runtime::{Event, FinishReason, Message, Role, ToolCallDelta, ToolSpec, Usage};
+use crate::chat::{Event, FinishReason, Message, Role, ToolCallDelta, ToolSpec, Usage};
 
 /// Keys the host sets itself; an agent's `params` cannot override them.
 const RESERVED: [&str; 5] = ["model", "messages", "stream", "stream_options", "tools"];

@@ -10,9 +10,10 @@ use std::time::Instant;
 use tokio::sync::broadcast;
 
 use super::Agents;
-use crate::config::{AgentEntry, Config};
+use crate::chat::AgentId;
+use crate::config::{AgentEntry, Config, LimitsConfig};
 use crate::providers::ModelRoute;
-use crate::runtime::{AgentId, AgentSettings, AgentVersion, LoadError, RunLimits, shipped};
+use crate::runtime::{AgentSettings, AgentSource, AgentVersion, LoadError, RunLimits, shipped};
 
 /// Why an install, rollback or removal did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +47,7 @@ impl Agents {
         &self,
         id: AgentId,
         bytes: Arc<[u8]>,
-        source: String,
+        source: AgentSource,
         settings: Option<AgentSettings>,
     ) -> Result<Arc<AgentVersion>, InstallError> {
         if bytes.len() > self.max_component_bytes {
@@ -54,23 +55,21 @@ impl Agents {
         }
         let settings = match (settings, self.registry.get(&id)) {
             (Some(settings), _) => settings,
-            (None, Some(current)) => current.settings(),
-            (None, None) => {
-                AgentSettings { limits: RunLimits::from_config(&self.default_limits), ..AgentSettings::default() }
-            }
+            (None, Some(current)) => current.settings().clone(),
+            (None, None) => AgentSettings { limits: run_limits(&self.default_limits), ..AgentSettings::default() },
         };
         let started = Instant::now();
         let version = self.runtime.load(id.clone(), source.clone(), bytes, settings).await;
         let version = match version {
             Ok(v) => Arc::new(v),
             Err(e) => {
-                tracing::warn!(agent = %id, source, error = %e, "agent rejected; the running version keeps serving");
+                tracing::warn!(agent = %id, %source, error = %e, "agent rejected; the running version keeps serving");
                 return Err(e.into());
             }
         };
         let replaced = self.registry.install(version.clone());
         tracing::info!(
-            agent = %id, source, digest = &version.digest[..12], plugin = %version.info.name,
+            agent = %id, %source, world = version.world(), digest = &version.digest[..12], plugin = %version.info.name,
             version = %version.info.version, cached = version.from_cache, ms = started.elapsed().as_millis() as u64,
             replaced = replaced.as_ref().map(|r| &r.digest[..12]), "agent installed"
         );
@@ -117,8 +116,8 @@ impl Agents {
         entry: &AgentEntry,
     ) -> Result<Arc<AgentVersion>, InstallError> {
         let agent_id = AgentId::parse(id).ok_or_else(|| InstallError::Source(format!("{id:?} is not an agent id")))?;
-        let (source, bytes): (String, Arc<[u8]>) = match shipped::component(&entry.plugin) {
-            Some(bytes) => (format!("shipped:{}", entry.plugin), bytes.into()),
+        let (source, bytes): (AgentSource, Arc<[u8]>) = match shipped::component(&entry.plugin) {
+            Some(bytes) => (AgentSource::Shipped(entry.plugin.clone()), bytes.into()),
             None => {
                 let path = config.resolve_path(&entry.plugin);
                 let bytes = std::fs::read(&path).map_err(|e| {
@@ -129,7 +128,7 @@ impl Agents {
                         path.display()
                     ))
                 })?;
-                (format!("config:{}", path.display()), bytes.into())
+                (AgentSource::Config(path), bytes.into())
             }
         };
         let settings = self.entry_settings(id, entry)?;
@@ -152,7 +151,7 @@ impl Agents {
             }
             _ => None,
         };
-        let limits = RunLimits::from_config(&entry.limits.or(&self.default_limits));
+        let limits = run_limits(&entry.limits.or(&self.default_limits));
         Ok(AgentSettings { config: entry.config.clone(), limits, llm })
     }
 
@@ -163,13 +162,19 @@ impl Agents {
             Ok(b) => b,
             Err(e) => return Some(Err(InstallError::Source(format!("cannot read {}: {e}", path.display())))),
         };
-        Some(self.install(id, bytes.into(), dir_source(path), None).await)
+        Some(self.install(id, bytes.into(), AgentSource::Folder(path.to_path_buf()), None).await)
     }
 }
 
-/// The source label of a component from the agents folder.
-pub fn dir_source(path: &Path) -> String {
-    format!("dir:{}", path.display())
+/// Built-in run limits overridden by whatever the config sets.
+pub fn run_limits(limits: &LimitsConfig) -> RunLimits {
+    let d = RunLimits::default();
+    RunLimits {
+        memory_bytes: limits.memory_bytes.unwrap_or(d.memory_bytes),
+        time_budget: limits.timeout_ms.map_or(d.time_budget, std::time::Duration::from_millis),
+        output_bytes: limits.max_output_bytes.unwrap_or(d.output_bytes),
+        max_concurrent: limits.max_concurrent_runs,
+    }
 }
 
 /// `main.wasm` → `main`; anything else → `None`.

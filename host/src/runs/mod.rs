@@ -1,6 +1,7 @@
 //! The one run path every door uses: resolve the agent, start the run, stream
 //! its events, report how it ended. Nothing here knows about OpenAI JSON.
 
+mod board;
 mod install;
 mod watch;
 
@@ -10,15 +11,14 @@ use anyhow::Context as _;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::chat::{AgentId, Event, Message, Reply, Role, RunRequest, ToolSpec};
 use crate::config::Config;
 use crate::providers::Providers;
-use crate::runtime::{
-    AgentId, AgentRegistry, AgentVersion, EngineLimits, Event, Message, Role, RunError, RunRequest, Runtime, ToolSpec,
-};
-use crate::sessions::{LaneTicket, Lanes, SessionKey, SessionStore, SqliteStore, StoreError};
+use crate::runtime::{AgentRegistry, AgentVersion, EngineLimits, RunError, Runtime};
+use crate::sessions::{SessionKey, SessionStore, StoreError, StoreFuture, Turn};
 
-pub use crate::runtime::{Reply, finish_reason, finish_reason_name};
-pub use install::{AgentsChanged, InstallError, agent_id_of, dir_source};
+pub use board::{Finished, RunBoard, RunEnd, RunResult, Tracking};
+pub use install::{AgentsChanged, InstallError, agent_id_of, run_limits};
 pub use watch::{Watcher, watch_agents_dir, watch_config};
 
 /// Events buffered between a run and its consumer; beyond this the guest waits.
@@ -39,7 +39,7 @@ pub struct RunInput {
 impl RunInput {
     /// One plain user message, as the CLI and the WebSocket methods send.
     pub fn user_message(agent: AgentId, session: SessionKey, text: String) -> Self {
-        let message = Message { role: Role::User, content: text, name: None, tool_call_id: None, tool_calls: vec![] };
+        let message = Message::text(Role::User, text);
         Self { agent, session, messages: vec![message], tools: vec![], user: None, params: serde_json::json!({}) }
     }
 }
@@ -50,8 +50,7 @@ pub struct Agents {
     registry: AgentRegistry,
     default_agent: AgentId,
     sessions: Arc<dyn SessionStore>,
-    lanes: Lanes,
-    max_history: usize,
+    board: RunBoard,
     max_component_bytes: usize,
     changes: tokio::sync::broadcast::Sender<AgentsChanged>,
     default_limits: crate::config::LimitsConfig,
@@ -67,7 +66,7 @@ impl Agents {
     /// Build the engine, open the session store and load every configured agent;
     /// any failure stops start-up.
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let sessions: Arc<dyn SessionStore> = Arc::new(SqliteStore::open(&config.sessions_path())?);
+        let sessions = crate::sessions::open(config).await?;
         let providers = Providers::from_config(config)?;
         let max_runs = config.agents.max_concurrent_runs;
         // Instances beyond the run cap serve loads and info() calls.
@@ -79,8 +78,7 @@ impl Agents {
             registry: AgentRegistry::default(),
             default_agent,
             sessions,
-            lanes: Lanes::default(),
-            max_history: config.sessions.max_history_messages,
+            board: RunBoard::default(),
             max_component_bytes: config.agents.max_component_bytes,
             changes: tokio::sync::broadcast::channel(64).0,
             default_limits: config.agents.limits.clone(),
@@ -133,8 +131,13 @@ impl Agents {
     }
 
     /// The transcript store.
-    pub fn sessions(&self) -> &Arc<dyn SessionStore> {
-        &self.sessions
+    pub fn sessions(&self) -> &dyn SessionStore {
+        self.sessions.as_ref()
+    }
+
+    /// Runs that doors track for waits, aborts and retries.
+    pub fn board(&self) -> &RunBoard {
+        &self.board
     }
 
     /// Start a run. Fails at once for an unknown agent; everything else is
@@ -151,8 +154,9 @@ impl Agents {
             return Err(RunError::NoCapacity);
         };
         let run_id = uuid::Uuid::new_v4().to_string();
-        // Taken here, synchronously, so runs on one key keep their arrival order.
-        let ticket = input.session.persistent.then(|| self.lanes.enter(&input.session.key));
+        // Begun here, synchronously, so runs on one key keep their arrival order.
+        let begin =
+            input.session.persistent.then(|| self.sessions.begin_turn(&input.session.key, input.agent.as_str()));
         let turn = new_turn(&input.messages);
         let request = RunRequest {
             run_id: run_id.clone(),
@@ -164,8 +168,7 @@ impl Agents {
             params: input.params.to_string(),
         };
         let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
-        let job =
-            Job { agent: agent.clone(), store: self.sessions.clone(), max_history: self.max_history, ticket, turn };
+        let job = Job { agent: agent.clone(), begin, turn };
         let (log_run_id, log_agent, metrics) = (run_id.clone(), agent.id.clone(), self.metrics.clone());
         // The run logs under the caller's span (e.g. the HTTP request id).
         let task = tokio::spawn(tracing::Instrument::instrument(
@@ -224,47 +227,34 @@ impl Drop for Outcome {
 /// One run's work inside its task.
 struct Job {
     agent: Arc<AgentVersion>,
-    store: Arc<dyn SessionStore>,
-    max_history: usize,
-    /// Present for persistent sessions.
-    ticket: Option<LaneTicket>,
+    /// Present for persistent sessions: the turn, its lane place already taken.
+    begin: Option<StoreFuture<Turn>>,
     /// The client's new messages, appended with the reply on success.
     turn: Vec<Message>,
 }
 
 impl Job {
-    async fn run(mut self, request: RunRequest, events: mpsc::Sender<Event>) -> Result<(), RunError> {
-        let Some(ticket) = self.ticket.as_mut() else {
+    async fn run(self, request: RunRequest, events: mpsc::Sender<Event>) -> Result<(), RunError> {
+        let Some(begin) = self.begin else {
             // Per-request session: nothing to load, nothing kept.
-            return self.agent.run(&request, events, None).await.map(drop);
+            return self.agent.run(request, events, None).await.map(drop);
         };
-        ticket.wait().await;
-        let (store, key, agent, max) =
-            (self.store.clone(), request.session_key.clone(), request.agent_id.clone(), self.max_history);
-        let session = blocking(move || store.load(&key, &agent, max)).await?;
-        let outcome = self.agent.run(&request, events, Some(session)).await?;
-        let mut turn = std::mem::take(&mut self.turn);
-        turn.push(outcome.reply.to_message());
-        let (store, ticket) = (self.store.clone(), self.ticket.take());
-        blocking(move || {
-            // The lane stays taken until the write is committed, even if the
-            // run's task is aborted meanwhile (blocking work runs to the end).
-            let _ticket = ticket;
-            store.append_turn(&request.session_key, &request.agent_id, &turn, &outcome.state_changes)
-        })
-        .await
+        let mut turn = begin.await?;
+        let session = std::mem::take(&mut turn.session);
+        let outcome = self.agent.run(request, events, Some(session)).await?;
+        let mut messages = self.turn;
+        messages.push(outcome.reply.to_message());
+        turn.commit(messages, outcome.state_changes).await?;
+        Ok(())
     }
 }
 
-/// Run store work on the blocking pool and map its errors.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, RunError> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e @ StoreError::WrongAgent { .. })) => Err(RunError::InvalidRequest(e.to_string())),
-        Ok(Err(e)) => Err(RunError::Internal(e.to_string())),
-        Err(e) => Err(RunError::Internal(format!("session store task failed: {e}"))),
+impl From<StoreError> for RunError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::WrongAgent { .. } => Self::InvalidRequest(e.to_string()),
+            e => Self::Internal(e.to_string()),
+        }
     }
 }
 

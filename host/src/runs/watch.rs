@@ -10,8 +10,10 @@ use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
 use tokio::sync::mpsc;
 
 use super::Agents;
-use super::install::{agent_id_of, dir_source};
+use super::install::agent_id_of;
+use crate::chat::AgentId;
 use crate::config::{AgentEntry, Config};
+use crate::runtime::AgentSource;
 
 /// Quiet time after the last file event before acting on it.
 const DEBOUNCE: Duration = Duration::from_millis(150);
@@ -55,7 +57,7 @@ async fn apply_file_change(agents: &Agents, path: &Path) {
     if path.is_file() {
         // Errors are logged by install; the running version keeps serving.
         let _ = agents.install_file(path).await;
-    } else if agents.registry().get(&id).is_some_and(|v| v.source == dir_source(path)) {
+    } else if agents.registry().get(&id).is_some_and(|v| v.source == AgentSource::Folder(path.to_path_buf())) {
         let _ = agents.remove(&id);
     }
 }
@@ -117,13 +119,9 @@ async fn apply_entries(
     let gone: BTreeSet<String> = applied.keys().filter(|id| !wanted.contains_key(*id)).cloned().collect();
     for id in gone {
         applied.remove(&id);
-        let Some(agent_id) = crate::runtime::AgentId::parse(&id) else { continue };
+        let Some(agent_id) = AgentId::parse(&id) else { continue };
         // Only agents the config put there; uploads and dropped files stay.
-        if agents
-            .registry()
-            .get(&agent_id)
-            .is_some_and(|v| v.source.starts_with("shipped:") || v.source.starts_with("config:"))
-        {
+        if agents.registry().get(&agent_id).is_some_and(|v| v.source.from_config()) {
             let _ = agents.remove(&agent_id);
         }
     }

@@ -1,6 +1,7 @@
 //! One loaded version of an agent, and how it runs a turn.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -8,12 +9,12 @@ use tokio::sync::mpsc;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
-use super::AgentId;
-use super::bindings::{Agent, AgentInfo, AgentPre, Event, RunRequest};
+use super::budget::Exhausted;
 use super::cache::CompileCache;
+use super::capabilities::{Capabilities, RunContext, RunState};
 use super::error::RunError;
-use super::reply::Reply;
-use super::state::{OutputStop, RunState};
+use super::wit::AgentPre;
+use crate::chat::{AgentId, AgentInfo, Event, Reply, RunRequest};
 use crate::providers::ModelRoute;
 use crate::sessions::{SessionData, StateChanges};
 
@@ -38,19 +39,6 @@ impl Default for RunLimits {
     }
 }
 
-impl RunLimits {
-    /// Built-in defaults overridden by whatever the config sets.
-    pub fn from_config(limits: &crate::config::LimitsConfig) -> Self {
-        let d = Self::default();
-        Self {
-            memory_bytes: limits.memory_bytes.unwrap_or(d.memory_bytes),
-            time_budget: limits.timeout_ms.map_or(d.time_budget, Duration::from_millis),
-            output_bytes: limits.max_output_bytes.unwrap_or(d.output_bytes),
-            max_concurrent: limits.max_concurrent_runs,
-        }
-    }
-}
-
 /// What an operator set for an agent; carried over when its component is replaced.
 #[derive(Debug, Clone, Default)]
 pub struct AgentSettings {
@@ -59,6 +47,40 @@ pub struct AgentSettings {
     pub limits: RunLimits,
     /// Where its `llm` calls go.
     pub llm: Option<ModelRoute>,
+}
+
+/// Where an agent version came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentSource {
+    /// A plugin built into the binary, by name.
+    Shipped(String),
+    /// A file named by `agents.entries.<id>.plugin`.
+    Config(PathBuf),
+    /// A file in the agents folder.
+    Folder(PathBuf),
+    /// Uploaded through the admin HTTP API.
+    AdminApi,
+    /// Uploaded through the WebSocket `agents.install` method.
+    WebSocket,
+}
+
+impl AgentSource {
+    /// True for sources the config file put there (a config edit may remove them).
+    pub fn from_config(&self) -> bool {
+        matches!(self, Self::Shipped(_) | Self::Config(_))
+    }
+}
+
+impl std::fmt::Display for AgentSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Shipped(name) => write!(f, "shipped:{name}"),
+            Self::Config(path) => write!(f, "config:{}", path.display()),
+            Self::Folder(path) => write!(f, "dir:{}", path.display()),
+            Self::AdminApi => f.write_str("admin-api"),
+            Self::WebSocket => f.write_str("websocket"),
+        }
+    }
 }
 
 /// What a successful run produced, for the transcript.
@@ -77,13 +99,11 @@ pub struct AgentVersion {
     /// sha256 of the component bytes, hex.
     pub digest: String,
     pub info: AgentInfo,
-    /// Where it came from (`shipped:echo`, a file path, …).
-    pub source: String,
+    pub source: AgentSource,
     pub loaded_at: SystemTime,
-    pre: AgentPre<RunState>,
-    config: Arc<BTreeMap<String, String>>,
-    limits: RunLimits,
-    llm: Option<ModelRoute>,
+    pre: AgentPre,
+    settings: AgentSettings,
+    capabilities: Capabilities,
     in_flight: std::sync::atomic::AtomicUsize,
     /// Present when `max_concurrent` is set.
     slots: Option<Arc<tokio::sync::Semaphore>>,
@@ -129,11 +149,10 @@ impl AgentVersion {
         linker: &Linker<RunState>,
         cache: Option<Arc<CompileCache>>,
         id: AgentId,
-        source: String,
+        source: AgentSource,
         bytes: Arc<[u8]>,
         settings: AgentSettings,
     ) -> Result<Self, LoadError> {
-        let AgentSettings { config, limits, llm } = settings;
         let digest = {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(&bytes))
@@ -148,20 +167,18 @@ impl AgentVersion {
             .map_err(|e| LoadError::Compile(e.to_string()))?
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?
         };
-        let pre = linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let pre = AgentPre::new(pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let config = Arc::new(config);
-        let slots = limits.max_concurrent.map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
+        let pre = AgentPre::new(linker, &component)
+            .map_err(|e| LoadError::Link(format!("(supported: {}) {e}", super::wit::WORLDS.join(", "))))?;
+        let slots = settings.limits.max_concurrent.map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
         let mut version = Self {
+            capabilities: Capabilities::prepare(&id, &settings),
             id,
             digest,
-            info: AgentInfo { name: String::new(), version: String::new(), description: String::new() },
+            info: AgentInfo::default(),
             source,
             loaded_at: SystemTime::now(),
             pre,
-            config,
-            limits,
-            llm,
+            settings,
             in_flight: Default::default(),
             slots,
             from_cache,
@@ -183,36 +200,27 @@ impl AgentVersion {
         self.in_flight.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The settings this version reads through `config.get`.
-    pub fn config(&self) -> &BTreeMap<String, String> {
-        &self.config
-    }
-
     /// The limits each run of this version gets.
     pub fn limits(&self) -> &RunLimits {
-        &self.limits
+        &self.settings.limits
     }
 
     /// Everything the operator set, to carry over to a replacement.
-    pub fn settings(&self) -> AgentSettings {
-        AgentSettings { config: (*self.config).clone(), limits: self.limits.clone(), llm: self.llm.clone() }
+    pub fn settings(&self) -> &AgentSettings {
+        &self.settings
     }
 
-    /// Where this agent's `llm` calls go.
-    pub fn model_route(&self) -> Option<&ModelRoute> {
-        self.llm.as_ref()
+    /// The contract version the component was built against.
+    pub fn world(&self) -> &'static str {
+        self.pre.world()
     }
 
     async fn call_info(&self) -> Result<AgentInfo, RunError> {
-        let mut store = self.store(None, None);
-        let call = async {
-            let agent = self.pre.instantiate_async(&mut store).await?;
-            agent.call_info(&mut store).await
-        };
-        match tokio::time::timeout(INFO_BUDGET, call).await {
-            Err(_) => Err(RunError::Timeout(INFO_BUDGET)),
+        let mut store = self.store(RunContext { events: None, session: None });
+        match tokio::time::timeout(INFO_BUDGET, self.pre.info(&mut store)).await {
+            Err(_) => Err(Exhausted::Time(INFO_BUDGET).into()),
             Ok(Ok(info)) => Ok(info),
-            Ok(Err(e)) => Err(RunError::from_wasmtime(e, self.exceeded(&store))),
+            Ok(Err(e)) => Err(trap(e, &store)),
         }
     }
 
@@ -223,48 +231,35 @@ impl AgentVersion {
     /// Dropping the returned future cancels the run and frees the instance.
     pub async fn run(
         &self,
-        req: &RunRequest,
+        req: RunRequest,
         events: mpsc::Sender<Event>,
         session: Option<SessionData>,
     ) -> Result<RunOutcome, RunError> {
         let _counted = InFlight::enter(&self.in_flight);
-        let mut store = self.store(Some(events), session);
-        let call = async {
-            let agent: Agent = self.pre.instantiate_async(&mut store).await?;
-            agent.call_run(&mut store, req).await
+        let mut store = self.store(RunContext { events: Some(events), session });
+        let budget = self.settings.limits.time_budget;
+        let Ok(returned) = tokio::time::timeout(budget, self.pre.run(&mut store, req)).await else {
+            return Err(Exhausted::Time(budget).into());
         };
-        let outcome = tokio::time::timeout(self.limits.time_budget, call).await;
-        let stop = store.data().output_stop;
-        match outcome {
-            Err(_) => Err(RunError::Timeout(self.limits.time_budget)),
-            // The output side decided first: whatever the guest returned after
-            // being told to stop is noise.
-            Ok(_) if stop == Some(OutputStop::Closed) => Err(RunError::Cancelled),
-            Ok(_) if stop == Some(OutputStop::Limit) => Err(RunError::OutputLimit),
-            Ok(Ok(Ok(()))) => {
-                let state = store.into_data();
-                Ok(RunOutcome { reply: state.reply.unwrap_or_default(), state_changes: state.changes })
+        if let Some(exhausted) = store.data().exhausted(false) {
+            return Err(exhausted.into());
+        }
+        match returned {
+            Ok(Ok(())) => {
+                let state = store.data_mut();
+                Ok(RunOutcome { reply: state.output.take_reply(), state_changes: state.session.take_changes() })
             }
             // Gave up after a model call failed: the client hears why (429, 502, 504).
-            Ok(Ok(Err(agent_error))) => match store.data_mut().llm_failure.take() {
+            Ok(Err(agent_error)) => match store.data_mut().llm.take_failure() {
                 Some(upstream) => Err(RunError::Upstream(upstream)),
                 None => Err(agent_error.into()),
             },
-            Ok(Err(e)) => Err(RunError::from_wasmtime(e, self.exceeded(&store))),
+            Err(e) => Err(trap(e, &store)),
         }
     }
 
-    fn store(&self, events: Option<mpsc::Sender<Event>>, session: Option<SessionData>) -> Store<RunState> {
-        let state = RunState::new(
-            self.id.as_str(),
-            self.config.clone(),
-            events,
-            self.limits.memory_bytes,
-            self.limits.output_bytes,
-            session,
-            self.llm.clone(),
-        );
-        let mut store = Store::new(self.pre.engine(), state);
+    fn store(&self, run: RunContext) -> Store<RunState> {
+        let mut store = Store::new(self.pre.engine(), self.capabilities.instantiate(run));
         store.limiter(|s| &mut s.memory);
         // Yield to the executor on every epoch tick: a guest spinning on the
         // CPU cannot starve other tasks, and the time budget can fire.
@@ -272,8 +267,12 @@ impl AgentVersion {
         store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
         store
     }
+}
 
-    fn exceeded(&self, store: &Store<RunState>) -> Option<usize> {
-        store.data().memory.exceeded.then_some(self.limits.memory_bytes)
+/// A wasmtime error out of a call: a budget the guest ran out of, else a trap.
+fn trap(e: wasmtime::Error, store: &Store<RunState>) -> RunError {
+    match store.data().exhausted(true) {
+        Some(exhausted) => exhausted.into(),
+        None => RunError::from_wasmtime(e),
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::bindings::AgentError;
+use crate::chat::AgentError;
 
 /// A run that ended without a complete reply.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -62,12 +62,9 @@ impl RunError {
     }
 
     /// Classify an error out of wasmtime (trap, pool exhaustion, host bug).
-    pub(super) fn from_wasmtime(err: wasmtime::Error, memory_exceeded: Option<usize>) -> Self {
+    pub(super) fn from_wasmtime(err: wasmtime::Error) -> Self {
         if err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
             return Self::NoCapacity;
-        }
-        if let Some(max) = memory_exceeded {
-            return Self::MemoryLimit(max);
         }
         match err.downcast_ref::<wasmtime::Trap>() {
             Some(trap) => Self::Trapped(trap.to_string()),

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::{AgentId, AgentVersion};
+use super::AgentVersion;
+use crate::chat::AgentId;
 
 /// One agent's versions.
 #[derive(Clone)]

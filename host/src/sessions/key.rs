@@ -1,8 +1,8 @@
-//! Session keys: which conversation a run belongs to, per WIRE.md.
+//! Session keys: which conversation a run belongs to, per docs/WIRE.md.
 
 use sha2::{Digest, Sha256};
 
-use crate::runtime::AgentId;
+use crate::chat::AgentId;
 
 /// Longest key a client may choose.
 pub const MAX_KEY_BYTES: usize = 256;

@@ -1,15 +1,24 @@
 //! Sessions: which conversation a run belongs to, its transcript, its lane,
-//! and the plugin's per-session state.
+//! and the plugin's per-session state. [`open`] picks the backend; everything
+//! else speaks the [`SessionStore`] trait.
 
 mod key;
 mod lanes;
 mod sqlite;
 mod store;
 
+use std::sync::Arc;
+
 pub use key::{InvalidSessionKey, MAX_KEY_BYTES, SessionKey, resolve};
-pub use lanes::{LaneTicket, Lanes};
-pub use sqlite::SqliteStore;
 pub use store::{
     MAX_STATE_KEY_BYTES, MAX_STATE_TOTAL_BYTES, MAX_STATE_VALUE_BYTES, SessionData, SessionStore, SessionSummary,
-    StateChanges, StoreError, StoredMessage, Transcript, now_ms, role_name,
+    StateChanges, StoreError, StoreFuture, StoredMessage, Transcript, Turn, TurnWriter, now_ms, role_name,
 };
+
+use crate::config::Config;
+
+/// Open the store the config names (today: SQLite at `sessions.path`).
+pub async fn open(config: &Config) -> Result<Arc<dyn SessionStore>, StoreError> {
+    let store = sqlite::SqliteStore::open(&config.sessions_path(), config.sessions.max_history_messages)?;
+    Ok(Arc::new(store))
+}

@@ -1,16 +1,19 @@
-//! The default session store: one SQLite file in WAL mode.
+//! The default session store: one SQLite file in WAL mode, with in-process
+//! lanes. SQLite calls block, so each runs on the blocking pool here and
+//! nowhere else.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::lanes::{LaneTicket, Lanes};
 use super::store::{
-    SessionData, SessionStore, SessionSummary, StateChanges, StoreError, StoredMessage, Transcript, now_ms,
-    role_from_name, role_name, tool_calls_from_json, tool_calls_json,
+    SessionData, SessionStore, SessionSummary, StateChanges, StoreError, StoreFuture, StoredMessage, Transcript, Turn,
+    TurnWriter, now_ms, role_from_name, role_name, tool_calls_from_json, tool_calls_json,
 };
-use crate::runtime::Message;
+use crate::chat::Message;
 
 /// Schema steps; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &[
@@ -43,12 +46,20 @@ const MIGRATIONS: &[&str] = &[
 
 /// SQLite-backed [`SessionStore`].
 pub struct SqliteStore {
+    db: Arc<Db>,
+    lanes: Lanes,
+    /// History messages a turn loads.
+    max_history: usize,
+}
+
+/// The connection and the blocking operations on it.
+struct Db {
     conn: Mutex<Connection>,
 }
 
 impl SqliteStore {
     /// Open (creating if needed) and migrate; a corrupt or unwritable file is an error naming it.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    pub fn open(path: &Path, max_history: usize) -> Result<Self, StoreError> {
         let fail = |message: String| StoreError::Open { path: path.display().to_string(), message };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create folder: {e}")))?;
@@ -72,12 +83,82 @@ impl SqliteStore {
         };
         setup().map_err(|e| fail(e.to_string()))?;
         migrate(&conn).map_err(|e| fail(format!("migration failed: {e}")))?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self { db: Arc::new(Db { conn: Mutex::new(conn) }), lanes: Lanes::default(), max_history })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut conn).map_err(|e| StoreError::Backend(e.to_string()))
+    /// Run `work` on the blocking pool with the database.
+    fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Db) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<T> {
+        let db = self.db.clone();
+        Box::pin(on_blocking_pool(move || work(&db)))
+    }
+}
+
+async fn on_blocking_pool<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(e) => Err(StoreError::Backend(format!("session store task failed: {e}"))),
+    }
+}
+
+impl SessionStore for SqliteStore {
+    fn begin_turn(&self, key: &str, agent: &str) -> StoreFuture<Turn> {
+        // Taken now, synchronously: the order of calls is the order of turns.
+        let mut ticket = self.lanes.enter(key);
+        let (db, key, agent, max) = (self.db.clone(), key.to_string(), agent.to_string(), self.max_history);
+        Box::pin(async move {
+            ticket.wait().await;
+            let load = {
+                let (db, key, agent) = (db.clone(), key.clone(), agent.clone());
+                on_blocking_pool(move || db.load(&key, &agent, max))
+            };
+            let session = load.await?;
+            Ok(Turn::new(session, Box::new(SqliteTurn { db, key, agent, ticket })))
+        })
+    }
+
+    fn transcript(&self, key: &str) -> StoreFuture<Option<Transcript>> {
+        let key = key.to_string();
+        self.blocking(move |db| db.transcript(&key))
+    }
+
+    fn list(&self, agent: Option<&str>) -> StoreFuture<Vec<SessionSummary>> {
+        let agent = agent.map(str::to_string);
+        self.blocking(move |db| db.list(agent.as_deref()))
+    }
+
+    fn delete(&self, key: &str) -> StoreFuture<bool> {
+        let key = key.to_string();
+        self.blocking(move |db| db.delete(&key))
+    }
+
+    fn expire_idle(&self, cutoff: SystemTime) -> StoreFuture<usize> {
+        self.blocking(move |db| db.expire_idle(cutoff))
+    }
+}
+
+/// A begun turn: the lane ticket travels with the write.
+struct SqliteTurn {
+    db: Arc<Db>,
+    key: String,
+    agent: String,
+    ticket: LaneTicket,
+}
+
+impl TurnWriter for SqliteTurn {
+    fn commit(self: Box<Self>, messages: Vec<Message>, state: StateChanges) -> StoreFuture<()> {
+        // Blocking work runs to its end even if the awaiting task is aborted,
+        // and the ticket is dropped only after it: the lane stays taken until
+        // the write is committed.
+        let Self { db, key, agent, ticket } = *self;
+        Box::pin(on_blocking_pool(move || {
+            let _ticket = ticket;
+            db.append_turn(&key, &agent, &messages, &state)
+        }))
     }
 }
 
@@ -101,7 +182,7 @@ fn read_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
     let tool_calls: String = row.get(4)?;
     Ok(StoredMessage {
         message: Message {
-            role: role_from_name(&role).unwrap_or(crate::runtime::Role::User),
+            role: role_from_name(&role).unwrap_or(crate::chat::Role::User),
             content: row.get(1)?,
             name: row.get(2)?,
             tool_call_id: row.get(3)?,
@@ -111,7 +192,12 @@ fn read_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
     })
 }
 
-impl SessionStore for SqliteStore {
+impl Db {
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut conn).map_err(|e| StoreError::Backend(e.to_string()))
+    }
+
     fn load(&self, key: &str, agent: &str, max_messages: usize) -> Result<SessionData, StoreError> {
         let loaded = self.with(|conn| {
             let Some(owner) = owner(conn, key)? else { return Ok(Err(())) };
@@ -227,40 +313,66 @@ impl SessionStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::Role;
+    use crate::chat::Role;
 
     fn msg(role: Role, content: &str) -> Message {
-        Message { role, content: content.into(), name: None, tool_call_id: None, tool_calls: vec![] }
+        Message::text(role, content)
     }
 
-    #[test]
-    fn turns_state_and_ownership_round_trip() {
+    fn open(path: &Path) -> SqliteStore {
+        SqliteStore::open(path, 2).unwrap()
+    }
+
+    #[tokio::test]
+    async fn turns_state_and_ownership_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("s.sqlite")).unwrap();
-        assert!(store.load("k", "main", 10).unwrap().history.is_empty());
+        let store = open(&dir.path().join("s.sqlite"));
+        let turn = store.begin_turn("k", "main").await.unwrap();
+        assert!(turn.session.history.is_empty());
         let state = StateChanges::from([("n".to_string(), Some(b"1".to_vec()))]);
-        store.append_turn("k", "main", &[msg(Role::User, "hi"), msg(Role::Assistant, "hi")], &state).unwrap();
-        store.append_turn("k", "main", &[msg(Role::User, "again")], &StateChanges::from([("n".into(), None)])).unwrap();
-        let data = store.load("k", "main", 2).unwrap();
+        turn.commit(vec![msg(Role::User, "hi"), msg(Role::Assistant, "hi")], state).await.unwrap();
+        let turn = store.begin_turn("k", "main").await.unwrap();
+        assert_eq!(turn.session.state.get("n").map(Vec::as_slice), Some(&b"1"[..]));
+        turn.commit(vec![msg(Role::User, "again")], StateChanges::from([("n".into(), None)])).await.unwrap();
+        let data = store.begin_turn("k", "main").await.unwrap().session;
         assert_eq!(data.history.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(), ["hi", "again"]);
         assert!(data.state.is_empty());
-        assert!(matches!(store.load("k", "beta", 10), Err(StoreError::WrongAgent { .. })));
-        assert!(matches!(
-            store.append_turn("k", "beta", &[], &StateChanges::new()),
-            Err(StoreError::WrongAgent { .. })
-        ));
-        assert_eq!(store.list(Some("main")).unwrap()[0].message_count, 3);
-        assert!(store.delete("k").unwrap());
-        assert!(store.transcript("k").unwrap().is_none());
+        assert!(matches!(store.begin_turn("k", "beta").await, Err(StoreError::WrongAgent { .. })));
+        assert_eq!(store.list(Some("main")).await.unwrap()[0].message_count, 3);
+        assert!(store.delete("k").await.unwrap());
+        assert!(store.transcript("k").await.unwrap().is_none());
     }
 
-    #[test]
-    fn migrations_run_once_and_reopen_cleanly() {
+    #[tokio::test]
+    async fn a_turn_waits_for_the_turn_begun_before_it_on_the_same_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir.path().join("s.sqlite"));
+        let first = store.begin_turn("k", "main").await.unwrap();
+        // Begun (lane taken) before the first commits: it must see that commit.
+        let mut second = store.begin_turn("k", "main");
+        let other = store.begin_turn("other", "main").await.unwrap();
+        assert!(other.session.history.is_empty(), "another key never waits");
+        assert!(futures::poll!(&mut second).is_pending(), "the second turn must wait for the first");
+        first.commit(vec![msg(Role::User, "one")], StateChanges::new()).await.unwrap();
+        let second = tokio::time::timeout(std::time::Duration::from_secs(10), second).await.unwrap().unwrap();
+        assert_eq!(second.session.history.len(), 1);
+        // A dropped turn (a failed run) frees the lane without writing.
+        drop(second);
+        let third = tokio::time::timeout(std::time::Duration::from_secs(10), store.begin_turn("k", "main"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(third.session.history.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn migrations_run_once_and_reopen_cleanly() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sqlite");
-        SqliteStore::open(&path).unwrap().append_turn("k", "a", &[msg(Role::User, "x")], &StateChanges::new()).unwrap();
-        let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.transcript("k").unwrap().unwrap().messages.len(), 1);
+        let turn = open(&path).begin_turn("k", "a").await.unwrap();
+        turn.commit(vec![msg(Role::User, "x")], StateChanges::new()).await.unwrap();
+        let store = open(&path);
+        assert_eq!(store.transcript("k").await.unwrap().unwrap().messages.len(), 1);
     }
 
     #[test]
@@ -268,7 +380,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.sqlite");
         std::fs::write(&path, vec![0x5a; 8192]).unwrap();
-        let err = SqliteStore::open(&path).err().expect("corrupt file must not open").to_string();
+        let err = SqliteStore::open(&path, 10).err().expect("corrupt file must not open").to_string();
         assert!(err.contains("bad.sqlite"), "{err}");
     }
 }

@@ -1,11 +1,13 @@
 //! What the gateway needs from a session store. SQLite implements it today; a
 //! networked store (PostgreSQL) for several gateways can implement it later.
-//! Methods block: callers run them on the blocking pool.
+//! Every method is async: a backend that blocks keeps that inside itself.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use crate::runtime::{Message, Role, ToolCall};
+use futures::future::BoxFuture;
+
+use crate::chat::{Message, Role, ToolCall};
 
 /// Longest state key a plugin may use.
 pub const MAX_STATE_KEY_BYTES: usize = 256;
@@ -62,20 +64,53 @@ pub enum StoreError {
     Backend(String),
 }
 
-/// Durable transcripts and plugin state.
+/// A store operation in flight. Owned, so callers may move it into a task.
+pub type StoreFuture<T> = BoxFuture<'static, Result<T, StoreError>>;
+
+/// Durable transcripts and plugin state, and the lanes that keep one turn at
+/// a time per session.
 pub trait SessionStore: Send + Sync {
-    /// History (last `max_messages`) and state of `key`, checking it belongs to `agent`.
-    fn load(&self, key: &str, agent: &str, max_messages: usize) -> Result<SessionData, StoreError>;
-    /// Append one turn and apply state changes, all or nothing.
-    fn append_turn(&self, key: &str, agent: &str, turn: &[Message], state: &StateChanges) -> Result<(), StoreError>;
+    /// Begin a turn of `agent` on `key`: its place in the session's lane is
+    /// taken when this is *called* (so calls order turns, whatever the
+    /// scheduler does later); the future resolves once every earlier turn on
+    /// the key has ended, with the history and state to run on. Fails when
+    /// the session belongs to another agent.
+    fn begin_turn(&self, key: &str, agent: &str) -> StoreFuture<Turn>;
     /// The whole transcript, if the session exists.
-    fn transcript(&self, key: &str) -> Result<Option<Transcript>, StoreError>;
+    fn transcript(&self, key: &str) -> StoreFuture<Option<Transcript>>;
     /// Sessions, optionally of one agent, most recent first.
-    fn list(&self, agent: Option<&str>) -> Result<Vec<SessionSummary>, StoreError>;
+    fn list(&self, agent: Option<&str>) -> StoreFuture<Vec<SessionSummary>>;
     /// Remove a session's transcript and state; false if it did not exist.
-    fn delete(&self, key: &str) -> Result<bool, StoreError>;
+    fn delete(&self, key: &str) -> StoreFuture<bool>;
     /// Remove sessions idle since before `cutoff`; returns how many.
-    fn expire_idle(&self, cutoff: SystemTime) -> Result<usize, StoreError>;
+    fn expire_idle(&self, cutoff: SystemTime) -> StoreFuture<usize>;
+}
+
+/// Writes a turn for the backend that began it.
+pub trait TurnWriter: Send {
+    /// Append `messages` and apply `state`, all or nothing. The session's
+    /// lane stays taken until the write has ended, even if the returned
+    /// future is dropped first.
+    fn commit(self: Box<Self>, messages: Vec<Message>, state: StateChanges) -> StoreFuture<()>;
+}
+
+/// A turn in progress: it holds the session's lane until committed or dropped.
+pub struct Turn {
+    /// What the run starts from.
+    pub session: SessionData,
+    writer: Box<dyn TurnWriter>,
+}
+
+impl Turn {
+    /// A turn that `writer` will commit.
+    pub fn new(session: SessionData, writer: Box<dyn TurnWriter>) -> Self {
+        Self { session, writer }
+    }
+
+    /// Keep the turn: the client's new messages and the reply, plus state writes.
+    pub async fn commit(self, messages: Vec<Message>, state: StateChanges) -> Result<(), StoreError> {
+        self.writer.commit(messages, state).await
+    }
 }
 
 /// Milliseconds since the Unix epoch.

@@ -1,115 +1,160 @@
-//! Methods other than runs: they translate to the same calls the HTTP API makes.
+//! The one table of WebSocket methods: name, the scope it needs, handler.
+//! `hello-ok` lists the table's names and [`dispatch`] is the one place a
+//! method is looked up and its scope checked. Handlers translate to the same
+//! calls the HTTP API makes.
 
 use std::sync::Arc;
 
 use base64::Engine as _;
+use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
 use super::frames::{Outbox, WsError, codes, err, now_ms, ok};
 use super::runs::{self, Door};
+use crate::auth::{Principal, Scope};
+use crate::chat::AgentId;
 use crate::gateway::Gateway;
-use crate::runtime::{AgentId, AgentVersion};
+use crate::runtime::{AgentSource, AgentVersion};
 use crate::sessions::{StoreError, role_name};
 
+/// One request of a connected client, as a handler gets it.
+pub struct Call {
+    pub gw: Arc<Gateway>,
+    pub out: Outbox,
+    pub id: Value,
+    pub params: Value,
+    pub principal: Principal,
+}
+
+/// `Ok(None)`: the handler answers on its own (runs answer later, or twice).
+type Answer = Result<Option<Value>, WsError>;
+
+/// One row of the table.
+pub struct Method {
+    pub name: &'static str,
+    pub scope: Scope,
+    handler: fn(Call) -> BoxFuture<'static, Answer>,
+}
+
+macro_rules! method {
+    ($name:literal, $scope:ident, $handler:path) => {
+        Method { name: $name, scope: Scope::$scope, handler: |call| Box::pin($handler(call)) }
+    };
+}
+
 /// Every method a connected client may call.
-pub const METHODS: &[&str] = &[
-    "health",
-    "status",
-    "agents.list",
-    "models.list",
-    "agent",
-    "agent.wait",
-    "chat.send",
-    "chat.history",
-    "chat.abort",
-    "sessions.list",
-    "sessions.reset",
-    "sessions.delete",
-    "agents.install",
-    "agents.rollback",
-    "agents.remove",
+pub const METHODS: &[Method] = &[
+    method!("health", Read, health),
+    method!("status", Read, status),
+    method!("agents.list", Read, agents_list),
+    method!("models.list", Read, models_list),
+    method!("agent", Write, agent),
+    method!("agent.wait", Write, runs::wait),
+    method!("chat.send", Write, chat_send),
+    method!("chat.history", Read, chat_history),
+    method!("chat.abort", Write, chat_abort),
+    method!("sessions.list", Read, sessions_list),
+    method!("sessions.reset", Write, sessions_delete),
+    method!("sessions.delete", Write, sessions_delete),
+    method!("agents.install", Admin, agents_install),
+    method!("agents.rollback", Admin, agents_rollback),
+    method!("agents.remove", Admin, agents_remove),
 ];
 
 /// Events a client may receive.
 pub const EVENTS: &[&str] = &["connect.challenge", "tick", "agent", "chat", "agents.changed", "shutdown"];
 
-/// Answer one request (runs answer on their own, possibly twice).
-pub async fn handle(gw: Arc<Gateway>, out: Outbox, id: Value, method: String, params: Value) {
-    let result = match method.as_str() {
-        "agent" => return runs::start(&gw, &out, &id, Door::Agent, params).await,
-        "chat.send" => return runs::start(&gw, &out, &id, Door::Chat, params).await,
-        "agent.wait" => runs::wait(&gw, &params).await,
-        "health" => Ok(json!({"ok": true, "ts": now_ms(), "agents": gw.agents.registry().list().len()})),
-        "status" => Ok(status(&gw)),
-        "agents.list" => Ok(agents_list(&gw)),
-        "models.list" => Ok(models_list(&gw)),
-        "chat.history" => chat_history(&gw, &params).await,
-        "chat.abort" => chat_abort(&gw, &params),
-        "sessions.list" => sessions_list(&gw, &params).await,
-        "sessions.reset" | "sessions.delete" => sessions_delete(&gw, &params).await,
-        "agents.install" => agents_install(&gw, &params).await,
-        "agents.rollback" => with_agent(&params, |id| gw.agents.rollback(id)).map(|v| agent_json(&v)),
-        "agents.remove" => {
-            with_agent(&params, |id| gw.agents.remove(id)).map(|v| json!({"id": v.id.to_string(), "removed": true}))
-        }
-        "connect" => Err(WsError::invalid("already connected")),
-        other => Err(WsError::invalid(format!("unknown method {other:?}"))),
-    };
-    out.send(match result {
-        Ok(payload) => ok(&id, payload),
-        Err(e) => err(&id, &e),
-    });
+/// The names `hello-ok` advertises.
+pub fn names() -> Vec<&'static str> {
+    METHODS.iter().map(|m| m.name).collect()
 }
 
-fn status(gw: &Gateway) -> Value {
-    json!({
+/// Answer one request of an authenticated connection.
+pub async fn dispatch(gw: Arc<Gateway>, out: Outbox, principal: Principal, id: Value, method: String, params: Value) {
+    let answer = match METHODS.iter().find(|m| m.name == method) {
+        None if method == "connect" => Err(WsError::invalid("already connected")),
+        None => Err(WsError::invalid(format!("unknown method {method:?}"))),
+        Some(m) if !principal.allows(m.scope) => {
+            tracing::info!(
+                principal = principal.name(),
+                method,
+                scope = m.scope.name(),
+                "request refused: scope missing"
+            );
+            Err(WsError::invalid(format!("{method} needs the {} scope", m.scope.name())))
+        }
+        Some(m) => (m.handler)(Call { gw, out: out.clone(), id: id.clone(), params, principal }).await,
+    };
+    match answer {
+        Ok(None) => {}
+        Ok(Some(payload)) => {
+            out.send(ok(&id, payload));
+        }
+        Err(e) => {
+            out.send(err(&id, &e));
+        }
+    }
+}
+
+async fn agent(call: Call) -> Answer {
+    runs::start(call, Door::Agent).await;
+    Ok(None)
+}
+
+async fn chat_send(call: Call) -> Answer {
+    runs::start(call, Door::Chat).await;
+    Ok(None)
+}
+
+async fn health(call: Call) -> Answer {
+    Ok(Some(json!({"ok": true, "ts": now_ms(), "agents": call.gw.agents.registry().list().len()})))
+}
+
+async fn status(call: Call) -> Answer {
+    let gw = &call.gw;
+    Ok(Some(json!({
         "server": {"name": "wasmclaw", "version": env!("CARGO_PKG_VERSION")},
         "ts": now_ms(),
         "ready": gw.is_ready(),
         "agents": gw.agents.registry().list().iter().map(|v| agent_json(v)).collect::<Vec<_>>(),
-    })
+    })))
 }
 
-fn agents_list(gw: &Gateway) -> Value {
+async fn agents_list(call: Call) -> Answer {
+    let gw = &call.gw;
     let agents: Vec<Value> = gw.agents.registry().list().iter().map(|v| agent_json(v)).collect();
-    json!({"defaultId": gw.agents.default_agent().to_string(), "mainKey": "main", "agents": agents})
+    Ok(Some(json!({"defaultId": gw.agents.default_agent().to_string(), "mainKey": "main", "agents": agents})))
 }
 
-fn models_list(gw: &Gateway) -> Value {
-    let models: Vec<Value> = gw
+async fn models_list(call: Call) -> Answer {
+    let models: Vec<Value> = call
+        .gw
         .agents
         .registry()
         .list()
         .iter()
         .map(|v| json!({"id": format!("openclaw/{}", v.id), "name": v.info.name, "provider": "wasmclaw"}))
         .collect();
-    json!({"models": models})
+    Ok(Some(json!({"models": models})))
 }
-
 fn agent_json(v: &AgentVersion) -> Value {
     json!({"id": v.id.to_string(), "name": v.info.name, "version": v.info.version,
-           "description": v.info.description, "digest": v.digest, "source": v.source})
+           "description": v.info.description, "digest": v.digest, "source": v.source.to_string()})
 }
 
 fn key_param<'p>(params: &'p Value, name: &str) -> Result<&'p str, WsError> {
     params[name].as_str().filter(|k| !k.is_empty()).ok_or_else(|| WsError::invalid(format!("missing {name}")))
 }
 
-async fn on_store<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, WsError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| WsError::new(codes::INTERNAL, e.to_string()))?
-        .map_err(|e| WsError::new(codes::INTERNAL, e.to_string()))
+fn store_error(e: StoreError) -> WsError {
+    WsError::new(codes::INTERNAL, e.to_string())
 }
 
-async fn chat_history(gw: &Gateway, params: &Value) -> Result<Value, WsError> {
+async fn chat_history(call: Call) -> Answer {
+    let params = &call.params;
     let key = key_param(params, "sessionKey")?.to_string();
     let limit = params["limit"].as_u64().unwrap_or(200) as usize;
-    let store = gw.agents.sessions().clone();
-    let k = key.clone();
-    let transcript = on_store(move || store.transcript(&k)).await?;
+    let transcript = call.gw.agents.sessions().transcript(&key).await.map_err(store_error)?;
     let messages: Vec<Value> = transcript
         .map(|t| t.messages)
         .unwrap_or_default()
@@ -122,35 +167,34 @@ async fn chat_history(gw: &Gateway, params: &Value) -> Result<Value, WsError> {
                    "timestamp": m.created_at})
         })
         .collect();
-    Ok(json!({"sessionKey": key, "messages": messages}))
+    Ok(Some(json!({"sessionKey": key, "messages": messages})))
 }
 
-fn chat_abort(gw: &Gateway, params: &Value) -> Result<Value, WsError> {
-    let key = key_param(params, "sessionKey")?;
-    let aborted = gw.ws_runs.abort(key, params["runId"].as_str());
-    Ok(json!({"ok": true, "aborted": !aborted.is_empty(), "runIds": aborted}))
+async fn chat_abort(call: Call) -> Answer {
+    let key = key_param(&call.params, "sessionKey")?;
+    let aborted = call.gw.agents.board().abort(&call.principal, key, call.params["runId"].as_str());
+    Ok(Some(json!({"ok": true, "aborted": !aborted.is_empty(), "runIds": aborted})))
 }
 
-async fn sessions_list(gw: &Gateway, params: &Value) -> Result<Value, WsError> {
-    let agent = params["agentId"].as_str().map(str::to_string);
-    let store = gw.agents.sessions().clone();
-    let sessions = on_store(move || store.list(agent.as_deref())).await?;
+async fn sessions_list(call: Call) -> Answer {
+    let agent = call.params["agentId"].as_str();
+    let sessions = call.gw.agents.sessions().list(agent).await.map_err(store_error)?;
     let sessions: Vec<Value> = sessions
         .iter()
         .map(|s| json!({"key": s.key, "agentId": s.agent, "updatedAt": s.last_activity, "messageCount": s.message_count}))
         .collect();
-    Ok(json!({"sessions": sessions}))
+    Ok(Some(json!({"sessions": sessions})))
 }
 
-async fn sessions_delete(gw: &Gateway, params: &Value) -> Result<Value, WsError> {
-    let key = key_param(params, "key").or_else(|_| key_param(params, "sessionKey"))?.to_string();
-    let store = gw.agents.sessions().clone();
-    let k = key.clone();
-    let deleted = on_store(move || store.delete(&k)).await?;
-    Ok(json!({"ok": true, "key": key, "deleted": deleted}))
+async fn sessions_delete(call: Call) -> Answer {
+    let params = &call.params;
+    let key = key_param(params, "key").or_else(|_| key_param(params, "sessionKey"))?;
+    let deleted = call.gw.agents.sessions().delete(key).await.map_err(store_error)?;
+    Ok(Some(json!({"ok": true, "key": key, "deleted": deleted})))
 }
 
-async fn agents_install(gw: &Gateway, params: &Value) -> Result<Value, WsError> {
+async fn agents_install(call: Call) -> Answer {
+    let params = &call.params;
     let id = agent_param(params)?;
     let encoded = key_param(params, "component")?;
     let bytes = base64::engine::general_purpose::STANDARD
@@ -162,8 +206,18 @@ async fn agents_install(gw: &Gateway, params: &Value) -> Result<Value, WsError> 
             return Err(WsError::invalid(format!("sha256 is {expected} but the component's is {actual}")));
         }
     }
-    let version = gw.agents.install(id, bytes.into(), "websocket".into(), None).await.map_err(install_error)?;
-    Ok(agent_json(&version))
+    let version =
+        call.gw.agents.install(id, bytes.into(), AgentSource::WebSocket, None).await.map_err(install_error)?;
+    Ok(Some(agent_json(&version)))
+}
+
+async fn agents_rollback(call: Call) -> Answer {
+    with_agent(&call.params, |id| call.gw.agents.rollback(id)).map(|v| Some(agent_json(&v)))
+}
+
+async fn agents_remove(call: Call) -> Answer {
+    with_agent(&call.params, |id| call.gw.agents.remove(id))
+        .map(|v| Some(json!({"id": v.id.to_string(), "removed": true})))
 }
 
 fn agent_param(params: &Value) -> Result<AgentId, WsError> {

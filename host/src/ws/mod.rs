@@ -11,16 +11,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 
+use crate::auth::Principal;
 use crate::config::AuthMode;
 use crate::gateway::Gateway;
 use frames::{Outbox, Outgoing, PROTOCOL, err, now_ms, ok};
 pub use frames::{Request, WsError, decode};
-pub use runs::RunBoard;
 
 /// Frames before a successful `connect` may be at most this big.
 const PRE_CONNECT_MAX: usize = 64 << 10;
@@ -36,12 +35,8 @@ mod close {
     pub const TOO_BIG: u16 = 1009;
 }
 
-/// `GET /` with an upgrade: start a protocol connection.
-pub async fn upgrade(
-    State(gw): State<Arc<Gateway>>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    ws: WebSocketUpgrade,
-) -> Response {
+/// An upgrade request on `/` (dispatched by the HTTP door): start a protocol connection.
+pub fn upgrade(gw: Arc<Gateway>, peer: std::net::SocketAddr, ws: WebSocketUpgrade) -> Response {
     let max = gw.config.gateway.ws.max_payload(gw.config.agents.max_component_bytes);
     // The library limit sits above ours so an oversize frame reaches our
     // check and gets a 1009 close instead of a dropped socket.
@@ -65,9 +60,9 @@ async fn connection(gw: Arc<Gateway>, socket: WebSocket, peer: std::net::IpAddr)
     out.event("connect.challenge", json!({"nonce": uuid::Uuid::new_v4().to_string(), "ts": now_ms()}));
     let max_payload = gw.config.gateway.ws.max_payload(gw.config.agents.max_component_bytes);
     let end = match tokio::time::timeout(CONNECT_TIMEOUT, handshake(&gw, &out, &mut stream, &conn_id, peer)).await {
-        Ok(Ok(())) => {
+        Ok(Ok(principal)) => {
             connected.store(true, Ordering::Relaxed);
-            serve(&gw, &out, &mut stream, &overflow, max_payload).await
+            serve(&gw, &out, &mut stream, &overflow, max_payload, principal).await
         }
         Ok(Err(close)) => {
             out.send(close);
@@ -103,14 +98,15 @@ async fn connection(gw: Arc<Gateway>, socket: WebSocket, peer: std::net::IpAddr)
     tracing::debug!(conn_id, "websocket closed");
 }
 
-/// Wait for `connect`; answer hello-ok, or an error and the close to send.
+/// Wait for `connect`; answer hello-ok and return who connected, or an
+/// error and the close to send.
 async fn handshake(
     gw: &Gateway,
     out: &Outbox,
     stream: &mut futures::stream::SplitStream<WebSocket>,
     conn_id: &str,
     peer: std::net::IpAddr,
-) -> Result<(), Outgoing> {
+) -> Result<Principal, Outgoing> {
     let policy_close = |reason: &str| Outgoing::Close { code: close::POLICY, reason: reason.into() };
     let text = loop {
         match stream.next().await {
@@ -149,7 +145,7 @@ async fn handshake(
         return Err(reject(&req.id, e));
     }
     let presented = p["auth"]["token"].as_str().or_else(|| p["auth"]["password"].as_str()).unwrap_or_default();
-    if !gw.auth.verify(presented) {
+    let Some(principal) = gw.auth.authenticate(presented) else {
         gw.agents.metrics().auth_failure();
         if let Some(lockout) = gw.lockout.fail(peer) {
             tracing::warn!(%peer, lockout_secs = lockout.as_secs(), "client locked out after repeated auth failures");
@@ -162,7 +158,7 @@ async fn handshake(
         e.details = Some(json!({"code": detail}));
         tracing::info!(client = %p["client"]["id"], "websocket connect refused: wrong credentials");
         return Err(reject(&req.id, e));
-    }
+    };
     gw.lockout.succeed(peer);
     let policy = &gw.config.gateway.ws;
     let role = p["role"].as_str().unwrap_or("operator");
@@ -174,7 +170,7 @@ async fn handshake(
             "type": "hello-ok",
             "protocol": PROTOCOL,
             "server": {"version": env!("CARGO_PKG_VERSION"), "connId": conn_id, "name": "wasmclaw"},
-            "features": {"methods": methods::METHODS, "events": methods::EVENTS},
+            "features": {"methods": methods::names(), "events": methods::EVENTS},
             "auth": {"role": role, "scopes": scopes},
             "policy": {
                 "maxPayload": policy.max_payload(gw.config.agents.max_component_bytes),
@@ -183,8 +179,11 @@ async fn handshake(
             },
         }),
     ));
-    tracing::info!(conn_id, client = %p["client"]["id"], version = %p["client"]["version"], "websocket client connected");
-    Ok(())
+    tracing::info!(
+        conn_id, principal = principal.name(), client = %p["client"]["id"], version = %p["client"]["version"],
+        "websocket client connected"
+    );
+    Ok(principal)
 }
 
 /// How a connection ended.
@@ -202,6 +201,7 @@ async fn serve(
     stream: &mut futures::stream::SplitStream<WebSocket>,
     overflow: &tokio::sync::Notify,
     max_payload: usize,
+    principal: Principal,
 ) -> End {
     let mut changes = gw.agents.subscribe();
     let mut shutdown = gw.shutdown_signal();
@@ -228,7 +228,8 @@ async fn serve(
                 }
                 match decode(&text) {
                     Ok(req) => {
-                        tokio::spawn(methods::handle(gw.clone(), out.clone(), req.id, req.method, req.params));
+                        let principal = principal.clone();
+                        tokio::spawn(methods::dispatch(gw.clone(), out.clone(), principal, req.id, req.method, req.params));
                     }
                     // The connection stays usable after a bad frame.
                     Err(e) => { out.send(err(&Value::Null, &e)); }

@@ -1,69 +1,25 @@
 //! `agent` and `chat.send`: the same run path as HTTP, translated into
 //! OpenClaw's `agent` / `chat` events; plus `agent.wait`, `chat.abort` and
-//! idempotent retries. Runs outlive the connection that started them.
+//! idempotent retries through the gateway's run board. Runs outlive the
+//! connection that started them.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use serde::Deserialize as _;
 use serde_json::{Value, json};
-use tokio::sync::{oneshot, watch};
 
 use super::frames::{Outbox, WsError, codes, err, now_ms, ok};
-use crate::gateway::Gateway;
-use crate::runs::RunInput;
-use crate::runtime::{AgentId, Event, RunError, finish_reason_name};
+use super::methods::Call;
+use crate::chat::{AgentId, Event, Reply, finish_reason_name};
+use crate::runs::{Finished, RunEnd, RunInput, RunResult, Tracking};
+use crate::runtime::RunError;
 use crate::sessions;
-
-/// How long a finished run's result answers retries and `agent.wait`.
-const KEEP_RESULTS: Duration = Duration::from_secs(600);
 
 /// Which method started a run: it decides the events and the answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Door {
     Agent,
     Chat,
-}
-
-struct Entry {
-    session_key: String,
-    abort: Option<oneshot::Sender<()>>,
-    result: watch::Receiver<Option<Value>>,
-    started: Instant,
-}
-
-/// Every WebSocket-started run of the gateway, across connections.
-#[derive(Default)]
-pub struct RunBoard {
-    runs: Mutex<HashMap<String, Entry>>,
-    idempotency: Mutex<HashMap<String, (Instant, String)>>,
-}
-
-impl RunBoard {
-    fn prune(&self) {
-        let cutoff = Instant::now() - KEEP_RESULTS;
-        self.runs.lock().unwrap().retain(|_, e| e.started > cutoff);
-        self.idempotency.lock().unwrap().retain(|_, (at, _)| *at > cutoff);
-    }
-
-    fn result(&self, run_id: &str) -> Option<watch::Receiver<Option<Value>>> {
-        self.runs.lock().unwrap().get(run_id).map(|e| e.result.clone())
-    }
-
-    /// Cancel running runs of a session (or just `run_id`); returns their ids.
-    pub fn abort(&self, session_key: &str, run_id: Option<&str>) -> Vec<String> {
-        let mut aborted = Vec::new();
-        for (id, entry) in self.runs.lock().unwrap().iter_mut() {
-            if entry.session_key == session_key
-                && run_id.is_none_or(|r| r == id)
-                && let Some(abort) = entry.abort.take()
-                && abort.send(()).is_ok()
-            {
-                aborted.push(id.clone());
-            }
-        }
-        aborted
-    }
 }
 
 /// `agent` / `chat.send` params (extra fields are accepted and ignored).
@@ -76,22 +32,22 @@ struct RunParams {
     idempotency_key: Option<String>,
 }
 
-/// Start a run for `agent` or `chat.send` and answer `id`.
-pub async fn start(gw: &Arc<Gateway>, out: &Outbox, id: &Value, door: Door, params: Value) {
-    if let Err(e) = try_start(gw, out, id, door, params).await {
-        out.send(err(id, &e));
+/// Start a run for `agent` or `chat.send` and answer the call.
+pub async fn start(call: Call, door: Door) {
+    if let Err(e) = try_start(&call, door).await {
+        call.out.send(err(&call.id, &e));
     }
 }
 
-async fn try_start(gw: &Arc<Gateway>, out: &Outbox, id: &Value, door: Door, params: Value) -> Result<(), WsError> {
-    let p: RunParams = serde_json::from_value(params).map_err(|e| WsError::invalid(format!("invalid params: {e}")))?;
-    let board = &gw.ws_runs;
-    board.prune();
-    if let Some(key) = &p.idempotency_key {
-        let earlier = board.idempotency.lock().unwrap().get(key).map(|(_, run)| run.clone());
-        if let Some(run_id) = earlier.and_then(|r| board.result(&r).map(|rx| (r, rx))) {
-            return replay(out, id, door, run_id.0, run_id.1).await;
-        }
+async fn try_start(call: &Call, door: Door) -> Result<(), WsError> {
+    let Call { gw, out, id, params, principal } = call;
+    let p = RunParams::deserialize(params).map_err(|e| WsError::invalid(format!("invalid params: {e}")))?;
+    let board = gw.agents.board();
+    if let Some(key) = &p.idempotency_key
+        && let Some((run_id, result)) = board.by_idempotency_key(principal, key)
+    {
+        replay(out, id, door, run_id, result);
+        return Ok(());
     }
     let agent = match (&p.agent_id, &p.session_key) {
         (Some(a), _) => AgentId::parse(a).ok_or_else(|| WsError::invalid(format!("{a:?} is not an agent id")))?,
@@ -112,57 +68,61 @@ async fn try_start(gw: &Arc<Gateway>, out: &Outbox, id: &Value, door: Door, para
         other => WsError::new(codes::UNAVAILABLE, other.to_string()),
     })?;
     let run_id = handle.run_id.clone();
-    let (abort_tx, abort_rx) = oneshot::channel();
-    let (result_tx, result_rx) = watch::channel(None);
-    board.runs.lock().unwrap().insert(
-        run_id.clone(),
-        Entry { session_key: key.clone(), abort: Some(abort_tx), result: result_rx, started: Instant::now() },
-    );
-    if let Some(k) = p.idempotency_key {
-        board.idempotency.lock().unwrap().insert(k, (Instant::now(), run_id.clone()));
-    }
+    let tracking = board.track(principal, &run_id, &key, p.idempotency_key.as_deref());
     let accepted = match door {
         Door::Agent => json!({"runId": run_id, "status": "accepted", "acceptedAt": now_ms()}),
         Door::Chat => json!({"runId": run_id, "status": "started"}),
     };
     out.send(ok(id, accepted));
     let stream = Stream { out: out.clone(), run_id, session_key: key, door, seq: 0, chat_seq: 0 };
-    tokio::spawn(stream.drive(handle, abort_rx, result_tx, id.clone()));
+    tokio::spawn(stream.drive(handle, tracking, id.clone()));
     Ok(())
 }
 
 /// A retried request: the first run's answer again, no events, no new run.
-async fn replay(
-    out: &Outbox,
-    id: &Value,
-    door: Door,
-    run_id: String,
-    mut result: watch::Receiver<Option<Value>>,
-) -> Result<(), WsError> {
+fn replay(out: &Outbox, id: &Value, door: Door, run_id: String, mut result: RunResult) {
     if door == Door::Chat {
         let status = if result.borrow().is_some() { "ok" } else { "in_flight" };
         out.send(ok(id, json!({"runId": run_id, "status": status, "cached": true})));
-        return Ok(());
+        return;
     }
-    let out = out.clone();
-    let id = id.clone();
+    let (out, id) = (out.clone(), id.clone());
     tokio::spawn(async move {
-        if let Ok(done) = result.wait_for(Option::is_some).await {
-            out.send(ok(&id, done.clone().unwrap_or_default()));
+        if let Ok(done) = result.wait_for(Option::is_some).await
+            && let Some(finished) = done.as_ref()
+        {
+            out.send(ok(&id, final_answer(&run_id, finished)));
         }
     });
-    Ok(())
 }
 
-/// `agent.wait {runId, timeoutMs?}`
-pub async fn wait(gw: &Arc<Gateway>, params: &Value) -> Result<Value, WsError> {
-    let run_id = params["runId"].as_str().ok_or_else(|| WsError::invalid("agent.wait needs a runId"))?;
-    let mut result = gw.ws_runs.result(run_id).ok_or_else(|| WsError::invalid(format!("unknown run {run_id:?}")))?;
-    let timeout = Duration::from_millis(params["timeoutMs"].as_u64().unwrap_or(30_000));
+/// `agent.wait {runId, timeoutMs?}`: the caller's own runs only.
+pub async fn wait(call: Call) -> Result<Option<Value>, WsError> {
+    let run_id = call.params["runId"].as_str().ok_or_else(|| WsError::invalid("agent.wait needs a runId"))?;
+    let mut result = call
+        .gw
+        .agents
+        .board()
+        .result(&call.principal, run_id)
+        .ok_or_else(|| WsError::invalid(format!("unknown run {run_id:?}")))?;
+    let timeout = Duration::from_millis(call.params["timeoutMs"].as_u64().unwrap_or(30_000));
     match tokio::time::timeout(timeout, result.wait_for(Option::is_some)).await {
-        Ok(Ok(done)) => Ok(done.clone().unwrap_or_default()),
-        _ => Ok(json!({"runId": run_id, "status": "timeout"})),
+        Ok(Ok(done)) => Ok(done.as_ref().map(|finished| final_answer(run_id, finished))),
+        _ => Ok(Some(json!({"runId": run_id, "status": "timeout"}))),
     }
+}
+
+/// The final `res` of an `agent` run, as OpenClaw's CLI reads it.
+fn final_answer(run_id: &str, finished: &Finished) -> Value {
+    let (status, summary) = match &finished.end {
+        RunEnd::Completed => ("ok", "completed".to_string()),
+        RunEnd::Aborted => ("aborted", "aborted".to_string()),
+        RunEnd::Failed(e @ RunError::Timeout(_)) => ("timeout", e.to_string()),
+        RunEnd::Failed(e) => ("error", e.to_string()),
+    };
+    let text = &finished.reply.text;
+    let payloads = if text.is_empty() { json!([]) } else { json!([{"text": text}]) };
+    json!({"runId": run_id, "status": status, "summary": summary, "result": {"payloads": payloads}})
 }
 
 struct Stream {
@@ -197,64 +157,52 @@ impl Stream {
         self.out.event("chat", payload);
     }
 
-    async fn drive(
-        mut self,
-        mut handle: crate::runs::RunHandle,
-        mut abort: oneshot::Receiver<()>,
-        result: watch::Sender<Option<Value>>,
-        request_id: Value,
-    ) {
+    async fn drive(mut self, mut handle: crate::runs::RunHandle, mut tracking: Tracking, request_id: Value) {
         self.agent_event("lifecycle", json!({"phase": "start", "startedAt": now_ms()}));
-        let mut reply = crate::runtime::Reply::default();
-        let outcome = loop {
+        let mut reply = Reply::default();
+        let end = loop {
             tokio::select! {
                 event = handle.next() => match event {
                     Some(event) => {
                         reply.push(&event);
                         self.forward(&event, &reply);
                     }
-                    None => break handle.finish().await.map_err(Some),
+                    None => break handle.finish().await.map_or_else(RunEnd::Failed, |()| RunEnd::Completed),
                 },
-                _ = &mut abort => {
+                // Only a real request stops the run: a sender dropped by the
+                // board is not one.
+                Ok(()) = &mut tracking.abort => {
                     drop(handle);
-                    break Err(None);
+                    break RunEnd::Aborted;
                 }
             }
         };
-        let text = reply.text.clone();
-        let message = json!({"role": "assistant", "content": [{"type": "text", "text": text}]});
-        let (status, summary) = match &outcome {
-            Ok(()) => {
+        let message = json!({"role": "assistant", "content": [{"type": "text", "text": reply.text}]});
+        match &end {
+            RunEnd::Completed => {
                 self.agent_event("lifecycle", json!({"phase": "end", "endedAt": now_ms()}));
                 let mut extra = json!({"message": message, "stopReason": finish_reason_name(reply.finish_reason())});
                 if let Some(u) = reply.usage {
                     extra["usage"] = json!({"inputTokens": u.prompt_tokens, "outputTokens": u.completion_tokens});
                 }
                 self.chat_event("final", extra);
-                ("ok", "completed".to_string())
             }
-            Err(None) => {
+            RunEnd::Aborted => {
                 self.agent_event("lifecycle", json!({"phase": "end", "aborted": true, "endedAt": now_ms()}));
                 self.chat_event("aborted", json!({"message": message}));
-                ("aborted", "aborted".to_string())
             }
-            Err(Some(e)) => {
-                let status = if matches!(e, RunError::Timeout(_)) { "timeout" } else { "error" };
+            RunEnd::Failed(e) => {
                 self.agent_event("lifecycle", json!({"phase": "error", "error": e.to_string(), "endedAt": now_ms()}));
                 self.chat_event("error", json!({"errorMessage": e.to_string()}));
-                (status, e.to_string())
             }
-        };
-        let payloads = if text.is_empty() { json!([]) } else { json!([{"text": text}]) };
-        let done =
-            json!({"runId": self.run_id, "status": status, "summary": summary, "result": {"payloads": payloads}});
-        if self.door == Door::Agent {
-            self.out.send(ok(&request_id, done.clone()));
         }
-        let _ = result.send(Some(done));
+        let finished = tracking.finish(reply, end);
+        if self.door == Door::Agent {
+            self.out.send(ok(&request_id, final_answer(&self.run_id, &finished)));
+        }
     }
 
-    fn forward(&mut self, event: &Event, reply: &crate::runtime::Reply) {
+    fn forward(&mut self, event: &Event, reply: &Reply) {
         match event {
             Event::Text(delta) => {
                 self.agent_event("assistant", json!({"text": reply.text, "delta": delta}));

@@ -4,8 +4,8 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::chat::{Message, Role, ToolCall, ToolSpec};
 use crate::http::error::ApiError;
-use crate::runtime::{Message, Role, ToolCall, ToolSpec};
 
 /// The fields the gateway honours.
 #[derive(Debug, Deserialize)]

@@ -1,9 +1,8 @@
-//! Chat completion responses and stream chunks, exactly as WIRE.md lists them.
+//! Chat completion responses and stream chunks, exactly as docs/WIRE.md lists them.
 
 use serde::Serialize;
 
-use crate::runs::{Reply, finish_reason, finish_reason_name};
-use crate::runtime::{Event, FinishReason, Usage};
+use crate::chat::{Event, FinishReason, Reply, Usage, finish_reason, finish_reason_name};
 
 /// What every response of one completion shares.
 #[derive(Debug, Clone)]
@@ -152,7 +151,7 @@ struct UsageJson {
 }
 
 impl From<Option<Usage>> for UsageJson {
-    /// An agent that reported no usage counts as zero tokens, as WIRE.md shows.
+    /// An agent that reported no usage counts as zero tokens, as docs/WIRE.md shows.
     fn from(usage: Option<Usage>) -> Self {
         let u = usage.unwrap_or(Usage { prompt_tokens: 0, completion_tokens: 0 });
         Self {

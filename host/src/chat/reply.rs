@@ -1,4 +1,6 @@
-use super::bindings::{Event, FinishReason, Message, Role, ToolCall, Usage};
+//! A whole reply assembled from a run's events, and the finish-reason rule.
+
+use super::{Event, FinishReason, Message, Role, ToolCall, Usage};
 
 /// A whole reply assembled from a run's events.
 #[derive(Debug, Clone, Default)]

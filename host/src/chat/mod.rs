@@ -1,0 +1,127 @@
+//! The vocabulary of a turn, shared by every module: agent ids, messages,
+//! tools, the events an agent streams and the reply they add up to.
+//!
+//! These are the host's own types. Each contract version's generated bindings
+//! (`runtime::wit`) convert to and from them at the runtime's edge, so doors,
+//! providers and stores never depend on one WIT version.
+
+mod agent_id;
+mod reply;
+
+pub use agent_id::AgentId;
+pub use reply::{Reply, finish_reason, finish_reason_name};
+
+/// Who said a message, as in OpenAI chat messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+/// A complete tool call the assistant made earlier in a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// JSON text of the arguments, exactly as the model produced it.
+    pub arguments: String,
+}
+
+/// One chat message; array content parts are joined by the door that read them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+    pub name: Option<String>,
+    /// Set on `tool` messages: which call this is the result of.
+    pub tool_call_id: Option<String>,
+    /// Set on `assistant` messages that called tools.
+    pub tool_calls: Vec<ToolCall>,
+}
+
+impl Message {
+    /// A plain message with no name and no tool calls.
+    pub fn text(role: Role, content: impl Into<String>) -> Self {
+        Self { role, content: content.into(), name: None, tool_call_id: None, tool_calls: Vec::new() }
+    }
+}
+
+/// A tool the client offers the model, OpenAI function-tool shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema of the parameters, as JSON text.
+    pub parameters: String,
+}
+
+/// Token counts reported by an agent or a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+/// A piece of a tool call: the first piece for an `index` carries `id` and `name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCallDelta {
+    pub index: u32,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub arguments: String,
+}
+
+/// Why a reply ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    Stop,
+    Length,
+    ToolCalls,
+}
+
+/// What an agent streams while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A piece of the reply text.
+    Text(String),
+    /// A piece of model reasoning; not part of the reply text.
+    Reasoning(String),
+    ToolCall(ToolCallDelta),
+    Usage(Usage),
+    Finish(FinishReason),
+}
+
+/// Everything an agent gets for one run.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub run_id: String,
+    pub agent_id: String,
+    pub session_key: String,
+    /// The messages the client sent for this turn.
+    pub messages: Vec<Message>,
+    pub tools: Vec<ToolSpec>,
+    pub user: Option<String>,
+    /// The remaining model parameters as a JSON object, as text.
+    pub params: String,
+}
+
+/// A run that failed in a way the agent understands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentError {
+    /// The request makes no sense to this agent (HTTP 400).
+    InvalidRequest(String),
+    /// Something the agent depends on is unavailable (HTTP 503).
+    Unavailable(String),
+    /// Anything else (HTTP 500).
+    Failed(String),
+}
+
+/// An agent's self-description.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentInfo {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+}

@@ -1,0 +1,189 @@
+//! The one table of HTTP routes: path, method, who may call it, handler.
+//! The router and the access check are both built from it, so adding a route
+//! is one row, and the `Allow` header of a 405 is derived from the rows.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{MethodRouter, delete, get, post, put};
+
+use super::error::ApiError;
+use super::{admin, chat, health, models, sessions};
+use crate::auth::{Principal, Scope};
+use crate::config::MetricsAccess;
+use crate::gateway::Gateway;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    /// Anyone (probes; the WebSocket authenticates inside its protocol).
+    Public,
+    /// Clients on a loopback address, without credentials.
+    Loopback,
+    /// An authenticated principal holding this scope.
+    Scope(Scope),
+}
+
+/// One row of the table.
+struct Route {
+    path: &'static str,
+    method: Method,
+    access: Access,
+    handler: MethodRouter<Arc<Gateway>>,
+}
+
+fn row(path: &'static str, method: Method, access: Access, handler: MethodRouter<Arc<Gateway>>) -> Route {
+    Route { path, method, access, handler }
+}
+
+/// Every route this gateway serves with its config.
+fn table(gw: &Gateway) -> Vec<Route> {
+    use Access::{Public, Scope as Needs};
+    use Scope::{Admin, Read, Write};
+    let mut rows = vec![
+        row("/", Method::GET, Public, get(super::root)),
+        row("/health", Method::GET, Public, get(health::live)),
+        row("/healthz", Method::GET, Public, get(health::live)),
+        row("/ready", Method::GET, Public, get(health::ready)),
+        row("/readyz", Method::GET, Public, get(health::ready)),
+        row("/sessions", Method::GET, Needs(Read), get(sessions::list)),
+        row("/sessions/{key}", Method::DELETE, Needs(Write), delete(sessions::reset)),
+        row("/sessions/{key}/history", Method::GET, Needs(Read), get(sessions::history)),
+        row("/admin/agents", Method::GET, Needs(Read), get(admin::list)),
+        row("/admin/agents/{id}", Method::GET, Needs(Read), get(admin::show)),
+        // The component limit applies here, not the chat body limit.
+        row("/admin/agents/{id}", Method::PUT, Needs(Admin), put(admin::install).layer(DefaultBodyLimit::disable())),
+        row("/admin/agents/{id}", Method::DELETE, Needs(Admin), delete(admin::remove)),
+        row("/admin/agents/{id}/rollback", Method::POST, Needs(Admin), post(admin::rollback)),
+    ];
+    let config = &gw.config.gateway;
+    if config.metrics.enabled {
+        let access = match config.metrics.access {
+            MetricsAccess::Auth => Needs(Admin),
+            MetricsAccess::Loopback => Access::Loopback,
+        };
+        rows.push(row("/metrics", Method::GET, access, get(super::metrics)));
+    }
+    // Disabled endpoints answer 404 as if they did not exist.
+    if config.http.endpoints.chat_completions.enabled {
+        rows.push(row("/v1/chat/completions", Method::POST, Needs(Write), post(chat::completions)));
+        rows.push(row("/v1/models", Method::GET, Needs(Read), get(models::list)));
+    }
+    rows
+}
+
+/// (path, method) → access; a method a path does not serve needs the least
+/// access of the path's rows, so credentials are checked before a 405.
+#[derive(Default)]
+struct AccessTable {
+    exact: HashMap<(&'static str, Method), Access>,
+    least: HashMap<&'static str, Access>,
+}
+
+impl AccessTable {
+    fn insert(&mut self, path: &'static str, method: Method, access: Access) {
+        self.exact.insert((path, method), access);
+        let least = self.least.entry(path).or_insert(access);
+        *least = (*least).min(access);
+    }
+
+    fn get(&self, path: &str, method: &Method) -> Option<Access> {
+        // HEAD is served by GET routes, so it needs what GET needs.
+        let method = if method == Method::HEAD { &Method::GET } else { method };
+        let path = self.least.get_key_value(path)?.0;
+        self.exact.get(&(*path, method.clone())).or_else(|| self.least.get(path)).copied()
+    }
+}
+
+/// The routes of the table, each checked by [`authorize`].
+pub fn router(gw: &Arc<Gateway>) -> Router<Arc<Gateway>> {
+    let mut access = AccessTable::default();
+    // Rows of one path become one method router; the order of first rows is kept.
+    let mut paths: Vec<Route> = Vec::new();
+    let mut allowed: HashMap<&'static str, Vec<Method>> = HashMap::new();
+    for route in table(gw) {
+        access.insert(route.path, route.method.clone(), route.access);
+        allowed.entry(route.path).or_default().push(route.method.clone());
+        match paths.iter_mut().find(|p| p.path == route.path) {
+            Some(p) => p.handler = std::mem::take(&mut p.handler).merge(route.handler),
+            None => paths.push(route),
+        }
+    }
+    let mut router = Router::new();
+    for Route { path, handler, .. } in paths {
+        let allow: Arc<str> = allowed[path].iter().map(Method::as_str).collect::<Vec<_>>().join(", ").into();
+        let not_allowed = move || async move { ApiError::method_not_allowed(allow) };
+        router = router.route(path, handler.fallback(not_allowed));
+    }
+    router.route_layer(middleware::from_fn_with_state((gw.clone(), Arc::new(access)), authorize))
+}
+
+/// The one access check of the HTTP door: credentials, lock-out and scope,
+/// before the handler; the principal goes into the request's extensions.
+async fn authorize(
+    State((gw, table)): State<(Arc<Gateway>, Arc<AccessTable>)>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let path = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
+    let needed = table.get(&path, request.method()).unwrap_or(Access::Scope(Scope::Admin));
+    match needed {
+        Access::Public => {}
+        Access::Loopback if peer.ip().is_loopback() => {}
+        Access::Loopback => return Err(ApiError::loopback_only("Metrics")),
+        Access::Scope(scope) => {
+            let principal = authenticate(&gw, peer, &request)?;
+            if !principal.allows(scope) {
+                tracing::info!(principal = principal.name(), scope = scope.name(), "request refused: scope missing");
+                return Err(ApiError::permission_denied(scope.name()));
+            }
+            request.extensions_mut().insert(principal);
+        }
+    }
+    Ok(next.run(request).await)
+}
+
+/// Bearer auth with the lock-out that every door shares.
+fn authenticate(gw: &Gateway, peer: SocketAddr, request: &Request) -> Result<Principal, ApiError> {
+    let ip = peer.ip();
+    gw.lockout.check(ip).map_err(ApiError::locked_out)?;
+    match gw.auth.authenticate_bearer(request.headers()) {
+        Ok(principal) => {
+            gw.lockout.succeed(ip);
+            Ok(principal)
+        }
+        Err(failure) => {
+            gw.agents.metrics().auth_failure();
+            if let Some(lockout) = gw.lockout.fail(ip) {
+                tracing::warn!(%ip, lockout_secs = lockout.as_secs(), "client locked out after repeated auth failures");
+            }
+            Err(failure.into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_is_looked_up_by_route_and_method() {
+        let mut table = AccessTable::default();
+        table.insert("/admin/agents/{id}", Method::GET, Access::Scope(Scope::Read));
+        table.insert("/admin/agents/{id}", Method::PUT, Access::Scope(Scope::Admin));
+        table.insert("/health", Method::GET, Access::Public);
+        assert_eq!(table.get("/admin/agents/{id}", &Method::PUT), Some(Access::Scope(Scope::Admin)));
+        assert_eq!(table.get("/admin/agents/{id}", &Method::HEAD), Some(Access::Scope(Scope::Read)));
+        // Credentials before a 405: an unserved method needs the path's least access.
+        assert_eq!(table.get("/admin/agents/{id}", &Method::POST), Some(Access::Scope(Scope::Read)));
+        assert_eq!(table.get("/health", &Method::POST), Some(Access::Public));
+        assert_eq!(table.get("/nowhere", &Method::GET), None);
+    }
+}

@@ -1,0 +1,97 @@
+//! What a guest can reach, one sub-state per capability. Each module prepares
+//! its part once per agent version (from the agent's settings) and creates a
+//! fresh state per run — the shape of Spin's factors. The contract bindings
+//! in `runtime::wit` call into these states, so a capability is written once
+//! for every WIT version, and adding one is a module plus a field here.
+
+pub mod config;
+pub mod llm;
+pub mod memory;
+pub mod output;
+pub mod session;
+
+use tokio::sync::mpsc;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::agent::AgentSettings;
+use super::budget::Exhausted;
+use super::guest_log::GuestLog;
+use crate::chat::{AgentId, Event};
+use crate::sessions::SessionData;
+
+/// Every capability of one agent version, prepared at load.
+pub struct Capabilities {
+    agent: AgentId,
+    config: config::ConfigCapability,
+    llm: llm::LlmCapability,
+    memory: memory::MemoryCapability,
+    output: output::OutputCapability,
+}
+
+/// What one run brings besides the agent's settings.
+pub struct RunContext {
+    /// `None` for calls that must not emit (`info`).
+    pub events: Option<mpsc::Sender<Event>>,
+    /// `None` for a throw-away session: empty history, no reply kept.
+    pub session: Option<SessionData>,
+}
+
+impl Capabilities {
+    /// Prepare once per agent version.
+    pub fn prepare(agent: &AgentId, settings: &AgentSettings) -> Self {
+        Self {
+            agent: agent.clone(),
+            config: config::ConfigCapability::new(settings.config.clone()),
+            llm: llm::LlmCapability::new(agent, settings.llm.clone()),
+            memory: memory::MemoryCapability::new(settings.limits.memory_bytes),
+            output: output::OutputCapability::new(settings.limits.output_bytes),
+        }
+    }
+
+    /// A fresh state for one run.
+    pub fn instantiate(&self, run: RunContext) -> RunState {
+        let keep_reply = run.session.is_some();
+        // No env, no args, no preopened dirs, no socket addresses allowed:
+        // the defaults of the builder. Only stdout/stderr are wired, to the log.
+        let agent = self.agent.as_str();
+        let wasi = WasiCtx::builder().stdout(GuestLog::stdout(agent)).stderr(GuestLog::stderr(agent)).build();
+        RunState {
+            wasi,
+            table: ResourceTable::new(),
+            config: self.config.instantiate(),
+            llm: self.llm.instantiate(),
+            memory: self.memory.instantiate(),
+            output: self.output.instantiate(run.events, keep_reply),
+            session: session::SessionState::new(run.session.unwrap_or_default()),
+        }
+    }
+}
+
+/// Everything one `Store` owns. Dropped with the store after each run.
+pub struct RunState {
+    wasi: WasiCtx,
+    /// Resources the guest holds (completions, WASI streams).
+    pub table: ResourceTable,
+    pub config: config::ConfigState,
+    pub llm: llm::LlmState,
+    pub memory: memory::MemoryLimiter,
+    pub output: output::OutputState,
+    pub session: session::SessionState,
+}
+
+impl RunState {
+    /// The budget a run ran out of, if any. `trapped`: the guest trapped,
+    /// so a refused memory growth explains it.
+    pub fn exhausted(&self, trapped: bool) -> Option<Exhausted> {
+        // The output side decides first: whatever the guest did after being
+        // told to stop is noise.
+        self.output.exhausted().or_else(|| if trapped { self.memory.exhausted() } else { None })
+    }
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}

@@ -1,0 +1,92 @@
+//! `output.emit`: the run's event stream, with backpressure and a byte budget.
+
+use tokio::sync::mpsc;
+
+use crate::chat::{Event, Reply};
+use crate::runtime::budget::Exhausted;
+
+/// Why a run's output stream stopped accepting events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputStop {
+    /// The receiver is gone: the client disconnected or the run was cancelled.
+    Closed,
+    /// The run wrote more than its output budget.
+    Limit,
+}
+
+/// The agent's output budget.
+pub struct OutputCapability {
+    budget: usize,
+}
+
+impl OutputCapability {
+    /// Prepare from `limits.maxOutputBytes`.
+    pub fn new(budget: usize) -> Self {
+        Self { budget }
+    }
+
+    /// `keep_reply`: assemble the reply for the transcript; throw-away
+    /// sessions skip it to spare a copy per event.
+    pub fn instantiate(&self, events: Option<mpsc::Sender<Event>>, keep_reply: bool) -> OutputState {
+        OutputState { events, budget: self.budget, stop: None, reply: keep_reply.then(Reply::default) }
+    }
+}
+
+/// One run's output side.
+pub struct OutputState {
+    events: Option<mpsc::Sender<Event>>,
+    budget: usize,
+    stop: Option<OutputStop>,
+    reply: Option<Reply>,
+}
+
+impl OutputState {
+    /// Send one event; waits while the consumer is slow. `Err(stop)` tells
+    /// the guest to stop; a guest that emits again after that is trapped.
+    pub async fn emit(&mut self, ev: Event) -> wasmtime::Result<Result<(), OutputStop>> {
+        if let Some(stop) = self.stop {
+            // It was told to stop and did not: end it rather than let it spin.
+            wasmtime::bail!("agent kept emitting after emit returned {stop:?}");
+        }
+        let Some(events) = &self.events else {
+            return Ok(Err(OutputStop::Closed));
+        };
+        let size = event_size(&ev);
+        if size > self.budget {
+            self.stop = Some(OutputStop::Limit);
+            return Ok(Err(OutputStop::Limit));
+        }
+        self.budget -= size;
+        if let Some(reply) = &mut self.reply {
+            reply.push(&ev);
+        }
+        if events.send(ev).await.is_err() {
+            self.stop = Some(OutputStop::Closed);
+            return Ok(Err(OutputStop::Closed));
+        }
+        Ok(Ok(()))
+    }
+
+    /// Why output stopped, as a run budget.
+    pub fn exhausted(&self) -> Option<Exhausted> {
+        self.stop.map(|stop| match stop {
+            OutputStop::Closed => Exhausted::Cancelled,
+            OutputStop::Limit => Exhausted::Output,
+        })
+    }
+
+    /// The reply so far (empty for throw-away sessions).
+    pub fn take_reply(&mut self) -> Reply {
+        self.reply.take().unwrap_or_default()
+    }
+}
+
+fn event_size(ev: &Event) -> usize {
+    match ev {
+        Event::Text(t) | Event::Reasoning(t) => t.len(),
+        Event::ToolCall(c) => {
+            c.arguments.len() + c.id.as_ref().map_or(0, String::len) + c.name.as_ref().map_or(0, String::len)
+        }
+        Event::Usage(_) | Event::Finish(_) => 0,
+    }
+}

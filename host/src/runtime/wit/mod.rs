@@ -1,0 +1,73 @@
+//! Contract versions side by side. Each supported `wasmclaw:agent` world has
+//! a module of its own with its generated bindings and the conversions to the
+//! host's types (`crate::chat`); `latest` names the newest. A component is
+//! served by the first world whose exports it fits, newest first, and every
+//! world's imports are in the one linker, so an old component keeps loading
+//! after a new world is added. Adding a version: a `v0_N` module, a variant
+//! of [`AgentPre`], a line in [`add_to_linker`] and [`AgentPre::new`].
+
+pub mod v0_1;
+
+pub use v0_1 as latest;
+
+use wasmtime::Store;
+use wasmtime::component::{Component, Linker};
+
+use super::capabilities::RunState;
+use crate::chat::{AgentError, AgentInfo, RunRequest};
+
+/// The worlds served, newest first, as load errors name them.
+pub const WORLDS: &[&str] = &[latest::WORLD];
+
+/// Link the imports of every supported world.
+pub fn add_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
+    v0_1::add_to_linker(linker)
+}
+
+/// A component linked against one supported world, ready to instantiate.
+pub enum AgentPre {
+    V0_1(v0_1::AgentPre<RunState>),
+}
+
+impl AgentPre {
+    /// Link-check `component` against each world, newest first.
+    pub fn new(linker: &Linker<RunState>, component: &Component) -> Result<Self, String> {
+        let pre = linker.instantiate_pre(component).map_err(|e| format!("{e:#}"))?;
+        v0_1::AgentPre::new(pre).map(Self::V0_1).map_err(|e| format!("{e:#}"))
+    }
+
+    /// The world this component was built against.
+    pub fn world(&self) -> &'static str {
+        match self {
+            Self::V0_1(_) => v0_1::WORLD,
+        }
+    }
+
+    /// The engine the component was compiled for.
+    pub fn engine(&self) -> &wasmtime::Engine {
+        match self {
+            Self::V0_1(pre) => pre.engine(),
+        }
+    }
+
+    /// Instantiate in `store` and call `info()`.
+    pub async fn info(&self, store: &mut Store<RunState>) -> wasmtime::Result<AgentInfo> {
+        match self {
+            Self::V0_1(pre) => {
+                let agent = pre.instantiate_async(&mut *store).await?;
+                Ok(agent.call_info(store).await?.into())
+            }
+        }
+    }
+
+    /// Instantiate in `store` and call `run(req)`.
+    pub async fn run(&self, store: &mut Store<RunState>, req: RunRequest) -> wasmtime::Result<Result<(), AgentError>> {
+        match self {
+            Self::V0_1(pre) => {
+                let agent = pre.instantiate_async(&mut *store).await?;
+                let req = req.into();
+                Ok(agent.call_run(store, &req).await?.map_err(Into::into))
+            }
+        }
+    }
+}

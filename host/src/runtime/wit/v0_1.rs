@@ -1,0 +1,303 @@
+//! `wasmclaw:agent@0.1.0`: the generated bindings, their conversions to the
+//! host's own types, and the host side of every import. Thin by design: each
+//! import forwards to its capability in `runtime::capabilities`.
+
+use wasmtime::component::{HasSelf, Linker, Resource};
+
+use crate::chat;
+use crate::providers::CompletionStream;
+use crate::runtime::capabilities::RunState;
+use crate::runtime::capabilities::llm::{CompletionRequest, LlmFailure};
+use crate::runtime::capabilities::output::OutputStop;
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "agent",
+    imports: {
+        // Async so a slow client applies backpressure to the guest instead of
+        // buffering without bound; trappable so a guest that keeps emitting
+        // after being told to stop is killed.
+        "wasmclaw:agent/output.emit": async | trappable,
+        // Network waits: async so they yield to the executor and can be
+        // cancelled by dropping the store.
+        "wasmclaw:agent/llm.complete": async | trappable,
+        "wasmclaw:agent/llm.[method]completion.next": async | trappable,
+        default: trappable,
+    },
+    exports: { default: async },
+    with: {
+        "wasmclaw:agent/llm.completion": crate::providers::CompletionStream,
+    },
+});
+
+// `self::` because the generated module shares the crate's name.
+use self::wasmclaw::agent::{config, llm, output, session, types};
+
+/// The world's name, as logs and errors show it.
+pub const WORLD: &str = "wasmclaw:agent@0.1.0";
+
+/// Link every import of this world.
+pub fn add_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
+    Agent::add_to_linker::<RunState, HasSelf<RunState>>(linker, |s| s)
+}
+
+impl types::Host for RunState {}
+
+impl output::Host for RunState {
+    async fn emit(&mut self, ev: types::Event) -> wasmtime::Result<Result<(), types::EmitError>> {
+        Ok(self.output.emit(ev.into()).await?.map_err(|stop| match stop {
+            OutputStop::Closed => types::EmitError::Closed,
+            OutputStop::Limit => types::EmitError::OutputLimit,
+        }))
+    }
+}
+
+impl config::Host for RunState {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.config.get(&key))
+    }
+}
+
+impl session::Host for RunState {
+    fn history(&mut self) -> wasmtime::Result<Vec<types::Message>> {
+        Ok(self.session.history().iter().cloned().map(Into::into).collect())
+    }
+
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        Ok(self.session.get(&key))
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+        Ok(self.session.set(key, value))
+    }
+
+    fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+        self.session.delete(key);
+        Ok(())
+    }
+}
+
+impl llm::Host for RunState {
+    async fn complete(
+        &mut self,
+        req: llm::CompletionRequest,
+    ) -> wasmtime::Result<Result<Resource<CompletionStream>, llm::LlmError>> {
+        let req = CompletionRequest {
+            messages: req.messages.into_iter().map(Into::into).collect(),
+            tools: req.tools.into_iter().map(Into::into).collect(),
+            params: req.params,
+            model: req.model,
+        };
+        Ok(self.llm.complete(&mut self.table, req).await?.map_err(Into::into))
+    }
+}
+
+impl llm::HostCompletion for RunState {
+    async fn next(
+        &mut self,
+        this: Resource<CompletionStream>,
+    ) -> wasmtime::Result<Result<Option<types::Event>, llm::LlmError>> {
+        let next = self.llm.next(&mut self.table, &this).await?;
+        Ok(next.map(|e| e.map(Into::into)).map_err(Into::into))
+    }
+
+    fn drop(&mut self, this: Resource<CompletionStream>) -> wasmtime::Result<()> {
+        self.llm.close(&mut self.table, this)
+    }
+}
+
+impl From<LlmFailure> for llm::LlmError {
+    fn from(f: LlmFailure) -> Self {
+        match f {
+            LlmFailure::RateLimited(after) => Self::RateLimited(after),
+            LlmFailure::Unauthorized(m) => Self::Unauthorized(m),
+            LlmFailure::BadRequest(m) => Self::BadRequest(m),
+            LlmFailure::Unavailable(m) => Self::Unavailable(m),
+            LlmFailure::Timeout(m) => Self::Timeout(m),
+        }
+    }
+}
+
+impl From<types::Role> for chat::Role {
+    fn from(r: types::Role) -> Self {
+        match r {
+            types::Role::System => Self::System,
+            types::Role::User => Self::User,
+            types::Role::Assistant => Self::Assistant,
+            types::Role::Tool => Self::Tool,
+        }
+    }
+}
+
+impl From<chat::Role> for types::Role {
+    fn from(r: chat::Role) -> Self {
+        match r {
+            chat::Role::System => Self::System,
+            chat::Role::User => Self::User,
+            chat::Role::Assistant => Self::Assistant,
+            chat::Role::Tool => Self::Tool,
+        }
+    }
+}
+
+impl From<types::ToolCall> for chat::ToolCall {
+    fn from(c: types::ToolCall) -> Self {
+        Self { id: c.id, name: c.name, arguments: c.arguments }
+    }
+}
+
+impl From<chat::ToolCall> for types::ToolCall {
+    fn from(c: chat::ToolCall) -> Self {
+        Self { id: c.id, name: c.name, arguments: c.arguments }
+    }
+}
+
+impl From<types::Message> for chat::Message {
+    fn from(m: types::Message) -> Self {
+        Self {
+            role: m.role.into(),
+            content: m.content,
+            name: m.name,
+            tool_call_id: m.tool_call_id,
+            tool_calls: m.tool_calls.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<chat::Message> for types::Message {
+    fn from(m: chat::Message) -> Self {
+        Self {
+            role: m.role.into(),
+            content: m.content,
+            name: m.name,
+            tool_call_id: m.tool_call_id,
+            tool_calls: m.tool_calls.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<types::ToolSpec> for chat::ToolSpec {
+    fn from(t: types::ToolSpec) -> Self {
+        Self { name: t.name, description: t.description, parameters: t.parameters }
+    }
+}
+
+impl From<chat::ToolSpec> for types::ToolSpec {
+    fn from(t: chat::ToolSpec) -> Self {
+        Self { name: t.name, description: t.description, parameters: t.parameters }
+    }
+}
+
+impl From<types::FinishReason> for chat::FinishReason {
+    fn from(f: types::FinishReason) -> Self {
+        match f {
+            types::FinishReason::Stop => Self::Stop,
+            types::FinishReason::Length => Self::Length,
+            types::FinishReason::ToolCalls => Self::ToolCalls,
+        }
+    }
+}
+
+impl From<chat::FinishReason> for types::FinishReason {
+    fn from(f: chat::FinishReason) -> Self {
+        match f {
+            chat::FinishReason::Stop => Self::Stop,
+            chat::FinishReason::Length => Self::Length,
+            chat::FinishReason::ToolCalls => Self::ToolCalls,
+        }
+    }
+}
+
+impl From<types::Event> for chat::Event {
+    fn from(e: types::Event) -> Self {
+        match e {
+            types::Event::Text(t) => Self::Text(t),
+            types::Event::Reasoning(t) => Self::Reasoning(t),
+            types::Event::ToolCall(d) => {
+                Self::ToolCall(chat::ToolCallDelta { index: d.index, id: d.id, name: d.name, arguments: d.arguments })
+            }
+            types::Event::Usage(u) => {
+                Self::Usage(chat::Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens })
+            }
+            types::Event::Finish(f) => Self::Finish(f.into()),
+        }
+    }
+}
+
+impl From<chat::Event> for types::Event {
+    fn from(e: chat::Event) -> Self {
+        match e {
+            chat::Event::Text(t) => Self::Text(t),
+            chat::Event::Reasoning(t) => Self::Reasoning(t),
+            chat::Event::ToolCall(d) => {
+                Self::ToolCall(types::ToolCallDelta { index: d.index, id: d.id, name: d.name, arguments: d.arguments })
+            }
+            chat::Event::Usage(u) => {
+                Self::Usage(types::Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens })
+            }
+            chat::Event::Finish(f) => Self::Finish(f.into()),
+        }
+    }
+}
+
+impl From<chat::RunRequest> for types::RunRequest {
+    fn from(r: chat::RunRequest) -> Self {
+        Self {
+            run_id: r.run_id,
+            agent_id: r.agent_id,
+            session_key: r.session_key,
+            messages: r.messages.into_iter().map(Into::into).collect(),
+            tools: r.tools.into_iter().map(Into::into).collect(),
+            user: r.user,
+            params: r.params,
+        }
+    }
+}
+
+impl From<types::AgentError> for chat::AgentError {
+    fn from(e: types::AgentError) -> Self {
+        match e {
+            types::AgentError::InvalidRequest(m) => Self::InvalidRequest(m),
+            types::AgentError::Unavailable(m) => Self::Unavailable(m),
+            types::AgentError::Failed(m) => Self::Failed(m),
+        }
+    }
+}
+
+impl From<types::AgentInfo> for chat::AgentInfo {
+    fn from(i: types::AgentInfo) -> Self {
+        Self { name: i.name, version: i.version, description: i.description }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_and_events_survive_the_round_trip() {
+        let message = chat::Message {
+            role: chat::Role::Assistant,
+            content: "hi".into(),
+            name: Some("n".into()),
+            tool_call_id: None,
+            tool_calls: vec![chat::ToolCall { id: "c".into(), name: "f".into(), arguments: "{}".into() }],
+        };
+        assert_eq!(chat::Message::from(types::Message::from(message.clone())), message);
+        let events = [
+            chat::Event::Text("t".into()),
+            chat::Event::Reasoning("r".into()),
+            chat::Event::ToolCall(chat::ToolCallDelta {
+                index: 2,
+                id: Some("c".into()),
+                name: None,
+                arguments: "{".into(),
+            }),
+            chat::Event::Usage(chat::Usage { prompt_tokens: 3, completion_tokens: 4 }),
+            chat::Event::Finish(chat::FinishReason::ToolCalls),
+        ];
+        for event in events {
+            assert_eq!(chat::Event::from(types::Event::from(event.clone())), event);
+        }
+    }
+}
