@@ -1,5 +1,4 @@
 //! Starts the real `wasmclaw` binary on a loopback port for black-box tests.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

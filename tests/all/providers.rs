@@ -1,12 +1,10 @@
 //! Model providers and the assistant agent (issue 4), against a mock provider on loopback.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use support::*;
 use wasmclaw_mock_provider::{MockProvider, Reply};
 
 /// The provider key; it must never reach a client, a log line or the agent.
