@@ -1,12 +1,10 @@
 //! Graceful shutdown: SIGTERM lets streams in flight finish inside the grace
 //! period, ends the rest with an SSE error, and never cuts a session write.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 fn config(grace_ms: u64) -> String {
     format!(

@@ -1,11 +1,9 @@
 //! Sessions (issue 3): transcripts, lanes, durability, plugin state, history API.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 /// `main` = echo, `slow` = faults that sleeps per word, `counter`/`counter2` = plugin state.
 fn sessions_config(delay_ms: u32, extra: &str) -> String {

@@ -1,12 +1,10 @@
 //! Model providers and the assistant agent (issue 4), against a mock provider on loopback.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use support::*;
 use wasmclaw_mock_provider::{MockProvider, Reply};
 
 /// The provider key; it must never reach a client, a log line or the agent.
@@ -72,9 +70,24 @@ fn roles_and_contents(request: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-fn assert_no_key(gw: &TestGateway, what: &str) {
+async fn assert_no_key(gw: &TestGateway, what: &str) {
     assert!(!what.contains(KEY), "the provider key leaked: {what}");
-    assert!(!gw.log().contains(KEY), "the provider key reached the log");
+    assert!(!gw.settled_log().await.contains(KEY), "the provider key reached the log");
+}
+
+/// What the assistant sends the provider for a first turn of `text`.
+fn first_turn(text: &str) -> Vec<(String, String)> {
+    pairs(&[("system", "You are terse."), ("user", text)])
+}
+
+/// Ask `text` as `user`, expecting the mock's echo. Returns the session key
+/// from the response header and what the provider was sent for this turn.
+async fn follow_up(gw: &TestGateway, mock: &MockProvider, user: &str, text: &str) -> (String, Vec<(String, String)>) {
+    let res = gw.chat(as_user(text, user)).send().await.unwrap();
+    assert_eq!(res.status(), 200, "{user}");
+    let key = session_key(&res);
+    assert_eq!(content(&res.json().await.unwrap()), format!("You said: {text}"), "{user}");
+    (key, roles_and_contents(&mock.requests().last().unwrap().body))
 }
 
 #[tokio::test]
@@ -106,7 +119,7 @@ async fn the_assistant_streams_the_providers_tokens_as_they_arrive() {
         roles_and_contents(&sent.body),
         [("system".into(), "You are terse.".into()), ("user".into(), "hi".into())]
     );
-    assert_no_key(&gw, &format!("{events:?}"));
+    assert_no_key(&gw, &format!("{events:?}")).await;
 }
 
 #[tokio::test]
@@ -259,11 +272,15 @@ async fn provider_failures_map_to_statuses_clients_understand() {
     let (_, body) = expect_error_body(&gw, res, "upstream_bad_request").await;
     assert!(body["error"]["message"].as_str().unwrap().contains("max_tokens is too large"));
 
-    // Nothing failed was written to the sessions.
-    for user in ["r1", "r3", "r4"] {
-        let key = format!("agent:main:openai-user:{user}");
-        let res = gw.session_history(&key).await;
-        assert_eq!(res.status(), 404, "no transcript for {user}");
+    // Nothing failed was written to the sessions: every run above has ended
+    // (each response came after its run), and none left a session behind…
+    assert_eq!(gw.session_keys().await, Vec::<String>::new(), "failed runs were stored");
+    // …so each user's next turn starts from nothing, for the provider and in the transcript.
+    for user in ["r1", "r2", "r3", "r4", "r5"] {
+        let (key, sent) = follow_up(&gw, &mock, user, "ok?").await;
+        assert_eq!(sent, first_turn("ok?"), "{user}: a failed turn was sent to the provider again");
+        let kept = pairs(&[("user", "ok?"), ("assistant", "You said: ok?")]);
+        assert_eq!(gw.transcript(&key).await, kept, "{user}: only the turn that worked is kept");
     }
     // The gateway is fine afterwards.
     let body: Value = gw.chat(as_user("ok?", "r6")).send().await.unwrap().json().await.unwrap();
@@ -279,7 +296,7 @@ async fn expect_error_body(
     let text = res.text().await.unwrap();
     let body: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
     assert_eq!(error_fields(&body).1.as_deref(), Some(code), "{body}");
-    assert_no_key(gw, &text);
+    assert_no_key(gw, &text).await;
     (headers, body)
 }
 
@@ -293,7 +310,8 @@ async fn unreachable_providers_are_retried_then_reported_as_502() {
     assert_eq!(res.status(), 502);
     let (_, body) = expect_error_body(&gw, res, "upstream_unavailable").await;
     assert!(body["error"]["message"].as_str().unwrap().contains("cannot connect"), "{body}");
-    assert_eq!(gw.log().matches("provider call failed; retrying").count(), 2, "{}", gw.log());
+    let log = gw.settled_log().await;
+    assert_eq!(log.matches("provider call failed; retrying").count(), 2, "{log}");
 }
 
 #[tokio::test]
@@ -328,8 +346,13 @@ async fn a_stream_the_provider_breaks_off_ends_in_an_error_event() {
     assert_eq!(chunks[n - 1], "[DONE]");
     assert_eq!(chunks[n - 2]["error"]["code"], "upstream_unavailable", "{:?}", chunks[n - 2]);
     assert!(chunks.iter().all(|c| c["choices"][0]["finish_reason"].is_null()), "no finish after a failure");
-    let res = gw.session_history("agent:main:openai-user:m").await;
-    assert_eq!(res.status(), 404, "a broken reply is not kept");
+    // The error event came after the run ended; it left no session behind.
+    assert_eq!(gw.session_keys().await, Vec::<String>::new(), "a broken reply was stored");
+    // The user's next turn starts from nothing: the broken one is neither replayed nor kept.
+    let (key, sent) = follow_up(&gw, &mock, "m", "again").await;
+    assert_eq!(sent, first_turn("again"), "the broken turn was sent to the provider again");
+    let kept = pairs(&[("user", "again"), ("assistant", "You said: again")]);
+    assert_eq!(gw.transcript(&key).await, kept, "a broken reply is not kept");
 }
 
 #[tokio::test]
@@ -350,13 +373,17 @@ async fn a_client_that_hangs_up_closes_the_upstream_request() {
     }
     assert_eq!(mock.closed_early(), 1, "the mock saw the upstream connection close within a second");
     assert_eq!(mock.completed(), 0);
+    let cancelled = r#"wasmclaw_run_failures_total{agent="main",kind="cancelled"} 1"#;
+    gw.wait_for_metrics(&[cancelled]).await;
 
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let res = gw.session_history("agent:main:openai-user:c").await;
-    assert_eq!(res.status(), 404, "a cancelled run is not appended to the transcript");
-    let metrics = reqwest::Client::new().get(gw.url("/metrics")).bearer_auth(TOKEN).send().await.unwrap();
-    let metrics = metrics.text().await.unwrap();
-    assert!(metrics.contains(r#"wasmclaw_run_failures_total{agent="main",kind="cancelled"} 1"#), "{metrics}");
+    // The user's next turn queues behind the cancelled run on the same
+    // session, so it sees whatever that run left: nothing.
+    let (key, sent) = follow_up(&gw, &mock, "c", "short one").await;
+    assert_eq!(sent, first_turn("short one"), "the cancelled turn was sent to the provider again");
+    let kept = pairs(&[("user", "short one"), ("assistant", "You said: short one")]);
+    assert_eq!(gw.transcript(&key).await, kept, "a cancelled run is not appended to the transcript");
+    let metrics = gw.metrics().await;
+    assert!(metrics.lines().any(|l| l == cancelled), "one cancelled run, still: {metrics}");
 }
 
 #[tokio::test]
@@ -452,5 +479,5 @@ async fn a_provider_changed_in_the_config_file_applies_live() {
         assert!(started.elapsed() < Duration::from_secs(10), "the new provider never took over:\n{}", gw.log());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(gw.log().contains("providers changed"), "{}", gw.log());
+    gw.wait_for_log("the provider change", |log| log.contains("providers changed")).await;
 }

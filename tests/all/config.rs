@@ -1,8 +1,6 @@
 //! Config errors stop start-up with the key and position; defaults serve echo.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 fn start_error(config: &str) -> String {
     TestGateway::start_with(config, &[("OPENCLAW_GATEWAY_TOKEN", TOKEN)]).err().expect("config must be rejected")

@@ -1,13 +1,11 @@
 //! Hot swap (issue 5): replace agents while traffic flows, never serve a broken one.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 fn admin(gw: &TestGateway, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
     reqwest::Client::new().request(method, gw.url(&format!("/admin/agents{path}"))).bearer_auth(TOKEN)

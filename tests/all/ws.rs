@@ -1,12 +1,10 @@
 //! The WebSocket gateway protocol (issue 6) with a real client over loopback.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::*;
 use tokio_tungstenite::tungstenite::Message;
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

@@ -1,9 +1,7 @@
 //! `wasmclaw agent` runs the same path as the HTTP endpoint.
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 fn agent_cli(config: &std::path::Path, args: &[&str]) -> std::process::Output {
     cli(config.parent().unwrap()).arg("agent").arg("--config").arg(config).args(args).output().unwrap()

@@ -1,11 +1,14 @@
 //! Starts the real `wasmclaw` binary on a loopback port for black-box tests.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long a test waits for something the gateway should do soon. Generous:
+/// a condition that holds returns at once, so only a failure waits this long.
+pub const PATIENCE: Duration = Duration::from_secs(15);
 
 /// Token most tests authenticate with.
 pub const TOKEN: &str = "test-token-7f3a9c";
@@ -183,9 +186,59 @@ impl TestGateway {
         format!("{}{}", self.base, path)
     }
 
-    /// Everything the gateway logged so far.
+    /// Everything the gateway logged so far. Lines reach this buffer through
+    /// a pipe and a reader thread, so a line the gateway wrote a moment ago
+    /// may not be here yet: wait with [`wait_for_log`](Self::wait_for_log)
+    /// for lines that should appear, and read [`settled_log`](Self::settled_log)
+    /// to check that a line is absent.
     pub fn log(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// Wait until `ready(log)` holds; panics with `what` and the log after [`PATIENCE`].
+    pub async fn wait_for_log(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let log = self.log();
+            if ready(&log) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "waited {PATIENCE:?} for the log to show {what}:\n{log}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The log with everything the gateway wrote before this call: a request
+    /// with a fresh id goes through, and the log is read once that id is in
+    /// it (stderr is one ordered pipe). For checks that a line is absent.
+    pub async fn settled_log(&self) -> String {
+        let id = format!("log-barrier-{}", uuid::Uuid::new_v4());
+        let res = reqwest::Client::new().get(self.url("/health")).header("x-request-id", &id).send().await.unwrap();
+        assert!(res.status().is_success(), "{}", res.status());
+        self.wait_for_log(&format!("the barrier request {id}"), |log| log.contains(&id)).await
+    }
+
+    /// The Prometheus text of `/metrics`, with the test token.
+    pub async fn metrics(&self) -> String {
+        let res = reqwest::Client::new().get(self.url("/metrics")).bearer_auth(TOKEN).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        res.text().await.unwrap()
+    }
+
+    /// Wait until `/metrics` has every line of `lines` exactly; returns the text.
+    pub async fn wait_for_metrics(&self, lines: &[&str]) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let metrics = self.metrics().await;
+            if lines.iter().all(|line| metrics.lines().any(|l| l == *line)) {
+                return metrics;
+            }
+            if Instant::now() >= deadline {
+                let missing: Vec<&&str> = lines.iter().filter(|line| !metrics.lines().any(|l| l == **line)).collect();
+                panic!("waited {PATIENCE:?} for metrics {missing:?}:\n{metrics}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// An authorised GET of `path`, parsed as JSON.
@@ -200,6 +253,25 @@ impl TestGateway {
         reqwest::Client::new().get(self.url(&path)).bearer_auth(TOKEN).send().await.unwrap()
     }
 
+    /// `(role, content)` of each message in `key`'s transcript; panics unless it exists.
+    pub async fn transcript(&self, key: &str) -> Vec<(String, String)> {
+        let res = self.session_history(key).await;
+        assert_eq!(res.status(), 200, "no transcript for {key:?}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["role"].as_str().unwrap().to_string(), m["content"].as_str().unwrap_or_default().to_string()))
+            .collect()
+    }
+
+    /// The keys `GET /sessions` lists, most recent first.
+    pub async fn session_keys(&self) -> Vec<String> {
+        let list = self.get_json("/sessions").await;
+        list["sessions"].as_array().unwrap().iter().map(|s| s["sessionKey"].as_str().unwrap().to_string()).collect()
+    }
+
     /// A POST to the chat endpoint with the test token.
     pub fn chat(&self, body: serde_json::Value) -> reqwest::RequestBuilder {
         reqwest::Client::new().post(self.url("/v1/chat/completions")).bearer_auth(TOKEN).json(&body)
@@ -211,6 +283,17 @@ impl Drop for TestGateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The session a chat response names in `x-openclaw-session-key`.
+pub fn session_key(res: &reqwest::Response) -> String {
+    let value = res.headers().get("x-openclaw-session-key").unwrap_or_else(|| panic!("no session key: {res:?}"));
+    value.to_str().unwrap().to_string()
+}
+
+/// `(role, content)` pairs from string literals, to compare with a transcript.
+pub fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items.iter().map(|(r, c)| (r.to_string(), c.to_string())).collect()
 }
 
 /// A one-message chat body.

@@ -3,13 +3,11 @@
 //! The SDK is installed into `target/openai-sdk-venv` on first use, so the
 //! test needs only `python3` with `venv` and access to PyPI, like CI has.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 use wasmclaw_mock_provider::{MockProvider, Reply};
 
 /// Both tests need the venv; the first one to ask creates it, the other waits.

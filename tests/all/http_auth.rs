@@ -1,8 +1,6 @@
 //! Token and password auth, from config and from the environment.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 fn config(auth: &str) -> String {
     format!(r#"{{ gateway: {{ auth: {auth}, http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} }} }}"#)

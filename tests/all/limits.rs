@@ -1,12 +1,10 @@
 //! Hostile plugins and hostile input (issue 7, part): each limit ends only the
 //! offending run, with the mapped error, and leaks nothing.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 fn limits_config() -> String {
     format!(

@@ -1,9 +1,7 @@
 //! POST /v1/chat/completions against a real gateway process, per WIRE.md.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 #[tokio::test]
 async fn disabled_endpoint_is_not_found() {

@@ -1,0 +1,20 @@
+//! Black-box tests of the real `wasmclaw` binary, one module per area.
+//!
+//! One test binary rather than one per file: eleven binaries of ~60 MB each
+//! filled CI's disk, and each linked on its own. Same layout as wasmtime's
+//! `tests/all`. Test-only agents live in `tests/fixtures/`, the Python SDK
+//! scripts in `tests/sdk/`.
+
+mod support;
+
+mod cli;
+mod config;
+mod hot_swap;
+mod http_auth;
+mod http_chat;
+mod limits;
+mod openai_sdk;
+mod providers;
+mod sessions;
+mod shutdown;
+mod ws;
