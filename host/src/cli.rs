@@ -240,7 +240,8 @@ async fn agent_turn(
         None => agents.default_agent().clone(),
     };
     let session = sessions::resolve(&agent, session_key.as_deref(), None)?;
-    let input = RunInput::user_message(agent, session, message);
+    // Whoever can read the config file holds the main secret: the operator.
+    let input = RunInput::user_message(crate::auth::Principal::operator(), agent, session, message);
     let mut handle = agents.start(input)?;
     let mut out = std::io::stdout().lock();
     let mut reply = Reply::default();

@@ -17,4 +17,5 @@ mod openai_sdk;
 mod providers;
 mod sessions;
 mod shutdown;
+mod tokens;
 mod ws;

@@ -372,7 +372,11 @@ async fn a_repeated_idempotency_key_returns_the_first_result_without_a_new_run()
 async fn every_connection_hears_about_agent_changes() {
     let gw = TestGateway::start(&ws_config(""));
     let mut watcher = Client::connect(&gw).await;
-    let mut admin = Client::connect(&gw).await;
+    // Installing needs operator.admin, and a connection gets only the scopes it asks for.
+    let (mut admin, _) = Client::open(&gw).await;
+    let mut params = connect_params(TOKEN);
+    params["scopes"] = json!(["operator.admin"]);
+    assert_eq!(admin.call("connect", params).await["payload"]["auth"]["scopes"], json!(["operator.admin"]));
     // Over HTTP…
     let res = reqwest::Client::new()
         .put(gw.url("/admin/agents/newbie"))

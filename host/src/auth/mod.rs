@@ -3,13 +3,16 @@
 
 mod lockout;
 mod principal;
+mod rate;
 
 pub use lockout::Lockout;
 pub use principal::{Principal, Scope};
+pub use rate::RequestRate;
 
 use axum::http::{HeaderMap, header};
 use sha2::{Digest, Sha256};
 
+use crate::chat::AgentId;
 use crate::config::{AuthConfig, AuthMode, Secret};
 
 /// Env var that supplies the token when `gateway.auth.token` is absent.
@@ -17,23 +20,25 @@ pub const TOKEN_ENV: &str = "OPENCLAW_GATEWAY_TOKEN";
 /// Env var that supplies the password when `gateway.auth.password` is absent.
 pub const PASSWORD_ENV: &str = "OPENCLAW_GATEWAY_PASSWORD";
 
-/// Checks presented credentials against the configured secret.
+/// Checks presented credentials against the main secret and the named tokens.
 #[derive(Clone)]
 pub struct Authenticator {
     mode: AuthMode,
-    /// Only the digest is kept so comparisons take the same time whatever the input length.
+    /// Only digests are kept so comparisons take the same time whatever the input length.
     digest: [u8; 32],
+    tokens: Vec<([u8; 32], Principal)>,
 }
 
-/// The configured mode has no secret anywhere.
+/// A secret the configuration names is nowhere to be found.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "gateway.auth.mode is \"{mode}\" but no {mode} is configured: set `gateway.auth.{mode}` in the \
-     config file or the {env} environment variable"
-)]
-pub struct MissingSecret {
-    mode: &'static str,
-    env: &'static str,
+pub enum MissingSecret {
+    #[error(
+        "gateway.auth.mode is \"{mode}\" but no {mode} is configured: set `gateway.auth.{mode}` in the \
+         config file or the {env} environment variable"
+    )]
+    Main { mode: &'static str, env: &'static str },
+    #[error("{0}")]
+    Token(String),
 }
 
 impl Authenticator {
@@ -42,14 +47,22 @@ impl Authenticator {
         let (configured, env_name, mode_name) = match config.mode {
             AuthMode::Token => (&config.token, TOKEN_ENV, "token"),
             AuthMode::Password => (&config.password, PASSWORD_ENV, "password"),
-            AuthMode::None => return Ok(Self { mode: AuthMode::None, digest: [0; 32] }),
+            AuthMode::None => return Ok(Self { mode: AuthMode::None, digest: [0; 32], tokens: Vec::new() }),
         };
         let secret = configured
             .clone()
             .or_else(|| env(env_name).map(Secret::new))
             .filter(|s| !s.expose().is_empty())
-            .ok_or(MissingSecret { mode: mode_name, env: env_name })?;
-        Ok(Self { mode: config.mode, digest: digest(secret.expose()) })
+            .ok_or(MissingSecret::Main { mode: mode_name, env: env_name })?;
+        let mut tokens = Vec::new();
+        for (i, token) in config.tokens.iter().enumerate() {
+            let value = token.resolve(i, &env).map_err(MissingSecret::Token)?;
+            let scopes = Scope::ALL.into_iter().filter(|s| token.scopes.iter().any(|n| n == s.name())).collect();
+            let agents = token.agents.as_ref().map(|ids| ids.iter().filter_map(|a| AgentId::parse(a)).collect());
+            let rate = token.rate_limit.as_ref().map(|r| RequestRate::per_minute(r.requests_per_minute));
+            tokens.push((digest(value.expose()), Principal::token(&token.name, scopes, agents, rate)));
+        }
+        Ok(Self { mode: config.mode, digest: digest(secret.expose()), tokens })
     }
 
     /// The mode clients authenticate with.
@@ -57,19 +70,26 @@ impl Authenticator {
         self.mode
     }
 
-    /// Who `presented` authenticates as, if anyone. Today one principal
-    /// exists: the operator, holder of the main secret, with every scope.
+    /// Who `presented` authenticates as, if anyone: the operator (the main
+    /// secret, every scope) or a named token. Every digest is compared, in
+    /// constant time, whichever matches.
     pub fn authenticate(&self, presented: &str) -> Option<Principal> {
-        self.verify(presented).then(Principal::operator)
-    }
-
-    /// True when `presented` is the configured secret.
-    fn verify(&self, presented: &str) -> bool {
         if self.mode == AuthMode::None {
-            return true;
+            return Some(Principal::operator());
         }
         let theirs = digest(presented);
-        self.digest.iter().zip(theirs.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        let mut found = same(&self.digest, &theirs).then(Principal::operator);
+        for (token, principal) in &self.tokens {
+            if same(token, &theirs) {
+                found = Some(principal.clone());
+            }
+        }
+        found
+    }
+
+    #[cfg(test)]
+    fn verify(&self, presented: &str) -> bool {
+        self.authenticate(presented).is_some()
     }
 
     /// Check `Authorization: Bearer <secret>` (scheme case-insensitive).
@@ -94,6 +114,10 @@ pub enum AuthFailure {
     Wrong,
 }
 
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 fn digest(value: &str) -> [u8; 32] {
     Sha256::digest(value.as_bytes()).into()
 }
@@ -108,6 +132,7 @@ mod tests {
             token: token.map(|t| Secret::new(t.into())),
             password: password.map(|p| Secret::new(p.into())),
             rate_limit: Default::default(),
+            tokens: Vec::new(),
         }
     }
 
@@ -129,10 +154,31 @@ mod tests {
     }
 
     #[test]
+    fn named_tokens_become_their_principals_and_a_missing_variable_is_named() {
+        let mut config = auth(AuthMode::Token, Some("main"), None);
+        config.tokens = vec![crate::config::TokenConfig {
+            name: "web-app".into(),
+            token: None,
+            token_env: Some("WEB_APP_TOKEN".into()),
+            scopes: vec!["operator.write".into()],
+            agents: Some(vec!["main".into()]),
+            rate_limit: None,
+        }];
+        let err = Authenticator::from_config(&config, |_| None).err().unwrap().to_string();
+        assert!(err.contains("WEB_APP_TOKEN") && err.contains("tokens[0].tokenEnv"), "{err}");
+        let a = Authenticator::from_config(&config, |k| (k == "WEB_APP_TOKEN").then(|| "app-secret".into())).unwrap();
+        let app = a.authenticate("app-secret").unwrap();
+        assert_eq!(app.name(), "web-app");
+        assert!(app.allows(Scope::Read) && app.allows(Scope::Write) && !app.allows(Scope::Admin));
+        assert_eq!(a.authenticate("main").unwrap().name(), "operator");
+        assert!(a.authenticate("nope").is_none());
+    }
+
+    #[test]
     fn bearer_scheme_is_case_insensitive() {
         let a = Authenticator::from_config(&auth(AuthMode::Token, Some("s3cret"), None), |_| None).unwrap();
         let mut h = HeaderMap::new();
-        assert_eq!(a.authenticate_bearer(&h), Err(AuthFailure::Missing));
+        assert_eq!(a.authenticate_bearer(&h).err(), Some(AuthFailure::Missing));
         for (value, ok) in [
             ("Bearer s3cret", true),
             ("bearer s3cret", true),

@@ -1,6 +1,10 @@
 //! Who is calling, and what they may do: OpenClaw's operator scopes.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+
+use super::rate::RequestRate;
+use crate::chat::AgentId;
 
 /// One of OpenClaw's operator scopes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -38,17 +42,27 @@ impl Scope {
     }
 }
 
-/// An authenticated caller: a name for logs and ownership, and its scopes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An authenticated caller: a name for logs and ownership, its scopes, the
+/// agents it may use and its request rate.
+#[derive(Debug, Clone)]
 pub struct Principal {
     name: Arc<str>,
     scopes: Vec<Scope>,
+    /// `None`: every agent.
+    agents: Option<Arc<BTreeSet<AgentId>>>,
+    /// Shared by every request and connection of this principal.
+    rate: Option<Arc<RequestRate>>,
 }
 
 impl Principal {
-    /// The holder of the gateway's main secret: every scope.
+    /// The holder of the gateway's main secret: every scope, every agent, no rate limit.
     pub fn operator() -> Self {
-        Self { name: "operator".into(), scopes: Scope::ALL.to_vec() }
+        Self { name: "operator".into(), scopes: Scope::ALL.to_vec(), agents: None, rate: None }
+    }
+
+    /// A named token's principal.
+    pub fn token(name: &str, scopes: Vec<Scope>, agents: Option<BTreeSet<AgentId>>, rate: Option<RequestRate>) -> Self {
+        Self { name: name.into(), scopes, agents: agents.map(Arc::new), rate: rate.map(Arc::new) }
     }
 
     /// The name logs, metrics and run ownership use (never the secret).
@@ -65,6 +79,33 @@ impl Principal {
     pub fn allows(&self, needed: Scope) -> bool {
         self.scopes.iter().any(|s| s.includes(needed))
     }
+
+    /// True when this principal may use `agent`; others behave as unknown.
+    pub fn may_use(&self, agent: &AgentId) -> bool {
+        self.agents.as_ref().is_none_or(|allowed| allowed.contains(agent))
+    }
+
+    /// True when no agent allow-list applies.
+    pub fn may_use_every_agent(&self) -> bool {
+        self.agents.is_none()
+    }
+
+    /// [`may_use`](Self::may_use) for an id as stored (sessions keep their agent as text).
+    pub fn may_use_named(&self, agent: &str) -> bool {
+        self.agents.is_none() || AgentId::parse(agent).is_some_and(|id| self.may_use(&id))
+    }
+
+    /// Count one request against the rate limit: `Err(seconds)` when over it.
+    pub fn admit(&self) -> Result<(), u64> {
+        self.rate.as_ref().map_or(Ok(()), |rate| rate.admit())
+    }
+
+    /// The same principal with only the requested scopes it holds (a
+    /// WebSocket client asks for the least it needs); unknown names are ignored.
+    pub fn narrowed(&self, requested: &[Scope]) -> Self {
+        let scopes = Scope::ALL.into_iter().filter(|s| requested.contains(s) && self.allows(*s)).collect();
+        Self { scopes, ..self.clone() }
+    }
 }
 
 #[cfg(test)]
@@ -80,5 +121,16 @@ mod tests {
         assert!(Scope::ALL.into_iter().all(|s| operator.allows(s)));
         assert_eq!(Scope::parse("operator.write"), Some(Scope::Write));
         assert_eq!(Scope::parse("operator.pairing"), None);
+    }
+
+    #[test]
+    fn narrowing_grants_only_what_was_asked_and_held() {
+        let app = Principal::token("app", vec![Scope::Write], None, None);
+        assert_eq!(app.narrowed(&[Scope::Read]).scopes(), [Scope::Read]);
+        assert_eq!(app.narrowed(&[Scope::Read, Scope::Admin]).scopes(), [Scope::Read]);
+        assert!(app.narrowed(&[Scope::Admin]).scopes().is_empty());
+        let main = AgentId::parse("main").unwrap();
+        let limited = Principal::token("l", vec![Scope::Read], Some([main.clone()].into()), None);
+        assert!(limited.may_use(&main) && !limited.may_use(&AgentId::parse("other").unwrap()));
     }
 }

@@ -4,6 +4,7 @@
 mod agents;
 mod providers;
 mod secret;
+mod tokens;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use serde::Deserialize;
 pub use agents::{AgentEntry, AgentsConfig, LimitsConfig};
 pub use providers::ProviderConfig;
 pub use secret::Secret;
+pub use tokens::{TokenConfig, TokenRateLimit};
 
 /// Port the gateway listens on when nothing else is said (OpenClaw's).
 pub const DEFAULT_PORT: u16 = 18789;
@@ -180,6 +182,9 @@ pub struct AuthConfig {
     pub password: Option<Secret>,
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
+    /// Named tokens beside the main secret, each with its own scopes.
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
 }
 
 /// `gateway.auth.rateLimit`: failed attempts per client IP.
@@ -352,6 +357,14 @@ impl Config {
         }
         if self.gateway.http.sse_keep_alive_ms == 0 {
             return Err(value_error("gateway.http.sseKeepAliveMs", "must be at least 1".into()));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, token) in self.gateway.auth.tokens.iter().enumerate() {
+            token.validate(i).map_err(|(key, message)| value_error(&key, message))?;
+            if !names.insert(&token.name) {
+                let message = format!("{:?} is used by another token", token.name);
+                return Err(value_error(&format!("gateway.auth.tokens[{i}].name"), message));
+            }
         }
         if self.gateway.auth.rate_limit.max_attempts == 0 {
             return Err(value_error("gateway.auth.rateLimit.maxAttempts", "must be at least 1".into()));

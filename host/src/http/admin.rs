@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
+use crate::auth::Principal;
 use crate::chat::AgentId;
 use crate::gateway::Gateway;
 use crate::runtime::{AgentSource, AgentVersion};
@@ -18,11 +19,10 @@ use crate::runtime::{AgentSource, AgentVersion};
 pub const DIGEST_HEADER: &str = "x-wasmclaw-sha256";
 
 /// `GET /admin/agents`
-pub async fn list(State(gw): State<Arc<Gateway>>) -> Json<Value> {
+pub async fn list(State(gw): State<Arc<Gateway>>, Extension(caller): Extension<Principal>) -> Json<Value> {
     let agents: Vec<Value> = gw
         .agents
-        .registry()
-        .list()
+        .visible(&caller)
         .iter()
         .map(|v| agent_json(v, gw.agents.registry().slot(&v.id).and_then(|s| s.previous).as_deref()))
         .collect();
@@ -30,8 +30,12 @@ pub async fn list(State(gw): State<Arc<Gateway>>) -> Json<Value> {
 }
 
 /// `GET /admin/agents/{id}`
-pub async fn show(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
+pub async fn show(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&caller, &id)?;
     let slot = gw.agents.registry().slot(&id).ok_or_else(|| crate::runs::InstallError::NotFound(id.to_string()))?;
     Ok(Json(agent_json(&slot.current, slot.previous.as_deref())))
 }
@@ -39,11 +43,12 @@ pub async fn show(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Res
 /// `PUT /admin/agents/{id}` with the component bytes as the body.
 pub async fn install(
     State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Principal>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_id(&caller, &id)?;
     let limit = gw.config.agents.max_component_bytes;
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::too_large(limit))?;
     if bytes.is_empty() {
@@ -65,27 +70,40 @@ pub async fn install(
 }
 
 /// `POST /admin/agents/{id}/rollback`
-pub async fn rollback(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
+pub async fn rollback(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&caller, &id)?;
     let version = gw.agents.rollback(&id)?;
     let previous = gw.agents.registry().slot(&id).and_then(|s| s.previous);
     Ok(Json(agent_json(&version, previous.as_deref())))
 }
 
 /// `DELETE /admin/agents/{id}`
-pub async fn remove(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
+pub async fn remove(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&caller, &id)?;
     let removed = gw.agents.remove(&id)?;
     Ok(Json(json!({"id": id.to_string(), "removed": true, "digest": removed.digest})))
 }
 
-fn parse_id(raw: &str) -> Result<AgentId, ApiError> {
-    AgentId::parse(raw).ok_or_else(|| {
+/// A valid id the caller may use; another caller's agent is as unknown as a missing one.
+fn parse_id(caller: &Principal, raw: &str) -> Result<AgentId, ApiError> {
+    let id = AgentId::parse(raw).ok_or_else(|| {
         ApiError::invalid_request(
             format!("{raw:?} is not a valid agent id ([a-z0-9][a-z0-9_-]{{0,63}})"),
             Some("id".into()),
         )
-    })
+    })?;
+    if !caller.may_use(&id) {
+        return Err(crate::runs::InstallError::NotFound(id.to_string()).into());
+    }
+    Ok(id)
 }
 
 fn agent_json(v: &AgentVersion, previous: Option<&AgentVersion>) -> Value {

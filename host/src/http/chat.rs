@@ -4,13 +4,14 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::openai::{ChatRequest, ChunkEncoder, Completion};
 use super::stream;
+use crate::auth::Principal;
 use crate::chat::AgentId;
 use crate::gateway::Gateway;
 use crate::runs::RunInput;
@@ -22,7 +23,12 @@ pub const AGENT_HEADER: &str = "x-openclaw-agent-id";
 pub const SESSION_HEADER: &str = "x-openclaw-session-key";
 
 /// The handler. Auth has already passed (router middleware).
-pub async fn completions(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn completions(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Principal>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     if !gw.is_ready() {
         return Err(ApiError::shutting_down());
     }
@@ -50,6 +56,7 @@ pub async fn completions(State(gw): State<Arc<Gateway>>, headers: HeaderMap, bod
     let explicit_session = header_text(&headers, SESSION_HEADER)?;
     let session = sessions::resolve(&agent, explicit_session, request.user.as_deref())?;
     let input = RunInput {
+        caller,
         agent,
         session,
         messages: request.agent_messages()?,

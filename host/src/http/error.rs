@@ -109,6 +109,19 @@ impl ApiError {
         }
     }
 
+    /// 429 for a credential over its `rateLimit`.
+    pub fn rate_limited(token: &str, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                Some("rate_limited"),
+                format!("Rate limit of the token {token:?} exceeded; retry after {retry_after} s"),
+            )
+        }
+    }
+
     /// 503 while the gateway drains for shutdown.
     pub fn shutting_down() -> Self {
         Self {

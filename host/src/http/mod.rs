@@ -46,12 +46,18 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             axum::http::HeaderValue::from_static("no-referrer"),
         ))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
-            let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
-            tracing::info_span!("request", method = %request.method(), uri = %request.uri().path(), request_id = %id)
-        })
-        // A 5xx is already logged, with its cause, by the run that failed.
-        .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG)))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &axum::http::Request<_>| {
+                    let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                    tracing::info_span!(
+                        "request", method = %request.method(), uri = %request.uri().path(), request_id = %id,
+                        token = tracing::field::Empty
+                    )
+                })
+                // A 5xx is already logged, with its cause, by the run that failed.
+                .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 

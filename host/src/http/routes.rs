@@ -140,10 +140,19 @@ async fn authorize(
         Access::Loopback => return Err(ApiError::loopback_only("Metrics")),
         Access::Scope(scope) => {
             let principal = authenticate(&gw, peer, &request)?;
+            // Logs of this request name the credential (never the secret).
+            tracing::Span::current().record("token", tracing::field::display(principal.name()));
+            let metrics = gw.agents.metrics();
             if !principal.allows(scope) {
-                tracing::info!(principal = principal.name(), scope = scope.name(), "request refused: scope missing");
+                tracing::info!(scope = scope.name(), "request refused: scope missing");
+                metrics.token_request(principal.name(), "forbidden");
                 return Err(ApiError::permission_denied(scope.name()));
             }
+            if let Err(retry_after) = principal.admit() {
+                metrics.token_request(principal.name(), "rate_limited");
+                return Err(ApiError::rate_limited(principal.name(), retry_after));
+            }
+            metrics.token_request(principal.name(), "allowed");
             request.extensions_mut().insert(principal);
         }
     }

@@ -3,24 +3,36 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
+use crate::auth::Principal;
 use crate::chat::AgentId;
 use crate::gateway::Gateway;
 use crate::sessions::{Transcript, role_name};
 
 /// `GET /sessions/{key}/history`
-pub async fn history(State(gw): State<Arc<Gateway>>, Path(key): Path<String>) -> Result<Json<Value>, ApiError> {
-    let transcript = gw.agents.sessions().transcript(&key).await?.ok_or_else(session_not_found)?;
+pub async fn history(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Principal>,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let transcript = gw.agents.sessions().transcript(&key).await?;
+    let transcript = transcript.filter(|t| caller.may_use_named(&t.agent)).ok_or_else(session_not_found)?;
     Ok(Json(transcript_json(&transcript)))
 }
 
 /// `DELETE /sessions/{key}`: forget the transcript and the plugin state.
-pub async fn reset(State(gw): State<Arc<Gateway>>, Path(key): Path<String>) -> Result<Json<Value>, ApiError> {
-    if !gw.agents.sessions().delete(&key).await? {
+pub async fn reset(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Principal>,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if !crate::runs::may_touch_session(gw.agents.sessions(), &caller, &key).await?
+        || !gw.agents.sessions().delete(&key).await?
+    {
         return Err(session_not_found());
     }
     tracing::info!(session = %key, "session reset");
@@ -34,7 +46,11 @@ pub struct ListQuery {
 }
 
 /// `GET /sessions[?agent=<id>]`
-pub async fn list(State(gw): State<Arc<Gateway>>, Query(query): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Principal>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
     let agent = match query.agent {
         Some(raw) => Some(
             AgentId::parse(&raw)
@@ -46,6 +62,7 @@ pub async fn list(State(gw): State<Arc<Gateway>>, Query(query): Query<ListQuery>
     let sessions = gw.agents.sessions().list(agent.as_deref()).await?;
     let data: Vec<Value> = sessions
         .iter()
+        .filter(|s| caller.may_use_named(&s.agent))
         .map(|s| {
             json!({"sessionKey": s.key, "agentId": s.agent, "messageCount": s.message_count, "lastActivity": s.last_activity})
         })

@@ -51,6 +51,8 @@ pub struct Metrics {
     run_failures: Mutex<BTreeMap<(String, &'static str), u64>>,
     auth_failures: AtomicU64,
     swaps: Mutex<BTreeMap<&'static str, u64>>,
+    /// (credential name, outcome) → requests.
+    token_requests: Mutex<BTreeMap<(String, &'static str), u64>>,
 }
 
 /// Point-in-time values the registry does not own.
@@ -83,6 +85,12 @@ impl Metrics {
     /// Someone presented wrong or no credentials.
     pub fn auth_failure(&self) {
         self.auth_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One authenticated request (HTTP) or method call (WebSocket) by the
+    /// credential `name`: `allowed`, `forbidden` (scope) or `rate_limited`.
+    pub fn token_request(&self, name: &str, outcome: &'static str) {
+        *self.token_requests.lock().unwrap().entry((name.to_string(), outcome)).or_default() += 1;
     }
 
     /// An agent was installed, rolled back or removed.
@@ -137,6 +145,15 @@ impl Metrics {
             "Requests and connects with wrong or missing credentials.",
         );
         let _ = writeln!(out, "wasmclaw_auth_failures_total {}", self.auth_failures.load(Ordering::Relaxed));
+        head(
+            &mut out,
+            "wasmclaw_token_requests_total",
+            "counter",
+            "Authenticated requests by credential name and outcome (allowed, forbidden, rate_limited).",
+        );
+        for ((token, outcome), n) in self.token_requests.lock().unwrap().iter() {
+            let _ = writeln!(out, "wasmclaw_token_requests_total{{token=\"{token}\",outcome=\"{outcome}\"}} {n}");
+        }
         head(&mut out, "wasmclaw_agent_changes_total", "counter", "Agent installs, rollbacks and removals.");
         for (action, n) in self.swaps.lock().unwrap().iter() {
             let _ = writeln!(out, "wasmclaw_agent_changes_total{{action=\"{action}\"}} {n}");

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::auth::Principal;
 use crate::chat::{AgentId, Event, Message, Reply, Role, RunRequest, ToolSpec};
 use crate::config::Config;
 use crate::providers::Providers;
@@ -27,6 +28,8 @@ const EVENT_BUFFER: usize = 32;
 /// What a door hands to [`Agents::start`].
 #[derive(Debug, Clone)]
 pub struct RunInput {
+    /// Who asks: an agent it may not use behaves as unknown.
+    pub caller: Principal,
     pub agent: AgentId,
     pub session: SessionKey,
     pub messages: Vec<Message>,
@@ -38,9 +41,17 @@ pub struct RunInput {
 
 impl RunInput {
     /// One plain user message, as the CLI and the WebSocket methods send.
-    pub fn user_message(agent: AgentId, session: SessionKey, text: String) -> Self {
+    pub fn user_message(caller: Principal, agent: AgentId, session: SessionKey, text: String) -> Self {
         let message = Message::text(Role::User, text);
-        Self { agent, session, messages: vec![message], tools: vec![], user: None, params: serde_json::json!({}) }
+        Self {
+            caller,
+            agent,
+            session,
+            messages: vec![message],
+            tools: vec![],
+            user: None,
+            params: serde_json::json!({}),
+        }
     }
 }
 
@@ -106,6 +117,11 @@ impl Agents {
         &self.registry
     }
 
+    /// The agents `caller` may see and use, sorted by id.
+    pub fn visible(&self, caller: &Principal) -> Vec<Arc<AgentVersion>> {
+        self.registry.list().into_iter().filter(|v| caller.may_use(&v.id)).collect()
+    }
+
     /// The engine agents run on.
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
@@ -143,7 +159,10 @@ impl Agents {
     /// Start a run. Fails at once for an unknown agent; everything else is
     /// reported through the handle.
     pub fn start(&self, input: RunInput) -> Result<RunHandle, RunError> {
-        let agent = self.registry.get(&input.agent).ok_or_else(|| RunError::UnknownAgent(input.agent.to_string()))?;
+        let agent = Some(&input.agent)
+            .filter(|id| input.caller.may_use(id))
+            .and_then(|id| self.registry.get(id))
+            .ok_or_else(|| RunError::UnknownAgent(input.agent.to_string()))?;
         // Refuse at once rather than queue without bound: 503 + Retry-After.
         let Ok(global_slot) = self.run_slots.clone().try_acquire_owned() else {
             tracing::warn!(agent = %agent.id, limit = self.max_runs, "run refused: gateway at agents.maxConcurrentRuns");
@@ -256,6 +275,15 @@ impl From<StoreError> for RunError {
             e => Self::Internal(e.to_string()),
         }
     }
+}
+
+/// False when `caller` may not use the agent that owns session `key` (it
+/// then behaves as if the session did not exist); true for unknown keys.
+pub async fn may_touch_session(store: &dyn SessionStore, caller: &Principal, key: &str) -> Result<bool, StoreError> {
+    if caller.may_use_every_agent() {
+        return Ok(true);
+    }
+    Ok(store.transcript(key).await?.is_none_or(|t| caller.may_use_named(&t.agent)))
 }
 
 /// The messages a client adds in this turn: everything after the last

@@ -116,13 +116,13 @@ async fn status(call: Call) -> Answer {
         "server": {"name": "wasmclaw", "version": env!("CARGO_PKG_VERSION")},
         "ts": now_ms(),
         "ready": gw.is_ready(),
-        "agents": gw.agents.registry().list().iter().map(|v| agent_json(v)).collect::<Vec<_>>(),
+        "agents": gw.agents.visible(&call.principal).iter().map(|v| agent_json(v)).collect::<Vec<_>>(),
     })))
 }
 
 async fn agents_list(call: Call) -> Answer {
     let gw = &call.gw;
-    let agents: Vec<Value> = gw.agents.registry().list().iter().map(|v| agent_json(v)).collect();
+    let agents: Vec<Value> = gw.agents.visible(&call.principal).iter().map(|v| agent_json(v)).collect();
     Ok(Some(json!({"defaultId": gw.agents.default_agent().to_string(), "mainKey": "main", "agents": agents})))
 }
 
@@ -130,8 +130,7 @@ async fn models_list(call: Call) -> Answer {
     let models: Vec<Value> = call
         .gw
         .agents
-        .registry()
-        .list()
+        .visible(&call.principal)
         .iter()
         .map(|v| json!({"id": format!("openclaw/{}", v.id), "name": v.info.name, "provider": "wasmclaw"}))
         .collect();
@@ -155,6 +154,7 @@ async fn chat_history(call: Call) -> Answer {
     let key = key_param(params, "sessionKey")?.to_string();
     let limit = params["limit"].as_u64().unwrap_or(200) as usize;
     let transcript = call.gw.agents.sessions().transcript(&key).await.map_err(store_error)?;
+    let transcript = transcript.filter(|t| call.principal.may_use_named(&t.agent));
     let messages: Vec<Value> = transcript
         .map(|t| t.messages)
         .unwrap_or_default()
@@ -181,6 +181,7 @@ async fn sessions_list(call: Call) -> Answer {
     let sessions = call.gw.agents.sessions().list(agent).await.map_err(store_error)?;
     let sessions: Vec<Value> = sessions
         .iter()
+        .filter(|s| call.principal.may_use_named(&s.agent))
         .map(|s| json!({"key": s.key, "agentId": s.agent, "updatedAt": s.last_activity, "messageCount": s.message_count}))
         .collect();
     Ok(Some(json!({"sessions": sessions})))
@@ -189,13 +190,15 @@ async fn sessions_list(call: Call) -> Answer {
 async fn sessions_delete(call: Call) -> Answer {
     let params = &call.params;
     let key = key_param(params, "key").or_else(|_| key_param(params, "sessionKey"))?;
-    let deleted = call.gw.agents.sessions().delete(key).await.map_err(store_error)?;
+    let store = call.gw.agents.sessions();
+    let deleted = crate::runs::may_touch_session(store, &call.principal, key).await.map_err(store_error)?
+        && store.delete(key).await.map_err(store_error)?;
     Ok(Some(json!({"ok": true, "key": key, "deleted": deleted})))
 }
 
 async fn agents_install(call: Call) -> Answer {
     let params = &call.params;
-    let id = agent_param(params)?;
+    let id = agent_param(&call.principal, params)?;
     let encoded = key_param(params, "component")?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(encoded)
@@ -212,24 +215,25 @@ async fn agents_install(call: Call) -> Answer {
 }
 
 async fn agents_rollback(call: Call) -> Answer {
-    with_agent(&call.params, |id| call.gw.agents.rollback(id)).map(|v| Some(agent_json(&v)))
+    let id = agent_param(&call.principal, &call.params)?;
+    let version = call.gw.agents.rollback(&id).map_err(install_error)?;
+    Ok(Some(agent_json(&version)))
 }
 
 async fn agents_remove(call: Call) -> Answer {
-    with_agent(&call.params, |id| call.gw.agents.remove(id))
-        .map(|v| Some(json!({"id": v.id.to_string(), "removed": true})))
+    let id = agent_param(&call.principal, &call.params)?;
+    let removed = call.gw.agents.remove(&id).map_err(install_error)?;
+    Ok(Some(json!({"id": removed.id.to_string(), "removed": true})))
 }
 
-fn agent_param(params: &Value) -> Result<AgentId, WsError> {
+/// The `agentId` (or `id`) param; an agent the caller may not use is as unknown as a missing one.
+fn agent_param(caller: &Principal, params: &Value) -> Result<AgentId, WsError> {
     let raw = key_param(params, "agentId").or_else(|_| key_param(params, "id"))?;
-    AgentId::parse(raw).ok_or_else(|| WsError::invalid(format!("{raw:?} is not an agent id")))
-}
-
-fn with_agent(
-    params: &Value,
-    f: impl FnOnce(&AgentId) -> Result<Arc<AgentVersion>, crate::runs::InstallError>,
-) -> Result<Arc<AgentVersion>, WsError> {
-    f(&agent_param(params)?).map_err(install_error)
+    let id = AgentId::parse(raw).ok_or_else(|| WsError::invalid(format!("{raw:?} is not an agent id")))?;
+    if !caller.may_use(&id) {
+        return Err(install_error(crate::runs::InstallError::NotFound(id.to_string())));
+    }
+    Ok(id)
 }
 
 fn install_error(e: crate::runs::InstallError) -> WsError {

@@ -15,7 +15,7 @@ use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 
-use crate::auth::Principal;
+use crate::auth::{Principal, Scope};
 use crate::config::AuthMode;
 use crate::gateway::Gateway;
 use frames::{Outbox, Outgoing, PROTOCOL, err, now_ms, ok};
@@ -162,8 +162,16 @@ async fn handshake(
     gw.lockout.succeed(peer);
     let policy = &gw.config.gateway.ws;
     let role = p["role"].as_str().unwrap_or("operator");
-    let scopes = p["scopes"].clone();
-    let scopes = if scopes.is_array() { scopes } else { json!(["operator.read", "operator.write", "operator.admin"]) };
+    // A client asks for the least it needs; it gets what it asked for and
+    // its credential holds, and the connection may do no more than that.
+    let principal = match p["scopes"].as_array() {
+        Some(asked) => {
+            let asked: Vec<Scope> = asked.iter().filter_map(|s| s.as_str().and_then(Scope::parse)).collect();
+            principal.narrowed(&asked)
+        }
+        None => principal,
+    };
+    let scopes: Vec<&str> = principal.scopes().iter().map(|s| s.name()).collect();
     out.send(ok(
         &req.id,
         json!({

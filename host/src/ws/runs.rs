@@ -62,7 +62,7 @@ async fn try_start(call: &Call, door: Door) -> Result<(), WsError> {
     // OpenClaw's main session of an agent when none is named.
     let key = p.session_key.clone().unwrap_or_else(|| format!("agent:{agent}:main"));
     let session = sessions::resolve(&agent, Some(&key), None).map_err(|e| WsError::invalid(e.to_string()))?;
-    let input = RunInput::user_message(agent, session, p.message);
+    let input = RunInput::user_message(principal.clone(), agent, session, p.message);
     let handle = gw.agents.start(input).map_err(|e| match e {
         RunError::UnknownAgent(a) => WsError::invalid(format!("unknown agent {a:?}")),
         other => WsError::new(codes::UNAVAILABLE, other.to_string()),

@@ -1,0 +1,199 @@
+//! Scoped tokens: named credentials with OpenClaw's scopes, an agent
+//! allow-list and a rate limit, over HTTP and the WebSocket.
+
+use std::time::Duration;
+
+use crate::support::*;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+const APP: &str = "app-secret-5d1e";
+const READER: &str = "reader-secret-77aa";
+const LIMITED: &str = "limited-secret-03bc";
+
+fn tokens_config() -> String {
+    format!(
+        r#"{{
+  gateway: {{
+    auth: {{ mode: "token", tokens: [
+      {{ name: "web-app", tokenEnv: "WEB_APP_TOKEN", scopes: ["operator.read", "operator.write"], agents: ["main"] }},
+      {{ name: "reader", tokenEnv: "READER_TOKEN", scopes: ["operator.read"] }},
+      {{ name: "limited", tokenEnv: "LIMITED_TOKEN", scopes: ["operator.write"], rateLimit: {{ requestsPerMinute: 3 }} }},
+    ] }},
+    http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }},
+  }},
+  agents: {{ entries: {{ main: {{ plugin: "echo" }}, beta: {{ plugin: "echo" }} }} }},
+}}"#
+    )
+}
+
+fn start() -> TestGateway {
+    TestGateway::start_with(
+        &tokens_config(),
+        &[
+            ("OPENCLAW_GATEWAY_TOKEN", TOKEN),
+            ("WEB_APP_TOKEN", APP),
+            ("READER_TOKEN", READER),
+            ("LIMITED_TOKEN", LIMITED),
+        ],
+    )
+    .unwrap_or_else(|log| panic!("gateway failed to start:\n{log}"))
+}
+
+async fn chat_as(gw: &TestGateway, token: &str, model: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(token)
+        .json(&ask(model, "hi"))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn get_as(gw: &TestGateway, token: &str, path: &str) -> reqwest::Response {
+    reqwest::Client::new().get(gw.url(path)).bearer_auth(token).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn an_app_token_chats_with_its_agents_only_and_cannot_administer() {
+    let gw = start();
+    let res = chat_as(&gw, APP, "openclaw/main").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(content(&res.json().await.unwrap()), "hi");
+    // Another agent behaves as unknown, exactly as a missing one does.
+    let res = chat_as(&gw, APP, "openclaw/beta").await;
+    assert_eq!(res.status(), 404);
+    assert_eq!(error_fields(&res.json().await.unwrap()).1.as_deref(), Some("model_not_found"));
+    let models: Value = get_as(&gw, APP, "/v1/models").await.json().await.unwrap();
+    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["openclaw", "openclaw/main"]);
+    // The main secret still sees and uses everything.
+    assert_eq!(chat_as(&gw, TOKEN, "openclaw/beta").await.status(), 200);
+    // Administration needs operator.admin: 403 naming the scope, and nothing changes.
+    let res = reqwest::Client::new()
+        .put(gw.url("/admin/agents/main"))
+        .bearer_auth(APP)
+        .body(std::fs::read(FAULTS_WASM).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(error_fields(&body).1.as_deref(), Some("permission_denied"));
+    assert!(body["error"]["message"].as_str().unwrap().contains("operator.admin"), "{body}");
+    assert_eq!(gw.get_json("/admin/agents/main").await["name"], "echo", "the agent was not replaced");
+    assert_eq!(get_as(&gw, APP, "/metrics").await.status(), 403);
+}
+
+#[tokio::test]
+async fn a_read_token_reads_but_cannot_run() {
+    let gw = start();
+    let res = chat_as(&gw, READER, "openclaw/main").await;
+    assert_eq!(res.status(), 403);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("operator.write"), "{body}");
+    assert_eq!(get_as(&gw, READER, "/v1/models").await.status(), 200);
+    assert_eq!(get_as(&gw, READER, "/sessions").await.status(), 200);
+    let res = reqwest::Client::new().delete(gw.url("/sessions/agent:main:x")).bearer_auth(READER).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+}
+
+#[tokio::test]
+async fn a_token_over_its_rate_gets_429_with_retry_after_counted_by_name() {
+    let gw = start();
+    for i in 0..3 {
+        assert_eq!(chat_as(&gw, LIMITED, "openclaw/main").await.status(), 200, "request {i} is within the rate");
+    }
+    let res = chat_as(&gw, LIMITED, "openclaw/main").await;
+    assert_eq!(res.status(), 429);
+    let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(error_fields(&res.json().await.unwrap()).0, "rate_limit_error");
+    // Other credentials are not slowed by it.
+    assert_eq!(chat_as(&gw, APP, "openclaw/main").await.status(), 200);
+    let metrics = gw
+        .wait_for_metrics(&[
+            r#"wasmclaw_token_requests_total{token="limited",outcome="allowed"} 3"#,
+            r#"wasmclaw_token_requests_total{token="limited",outcome="rate_limited"} 1"#,
+        ])
+        .await;
+    // Logs and metrics name the token; neither ever carries a secret.
+    let log = gw.wait_for_log("the token's name in the request log", |l| l.contains("token=limited")).await;
+    for secret in [APP, READER, LIMITED, TOKEN] {
+        assert!(!metrics.contains(secret) && !log.contains(secret), "a secret leaked");
+    }
+}
+
+#[test]
+fn a_token_whose_variable_is_missing_stops_start_up_naming_it() {
+    let err = TestGateway::start_with(&tokens_config(), &[("OPENCLAW_GATEWAY_TOKEN", TOKEN), ("WEB_APP_TOKEN", APP)])
+        .err()
+        .expect("start-up must fail");
+    assert!(err.contains("READER_TOKEN") && err.contains("gateway.auth.tokens[1].tokenEnv"), "{err}");
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connect with `token` asking for `scopes`; returns the socket and `hello-ok`.
+async fn ws_connect(gw: &TestGateway, token: &str, scopes: Value) -> (Socket, Value) {
+    let (mut socket, _) = tokio_tungstenite::connect_async(gw.base.replace("http://", "ws://")).await.unwrap();
+    next_frame(&mut socket, |f| f["event"] == "connect.challenge").await;
+    let params = json!({"minProtocol": 4, "maxProtocol": 4, "client": {"id": "cli", "version": "2026.9.6"},
+                        "auth": {"token": token}, "role": "operator", "scopes": scopes});
+    let hello = call(&mut socket, "connect", params).await;
+    (socket, hello)
+}
+
+async fn call(socket: &mut Socket, method: &str, params: Value) -> Value {
+    let id = uuid::Uuid::new_v4().to_string();
+    let frame = json!({"type": "req", "id": id, "method": method, "params": params});
+    socket.send(Message::Text(frame.to_string().into())).await.unwrap();
+    next_frame(socket, |f| f["type"] == "res" && f["id"] == id.as_str()).await
+}
+
+async fn next_frame(socket: &mut Socket, wanted: impl Fn(&Value) -> bool) -> Value {
+    let read = async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    let frame: Value = serde_json::from_str(&t).unwrap();
+                    if wanted(&frame) {
+                        return frame;
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!("socket ended: {other:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read).await.expect("no such frame within 30 s")
+}
+
+#[tokio::test]
+async fn a_websocket_client_gets_the_scopes_it_asked_for_and_its_token_holds() {
+    let gw = start();
+    let all = json!(["operator.read", "operator.write", "operator.admin", "operator.approvals"]);
+    let (mut app, hello) = ws_connect(&gw, APP, all.clone()).await;
+    assert_eq!(hello["payload"]["auth"]["scopes"], json!(["operator.read", "operator.write"]));
+    let methods = hello["payload"]["features"]["methods"].as_array().unwrap();
+    assert!(methods.iter().any(|m| m == "agents.install") && methods.iter().any(|m| m == "chat.send"));
+    let res = call(&mut app, "agents.remove", json!({"agentId": "main"})).await;
+    assert_eq!(res["ok"], false);
+    assert!(res["error"]["message"].as_str().unwrap().contains("operator.admin"), "{res}");
+    let listed = call(&mut app, "agents.list", json!({})).await;
+    let ids: Vec<&str> =
+        listed["payload"]["agents"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["main"]);
+    let res = call(&mut app, "agent", json!({"message": "hi", "agentId": "beta", "idempotencyKey": "b"})).await;
+    assert_eq!(res["ok"], false, "another agent is unknown to this token: {res}");
+    // The main secret asking only for read may read but not run.
+    let (mut operator, hello) = ws_connect(&gw, TOKEN, json!(["operator.read"])).await;
+    assert_eq!(hello["payload"]["auth"]["scopes"], json!(["operator.read"]));
+    assert_eq!(call(&mut operator, "health", json!({})).await["ok"], true);
+    let res = call(&mut operator, "agent", json!({"message": "hi", "idempotencyKey": "r"})).await;
+    assert!(res["error"]["message"].as_str().unwrap().contains("operator.write"), "{res}");
+    // Asking for nothing in particular grants what the credential holds.
+    let (_, hello) = ws_connect(&gw, TOKEN, json!(null)).await;
+    assert_eq!(hello["payload"]["auth"]["scopes"], json!(["operator.read", "operator.write", "operator.admin"]));
+}
