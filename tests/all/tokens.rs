@@ -13,19 +13,18 @@ const READER: &str = "reader-secret-77aa";
 const LIMITED: &str = "limited-secret-03bc";
 
 fn tokens_config() -> String {
-    format!(
-        r#"{{
-  gateway: {{
-    auth: {{ mode: "token", tokens: [
-      {{ name: "web-app", tokenEnv: "WEB_APP_TOKEN", scopes: ["operator.read", "operator.write"], agents: ["main"] }},
-      {{ name: "reader", tokenEnv: "READER_TOKEN", scopes: ["operator.read"] }},
-      {{ name: "limited", tokenEnv: "LIMITED_TOKEN", scopes: ["operator.write"], rateLimit: {{ requestsPerMinute: 3 }} }},
-    ] }},
-    http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }},
-  }},
-  agents: {{ entries: {{ main: {{ plugin: "echo" }}, beta: {{ plugin: "echo" }} }} }},
-}}"#
-    )
+    r#"{
+  gateway: {
+    auth: { mode: "token", tokens: [
+      { name: "web-app", tokenEnv: "WEB_APP_TOKEN", scopes: ["operator.read", "operator.write"], agents: ["main"] },
+      { name: "reader", tokenEnv: "READER_TOKEN", scopes: ["operator.read"] },
+      { name: "limited", tokenEnv: "LIMITED_TOKEN", scopes: ["operator.write"], rateLimit: { requestsPerMinute: 3 } },
+    ] },
+    http: { endpoints: { chatCompletions: { enabled: true } } },
+  },
+  agents: { entries: { main: { plugin: "echo" }, beta: { plugin: "echo" } } },
+}"#
+    .to_string()
 }
 
 fn start() -> TestGateway {
