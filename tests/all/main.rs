@@ -15,6 +15,7 @@ mod http_chat;
 mod limits;
 mod openai_sdk;
 mod providers;
+mod secrets;
 mod sessions;
 mod shutdown;
 mod tokens;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use agents::{AgentEntry, AgentsConfig, LimitsConfig};
-pub use providers::ProviderConfig;
+pub use providers::{HeaderValueConfig, ProviderConfig};
 pub use secret::Secret;
 pub use tokens::{TokenConfig, TokenRateLimit};
 
@@ -323,17 +323,19 @@ impl Config {
         Ok(config)
     }
 
-    /// Parse JSON5 text; `origin` names the source in errors.
+    /// Parse JSON5 text; `origin` names the source in errors. Errors name
+    /// the file, line, column and key, never a value or the source text: the
+    /// line in question may hold a token.
     pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
-        let invalid = |key: String, err: json5::Error| {
+        let invalid = |key: String, err: json5::Error, describe: fn(&str) -> String| {
             let json5::Error::Message { msg, location } = err;
             let (line, column) = location.map_or((1, 1), |l| (l.line, l.column));
-            ConfigError::Invalid { path: origin.to_path_buf(), key, line, column, message: msg }
+            ConfigError::Invalid { path: origin.to_path_buf(), key, line, column, message: describe(&msg) }
         };
-        let mut de = json5::Deserializer::from_str(text).map_err(|e| invalid("(syntax)".into(), e))?;
+        let mut de = json5::Deserializer::from_str(text).map_err(|e| invalid("(syntax)".into(), e, syntax_error))?;
         let config: Config = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let key = e.path().to_string();
-            invalid(key, e.into_inner())
+            invalid(key, e.into_inner(), without_values)
         })?;
         config.validate(origin)?;
         Ok(config)
@@ -450,6 +452,63 @@ impl Config {
     }
 }
 
+/// A JSON5 syntax error without the quoted source line: only what was expected.
+fn syntax_error(message: &str) -> String {
+    match message.lines().rev().find_map(|l| l.trim().strip_prefix("= ")) {
+        Some(expected) => format!("syntax error: {expected}"),
+        None => "syntax error".into(),
+    }
+}
+
+/// serde's message without the value it quotes (`invalid type: string "…"`,
+/// `unknown variant `…``): a secret in the wrong place must not be printed.
+fn without_values(message: &str) -> String {
+    let (what, expected) = match message.split_once(", expected") {
+        Some((what, rest)) => (what, format!(", expected{rest}")),
+        None => (message, String::new()),
+    };
+    let what = if let Some(kind) = what.strip_prefix("invalid type: ").or_else(|| what.strip_prefix("invalid value: "))
+    {
+        let label = &what[..what.len() - kind.len()];
+        format!("{label}{}", kind.split([' ', '`', '"']).next().unwrap_or_default())
+    } else if what.starts_with("unknown variant") {
+        "unknown variant".to_string()
+    } else if what.contains(['"', '`']) && !what.starts_with("unknown field") && !what.starts_with("missing field") {
+        // An unfamiliar message that quotes something: keep only its first words.
+        what.split(['"', '`']).next().unwrap_or_default().trim_end().to_string()
+    } else {
+        what.to_string()
+    };
+    format!("{what}{expected}")
+}
+
 fn invalid_id_message(id: &str) -> String {
     format!("{id:?} is not a valid agent id (expected [a-z0-9][a-z0-9_-]{{0,63}})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(text: &str) -> String {
+        Config::parse(text, Path::new("/etc/wasmclaw/gateway.json5")).expect_err("must be refused").to_string()
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key_but_never_a_value() {
+        let secret = "s3cr3t-7f81";
+        let syntax = error(&format!("{{\n  gateway: {{ auth: {{ token: \"{secret}\" port: 1 }} }}\n}}"));
+        assert!(syntax.starts_with("/etc/wasmclaw/gateway.json5:2:"), "{syntax}");
+        assert!(!syntax.contains(secret) && !syntax.contains("token:"), "{syntax}");
+        for (text, key) in [
+            (format!("{{ gateway: {{ auth: {{ mode: \"{secret}\" }} }} }}"), "gateway.auth.mode"),
+            (format!("{{ gateway: {{ port: \"{secret}\" }} }}"), "gateway.port"),
+            ("{ gateway: { auth: { password: 73311234 } } }".to_string(), "gateway.auth.password"),
+            (format!("{{ providers: {{ p: {{ baseUrl: \"ftp://u:{secret}@x\" }} }} }}"), "providers.p.baseUrl"),
+        ] {
+            let message = error(&text);
+            assert!(message.contains(key), "{message}");
+            assert!(!message.contains(secret) && !message.contains("73311234"), "a value leaked: {message}");
+        }
+    }
 }

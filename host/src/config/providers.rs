@@ -16,15 +16,28 @@ pub struct ProviderConfig {
     pub api_key: Option<Secret>,
     /// Environment variable holding the key.
     pub api_key_env: Option<String>,
-    /// Extra headers sent with every request (e.g. `OpenAI-Organization`).
+    /// Extra headers sent with every request (e.g. Azure's `api-key`). Every
+    /// value is treated as a secret: never logged, and redacted from anything
+    /// the provider sends back.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, HeaderValueConfig>,
     /// How long to wait for the response to start, and for each next chunk.
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
     /// Retries of a failed connection or 5xx answer, before anything reaches the client.
     #[serde(default = "default_retries")]
     pub max_retries: u32,
+}
+
+/// A header value: the value itself, or `{ valueEnv: "VAR" }` to keep it out of the file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum HeaderValueConfig {
+    Value(Secret),
+    Env {
+        #[serde(rename = "valueEnv")]
+        value_env: String,
+    },
 }
 
 fn default_timeout() -> u64 {
@@ -40,7 +53,8 @@ impl ProviderConfig {
         let key = |field: &str| format!("providers.{name}.{field}");
         let url = self.base_url.trim();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err((key("baseUrl"), format!("{url:?} is not an http:// or https:// URL")));
+            // Not quoted: a URL may carry credentials.
+            return Err((key("baseUrl"), "must be an http:// or https:// URL".into()));
         }
         if self.api_key.is_some() && self.api_key_env.is_some() {
             return Err((key("apiKey"), "set either apiKey or apiKeyEnv, not both".into()));
@@ -54,6 +68,22 @@ impl ProviderConfig {
             }
         }
         Ok(())
+    }
+
+    /// Header names and values to send, values from the file or the environment.
+    pub fn resolve_headers(&self, name: &str) -> Result<Vec<(String, Secret)>, String> {
+        self.headers
+            .iter()
+            .map(|(header, value)| match value {
+                HeaderValueConfig::Value(v) => Ok((header.clone(), v.clone())),
+                HeaderValueConfig::Env { value_env } => match std::env::var(value_env) {
+                    Ok(v) if !v.is_empty() => Ok((header.clone(), Secret::new(v))),
+                    _ => Err(format!(
+                        "providers.{name}.headers.{header}.valueEnv: environment variable {value_env} is not set"
+                    )),
+                },
+            })
+            .collect()
     }
 
     /// The key to send, from the file or the environment.

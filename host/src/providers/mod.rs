@@ -42,6 +42,17 @@ impl Providers {
     }
 }
 
+/// Providers sometimes quote the credentials they were sent (the key or any
+/// configured header); never pass them on, to the agent, the client or the log.
+fn redact(secrets: &[Secret], mut text: String) -> String {
+    for secret in secrets {
+        if text.contains(secret.expose()) {
+            text = text.replace(secret.expose(), "[redacted]");
+        }
+    }
+    text
+}
+
 /// Where one agent's `llm` calls go.
 #[derive(Clone)]
 pub struct ModelRoute {
@@ -61,6 +72,8 @@ pub struct Provider {
     name: String,
     endpoint: String,
     key: Option<Secret>,
+    /// Every secret this provider is sent (key and header values), to redact.
+    secrets: Arc<[Secret]>,
     timeout: Duration,
     max_retries: u32,
     client: reqwest::Client,
@@ -70,11 +83,17 @@ impl Provider {
     fn new(name: &str, config: &ProviderConfig) -> anyhow::Result<Self> {
         let key = config.resolve_key(name).map_err(anyhow::Error::msg)?;
         let mut headers = HeaderMap::new();
-        for (header, value) in &config.headers {
-            let value = HeaderValue::from_str(value)
+        let mut secrets: Vec<Secret> = key.iter().cloned().collect();
+        for (header, value) in config.resolve_headers(name).map_err(anyhow::Error::msg)? {
+            let mut header_value = HeaderValue::from_str(value.expose())
                 .map_err(|_| anyhow::anyhow!("providers.{name}.headers.{header}: not a valid header value"))?;
-            headers.insert(HeaderName::from_bytes(header.as_bytes())?, value);
+            header_value.set_sensitive(true);
+            headers.insert(HeaderName::from_bytes(header.as_bytes())?, header_value);
+            secrets.push(value);
         }
+        // Longest first, so a secret that contains another is replaced whole.
+        secrets.retain(|s| !s.expose().is_empty());
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.expose().len()));
         let client = reqwest::Client::builder()
             .default_headers(headers)
             .user_agent(concat!("wasmclaw/", env!("CARGO_PKG_VERSION")))
@@ -83,7 +102,8 @@ impl Provider {
             .build()?;
         let endpoint = format!("{}/chat/completions", config.base_url.trim().trim_end_matches('/'));
         let timeout = Duration::from_millis(config.timeout_ms);
-        Ok(Self { name: name.into(), endpoint, key, timeout, max_retries: config.max_retries, client })
+        let secrets = secrets.into();
+        Ok(Self { name: name.into(), endpoint, key, secrets, timeout, max_retries: config.max_retries, client })
     }
 
     /// The name the operator gave it.
@@ -120,7 +140,7 @@ impl Provider {
             .await
             .inspect_err(|error| tracing::warn!(provider = %self.name, model, %error, kind = error.kind(), "provider call failed"))?;
         tracing::debug!(provider = %self.name, model, ms = started.elapsed().as_millis() as u64, "provider stream started");
-        Ok(CompletionStream::new(self.name.clone(), response, self.timeout))
+        Ok(CompletionStream::new(self.name.clone(), response, self.timeout, self.secrets.clone()))
     }
 
     async fn send(&self, body: &serde_json::Value) -> Result<reqwest::Response, ProviderError> {
@@ -166,13 +186,7 @@ impl Provider {
         self.redact(format!("{what}: {cause}"))
     }
 
-    /// Providers sometimes quote the key they were sent; never pass it on.
     fn redact(&self, text: String) -> String {
-        match &self.key {
-            Some(key) if !key.expose().is_empty() && text.contains(key.expose()) => {
-                text.replace(key.expose(), "[redacted]")
-            }
-            _ => text,
-        }
+        redact(&self.secrets, text)
     }
 }

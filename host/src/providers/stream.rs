@@ -7,9 +7,12 @@ use std::time::Duration;
 use eventsource_stream::Eventsource;
 use futures::{Stream, StreamExt};
 
+use std::sync::Arc;
+
 use super::ProviderError;
 use super::wire;
 use crate::chat::Event;
+use crate::config::Secret;
 
 type SseEvents = Pin<Box<dyn Stream<Item = Result<eventsource_stream::Event, String>> + Send>>;
 
@@ -17,6 +20,8 @@ type SseEvents = Pin<Box<dyn Stream<Item = Result<eventsource_stream::Event, Str
 /// body, which closes the upstream connection.
 pub struct CompletionStream {
     provider: String,
+    /// The provider's credentials, redacted from any message passed on.
+    secrets: Arc<[Secret]>,
     events: SseEvents,
     pending: VecDeque<Event>,
     /// Longest wait for the next chunk.
@@ -26,9 +31,10 @@ pub struct CompletionStream {
 }
 
 impl CompletionStream {
-    pub(super) fn new(provider: String, response: reqwest::Response, idle: Duration) -> Self {
+    pub(super) fn new(provider: String, response: reqwest::Response, idle: Duration, secrets: Arc<[Secret]>) -> Self {
         let events = response.bytes_stream().eventsource().map(|r| r.map_err(|e| e.to_string()));
-        Self { provider, events: Box::pin(events), pending: VecDeque::new(), idle, saw_finish: false, done: false }
+        let events = Box::pin(events);
+        Self { provider, secrets, events, pending: VecDeque::new(), idle, saw_finish: false, done: false }
     }
 
     /// The next event, `None` once the provider has finished.
@@ -41,7 +47,10 @@ impl CompletionStream {
                 return Ok(None);
             }
             let next = tokio::time::timeout(self.idle, self.events.next()).await;
-            let unavailable = |message: String| ProviderError::Unavailable { provider: self.provider.clone(), message };
+            let unavailable = |message: String| ProviderError::Unavailable {
+                provider: self.provider.clone(),
+                message: super::redact(&self.secrets, message),
+            };
             match next {
                 Err(_) => {
                     self.done = true;
