@@ -14,6 +14,7 @@ mod http_auth;
 mod http_chat;
 mod limits;
 mod openai_sdk;
+mod origins;
 mod providers;
 mod secrets;
 mod sessions;

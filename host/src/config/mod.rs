@@ -61,6 +61,20 @@ pub struct GatewayConfig {
     /// After SIGTERM, how long in-flight runs and streams get to finish.
     #[serde(default = "default_grace")]
     pub shutdown_grace_ms: u64,
+    /// Host names (besides loopback ones) requests may name in auth mode `none`.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    #[serde(default)]
+    pub control_ui: ControlUiConfig,
+}
+
+/// `gateway.controlUi`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ControlUiConfig {
+    /// Browser origins (`https://ops.example.com`) allowed to open the WebSocket.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 /// `gateway.metrics`
@@ -130,6 +144,8 @@ impl Default for GatewayConfig {
             ws: WsConfig::default(),
             shutdown_grace_ms: default_grace(),
             metrics: MetricsConfig::default(),
+            allowed_hosts: Vec::new(),
+            control_ui: ControlUiConfig::default(),
         }
     }
 }

@@ -165,6 +165,26 @@ impl ApiError {
         )
     }
 
+    /// 403 for a browser page whose origin may not open the WebSocket.
+    pub fn forbidden_origin() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            Some("origin_not_allowed"),
+            "This origin may not connect; list it in gateway.controlUi.allowedOrigins",
+        )
+    }
+
+    /// 403 for a Host name the gateway does not answer to in auth mode `none`.
+    pub fn forbidden_host() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            Some("host_not_allowed"),
+            "Without credentials (auth mode none) only loopback host names are served; see gateway.allowedHosts",
+        )
+    }
+
     /// 500 for a bug in the gateway itself.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None, message)

@@ -6,6 +6,7 @@ pub mod error;
 mod health;
 mod models;
 pub mod openai;
+mod origin;
 mod routes;
 mod sessions;
 mod stream;
@@ -63,12 +64,18 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 
 /// `GET /`: every request on the root path is decided here. Today that is
 /// OpenClaw's WebSocket protocol (which authenticates inside its `connect`
-/// frame); an `Origin` policy and the control page belong here too.
+/// frame) behind the `Origin` policy; the control page belongs here too.
 async fn root(
     State(gw): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    if !origin::origin_allowed(&gw.config, &headers) {
+        let origin = headers.get(axum::http::header::ORIGIN).and_then(|o| o.to_str().ok()).unwrap_or_default();
+        tracing::warn!(origin, "websocket refused: origin not allowed (gateway.controlUi.allowedOrigins)");
+        return ApiError::forbidden_origin().into_response();
+    }
     match upgrade {
         Ok(ws) => crate::ws::upgrade(gw, peer, ws),
         Err(rejection) => rejection.into_response(),

@@ -132,6 +132,10 @@ async fn authorize(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    if !super::origin::host_allowed(&gw.config, request.headers()) {
+        tracing::warn!("request refused: Host is not a loopback name (gateway.allowedHosts) in auth mode none");
+        return Err(ApiError::forbidden_host());
+    }
     let path = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
     let needed = table.get(&path, request.method()).unwrap_or(Access::Scope(Scope::Admin));
     match needed {
