@@ -120,15 +120,15 @@ impl Agents {
             Some(bytes) => (AgentSource::Shipped(entry.plugin.clone()), bytes.into()),
             None => {
                 let path = config.resolve_path(&entry.plugin);
-                let bytes = std::fs::read(&path).map_err(|e| {
-                    InstallError::Source(format!(
-                        "agents.entries.{id}.plugin: {:?} is neither a shipped plugin ({}) nor a readable file ({}: {e})",
+                let bytes = self.read_component(&path).map_err(|e| match e {
+                    InstallError::Source(e) => InstallError::Source(format!(
+                        "agents.entries.{id}.plugin: {:?} is neither a shipped plugin ({}) nor a readable file ({e})",
                         entry.plugin,
                         shipped::NAMES.join(", "),
-                        path.display()
-                    ))
+                    )),
+                    other => other,
                 })?;
-                (AgentSource::Config(path), bytes.into())
+                (AgentSource::Config(path), bytes)
             }
         };
         let settings = self.entry_settings(id, entry)?;
@@ -158,11 +158,34 @@ impl Agents {
     /// Install `<dir>/<id>.wasm`; `None` when the file name is not an agent id.
     pub async fn install_file(&self, path: &Path) -> Option<Result<Arc<AgentVersion>, InstallError>> {
         let id = agent_id_of(path)?;
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) => return Some(Err(InstallError::Source(format!("cannot read {}: {e}", path.display())))),
+        let bytes = match self.read_component(path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!(agent = %id, path = %path.display(), error = %e, "agent file refused; the running version keeps serving");
+                return Some(Err(e));
+            }
         };
-        Some(self.install(id, bytes.into(), AgentSource::Folder(path.to_path_buf()), None).await)
+        Some(self.install(id, bytes, AgentSource::Folder(path.to_path_buf()), None).await)
+    }
+
+    /// A component file, refused by its size *before* it is read: a huge (or
+    /// sparse) file must not be loaded into memory just to be rejected.
+    fn read_component(&self, path: &Path) -> Result<Arc<[u8]>, InstallError> {
+        use std::io::Read as _;
+        let limit = self.max_component_bytes;
+        let unreadable = |e: std::io::Error| InstallError::Source(format!("cannot read {}: {e}", path.display()));
+        let file = std::fs::File::open(path).map_err(unreadable)?;
+        let size = file.metadata().map_err(unreadable)?.len();
+        if size > limit as u64 {
+            return Err(InstallError::TooLarge { size: size as usize, limit });
+        }
+        // The file may grow after the check: read one byte past the limit at most.
+        let mut bytes = Vec::with_capacity(size as usize);
+        file.take(limit as u64 + 1).read_to_end(&mut bytes).map_err(unreadable)?;
+        if bytes.len() > limit {
+            return Err(InstallError::TooLarge { size: bytes.len(), limit });
+        }
+        Ok(bytes.into())
     }
 }
 
