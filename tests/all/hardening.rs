@@ -18,3 +18,50 @@ async fn a_huge_file_in_the_agents_folder_is_refused_before_it_is_read() {
     let res = reqwest::Client::new().get(gw.url("/admin/agents/huge")).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(res.status(), 404, "nothing was installed");
 }
+
+/// The compiled artifact of each agent in `dir`'s compile cache.
+fn artifacts(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    files.sort();
+    files
+}
+
+const TWO_AGENTS: &str = r#"{ gateway: { http: { endpoints: { chatCompletions: { enabled: true } } } },
+  agents: { entries: { main: { plugin: "echo" }, other: { plugin: "assistant" } } } }"#;
+
+#[tokio::test]
+async fn a_damaged_or_swapped_cache_entry_is_recompiled_not_run() {
+    let state = tempfile::tempdir().unwrap();
+    let gw = TestGateway::start_in(state.path(), TWO_AGENTS);
+    let main_digest = gw.get_json("/admin/agents/main").await["digest"].as_str().unwrap().to_string();
+    drop(gw);
+    let files = artifacts(state.path());
+    assert_eq!(files.len(), 2, "{files:?}");
+    let (main, other): (Vec<_>, Vec<_>) =
+        files.iter().partition(|f| f.file_name().unwrap().to_str().unwrap().starts_with(&main_digest));
+    // Another component's native code under main's name: it must never run as main.
+    std::fs::copy(other[0], main[0]).unwrap();
+    let gw = TestGateway::start_in(state.path(), TWO_AGENTS);
+    let res = gw.chat(ask("openclaw/main", "still echo")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(content(&res.json().await.unwrap()), "still echo", "main runs its own code");
+    let log = gw.wait_for_log("the untrusted entry", |l| l.contains("compile cache entry not trusted")).await;
+    assert!(log.contains("does not match"), "{log}");
+    assert_eq!(gw.get_json("/admin/agents/main").await["fromCache"], false, "it was recompiled");
+    drop(gw);
+    // A zeroed artifact: the gateway starts and serves instead of crashing on every start.
+    let zeroed = artifacts(state.path()).into_iter().next().unwrap();
+    let len = std::fs::metadata(&zeroed).unwrap().len() as usize;
+    std::fs::write(&zeroed, vec![0u8; len]).unwrap();
+    let gw = TestGateway::start_in(state.path(), TWO_AGENTS);
+    assert_eq!(gw.chat(ask("openclaw/main", "up")).send().await.unwrap().status(), 200);
+    drop(gw);
+    // The next start trusts the recompiled entries again.
+    let gw = TestGateway::start_in(state.path(), TWO_AGENTS);
+    assert_eq!(gw.get_json("/admin/agents/main").await["fromCache"], true);
+    assert_eq!(gw.get_json("/admin/agents/other").await["fromCache"], true);
+}
