@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use wasmtime::{Config, Engine, PoolingAllocationConfig};
 
+use super::capabilities::memory::{MAX_INSTANCES, MAX_MEMORIES, MAX_TABLES};
+
 /// How often the epoch advances; the granularity of CPU preemption and deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -42,6 +44,11 @@ pub fn build(limits: &EngineLimits) -> anyhow::Result<(Engine, Allocation)> {
         .total_memories(n * 2)
         .total_tables(n * 2)
         .total_stacks(n)
+        // One component must not take a share of the shared pool: refused
+        // when its info() is called at install.
+        .max_memories_per_component(MAX_MEMORIES as u32)
+        .max_tables_per_component(MAX_TABLES as u32)
+        .max_core_instances_per_component(MAX_INSTANCES as u32)
         .max_memory_size(limits.max_memory_bytes)
         // Measured with the instantiate microbenchmark: keeping a little memory resident between
         // instantiations saves ~30 µs per run against madvise round trips.

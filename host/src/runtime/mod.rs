@@ -67,3 +67,45 @@ impl Runtime {
         AgentVersion::load(&self.engine, &self.linker, self.cache.clone(), id, source, bytes, settings).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::capabilities::{Capabilities, RunContext};
+
+    /// A component of `n` core modules, each instantiated with a memory of its own.
+    fn memories_component(n: usize) -> Vec<u8> {
+        let mut text = String::from("(component\n");
+        for i in 0..n {
+            text.push_str(&format!("(core module $m{i} (memory 1)) (core instance (instantiate $m{i}))\n"));
+        }
+        text.push(')');
+        wat::parse_str(&text).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_component_with_too_many_memories_cannot_take_the_pool() {
+        // A pool with room for far more memories than one component may take.
+        let runtime = Runtime::new(&EngineLimits { max_instances: 64, ..EngineLimits::default() }, None).unwrap();
+        let id = AgentId::parse("many").unwrap();
+        let capabilities = Capabilities::prepare(&id, &AgentSettings::default());
+        for (n, fits) in [(4, true), (capabilities::memory::MAX_MEMORIES + 1, false)] {
+            // The pooling allocator refuses at compile time (so at install);
+            // the on-demand one through the store's limiter at instantiation.
+            let result = match wasmtime::component::Component::new(&runtime.engine, memories_component(n)) {
+                Err(e) => Err(e),
+                Ok(component) => {
+                    let state = capabilities.instantiate(RunContext { events: None, session: None });
+                    let mut store = wasmtime::Store::new(&runtime.engine, state);
+                    store.limiter(|s| &mut s.memory);
+                    runtime.linker.instantiate_async(&mut store, &component).await.map(drop)
+                }
+            };
+            match (fits, result) {
+                (true, r) => assert!(r.is_ok(), "{n} memories must fit: {:?}", r.err()),
+                (false, Ok(())) => panic!("{n} memories must be refused"),
+                (false, Err(e)) => assert!(format!("{e:#}").contains("memories"), "the error names memories: {e:#}"),
+            }
+        }
+    }
+}
