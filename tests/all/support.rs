@@ -296,6 +296,19 @@ pub fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
     items.iter().map(|(r, c)| (r.to_string(), c.to_string())).collect()
 }
 
+/// Check `holds` again and again until `until`, failing the moment it does
+/// not. For promises that something never happens, where there is no event
+/// to wait for: the check runs throughout the window, not once at its end.
+pub async fn holds_until(what: &str, until: Instant, mut holds: impl AsyncFnMut() -> bool) {
+    loop {
+        assert!(holds().await, "{what}");
+        if Instant::now() >= until {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A one-message chat body.
 pub fn ask(model: &str, text: &str) -> serde_json::Value {
     serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
