@@ -296,6 +296,18 @@ pub fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
     items.iter().map(|(r, c)| (r.to_string(), c.to_string())).collect()
 }
 
+/// Wait until `probe` returns `Some`; panics with `what` after [`PATIENCE`].
+pub async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "waited {PATIENCE:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Check `holds` again and again until `until`, failing the moment it does
 /// not. For promises that something never happens, where there is no event
 /// to wait for: the check runs throughout the window, not once at its end.
