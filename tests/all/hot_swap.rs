@@ -28,6 +28,24 @@ async fn wait_for(gw: &TestGateway, agent: &str, expected: &str) -> Duration {
     }
 }
 
+/// Drop a file whose name is not an agent id into the agents folder and wait
+/// for the warning that names it; returns the log at that point.
+async fn ignored_file(gw: &TestGateway, name: &str) -> String {
+    std::fs::write(gw.state_dir().join("agents").join(name), std::fs::read(FAULTS_WASM).unwrap()).unwrap();
+    let reported = |log: &str| log.lines().any(|l| l.contains("not a valid agent id") && l.contains(name));
+    gw.wait_for_log(&format!("{name:?} reported"), reported).await
+}
+
+/// Wait until the agents-folder watcher has handled every file event that
+/// happened before this call; returns the log. The watcher handles events
+/// in batches, one batch after the other: an event from before the call
+/// lands in the batch of the first barrier file or an earlier one, and the
+/// second barrier file, dropped once the first was reported, in a later one.
+async fn folder_settled(gw: &TestGateway) -> String {
+    ignored_file(gw, &format!("Barrier {}.wasm", uuid::Uuid::new_v4())).await;
+    ignored_file(gw, &format!("Barrier {}.wasm", uuid::Uuid::new_v4())).await
+}
+
 fn main_is_echo() -> String {
     r#"{ gateway: { http: { endpoints: { chatCompletions: { enabled: true } } } }, agents: { entries: { main: { plugin: "echo" } } } }"#.into()
 }
@@ -52,17 +70,25 @@ async fn bad_components_are_rejected_and_the_old_version_keeps_serving() {
         assert!(body["error"]["message"].as_str().unwrap().len() > 20, "the error explains itself: {body}");
         assert_eq!(reply(&gw, agent, "still echo").await, (200, "still echo".into()));
     }
-    assert!(gw.log().contains("agent rejected; the running version keeps serving"));
+    gw.wait_for_log("the rejections", |log| {
+        log.matches("agent rejected; the running version keeps serving").count() >= 3
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn swaps_under_load_fail_no_request_and_never_mix_versions() {
     let gw = Arc::new(TestGateway::start(&main_is_echo()));
     let agents_dir = gw.state_dir().join("agents");
+    // Compile the faults component once up front, so the 2 s bounds below
+    // time the swaps rather than a cold compile on a busy machine.
+    let res = admin(&gw, reqwest::Method::PUT, "/warm").body(std::fs::read(FAULTS_WASM).unwrap()).send().await.unwrap();
+    assert_eq!(res.status(), 200);
     let stop = Arc::new(AtomicBool::new(false));
     let (served, failed, mixed) =
         (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let mut workers = Vec::new();
+    let load_started = Instant::now();
     for w in 0..8 {
         let (gw, stop, served, failed, mixed) =
             (gw.clone(), stop.clone(), served.clone(), failed.clone(), mixed.clone());
@@ -104,8 +130,13 @@ async fn swaps_under_load_fail_no_request_and_never_mix_versions() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let started = Instant::now();
+    // Swaps happen under load: wait until it flows, not for a guessed time.
+    let more_served = async |more: usize| {
+        let from = served.load(Ordering::Relaxed);
+        eventually("more requests served", async || (served.load(Ordering::Relaxed) >= from + more).then_some(())).await
+    };
+    more_served(50).await;
+    let before_swaps = served.load(Ordering::Relaxed);
 
     // 1. File drop (write, then rename into place).
     let tmp = agents_dir.join(".main.wasm.part");
@@ -117,17 +148,22 @@ async fn swaps_under_load_fail_no_request_and_never_mix_versions() {
     let res = admin(&gw, reqwest::Method::PUT, "/main").body(std::fs::read(ECHO_WASM).unwrap()).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let by_put = changed.elapsed() + wait_for(&gw, "main", "hi").await;
+    // The upload stays: nothing the folder saw before it puts the file back.
+    folder_settled(&gw).await;
+    assert_eq!(reply(&gw, "main", "hi").await.1, "hi", "the uploaded version was replaced by the folder's file");
     // 3. Rollback to the dropped file's version.
     let changed = Instant::now();
     assert_eq!(admin(&gw, reqwest::Method::POST, "/main/rollback").send().await.unwrap().status(), 200);
     let by_rollback = changed.elapsed() + wait_for(&gw, "main", "faults:hi").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let during_swaps = served.load(Ordering::Relaxed) - before_swaps;
+    // And it keeps flowing after them.
+    more_served(50).await;
 
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.await.unwrap();
     }
-    let seconds = started.elapsed().as_secs_f64() + 0.5;
+    let seconds = load_started.elapsed().as_secs_f64();
     let served = served.load(Ordering::Relaxed);
     println!(
         "served {served} requests ({:.0}/s); new version served after: file drop {by_file:?}, PUT {by_put:?}, rollback {by_rollback:?}",
@@ -135,7 +171,7 @@ async fn swaps_under_load_fail_no_request_and_never_mix_versions() {
     );
     assert_eq!(failed.load(Ordering::Relaxed), 0, "no request may fail during a swap");
     assert_eq!(mixed.load(Ordering::Relaxed), 0, "every response comes from one version");
-    assert!(served > 200, "the load kept flowing: {served}");
+    assert!(during_swaps > 0, "no request was served while swapping");
     for (how, took) in [("file drop", by_file), ("PUT", by_put), ("rollback", by_rollback)] {
         assert!(took < Duration::from_secs(2), "{how} took {took:?} to serve the new version");
     }
@@ -149,11 +185,11 @@ async fn a_restart_with_unchanged_plugins_loads_from_the_cache() {
           agents: {{ entries: {{ main: {{ plugin: "echo" }}, beta: {{ plugin: "{FAULTS_WASM}" }} }} }} }}"#
     );
     let gw = TestGateway::start_in(state.path(), &config);
-    let first = gw.log();
+    let first = gw.settled_log().await;
     assert_eq!(first.matches("cached=false").count(), 2, "{first}");
     drop(gw);
     let gw = TestGateway::start_in(state.path(), &config);
-    let second = gw.log();
+    let second = gw.settled_log().await;
     assert_eq!(second.matches("cached=true").count(), 2, "no recompilation on restart: {second}");
     assert_eq!(reply(&gw, "beta", "x").await, (200, "faults:x".into()));
     let listed: Value = admin(&gw, reqwest::Method::GET, "").send().await.unwrap().json().await.unwrap();
@@ -170,23 +206,23 @@ async fn the_agents_folder_adds_replaces_and_removes_agents() {
         reqwest::Client::new().get(gw.url("/v1/models")).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
     assert!(models["data"].as_array().unwrap().iter().any(|m| m["id"] == "openclaw/extra"), "{models}");
 
+    // A name that is not an agent id is ignored, with a reason.
+    ignored_file(&gw, "Not An Id.wasm").await;
+    // One write, one install; nothing keeps firing: once every event up to
+    // now (the install's own included) is handled, a second install would be
+    // in the log.
+    let log = folder_settled(&gw).await;
+    assert_eq!(log.matches("agent installed agent=extra").count(), 1, "the folder re-installs on its own:\n{log}");
+
     // A broken replacement is refused; the working one stays.
     std::fs::write(dir.join("extra.wasm"), b"garbage").unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    gw.wait_for_log("the rejection", |log| log.contains("agent rejected")).await;
     assert_eq!(reply(&gw, "extra", "hi").await, (200, "faults:hi".into()));
-    assert!(gw.log().contains("agent rejected"));
-    // A name that is not an agent id is ignored, with a reason.
-    std::fs::write(dir.join("Not An Id.wasm"), std::fs::read(FAULTS_WASM).unwrap()).unwrap();
 
     std::fs::remove_file(dir.join("extra.wasm")).unwrap();
     let started = Instant::now();
     while reply(&gw, "extra", "hi").await.0 != 404 {
         assert!(started.elapsed() < Duration::from_secs(10), "removal was not picked up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let started = Instant::now();
-    while !gw.log().contains("not a valid agent id") {
-        assert!(started.elapsed() < Duration::from_secs(10), "a bad file name was not reported");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(reply(&gw, "main", "hi").await, (200, "hi".into()), "a config agent is untouched");
@@ -207,9 +243,8 @@ async fn config_changes_to_agents_apply_live_and_bad_edits_are_kept_out() {
     wait_for(&gw, "beta", "B:hi").await;
     // An invalid file changes nothing.
     std::fs::write(&config_path, "{ agents: { entries: { beta: { plugin: 5 } } } }").unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    gw.wait_for_log("the rejection", |log| log.contains("config change rejected; keeping the running config")).await;
     assert_eq!(reply(&gw, "beta", "hi").await, (200, "B:hi".into()));
-    assert!(gw.log().contains("config change rejected; keeping the running config"), "{}", gw.log());
     // Removing the entry removes the agent.
     std::fs::write(&config_path, main_is_echo()).unwrap();
     let started = Instant::now();

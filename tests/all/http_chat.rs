@@ -317,11 +317,10 @@ async fn trapping_plugin_is_500_and_the_next_request_succeeds() {
     // The failure is logged with the request id the client got back.
     let res = gw.chat(ask("agent:fault-trap", "hi")).header("x-request-id", "req-trace-42").send().await.unwrap();
     assert_eq!(res.headers()["x-request-id"], "req-trace-42");
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let log = gw.log();
-    assert!(log.lines().any(|l| l.contains("run failed") && l.contains("req-trace-42")), "{log}");
+    let failed = |l: &str| l.contains("run failed") && l.contains("req-trace-42");
+    gw.wait_for_log("the failure under the client's request id", |log| log.lines().any(failed)).await;
     // The panic message reached the log through the guest's stderr.
-    assert!(gw.log().contains("the faults agent panics on request"), "{}", gw.log());
+    gw.wait_for_log("the guest's panic message", |log| log.contains("the faults agent panics on request")).await;
 }
 
 #[tokio::test]
@@ -344,8 +343,11 @@ async fn plugins_have_no_environment_and_no_filesystem() {
     assert_eq!(content(&res.json().await.unwrap()), "env=0 fs=false");
     let res = gw.chat(ask("agent:fault-stdout", "hi")).send().await.unwrap();
     assert_eq!(content(&res.json().await.unwrap()), "hi");
-    let log = gw.log();
-    assert!(log.contains("hello from the guest's stdout") && log.contains("hello from the guest's stderr"), "{log}");
+    // Guest output is copied to the log on its own schedule, not before the response.
+    for stream in ["stdout", "stderr"] {
+        let line = format!("hello from the guest's {stream}");
+        gw.wait_for_log(&format!("the guest's {stream}"), |log| log.contains(&line)).await;
+    }
 }
 
 #[tokio::test]
@@ -354,16 +356,20 @@ async fn a_client_that_disconnects_cancels_the_run() {
     let gw = TestGateway::start(&config);
     let mut body = ask("agent:fault-slow", "one two three four five six seven eight nine ten");
     body["stream"] = json!(true);
+    let started = std::time::Instant::now();
     let mut res = gw.chat(body).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let first = res.chunk().await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&first).starts_with("data: "));
     drop(res);
-    // The whole reply would take 1.5 s; wait past that and check it never finished.
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    let log = gw.log();
-    assert!(log.contains("run cancelled"), "{log}");
-    assert!(!log.contains("run finished"), "the run must not complete after the client left: {log}");
+    gw.wait_for_metrics(&[r#"wasmclaw_run_failures_total{agent="fault-slow",kind="cancelled"} 1"#]).await;
+    gw.wait_for_log("the cancellation", |log| log.contains("run cancelled")).await;
+    // The whole reply would take 1.5 s: until well past that, it never finishes.
+    let until = started + std::time::Duration::from_millis(2500);
+    holds_until("the run must not complete after the client left", until, async || {
+        !gw.settled_log().await.contains("run finished")
+    })
+    .await;
     // The gateway still serves.
     let ok = gw.chat(ask("openclaw", "after")).send().await.unwrap();
     assert_eq!(content(&ok.json().await.unwrap()), "after");

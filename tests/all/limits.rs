@@ -17,8 +17,8 @@ fn limits_config() -> String {
       spin: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "loop" }} }},
       sleeper: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "sleep" }} }},
       hog: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "memory" }}, limits: {{ memoryBytes: 16777216 }} }},
-      flood: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "flood" }}, limits: {{ maxOutputBytes: 65536 }} }},
-      single: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "slow", delayMs: "400" }}, limits: {{ maxConcurrentRuns: 1 }} }},
+      flood: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "flood" }}, limits: {{ maxOutputBytes: 65536, timeoutMs: 30000 }} }},
+      single: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "slow", delayMs: "400" }}, limits: {{ maxConcurrentRuns: 1, timeoutMs: 30000 }} }},
       trapper: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "trap" }} }},
       panicky: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "panic" }} }},
       refuser: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "unavailable" }} }},
@@ -36,6 +36,31 @@ async fn in_flight_total(gw: &TestGateway) -> u64 {
 async fn healthy(gw: &TestGateway) {
     let res = gw.chat(ask("openclaw", "still fine")).send().await.unwrap();
     assert_eq!(content(&res.json().await.unwrap()), "still fine");
+}
+
+/// What `single` says to [`holding_a_slot`]: five words, 400 ms before each.
+const HOLDER_TEXT: &str = "one two three four five";
+
+/// A streaming run of `single`, returned once its status line is in. The run
+/// took its slot before that and sleeps 400 ms before each word, so it holds
+/// the slot for at least four more sleeps (1.6 s): no guess at how long a
+/// spawned request takes to get going.
+async fn holding_a_slot(gw: &TestGateway) -> reqwest::Response {
+    let mut body = ask("agent:single", HOLDER_TEXT);
+    body["stream"] = json!(true);
+    let res = gw.chat(body).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    res
+}
+
+/// Read the holder's stream to its end: it finishes normally, with every word.
+async fn finishes_normally(holder: reqwest::Response) {
+    let payloads = sse_payloads(&holder.text().await.unwrap());
+    assert_eq!(payloads.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = payloads[..payloads.len() - 1].iter().map(|p| serde_json::from_str(p).unwrap()).collect();
+    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(text, HOLDER_TEXT, "the run holding the slot finishes normally");
+    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "stop");
 }
 
 #[tokio::test]
@@ -73,12 +98,9 @@ async fn each_limit_ends_only_its_run_with_the_mapped_error() {
     let error: Value = serde_json::from_str(&payloads[payloads.len() - 2]).unwrap();
     assert_eq!(error_fields(&error).1.as_deref(), Some("output_limit"));
 
-    let log = gw.log();
     for (agent, words) in [("spin", "time budget"), ("hog", "memory limit"), ("flood", "output limit")] {
-        assert!(
-            log.lines().any(|l| l.contains(&format!("agent={agent}")) && l.contains(words)),
-            "no log line for {agent}: {log}"
-        );
+        let line = |l: &str| l.contains(&format!("agent={agent}")) && l.contains(words);
+        gw.wait_for_log(&format!("{agent}'s {words}"), |log| log.lines().any(line)).await;
     }
     assert_eq!(in_flight_total(&gw).await, 0, "no instance leaked");
 
@@ -118,24 +140,25 @@ async fn metrics_need_the_token_or_a_loopback_only_setting() {
 #[tokio::test]
 async fn concurrency_caps_answer_503_with_retry_after() {
     let gw = TestGateway::start(&limits_config());
-    let first = tokio::spawn(gw.chat(ask("agent:single", "one two")).send());
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    let first = holding_a_slot(&gw).await;
     let second = gw.chat(ask("agent:single", "again")).send().await.unwrap();
     assert_eq!(second.status(), 503);
     assert!(second.headers().contains_key("retry-after"));
     assert_eq!(error_fields(&second.json().await.unwrap()).1.as_deref(), Some("no_capacity"));
-    assert_eq!(first.await.unwrap().unwrap().status(), 200, "the run holding the slot finishes normally");
+    gw.wait_for_log("the refusal", |log| log.contains("run refused: agent at limits.maxConcurrentRuns")).await;
+    // The stream ends after its run, so the slot is free again.
+    finishes_normally(first).await;
     assert_eq!(content(&gw.chat(ask("agent:single", "now")).send().await.unwrap().json().await.unwrap()), "now");
-    assert!(gw.log().contains("agent at limits.maxConcurrentRuns"));
 
     let global =
         limits_config().replace("limits: { timeoutMs: 1500 },", "limits: { timeoutMs: 1500 }, maxConcurrentRuns: 1,");
     let gw = TestGateway::start(&global);
-    let busy = tokio::spawn(gw.chat(ask("agent:single", "one two")).send());
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    let busy = holding_a_slot(&gw).await;
     let res = gw.chat(ask("openclaw", "hi")).send().await.unwrap();
     assert_eq!(res.status(), 503, "the gateway-wide cap applies to every agent");
-    busy.await.unwrap().unwrap();
+    assert_eq!(error_fields(&res.json().await.unwrap()).1.as_deref(), Some("no_capacity"));
+    gw.wait_for_log("the refusal", |log| log.contains("run refused: gateway at agents.maxConcurrentRuns")).await;
+    finishes_normally(busy).await;
     healthy(&gw).await;
 }
 
@@ -197,17 +220,26 @@ async fn deep_json_huge_headers_and_slow_bodies_are_refused_cleanly() {
     assert_eq!(res.status(), 400);
     assert!(res.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().contains("recursion limit"));
     assert_eq!(post(nested("unknown_field", 1_000_000)).await.unwrap().status(), 200);
-    // A header block far over hyper's limit is refused before any handler runs.
-    let mut req = client.post(gw.url("/v1/chat/completions")).bearer_auth(TOKEN).json(&ask("openclaw", "hi"));
+    // A header block far over hyper's limit is refused with a 431 before any
+    // handler runs. Over raw TCP: the gateway may answer and close while the
+    // block is still being written, so the write may fail, but the answer
+    // arrived before the close and is read back.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = format!("GET /v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\n");
     for i in 0..200 {
-        req = req.header(format!("x-padding-{i}"), "y".repeat(2000));
+        head.push_str(&format!("x-padding-{i}: {}\r\n", "y".repeat(2000)));
     }
-    match req.send().await {
-        Ok(res) => assert_eq!(res.status(), 431),
-        Err(e) => assert!(e.is_request() || e.is_connect(), "{e}"),
-    }
+    head.push_str("\r\n");
+    let socket = tokio::net::TcpStream::connect(gw.base.trim_start_matches("http://")).await.unwrap();
+    let (mut from_gateway, mut to_gateway) = socket.into_split();
+    let writer = tokio::spawn(async move { to_gateway.write_all(head.as_bytes()).await.map(|()| to_gateway) });
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), from_gateway.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the gateway neither answered nor closed");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 431 "), "expected a 431, got {answer:?} ({read:?})");
+    drop(writer.await.unwrap());
     // A body that trickles in slower than gateway.http.readTimeoutMs.
-    use tokio::io::AsyncWriteExt;
     let mut socket = tokio::net::TcpStream::connect(gw.base.trim_start_matches("http://")).await.unwrap();
     let head = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\"messages\""
@@ -217,7 +249,6 @@ async fn deep_json_huge_headers_and_slow_bodies_are_refused_cleanly() {
     let mut reply = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        use tokio::io::AsyncReadExt;
         let n = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buf))
             .await
             .expect("the gateway answers")
@@ -238,14 +269,17 @@ async fn json_logs_are_one_object_per_line_with_request_ids() {
     let gw = TestGateway::start_args(&limits_config(), &["--log-format", "json"]);
     let res = gw.chat(ask("agent:trapper", "x")).header("x-request-id", "json-log-7").send().await.unwrap();
     assert_eq!(res.status(), 500);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let log = gw.log();
-    let lines: Vec<Value> =
-        log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
-    assert!(
-        lines.iter().any(|l| l["fields"]["message"] == "run failed"
-            && l["span"]["request_id"] == "json-log-7"
-            && l["fields"]["agent"] == "trapper"),
-        "{log}"
-    );
+    let failed = |line: &str| {
+        serde_json::from_str::<Value>(line).is_ok_and(|l| {
+            l["fields"]["message"] == "run failed"
+                && l["span"]["request_id"] == "json-log-7"
+                && l["fields"]["agent"] == "trapper"
+        })
+    };
+    let log = gw.wait_for_log("the run failure with its request id", |log| log.lines().any(failed)).await;
+    // Every complete line is one JSON object (the last may still be arriving).
+    let complete = &log[..log.rfind('\n').map_or(0, |end| end + 1)];
+    for line in complete.lines() {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    }
 }

@@ -39,18 +39,6 @@ async fn history(gw: &TestGateway, key: &str) -> reqwest::Response {
     gw.session_history(key).await
 }
 
-async fn transcript(gw: &TestGateway, key: &str) -> Vec<(String, String)> {
-    let res = history(gw, key).await;
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.unwrap();
-    body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| (m["role"].as_str().unwrap().to_string(), m["content"].as_str().unwrap().to_string()))
-        .collect()
-}
-
 /// A six-word streaming reply on `key`, returned once its first word has arrived.
 async fn slow_stream_under_way(gw: &TestGateway, key: &str) -> reqwest::Response {
     let mut body = ask("agent:slow", "one two three four five six");
@@ -63,29 +51,31 @@ async fn slow_stream_under_way(gw: &TestGateway, key: &str) -> reqwest::Response
     res
 }
 
-fn rows(gw: &TestGateway, table: &str) -> i64 {
-    let db = rusqlite::Connection::open(gw.state_dir().join("sessions.sqlite")).unwrap();
-    db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).unwrap()
-}
-
-fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-    items.iter().map(|(r, c)| (r.to_string(), c.to_string())).collect()
+/// The text of a streamed reply, checking it ends normally.
+async fn streamed_text(res: reqwest::Response) -> String {
+    let payloads = sse_payloads(&res.text().await.unwrap());
+    assert_eq!(payloads.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = payloads[..payloads.len() - 1].iter().map(|p| serde_json::from_str(p).unwrap()).collect();
+    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "stop", "{chunks:?}");
+    chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect()
 }
 
 #[tokio::test]
 async fn same_user_shares_a_session_and_stateless_calls_store_nothing() {
     let gw = TestGateway::start(&sessions_config(10, ""));
     for _ in 0..3 {
-        assert_eq!(say(&gw, ask("openclaw", "no user")).await.1, "no user");
+        let (_, reply, key) = say(&gw, ask("openclaw", "no user")).await;
+        assert_eq!(reply, "no user");
+        assert_eq!(history(&gw, &key).await.status(), 404, "a per-request session is never written");
     }
-    assert_eq!((rows(&gw, "sessions"), rows(&gw, "messages")), (0, 0), "per-request sessions are never written");
+    assert_eq!(gw.session_keys().await, Vec::<String>::new(), "per-request sessions are never written");
 
     let (_, first, key) = say(&gw, as_user("openclaw", "alice", "hi")).await;
     let (_, second, key2) = say(&gw, as_user("openclaw", "alice", "again")).await;
     assert_eq!((first.as_str(), second.as_str()), ("hi", "[turn 2] again"));
     assert_eq!(key, key2);
     assert_eq!(
-        transcript(&gw, &key).await,
+        gw.transcript(&key).await,
         pairs(&[("user", "hi"), ("assistant", "hi"), ("user", "again"), ("assistant", "[turn 2] again")])
     );
     let body: Value = history(&gw, &key).await.json().await.unwrap();
@@ -112,7 +102,7 @@ async fn clients_that_resend_the_conversation_do_not_duplicate_it() {
         .unwrap()
         .extend([json!({"role": "assistant", "content": second}), json!({"role": "user", "content": "three"})]);
     assert_eq!(say(&gw, body).await.1, "[turn 3] three");
-    let t = transcript(&gw, &key).await;
+    let t = gw.transcript(&key).await;
     assert_eq!(t.len(), 6, "{t:?}");
     assert!(t.iter().all(|(role, _)| role != "system"));
 }
@@ -133,34 +123,42 @@ async fn transcripts_survive_restart_and_kill_9_mid_stream() {
 
     let gw = TestGateway::start_in(state.path(), &config);
     let expected = pairs(&[("user", "a"), ("assistant", "a"), ("user", "b"), ("assistant", "[turn 2] b")]);
-    assert_eq!(transcript(&gw, key).await, expected, "complete turns kept, interrupted turn absent");
+    assert_eq!(gw.transcript(key).await, expected, "complete turns kept, interrupted turn absent");
     let res = gw.chat(ask("agent:slow", "c")).header("x-openclaw-session-key", key).send().await.unwrap();
     assert_eq!(content(&res.json().await.unwrap()), "[turn 3] c");
 }
 
 #[tokio::test]
 async fn concurrent_runs_on_one_key_are_serialized_in_order() {
-    let gw = TestGateway::start(&sessions_config(40, ""));
+    // A stream's status line goes out at its first word or after
+    // sseKeepAliveMs, whichever is first; its run took its place in the
+    // session's lane before that. Here that is after 20 ms, while the run
+    // still sleeps 100 ms before its only word: so the runs overlap, and
+    // only the lane keeps them apart.
+    let config = sessions_config(100, "").replace(
+        "endpoints: { chatCompletions: { enabled: true } }",
+        "endpoints: { chatCompletions: { enabled: true } }, sseKeepAliveMs: 20",
+    );
+    let gw = TestGateway::start(&config);
     let key = "agent:slow:lane";
-    let mut tasks = Vec::new();
+    let mut readers = Vec::new();
     for i in 0..10 {
-        let req = gw.chat(ask("agent:slow", &format!("m{i}"))).header("x-openclaw-session-key", key);
-        tasks.push(tokio::spawn(async move {
-            let res = req.send().await.unwrap();
-            assert_eq!(res.status(), 200);
-            content(&res.json().await.unwrap())
-        }));
-        // Stagger the sends so the arrival order is the index order.
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut body = ask("agent:slow", &format!("m{i}"));
+        body["stream"] = json!(true);
+        // Send the next request only once this one has its status line: the
+        // arrival order is the index order by construction, not by timing.
+        let res = gw.chat(body).header("x-openclaw-session-key", key).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        readers.push(tokio::spawn(streamed_text(res)));
     }
     let mut replies = Vec::new();
-    for t in tasks {
-        replies.push(t.await.unwrap());
+    for reader in readers {
+        replies.push(reader.await.unwrap());
     }
     let expected: Vec<String> =
         (0..10).map(|i| if i == 0 { "m0".to_string() } else { format!("[turn {}] m{i}", i + 1) }).collect();
     assert_eq!(replies, expected, "each run saw every earlier turn, in arrival order");
-    let t = transcript(&gw, key).await;
+    let t = gw.transcript(key).await;
     assert_eq!(t.len(), 20);
     for (i, pair) in t.chunks(2).enumerate() {
         assert_eq!(pair[0], ("user".to_string(), format!("m{i}")));
@@ -200,7 +198,7 @@ async fn a_session_belongs_to_one_agent() {
         let body: Value = res.json().await.unwrap();
         assert!(body["error"]["message"].as_str().unwrap().contains("belongs to agent \"main\""), "{body}");
     }
-    assert_eq!(transcript(&gw, "shared-key").await.len(), 2, "the rejected turn left nothing");
+    assert_eq!(gw.transcript("shared-key").await.len(), 2, "the rejected turn left nothing");
 }
 
 #[tokio::test]
@@ -262,7 +260,7 @@ async fn idle_sessions_expire_when_configured() {
         assert!(Instant::now() < deadline, "idle session was never removed");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    assert!(gw.log().contains("idle sessions removed"));
+    gw.wait_for_log("the expiry", |log| log.contains("idle sessions removed")).await;
 }
 
 #[test]
@@ -299,7 +297,7 @@ async fn cli_sessions_and_agent_share_the_store() {
     assert_eq!(shown["messages"].as_array().unwrap().len(), 4);
     // The gateway sees what the CLI wrote.
     let gw = TestGateway::start_in(state.path(), &sessions_config(10, ""));
-    assert_eq!(transcript(&gw, "cli-key").await.len(), 4);
+    assert_eq!(gw.transcript("cli-key").await.len(), 4);
     drop(gw);
     assert!(run(&["sessions", "reset", "cli-key"]).contains("reset"));
     assert_eq!(run(&["sessions", "list"]), "");
@@ -313,9 +311,11 @@ async fn a_disconnected_run_leaves_no_turn_behind() {
     assert_eq!(res.status(), 200);
     let res = slow_stream_under_way(&gw, key).await;
     drop(res);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(transcript(&gw, key).await, pairs(&[("user", "kept"), ("assistant", "kept")]));
-    // The lane was released: the next turn runs and numbers itself correctly.
+    gw.wait_for_metrics(&[r#"wasmclaw_run_failures_total{agent="slow",kind="cancelled"} 1"#]).await;
+    // The next turn queues behind the abandoned run on the same key, so it
+    // sees what that run left: nothing. And the lane was released.
     let res = gw.chat(ask("agent:slow", "next")).header("x-openclaw-session-key", key).send().await.unwrap();
     assert_eq!(content(&res.json().await.unwrap()), "[turn 2] next");
+    let expected = pairs(&[("user", "kept"), ("assistant", "kept"), ("user", "next"), ("assistant", "[turn 2] next")]);
+    assert_eq!(gw.transcript(key).await, expected);
 }

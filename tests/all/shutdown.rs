@@ -37,10 +37,13 @@ async fn rest_of(mut res: reqwest::Response) -> String {
 async fn streams_in_flight_at_sigterm_complete_normally() {
     let state = tempfile::tempdir().unwrap();
     let mut gw = TestGateway::start_in(state.path(), &config(30_000));
-    let res = start_stream(&gw, "one two three four five", "agent:slow:finishing").await;
+    // Twelve words, 250 ms before each: the stream runs for about 3 s.
+    let words = "one two three four five six seven eight nine ten eleven twelve";
+    let res = start_stream(&gw, words, "agent:slow:finishing").await;
     gw.terminate();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(reqwest::get(gw.url("/health")).await.is_err(), "no new connections once shutdown began");
+    let refused = async || reqwest::get(gw.url("/health")).await.is_err().then_some(());
+    eventually("no new connections once shutdown began", refused).await;
+    assert!(gw.is_running(), "new connections were refused only once the stream was over");
     let rest = rest_of(res).await;
     let payloads = sse_payloads(&rest);
     assert_eq!(payloads.last().unwrap(), "[DONE]");

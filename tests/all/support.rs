@@ -193,6 +193,11 @@ impl TestGateway {
         None
     }
 
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
     /// `base` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
@@ -306,6 +311,31 @@ pub fn session_key(res: &reqwest::Response) -> String {
 /// `(role, content)` pairs from string literals, to compare with a transcript.
 pub fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
     items.iter().map(|(r, c)| (r.to_string(), c.to_string())).collect()
+}
+
+/// Wait until `probe` returns `Some`; panics with `what` after [`PATIENCE`].
+pub async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "waited {PATIENCE:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Check `holds` again and again until `until`, failing the moment it does
+/// not. For promises that something never happens, where there is no event
+/// to wait for: the check runs throughout the window, not once at its end.
+pub async fn holds_until(what: &str, until: Instant, mut holds: impl AsyncFnMut() -> bool) {
+    loop {
+        assert!(holds().await, "{what}");
+        if Instant::now() >= until {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A one-message chat body.

@@ -41,6 +41,15 @@ impl Client {
         self.socket.send(Message::Text(frame.to_string().into())).await.unwrap();
     }
 
+    /// Write `bytes` straight to the TCP stream, below the WebSocket framing.
+    async fn send_raw(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        match self.socket.get_mut() {
+            tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.write_all(bytes).await.unwrap(),
+            _ => unreachable!("the tests connect over plain TCP"),
+        }
+    }
+
     /// Send a request; returns its id.
     async fn request(&mut self, method: &str, params: Option<Value>) -> String {
         self.next_id += 1;
@@ -72,11 +81,16 @@ impl Client {
         }
     }
 
-    /// Read until `want` matches, keeping other frames for later.
+    /// Read until `want` matches, keeping other frames for later. Ticks keep
+    /// coming while nothing else does, so the wait as a whole has a deadline.
     async fn until(&mut self, mut want: impl FnMut(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
         let mut skipped = Vec::new();
         let found = loop {
-            let frame = self.read().await.unwrap_or_else(|c| panic!("closed while waiting: {c:?}"));
+            let frame = tokio::time::timeout_at(deadline, self.read())
+                .await
+                .unwrap_or_else(|_| panic!("no matching frame within {PATIENCE:?}; got {skipped:?}"))
+                .unwrap_or_else(|c| panic!("closed while waiting: {c:?}"));
             if want(&frame) {
                 break frame;
             }
@@ -96,16 +110,29 @@ impl Client {
         self.response(&id).await
     }
 
-    /// Expect the server to close the socket; returns code and reason.
+    /// Expect the server to close the socket within [`PATIENCE`]; returns code and reason.
     async fn closed(&mut self) -> (u16, String) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            match self.read().await {
+            let read = tokio::time::timeout_at(deadline, self.read()).await;
+            match read.unwrap_or_else(|_| panic!("the socket was not closed within {PATIENCE:?}")) {
                 Ok(_) => continue,
                 Err(Closed(Some(close))) => return close,
                 Err(Closed(None)) => panic!("socket dropped without a close frame"),
             }
         }
     }
+}
+
+/// The start of a masked client text frame that claims `len` payload bytes,
+/// followed by only `sent` of them.
+fn frame_start(len: u64, sent: usize) -> Vec<u8> {
+    let mask = [0x5a, 0x17, 0xc3, 0x2e];
+    let mut bytes = vec![0x81, 0x80 | 127];
+    bytes.extend_from_slice(&len.to_be_bytes());
+    bytes.extend_from_slice(&mask);
+    bytes.extend((0..sent).map(|i| b'x' ^ mask[i % 4]));
+    bytes
 }
 
 fn connect_params(token: &str) -> Value {
@@ -167,7 +194,7 @@ async fn handshake_challenge_hello_and_bad_credentials() {
     let (code, reason) = bad.closed().await;
     assert_eq!(code, 1008);
     assert_eq!(reason, res["error"]["message"].as_str().unwrap());
-    assert!(!gw.log().contains(TOKEN), "secrets stay out of the log");
+    assert!(!gw.settled_log().await.contains(TOKEN), "secrets stay out of the log");
 }
 
 #[tokio::test]
@@ -217,17 +244,13 @@ async fn oversize_frame_after_connect_closes_with_1009() {
     let mut c = Client::connect(&gw).await;
     c.send(json!({"type": "req", "id": "big", "method": "health", "params": {"pad": "x".repeat(300_000)}})).await;
     assert_eq!(c.closed().await.0, 1009);
-    // Far over (past 2× maxPayload) reading stops mid-frame: a 1009 close
-    // or, if the transport resets first, a dropped socket — never buffering.
+    // Far over (past 2× maxPayload): the frame header alone decides, so the
+    // gateway neither waits for nor buffers the 2 MB it announces. Only the
+    // header and 1 KiB are sent: the 1009 close must come anyway, and as
+    // nothing is left unread when the gateway closes, no reset can eat it.
     let mut c = Client::connect(&gw).await;
-    let frame = json!({"type": "req", "id": "huge", "method": "health", "params": {"pad": "x".repeat(2_000_000)}});
-    if c.socket.send(Message::Text(frame.to_string().into())).await.is_ok() {
-        match c.read().await {
-            Err(Closed(Some((code, _)))) => assert_eq!(code, 1009),
-            Err(Closed(None)) => {}
-            Ok(f) => panic!("expected the connection to end, got {f}"),
-        }
-    }
+    c.send_raw(&frame_start(2_000_000, 1024)).await;
+    assert_eq!(c.closed().await.0, 1009, "a frame announced far over maxPayload is refused from its header");
     assert_eq!(Client::connect(&gw).await.call("health", json!({})).await["ok"], true, "the gateway is fine");
 }
 
@@ -360,12 +383,16 @@ async fn a_repeated_idempotency_key_returns_the_first_result_without_a_new_run()
     let again = c.response(&id2).await;
     assert_eq!(again["payload"]["runId"], first["payload"]["runId"]);
     assert_eq!(again["payload"]["result"], first["payload"]["result"]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A run for the retry would hold the session's lane before this turn,
+    // which queues behind it: so this turn must see exactly one before it.
+    let res =
+        gw.chat(ask("openclaw", "after")).header("x-openclaw-session-key", "agent:main:idem").send().await.unwrap();
+    assert_eq!(content(&res.json().await.unwrap()), "[turn 2] after", "one run for the key, not two");
     let health = c.call("health", json!({})).await;
     assert_eq!(health["ok"], true);
     assert!(c.backlog.iter().all(|f| f["event"] != "agent"), "no events for a retry: {:?}", c.backlog);
     let history = c.call("chat.history", json!({"sessionKey": "agent:main:idem"})).await;
-    assert_eq!(history["payload"]["messages"].as_array().unwrap().len(), 2, "one run, not two");
+    assert_eq!(history["payload"]["messages"].as_array().unwrap().len(), 4, "one run per turn, not two");
 }
 
 #[tokio::test]
