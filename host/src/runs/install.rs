@@ -155,22 +155,9 @@ impl Agents {
         Ok(AgentSettings { config: entry.config.clone(), limits, llm })
     }
 
-    /// Install `<dir>/<id>.wasm`; `None` when the file name is not an agent id.
-    pub async fn install_file(&self, path: &Path) -> Option<Result<Arc<AgentVersion>, InstallError>> {
-        let id = agent_id_of(path)?;
-        let bytes = match self.read_component(path) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                tracing::warn!(agent = %id, path = %path.display(), error = %e, "agent file refused; the running version keeps serving");
-                return Some(Err(e));
-            }
-        };
-        Some(self.install(id, bytes, AgentSource::Folder(path.to_path_buf()), None).await)
-    }
-
     /// A component file, refused by its size *before* it is read: a huge (or
     /// sparse) file must not be loaded into memory just to be rejected.
-    fn read_component(&self, path: &Path) -> Result<Arc<[u8]>, InstallError> {
+    pub(super) fn read_component(&self, path: &Path) -> Result<Arc<[u8]>, InstallError> {
         use std::io::Read as _;
         let limit = self.max_component_bytes;
         let unreadable = |e: std::io::Error| InstallError::Source(format!("cannot read {}: {e}", path.display()));

@@ -1,9 +1,9 @@
 //! Live sources of agent changes: the agents folder and the config file.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
@@ -29,8 +29,9 @@ pub async fn watch_agents_dir(agents: &Arc<Agents>, dir: PathBuf) -> anyhow::Res
     std::fs::create_dir_all(&dir)?;
     let mut existing: Vec<PathBuf> = std::fs::read_dir(&dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     existing.sort();
+    let mut seen = Seen::default();
     for path in existing {
-        apply_file_change(agents, &path).await;
+        apply_file_change(agents, &path, &mut seen).await;
     }
     let (watcher, mut changes) = watch(&dir)?;
     let weak = Arc::downgrade(agents);
@@ -38,7 +39,7 @@ pub async fn watch_agents_dir(agents: &Arc<Agents>, dir: PathBuf) -> anyhow::Res
         while let Some(paths) = changes.recv().await {
             let Some(agents) = weak.upgrade() else { return };
             for path in paths {
-                apply_file_change(&agents, &path).await;
+                apply_file_change(&agents, &path, &mut seen).await;
             }
         }
     });
@@ -46,7 +47,17 @@ pub async fn watch_agents_dir(agents: &Arc<Agents>, dir: PathBuf) -> anyhow::Res
     Ok(watcher)
 }
 
-async fn apply_file_change(agents: &Agents, path: &Path) {
+/// A file's modification time and size: read with `stat`, which (unlike
+/// reading the file) raises no watch event of its own.
+type Stamp = (Option<SystemTime>, u64);
+
+/// What the watcher last acted on, per agent file: its stamp and content digest.
+/// The watcher also hears the file being opened — by the gateway's own read,
+/// for one — and must not act on that: only a changed content installs.
+#[derive(Default)]
+struct Seen(HashMap<PathBuf, (Stamp, String)>);
+
+async fn apply_file_change(agents: &Agents, path: &Path, seen: &mut Seen) {
     if path.extension().is_none_or(|e| e != "wasm") {
         return;
     }
@@ -54,12 +65,32 @@ async fn apply_file_change(agents: &Agents, path: &Path) {
         tracing::warn!(path = %path.display(), "ignored: the file name is not a valid agent id");
         return;
     };
-    if path.is_file() {
-        // Errors are logged by install; the running version keeps serving.
-        let _ = agents.install_file(path).await;
-    } else if agents.registry().get(&id).is_some_and(|v| v.source == AgentSource::Folder(path.to_path_buf())) {
-        let _ = agents.remove(&id);
+    let Some(meta) = std::fs::metadata(path).ok().filter(|m| m.is_file()) else {
+        seen.0.remove(path);
+        if agents.registry().get(&id).is_some_and(|v| v.source == AgentSource::Folder(path.to_path_buf())) {
+            let _ = agents.remove(&id);
+        }
+        return;
+    };
+    let stamp = (meta.modified().ok(), meta.len());
+    if seen.0.get(path).is_some_and(|(s, _)| *s == stamp) {
+        return;
     }
+    let bytes = match agents.read_component(path) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            seen.0.insert(path.to_path_buf(), (stamp, String::new()));
+            tracing::warn!(agent = %id, path = %path.display(), error = %e, "agent file refused; the running version keeps serving");
+            return;
+        }
+    };
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    let previous = seen.0.insert(path.to_path_buf(), (stamp, digest.clone()));
+    if previous.is_some_and(|(_, d)| d == digest) {
+        return; // touched, not changed
+    }
+    // Errors are logged by install; the running version keeps serving.
+    let _ = agents.install(id, bytes, AgentSource::Folder(path.to_path_buf()), None).await;
 }
 
 /// Watch the config file: changes to `agents.entries` apply live; an invalid
@@ -71,12 +102,20 @@ pub fn watch_config(agents: &Arc<Agents>, config: &Config) -> anyhow::Result<Opt
     let weak: Weak<Agents> = Arc::downgrade(agents);
     let mut applied = config.agent_entries();
     let mut applied_providers = config.providers.clone();
+    let stamp_of = |path: &Path| std::fs::metadata(path).ok().map(|m| (m.modified().ok(), m.len()));
+    let mut last_stamp = stamp_of(&path);
     tokio::spawn(async move {
         while let Some(paths) = changes.recv().await {
             // Editors replace files; match on the name, not the inode.
             if !paths.iter().any(|p| p.file_name() == path.file_name()) {
                 continue;
             }
+            // Our own read of the file is an event too: act on changes only.
+            let stamp = stamp_of(&path);
+            if stamp == last_stamp {
+                continue;
+            }
+            last_stamp = stamp;
             let Some(agents) = weak.upgrade() else { return };
             match Config::load(Some(&path)) {
                 Ok(new) => {
