@@ -47,7 +47,7 @@ impl Scope {
 #[derive(Debug, Clone)]
 pub struct Principal {
     name: Arc<str>,
-    scopes: Vec<Scope>,
+    scopes: Arc<[Scope]>,
     /// `None`: every agent.
     agents: Option<Arc<BTreeSet<AgentId>>>,
     /// Shared by every request and connection of this principal.
@@ -57,12 +57,12 @@ pub struct Principal {
 impl Principal {
     /// The holder of the gateway's main secret: every scope, every agent, no rate limit.
     pub fn operator() -> Self {
-        Self { name: "operator".into(), scopes: Scope::ALL.to_vec(), agents: None, rate: None }
+        Self { name: "operator".into(), scopes: Scope::ALL.into(), agents: None, rate: None }
     }
 
     /// A named token's principal.
     pub fn token(name: &str, scopes: Vec<Scope>, agents: Option<BTreeSet<AgentId>>, rate: Option<RequestRate>) -> Self {
-        Self { name: name.into(), scopes, agents: agents.map(Arc::new), rate: rate.map(Arc::new) }
+        Self { name: name.into(), scopes: scopes.into(), agents: agents.map(Arc::new), rate: rate.map(Arc::new) }
     }
 
     /// The name logs, metrics and run ownership use (never the secret).
@@ -103,7 +103,8 @@ impl Principal {
     /// The same principal with only the requested scopes it holds (a
     /// WebSocket client asks for the least it needs); unknown names are ignored.
     pub fn narrowed(&self, requested: &[Scope]) -> Self {
-        let scopes = Scope::ALL.into_iter().filter(|s| requested.contains(s) && self.allows(*s)).collect();
+        let scopes = Scope::ALL.into_iter().filter(|s| requested.contains(s) && self.allows(*s)).collect::<Vec<_>>();
+        let scopes = scopes.into();
         Self { scopes, ..self.clone() }
     }
 }

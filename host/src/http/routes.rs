@@ -136,8 +136,8 @@ async fn authorize(
         tracing::warn!("request refused: Host is not a loopback name (gateway.allowedHosts) in auth mode none");
         return Err(ApiError::forbidden_host());
     }
-    let path = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
-    let needed = table.get(&path, request.method()).unwrap_or(Access::Scope(Scope::Admin));
+    let matched = request.extensions().get::<MatchedPath>().map_or("", MatchedPath::as_str);
+    let needed = table.get(matched, request.method()).unwrap_or(Access::Scope(Scope::Admin));
     match needed {
         Access::Public => {}
         Access::Loopback if peer.ip().is_loopback() => {}

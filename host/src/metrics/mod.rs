@@ -42,6 +42,9 @@ impl Histogram {
     }
 }
 
+/// Outcomes of an authenticated request, as `wasmclaw_token_requests_total` labels them.
+const TOKEN_OUTCOMES: [&str; 3] = ["allowed", "forbidden", "rate_limited"];
+
 /// Every metric of one gateway.
 #[derive(Default)]
 pub struct Metrics {
@@ -51,8 +54,8 @@ pub struct Metrics {
     run_failures: Mutex<BTreeMap<(String, &'static str), u64>>,
     auth_failures: AtomicU64,
     swaps: Mutex<BTreeMap<&'static str, u64>>,
-    /// (credential name, outcome) → requests.
-    token_requests: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// credential name → requests by outcome (see [`TOKEN_OUTCOMES`]).
+    token_requests: Mutex<BTreeMap<String, [u64; 3]>>,
 }
 
 /// Point-in-time values the registry does not own.
@@ -90,7 +93,13 @@ impl Metrics {
     /// One authenticated request (HTTP) or method call (WebSocket) by the
     /// credential `name`: `allowed`, `forbidden` (scope) or `rate_limited`.
     pub fn token_request(&self, name: &str, outcome: &'static str) {
-        *self.token_requests.lock().unwrap().entry((name.to_string(), outcome)).or_default() += 1;
+        let slot = TOKEN_OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(0);
+        let mut counts = self.token_requests.lock().unwrap();
+        // Look up by &str first: no allocation per request once the name is known.
+        match counts.get_mut(name) {
+            Some(c) => c[slot] += 1,
+            None => counts.entry(name.to_string()).or_default()[slot] += 1,
+        }
     }
 
     /// An agent was installed, rolled back or removed.
@@ -151,8 +160,10 @@ impl Metrics {
             "counter",
             "Authenticated requests by credential name and outcome (allowed, forbidden, rate_limited).",
         );
-        for ((token, outcome), n) in self.token_requests.lock().unwrap().iter() {
-            let _ = writeln!(out, "wasmclaw_token_requests_total{{token=\"{token}\",outcome=\"{outcome}\"}} {n}");
+        for (token, counts) in self.token_requests.lock().unwrap().iter() {
+            for (outcome, n) in TOKEN_OUTCOMES.iter().zip(counts).filter(|(_, n)| **n > 0) {
+                let _ = writeln!(out, "wasmclaw_token_requests_total{{token=\"{token}\",outcome=\"{outcome}\"}} {n}");
+            }
         }
         head(&mut out, "wasmclaw_agent_changes_total", "counter", "Agent installs, rollbacks and removals.");
         for (action, n) in self.swaps.lock().unwrap().iter() {

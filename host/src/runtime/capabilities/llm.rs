@@ -1,6 +1,8 @@
 //! `llm`: model calls through the agent's provider. The route (URL, key,
 //! model) stays on the host; the guest only sees events and typed failures.
 
+use std::sync::Arc;
+
 use wasmtime::component::{Resource, ResourceTable};
 
 use crate::chat::{AgentId, Event, Message, ToolSpec};
@@ -29,14 +31,14 @@ pub struct CompletionRequest {
 
 /// Where the agent's model calls go.
 pub struct LlmCapability {
-    agent: AgentId,
+    agent: Arc<AgentId>,
     route: Option<ModelRoute>,
 }
 
 impl LlmCapability {
     /// Prepare from the entry's `provider`/`model`.
     pub fn new(agent: &AgentId, route: Option<ModelRoute>) -> Self {
-        Self { agent: agent.clone(), route }
+        Self { agent: Arc::new(agent.clone()), route }
     }
 
     /// Per run: no failure seen, no completion open.
@@ -47,7 +49,7 @@ impl LlmCapability {
 
 /// One run's model calls.
 pub struct LlmState {
-    agent: AgentId,
+    agent: Arc<AgentId>,
     route: Option<ModelRoute>,
     /// The last failure the agent saw, cleared by a later success: a run that
     /// then fails is reported to the client as this failure.
