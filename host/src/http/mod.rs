@@ -4,6 +4,7 @@ mod admin;
 mod chat;
 pub mod error;
 mod health;
+mod listener;
 mod models;
 pub mod openai;
 mod routes;
@@ -19,7 +20,6 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{ConnectInfo, Request, State, WebSocketUpgrade};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
@@ -27,6 +27,7 @@ use tower_http::trace::TraceLayer;
 pub use admin::DIGEST_HEADER;
 pub use chat::{AGENT_HEADER, SESSION_HEADER};
 use error::ApiError;
+pub use listener::{ConnectionLimits, fd_limit, raise_fd_limit, serve};
 pub use sessions::transcript_json;
 
 use crate::gateway::Gateway;
@@ -84,44 +85,4 @@ async fn count_requests(State(gw): State<Arc<Gateway>>, request: Request, next: 
 async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     let body = gw.agents.metrics().render(&gw.agents.gauges());
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
-}
-
-/// Serve until `shutdown` resolves, then let open requests finish.
-pub async fn serve(
-    gw: Arc<Gateway>,
-    listener: TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = router(gw.clone());
-    // SSE writes many small chunks: without TCP_NODELAY, Nagle holds each
-    // one back until the previous is acknowledged (~40 ms with delayed ACKs).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-    let server =
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown({
-            let gw = gw.clone();
-            async move {
-                shutdown.await;
-                gw.begin_drain();
-                let _ = drain_tx.send(());
-            }
-        });
-    // Graceful, but bounded: once the grace is over (plus time for streams
-    // to write their closing error), stop waiting for stragglers.
-    let hard_stop = async move {
-        if drain_rx.await.is_ok() {
-            tokio::time::sleep(gw.shutdown_grace() + std::time::Duration::from_secs(2)).await;
-            tracing::warn!("connections still open after the shutdown grace; stopping anyway");
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        result = server => result,
-        _ = hard_stop => Ok(()),
-    }
 }
