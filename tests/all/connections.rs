@@ -225,6 +225,64 @@ async fn connections_over_the_per_client_cap_are_closed_at_once() {
     assert!((1..=2).contains(&warnings), "{warnings} warnings for 21 refusals:\n{log}");
 }
 
+/// Send a `PUT /admin/agents/slow` head announcing `length` body bytes.
+async fn start_upload(gw: &TestGateway, length: usize) -> TcpStream {
+    let mut socket = open(gw).await;
+    let head = format!(
+        "PUT /admin/agents/slow HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/wasm\r\nContent-Length: {length}\r\n\r\n"
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket
+}
+
+#[tokio::test]
+async fn an_admin_upload_that_trickles_gets_408_after_the_read_timeout() {
+    let gw = TestGateway::start(&http_config("readTimeoutMs: 500"));
+    let mut socket = start_upload(&gw, 100_000).await;
+    let started = Instant::now();
+    let (mut reader, mut writer) = socket.split();
+    let trickle = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if writer.write_all(b"\0").await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let response = async {
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&raw).to_string()
+    };
+    let head = tokio::select! {
+        head = response => head,
+        _ = trickle => unreachable!(),
+        _ = tokio::time::sleep(Duration::from_secs(10)) => panic!("no response to a trickling upload within 10 s"),
+    };
+    let took = started.elapsed();
+    assert!(head.starts_with("HTTP/1.1 408"), "{head:?}");
+    assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(5), "408 after {took:?}");
+    gw.wait_for_metrics(&["wasmclaw_http_requests_total{route=\"/admin/agents/{id}\",status=\"408\"} 1"]).await;
+}
+
+#[tokio::test]
+async fn an_admin_upload_cut_short_is_not_called_too_large() {
+    let gw = TestGateway::start(&http_config(""));
+    let mut socket = start_upload(&gw, 100_000).await;
+    socket.write_all(&[0u8; 1000]).await.unwrap();
+    drop(socket);
+    let metrics =
+        gw.wait_for_metrics(&["wasmclaw_http_requests_total{route=\"/admin/agents/{id}\",status=\"400\"} 1"]).await;
+    assert!(!metrics.contains("status=\"413\""), "{metrics}");
+}
+
 type WebSocket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 
 /// The next text frame as JSON; panics if the socket ends or stays silent for [`PATIENCE`].

@@ -86,3 +86,18 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     let body = gw.agents.metrics().render(&gw.agents.gauges());
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
+
+/// Read a whole request body within `limit` bytes and `timeout_ms`: 408 when it
+/// is late (a trickling client must not hold its connection for ever), 413 when
+/// it is too large, 400 when it breaks off (a client that went away did not
+/// send too much).
+pub(crate) async fn read_body(body: axum::body::Body, limit: usize, timeout_ms: u64) -> Result<bytes::Bytes, ApiError> {
+    let read = tokio::time::timeout(std::time::Duration::from_millis(timeout_ms), axum::body::to_bytes(body, limit));
+    read.await.map_err(|_| ApiError::read_timeout(timeout_ms))?.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
+            ApiError::too_large(limit)
+        } else {
+            ApiError::invalid_request(format!("Could not read the request body: {e}"), None)
+        }
+    })
+}
