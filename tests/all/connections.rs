@@ -150,6 +150,29 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
 }
 
 #[tokio::test]
+async fn a_slow_response_is_not_an_idle_connection() {
+    let config = format!(
+        r#"{{
+  gateway: {{ http: {{ idleTimeoutMs: 200, headerReadTimeoutMs: 300, endpoints: {{ chatCompletions: {{ enabled: true }} }} }} }},
+  agents: {{ entries: {{ slow: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "slow", delayMs: "300" }} }} }} }},
+}}"#
+    );
+    let gw = TestGateway::start(&config);
+    // Four words, 300 ms apart: 1.2 s in which a non-streaming answer sends nothing at all.
+    let started = Instant::now();
+    let res = gw.chat(ask("agent:slow", "one two three four")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(content(&res.json().await.unwrap()), "one two three four");
+    assert!(started.elapsed() >= Duration::from_millis(1200), "{:?}", started.elapsed());
+    let mut body = ask("agent:slow", "one two three four");
+    body["stream"] = json!(true);
+    let raw = gw.chat(body).send().await.unwrap().text().await.unwrap();
+    assert_eq!(sse_payloads(&raw).last().unwrap(), "[DONE]");
+    let metrics = gw.metrics().await;
+    assert!(metrics.contains("wasmclaw_connections_closed_total{reason=\"idle_timeout\"} 0"), "{metrics}");
+}
+
+#[tokio::test]
 async fn connections_over_the_cap_are_closed_at_once() {
     let config =
         http_config("maxConnections: 4, maxConnectionsPerClient: 4, headerReadTimeoutMs: 60000, idleTimeoutMs: 60000");
