@@ -197,6 +197,10 @@ async fn gateway(config_path: Option<PathBuf>, port: Option<u16>) -> anyhow::Res
     if let Some(port) = port {
         config.gateway.port = port;
     }
+    // Every connection is a descriptor; the connection caps are sized from this limit.
+    if let Err(e) = crate::http::raise_fd_limit() {
+        tracing::warn!(error = %e, fd_limit = crate::http::fd_limit(), "cannot raise the open-file limit");
+    }
     let addr = (config.gateway.bind.parse::<std::net::IpAddr>()?, config.gateway.port);
     let gw = Gateway::start(config).await?;
     let listener =

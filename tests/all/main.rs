@@ -9,6 +9,7 @@ mod support;
 
 mod cli;
 mod config;
+mod connections;
 mod hardening;
 mod hot_swap;
 mod http_auth;

@@ -267,6 +267,66 @@ pub struct HttpConfig {
     /// A `: ping` comment goes out after this long without a stream event.
     #[serde(default = "default_sse_keep_alive")]
     pub sse_keep_alive_ms: u64,
+    /// Time a client has to send a whole request head, from connecting or from its previous response.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in progress is closed after this long without a byte from the
+    /// client; default 5000, or `headerReadTimeoutMs` if that is shorter (see [`Self::idle_timeout_ms`]).
+    #[serde(rename = "idleTimeoutMs")]
+    pub idle_timeout: Option<u64>,
+    /// Open connections at most (HTTP and WebSocket); default: sized from the file-descriptor limit.
+    pub max_connections: Option<usize>,
+    /// Open connections per client address at most; default: three quarters of `maxConnections`.
+    pub max_connections_per_client: Option<usize>,
+}
+
+fn default_header_read_timeout() -> u64 {
+    10_000
+}
+
+/// Idle timeout when none is configured (and the header timeout is not shorter).
+const DEFAULT_IDLE_TIMEOUT_MS: u64 = 5_000;
+
+impl HttpConfig {
+    /// The idle timeout in force: the configured one, else the default capped by the header timeout.
+    pub fn idle_timeout_ms(&self) -> u64 {
+        self.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT_MS.min(self.header_read_timeout_ms))
+    }
+
+    /// Check the connection keys; `Err` names the key and what is wrong with it.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let error = |key: &str, message: String| Err((format!("gateway.http.{key}"), message));
+        if self.header_read_timeout_ms == 0 {
+            return error("headerReadTimeoutMs", "must be at least 1".into());
+        }
+        match self.idle_timeout {
+            Some(0) => return error("idleTimeoutMs", "must be at least 1".into()),
+            // hyper starts the header clock as soon as a connection goes idle,
+            // so a longer idle timeout would silently never apply.
+            Some(idle) if idle > self.header_read_timeout_ms => {
+                return error(
+                    "idleTimeoutMs",
+                    format!(
+                        "{idle} is longer than gateway.http.headerReadTimeoutMs ({}); an idle connection is \
+                         closed when its next request head is late, so raise headerReadTimeoutMs too",
+                        self.header_read_timeout_ms
+                    ),
+                );
+            }
+            _ => {}
+        }
+        if self.max_connections == Some(0) {
+            return error("maxConnections", "must be at least 1".into());
+        }
+        match (self.max_connections_per_client, self.max_connections) {
+            (Some(0), _) => error("maxConnectionsPerClient", "must be at least 1".into()),
+            (Some(per_client), Some(max)) if per_client > max => error(
+                "maxConnectionsPerClient",
+                format!("{per_client} is more than gateway.http.maxConnections ({max})"),
+            ),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn default_sse_keep_alive() -> u64 {
@@ -284,6 +344,10 @@ impl Default for HttpConfig {
             max_body_bytes: default_max_body(),
             read_timeout_ms: default_read_timeout(),
             sse_keep_alive_ms: default_sse_keep_alive(),
+            header_read_timeout_ms: default_header_read_timeout(),
+            idle_timeout: None,
+            max_connections: None,
+            max_connections_per_client: None,
         }
     }
 }
@@ -384,6 +448,7 @@ impl Config {
                 return Err(value_error(&format!("gateway.auth.tokens[{i}].name"), message));
             }
         }
+        self.gateway.http.validate().map_err(|(key, message)| value_error(&key, message))?;
         if self.gateway.auth.rate_limit.max_attempts == 0 {
             return Err(value_error("gateway.auth.rateLimit.maxAttempts", "must be at least 1".into()));
         }

@@ -50,7 +50,7 @@ pub async fn install(
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&caller, &id)?;
     let limit = gw.config.agents.max_component_bytes;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::too_large(limit))?;
+    let bytes = super::read_body(body, limit, gw.config.gateway.http.read_timeout_ms).await?;
     if bytes.is_empty() {
         return Err(ApiError::invalid_request("The body must be the component's bytes", None));
     }

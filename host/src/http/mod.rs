@@ -4,6 +4,7 @@ mod admin;
 mod chat;
 pub mod error;
 mod health;
+mod listener;
 mod models;
 pub mod openai;
 mod origin;
@@ -20,7 +21,6 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{ConnectInfo, Request, State, WebSocketUpgrade};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
@@ -28,6 +28,7 @@ use tower_http::trace::TraceLayer;
 pub use admin::DIGEST_HEADER;
 pub use chat::{AGENT_HEADER, SESSION_HEADER};
 use error::ApiError;
+pub use listener::{ConnectionLimits, fd_limit, raise_fd_limit, serve};
 pub use sessions::transcript_json;
 
 use crate::gateway::Gateway;
@@ -99,42 +100,17 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
-/// Serve until `shutdown` resolves, then let open requests finish.
-pub async fn serve(
-    gw: Arc<Gateway>,
-    listener: TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = router(gw.clone());
-    // SSE writes many small chunks: without TCP_NODELAY, Nagle holds each
-    // one back until the previous is acknowledged (~40 ms with delayed ACKs).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-    let server =
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown({
-            let gw = gw.clone();
-            async move {
-                shutdown.await;
-                gw.begin_drain();
-                let _ = drain_tx.send(());
-            }
-        });
-    // Graceful, but bounded: once the grace is over (plus time for streams
-    // to write their closing error), stop waiting for stragglers.
-    let hard_stop = async move {
-        if drain_rx.await.is_ok() {
-            tokio::time::sleep(gw.shutdown_grace() + std::time::Duration::from_secs(2)).await;
-            tracing::warn!("connections still open after the shutdown grace; stopping anyway");
+/// Read a whole request body within `limit` bytes and `timeout_ms`: 408 when it
+/// is late (a trickling client must not hold its connection for ever), 413 when
+/// it is too large, 400 when it breaks off (a client that went away did not
+/// send too much).
+pub(crate) async fn read_body(body: axum::body::Body, limit: usize, timeout_ms: u64) -> Result<bytes::Bytes, ApiError> {
+    let read = tokio::time::timeout(std::time::Duration::from_millis(timeout_ms), axum::body::to_bytes(body, limit));
+    read.await.map_err(|_| ApiError::read_timeout(timeout_ms))?.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
+            ApiError::too_large(limit)
         } else {
-            std::future::pending::<()>().await;
+            ApiError::invalid_request(format!("Could not read the request body: {e}"), None)
         }
-    };
-    tokio::select! {
-        result = server => result,
-        _ = hard_stop => Ok(()),
-    }
+    })
 }

@@ -56,6 +56,54 @@ pub struct Metrics {
     swaps: Mutex<BTreeMap<&'static str, u64>>,
     /// credential name → requests by outcome (see [`TOKEN_OUTCOMES`]).
     token_requests: Mutex<BTreeMap<String, [u64; 3]>>,
+    connections_open: AtomicU64,
+    connections_max: AtomicU64,
+    connections_max_per_client: AtomicU64,
+    connections_refused: [AtomicU64; Refused::ALL.len()],
+    connections_closed: [AtomicU64; Closed::ALL.len()],
+    accept_errors: AtomicU64,
+}
+
+/// Why the listener closed a new connection without serving it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// `gateway.http.maxConnections` connections were open.
+    MaxConnections,
+    /// The client's address had `gateway.http.maxConnectionsPerClient` open.
+    MaxConnectionsPerClient,
+}
+
+impl Refused {
+    const ALL: [Self; 2] = [Self::MaxConnections, Self::MaxConnectionsPerClient];
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::MaxConnections => "max_connections",
+            Self::MaxConnectionsPerClient => "max_connections_per_client",
+        }
+    }
+}
+
+/// Why the gateway closed a connection it was serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// A request head did not arrive within `gateway.http.headerReadTimeoutMs`.
+    HeaderTimeout,
+    /// No request and no byte for `gateway.http.idleTimeoutMs`.
+    IdleTimeout,
+}
+
+impl Closed {
+    const ALL: [Self; 2] = [Self::HeaderTimeout, Self::IdleTimeout];
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::HeaderTimeout => "header_timeout",
+            Self::IdleTimeout => "idle_timeout",
+        }
+    }
 }
 
 /// Point-in-time values the registry does not own.
@@ -105,6 +153,32 @@ impl Metrics {
     /// An agent was installed, rolled back or removed.
     pub fn swap(&self, action: &'static str) {
         *self.swaps.lock().unwrap().entry(action).or_default() += 1;
+    }
+
+    /// The connection caps in force, for the gauges.
+    pub fn connection_limits(&self, max: usize, per_client: usize) {
+        self.connections_max.store(max as u64, Ordering::Relaxed);
+        self.connections_max_per_client.store(per_client as u64, Ordering::Relaxed);
+    }
+
+    /// Connections open now (HTTP and WebSocket).
+    pub fn connections_open(&self, open: usize) {
+        self.connections_open.store(open as u64, Ordering::Relaxed);
+    }
+
+    /// A new connection was closed unserved.
+    pub fn connection_refused(&self, reason: Refused) {
+        self.connections_refused[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The gateway closed a connection on its own.
+    pub fn connection_closed(&self, reason: Closed) {
+        self.connections_closed[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `accept` failed (e.g. out of file descriptors).
+    pub fn accept_error(&self) {
+        self.accept_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition.
@@ -169,6 +243,30 @@ impl Metrics {
         for (action, n) in self.swaps.lock().unwrap().iter() {
             let _ = writeln!(out, "wasmclaw_agent_changes_total{{action=\"{action}\"}} {n}");
         }
+        let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        head(&mut out, "wasmclaw_connections_open", "gauge", "Client connections open (HTTP and WebSocket).");
+        let _ = writeln!(out, "wasmclaw_connections_open {}", load(&self.connections_open));
+        head(&mut out, "wasmclaw_connections_max", "gauge", "gateway.http.maxConnections in force.");
+        let _ = writeln!(out, "wasmclaw_connections_max {}", load(&self.connections_max));
+        head(
+            &mut out,
+            "wasmclaw_connections_max_per_client",
+            "gauge",
+            "gateway.http.maxConnectionsPerClient in force.",
+        );
+        let _ = writeln!(out, "wasmclaw_connections_max_per_client {}", load(&self.connections_max_per_client));
+        head(&mut out, "wasmclaw_connections_refused_total", "counter", "New connections closed unserved, by cap.");
+        for reason in Refused::ALL {
+            let n = load(&self.connections_refused[reason as usize]);
+            let _ = writeln!(out, "wasmclaw_connections_refused_total{{reason=\"{}\"}} {n}", reason.label());
+        }
+        head(&mut out, "wasmclaw_connections_closed_total", "counter", "Connections the gateway timed out, by reason.");
+        for reason in Closed::ALL {
+            let n = load(&self.connections_closed[reason as usize]);
+            let _ = writeln!(out, "wasmclaw_connections_closed_total{{reason=\"{}\"}} {n}", reason.label());
+        }
+        head(&mut out, "wasmclaw_accept_errors_total", "counter", "Failed accepts (e.g. out of file descriptors).");
+        let _ = writeln!(out, "wasmclaw_accept_errors_total {}", load(&self.accept_errors));
         out
     }
 }
@@ -191,5 +289,28 @@ mod tests {
         assert!(text.contains("wasmclaw_run_failures_total{agent=\"main\",kind=\"trap\"} 1"));
         assert!(text.contains("wasmclaw_http_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 2"));
         assert!(text.contains("wasmclaw_runs_active 1"));
+    }
+
+    #[test]
+    fn connection_counters_start_at_zero_and_count_by_reason() {
+        let m = Metrics::default();
+        m.connection_limits(100, 75);
+        m.connections_open(3);
+        m.connection_refused(Refused::MaxConnectionsPerClient);
+        m.connection_refused(Refused::MaxConnectionsPerClient);
+        m.connection_closed(Closed::IdleTimeout);
+        let text = m.render(&Gauges { active_runs: 0, max_runs: 5, pool_instances: None });
+        for line in [
+            "wasmclaw_connections_open 3",
+            "wasmclaw_connections_max 100",
+            "wasmclaw_connections_max_per_client 75",
+            "wasmclaw_connections_refused_total{reason=\"max_connections\"} 0",
+            "wasmclaw_connections_refused_total{reason=\"max_connections_per_client\"} 2",
+            "wasmclaw_connections_closed_total{reason=\"header_timeout\"} 0",
+            "wasmclaw_connections_closed_total{reason=\"idle_timeout\"} 1",
+            "wasmclaw_accept_errors_total 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
     }
 }

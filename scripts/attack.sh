@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Unauthenticated attacks on a gateway on 127.0.0.1, and what it held: a
+# slowloris, a WebSocket frame flood before `connect`, a WebSocket handshake
+# flood. Each is bounded in sockets and seconds (scripts/attack.py --help).
+#
+#   scripts/attack.sh                      # build the release binary, run all three
+#   WASMCLAW_BIN=target/debug/wasmclaw scripts/attack.sh --only slowloris
+#   ATTACK_MAX_CONNECTIONS=default scripts/attack.sh --sockets 3000
+#
+# Extra arguments go to scripts/attack.py. The gateway gets a temp state dir
+# and `gateway.http.maxConnections: $ATTACK_MAX_CONNECTIONS` (default 1000, so
+# that 1500 sockets reach the caps without opening ~16k sockets on a shared
+# machine; `default` leaves the gateway's own fd-sized default in place).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=${WASMCLAW_BIN:-target/release/wasmclaw}
+if [ -z "${WASMCLAW_BIN:-}" ]; then
+  cargo build --release --quiet -p wasmclaw --bin wasmclaw
+fi
+# The attacker needs as many sockets as it opens.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+MAX=${ATTACK_MAX_CONNECTIONS:-1000}
+HTTP=""
+if [ "$MAX" != default ]; then
+  HTTP="http: { maxConnections: $MAX },"
+fi
+TOKEN="attack-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+STATE=$(mktemp -d)
+GATEWAY_PID=""
+cleanup() {
+  if [ -n "$GATEWAY_PID" ]; then
+    kill "$GATEWAY_PID" 2>/dev/null || true
+    wait "$GATEWAY_PID" 2>/dev/null || true
+  fi
+  rm -rf "$STATE"
+}
+trap cleanup EXIT
+
+cat >"$STATE/gateway.json5" <<EOF
+{ gateway: { bind: "127.0.0.1", $HTTP }, agents: { entries: { main: { plugin: "echo" } } } }
+EOF
+WASMCLAW_STATE_DIR="$STATE" OPENCLAW_GATEWAY_TOKEN="$TOKEN" WASMCLAW_LOG=info \
+  "$BIN" gateway --port 0 --config "$STATE/gateway.json5" >"$STATE/stdout" 2>"$STATE/gateway.log" &
+GATEWAY_PID=$!
+
+PORT=""
+for _ in $(seq 1 600); do
+  PORT=$(sed -n 's|^wasmclaw listening on http://127\.0\.0\.1:\([0-9]*\)$|\1|p' "$STATE/stdout")
+  [ -n "$PORT" ] && break
+  kill -0 "$GATEWAY_PID" 2>/dev/null || { cat "$STATE/gateway.log" >&2; exit 1; }
+  sleep 0.1
+done
+[ -n "$PORT" ] || { echo "the gateway did not start listening" >&2; cat "$STATE/gateway.log" >&2; exit 1; }
+
+echo "gateway $("$BIN" --version 2>/dev/null || echo "$BIN") on 127.0.0.1:$PORT, pid $GATEWAY_PID"
+echo "fd limit of the gateway: $(awk '/Max open files/ {print $4 " soft, " $5 " hard"}' "/proc/$GATEWAY_PID/limits")"
+grep -o 'connection limits.*' "$STATE/gateway.log" | sed 's/\x1b\[[0-9;]*m//g' || true
+
+python3 scripts/attack.py --port "$PORT" --pid "$GATEWAY_PID" --token "$TOKEN" "$@"
+
+echo
+if kill -0 "$GATEWAY_PID" 2>/dev/null; then
+  echo "gateway still running after the attacks"
+else
+  echo "GATEWAY DIED during the attacks"
+fi
+echo "gateway log: $(grep -c ' WARN ' "$STATE/gateway.log" || true) warnings, $(grep -c ' ERROR ' "$STATE/gateway.log" || true) errors; the warnings:"
+grep ' WARN ' "$STATE/gateway.log" | sed 's/^[^ ]* *//' | cut -c1-220 | sort | uniq -c | sort -rn | head -12 || true
