@@ -357,3 +357,141 @@ pub fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+// ---- WebSocket protocol client -------------------------------------------
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+/// A tokio-tungstenite client socket.
+pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket client of the gateway protocol, reading frames as a client would.
+pub struct Client {
+    pub socket: Socket,
+    next_id: u64,
+    /// Frames read while waiting for something else.
+    pub backlog: Vec<Value>,
+}
+
+/// What closed the socket.
+#[derive(Debug)]
+pub struct Closed(pub Option<(u16, String)>);
+
+impl Client {
+    /// Upgrade and read the challenge.
+    pub async fn open(gw: &TestGateway) -> (Self, Value) {
+        let url = gw.base.replace("http://", "ws://");
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let mut c = Self { socket, next_id: 0, backlog: Vec::new() };
+        let challenge = c.read().await.unwrap();
+        (c, challenge)
+    }
+
+    /// Open and connect the way OpenClaw's CLI 2026.9 does.
+    pub async fn connect(gw: &TestGateway) -> Self {
+        let (mut c, _) = Self::open(gw).await;
+        let hello = c.call("connect", connect_params(TOKEN)).await;
+        assert_eq!(hello["ok"], true, "{hello}");
+        c
+    }
+
+    /// Send one JSON frame.
+    pub async fn send(&mut self, frame: Value) {
+        self.socket.send(Message::Text(frame.to_string().into())).await.unwrap();
+    }
+
+    /// Send a request; returns its id.
+    pub async fn request(&mut self, method: &str, params: Option<Value>) -> String {
+        self.next_id += 1;
+        let id = format!("{}:{}", self.next_id, uuid::Uuid::new_v4());
+        let mut frame = json!({"type": "req", "id": id, "method": method});
+        if let Some(p) = params {
+            frame["params"] = p;
+        }
+        self.send(frame).await;
+        id
+    }
+
+    /// The next frame, ticks included.
+    pub async fn read(&mut self) -> Result<Value, Closed> {
+        if !self.backlog.is_empty() {
+            return Ok(self.backlog.remove(0));
+        }
+        loop {
+            let msg =
+                tokio::time::timeout(Duration::from_secs(15), self.socket.next()).await.expect("no frame within 15 s");
+            match msg {
+                Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t).unwrap()),
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(Closed(frame.map(|f| (u16::from(f.code), f.reason.to_string()))));
+                }
+                Some(Ok(_)) => continue,
+                _ => return Err(Closed(None)),
+            }
+        }
+    }
+
+    /// Read until `want` matches, keeping other frames for later.
+    pub async fn until(&mut self, mut want: impl FnMut(&Value) -> bool) -> Value {
+        let mut skipped = Vec::new();
+        let found = loop {
+            let frame = self.read().await.unwrap_or_else(|c| panic!("closed while waiting: {c:?}"));
+            if want(&frame) {
+                break frame;
+            }
+            skipped.push(frame);
+        };
+        skipped.append(&mut self.backlog);
+        self.backlog = skipped;
+        found
+    }
+
+    /// The `res` of request `id`.
+    pub async fn response(&mut self, id: &str) -> Value {
+        self.until(|f| f["type"] == "res" && f["id"] == id).await
+    }
+
+    /// Send a request and wait for its `res`.
+    pub async fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.request(method, Some(params)).await;
+        self.response(&id).await
+    }
+
+    /// Expect the server to close the socket; returns code and reason.
+    pub async fn closed(&mut self) -> (u16, String) {
+        loop {
+            match self.read().await {
+                Ok(_) => continue,
+                Err(Closed(Some(close))) => return close,
+                Err(Closed(None)) => panic!("socket dropped without a close frame"),
+            }
+        }
+    }
+}
+
+/// `connect` params the way OpenClaw's CLI 2026.9 sends them.
+pub fn connect_params(token: &str) -> Value {
+    json!({
+        "minProtocol": 4, "maxProtocol": 4,
+        "client": {"id": "cli", "version": "2026.9.6", "platform": "linux", "deviceFamily": "Linux",
+                   "mode": "cli", "instanceId": uuid::Uuid::new_v4().to_string()},
+        "caps": [], "auth": {"token": token}, "role": "operator", "scopes": ["operator.write"],
+        "device": {"id": "dev-1", "publicKey": "ignored", "signature": "ignored", "signedAt": 1},
+    })
+}
+
+/// Config with `main` = echo, `slow` and `flood` fault agents, and `extra` inside `gateway`.
+pub fn ws_config(extra: &str) -> String {
+    format!(
+        r#"{{
+  gateway: {{ http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} {extra} }},
+  agents: {{ entries: {{
+    main: {{ plugin: "echo" }},
+    slow: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "slow", delayMs: "150" }} }},
+    flood: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "flood" }} }},
+  }} }},
+}}"#
+    )
+}
