@@ -18,3 +18,4 @@ mod providers;
 mod sessions;
 mod shutdown;
 mod ws;
+mod ws_hardening;

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use serde::Deserialize as _;
 use serde_json::{Value, json};
+use sha2::Digest as _;
 
 use super::frames::{Outbox, WsError, codes, err, now_ms, ok};
 use super::methods::Call;
 use crate::chat::{AgentId, Event, Reply, finish_reason_name};
-use crate::runs::{Finished, RunEnd, RunInput, RunResult, Tracking};
+use crate::runs::{Claim, Finished, IdempotencyScope, ParamsDigest, RunEnd, RunHandle, RunInput, RunResult, Tracking};
 use crate::runtime::RunError;
 use crate::sessions;
 
@@ -20,6 +21,15 @@ use crate::sessions;
 pub enum Door {
     Agent,
     Chat,
+}
+
+impl Door {
+    fn method(self) -> &'static str {
+        match self {
+            Door::Agent => "agent",
+            Door::Chat => "chat.send",
+        }
+    }
 }
 
 /// `agent` / `chat.send` params (extra fields are accepted and ignored).
@@ -40,15 +50,8 @@ pub async fn start(call: Call, door: Door) {
 }
 
 async fn try_start(call: &Call, door: Door) -> Result<(), WsError> {
-    let Call { gw, out, id, params, principal } = call;
+    let Call { gw, out, id, params, .. } = call;
     let p = RunParams::deserialize(params).map_err(|e| WsError::invalid(format!("invalid params: {e}")))?;
-    let board = gw.agents.board();
-    if let Some(key) = &p.idempotency_key
-        && let Some((run_id, result)) = board.by_idempotency_key(principal, key)
-    {
-        replay(out, id, door, run_id, result);
-        return Ok(());
-    }
     let agent = match (&p.agent_id, &p.session_key) {
         (Some(a), _) => AgentId::parse(a).ok_or_else(|| WsError::invalid(format!("{a:?} is not an agent id")))?,
         (None, Some(key)) => key
@@ -62,13 +65,14 @@ async fn try_start(call: &Call, door: Door) -> Result<(), WsError> {
     // OpenClaw's main session of an agent when none is named.
     let key = p.session_key.clone().unwrap_or_else(|| format!("agent:{agent}:main"));
     let session = sessions::resolve(&agent, Some(&key), None).map_err(|e| WsError::invalid(e.to_string()))?;
-    let input = RunInput::user_message(agent, session, p.message);
-    let handle = gw.agents.start(input).map_err(|e| match e {
-        RunError::UnknownAgent(a) => WsError::invalid(format!("unknown agent {a:?}")),
-        other => WsError::new(codes::UNAVAILABLE, other.to_string()),
-    })?;
+    let (handle, tracking) = match begin(call, p, agent, session, &key, door)? {
+        Begun::Started(handle, tracking) => (handle, tracking),
+        Begun::Replay(run_id, result) => {
+            replay(out, id, door, run_id, result);
+            return Ok(());
+        }
+    };
     let run_id = handle.run_id.clone();
-    let tracking = board.track(principal, &run_id, &key, p.idempotency_key.as_deref());
     let accepted = match door {
         Door::Agent => json!({"runId": run_id, "status": "accepted", "acceptedAt": now_ms()}),
         Door::Chat => json!({"runId": run_id, "status": "started"}),
@@ -79,19 +83,73 @@ async fn try_start(call: &Call, door: Door) -> Result<(), WsError> {
     Ok(())
 }
 
+/// What [`begin`] did.
+enum Begun {
+    Started(RunHandle, Tracking),
+    /// The idempotency key names an earlier run of the same request.
+    Replay(String, RunResult),
+}
+
+/// Claim the idempotency key (if any), start the run and track it. Not
+/// async on purpose: a claim holds the board until the run is tracked.
+fn begin(
+    call: &Call,
+    p: RunParams,
+    agent: AgentId,
+    session: sessions::SessionKey,
+    key: &str,
+    door: Door,
+) -> Result<Begun, WsError> {
+    let board = call.gw.agents.board();
+    let reservation = match &p.idempotency_key {
+        Some(idempotency_key) => {
+            let scope = IdempotencyScope::new(&call.principal, agent.as_str(), key, idempotency_key);
+            match board.claim(scope, digest(door, agent.as_str(), key, &p.message)) {
+                Claim::New(reservation) => Some(reservation),
+                Claim::Replay { run_id, result } => return Ok(Begun::Replay(run_id, result)),
+                Claim::Conflict => {
+                    return Err(WsError::invalid(format!(
+                        "idempotencyKey {idempotency_key:?} was already used for another request in this session"
+                    )));
+                }
+            }
+        }
+        None => None,
+    };
+    let input = RunInput::user_message(agent, session, p.message);
+    let handle = call.gw.agents.start(input).map_err(|e| match e {
+        RunError::UnknownAgent(a) => WsError::invalid(format!("unknown agent {a:?}")),
+        other => WsError::new(codes::UNAVAILABLE, other.to_string()),
+    })?;
+    let tracking = match reservation {
+        Some(reservation) => reservation.track(&call.principal, &handle.run_id, key),
+        None => board.track(&call.principal, &handle.run_id, key),
+    };
+    Ok(Begun::Started(handle, tracking))
+}
+
+/// What makes two requests with one idempotency key the same request.
+fn digest(door: Door, agent: &str, session: &str, message: &str) -> ParamsDigest {
+    let mut hash = sha2::Sha256::new();
+    for part in [door.method(), agent, session, message] {
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part.as_bytes());
+    }
+    hash.finalize().into()
+}
+
 /// A retried request: the first run's answer again, no events, no new run.
 fn replay(out: &Outbox, id: &Value, door: Door, run_id: String, mut result: RunResult) {
     if door == Door::Chat {
-        let status = if result.borrow().is_some() { "ok" } else { "in_flight" };
+        let status = result.borrow().as_ref().map_or("in_flight", |finished| outcome(&finished.end).0);
         out.send(ok(id, json!({"runId": run_id, "status": status, "cached": true})));
         return;
     }
     let (out, id) = (out.clone(), id.clone());
     tokio::spawn(async move {
-        if let Ok(done) = result.wait_for(Option::is_some).await
-            && let Some(finished) = done.as_ref()
-        {
-            out.send(ok(&id, final_answer(&run_id, finished)));
+        let finished = result.wait_for(Option::is_some).await.ok().and_then(|done| done.clone());
+        if let Some(finished) = finished {
+            out.send(ok(&id, final_answer(&run_id, &finished)));
         }
     });
 }
@@ -112,14 +170,19 @@ pub async fn wait(call: Call) -> Result<Option<Value>, WsError> {
     }
 }
 
-/// The final `res` of an `agent` run, as OpenClaw's CLI reads it.
-fn final_answer(run_id: &str, finished: &Finished) -> Value {
-    let (status, summary) = match &finished.end {
+/// `status` and `summary` of a run's ending, as OpenClaw's CLI reads them.
+fn outcome(end: &RunEnd) -> (&'static str, String) {
+    match end {
         RunEnd::Completed => ("ok", "completed".to_string()),
         RunEnd::Aborted => ("aborted", "aborted".to_string()),
         RunEnd::Failed(e @ RunError::Timeout(_)) => ("timeout", e.to_string()),
         RunEnd::Failed(e) => ("error", e.to_string()),
-    };
+    }
+}
+
+/// The final `res` of an `agent` run.
+fn final_answer(run_id: &str, finished: &Finished) -> Value {
+    let (status, summary) = outcome(&finished.end);
     let text = &finished.reply.text;
     let payloads = if text.is_empty() { json!([]) } else { json!([{"text": text}]) };
     json!({"runId": run_id, "status": status, "summary": summary, "result": {"payloads": payloads}})
@@ -157,7 +220,7 @@ impl Stream {
         self.out.event("chat", payload);
     }
 
-    async fn drive(mut self, mut handle: crate::runs::RunHandle, mut tracking: Tracking, request_id: Value) {
+    async fn drive(mut self, mut handle: RunHandle, mut tracking: Tracking, request_id: Value) {
         self.agent_event("lifecycle", json!({"phase": "start", "startedAt": now_ms()}));
         let mut reply = Reply::default();
         let end = loop {
