@@ -152,6 +152,18 @@ impl TestGateway {
         }
     }
 
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The gateway's resident memory (`VmRSS`) in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS in /proc/<pid>/status");
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
     /// The gateway's state folder (sessions database lives here).
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
@@ -494,4 +506,122 @@ pub fn ws_config(extra: &str) -> String {
   }} }},
 }}"#
     )
+}
+
+/// A WebSocket upgrade done by hand, for tests that must send what no client
+/// library sends (half of a huge frame, a header alone).
+pub struct RawWs {
+    pub tcp: tokio::net::TcpStream,
+    /// Bytes read but not yet parsed.
+    buf: Vec<u8>,
+}
+
+impl RawWs {
+    /// Upgrade on `/`; panics unless the gateway answers `101`.
+    pub async fn open(gw: &TestGateway) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = gw.base.trim_start_matches("http://").to_string();
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let request = format!(
+            "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(PATIENCE, tcp.read(&mut chunk)).await.expect("upgrade answer").unwrap();
+            assert!(n > 0, "connection closed during the upgrade");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        buf.drain(..end);
+        Self { tcp, buf }
+    }
+
+    /// The next server frame as `(opcode, payload)`; `None` once the socket ends.
+    pub async fn frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        read_server_frame(&mut self.tcp, &mut self.buf).await
+    }
+
+    /// Send `header` and `payload_len` filler bytes while reading what the
+    /// server sends (it may close before we are done); returns its close code.
+    pub async fn send_reading_close(&mut self, header: &[u8], payload_len: usize) -> Option<u16> {
+        use tokio::io::AsyncWriteExt;
+        let (mut rd, mut wr) = self.tcp.split();
+        let write = async {
+            wr.write_all(header).await?;
+            let chunk = vec![b'x'; 64 << 10];
+            let mut left = payload_len;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                wr.write_all(&chunk[..n]).await?;
+                left -= n;
+            }
+            Ok::<_, std::io::Error>(())
+        };
+        let buf = &mut self.buf;
+        let read = async move {
+            while let Some((opcode, payload)) = read_server_frame(&mut rd, buf).await {
+                if opcode == 8 {
+                    return payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+                }
+            }
+            None
+        };
+        tokio::join!(write, read).1
+    }
+
+    /// The header of a final, masked client text frame announcing `len`
+    /// payload bytes. The mask key is zero, so payload bytes go as they are.
+    pub fn text_header(len: u64) -> Vec<u8> {
+        let mut h = vec![0x81];
+        match len {
+            0..=125 => h.push(0x80 | len as u8),
+            126..=0xffff => {
+                h.push(0x80 | 126);
+                h.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            _ => {
+                h.push(0x80 | 127);
+                h.extend_from_slice(&len.to_be_bytes());
+            }
+        }
+        h.extend_from_slice(&[0, 0, 0, 0]);
+        h
+    }
+}
+
+/// The next unmasked server frame from `r` as `(opcode, payload)`, `buf` holding bytes read ahead.
+async fn read_server_frame<R: tokio::io::AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> Option<(u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some((header, len)) = server_frame_len(buf)
+            && buf.len() >= header + len
+        {
+            let opcode = buf[0] & 0x0f;
+            let payload = buf[header..header + len].to_vec();
+            buf.drain(..header + len);
+            return Some((opcode, payload));
+        }
+        let mut chunk = [0u8; 16384];
+        match tokio::time::timeout(PATIENCE, r.read(&mut chunk)).await.expect("a server frame in time") {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// `(header length, payload length)` of an unmasked server frame, once its header is complete.
+fn server_frame_len(b: &[u8]) -> Option<(usize, usize)> {
+    let len7 = *b.get(1)? & 0x7f;
+    match len7 {
+        126 => Some((4, u16::from_be_bytes(b.get(2..4)?.try_into().ok()?) as usize)),
+        127 => Some((10, u64::from_be_bytes(b.get(2..10)?.try_into().ok()?) as usize)),
+        n => Some((2, n as usize)),
+    }
 }

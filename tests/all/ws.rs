@@ -86,24 +86,26 @@ async fn bad_frames_after_connect_keep_the_connection_usable() {
 
 #[tokio::test]
 async fn oversize_frame_after_connect_closes_with_1009() {
-    // maxPayload = room for a base64 component of this size (~225 KB here).
-    let config = ws_config("").replace("agents: {", "agents: { maxComponentBytes: 120000,");
+    // An admin's maxPayload = room for a base64 component of this size
+    // (~225 KB here), as it is larger than maxPayloadBytes.
+    let config =
+        ws_config(", ws: { maxPayloadBytes: 100000 }").replace("agents: {", "agents: { maxComponentBytes: 120000,");
     let gw = TestGateway::start(&config);
-    // Over maxPayload: read whole, refused with a 1009 close.
-    let mut c = Client::connect(&gw).await;
+    let (mut c, _) = Client::open(&gw).await;
+    let hello = c.call("connect", connect_params(TOKEN)).await;
+    let max = hello["payload"]["policy"]["maxPayload"].as_u64().unwrap();
+    assert_eq!(max, (120_000 / 3 + 1) * 4 + 65_536, "{hello}");
+    // Under it: served.
+    let fits = json!({"type": "req", "id": "fits", "method": "health", "params": {"pad": "x".repeat(200_000)}});
+    c.send(fits).await;
+    assert_eq!(c.response("fits").await["ok"], true);
+    // Over it: refused at the frame's header with a 1009 close.
     c.send(json!({"type": "req", "id": "big", "method": "health", "params": {"pad": "x".repeat(300_000)}})).await;
     assert_eq!(c.closed().await.0, 1009);
-    // Far over (past 2× maxPayload) reading stops mid-frame: a 1009 close
-    // or, if the transport resets first, a dropped socket — never buffering.
+    // Far over: the same, and the gateway reads the rest without keeping it.
     let mut c = Client::connect(&gw).await;
-    let frame = json!({"type": "req", "id": "huge", "method": "health", "params": {"pad": "x".repeat(2_000_000)}});
-    if c.socket.send(Message::Text(frame.to_string().into())).await.is_ok() {
-        match c.read().await {
-            Err(Closed(Some((code, _)))) => assert_eq!(code, 1009),
-            Err(Closed(None)) => {}
-            Ok(f) => panic!("expected the connection to end, got {f}"),
-        }
-    }
+    c.send(json!({"type": "req", "id": "huge", "method": "health", "params": {"pad": "x".repeat(20_000_000)}})).await;
+    assert_eq!(c.closed().await.0, 1009);
     assert_eq!(Client::connect(&gw).await.call("health", json!({})).await["ok"], true, "the gateway is fine");
 }
 

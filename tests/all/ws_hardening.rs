@@ -1,7 +1,10 @@
 //! WebSocket hardening: what a hostile or slow client must not be able to do
 //! to the gateway, and what a disconnected client's runs do.
 
+use std::time::{Duration, Instant};
+
 use crate::support::*;
+use futures::SinkExt;
 use serde_json::{Value, json};
 
 /// `main` = echo, a slow agent, a fast one with a long reply, a failing one.
@@ -17,6 +20,96 @@ fn config(extra: &str) -> String {
   }} }},
 }}"#
     )
+}
+
+/// Announce a frame of `announced` bytes before `connect`, send `sent` of
+/// them, and return the close code the server answers with.
+async fn half_a_huge_frame(gw: &TestGateway, announced: u64, sent: usize) -> Option<u16> {
+    let mut raw = RawWs::open(gw).await;
+    let challenge = raw.frame().await.expect("the challenge");
+    assert_eq!(challenge.0, 1, "a text frame first");
+    raw.send_reading_close(&RawWs::text_header(announced), sent).await
+}
+
+#[tokio::test]
+async fn big_frames_before_connect_are_refused_without_being_buffered() {
+    let gw = TestGateway::start(&config(""));
+    assert_eq!(Client::connect(&gw).await.call("health", json!({})).await["ok"], true);
+    let before = gw.rss_kib();
+
+    // A real client's 1 MB frame before connect: a 1009 close.
+    let (mut c, _) = Client::open(&gw).await;
+    c.send(json!({"type": "req", "id": "1", "method": "connect", "params": {"pad": "x".repeat(1 << 20)}})).await;
+    assert_eq!(c.closed().await.0, 1009, "frames before connect are capped at 64 KiB");
+
+    // Several clients announce 64 MiB frames and send 4 MiB of each, at once,
+    // while a sampler records the gateway's largest resident size.
+    let gw = std::sync::Arc::new(gw);
+    let attacks: Vec<_> = (0..8)
+        .map(|_| {
+            let gw = gw.clone();
+            tokio::spawn(async move { half_a_huge_frame(&gw, 64 << 20, 4 << 20).await })
+        })
+        .collect();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = tokio::spawn({
+        let (gw, done) = (gw.clone(), done.clone());
+        async move {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(gw.rss_kib());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            peak.max(gw.rss_kib())
+        }
+    });
+    let mut codes = Vec::new();
+    for attack in attacks {
+        codes.push(attack.await.unwrap());
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let grown = sampler.await.unwrap().saturating_sub(before);
+    assert!(grown < 10 << 10, "8 × 4 MiB of refused frames grew the gateway by {grown} KiB (closes: {codes:?})");
+    assert!(codes.iter().all(|c| *c == Some(1009)), "refused at the header with 1009: {codes:?}");
+    assert_eq!(Client::connect(&gw).await.call("health", json!({})).await["ok"], true, "the gateway is fine");
+}
+
+#[tokio::test]
+async fn handshakes_beyond_the_cap_are_refused_while_connected_clients_keep_working() {
+    let gw = TestGateway::start(&config(", ws: { maxPendingHandshakes: 2 }"));
+    let url = gw.base.replace("http://", "ws://");
+    // Connected clients do not count against the cap.
+    let mut connected = Client::connect(&gw).await;
+    let mut connected_too = Client::connect(&gw).await;
+    let mut connected_three = Client::connect(&gw).await;
+    let (pending_one, _) = Client::open(&gw).await;
+    let (mut pending_two, _) = Client::open(&gw).await;
+    match tokio_tungstenite::connect_async(url.as_str()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            assert_eq!(res.status(), 503, "{res:?}");
+            assert!(res.headers().contains_key("retry-after"), "{res:?}");
+        }
+        other => panic!("a third pending handshake must be refused, got {:?}", other.map(|(_, r)| r)),
+    }
+    gw.wait_for_metrics(&["wasmclaw_ws_handshakes_refused_total 1"]).await;
+    for c in [&mut connected, &mut connected_too, &mut connected_three] {
+        assert_eq!(c.call("health", json!({})).await["ok"], true, "connected clients keep working");
+    }
+    // A handshake that completes frees its place at once.
+    assert_eq!(pending_two.call("connect", connect_params(TOKEN)).await["ok"], true);
+    assert_eq!(Client::connect(&gw).await.call("health", json!({})).await["ok"], true);
+    // One that goes away frees it too, once the gateway has seen it go.
+    drop(pending_one);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let first = tokio_tungstenite::connect_async(url.as_str()).await;
+        let second = tokio_tungstenite::connect_async(url.as_str()).await;
+        if first.is_ok() && second.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a closed pending handshake never freed its place");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Send `chat.send` and read its events to the end; returns (res, final chat
@@ -93,4 +186,20 @@ async fn a_chat_send_replay_reports_how_the_first_run_really_ended() {
     c.until(|f| f["event"] == "chat" && f["payload"]["state"] == "aborted").await;
     let replay = c.call("chat.send", slow).await;
     assert_eq!(replay["payload"], json!({"runId": run_id, "status": "aborted", "cached": true}));
+}
+
+#[tokio::test]
+async fn a_client_may_pipeline_requests_behind_connect() {
+    let gw = TestGateway::start(&config(""));
+    let (mut c, _) = Client::open(&gw).await;
+    // Ping, connect and a request in one burst, before hello-ok arrives.
+    c.socket.feed(tokio_tungstenite::tungstenite::Message::Ping(vec![1, 2, 3].into())).await.unwrap();
+    let connect = json!({"type": "req", "id": "c", "method": "connect", "params": connect_params(TOKEN)});
+    c.socket.feed(tokio_tungstenite::tungstenite::Message::Text(connect.to_string().into())).await.unwrap();
+    let health = json!({"type": "req", "id": "h", "method": "health"});
+    c.socket.feed(tokio_tungstenite::tungstenite::Message::Text(health.to_string().into())).await.unwrap();
+    c.socket.flush().await.unwrap();
+    let hello = c.response("c").await;
+    assert_eq!(hello["payload"]["type"], "hello-ok", "{hello}");
+    assert_eq!(c.response("h").await["ok"], true, "a request right behind connect is not lost");
 }

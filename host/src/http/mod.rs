@@ -15,8 +15,7 @@ use std::sync::Arc;
 use axum::Router;
 use std::net::SocketAddr;
 
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{ConnectInfo, Request, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
@@ -61,12 +60,9 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 async fn root(
     State(gw): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: Request,
 ) -> Response {
-    match upgrade {
-        Ok(ws) => crate::ws::upgrade(gw, peer, ws),
-        Err(rejection) => rejection.into_response(),
-    }
+    crate::ws::upgrade(gw, peer, request).await
 }
 
 /// Count every response by matched route (not raw path: bounded label set).

@@ -50,6 +50,7 @@ pub struct Metrics {
     first_event_seconds: Mutex<BTreeMap<String, Histogram>>,
     run_failures: Mutex<BTreeMap<(String, &'static str), u64>>,
     auth_failures: AtomicU64,
+    ws_handshakes_refused: AtomicU64,
     swaps: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -83,6 +84,11 @@ impl Metrics {
     /// Someone presented wrong or no credentials.
     pub fn auth_failure(&self) {
         self.auth_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A WebSocket upgrade was refused: too many handshakes in progress.
+    pub fn ws_handshake_refused(&self) {
+        self.ws_handshakes_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// An agent was installed, rolled back or removed.
@@ -137,6 +143,17 @@ impl Metrics {
             "Requests and connects with wrong or missing credentials.",
         );
         let _ = writeln!(out, "wasmclaw_auth_failures_total {}", self.auth_failures.load(Ordering::Relaxed));
+        head(
+            &mut out,
+            "wasmclaw_ws_handshakes_refused_total",
+            "counter",
+            "WebSocket upgrades refused because gateway.ws.maxPendingHandshakes were in progress.",
+        );
+        let _ = writeln!(
+            out,
+            "wasmclaw_ws_handshakes_refused_total {}",
+            self.ws_handshakes_refused.load(Ordering::Relaxed)
+        );
         head(&mut out, "wasmclaw_agent_changes_total", "counter", "Agent installs, rollbacks and removals.");
         for (action, n) in self.swaps.lock().unwrap().iter() {
             let _ = writeln!(out, "wasmclaw_agent_changes_total{{action=\"{action}\"}} {n}");
