@@ -284,10 +284,11 @@ async fn every_connection_hears_about_agent_changes() {
 
 #[tokio::test]
 async fn a_client_that_stops_reading_is_disconnected() {
-    let gw = TestGateway::start(&ws_config(""));
+    let gw = TestGateway::start(&ws_config(", ws: { sendTimeoutMs: 500 }"));
     let mut c = Client::connect(&gw).await;
-    // The flood agent emits until its output budget is spent; every piece
-    // becomes two events. This client reads none of them.
+    // The flood agent emits until its output budget (16 MiB) is spent, far
+    // more than socket buffers hold. This client reads none of it, so the
+    // socket stops taking bytes and the gateway gives up on the client.
     c.request("chat.send", Some(json!({"sessionKey": "agent:flood:x", "message": "go", "idempotencyKey": "f"}))).await;
     let started = std::time::Instant::now();
     while !gw.log().contains("too slow to read") {

@@ -112,6 +112,110 @@ async fn handshakes_beyond_the_cap_are_refused_while_connected_clients_keep_work
     }
 }
 
+/// Read a run of `chat.send` to its end, `pause` before each frame; checks
+/// order and cumulative fields on the way. Returns (agent deltas joined,
+/// chat deltas joined, final chat payload, frames read).
+async fn read_run_slowly(c: &mut Client, run_id: &str, pause: Duration) -> (String, String, Value, usize) {
+    let (mut agent_text, mut chat_text) = (String::new(), String::new());
+    let (mut agent_seq, mut chat_seq, mut event_seq, mut frames) = (0, 0, 0, 0usize);
+    loop {
+        tokio::time::sleep(pause).await;
+        let f =
+            c.read().await.unwrap_or_else(|closed| panic!("disconnected mid-reply after {frames} frames: {closed:?}"));
+        frames += 1;
+        if let Some(seq) = f["seq"].as_u64() {
+            assert!(seq > event_seq, "event seq goes up: {seq} after {event_seq}");
+            event_seq = seq;
+        }
+        let p = &f["payload"];
+        if p["runId"] != run_id {
+            continue;
+        }
+        match f["event"].as_str() {
+            Some("agent") => {
+                agent_seq += 1;
+                assert_eq!(p["seq"], agent_seq, "agent events of a run are numbered 1, 2, …");
+                if p["stream"] == "assistant" {
+                    agent_text.push_str(p["data"]["delta"].as_str().unwrap());
+                    assert_eq!(p["data"]["text"].as_str().unwrap(), agent_text, "text is the reply so far");
+                }
+            }
+            Some("chat") => {
+                chat_seq += 1;
+                assert_eq!(p["seq"], chat_seq, "chat events of a run are numbered 1, 2, …");
+                match p["state"].as_str().unwrap() {
+                    "delta" => {
+                        chat_text.push_str(p["deltaText"].as_str().unwrap());
+                        assert_eq!(p["message"]["content"][0]["text"].as_str().unwrap(), chat_text);
+                    }
+                    _ => return (agent_text, chat_text, p.clone(), frames),
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_fast_agents_long_reply_reaches_a_slow_reader_completely_and_in_order() {
+    let gw = TestGateway::start(&config(""));
+    let expected: String = (0..5000).map(|i| format!("t{i} ")).collect();
+    let mut c = Client::connect(&gw).await;
+    let started = c.call("chat.send", json!({"sessionKey": "agent:burst:long", "message": "go"})).await;
+    let run_id = started["payload"]["runId"].as_str().unwrap().to_string();
+    let (agent_text, chat_text, fin, frames) = read_run_slowly(&mut c, &run_id, Duration::from_millis(2)).await;
+    assert_eq!(fin["state"], "final", "{fin}");
+    assert_eq!(fin["message"]["content"][0]["text"].as_str().unwrap(), expected, "the final frame has the whole reply");
+    assert_eq!(chat_text, expected, "chat deltas add up to the reply");
+    // The lifecycle end precedes the chat final; the assistant deltas are all in.
+    assert_eq!(agent_text, expected, "agent deltas add up to the reply");
+    assert!(frames < 2_000, "a 5,000-piece reply took {frames} frames: deltas are not coalesced");
+    assert_eq!(c.call("health", json!({})).await["ok"], true, "still connected");
+}
+
+#[tokio::test]
+async fn closing_the_socket_mid_run_stops_the_run_at_once() {
+    let gw = TestGateway::start(&config(""));
+    let words: String = (0..200).map(|i| format!("w{i} ")).collect();
+    let mut observer = Client::connect(&gw).await;
+
+    // A clean close while a chat.send run streams.
+    let mut c = Client::connect(&gw).await;
+    let key = "agent:slow:left-mid-run";
+    let started = c.call("chat.send", json!({"sessionKey": key, "message": words, "idempotencyKey": "gone-1"})).await;
+    let run_id = started["payload"]["runId"].as_str().unwrap().to_string();
+    c.until(|f| f["event"] == "chat" && f["payload"]["state"] == "delta").await;
+    c.socket.close(None).await.unwrap();
+    drop(c);
+    // 200 words × 150 ms is 30 s; the run must be gone long before.
+    gw.wait_for_metrics(&[
+        "wasmclaw_runs_active 0",
+        "wasmclaw_run_failures_total{agent=\"slow\",kind=\"cancelled\"} 1",
+    ])
+    .await;
+    let waited = observer.call("agent.wait", json!({"runId": run_id, "timeoutMs": 5000})).await;
+    assert_eq!(waited["payload"]["status"], "aborted", "another connection sees how it ended: {waited}");
+    let history = observer.call("chat.history", json!({"sessionKey": key})).await;
+    assert_eq!(history["payload"]["messages"].as_array().unwrap().len(), 0, "an aborted turn is not kept");
+
+    // An `agent` run whose client just drops the TCP connection.
+    let mut c = Client::connect(&gw).await;
+    let id = c
+        .request("agent", Some(json!({"message": words, "agentId": "slow", "sessionKey": "agent:slow:dropped"})))
+        .await;
+    let accepted = c.response(&id).await;
+    let run_id = accepted["payload"]["runId"].as_str().unwrap().to_string();
+    c.until(|f| f["event"] == "agent" && f["payload"]["stream"] == "assistant").await;
+    drop(c);
+    gw.wait_for_metrics(&[
+        "wasmclaw_runs_active 0",
+        "wasmclaw_run_failures_total{agent=\"slow\",kind=\"cancelled\"} 2",
+    ])
+    .await;
+    let waited = observer.call("agent.wait", json!({"runId": run_id, "timeoutMs": 5000})).await;
+    assert_eq!(waited["payload"]["status"], "aborted", "{waited}");
+}
+
 /// Send `chat.send` and read its events to the end; returns (res, final chat
 /// payload), the latter `null` when no run started.
 async fn chat_to_the_end(c: &mut Client, params: Value) -> (Value, Value) {
@@ -202,4 +306,56 @@ async fn a_client_may_pipeline_requests_behind_connect() {
     let hello = c.response("c").await;
     assert_eq!(hello["payload"]["type"], "hello-ok", "{hello}");
     assert_eq!(c.response("h").await["ok"], true, "a request right behind connect is not lost");
+}
+
+/// Not a check: what a fast agent's long reply costs over each door. Prints
+/// frames and bytes a client receives and the gateway's CPU time; run with
+/// `cargo test --test all -- measure_long_replies --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn measure_long_replies() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let cpu_ms = |pid: u32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split_whitespace().collect();
+        // utime + stime, in clock ticks of 10 ms.
+        (fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()) * 10
+    };
+    for count in [5000u32, 20000] {
+        let gw = TestGateway::start(&config("").replace("count: \"5000\"", &format!("count: \"{count}\"")));
+        let before = cpu_ms(gw.pid());
+        let body: Value = gw.chat(ask("openclaw/burst", "go")).send().await.unwrap().json().await.unwrap();
+        println!(
+            "{count} pieces over HTTP (JSON): {} bytes of reply, gateway CPU {} ms",
+            content(&body).len(),
+            cpu_ms(gw.pid()) - before
+        );
+        for method in ["chat.send", "agent"] {
+            let mut c = Client::connect(&gw).await;
+            let before = cpu_ms(gw.pid());
+            let started = Instant::now();
+            c.request(method, Some(json!({"sessionKey": format!("agent:burst:{method}"), "message": "go"}))).await;
+            let (mut frames, mut bytes) = (0usize, 0usize);
+            let ending = loop {
+                let Some(Ok(message)) = c.socket.next().await else { break "socket ended" };
+                let Message::Text(text) = message else { continue };
+                frames += 1;
+                bytes += text.len();
+                let f: Value = serde_json::from_str(&text).unwrap();
+                if f["event"] == "agent"
+                    && f["payload"]["stream"] == "lifecycle"
+                    && f["payload"]["data"]["phase"] != "start"
+                {
+                    break "lifecycle end";
+                }
+            };
+            let took = started.elapsed();
+            gw.wait_for_metrics(&["wasmclaw_runs_active 0"]).await;
+            println!(
+                "{count} pieces over {method}: {frames} frames, {bytes} bytes in {took:?} ({ending}), gateway CPU {} ms",
+                cpu_ms(gw.pid()) - before
+            );
+        }
+    }
 }

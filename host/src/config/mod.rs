@@ -106,6 +106,10 @@ pub struct WsConfig {
     /// refused with `503` before the upgrade.
     #[serde(default = "default_pending_handshakes")]
     pub max_pending_handshakes: usize,
+    /// A client that takes no bytes for this long while frames wait for it
+    /// is disconnected (reading slowly is fine, not reading is not).
+    #[serde(default = "default_send_timeout")]
+    pub send_timeout_ms: u64,
 }
 
 impl Default for WsConfig {
@@ -114,6 +118,7 @@ impl Default for WsConfig {
             tick_interval_ms: default_tick(),
             max_payload_bytes: default_ws_max_payload(),
             max_pending_handshakes: default_pending_handshakes(),
+            send_timeout_ms: default_send_timeout(),
         }
     }
 }
@@ -141,6 +146,10 @@ fn default_ws_max_payload() -> usize {
 
 fn default_pending_handshakes() -> usize {
     128
+}
+
+fn default_send_timeout() -> u64 {
+    30_000
 }
 
 impl Default for GatewayConfig {
@@ -383,6 +392,7 @@ impl Config {
         for (key, value) in [
             ("gateway.ws.maxPayloadBytes", ws.max_payload_bytes as u64),
             ("gateway.ws.maxPendingHandshakes", ws.max_pending_handshakes as u64),
+            ("gateway.ws.sendTimeoutMs", ws.send_timeout_ms),
         ] {
             if value == 0 {
                 return Err(value_error(key, "must be at least 1".into()));

@@ -8,7 +8,7 @@ mod runs;
 mod socket;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts as _;
 use axum::extract::ws::WebSocketUpgrade;
@@ -22,14 +22,17 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use crate::auth::{Principal, Scope};
 use crate::config::AuthMode;
 use crate::gateway::Gateway;
-use frames::{Outbox, Outgoing, PROTOCOL, err, now_ms, ok};
+use frames::{Outbox, Outgoing, PROTOCOL, Queued, err, now_ms, ok};
 pub use frames::{Request, WsError, decode};
 use socket::{Conn, Socket};
 
 /// Frames before a successful `connect` may be at most this big.
 const PRE_CONNECT_MAX: usize = 64 << 10;
-/// Frames a connection may have queued before it counts as a slow reader.
+/// Frames a connection may have queued; producers wait beyond this.
 const OUTBOX_FRAMES: usize = 1024;
+/// Requests of one connection being answered at once; past this the
+/// connection stops reading until one is done.
+const REQUESTS_IN_FLIGHT: usize = 256;
 /// Time a client has to send `connect` after the challenge.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a closing connection gets to write its last frames.
@@ -37,6 +40,7 @@ const CLOSE_FLUSH: Duration = Duration::from_secs(5);
 
 /// Close codes used (RFC 6455).
 mod close {
+    pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
@@ -99,7 +103,8 @@ fn max_payload(gw: &Gateway, principal: &Principal) -> usize {
 
 async fn connection(gw: Arc<Gateway>, conn: Conn<socket::Io>, peer: std::net::IpAddr, place: OwnedSemaphorePermit) {
     let conn_id = uuid::Uuid::new_v4().to_string();
-    let (out, mut rx, overflow) = Outbox::new(OUTBOX_FRAMES);
+    let progress = conn.progress();
+    let (out, mut rx) = Outbox::new(OUTBOX_FRAMES);
     // Until connect: the library reads one frame at a time, each at most 64 KiB.
     let mut ws = socket::open(conn, PRE_CONNECT_MAX).await;
     let greeted = tokio::time::timeout(CONNECT_TIMEOUT, async {
@@ -130,12 +135,17 @@ async fn connection(gw: Arc<Gateway>, conn: Conn<socket::Io>, peer: std::net::Ip
     let mut conn = ws.into_inner();
     conn.open_gate();
     let (sink, mut stream) = socket::open(conn, max_payload).await.split();
-    let tick = Duration::from_millis(gw.config.gateway.ws.tick_interval_ms);
-    let mut writer = tokio::spawn(write_frames(sink, rx, tick));
-    let end = serve(&gw, &out, &mut stream, &overflow, max_payload, principal).await;
+    let ws_config = &gw.config.gateway.ws;
+    let writer = Writer {
+        tick: Duration::from_millis(ws_config.tick_interval_ms),
+        send_timeout: Duration::from_millis(ws_config.send_timeout_ms),
+        progress,
+    };
+    let mut writer = tokio::spawn(writer.run(sink, rx));
+    let end = serve(&gw, &out, &mut stream, max_payload, principal).await;
+    // The runs this connection started stop now, whatever is still queued.
+    out.end();
     drop(out);
-    // Runs still hold outboxes, so the writer will not end by itself: give a
-    // close frame a moment to flush, and stop at once if nobody is reading.
     match end {
         // The writer returns the sink once it has written the close frame.
         End::Closing => match tokio::time::timeout(CLOSE_FLUSH, &mut writer).await {
@@ -153,11 +163,11 @@ async fn connection(gw: Arc<Gateway>, conn: Conn<socket::Io>, peer: std::net::Ip
 }
 
 /// A handshake that failed: write its answer and the close, then linger.
-async fn refuse(mut ws: Socket, rx: &mut tokio::sync::mpsc::Receiver<Outgoing>, close: Outgoing) {
+async fn refuse(mut ws: Socket, rx: &mut tokio::sync::mpsc::Receiver<Queued>, close: Outgoing) {
     let mut seq = 1;
     let send = async {
-        while let Ok(frame) = rx.try_recv() {
-            ws.feed(render(frame, &mut seq)).await?;
+        while let Ok(queued) = rx.try_recv() {
+            ws.feed(render(queued.frame, &mut seq)).await?;
         }
         ws.send(render(close, &mut seq)).await
     };
@@ -268,53 +278,68 @@ async fn serve(
     gw: &Arc<Gateway>,
     out: &Outbox,
     stream: &mut futures::stream::SplitStream<Socket>,
-    overflow: &tokio::sync::Notify,
     max_payload: usize,
     principal: Principal,
 ) -> End {
     let mut changes = gw.agents.subscribe();
     let mut shutdown = gw.shutdown_signal();
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(REQUESTS_IN_FLIGHT));
+    let mut place = None;
     loop {
         tokio::select! {
-            message = stream.next() => {
+            // Read the next request only when it has a place to run in.
+            taken = in_flight.clone().acquire_owned(), if place.is_none() => place = taken.ok(),
+            message = stream.next(), if place.is_some() => {
                 let text = match message {
                     Some(Ok(Message::Text(t))) => t,
                     Some(Ok(Message::Binary(_))) => {
-                        out.send(err(&Value::Null, &WsError::invalid("binary frames are not supported; send JSON text")));
+                        out.push(err(&Value::Null, &WsError::invalid("binary frames are not supported; send JSON text"))).await;
                         continue;
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                    // The library refuses a frame announced over the limit at its header.
+                    // The library has queued its reply; a close of ours sends it.
+                    Some(Ok(Message::Close(_))) => {
+                        out.push(Outgoing::Close { code: close::NORMAL, reason: String::new() }).await;
+                        return End::Closing;
+                    }
                     Some(Err(e)) if socket::too_big(&e) => {
-                        out.send(Outgoing::Close { code: close::TOO_BIG, reason: format!("frame over {max_payload} bytes") });
+                        out.push(Outgoing::Close { code: close::TOO_BIG, reason: format!("frame over {max_payload} bytes") }).await;
                         return End::Closing;
                     }
                     _ => return End::Gone,
                 };
                 match decode(&text) {
                     Ok(req) => {
-                        let principal = principal.clone();
-                        tokio::spawn(methods::dispatch(gw.clone(), out.clone(), principal, req.id, req.method, req.params));
+                        let (gw, out, principal, place) = (gw.clone(), out.clone(), principal.clone(), place.take());
+                        tokio::spawn(async move {
+                            methods::dispatch(gw, out, principal, req.id, req.method, req.params).await;
+                            drop(place);
+                        });
                     }
                     // The connection stays usable after a bad frame.
-                    Err(e) => { out.send(err(&Value::Null, &e)); }
+                    Err(e) => { out.push(err(&Value::Null, &e)).await; }
                 }
             }
             change = changes.recv() => {
                 if let Ok(change) = change {
-                    out.event("agents.changed", json!({"id": change.id, "action": change.action, "digest": change.digest}));
+                    out.event("agents.changed", json!({"id": change.id, "action": change.action, "digest": change.digest})).await;
                 }
             }
-            _ = overflow.notified() => {
-                tracing::warn!("websocket client too slow to read its frames; disconnecting");
-                return End::Gone;
-            }
-            _ = shutdown.wait_for(|draining| *draining) => {
-                out.event("shutdown", json!({"reason": "gateway shutting down"}));
-                out.send(Outgoing::Close { code: close::GOING_AWAY, reason: "gateway shutting down".into() });
+            // The writer gave up on the client (it stopped reading) or the socket failed.
+            () = out.closed() => return End::Gone,
+            () = draining(&mut shutdown) => {
+                out.event("shutdown", json!({"reason": "gateway shutting down"})).await;
+                out.push(Outgoing::Close { code: close::GOING_AWAY, reason: "gateway shutting down".into() }).await;
                 return End::Closing;
             }
         }
+    }
+}
+
+/// Resolves once the gateway begins to shut down.
+async fn draining(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    if shutdown.wait_for(|draining| *draining).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -332,27 +357,65 @@ fn render(frame: Outgoing, seq: &mut u64) -> Message {
     }
 }
 
-/// Write queued frames in order, numbering events, and tick. Returns the
-/// sink after writing a close frame, `None` if the socket failed.
-async fn write_frames(
-    mut sink: futures::stream::SplitSink<Socket, Message>,
-    mut rx: tokio::sync::mpsc::Receiver<Outgoing>,
+/// Writes a connected client's frames in order, numbering events and
+/// ticking; gives up on a client that takes no bytes for `send_timeout`.
+struct Writer {
     tick: Duration,
-) -> Option<futures::stream::SplitSink<Socket, Message>> {
-    // The challenge was event 1.
-    let mut seq = 1u64;
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
-    loop {
-        let frame = tokio::select! {
-            frame = rx.recv() => frame?,
-            _ = ticker.tick() => Outgoing::Event { event: "tick", payload: json!({"ts": now_ms()}) },
-        };
-        let closing = matches!(frame, Outgoing::Close { .. });
-        if sink.send(render(frame, &mut seq)).await.is_err() {
-            return None;
+    send_timeout: Duration,
+    progress: Arc<socket::Progress>,
+}
+
+impl Writer {
+    /// Returns the sink after writing a close frame, `None` if the client is gone.
+    async fn run(
+        self,
+        mut sink: futures::stream::SplitSink<Socket, Message>,
+        mut rx: tokio::sync::mpsc::Receiver<Queued>,
+    ) -> Option<futures::stream::SplitSink<Socket, Message>> {
+        // The challenge was event 1.
+        let mut seq = 1u64;
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + self.tick, self.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let Queued { frame, receipt } = tokio::select! {
+                queued = rx.recv() => queued?,
+                _ = ticker.tick() => Queued { frame: Outgoing::Event { event: "tick", payload: json!({"ts": now_ms()}) }, receipt: None },
+            };
+            let closing = matches!(frame, Outgoing::Close { .. });
+            let message = render(frame, &mut seq);
+            if !self.write(&mut sink, message).await {
+                return None;
+            }
+            drop(receipt);
+            if closing {
+                return Some(sink);
+            }
         }
-        if closing {
-            return Some(sink);
+    }
+
+    /// Write one message; false if the socket failed or the client stalled.
+    async fn write(&self, sink: &mut futures::stream::SplitSink<Socket, Message>, message: Message) -> bool {
+        let started = Instant::now();
+        let send = sink.send(message);
+        tokio::pin!(send);
+        // Most writes complete at once: no timer for those.
+        if let Some(sent) = futures::FutureExt::now_or_never(&mut send) {
+            return sent.is_ok();
+        }
+        let check = (self.send_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                sent = &mut send => return sent.is_ok(),
+                () = tokio::time::sleep(check) => {
+                    if self.progress.stalled_for(started) >= self.send_timeout {
+                        tracing::warn!(
+                            send_timeout_ms = self.send_timeout.as_millis() as u64,
+                            "websocket client too slow to read its frames; disconnecting"
+                        );
+                        return false;
+                    }
+                }
+            }
         }
     }
 }

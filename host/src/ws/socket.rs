@@ -6,11 +6,14 @@
 //! `connect` succeeds, [`Conn`] hands the library one frame at a time: the
 //! library never holds bytes past the frame it returns, and after `connect`
 //! the connection moves, at a frame boundary, to a new library stream with
-//! the client's own limit.
+//! the client's own limit. It also notes when the peer last took bytes, which
+//! tells a client that reads slowly from one that stopped reading.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -65,6 +68,30 @@ pub async fn linger(mut ws: Socket) {
     .await;
 }
 
+/// When the client last took bytes from us.
+#[derive(Debug)]
+pub struct Progress {
+    born: Instant,
+    /// Milliseconds after `born` of the last write that moved bytes.
+    last_ms: AtomicU64,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self { born: Instant::now(), last_ms: AtomicU64::new(0) }
+    }
+
+    fn touch(&self) {
+        self.last_ms.store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// How long no bytes have moved, counting from `since` at the earliest.
+    pub fn stalled_for(&self, since: Instant) -> Duration {
+        let last = self.born + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        Instant::now().saturating_duration_since(last.max(since))
+    }
+}
+
 /// An upgraded connection that, while gated, yields one WebSocket frame at a time.
 pub struct Conn<T> {
     io: T,
@@ -74,6 +101,7 @@ pub struct Conn<T> {
     /// most a frame header plus one read; once open it is served first.
     ahead: BytesMut,
     eof: bool,
+    progress: Arc<Progress>,
 }
 
 /// What one read from the connection asks for while gated.
@@ -82,7 +110,12 @@ const GATED_READ: usize = 4 << 10;
 impl<T> Conn<T> {
     /// A gated connection.
     pub fn new(io: T) -> Self {
-        Self { io, gate: Some(0), ahead: BytesMut::new(), eof: false }
+        Self { io, gate: Some(0), ahead: BytesMut::new(), eof: false, progress: Arc::new(Progress::new()) }
+    }
+
+    /// When the client last took bytes, shared with whoever watches for stalls.
+    pub fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
     }
 
     /// Stop gating. Call at a frame boundary: after the library returned a
@@ -158,7 +191,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for Conn<T> {
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Conn<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = ready!(Pin::new(&mut this.io).poll_write(cx, buf));
+        if matches!(written, Ok(1..)) {
+            this.progress.touch();
+        }
+        Poll::Ready(written)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
