@@ -32,6 +32,9 @@ pub struct Gateway {
     /// Failed-auth lock-out per client IP, shared by every door.
     pub lockout: crate::auth::Lockout,
     pub agents: Arc<Agents>,
+    /// One place per WebSocket connection that has not completed `connect`
+    /// (`gateway.ws.maxPendingHandshakes`).
+    pub ws_handshakes: Arc<tokio::sync::Semaphore>,
     ready: AtomicBool,
     draining: tokio::sync::watch::Sender<bool>,
     grace_over: tokio::sync::watch::Sender<bool>,
@@ -46,7 +49,9 @@ impl Gateway {
         let mut watchers = vec![watch_agents_dir(&agents, config.agents_dir()).await?];
         watchers.extend(watch_config(&agents, &config)?);
         let lockout = crate::auth::Lockout::new(config.gateway.auth.rate_limit.clone());
+        let ws_handshakes = Arc::new(tokio::sync::Semaphore::new(config.gateway.ws.max_pending_handshakes));
         let gw = Arc::new(Self {
+            ws_handshakes,
             lockout,
             config,
             auth,

@@ -23,3 +23,4 @@ mod sessions;
 mod shutdown;
 mod tokens;
 mod ws;
+mod ws_hardening;

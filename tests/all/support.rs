@@ -399,3 +399,259 @@ pub fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+// ---- WebSocket protocol client -------------------------------------------
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+/// A tokio-tungstenite client socket.
+pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket client of the gateway protocol, reading frames as a client would.
+pub struct Client {
+    pub socket: Socket,
+    next_id: u64,
+    /// Frames read while waiting for something else.
+    pub backlog: Vec<Value>,
+}
+
+/// What closed the socket.
+#[derive(Debug)]
+pub struct Closed(pub Option<(u16, String)>);
+
+impl Client {
+    /// Upgrade and read the challenge.
+    pub async fn open(gw: &TestGateway) -> (Self, Value) {
+        let url = gw.base.replace("http://", "ws://");
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let mut c = Self { socket, next_id: 0, backlog: Vec::new() };
+        let challenge = c.read().await.unwrap();
+        (c, challenge)
+    }
+
+    /// Open and connect the way OpenClaw's CLI 2026.9 does.
+    pub async fn connect(gw: &TestGateway) -> Self {
+        let (mut c, _) = Self::open(gw).await;
+        let hello = c.call("connect", connect_params(TOKEN)).await;
+        assert_eq!(hello["ok"], true, "{hello}");
+        c
+    }
+
+    /// Send one JSON frame.
+    pub async fn send(&mut self, frame: Value) {
+        self.socket.send(Message::Text(frame.to_string().into())).await.unwrap();
+    }
+
+    /// Send a request; returns its id.
+    pub async fn request(&mut self, method: &str, params: Option<Value>) -> String {
+        self.next_id += 1;
+        let id = format!("{}:{}", self.next_id, uuid::Uuid::new_v4());
+        let mut frame = json!({"type": "req", "id": id, "method": method});
+        if let Some(p) = params {
+            frame["params"] = p;
+        }
+        self.send(frame).await;
+        id
+    }
+
+    /// The next frame, ticks included.
+    pub async fn read(&mut self) -> Result<Value, Closed> {
+        if !self.backlog.is_empty() {
+            return Ok(self.backlog.remove(0));
+        }
+        loop {
+            let msg =
+                tokio::time::timeout(Duration::from_secs(15), self.socket.next()).await.expect("no frame within 15 s");
+            match msg {
+                Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t).unwrap()),
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(Closed(frame.map(|f| (u16::from(f.code), f.reason.to_string()))));
+                }
+                Some(Ok(_)) => continue,
+                _ => return Err(Closed(None)),
+            }
+        }
+    }
+
+    /// Read until `want` matches, keeping other frames for later.
+    pub async fn until(&mut self, mut want: impl FnMut(&Value) -> bool) -> Value {
+        let mut skipped = Vec::new();
+        let found = loop {
+            let frame = self.read().await.unwrap_or_else(|c| panic!("closed while waiting: {c:?}"));
+            if want(&frame) {
+                break frame;
+            }
+            skipped.push(frame);
+        };
+        skipped.append(&mut self.backlog);
+        self.backlog = skipped;
+        found
+    }
+
+    /// The `res` of request `id`.
+    pub async fn response(&mut self, id: &str) -> Value {
+        self.until(|f| f["type"] == "res" && f["id"] == id).await
+    }
+
+    /// Send a request and wait for its `res`.
+    pub async fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.request(method, Some(params)).await;
+        self.response(&id).await
+    }
+
+    /// Expect the server to close the socket; returns code and reason.
+    pub async fn closed(&mut self) -> (u16, String) {
+        loop {
+            match self.read().await {
+                Ok(_) => continue,
+                Err(Closed(Some(close))) => return close,
+                Err(Closed(None)) => panic!("socket dropped without a close frame"),
+            }
+        }
+    }
+}
+
+/// `connect` params the way OpenClaw's CLI 2026.9 sends them.
+pub fn connect_params(token: &str) -> Value {
+    json!({
+        "minProtocol": 4, "maxProtocol": 4,
+        "client": {"id": "cli", "version": "2026.9.6", "platform": "linux", "deviceFamily": "Linux",
+                   "mode": "cli", "instanceId": uuid::Uuid::new_v4().to_string()},
+        "caps": [], "auth": {"token": token}, "role": "operator", "scopes": ["operator.write"],
+        "device": {"id": "dev-1", "publicKey": "ignored", "signature": "ignored", "signedAt": 1},
+    })
+}
+
+/// Config with `main` = echo, `slow` and `flood` fault agents, and `extra` inside `gateway`.
+pub fn ws_config(extra: &str) -> String {
+    format!(
+        r#"{{
+  gateway: {{ http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} {extra} }},
+  agents: {{ entries: {{
+    main: {{ plugin: "echo" }},
+    slow: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "slow", delayMs: "150" }} }},
+    flood: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "flood" }} }},
+  }} }},
+}}"#
+    )
+}
+
+/// A WebSocket upgrade done by hand, for tests that must send what no client
+/// library sends (half of a huge frame, a header alone).
+pub struct RawWs {
+    pub tcp: tokio::net::TcpStream,
+    /// Bytes read but not yet parsed.
+    buf: Vec<u8>,
+}
+
+impl RawWs {
+    /// Upgrade on `/`; panics unless the gateway answers `101`.
+    pub async fn open(gw: &TestGateway) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = gw.base.trim_start_matches("http://").to_string();
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let request = format!(
+            "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        );
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(PATIENCE, tcp.read(&mut chunk)).await.expect("upgrade answer").unwrap();
+            assert!(n > 0, "connection closed during the upgrade");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        buf.drain(..end);
+        Self { tcp, buf }
+    }
+
+    /// The next server frame as `(opcode, payload)`; `None` once the socket ends.
+    pub async fn frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        read_server_frame(&mut self.tcp, &mut self.buf).await
+    }
+
+    /// Send `header` and `payload_len` filler bytes while reading what the
+    /// server sends (it may close before we are done); returns its close code.
+    pub async fn send_reading_close(&mut self, header: &[u8], payload_len: usize) -> Option<u16> {
+        use tokio::io::AsyncWriteExt;
+        let (mut rd, mut wr) = self.tcp.split();
+        let write = async {
+            wr.write_all(header).await?;
+            let chunk = vec![b'x'; 64 << 10];
+            let mut left = payload_len;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                wr.write_all(&chunk[..n]).await?;
+                left -= n;
+            }
+            Ok::<_, std::io::Error>(())
+        };
+        let buf = &mut self.buf;
+        let read = async move {
+            while let Some((opcode, payload)) = read_server_frame(&mut rd, buf).await {
+                if opcode == 8 {
+                    return payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+                }
+            }
+            None
+        };
+        tokio::join!(write, read).1
+    }
+
+    /// The header of a final, masked client text frame announcing `len`
+    /// payload bytes. The mask key is zero, so payload bytes go as they are.
+    pub fn text_header(len: u64) -> Vec<u8> {
+        let mut h = vec![0x81];
+        match len {
+            0..=125 => h.push(0x80 | len as u8),
+            126..=0xffff => {
+                h.push(0x80 | 126);
+                h.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            _ => {
+                h.push(0x80 | 127);
+                h.extend_from_slice(&len.to_be_bytes());
+            }
+        }
+        h.extend_from_slice(&[0, 0, 0, 0]);
+        h
+    }
+}
+
+/// The next unmasked server frame from `r` as `(opcode, payload)`, `buf` holding bytes read ahead.
+async fn read_server_frame<R: tokio::io::AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> Option<(u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some((header, len)) = server_frame_len(buf)
+            && buf.len() >= header + len
+        {
+            let opcode = buf[0] & 0x0f;
+            let payload = buf[header..header + len].to_vec();
+            buf.drain(..header + len);
+            return Some((opcode, payload));
+        }
+        let mut chunk = [0u8; 16384];
+        match tokio::time::timeout(PATIENCE, r.read(&mut chunk)).await.expect("a server frame in time") {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// `(header length, payload length)` of an unmasked server frame, once its header is complete.
+fn server_frame_len(b: &[u8]) -> Option<(usize, usize)> {
+    let len7 = *b.get(1)? & 0x7f;
+    match len7 {
+        126 => Some((4, u16::from_be_bytes(b.get(2..4)?.try_into().ok()?) as usize)),
+        127 => Some((10, u64::from_be_bytes(b.get(2..10)?.try_into().ok()?) as usize)),
+        n => Some((2, n as usize)),
+    }
+}

@@ -3,160 +3,9 @@
 use std::time::Duration;
 
 use crate::support::*;
-use futures::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use futures::SinkExt;
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-struct Client {
-    socket: Socket,
-    next_id: u64,
-    /// Frames read while waiting for something else.
-    backlog: Vec<Value>,
-}
-
-/// What closed the socket.
-#[derive(Debug)]
-struct Closed(Option<(u16, String)>);
-
-impl Client {
-    async fn open(gw: &TestGateway) -> (Self, Value) {
-        let url = gw.base.replace("http://", "ws://");
-        let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        let mut c = Self { socket, next_id: 0, backlog: Vec::new() };
-        let challenge = c.read().await.unwrap();
-        (c, challenge)
-    }
-
-    /// Open and connect the way OpenClaw's CLI 2026.9 does.
-    async fn connect(gw: &TestGateway) -> Self {
-        let (mut c, _) = Self::open(gw).await;
-        let hello = c.call("connect", connect_params(TOKEN)).await;
-        assert_eq!(hello["ok"], true, "{hello}");
-        c
-    }
-
-    async fn send(&mut self, frame: Value) {
-        self.socket.send(Message::Text(frame.to_string().into())).await.unwrap();
-    }
-
-    /// Write `bytes` straight to the TCP stream, below the WebSocket framing.
-    async fn send_raw(&mut self, bytes: &[u8]) {
-        use tokio::io::AsyncWriteExt;
-        match self.socket.get_mut() {
-            tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.write_all(bytes).await.unwrap(),
-            _ => unreachable!("the tests connect over plain TCP"),
-        }
-    }
-
-    /// Send a request; returns its id.
-    async fn request(&mut self, method: &str, params: Option<Value>) -> String {
-        self.next_id += 1;
-        let id = format!("{}:{}", self.next_id, uuid::Uuid::new_v4());
-        let mut frame = json!({"type": "req", "id": id, "method": method});
-        if let Some(p) = params {
-            frame["params"] = p;
-        }
-        self.send(frame).await;
-        id
-    }
-
-    /// The next frame, ticks included.
-    async fn read(&mut self) -> Result<Value, Closed> {
-        if !self.backlog.is_empty() {
-            return Ok(self.backlog.remove(0));
-        }
-        loop {
-            let msg =
-                tokio::time::timeout(Duration::from_secs(15), self.socket.next()).await.expect("no frame within 15 s");
-            match msg {
-                Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t).unwrap()),
-                Some(Ok(Message::Close(frame))) => {
-                    return Err(Closed(frame.map(|f| (u16::from(f.code), f.reason.to_string()))));
-                }
-                Some(Ok(_)) => continue,
-                _ => return Err(Closed(None)),
-            }
-        }
-    }
-
-    /// Read until `want` matches, keeping other frames for later. Ticks keep
-    /// coming while nothing else does, so the wait as a whole has a deadline.
-    async fn until(&mut self, mut want: impl FnMut(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        let mut skipped = Vec::new();
-        let found = loop {
-            let frame = tokio::time::timeout_at(deadline, self.read())
-                .await
-                .unwrap_or_else(|_| panic!("no matching frame within {PATIENCE:?}; got {skipped:?}"))
-                .unwrap_or_else(|c| panic!("closed while waiting: {c:?}"));
-            if want(&frame) {
-                break frame;
-            }
-            skipped.push(frame);
-        };
-        skipped.append(&mut self.backlog);
-        self.backlog = skipped;
-        found
-    }
-
-    async fn response(&mut self, id: &str) -> Value {
-        self.until(|f| f["type"] == "res" && f["id"] == id).await
-    }
-
-    async fn call(&mut self, method: &str, params: Value) -> Value {
-        let id = self.request(method, Some(params)).await;
-        self.response(&id).await
-    }
-
-    /// Expect the server to close the socket within [`PATIENCE`]; returns code and reason.
-    async fn closed(&mut self) -> (u16, String) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let read = tokio::time::timeout_at(deadline, self.read()).await;
-            match read.unwrap_or_else(|_| panic!("the socket was not closed within {PATIENCE:?}")) {
-                Ok(_) => continue,
-                Err(Closed(Some(close))) => return close,
-                Err(Closed(None)) => panic!("socket dropped without a close frame"),
-            }
-        }
-    }
-}
-
-/// The start of a masked client text frame that claims `len` payload bytes,
-/// followed by only `sent` of them.
-fn frame_start(len: u64, sent: usize) -> Vec<u8> {
-    let mask = [0x5a, 0x17, 0xc3, 0x2e];
-    let mut bytes = vec![0x81, 0x80 | 127];
-    bytes.extend_from_slice(&len.to_be_bytes());
-    bytes.extend_from_slice(&mask);
-    bytes.extend((0..sent).map(|i| b'x' ^ mask[i % 4]));
-    bytes
-}
-
-fn connect_params(token: &str) -> Value {
-    json!({
-        "minProtocol": 4, "maxProtocol": 4,
-        "client": {"id": "cli", "version": "2026.9.6", "platform": "linux", "deviceFamily": "Linux",
-                   "mode": "cli", "instanceId": uuid::Uuid::new_v4().to_string()},
-        "caps": [], "auth": {"token": token}, "role": "operator", "scopes": ["operator.write"],
-        "device": {"id": "dev-1", "publicKey": "ignored", "signature": "ignored", "signedAt": 1},
-    })
-}
-
-fn ws_config(extra: &str) -> String {
-    format!(
-        r#"{{
-  gateway: {{ http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} {extra} }},
-  agents: {{ entries: {{
-    main: {{ plugin: "echo" }},
-    slow: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "slow", delayMs: "150" }} }},
-    flood: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "flood" }} }},
-  }} }},
-}}"#
-    )
-}
 
 #[tokio::test]
 async fn handshake_challenge_hello_and_bad_credentials() {
@@ -237,20 +86,26 @@ async fn bad_frames_after_connect_keep_the_connection_usable() {
 
 #[tokio::test]
 async fn oversize_frame_after_connect_closes_with_1009() {
-    // maxPayload = room for a base64 component of this size (~225 KB here).
-    let config = ws_config("").replace("agents: {", "agents: { maxComponentBytes: 120000,");
+    // An admin's maxPayload = room for a base64 component of this size
+    // (~225 KB here), as it is larger than maxPayloadBytes.
+    let config =
+        ws_config(", ws: { maxPayloadBytes: 100000 }").replace("agents: {", "agents: { maxComponentBytes: 120000,");
     let gw = TestGateway::start(&config);
-    // Over maxPayload: read whole, refused with a 1009 close.
-    let mut c = Client::connect(&gw).await;
+    let (mut c, _) = Client::open(&gw).await;
+    let hello = c.call("connect", connect_params(TOKEN)).await;
+    let max = hello["payload"]["policy"]["maxPayload"].as_u64().unwrap();
+    assert_eq!(max, (120_000 / 3 + 1) * 4 + 65_536, "{hello}");
+    // Under it: served.
+    let fits = json!({"type": "req", "id": "fits", "method": "health", "params": {"pad": "x".repeat(200_000)}});
+    c.send(fits).await;
+    assert_eq!(c.response("fits").await["ok"], true);
+    // Over it: refused at the frame's header with a 1009 close.
     c.send(json!({"type": "req", "id": "big", "method": "health", "params": {"pad": "x".repeat(300_000)}})).await;
     assert_eq!(c.closed().await.0, 1009);
-    // Far over (past 2× maxPayload): the frame header alone decides, so the
-    // gateway neither waits for nor buffers the 2 MB it announces. Only the
-    // header and 1 KiB are sent: the 1009 close must come anyway, and as
-    // nothing is left unread when the gateway closes, no reset can eat it.
+    // Far over: the same, and the gateway reads the rest without keeping it.
     let mut c = Client::connect(&gw).await;
-    c.send_raw(&frame_start(2_000_000, 1024)).await;
-    assert_eq!(c.closed().await.0, 1009, "a frame announced far over maxPayload is refused from its header");
+    c.send(json!({"type": "req", "id": "huge", "method": "health", "params": {"pad": "x".repeat(20_000_000)}})).await;
+    assert_eq!(c.closed().await.0, 1009);
     assert_eq!(Client::connect(&gw).await.call("health", json!({})).await["ok"], true, "the gateway is fine");
 }
 
@@ -437,10 +292,11 @@ async fn every_connection_hears_about_agent_changes() {
 
 #[tokio::test]
 async fn a_client_that_stops_reading_is_disconnected() {
-    let gw = TestGateway::start(&ws_config(""));
+    let gw = TestGateway::start(&ws_config(", ws: { sendTimeoutMs: 500 }"));
     let mut c = Client::connect(&gw).await;
-    // The flood agent emits until its output budget is spent; every piece
-    // becomes two events. This client reads none of them.
+    // The flood agent emits until its output budget (16 MiB) is spent, far
+    // more than socket buffers hold. This client reads none of it, so the
+    // socket stops taking bytes and the gateway gives up on the client.
     c.request("chat.send", Some(json!({"sessionKey": "agent:flood:x", "message": "go", "idempotencyKey": "f"}))).await;
     let started = std::time::Instant::now();
     while !gw.log().contains("too slow to read") {

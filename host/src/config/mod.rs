@@ -114,11 +114,28 @@ pub struct WsConfig {
     /// Idle connections get a `tick` event this often.
     #[serde(default = "default_tick")]
     pub tick_interval_ms: u64,
+    /// Largest frame a connection without `operator.admin` may send after
+    /// `connect` (OpenClaw's default); admins get room for a component upload.
+    #[serde(default = "default_ws_max_payload")]
+    pub max_payload_bytes: usize,
+    /// Upgraded connections that have not completed `connect` yet; more are
+    /// refused with `503` before the upgrade.
+    #[serde(default = "default_pending_handshakes")]
+    pub max_pending_handshakes: usize,
+    /// A client that takes no bytes for this long while frames wait for it
+    /// is disconnected (reading slowly is fine, not reading is not).
+    #[serde(default = "default_send_timeout")]
+    pub send_timeout_ms: u64,
 }
 
 impl Default for WsConfig {
     fn default() -> Self {
-        Self { tick_interval_ms: default_tick() }
+        Self {
+            tick_interval_ms: default_tick(),
+            max_payload_bytes: default_ws_max_payload(),
+            max_pending_handshakes: default_pending_handshakes(),
+            send_timeout_ms: default_send_timeout(),
+        }
     }
 }
 
@@ -127,10 +144,28 @@ impl WsConfig {
     pub fn max_payload(&self, max_component_bytes: usize) -> usize {
         (max_component_bytes / 3 + 1) * 4 + (64 << 10)
     }
+
+    /// Largest frame after connect for a client that may (`admin`) or may
+    /// not install agents: only installs need room for a component.
+    pub fn max_payload_for(&self, admin: bool, max_component_bytes: usize) -> usize {
+        if admin { self.max_payload(max_component_bytes).max(self.max_payload_bytes) } else { self.max_payload_bytes }
+    }
 }
 
 fn default_tick() -> u64 {
     15_000
+}
+
+fn default_ws_max_payload() -> usize {
+    2 << 20
+}
+
+fn default_pending_handshakes() -> usize {
+    128
+}
+
+fn default_send_timeout() -> u64 {
+    30_000
 }
 
 impl Default for GatewayConfig {
@@ -449,6 +484,16 @@ impl Config {
             }
         }
         self.gateway.http.validate().map_err(|(key, message)| value_error(&key, message))?;
+        let ws = &self.gateway.ws;
+        for (key, value) in [
+            ("gateway.ws.maxPayloadBytes", ws.max_payload_bytes as u64),
+            ("gateway.ws.maxPendingHandshakes", ws.max_pending_handshakes as u64),
+            ("gateway.ws.sendTimeoutMs", ws.send_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(value_error(key, "must be at least 1".into()));
+            }
+        }
         if self.gateway.auth.rate_limit.max_attempts == 0 {
             return Err(value_error("gateway.auth.rateLimit.maxAttempts", "must be at least 1".into()));
         }

@@ -17,8 +17,7 @@ use std::sync::Arc;
 use axum::Router;
 use std::net::SocketAddr;
 
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{ConnectInfo, Request, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -69,18 +68,15 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 async fn root(
     State(gw): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: axum::http::HeaderMap,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: Request,
 ) -> Response {
-    if !origin::origin_allowed(&gw.config, &headers) {
+    if !origin::origin_allowed(&gw.config, request.headers()) {
+        let headers = request.headers();
         let origin = headers.get(axum::http::header::ORIGIN).and_then(|o| o.to_str().ok()).unwrap_or_default();
         tracing::warn!(origin, "websocket refused: origin not allowed (gateway.controlUi.allowedOrigins)");
         return ApiError::forbidden_origin().into_response();
     }
-    match upgrade {
-        Ok(ws) => crate::ws::upgrade(gw, peer, ws),
-        Err(rejection) => rejection.into_response(),
-    }
+    crate::ws::upgrade(gw, peer, request).await
 }
 
 /// Count every response by matched route (not raw path: bounded label set).

@@ -53,6 +53,7 @@ pub struct Metrics {
     first_event_seconds: Mutex<BTreeMap<String, Histogram>>,
     run_failures: Mutex<BTreeMap<(String, &'static str), u64>>,
     auth_failures: AtomicU64,
+    ws_handshakes_refused: AtomicU64,
     swaps: Mutex<BTreeMap<&'static str, u64>>,
     /// credential name → requests by outcome (see [`TOKEN_OUTCOMES`]).
     token_requests: Mutex<BTreeMap<String, [u64; 3]>>,
@@ -150,6 +151,11 @@ impl Metrics {
         }
     }
 
+    /// A WebSocket upgrade was refused: too many handshakes in progress.
+    pub fn ws_handshake_refused(&self) {
+        self.ws_handshakes_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// An agent was installed, rolled back or removed.
     pub fn swap(&self, action: &'static str) {
         *self.swaps.lock().unwrap().entry(action).or_default() += 1;
@@ -239,6 +245,17 @@ impl Metrics {
                 let _ = writeln!(out, "wasmclaw_token_requests_total{{token=\"{token}\",outcome=\"{outcome}\"}} {n}");
             }
         }
+        head(
+            &mut out,
+            "wasmclaw_ws_handshakes_refused_total",
+            "counter",
+            "WebSocket upgrades refused because gateway.ws.maxPendingHandshakes were in progress.",
+        );
+        let _ = writeln!(
+            out,
+            "wasmclaw_ws_handshakes_refused_total {}",
+            self.ws_handshakes_refused.load(Ordering::Relaxed)
+        );
         head(&mut out, "wasmclaw_agent_changes_total", "counter", "Agent installs, rollbacks and removals.");
         for (action, n) in self.swaps.lock().unwrap().iter() {
             let _ = writeln!(out, "wasmclaw_agent_changes_total{{action=\"{action}\"}} {n}");

@@ -18,7 +18,7 @@ use crate::providers::Providers;
 use crate::runtime::{AgentRegistry, AgentVersion, EngineLimits, RunError, Runtime};
 use crate::sessions::{SessionKey, SessionStore, StoreError, StoreFuture, Turn};
 
-pub use board::{Finished, RunBoard, RunEnd, RunResult, Tracking};
+pub use board::{Claim, Finished, IdempotencyScope, ParamsDigest, Reservation, RunBoard, RunEnd, RunResult, Tracking};
 pub use install::{AgentsChanged, InstallError, agent_id_of, run_limits};
 pub use watch::{Watcher, watch_agents_dir, watch_config};
 

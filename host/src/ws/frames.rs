@@ -1,11 +1,11 @@
 //! Frame shapes of the gateway WebSocket protocol, and the bounded outbox
 //! every task writes a connection's frames through.
 
-use std::sync::Arc;
-
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::{Notify, mpsc};
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
 /// Protocol version spoken (OpenClaw 2026.9 clients send min 3 or 4, max 4).
 pub const PROTOCOL: u64 = 4;
@@ -91,37 +91,66 @@ pub fn err(id: &Value, error: &WsError) -> Outgoing {
     Outgoing::Frame(json!({"type": "res", "id": id, "ok": false, "error": error.json()}))
 }
 
-/// Where a connection's frames go. Bounded: a reader too slow to drain it is
-/// disconnected instead of growing memory.
+/// A frame in the outbox, with what its producer wants to know about it.
+#[derive(Debug)]
+pub struct Queued {
+    pub frame: Outgoing,
+    /// Released once the frame has been written to the socket (or dropped
+    /// with the connection): a run waits for it before its next delta.
+    pub receipt: Option<OwnedSemaphorePermit>,
+}
+
+/// Where a connection's frames go, in order. Bounded: producers wait for
+/// room (backpressure all the way to a run's `emit`); a client that stops
+/// taking bytes is disconnected by the writer, which frees every waiter.
 #[derive(Clone)]
 pub struct Outbox {
-    tx: mpsc::Sender<Outgoing>,
-    overflow: Arc<Notify>,
+    tx: mpsc::Sender<Queued>,
+    /// Set when the connection stops serving; what is still queued may be
+    /// written, but nothing new is wanted.
+    ended: Arc<watch::Sender<bool>>,
 }
 
 impl Outbox {
     /// An outbox of `capacity` frames and the receiving end for the writer.
-    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Outgoing>, Arc<Notify>) {
+    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Queued>) {
         let (tx, rx) = mpsc::channel(capacity);
-        let overflow = Arc::new(Notify::new());
-        (Self { tx, overflow: overflow.clone() }, rx, overflow)
+        (Self { tx, ended: Arc::new(watch::channel(false).0) }, rx)
     }
 
-    /// Queue a frame; false once the connection is gone or overflowing.
+    /// Queue a frame without waiting; false if the outbox is full or gone.
+    /// Only for an outbox known to have room (the handshake's answers).
     pub fn send(&self, frame: Outgoing) -> bool {
-        match self.tx.try_send(frame) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.overflow.notify_one();
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
+        self.tx.try_send(Queued { frame, receipt: None }).is_ok()
     }
 
-    /// Queue an event.
-    pub fn event(&self, event: &'static str, payload: Value) -> bool {
-        self.send(Outgoing::Event { event, payload })
+    /// Queue a frame, waiting for room; false once the connection is gone.
+    pub async fn push(&self, frame: Outgoing) -> bool {
+        self.push_with_receipt(frame, None).await
+    }
+
+    /// [`push`](Self::push), releasing `receipt` once the frame is written.
+    pub async fn push_with_receipt(&self, frame: Outgoing, receipt: Option<OwnedSemaphorePermit>) -> bool {
+        self.tx.send(Queued { frame, receipt }).await.is_ok()
+    }
+
+    /// Queue an event, waiting for room.
+    pub async fn event(&self, event: &'static str, payload: Value) -> bool {
+        self.push(Outgoing::Event { event, payload }).await
+    }
+
+    /// The connection has stopped serving: [`closed`](Self::closed) resolves from now on.
+    pub fn end(&self) {
+        self.ended.send_replace(true);
+    }
+
+    /// Resolves once the connection has stopped serving or can take no more frames.
+    pub async fn closed(&self) {
+        let mut ended = self.ended.subscribe();
+        tokio::select! {
+            () = self.tx.closed() => {}
+            _ = ended.wait_for(|ended| *ended) => {}
+        }
     }
 }
 

@@ -88,10 +88,10 @@ pub async fn dispatch(gw: Arc<Gateway>, out: Outbox, principal: Principal, id: V
     match answer {
         Ok(None) => {}
         Ok(Some(payload)) => {
-            out.send(ok(&id, payload));
+            out.push(ok(&id, payload)).await;
         }
         Err(e) => {
-            out.send(err(&id, &e));
+            out.push(err(&id, &e)).await;
         }
     }
 }

@@ -5,97 +5,175 @@
 mod frames;
 mod methods;
 mod runs;
+mod socket;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::extract::FromRequestParts as _;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::response::{IntoResponse as _, Response};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 use crate::auth::{Principal, Scope};
 use crate::config::AuthMode;
 use crate::gateway::Gateway;
-use frames::{Outbox, Outgoing, PROTOCOL, err, now_ms, ok};
+use frames::{Outbox, Outgoing, PROTOCOL, Queued, err, now_ms, ok};
 pub use frames::{Request, WsError, decode};
+use socket::{Conn, Socket};
 
 /// Frames before a successful `connect` may be at most this big.
 const PRE_CONNECT_MAX: usize = 64 << 10;
-/// Frames a connection may have queued before it counts as a slow reader.
+/// Frames a connection may have queued; producers wait beyond this.
 const OUTBOX_FRAMES: usize = 1024;
+/// Requests of one connection being answered at once; past this the
+/// connection stops reading until one is done.
+const REQUESTS_IN_FLIGHT: usize = 256;
 /// Time a client has to send `connect` after the challenge.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a closing connection gets to write its last frames.
+const CLOSE_FLUSH: Duration = Duration::from_secs(5);
 
 /// Close codes used (RFC 6455).
 mod close {
+    pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
 }
 
-/// An upgrade request on `/` (dispatched by the HTTP door): start a protocol connection.
-pub fn upgrade(gw: Arc<Gateway>, peer: std::net::SocketAddr, ws: WebSocketUpgrade) -> Response {
-    let max = gw.config.gateway.ws.max_payload(gw.config.agents.max_component_bytes);
-    // The library limit sits above ours so an oversize frame reaches our
-    // check and gets a 1009 close instead of a dropped socket.
-    ws.max_message_size(max * 2)
-        .max_frame_size(max * 2)
-        // Measured (bench ws-idle): the 128 KiB defaults are nearly all of an
-        // idle connection's memory. Frames larger than these still assemble.
-        .read_buffer_size(8 << 10)
-        .write_buffer_size(8 << 10)
-        .on_upgrade(move |socket| connection(gw, socket, peer.ip()))
+/// An upgrade request on `/` (dispatched by the HTTP door): take a handshake
+/// place, answer `101` and run the protocol on the upgraded connection.
+///
+/// axum's `WebSocketUpgrade` checks the request and words its refusals, but
+/// it fixes the library's limits at upgrade time; the connection needs a
+/// small limit until `connect` and the client's own after it, so the upgrade
+/// itself is done here with hyper.
+pub async fn upgrade(gw: Arc<Gateway>, peer: std::net::SocketAddr, request: axum::extract::Request) -> Response {
+    use axum::http::{HeaderValue, StatusCode, header};
+    let (mut parts, _) = request.into_parts();
+    // The extractor takes the upgrade future out of the request; keep a handle (it is shared).
+    let on_upgrade = parts.extensions.get::<hyper::upgrade::OnUpgrade>().cloned();
+    let key = parts.headers.get(header::SEC_WEBSOCKET_KEY).cloned();
+    if let Err(rejection) = WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        return rejection.into_response();
+    }
+    let (Some(on_upgrade), Some(key)) = (on_upgrade, key) else {
+        return (StatusCode::BAD_REQUEST, "not a WebSocket upgrade").into_response();
+    };
+    let Ok(place) = gw.ws_handshakes.clone().try_acquire_owned() else {
+        gw.agents.metrics().ws_handshake_refused();
+        tracing::warn!(
+            %peer, limit = gw.config.gateway.ws.max_pending_handshakes,
+            "websocket upgrade refused: gateway.ws.maxPendingHandshakes handshakes in progress"
+        );
+        let mut res = (StatusCode::SERVICE_UNAVAILABLE, "too many WebSocket handshakes in progress; retry shortly\n")
+            .into_response();
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return res;
+    };
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let conn = Conn::new(hyper_util::rt::TokioIo::new(upgraded));
+                connection(gw, conn, peer.ip(), place).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+        }
+    });
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let mut res = Response::new(axum::body::Body::empty());
+    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = res.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is a header value"));
+    res
 }
 
-async fn connection(gw: Arc<Gateway>, socket: WebSocket, peer: std::net::IpAddr) {
-    let conn_id = uuid::Uuid::new_v4().to_string();
-    let (sink, mut stream) = socket.split();
-    let (out, rx, overflow) = Outbox::new(OUTBOX_FRAMES);
-    let connected = Arc::new(AtomicBool::new(false));
-    let tick = Duration::from_millis(gw.config.gateway.ws.tick_interval_ms);
-    let mut writer = tokio::spawn(write_frames(sink, rx, connected.clone(), tick));
+/// Largest frame `principal` may send after connect: only `operator.admin`
+/// installs agents, so only it needs room for a component.
+fn max_payload(gw: &Gateway, principal: &Principal) -> usize {
+    gw.config.gateway.ws.max_payload_for(principal.allows(Scope::Admin), gw.config.agents.max_component_bytes)
+}
 
-    out.event("connect.challenge", json!({"nonce": uuid::Uuid::new_v4().to_string(), "ts": now_ms()}));
-    let max_payload = gw.config.gateway.ws.max_payload(gw.config.agents.max_component_bytes);
-    let end = match tokio::time::timeout(CONNECT_TIMEOUT, handshake(&gw, &out, &mut stream, &conn_id, peer)).await {
-        Ok(Ok(principal)) => {
-            connected.store(true, Ordering::Relaxed);
-            serve(&gw, &out, &mut stream, &overflow, max_payload, principal).await
+async fn connection(gw: Arc<Gateway>, conn: Conn<socket::Io>, peer: std::net::IpAddr, place: OwnedSemaphorePermit) {
+    let conn_id = uuid::Uuid::new_v4().to_string();
+    let progress = conn.progress();
+    let (out, mut rx) = Outbox::new(OUTBOX_FRAMES);
+    // Until connect: the library reads one frame at a time, each at most 64 KiB.
+    let mut ws = socket::open(conn, PRE_CONNECT_MAX).await;
+    let greeted = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        let challenge = json!({"nonce": uuid::Uuid::new_v4().to_string(), "ts": now_ms()});
+        let challenge = json!({"type": "event", "event": "connect.challenge", "payload": challenge, "seq": 1});
+        if ws.send(Message::Text(challenge.to_string().into())).await.is_err() {
+            return None;
         }
-        Ok(Err(close)) => {
-            out.send(close);
-            End::Closing
-        }
+        Some(handshake(&gw, &out, &mut ws, &conn_id, peer).await)
+    })
+    .await;
+    // Connected or not, this connection is no longer a pending handshake.
+    drop(place);
+    let principal = match greeted {
+        Ok(None) => return,
+        Ok(Some(Ok(principal))) => principal,
+        Ok(Some(Err(close))) => return refuse(ws, &mut rx, close).await,
         Err(_) => {
-            out.send(Outgoing::Close { code: close::POLICY, reason: "connect timed out".into() });
-            End::Closing
+            let close = Outgoing::Close { code: close::POLICY, reason: "connect timed out".into() };
+            return refuse(ws, &mut rx, close).await;
         }
     };
+    // Hand over at the end of the connect frame to a stream with this client's limit.
+    let max_payload = max_payload(&gw, &principal);
+    if ws.flush().await.is_err() {
+        return;
+    }
+    let mut conn = ws.into_inner();
+    conn.open_gate();
+    let (sink, mut stream) = socket::open(conn, max_payload).await.split();
+    let ws_config = &gw.config.gateway.ws;
+    let writer = Writer {
+        tick: Duration::from_millis(ws_config.tick_interval_ms),
+        send_timeout: Duration::from_millis(ws_config.send_timeout_ms),
+        progress,
+    };
+    let mut writer = tokio::spawn(writer.run(sink, rx));
+    let end = serve(&gw, &out, &mut stream, max_payload, principal).await;
+    // The runs this connection started stop now, whatever is still queued.
+    out.end();
     drop(out);
-    // Runs still hold outboxes, so the writer will not end by itself: give a
-    // close frame a moment to flush, and stop at once if nobody is reading.
     match end {
-        End::Closing => {
-            if tokio::time::timeout(Duration::from_secs(5), &mut writer).await.is_err() {
-                writer.abort();
-            }
-            // Linger for the client's close reply: dropping a socket with
-            // unread input makes the kernel reset it, which can destroy the
-            // close frame we just sent.
-            let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                while let Some(Ok(message)) = stream.next().await {
-                    if matches!(message, Message::Close(_)) {
-                        break;
-                    }
+        // The writer returns the sink once it has written the close frame.
+        End::Closing => match tokio::time::timeout(CLOSE_FLUSH, &mut writer).await {
+            Ok(Ok(Some(sink))) => {
+                if let Ok(ws) = stream.reunite(sink) {
+                    socket::linger(ws).await;
                 }
-            })
-            .await;
-        }
+            }
+            Ok(_) => {}
+            Err(_) => writer.abort(),
+        },
         End::Gone => writer.abort(),
     }
     tracing::debug!(conn_id, "websocket closed");
+}
+
+/// A handshake that failed: write its answer and the close, then linger.
+async fn refuse(mut ws: Socket, rx: &mut tokio::sync::mpsc::Receiver<Queued>, close: Outgoing) {
+    let mut seq = 1;
+    let send = async {
+        while let Ok(queued) = rx.try_recv() {
+            ws.feed(render(queued.frame, &mut seq)).await?;
+        }
+        ws.send(render(close, &mut seq)).await
+    };
+    if tokio::time::timeout(CLOSE_FLUSH, send).await.is_ok_and(|sent| sent.is_ok()) {
+        socket::linger(ws).await;
+    }
 }
 
 /// Wait for `connect`; answer hello-ok and return who connected, or an
@@ -103,18 +181,19 @@ async fn connection(gw: Arc<Gateway>, socket: WebSocket, peer: std::net::IpAddr)
 async fn handshake(
     gw: &Gateway,
     out: &Outbox,
-    stream: &mut futures::stream::SplitStream<WebSocket>,
+    stream: &mut Socket,
     conn_id: &str,
     peer: std::net::IpAddr,
 ) -> Result<Principal, Outgoing> {
     let policy_close = |reason: &str| Outgoing::Close { code: close::POLICY, reason: reason.into() };
     let text = loop {
         match stream.next().await {
-            Some(Ok(Message::Text(t))) if t.len() > PRE_CONNECT_MAX => {
-                return Err(Outgoing::Close { code: close::TOO_BIG, reason: "frame too large before connect".into() });
-            }
             Some(Ok(Message::Text(t))) => break t,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            // The library refuses a frame announced over the limit at its header.
+            Some(Err(e)) if socket::too_big(&e) => {
+                return Err(Outgoing::Close { code: close::TOO_BIG, reason: "frame too large before connect".into() });
+            }
             _ => return Err(policy_close("expected a connect request")),
         }
     };
@@ -181,8 +260,8 @@ async fn handshake(
             "features": {"methods": methods::names(), "events": methods::EVENTS},
             "auth": {"role": role, "scopes": scopes},
             "policy": {
-                "maxPayload": policy.max_payload(gw.config.agents.max_component_bytes),
-                "maxBufferedBytes": policy.max_payload(gw.config.agents.max_component_bytes) * 2,
+                "maxPayload": max_payload(gw, &principal),
+                "maxBufferedBytes": max_payload(gw, &principal) * 2,
                 "tickIntervalMs": policy.tick_interval_ms,
             },
         }),
@@ -206,97 +285,145 @@ enum End {
 async fn serve(
     gw: &Arc<Gateway>,
     out: &Outbox,
-    stream: &mut futures::stream::SplitStream<WebSocket>,
-    overflow: &tokio::sync::Notify,
+    stream: &mut futures::stream::SplitStream<Socket>,
     max_payload: usize,
     principal: Principal,
 ) -> End {
     let mut changes = gw.agents.subscribe();
     let mut shutdown = gw.shutdown_signal();
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(REQUESTS_IN_FLIGHT));
+    let mut place = None;
     loop {
         tokio::select! {
-            message = stream.next() => {
+            // Read the next request only when it has a place to run in.
+            taken = in_flight.clone().acquire_owned(), if place.is_none() => place = taken.ok(),
+            message = stream.next(), if place.is_some() => {
                 let text = match message {
                     Some(Ok(Message::Text(t))) => t,
                     Some(Ok(Message::Binary(_))) => {
-                        out.send(err(&Value::Null, &WsError::invalid("binary frames are not supported; send JSON text")));
+                        out.push(err(&Value::Null, &WsError::invalid("binary frames are not supported; send JSON text"))).await;
                         continue;
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    // The library refuses frames past twice our limit; say so.
-                    Some(Err(e)) if e.to_string().contains("limit") => {
-                        out.send(Outgoing::Close { code: close::TOO_BIG, reason: format!("frame over {max_payload} bytes") });
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                    // The library has queued its reply; a close of ours sends it.
+                    Some(Ok(Message::Close(_))) => {
+                        out.push(Outgoing::Close { code: close::NORMAL, reason: String::new() }).await;
+                        return End::Closing;
+                    }
+                    Some(Err(e)) if socket::too_big(&e) => {
+                        out.push(Outgoing::Close { code: close::TOO_BIG, reason: format!("frame over {max_payload} bytes") }).await;
                         return End::Closing;
                     }
                     _ => return End::Gone,
                 };
-                if text.len() > max_payload {
-                    out.send(Outgoing::Close { code: close::TOO_BIG, reason: format!("frame over {max_payload} bytes") });
-                    return End::Closing;
-                }
                 match decode(&text) {
                     Ok(req) => {
-                        let principal = principal.clone();
-                        tokio::spawn(methods::dispatch(gw.clone(), out.clone(), principal, req.id, req.method, req.params));
+                        let (gw, out, principal, place) = (gw.clone(), out.clone(), principal.clone(), place.take());
+                        tokio::spawn(async move {
+                            methods::dispatch(gw, out, principal, req.id, req.method, req.params).await;
+                            drop(place);
+                        });
                     }
                     // The connection stays usable after a bad frame.
-                    Err(e) => { out.send(err(&Value::Null, &e)); }
+                    Err(e) => { out.push(err(&Value::Null, &e)).await; }
                 }
             }
             change = changes.recv() => {
                 if let Ok(change) = change {
-                    out.event("agents.changed", json!({"id": change.id, "action": change.action, "digest": change.digest}));
+                    out.event("agents.changed", json!({"id": change.id, "action": change.action, "digest": change.digest})).await;
                 }
             }
-            _ = overflow.notified() => {
-                tracing::warn!("websocket client too slow to read its frames; disconnecting");
-                return End::Gone;
-            }
-            _ = shutdown.wait_for(|draining| *draining) => {
-                out.event("shutdown", json!({"reason": "gateway shutting down"}));
-                out.send(Outgoing::Close { code: close::GOING_AWAY, reason: "gateway shutting down".into() });
+            // The writer gave up on the client (it stopped reading) or the socket failed.
+            () = out.closed() => return End::Gone,
+            () = draining(&mut shutdown) => {
+                out.event("shutdown", json!({"reason": "gateway shutting down"})).await;
+                out.push(Outgoing::Close { code: close::GOING_AWAY, reason: "gateway shutting down".into() }).await;
                 return End::Closing;
             }
         }
     }
 }
 
-/// Write queued frames in order, numbering events; tick while connected.
-async fn write_frames(
-    mut sink: futures::stream::SplitSink<WebSocket, Message>,
-    mut rx: tokio::sync::mpsc::Receiver<Outgoing>,
-    connected: Arc<AtomicBool>,
-    tick: Duration,
-) {
-    let mut seq = 0u64;
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
-    loop {
-        let frame = tokio::select! {
-            frame = rx.recv() => match frame {
-                Some(f) => f,
-                None => break,
-            },
-            _ = ticker.tick() => {
-                if !connected.load(Ordering::Relaxed) { continue; }
-                Outgoing::Event { event: "tick", payload: json!({"ts": now_ms()}) }
-            }
-        };
-        let message = match frame {
-            Outgoing::Frame(v) => Message::Text(v.to_string().into()),
-            Outgoing::Event { event, payload } => {
-                seq += 1;
-                Message::Text(
-                    json!({"type": "event", "event": event, "payload": payload, "seq": seq}).to_string().into(),
-                )
-            }
-            Outgoing::Close { code, reason } => {
-                let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
-                return;
-            }
-        };
-        if sink.send(message).await.is_err() {
-            return;
+/// Resolves once the gateway begins to shut down.
+async fn draining(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    if shutdown.wait_for(|draining| *draining).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// A queued frame as a library message; events get the next `seq`.
+fn render(frame: Outgoing, seq: &mut u64) -> Message {
+    match frame {
+        Outgoing::Frame(v) => Message::Text(v.to_string().into()),
+        Outgoing::Event { event, payload } => {
+            *seq += 1;
+            Message::Text(json!({"type": "event", "event": event, "payload": payload, "seq": *seq}).to_string().into())
+        }
+        Outgoing::Close { code, reason } => {
+            Message::Close(Some(CloseFrame { code: code.into(), reason: reason.into() }))
         }
     }
-    let _ = sink.close().await;
+}
+
+/// Writes a connected client's frames in order, numbering events and
+/// ticking; gives up on a client that takes no bytes for `send_timeout`.
+struct Writer {
+    tick: Duration,
+    send_timeout: Duration,
+    progress: Arc<socket::Progress>,
+}
+
+impl Writer {
+    /// Returns the sink after writing a close frame, `None` if the client is gone.
+    async fn run(
+        self,
+        mut sink: futures::stream::SplitSink<Socket, Message>,
+        mut rx: tokio::sync::mpsc::Receiver<Queued>,
+    ) -> Option<futures::stream::SplitSink<Socket, Message>> {
+        // The challenge was event 1.
+        let mut seq = 1u64;
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + self.tick, self.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let Queued { frame, receipt } = tokio::select! {
+                queued = rx.recv() => queued?,
+                _ = ticker.tick() => Queued { frame: Outgoing::Event { event: "tick", payload: json!({"ts": now_ms()}) }, receipt: None },
+            };
+            let closing = matches!(frame, Outgoing::Close { .. });
+            let message = render(frame, &mut seq);
+            if !self.write(&mut sink, message).await {
+                return None;
+            }
+            drop(receipt);
+            if closing {
+                return Some(sink);
+            }
+        }
+    }
+
+    /// Write one message; false if the socket failed or the client stalled.
+    async fn write(&self, sink: &mut futures::stream::SplitSink<Socket, Message>, message: Message) -> bool {
+        let started = Instant::now();
+        let send = sink.send(message);
+        tokio::pin!(send);
+        // Most writes complete at once: no timer for those.
+        if let Some(sent) = futures::FutureExt::now_or_never(&mut send) {
+            return sent.is_ok();
+        }
+        let check = (self.send_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                sent = &mut send => return sent.is_ok(),
+                () = tokio::time::sleep(check) => {
+                    if self.progress.stalled_for(started) >= self.send_timeout {
+                        tracing::warn!(
+                            send_timeout_ms = self.send_timeout.as_millis() as u64,
+                            "websocket client too slow to read its frames; disconnecting"
+                        );
+                        return false;
+                    }
+                }
+            }
+        }
+    }
 }

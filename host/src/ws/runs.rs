@@ -1,25 +1,56 @@
 //! `agent` and `chat.send`: the same run path as HTTP, translated into
 //! OpenClaw's `agent` / `chat` events; plus `agent.wait`, `chat.abort` and
-//! idempotent retries through the gateway's run board. Runs outlive the
-//! connection that started them.
+//! idempotent retries through the gateway's run board.
+//!
+//! A run belongs to the connection that started it: when the connection
+//! closes the run is aborted at once, and its result (`aborted`) stays on the
+//! board for `agent.wait` from other connections and for retries.
+//!
+//! Text reaches the client as frames that carry the reply so far. To keep the
+//! cost of a reply linear in its length, a run sends such a frame at most
+//! every [`STREAM_INTERVAL`] and only once its previous one was written; what
+//! arrives in between is merged into the next frame's `delta`. A client that
+//! falls further behind makes the run wait in `emit`, as HTTP does.
 
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize as _;
 use serde_json::{Value, json};
+use sha2::Digest as _;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::frames::{Outbox, WsError, codes, err, now_ms, ok};
+use super::frames::{Outbox, Outgoing, WsError, codes, err, now_ms, ok};
 use super::methods::Call;
-use crate::chat::{AgentId, Event, Reply, finish_reason_name};
-use crate::runs::{Finished, RunEnd, RunInput, RunResult, Tracking};
+use crate::chat::{AgentId, Event, Reply, ToolCallDelta, Usage, finish_reason_name};
+use crate::runs::{Claim, Finished, IdempotencyScope, ParamsDigest, RunEnd, RunHandle, RunInput, RunResult, Tracking};
 use crate::runtime::RunError;
 use crate::sessions;
+
+/// A run's text and reasoning frames go out at most this often.
+const STREAM_INTERVAL: Duration = Duration::from_millis(100);
+/// Merged events a run may hold while its client is behind; past this (or
+/// [`MAX_PENDING_BYTES`]) the run itself waits.
+const MAX_PENDING: usize = 64;
+/// Bytes of merged deltas a run may hold while its client is behind.
+const MAX_PENDING_BYTES: usize = 256 << 10;
 
 /// Which method started a run: it decides the events and the answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Door {
     Agent,
     Chat,
+}
+
+impl Door {
+    fn method(self) -> &'static str {
+        match self {
+            Door::Agent => "agent",
+            Door::Chat => "chat.send",
+        }
+    }
 }
 
 /// `agent` / `chat.send` params (extra fields are accepted and ignored).
@@ -35,20 +66,13 @@ struct RunParams {
 /// Start a run for `agent` or `chat.send` and answer the call.
 pub async fn start(call: Call, door: Door) {
     if let Err(e) = try_start(&call, door).await {
-        call.out.send(err(&call.id, &e));
+        call.out.push(err(&call.id, &e)).await;
     }
 }
 
 async fn try_start(call: &Call, door: Door) -> Result<(), WsError> {
-    let Call { gw, out, id, params, principal } = call;
+    let Call { gw, out, id, params, .. } = call;
     let p = RunParams::deserialize(params).map_err(|e| WsError::invalid(format!("invalid params: {e}")))?;
-    let board = gw.agents.board();
-    if let Some(key) = &p.idempotency_key
-        && let Some((run_id, result)) = board.by_idempotency_key(principal, key)
-    {
-        replay(out, id, door, run_id, result);
-        return Ok(());
-    }
     let agent = match (&p.agent_id, &p.session_key) {
         (Some(a), _) => AgentId::parse(a).ok_or_else(|| WsError::invalid(format!("{a:?} is not an agent id")))?,
         (None, Some(key)) => key
@@ -62,36 +86,91 @@ async fn try_start(call: &Call, door: Door) -> Result<(), WsError> {
     // OpenClaw's main session of an agent when none is named.
     let key = p.session_key.clone().unwrap_or_else(|| format!("agent:{agent}:main"));
     let session = sessions::resolve(&agent, Some(&key), None).map_err(|e| WsError::invalid(e.to_string()))?;
-    let input = RunInput::user_message(principal.clone(), agent, session, p.message);
-    let handle = gw.agents.start(input).map_err(|e| match e {
-        RunError::UnknownAgent(a) => WsError::invalid(format!("unknown agent {a:?}")),
-        other => WsError::new(codes::UNAVAILABLE, other.to_string()),
-    })?;
+    let (handle, tracking) = match begin(call, p, agent, session, &key, door)? {
+        Begun::Started(handle, tracking) => (handle, tracking),
+        Begun::Replay(run_id, result) => {
+            replay(out, id, door, run_id, result).await;
+            return Ok(());
+        }
+    };
     let run_id = handle.run_id.clone();
-    let tracking = board.track(principal, &run_id, &key, p.idempotency_key.as_deref());
     let accepted = match door {
         Door::Agent => json!({"runId": run_id, "status": "accepted", "acceptedAt": now_ms()}),
         Door::Chat => json!({"runId": run_id, "status": "started"}),
     };
-    out.send(ok(id, accepted));
-    let stream = Stream { out: out.clone(), run_id, session_key: key, door, seq: 0, chat_seq: 0 };
+    out.push(ok(id, accepted)).await;
+    let stream = Stream::new(out.clone(), run_id, key, door);
     tokio::spawn(stream.drive(handle, tracking, id.clone()));
     Ok(())
 }
 
+/// What [`begin`] did.
+enum Begun {
+    Started(RunHandle, Tracking),
+    /// The idempotency key names an earlier run of the same request.
+    Replay(String, RunResult),
+}
+
+/// Claim the idempotency key (if any), start the run and track it. Not
+/// async on purpose: a claim holds the board until the run is tracked.
+fn begin(
+    call: &Call,
+    p: RunParams,
+    agent: AgentId,
+    session: sessions::SessionKey,
+    key: &str,
+    door: Door,
+) -> Result<Begun, WsError> {
+    let board = call.gw.agents.board();
+    let reservation = match &p.idempotency_key {
+        Some(idempotency_key) => {
+            let scope = IdempotencyScope::new(&call.principal, agent.as_str(), key, idempotency_key);
+            match board.claim(scope, digest(door, agent.as_str(), key, &p.message)) {
+                Claim::New(reservation) => Some(reservation),
+                Claim::Replay { run_id, result } => return Ok(Begun::Replay(run_id, result)),
+                Claim::Conflict => {
+                    return Err(WsError::invalid(format!(
+                        "idempotencyKey {idempotency_key:?} was already used for another request in this session"
+                    )));
+                }
+            }
+        }
+        None => None,
+    };
+    let input = RunInput::user_message(call.principal.clone(), agent, session, p.message);
+    let handle = call.gw.agents.start(input).map_err(|e| match e {
+        RunError::UnknownAgent(a) => WsError::invalid(format!("unknown agent {a:?}")),
+        other => WsError::new(codes::UNAVAILABLE, other.to_string()),
+    })?;
+    let tracking = match reservation {
+        Some(reservation) => reservation.track(&call.principal, &handle.run_id, key),
+        None => board.track(&call.principal, &handle.run_id, key),
+    };
+    Ok(Begun::Started(handle, tracking))
+}
+
+/// What makes two requests with one idempotency key the same request.
+fn digest(door: Door, agent: &str, session: &str, message: &str) -> ParamsDigest {
+    let mut hash = sha2::Sha256::new();
+    for part in [door.method(), agent, session, message] {
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part.as_bytes());
+    }
+    hash.finalize().into()
+}
+
 /// A retried request: the first run's answer again, no events, no new run.
-fn replay(out: &Outbox, id: &Value, door: Door, run_id: String, mut result: RunResult) {
+async fn replay(out: &Outbox, id: &Value, door: Door, run_id: String, mut result: RunResult) {
     if door == Door::Chat {
-        let status = if result.borrow().is_some() { "ok" } else { "in_flight" };
-        out.send(ok(id, json!({"runId": run_id, "status": status, "cached": true})));
+        let status = result.borrow().as_ref().map_or("in_flight", |finished| outcome(&finished.end).0);
+        out.push(ok(id, json!({"runId": run_id, "status": status, "cached": true}))).await;
         return;
     }
     let (out, id) = (out.clone(), id.clone());
     tokio::spawn(async move {
-        if let Ok(done) = result.wait_for(Option::is_some).await
-            && let Some(finished) = done.as_ref()
-        {
-            out.send(ok(&id, final_answer(&run_id, finished)));
+        let finished = result.wait_for(Option::is_some).await.ok().and_then(|done| done.clone());
+        if let Some(finished) = finished {
+            out.push(ok(&id, final_answer(&run_id, &finished))).await;
         }
     });
 }
@@ -112,19 +191,48 @@ pub async fn wait(call: Call) -> Result<Option<Value>, WsError> {
     }
 }
 
-/// The final `res` of an `agent` run, as OpenClaw's CLI reads it.
-fn final_answer(run_id: &str, finished: &Finished) -> Value {
-    let (status, summary) = match &finished.end {
+/// `status` and `summary` of a run's ending, as OpenClaw's CLI reads them.
+fn outcome(end: &RunEnd) -> (&'static str, String) {
+    match end {
         RunEnd::Completed => ("ok", "completed".to_string()),
         RunEnd::Aborted => ("aborted", "aborted".to_string()),
         RunEnd::Failed(e @ RunError::Timeout(_)) => ("timeout", e.to_string()),
         RunEnd::Failed(e) => ("error", e.to_string()),
-    };
+    }
+}
+
+/// The final `res` of an `agent` run.
+fn final_answer(run_id: &str, finished: &Finished) -> Value {
+    let (status, summary) = outcome(&finished.end);
     let text = &finished.reply.text;
     let payloads = if text.is_empty() { json!([]) } else { json!([{"text": text}]) };
     json!({"runId": run_id, "status": status, "summary": summary, "result": {"payloads": payloads}})
 }
 
+/// Something the run produced that its client has not been sent yet.
+/// Consecutive pieces of one kind merge.
+#[derive(Debug)]
+enum Pending {
+    /// A stretch of the reply text.
+    Text(Range<usize>),
+    /// A stretch of the reasoning.
+    Reasoning(Range<usize>),
+    /// A tool call fragment, with continuation fragments of the same call appended.
+    Tool(ToolCallDelta),
+    Usage(Usage),
+}
+
+/// Why the event loop of a run stopped.
+enum Stop {
+    /// The agent returned.
+    Returned,
+    /// `chat.abort` asked.
+    Aborted,
+    /// The connection closed.
+    Gone,
+}
+
+/// One run's translation into events on its connection.
 struct Stream {
     out: Outbox,
     run_id: String,
@@ -132,21 +240,38 @@ struct Stream {
     door: Door,
     seq: u64,
     chat_seq: u64,
+    pending: VecDeque<Pending>,
+    pending_bytes: usize,
+    /// One permit: taken by a batch of frames, back once they are written.
+    written: Arc<Semaphore>,
 }
 
 impl Stream {
-    fn agent_event(&mut self, stream: &str, data: Value) {
-        self.seq += 1;
-        self.out.event(
-            "agent",
-            json!({"runId": self.run_id, "seq": self.seq, "stream": stream, "ts": now_ms(),
-                   "sessionKey": self.session_key, "data": data}),
-        );
+    fn new(out: Outbox, run_id: String, session_key: String, door: Door) -> Self {
+        let written = Arc::new(Semaphore::new(1));
+        Self {
+            out,
+            run_id,
+            session_key,
+            door,
+            seq: 0,
+            chat_seq: 0,
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+            written,
+        }
     }
 
-    fn chat_event(&mut self, state: &str, extra: Value) {
+    fn agent_event(&mut self, stream: &str, data: Value) -> Outgoing {
+        self.seq += 1;
+        let payload = json!({"runId": self.run_id, "seq": self.seq, "stream": stream, "ts": now_ms(),
+                             "sessionKey": self.session_key, "data": data});
+        Outgoing::Event { event: "agent", payload }
+    }
+
+    fn chat_event(&mut self, state: &str, extra: Value) -> Option<Outgoing> {
         if self.door != Door::Chat {
-            return;
+            return None;
         }
         self.chat_seq += 1;
         let mut payload =
@@ -154,71 +279,188 @@ impl Stream {
         if let (Some(p), Value::Object(extra)) = (payload.as_object_mut(), extra) {
             p.extend(extra);
         }
-        self.out.event("chat", payload);
+        Some(Outgoing::Event { event: "chat", payload })
     }
 
-    async fn drive(mut self, mut handle: crate::runs::RunHandle, mut tracking: Tracking, request_id: Value) {
-        self.agent_event("lifecycle", json!({"phase": "start", "startedAt": now_ms()}));
+    async fn drive(mut self, mut handle: RunHandle, mut tracking: Tracking, request_id: Value) {
+        let out = self.out.clone();
+        let start = self.agent_event("lifecycle", json!({"phase": "start", "startedAt": now_ms()}));
+        out.push(start).await;
         let mut reply = Reply::default();
-        let end = loop {
-            tokio::select! {
-                event = handle.next() => match event {
-                    Some(event) => {
-                        reply.push(&event);
-                        self.forward(&event, &reply);
+        let mut next_batch = tokio::time::Instant::now();
+        let stop = {
+            let abort = tracking.abort_requested();
+            let closed = out.closed();
+            tokio::pin!(abort, closed);
+            // Made when something is held, kept until that batch goes: not one timer per event.
+            let mut due = None;
+            loop {
+                let has_room = self.pending.len() < MAX_PENDING && self.pending_bytes < MAX_PENDING_BYTES;
+                if due.is_none() && !self.pending.is_empty() {
+                    due = Some(Box::pin(batch_due(next_batch, self.written.clone())));
+                }
+                tokio::select! {
+                    biased;
+                    () = &mut abort => break Stop::Aborted,
+                    () = &mut closed => break Stop::Gone,
+                    written = async { due.as_mut().expect("checked").await }, if due.is_some() => {
+                        due = None;
+                        if !self.send_pending(&reply, Some(written)).await {
+                            break Stop::Gone;
+                        }
+                        next_batch = tokio::time::Instant::now() + STREAM_INTERVAL;
                     }
-                    None => break handle.finish().await.map_or_else(RunEnd::Failed, |()| RunEnd::Completed),
-                },
-                // Only a real request stops the run: a sender dropped by the
-                // board is not one.
-                Ok(()) = &mut tracking.abort => {
-                    drop(handle);
-                    break RunEnd::Aborted;
+                    event = handle.next(), if has_room => match event {
+                        Some(event) => {
+                            reply.push(&event);
+                            self.hold(&event, &reply);
+                        }
+                        None => break Stop::Returned,
+                    },
                 }
             }
         };
+        let end = match stop {
+            Stop::Returned => handle.finish().await.map_or_else(RunEnd::Failed, |()| RunEnd::Completed),
+            Stop::Aborted | Stop::Gone => {
+                drop(handle);
+                RunEnd::Aborted
+            }
+        };
+        if matches!(stop, Stop::Gone) {
+            tracing::info!(run_id = self.run_id, "run aborted: the connection that started it closed");
+            tracking.finish(reply, end);
+            return;
+        }
+        let mut last = self.take_pending(&reply);
+        last.extend(self.closing(&reply, &end));
+        // Published before the last frames: waiters elsewhere need not wait for this client.
+        let finished = tracking.finish(reply, end);
+        if !self.push_all(last, None).await {
+            return;
+        }
+        if self.door == Door::Agent {
+            out.push(ok(&request_id, final_answer(&self.run_id, &finished))).await;
+        }
+    }
+
+    /// Keep an event for the next batch, merging it into the last one of its kind.
+    fn hold(&mut self, event: &Event, reply: &Reply) {
+        match event {
+            Event::Text(delta) | Event::Reasoning(delta) if delta.is_empty() => {}
+            Event::Text(delta) => {
+                let end = reply.text.len();
+                match self.pending.back_mut() {
+                    Some(Pending::Text(range)) if range.end == end - delta.len() => range.end = end,
+                    _ => self.pending.push_back(Pending::Text(end - delta.len()..end)),
+                }
+                self.pending_bytes += delta.len();
+            }
+            Event::Reasoning(delta) => {
+                let end = reply.reasoning.len();
+                match self.pending.back_mut() {
+                    Some(Pending::Reasoning(range)) if range.end == end - delta.len() => range.end = end,
+                    _ => self.pending.push_back(Pending::Reasoning(end - delta.len()..end)),
+                }
+                self.pending_bytes += delta.len();
+            }
+            Event::ToolCall(call) => {
+                self.pending_bytes += call.arguments.len();
+                match self.pending.back_mut() {
+                    Some(Pending::Tool(last))
+                        if last.index == call.index && call.id.is_none() && call.name.is_none() =>
+                    {
+                        last.arguments.push_str(&call.arguments);
+                    }
+                    _ => self.pending.push_back(Pending::Tool(call.clone())),
+                }
+            }
+            Event::Usage(usage) => match self.pending.back_mut() {
+                Some(Pending::Usage(last)) => *last = *usage,
+                _ => self.pending.push_back(Pending::Usage(*usage)),
+            },
+            Event::Finish(_) => {}
+        }
+    }
+
+    /// Send what is held as one batch of frames; `written` comes back once
+    /// the batch is on the socket. False once the connection is gone.
+    async fn send_pending(&mut self, reply: &Reply, written: Option<OwnedSemaphorePermit>) -> bool {
+        let frames = self.take_pending(reply);
+        self.push_all(frames, written).await
+    }
+
+    /// What is held, as frames (numbered now, so build them in send order).
+    fn take_pending(&mut self, reply: &Reply) -> Vec<Outgoing> {
+        let mut frames = Vec::with_capacity(self.pending.len() * 2);
+        while let Some(item) = self.pending.pop_front() {
+            match item {
+                Pending::Text(range) => {
+                    let (so_far, delta) = (&reply.text[..range.end], &reply.text[range]);
+                    frames.push(self.agent_event("assistant", json!({"text": so_far, "delta": delta})));
+                    let message = json!({"role": "assistant", "content": [{"type": "text", "text": so_far}]});
+                    frames.extend(self.chat_event("delta", json!({"deltaText": delta, "message": message})));
+                }
+                Pending::Reasoning(range) => {
+                    let (so_far, delta) = (&reply.reasoning[..range.end], &reply.reasoning[range]);
+                    frames.push(self.agent_event("thinking", json!({"text": so_far, "delta": delta})));
+                }
+                Pending::Tool(c) => frames.push(self.agent_event(
+                    "tool",
+                    json!({"phase": "call", "index": c.index, "toolCallId": c.id, "name": c.name, "arguments": c.arguments}),
+                )),
+                Pending::Usage(u) => frames.push(
+                    self.agent_event("usage", json!({"inputTokens": u.prompt_tokens, "outputTokens": u.completion_tokens})),
+                ),
+            }
+        }
+        self.pending_bytes = 0;
+        frames
+    }
+
+    /// Queue `frames` in order, `written` released with the last one.
+    async fn push_all(&self, frames: Vec<Outgoing>, mut written: Option<OwnedSemaphorePermit>) -> bool {
+        let last = frames.len().saturating_sub(1);
+        for (i, frame) in frames.into_iter().enumerate() {
+            let receipt = if i == last { written.take() } else { None };
+            if !self.out.push_with_receipt(frame, receipt).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The frames that end a run: lifecycle end and the chat ending.
+    fn closing(&mut self, reply: &Reply, end: &RunEnd) -> Vec<Outgoing> {
         let message = json!({"role": "assistant", "content": [{"type": "text", "text": reply.text}]});
-        match &end {
+        let mut frames = Vec::with_capacity(2);
+        match end {
             RunEnd::Completed => {
-                self.agent_event("lifecycle", json!({"phase": "end", "endedAt": now_ms()}));
+                frames.push(self.agent_event("lifecycle", json!({"phase": "end", "endedAt": now_ms()})));
                 let mut extra = json!({"message": message, "stopReason": finish_reason_name(reply.finish_reason())});
                 if let Some(u) = reply.usage {
                     extra["usage"] = json!({"inputTokens": u.prompt_tokens, "outputTokens": u.completion_tokens});
                 }
-                self.chat_event("final", extra);
+                frames.extend(self.chat_event("final", extra));
             }
             RunEnd::Aborted => {
-                self.agent_event("lifecycle", json!({"phase": "end", "aborted": true, "endedAt": now_ms()}));
-                self.chat_event("aborted", json!({"message": message}));
+                frames
+                    .push(self.agent_event("lifecycle", json!({"phase": "end", "aborted": true, "endedAt": now_ms()})));
+                frames.extend(self.chat_event("aborted", json!({"message": message})));
             }
             RunEnd::Failed(e) => {
-                self.agent_event("lifecycle", json!({"phase": "error", "error": e.to_string(), "endedAt": now_ms()}));
-                self.chat_event("error", json!({"errorMessage": e.to_string()}));
+                let data = json!({"phase": "error", "error": e.to_string(), "endedAt": now_ms()});
+                frames.push(self.agent_event("lifecycle", data));
+                frames.extend(self.chat_event("error", json!({"errorMessage": e.to_string()})));
             }
         }
-        let finished = tracking.finish(reply, end);
-        if self.door == Door::Agent {
-            self.out.send(ok(&request_id, final_answer(&self.run_id, &finished)));
-        }
+        frames
     }
+}
 
-    fn forward(&mut self, event: &Event, reply: &Reply) {
-        match event {
-            Event::Text(delta) => {
-                self.agent_event("assistant", json!({"text": reply.text, "delta": delta}));
-                let message = json!({"role": "assistant", "content": [{"type": "text", "text": reply.text}]});
-                self.chat_event("delta", json!({"deltaText": delta, "message": message}));
-            }
-            Event::Reasoning(delta) => self.agent_event("thinking", json!({"text": reply.reasoning, "delta": delta})),
-            Event::ToolCall(c) => self.agent_event(
-                "tool",
-                json!({"phase": "call", "index": c.index, "toolCallId": c.id, "name": c.name, "arguments": c.arguments}),
-            ),
-            Event::Usage(u) => self.agent_event(
-                "usage",
-                json!({"inputTokens": u.prompt_tokens, "outputTokens": u.completion_tokens}),
-            ),
-            Event::Finish(_) => {}
-        }
-    }
+/// Resolves when the next batch may go: its time has come and the previous
+/// batch has been written.
+async fn batch_due(at: tokio::time::Instant, written: Arc<Semaphore>) -> OwnedSemaphorePermit {
+    tokio::time::sleep_until(at).await;
+    written.acquire_owned().await.expect("the semaphore is never closed")
 }
