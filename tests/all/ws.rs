@@ -92,7 +92,10 @@ async fn oversize_frame_after_connect_closes_with_1009() {
         ws_config(", ws: { maxPayloadBytes: 100000 }").replace("agents: {", "agents: { maxComponentBytes: 120000,");
     let gw = TestGateway::start(&config);
     let (mut c, _) = Client::open(&gw).await;
-    let hello = c.call("connect", connect_params(TOKEN)).await;
+    // Only a connection that may install (operator.admin) gets room for a component.
+    let mut params = connect_params(TOKEN);
+    params["scopes"] = json!(["operator.admin"]);
+    let hello = c.call("connect", params).await;
     let max = hello["payload"]["policy"]["maxPayload"].as_u64().unwrap();
     assert_eq!(max, (120_000 / 3 + 1) * 4 + 65_536, "{hello}");
     // Under it: served.

@@ -40,17 +40,9 @@ pub async fn completions(
             return Err(ApiError::unsupported_media_type(kind));
         }
     }
-    let limit = gw.config.gateway.http.max_body_bytes;
-    let read_timeout = gw.config.gateway.http.read_timeout_ms;
     // A client trickling its body must not hold a connection forever.
-    let read = tokio::time::timeout(std::time::Duration::from_millis(read_timeout), axum::body::to_bytes(body, limit));
-    let bytes = read.await.map_err(|_| ApiError::read_timeout(read_timeout))?.map_err(|e| {
-        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
-            ApiError::too_large(limit)
-        } else {
-            ApiError::invalid_request(format!("Could not read the request body: {e}"), None)
-        }
-    })?;
+    let http = &gw.config.gateway.http;
+    let bytes = super::read_body(body, http.max_body_bytes, http.read_timeout_ms).await?;
     let request = ChatRequest::parse(&bytes)?;
     let agent = resolve_agent(&gw, &headers, request.model.as_deref())?;
     let explicit_session = header_text(&headers, SESSION_HEADER)?;
