@@ -71,6 +71,8 @@ async fn big_frames_before_connect_are_refused_without_being_buffered() {
     let grown = sampler.await.unwrap().saturating_sub(before);
     assert!(grown < 10 << 10, "8 × 4 MiB of refused frames grew the gateway by {grown} KiB (closes: {codes:?})");
     assert!(codes.iter().all(|c| *c == Some(1009)), "refused at the header with 1009: {codes:?}");
+    let log = gw.settled_log().await;
+    assert!(!log.contains("panicked"), "a connection task panicked:\n{log}");
     assert_eq!(Client::connect(&gw).await.call("health", json!({})).await["ok"], true, "the gateway is fine");
 }
 

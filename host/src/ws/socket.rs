@@ -59,7 +59,8 @@ pub fn too_big(e: &tokio_tungstenite::tungstenite::Error) -> bool {
 pub async fn linger(mut ws: Socket) {
     let _ = tokio::time::timeout(LINGER, futures::SinkExt::flush(&mut ws)).await;
     let mut conn = ws.into_inner();
-    conn.open_gate();
+    // Often mid-frame (a refused frame's rest is what we drop): no handover here.
+    conn.gate = None;
     let _ = tokio::time::timeout(LINGER, async {
         let _ = conn.shutdown().await;
         let mut sink = [0u8; 8 << 10];
