@@ -1,12 +1,8 @@
 //! Scoped tokens: named credentials with OpenClaw's scopes, an agent
 //! allow-list and a rate limit, over HTTP and the WebSocket.
 
-use std::time::Duration;
-
 use crate::support::*;
-use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
 
 const APP: &str = "app-secret-5d1e";
 const READER: &str = "reader-secret-77aa";
@@ -132,41 +128,13 @@ fn a_token_whose_variable_is_missing_stops_start_up_naming_it() {
     assert!(err.contains("READER_TOKEN") && err.contains("gateway.auth.tokens[1].tokenEnv"), "{err}");
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Connect with `token` asking for `scopes`; returns the socket and `hello-ok`.
-async fn ws_connect(gw: &TestGateway, token: &str, scopes: Value) -> (Socket, Value) {
-    let (mut socket, _) = tokio_tungstenite::connect_async(gw.base.replace("http://", "ws://")).await.unwrap();
-    next_frame(&mut socket, |f| f["event"] == "connect.challenge").await;
-    let params = json!({"minProtocol": 4, "maxProtocol": 4, "client": {"id": "cli", "version": "2026.9.6"},
-                        "auth": {"token": token}, "role": "operator", "scopes": scopes});
-    let hello = call(&mut socket, "connect", params).await;
-    (socket, hello)
-}
-
-async fn call(socket: &mut Socket, method: &str, params: Value) -> Value {
-    let id = uuid::Uuid::new_v4().to_string();
-    let frame = json!({"type": "req", "id": id, "method": method, "params": params});
-    socket.send(Message::Text(frame.to_string().into())).await.unwrap();
-    next_frame(socket, |f| f["type"] == "res" && f["id"] == id.as_str()).await
-}
-
-async fn next_frame(socket: &mut Socket, wanted: impl Fn(&Value) -> bool) -> Value {
-    let read = async {
-        loop {
-            match socket.next().await {
-                Some(Ok(Message::Text(t))) => {
-                    let frame: Value = serde_json::from_str(&t).unwrap();
-                    if wanted(&frame) {
-                        return frame;
-                    }
-                }
-                Some(Ok(_)) => {}
-                other => panic!("socket ended: {other:?}"),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), read).await.expect("no such frame within 30 s")
+/// Connect with `token` asking for `scopes`; returns the client and `hello-ok`.
+async fn ws_connect(gw: &TestGateway, token: &str, scopes: Value) -> (Client, Value) {
+    let (mut client, _) = Client::open(gw).await;
+    let mut params = connect_params(token);
+    params["scopes"] = scopes;
+    let hello = client.call("connect", params).await;
+    (client, hello)
 }
 
 #[tokio::test]
@@ -177,20 +145,20 @@ async fn a_websocket_client_gets_the_scopes_it_asked_for_and_its_token_holds() {
     assert_eq!(hello["payload"]["auth"]["scopes"], json!(["operator.read", "operator.write"]));
     let methods = hello["payload"]["features"]["methods"].as_array().unwrap();
     assert!(methods.iter().any(|m| m == "agents.install") && methods.iter().any(|m| m == "chat.send"));
-    let res = call(&mut app, "agents.remove", json!({"agentId": "main"})).await;
+    let res = app.call("agents.remove", json!({"agentId": "main"})).await;
     assert_eq!(res["ok"], false);
     assert!(res["error"]["message"].as_str().unwrap().contains("operator.admin"), "{res}");
-    let listed = call(&mut app, "agents.list", json!({})).await;
+    let listed = app.call("agents.list", json!({})).await;
     let ids: Vec<&str> =
         listed["payload"]["agents"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["main"]);
-    let res = call(&mut app, "agent", json!({"message": "hi", "agentId": "beta", "idempotencyKey": "b"})).await;
+    let res = app.call("agent", json!({"message": "hi", "agentId": "beta", "idempotencyKey": "b"})).await;
     assert_eq!(res["ok"], false, "another agent is unknown to this token: {res}");
     // The main secret asking only for read may read but not run.
     let (mut operator, hello) = ws_connect(&gw, TOKEN, json!(["operator.read"])).await;
     assert_eq!(hello["payload"]["auth"]["scopes"], json!(["operator.read"]));
-    assert_eq!(call(&mut operator, "health", json!({})).await["ok"], true);
-    let res = call(&mut operator, "agent", json!({"message": "hi", "idempotencyKey": "r"})).await;
+    assert_eq!(operator.call("health", json!({})).await["ok"], true);
+    let res = operator.call("agent", json!({"message": "hi", "idempotencyKey": "r"})).await;
     assert!(res["error"]["message"].as_str().unwrap().contains("operator.write"), "{res}");
     // Asking for nothing in particular grants what the credential holds.
     let (_, hello) = ws_connect(&gw, TOKEN, json!(null)).await;
