@@ -29,6 +29,9 @@ pub struct Config {
     pub agents: AgentsConfig,
     #[serde(default)]
     pub sessions: SessionsConfig,
+    /// Where shared state lives: absent = SQLite on this machine.
+    #[serde(default)]
+    pub database: DatabaseConfig,
     /// Model providers agents may call, by name.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
@@ -206,6 +209,28 @@ impl Default for SessionsConfig {
 
 fn default_max_history() -> usize {
     200
+}
+
+/// `database.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DatabaseConfig {
+    /// `postgres://…`; else env `WASMCLAW_DATABASE_URL`; neither = SQLite.
+    /// A secret: it may carry a password.
+    pub url: Option<Secret>,
+    /// Pooled connections per instance.
+    #[serde(default = "default_db_connections")]
+    pub max_connections: usize,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: None, max_connections: default_db_connections() }
+    }
+}
+
+fn default_db_connections() -> usize {
+    16
 }
 
 /// Parse `"<n>s|m|h|d"` into a duration.
@@ -559,6 +584,14 @@ impl Config {
             Some(p) => self.resolve_path(&p.to_string_lossy()),
             None => self.state_dir().join("sessions.sqlite"),
         }
+    }
+
+    /// The PostgreSQL URL for cluster mode, if one is set (config, then env).
+    pub fn database_url(&self) -> Option<Secret> {
+        self.database
+            .url
+            .clone()
+            .or_else(|| std::env::var("WASMCLAW_DATABASE_URL").ok().filter(|u| !u.is_empty()).map(Secret::new))
     }
 
     /// The folder watched for agent components.
