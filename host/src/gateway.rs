@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::runs::{Agents, Watcher, watch_agents_dir, watch_config};
+use crate::runs::{Agents, Watcher, follow_registry, watch_agents_dir, watch_config};
 
 /// Remove idle sessions in the background while the gateway lives.
 fn spawn_retention(gw: std::sync::Weak<Gateway>, ttl: std::time::Duration) {
@@ -48,6 +48,7 @@ impl Gateway {
         let agents = Arc::new(Agents::from_config(&config).await?);
         let mut watchers = vec![watch_agents_dir(&agents, config.agents_dir()).await?];
         watchers.extend(watch_config(&agents, &config)?);
+        follow_registry(&agents);
         let lockout = crate::auth::Lockout::new(config.gateway.auth.rate_limit.clone());
         let ws_handshakes = Arc::new(tokio::sync::Semaphore::new(config.gateway.ws.max_pending_handshakes));
         let gw = Arc::new(Self {

@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod http;
 pub mod metrics;
 pub mod providers;
+pub mod registry;
 pub mod runs;
 pub mod runtime;
 pub mod sessions;

@@ -252,6 +252,13 @@ impl From<InstallError> for ApiError {
             InstallError::NotFound(_) => with(StatusCode::NOT_FOUND, "agent_not_found"),
             InstallError::NoPrevious(_) => with(StatusCode::CONFLICT, "no_previous_version"),
             InstallError::Source(_) => with(StatusCode::BAD_REQUEST, "invalid_source"),
+            InstallError::Registry(crate::registry::RegistryError::Unavailable(_)) => Self {
+                retry_after: Some(5),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", Some("database_unavailable"), message)
+            },
+            InstallError::Registry(_) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", Some("registry_error"), message)
+            }
         }
     }
 }

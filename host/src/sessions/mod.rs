@@ -5,6 +5,8 @@
 mod key;
 mod lanes;
 mod sqlite;
+
+pub use sqlite::SqliteStore;
 mod store;
 
 use std::sync::Arc;

@@ -210,19 +210,19 @@ async fn agents_install(call: Call) -> Answer {
         }
     }
     let version =
-        call.gw.agents.install(id, bytes.into(), AgentSource::WebSocket, None).await.map_err(install_error)?;
+        call.gw.agents.install(id, bytes.into(), AgentSource::WebSocket).await.map_err(install_error)?;
     Ok(Some(agent_json(&version)))
 }
 
 async fn agents_rollback(call: Call) -> Answer {
     let id = agent_param(&call.principal, &call.params)?;
-    let version = call.gw.agents.rollback(&id).map_err(install_error)?;
+    let version = call.gw.agents.rollback(&id).await.map_err(install_error)?;
     Ok(Some(agent_json(&version)))
 }
 
 async fn agents_remove(call: Call) -> Answer {
     let id = agent_param(&call.principal, &call.params)?;
-    let removed = call.gw.agents.remove(&id).map_err(install_error)?;
+    let removed = call.gw.agents.remove(&id).await.map_err(install_error)?;
     Ok(Some(json!({"id": removed.id.to_string(), "removed": true})))
 }
 
