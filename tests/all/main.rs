@@ -18,6 +18,7 @@ mod limits;
 mod openai_sdk;
 mod origins;
 mod providers;
+mod registry;
 mod secrets;
 mod sessions;
 mod shutdown;

@@ -31,7 +31,8 @@ impl Blobs {
         if path.metadata().is_ok_and(|m| m.len() == bytes.len() as u64) {
             return Ok(());
         }
-        let fail = |e: std::io::Error| RegistryError::Backend(format!("cannot keep component in {}: {e}", self.dir.display()));
+        let fail =
+            |e: std::io::Error| RegistryError::Backend(format!("cannot keep component in {}: {e}", self.dir.display()));
         std::fs::create_dir_all(&self.dir).map_err(fail)?;
         let tmp = self.dir.join(format!(".{digest}.{}.tmp", uuid::Uuid::new_v4()));
         let written = (|| {

@@ -111,9 +111,8 @@ impl RegistryStore for SqliteRegistry {
 
     fn install(&self, id: &str, version: StoredVersion) -> RegistryFuture<Record> {
         let id = id.to_string();
-        let write = self.blocking(move |conn| {
-            write(conn, &id, |old| Some((Some(version), old.and_then(|r| r.current.clone()))))
-        });
+        let write = self
+            .blocking(move |conn| write(conn, &id, |old| Some((Some(version), old.and_then(|r| r.current.clone())))));
         Box::pin(async move { write.await.map(|r| r.expect("an install always writes")) })
     }
 
@@ -147,8 +146,7 @@ impl RegistryStore for SqliteRegistry {
     fn origin(&self, origin: &str) -> RegistryFuture<Option<String>> {
         let origin = origin.to_string();
         self.blocking(move |conn| {
-            conn.query_row("SELECT fingerprint FROM agent_origins WHERE origin = ?1", [origin], |r| r.get(0))
-                .optional()
+            conn.query_row("SELECT fingerprint FROM agent_origins WHERE origin = ?1", [origin], |r| r.get(0)).optional()
         })
     }
 

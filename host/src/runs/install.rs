@@ -90,7 +90,8 @@ impl Agents {
             return Err(InstallError::NotFound(id.to_string()));
         }
         let record = self.store.rollback(id.as_str()).await?.ok_or_else(|| InstallError::NoPrevious(id.to_string()))?;
-        let restored = self.show(&record, None, "rolled-back").await.ok_or_else(|| InstallError::NotFound(id.to_string()))?;
+        let restored =
+            self.show(&record, None, "rolled-back").await.ok_or_else(|| InstallError::NotFound(id.to_string()))?;
         tracing::info!(agent = %id, digest = &restored.digest[..12], revision = record.revision, "agent rolled back");
         Ok(restored)
     }

@@ -148,7 +148,9 @@ impl Agents {
         };
         for record in records {
             let fallback = if record.current.is_some() { "installed" } else { "removed" };
-            if let Some(shown) = self.show(&record, None, action.unwrap_or(fallback)).await.filter(|_| record.current.is_some()) {
+            if let Some(shown) =
+                self.show(&record, None, action.unwrap_or(fallback)).await.filter(|_| record.current.is_some())
+            {
                 tracing::info!(agent = %shown.id, digest = &shown.digest[..12], revision = record.revision, "agent changed on another instance");
             }
         }

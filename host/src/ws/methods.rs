@@ -209,8 +209,7 @@ async fn agents_install(call: Call) -> Answer {
             return Err(WsError::invalid(format!("sha256 is {expected} but the component's is {actual}")));
         }
     }
-    let version =
-        call.gw.agents.install(id, bytes.into(), AgentSource::WebSocket).await.map_err(install_error)?;
+    let version = call.gw.agents.install(id, bytes.into(), AgentSource::WebSocket).await.map_err(install_error)?;
     Ok(Some(agent_json(&version)))
 }
 
@@ -237,5 +236,11 @@ fn agent_param(caller: &Principal, params: &Value) -> Result<AgentId, WsError> {
 }
 
 fn install_error(e: crate::runs::InstallError) -> WsError {
-    WsError::invalid(e.to_string())
+    use crate::registry::RegistryError;
+    match e {
+        crate::runs::InstallError::Registry(RegistryError::Unavailable(_)) => {
+            WsError { retryable: true, ..WsError::new(super::frames::codes::UNAVAILABLE, e.to_string()) }
+        }
+        e => WsError::invalid(e.to_string()),
+    }
 }
