@@ -5,6 +5,7 @@ pub mod auth;
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod db;
 pub mod gateway;
 pub mod http;
 pub mod metrics;
