@@ -37,6 +37,11 @@ pub const POSTGRES: &[&str] = &[
      CREATE TABLE agents (id TEXT PRIMARY KEY, current_digest TEXT REFERENCES components (digest), previous_digest TEXT REFERENCES components (digest), source TEXT NOT NULL, updated_at BIGINT NOT NULL, revision BIGINT NOT NULL);
      CREATE TABLE agent_origins (origin TEXT PRIMARY KEY, fingerprint TEXT NOT NULL);
      CREATE TABLE auth_failures (addr TEXT PRIMARY KEY, window_start BIGINT NOT NULL, count INTEGER NOT NULL, locked_until BIGINT);",
+    // 2: the registry keeps each version's source (as on SQLite), and a removal
+    // keeps its row with no current version.
+    "ALTER TABLE agents RENAME COLUMN source TO current_source;
+     ALTER TABLE agents ALTER COLUMN current_source DROP NOT NULL;
+     ALTER TABLE agents ADD COLUMN previous_source TEXT;",
 ];
 
 /// Advisory lock key (two-int form, so it cannot meet a lane's bigint key)

@@ -5,13 +5,26 @@
 //! and, in cluster mode, what every instance follows.
 
 mod files;
+mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
+pub use postgres::PostgresRegistry;
 pub use sqlite::SqliteRegistry;
+
+use crate::config::Config;
+
+/// The registry `config` names: PostgreSQL when a database is given, else
+/// the gateway's SQLite file with bytes under `<stateDir>/components`.
+pub fn open(config: &Config, db: Option<&Arc<crate::db::Postgres>>) -> Result<Arc<dyn RegistryStore>, RegistryError> {
+    Ok(match db {
+        Some(db) => Arc::new(PostgresRegistry::new(db.clone())),
+        None => Arc::new(SqliteRegistry::open(&config.sessions_path(), config.state_dir().join("components"))?),
+    })
+}
 
 /// A component and where it came from (`AgentSource` as text).
 #[derive(Debug, Clone, PartialEq, Eq)]

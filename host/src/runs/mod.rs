@@ -15,7 +15,7 @@ use crate::auth::Principal;
 use crate::chat::{AgentId, Event, Message, Reply, Role, RunRequest, ToolSpec};
 use crate::config::Config;
 use crate::providers::Providers;
-use crate::registry::{RegistryStore, SqliteRegistry};
+use crate::registry::RegistryStore;
 use crate::runtime::{AgentRegistry, AgentVersion, EngineLimits, RunError, Runtime};
 use crate::sessions::{SessionKey, SessionStore, StoreError, StoreFuture, Turn};
 
@@ -76,15 +76,20 @@ pub struct Agents {
     entries: arc_swap::ArcSwap<std::collections::BTreeMap<String, crate::config::AgentEntry>>,
     /// The durable registry the live one is rebuilt from.
     store: Arc<dyn RegistryStore>,
+    /// The shared database in cluster mode.
+    database: Option<Arc<crate::db::Postgres>>,
 }
 
 impl Agents {
     /// Build the engine, open the session store and load every configured agent;
     /// any failure stops start-up.
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let database = match config.database_url() {
+            Some(url) => Some(crate::db::Postgres::connect(&url, config.database.max_connections).await?),
+            None => None,
+        };
         let sessions = crate::sessions::open(config).await?;
-        let store: Arc<dyn RegistryStore> =
-            Arc::new(SqliteRegistry::open(&config.sessions_path(), config.state_dir().join("components"))?);
+        let store = crate::registry::open(config, database.as_ref())?;
         let providers = Providers::from_config(config)?;
         let max_runs = config.agents.max_concurrent_runs;
         // Instances beyond the run cap serve loads and info() calls.
@@ -106,6 +111,7 @@ impl Agents {
             providers: arc_swap::ArcSwap::from_pointee(providers),
             entries: arc_swap::ArcSwap::from_pointee(config.agent_entries()),
             store,
+            database,
         };
         // What served before the restart serves again; then config entries
         // that changed since they last installed take over their ids.
@@ -122,6 +128,11 @@ impl Agents {
             return Err(anyhow::Error::new(e).context(format!("agents.entries.{id}: cannot load")));
         }
         Ok(agents)
+    }
+
+    /// The shared database, in cluster mode.
+    pub fn database(&self) -> Option<&Arc<crate::db::Postgres>> {
+        self.database.as_ref()
     }
 
     /// Use `entries` for agents' settings from now on.
