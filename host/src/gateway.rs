@@ -87,12 +87,9 @@ impl Gateway {
         lockout
     }
 
-    /// A successful authentication of `ip` clears its failures.
+    /// A successful authentication of `ip` clears its failures here.
     pub fn auth_succeeded(&self, ip: std::net::IpAddr) {
-        let had_failures = self.lockout.succeed(ip);
-        if let Some(shared) = &self.shared_lockout {
-            shared.succeed(ip, had_failures);
-        }
+        self.lockout.succeed(ip);
     }
 
     /// True once agents are loaded and until shutdown begins.

@@ -105,9 +105,11 @@ impl Lockout {
         None
     }
 
-    /// A successful attempt clears the count; true if there was one.
-    pub fn succeed(&self, ip: IpAddr) -> bool {
-        self.applies(ip) && self.failures.lock().unwrap().entries.remove(&ip).is_some()
+    /// A successful attempt clears the count.
+    pub fn succeed(&self, ip: IpAddr) {
+        if self.applies(ip) {
+            self.failures.lock().unwrap().entries.remove(&ip);
+        }
     }
 
     /// Lock `ip` out for `length` from now: another instance counted the

@@ -1,8 +1,11 @@
 //! The lock-out shared by every instance of a cluster: failures per client
 //! address are counted in the database (`auth_failures`), and the instance
 //! whose count locks an address out tells the others with
-//! `NOTIFY wasmclaw_auth`. Checks stay local and cost nothing; only failures
-//! touch the database, and a locked-out address is refused before that.
+//! `NOTIFY wasmclaw_auth`. A success clears only this instance's count: the
+//! shared one runs out with its window, so a success on one instance cannot
+//! wipe failures another is still counting. Checks stay local and cost
+//! nothing; only failures touch the database, and a locked-out address is
+//! refused before that.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -53,20 +56,6 @@ impl SharedLockout {
         tokio::spawn(async move {
             if let Err(e) = this.count(ip).await {
                 tracing::debug!(%ip, error = %e, "auth failure not shared with the cluster");
-            }
-        });
-    }
-
-    /// A success clears the address's count everywhere (only when this
-    /// instance saw failures: successes are the common case and stay local).
-    pub fn succeed(self: &Arc<Self>, ip: IpAddr, had_failures: bool) {
-        if !had_failures {
-            return;
-        }
-        let db = self.db.clone();
-        tokio::spawn(async move {
-            if let Ok(client) = db.client().await {
-                let _ = client.execute("DELETE FROM auth_failures WHERE addr = $1", &[&ip.to_string()]).await;
             }
         });
     }
