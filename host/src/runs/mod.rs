@@ -61,6 +61,8 @@ pub struct Agents {
     registry: AgentRegistry,
     default_agent: AgentId,
     sessions: Arc<dyn SessionStore>,
+    /// The cluster's shared database, when `database.url` is set.
+    database: Option<Arc<crate::db::Postgres>>,
     board: RunBoard,
     max_component_bytes: usize,
     changes: tokio::sync::broadcast::Sender<AgentsChanged>,
@@ -77,7 +79,13 @@ impl Agents {
     /// Build the engine, open the session store and load every configured agent;
     /// any failure stops start-up.
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let sessions = crate::sessions::open(config).await?;
+        let database = match config.database_url() {
+            Some(url) => Some(
+                crate::db::Postgres::connect(&url, config.database.max_connections).await.context("database.url")?,
+            ),
+            None => None,
+        };
+        let sessions = crate::sessions::open(config, database.clone()).await?;
         let providers = Providers::from_config(config)?;
         let max_runs = config.agents.max_concurrent_runs;
         // Instances beyond the run cap serve loads and info() calls.
@@ -89,6 +97,7 @@ impl Agents {
             registry: AgentRegistry::default(),
             default_agent,
             sessions,
+            database,
             board: RunBoard::default(),
             max_component_bytes: config.agents.max_component_bytes,
             changes: tokio::sync::broadcast::channel(64).0,
@@ -149,6 +158,11 @@ impl Agents {
     /// The transcript store.
     pub fn sessions(&self) -> &dyn SessionStore {
         self.sessions.as_ref()
+    }
+
+    /// The cluster's shared database (readiness, shared stores); `None` on SQLite.
+    pub fn database(&self) -> Option<&Arc<crate::db::Postgres>> {
+        self.database.as_ref()
     }
 
     /// Runs that doors track for waits, aborts and retries.
@@ -272,6 +286,7 @@ impl From<StoreError> for RunError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::WrongAgent { .. } => Self::InvalidRequest(e.to_string()),
+            StoreError::Unavailable(why) => Self::StoreUnavailable(why),
             e => Self::Internal(e.to_string()),
         }
     }
