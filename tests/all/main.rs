@@ -5,9 +5,12 @@
 //! `tests/all`. Test-only agents live in `tests/fixtures/`, the Python SDK
 //! scripts in `tests/sdk/`.
 
+mod pg;
 mod support;
 
 mod cli;
+mod cluster_registry;
+mod cluster;
 mod config;
 mod connections;
 mod hardening;

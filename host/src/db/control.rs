@@ -4,7 +4,7 @@
 //! advisory locks die with the connection, so a crashed instance's locks are
 //! released by the server).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,8 +39,11 @@ pub(super) struct Control {
     link: Mutex<Option<Link>>,
     notices: broadcast::Sender<Notice>,
     probe_ok: AtomicBool,
-    /// Asks the supervisor to drop a connection that stopped answering.
+    /// Asks the supervisor to drop a connection that stopped answering …
     reset: Notify,
+    /// … the one with this server pid: a request that arrives after that
+    /// connection was replaced anyway must not drop its healthy successor.
+    condemned: AtomicI32,
 }
 
 impl Control {
@@ -51,6 +54,7 @@ impl Control {
             notices: broadcast::channel(1024).0,
             probe_ok: AtomicBool::new(false),
             reset: Notify::new(),
+            condemned: AtomicI32::new(0),
         }
     }
 
@@ -128,11 +132,16 @@ impl Control {
     /// Reopen the control connection whenever it ends, for ever.
     pub async fn supervise(self: Arc<Self>, mut driver: JoinHandle<String>) {
         loop {
-            let why = tokio::select! {
-                ended = &mut driver => ended.unwrap_or_else(|e| e.to_string()),
-                () = self.reset.notified() => {
-                    driver.abort();
-                    "the database stopped answering".to_string()
+            let why = loop {
+                tokio::select! {
+                    ended = &mut driver => break ended.unwrap_or_else(|e| e.to_string()),
+                    () = self.reset.notified() => {
+                        let condemned = self.condemned.load(Ordering::Relaxed);
+                        if self.current().is_some_and(|l| l.pid == condemned) {
+                            driver.abort();
+                            break "the database stopped answering".to_string();
+                        }
+                    }
                 }
             };
             self.set_link(None);
@@ -166,6 +175,11 @@ impl Control {
                 continue;
             };
             let answered = tokio::time::timeout(PROBE_TIMEOUT, link.client.simple_query("SELECT 1")).await;
+            if self.current().is_none_or(|l| l.pid != link.pid) {
+                // Replaced meanwhile: this answer says nothing about the new one.
+                failures = 0;
+                continue;
+            }
             let ok = matches!(answered, Ok(Ok(_)));
             self.probe_ok.store(ok, Ordering::Relaxed);
             if ok {
@@ -178,6 +192,7 @@ impl Control {
             }
             if failures >= PROBES_BEFORE_RESET {
                 failures = 0;
+                self.condemned.store(link.pid, Ordering::Relaxed);
                 self.reset.notify_one();
             }
         }

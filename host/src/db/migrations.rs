@@ -54,10 +54,12 @@ const MIGRATION_LOCK: (i32, i32) = (0x7761_736d, 1);
 pub(super) async fn run(client: &mut deadpool_postgres::Object) -> Result<(), DbError> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&MIGRATION_LOCK.0, &MIGRATION_LOCK.1]).await?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)",
-    )
-    .await?;
+    // Checked rather than CREATE ... IF NOT EXISTS, whose NOTICE would reach the log on every start.
+    let exists: bool = tx.query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[]).await?.get(0);
+    if !exists {
+        tx.batch_execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)")
+            .await?;
+    }
     let done: i32 = tx.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[]).await?.get(0);
     if done as usize > POSTGRES.len() {
         tracing::warn!(

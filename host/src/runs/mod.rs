@@ -62,6 +62,8 @@ pub struct Agents {
     registry: AgentRegistry,
     default_agent: AgentId,
     sessions: Arc<dyn SessionStore>,
+    /// The cluster's shared database, when `database.url` is set.
+    database: Option<Arc<crate::db::Postgres>>,
     board: RunBoard,
     max_component_bytes: usize,
     changes: tokio::sync::broadcast::Sender<AgentsChanged>,
@@ -76,8 +78,6 @@ pub struct Agents {
     entries: arc_swap::ArcSwap<std::collections::BTreeMap<String, crate::config::AgentEntry>>,
     /// The durable registry the live one is rebuilt from.
     store: Arc<dyn RegistryStore>,
-    /// The shared database in cluster mode.
-    database: Option<Arc<crate::db::Postgres>>,
 }
 
 impl Agents {
@@ -85,10 +85,12 @@ impl Agents {
     /// any failure stops start-up.
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
         let database = match config.database_url() {
-            Some(url) => Some(crate::db::Postgres::connect(&url, config.database.max_connections).await?),
+            Some(url) => Some(
+                crate::db::Postgres::connect(&url, config.database.max_connections).await.context("database.url")?,
+            ),
             None => None,
         };
-        let sessions = crate::sessions::open(config).await?;
+        let sessions = crate::sessions::open(config, database.clone()).await?;
         let store = crate::registry::open(config, database.as_ref())?;
         let providers = Providers::from_config(config)?;
         let max_runs = config.agents.max_concurrent_runs;
@@ -128,11 +130,6 @@ impl Agents {
             return Err(anyhow::Error::new(e).context(format!("agents.entries.{id}: cannot load")));
         }
         Ok(agents)
-    }
-
-    /// The shared database, in cluster mode.
-    pub fn database(&self) -> Option<&Arc<crate::db::Postgres>> {
-        self.database.as_ref()
     }
 
     /// Use `entries` for agents' settings from now on.
@@ -209,6 +206,11 @@ impl Agents {
     /// The transcript store.
     pub fn sessions(&self) -> &dyn SessionStore {
         self.sessions.as_ref()
+    }
+
+    /// The cluster's shared database (readiness, shared stores); `None` on SQLite.
+    pub fn database(&self) -> Option<&Arc<crate::db::Postgres>> {
+        self.database.as_ref()
     }
 
     /// Runs that doors track for waits, aborts and retries.
@@ -332,6 +334,7 @@ impl From<StoreError> for RunError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::WrongAgent { .. } => Self::InvalidRequest(e.to_string()),
+            StoreError::Unavailable(why) => Self::StoreUnavailable(why),
             e => Self::Internal(e.to_string()),
         }
     }

@@ -146,7 +146,12 @@ fn key_param<'p>(params: &'p Value, name: &str) -> Result<&'p str, WsError> {
 }
 
 fn store_error(e: StoreError) -> WsError {
-    WsError::new(codes::INTERNAL, e.to_string())
+    match e {
+        StoreError::Unavailable(_) => {
+            WsError { retryable: true, ..WsError::new(codes::UNAVAILABLE, format!("{e}; retry shortly")) }
+        }
+        e => WsError::new(codes::INTERNAL, e.to_string()),
+    }
 }
 
 async fn chat_history(call: Call) -> Answer {
