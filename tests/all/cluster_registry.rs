@@ -41,7 +41,10 @@ async fn a_change_on_one_instance_is_served_by_every_instance_within_a_second() 
     let took = served_after(&b, "extra", (200, "hi"), started).await;
     assert!(took < Duration::from_secs(1), "instance B served the upload after {took:?}\n{}", b.log());
     let changed = watcher.until(|f| f["event"] == "agents.changed").await;
-    assert_eq!((changed["payload"]["id"].as_str(), changed["payload"]["action"].as_str()), (Some("extra"), Some("installed")));
+    assert_eq!(
+        (changed["payload"]["id"].as_str(), changed["payload"]["action"].as_str()),
+        (Some("extra"), Some("installed"))
+    );
 
     // A new component B has never compiled: served once B has compiled it.
     let put = admin(&a, reqwest::Method::PUT, "/extra").body(std::fs::read(FAULTS_WASM).unwrap()).send().await.unwrap();
@@ -78,9 +81,16 @@ async fn a_change_on_one_instance_is_served_by_every_instance_within_a_second() 
 async fn failed_logins_lock_a_client_out_of_every_instance() {
     let server = pg::Server::start();
     let url = server.database().await;
-    let config = ws_config(", auth: { rateLimit: { maxAttempts: 4, windowMs: 60000, lockoutMs: 60000, exemptLoopback: false } }");
+    let config = ws_config(
+        ", auth: { rateLimit: { maxAttempts: 4, windowMs: 60000, lockoutMs: 60000, exemptLoopback: false } }",
+    );
     let (a, b) = (instance(&url, &config), instance(&url, &config));
-    let wrong = |gw: &TestGateway| gw.chat(ask("openclaw", "hi")).bearer_auth("wrong-token");
+    let wrong = |gw: &TestGateway| {
+        reqwest::Client::new()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth("wrong-token")
+            .json(&ask("openclaw", "hi"))
+    };
     // Two failures on each instance: neither alone reached four.
     for gw in [&a, &b] {
         for _ in 0..2 {

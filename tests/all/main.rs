@@ -9,8 +9,8 @@ mod pg;
 mod support;
 
 mod cli;
-mod cluster_registry;
 mod cluster;
+mod cluster_registry;
 mod config;
 mod connections;
 mod hardening;
