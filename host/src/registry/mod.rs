@@ -97,6 +97,22 @@ pub trait RegistryStore: Send + Sync {
     }
 }
 
+/// Current and previous after installing `version` over `old`: the old
+/// current becomes the rollback target, unless it is the very same version
+/// (a re-upload, or instances starting at once with the same config), which
+/// keeps the rollback target pointing at something else.
+fn installed_over(
+    old: Option<&Record>,
+    version: StoredVersion,
+) -> Option<(Option<StoredVersion>, Option<StoredVersion>)> {
+    let old_current = old.and_then(|r| r.current.clone());
+    let previous = match old_current {
+        Some(current) if current.digest == version.digest => old.and_then(|r| r.previous.clone()),
+        current => current,
+    };
+    Some((Some(version), previous))
+}
+
 /// sha256 of `bytes`, hex.
 pub fn digest(bytes: &[u8]) -> String {
     hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))

@@ -166,7 +166,7 @@ impl RegistryStore for PostgresRegistry {
     }
 
     fn install(&self, id: &str, version: StoredVersion) -> RegistryFuture<Record> {
-        let write = self.write(id, "installed", |old| Some((Some(version), old.and_then(|r| r.current.clone()))));
+        let write = self.write(id, "installed", |old| super::installed_over(old, version));
         Box::pin(async move { write.await.map(|r| r.expect("an install always writes")) })
     }
 

@@ -111,8 +111,7 @@ impl RegistryStore for SqliteRegistry {
 
     fn install(&self, id: &str, version: StoredVersion) -> RegistryFuture<Record> {
         let id = id.to_string();
-        let write = self
-            .blocking(move |conn| write(conn, &id, |old| Some((Some(version), old.and_then(|r| r.current.clone())))));
+        let write = self.blocking(move |conn| write(conn, &id, |old| super::installed_over(old, version)));
         Box::pin(async move { write.await.map(|r| r.expect("an install always writes")) })
     }
 
@@ -198,6 +197,9 @@ mod tests {
         let back = store.rollback("main").await.unwrap().unwrap();
         assert_eq!((back.current.unwrap().digest, back.previous.unwrap().digest), ("a".into(), "b".into()));
         assert!(store.rollback("other").await.unwrap().is_none());
+        // The same bytes again keep the rollback target on another version.
+        let again = store.install("main", version("a", "admin-api")).await.unwrap();
+        assert_eq!(again.previous.unwrap().digest, "b");
         store.install("gone", version("c", "websocket")).await.unwrap();
         assert!(store.remove("gone").await.unwrap().is_some());
         assert!(store.remove("gone").await.unwrap().is_none(), "removing twice changes nothing");
