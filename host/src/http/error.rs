@@ -290,7 +290,7 @@ impl From<RunError> for ApiError {
             },
             RunError::StoreUnavailable(_) => Self::store_unavailable(message),
             RunError::Timeout(_) => Self::new(StatusCode::GATEWAY_TIMEOUT, "server_error", Some("timeout"), message),
-            RunError::Trapped(_) => {
+            RunError::Trapped(_) | RunError::Panicked { .. } => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", Some("agent_trapped"), message)
             }
             RunError::MemoryLimit(_) => {

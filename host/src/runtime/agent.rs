@@ -228,7 +228,7 @@ impl AgentVersion {
     }
 
     async fn call_info(&self) -> Result<AgentInfo, RunError> {
-        let mut store = self.store(RunContext { events: None, session: None });
+        let mut store = self.store(RunContext { events: None, session: None, run_id: None });
         match tokio::time::timeout(INFO_BUDGET, self.pre.info(&mut store)).await {
             Err(_) => Err(Exhausted::Time(INFO_BUDGET).into()),
             Ok(Ok(info)) => Ok(info),
@@ -248,7 +248,8 @@ impl AgentVersion {
         session: Option<SessionData>,
     ) -> Result<RunOutcome, RunError> {
         let _counted = InFlight::enter(&self.in_flight);
-        let mut store = self.store(RunContext { events: Some(events), session });
+        let run_id = Some(req.run_id.clone());
+        let mut store = self.store(RunContext { events: Some(events), session, run_id });
         let budget = self.settings.limits.time_budget;
         let Ok(returned) = tokio::time::timeout(budget, self.pre.run(&mut store, req)).await else {
             return Err(Exhausted::Time(budget).into());
@@ -281,10 +282,13 @@ impl AgentVersion {
     }
 }
 
-/// A wasmtime error out of a call: a budget the guest ran out of, else a trap.
+/// A wasmtime error out of a call: a budget the guest ran out of, else the
+/// panic the guest reported before it trapped, else a trap.
 fn trap(e: wasmtime::Error, store: &Store<RunState>) -> RunError {
-    match store.data().exhausted(true) {
-        Some(exhausted) => exhausted.into(),
-        None => RunError::from_wasmtime(e),
+    let state = store.data();
+    match (state.exhausted(true), state.log.panic()) {
+        (Some(exhausted), _) => exhausted.into(),
+        (None, Some(message)) => RunError::Panicked { agent: state.log.agent().to_string(), message: message.into() },
+        (None, None) => RunError::from_wasmtime(e),
     }
 }

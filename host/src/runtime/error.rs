@@ -17,6 +17,9 @@ pub enum RunError {
     Failed(String),
     #[error("agent trapped: {0}")]
     Trapped(String),
+    /// The guest reported a panic (or uncaught exception), then trapped.
+    #[error("agent {agent:?} panicked: {message}")]
+    Panicked { agent: String, message: String },
     #[error("agent exceeded its memory limit of {0} bytes")]
     MemoryLimit(usize),
     #[error("agent exceeded its output limit")]
@@ -54,6 +57,7 @@ impl RunError {
             Self::UnknownAgent(_) => "unknown_agent",
             Self::InvalidRequest(_) | Self::Unavailable(_) | Self::Failed(_) => "agent_error",
             Self::Trapped(_) => "trap",
+            Self::Panicked { .. } => "panic",
             Self::MemoryLimit(_) => "memory_limit",
             Self::OutputLimit => "output_limit",
             Self::Timeout(_) => "timeout",

@@ -1,31 +1,93 @@
-//! Guest stdout/stderr, forwarded line by line to the gateway's log.
+//! What a guest writes to the gateway's log: its stdout/stderr line by line,
+//! and (contract 0.1.1) levelled lines and panic reports. Every line goes out
+//! under target `guest` with the agent id, the run id and, through the span of
+//! the caller that started the run, the request id.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::AsyncWrite;
+use tracing::Level;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
 /// Longest line kept; the rest of an overlong line is dropped, not buffered.
-const MAX_LINE: usize = 4096;
+pub const MAX_LINE: usize = 4096;
 
-/// A guest output stream that writes to `tracing` under target `guest`.
+/// Who is writing: one per run (or per `info()` call).
+#[derive(Clone)]
+pub struct LogContext {
+    agent: Arc<str>,
+    run_id: Option<Arc<str>>,
+    /// The span the run was started under (an HTTP request's, with its id).
+    /// Kept explicitly: guest output is written from wasmtime's own tasks.
+    span: tracing::Span,
+}
+
+impl LogContext {
+    /// Lines of `agent`'s run `run_id`, under the current span.
+    pub fn new(agent: &str, run_id: Option<&str>) -> Self {
+        Self { agent: agent.into(), run_id: run_id.map(Into::into), span: tracing::Span::current() }
+    }
+
+    /// The agent's id.
+    pub fn agent(&self) -> &str {
+        &self.agent
+    }
+
+    /// Write one line at `level`; `stream` names stdout/stderr for their lines.
+    pub fn line(&self, level: Level, stream: Option<&'static str>, text: &str) {
+        let text = cut(text.trim_end(), MAX_LINE);
+        let (agent, run_id) = (&*self.agent, self.run_id.as_deref());
+        macro_rules! line {
+            ($level:expr) => {
+                tracing::event!(target: "guest", parent: &self.span, $level, agent, run_id, stream, "{text}")
+            };
+        }
+        match level {
+            Level::TRACE => line!(Level::TRACE),
+            Level::DEBUG => line!(Level::DEBUG),
+            Level::INFO => line!(Level::INFO),
+            Level::WARN => line!(Level::WARN),
+            Level::ERROR => line!(Level::ERROR),
+        }
+    }
+
+    /// Report that the agent panicked with `message`.
+    pub fn panicked(&self, message: &str) {
+        let (agent, run_id) = (&*self.agent, self.run_id.as_deref());
+        tracing::error!(target: "guest", parent: &self.span, agent, run_id, "agent panicked: {message}");
+    }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+pub fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// A guest output stream that writes to the log, one line per event.
 #[derive(Clone)]
 pub struct GuestLog {
-    agent: Arc<str>,
+    context: LogContext,
     stream: &'static str,
 }
 
 impl GuestLog {
     /// The agent's stdout.
-    pub fn stdout(agent: &str) -> Self {
-        Self { agent: agent.into(), stream: "stdout" }
+    pub fn stdout(context: &LogContext) -> Self {
+        Self { context: context.clone(), stream: "stdout" }
     }
 
     /// The agent's stderr.
-    pub fn stderr(agent: &str) -> Self {
-        Self { agent: agent.into(), stream: "stderr" }
+    pub fn stderr(context: &LogContext) -> Self {
+        Self { context: context.clone(), stream: "stderr" }
     }
 }
 
@@ -50,7 +112,7 @@ impl LineWriter {
     fn flush_line(&mut self) {
         if !self.line.is_empty() {
             let text = String::from_utf8_lossy(&self.line);
-            tracing::info!(target: "guest", agent = %self.log.agent, stream = self.log.stream, "{}", text.trim_end());
+            self.log.context.line(Level::INFO, Some(self.log.stream), &text);
             self.line.clear();
         }
     }

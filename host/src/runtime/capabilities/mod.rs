@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod llm;
+pub mod log;
 pub mod memory;
 pub mod output;
 pub mod session;
@@ -16,7 +17,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::agent::AgentSettings;
 use super::budget::Exhausted;
-use super::guest_log::GuestLog;
+use super::guest_log::{GuestLog, LogContext};
 use crate::chat::{AgentId, Event};
 use crate::sessions::SessionData;
 
@@ -35,6 +36,8 @@ pub struct RunContext {
     pub events: Option<mpsc::Sender<Event>>,
     /// `None` for a throw-away session: empty history, no reply kept.
     pub session: Option<SessionData>,
+    /// The run's id for log lines (`None` for `info`).
+    pub run_id: Option<String>,
 }
 
 impl Capabilities {
@@ -54,8 +57,8 @@ impl Capabilities {
         let keep_reply = run.session.is_some();
         // No env, no args, no preopened dirs, no socket addresses allowed:
         // the defaults of the builder. Only stdout/stderr are wired, to the log.
-        let agent = self.agent.as_str();
-        let wasi = WasiCtx::builder().stdout(GuestLog::stdout(agent)).stderr(GuestLog::stderr(agent)).build();
+        let log = LogContext::new(self.agent.as_str(), run.run_id.as_deref());
+        let wasi = WasiCtx::builder().stdout(GuestLog::stdout(&log)).stderr(GuestLog::stderr(&log)).build();
         RunState {
             wasi,
             table: ResourceTable::new(),
@@ -64,6 +67,7 @@ impl Capabilities {
             memory: self.memory.instantiate(),
             output: self.output.instantiate(run.events, keep_reply),
             session: session::SessionState::new(run.session.unwrap_or_default()),
+            log: log::LogState::new(log),
         }
     }
 }
@@ -78,6 +82,7 @@ pub struct RunState {
     pub memory: memory::MemoryLimiter,
     pub output: output::OutputState,
     pub session: session::SessionState,
+    pub log: log::LogState,
 }
 
 impl RunState {

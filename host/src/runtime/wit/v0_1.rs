@@ -31,10 +31,11 @@ wasmtime::component::bindgen!({
 });
 
 // `self::` because the generated module shares the crate's name.
-use self::wasmclaw::agent::{config, llm, output, session, types};
+use self::wasmclaw::agent::{config, llm, log, output, session, types};
 
-/// The world's name, as logs and errors show it.
-pub const WORLD: &str = "wasmclaw:agent@0.1.0";
+/// The world's name, as logs and errors show it. The linker also serves
+/// components built for 0.1.0 with it (semver-compatible names).
+pub const WORLD: &str = "wasmclaw:agent@0.1.1";
 
 /// Link every import of this world.
 pub fn add_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
@@ -73,6 +74,25 @@ impl session::Host for RunState {
 
     fn delete(&mut self, key: String) -> wasmtime::Result<()> {
         self.session.delete(key);
+        Ok(())
+    }
+}
+
+impl log::Host for RunState {
+    fn write(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            log::Level::Trace => tracing::Level::TRACE,
+            log::Level::Debug => tracing::Level::DEBUG,
+            log::Level::Info => tracing::Level::INFO,
+            log::Level::Warn => tracing::Level::WARN,
+            log::Level::Error => tracing::Level::ERROR,
+        };
+        self.log.write(level, &message);
+        Ok(())
+    }
+
+    fn panicked(&mut self, message: String) -> wasmtime::Result<()> {
+        self.log.panicked(&message);
         Ok(())
     }
 }
