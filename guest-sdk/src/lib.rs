@@ -25,17 +25,10 @@
 //! export_agent!(Shout);
 //! ```
 //!
-//! `Cargo.toml` of such a plugin:
-//!
-//! ```toml
-//! [lib]
-//! crate-type = ["cdylib"]
-//!
-//! [dependencies]
-//! wasmclaw-sdk = "0.1"
-//! ```
-//!
-//! and `cargo build --target wasm32-wasip2 --release` yields
+//! `wasmclaw new agent NAME` writes such a crate with this SDK (and the WIT
+//! it is built from) beside it as a path dependency, a unit test on
+//! [`testing`] (feature `testing`) and a gateway config;
+//! `cargo build --target wasm32-wasip2 --release` yields
 //! `target/wasm32-wasip2/release/<crate>.wasm`.
 
 #[doc(hidden)]
@@ -48,10 +41,21 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "__export_agent_bindings",
         default_bindings_module: "wasmclaw_sdk::bindings",
+        // So agents' unit tests can compare messages and events.
+        additional_derives: [PartialEq, Eq],
     });
 }
 
-use bindings::wasmclaw::agent::{config as host_config, output as host_output, session as host_session};
+mod host;
+mod llm_text;
+pub mod log;
+mod message;
+#[cfg(not(target_arch = "wasm32"))]
+#[cfg_attr(not(feature = "testing"), allow(dead_code))]
+mod native;
+mod state;
+#[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
+pub mod testing;
 
 pub use bindings::wasmclaw::agent::types::{
     AgentError, AgentInfo, EmitError, Event, FinishReason, Message, Role, RunRequest, ToolCall, ToolCallDelta,
@@ -84,7 +88,7 @@ impl Output {
 
     /// Send any event.
     pub fn emit(&self, event: &Event) -> Result<(), EmitError> {
-        host_output::emit(event)
+        host::emit(event)
     }
 
     /// Send a piece of reply text.
@@ -112,6 +116,11 @@ impl Output {
         self.emit(&Event::Usage(Usage { prompt_tokens, completion_tokens }))
     }
 
+    /// Report the tokens every model call of this run used, summed ([`llm::usage`]).
+    pub fn llm_usage(&self) -> Result<(), EmitError> {
+        self.emit(&Event::Usage(llm::usage()))
+    }
+
     /// Say why the reply ended (default: `stop`, or `tool-calls` after tool calls).
     pub fn finish(&self, reason: FinishReason) -> Result<(), EmitError> {
         self.emit(&Event::Finish(reason))
@@ -122,7 +131,7 @@ impl Output {
 pub mod config {
     /// The value of `key`, if the operator set it.
     pub fn get(key: &str) -> Option<String> {
-        super::host_config::get(key)
+        crate::host::config_get(key)
     }
 }
 
@@ -131,11 +140,12 @@ pub mod config {
 /// Requests without a `user` or session key get a fresh session each time:
 /// then `history()` is empty and state does not outlive the run.
 pub mod session {
+    pub use crate::state::{StateError, get_json, set, set_json};
     use crate::{Message, Role};
 
     /// The transcript before this turn, oldest first.
     pub fn history() -> Vec<Message> {
-        super::host_session::history()
+        crate::host::history()
     }
 
     /// How many user turns the session has had before this one.
@@ -145,17 +155,12 @@ pub mod session {
 
     /// A value this agent stored in this session.
     pub fn get(key: &str) -> Option<Vec<u8>> {
-        super::host_session::get(key)
-    }
-
-    /// Store a value; kept only if the run succeeds. Errors name the limit exceeded.
-    pub fn set(key: &str, value: &[u8]) -> Result<(), String> {
-        super::host_session::set(key, value)
+        crate::host::state_get(key)
     }
 
     /// Remove a value.
     pub fn delete(key: &str) {
-        super::host_session::delete(key)
+        crate::host::state_delete(key)
     }
 }
 
@@ -178,19 +183,21 @@ pub mod session {
 /// # }
 /// ```
 pub mod llm {
-    use crate::bindings::wasmclaw::agent::llm as host;
-    pub use host::{CompletionRequest, LlmError};
+    pub use crate::bindings::wasmclaw::agent::llm::{CompletionRequest, LlmError};
+    pub use crate::llm_text::{TextCompletion, complete_text, usage};
 
     /// Start a streaming completion. Iterate the result for its events.
     pub fn stream(request: &CompletionRequest) -> Result<Completion, LlmError> {
-        host::complete(request).map(|inner| Completion { inner, done: false })
+        crate::host::complete(request).map(|inner| Completion { inner, done: false, reported: None })
     }
 
     /// A completion in progress; dropping it closes the upstream request.
     #[derive(Debug)]
     pub struct Completion {
-        inner: host::Completion,
+        inner: crate::host::Completion,
         done: bool,
+        /// The last usage this completion reported (counted in [`usage`]).
+        reported: Option<crate::Usage>,
     }
 
     impl Iterator for Completion {
@@ -200,8 +207,13 @@ pub mod llm {
             if self.done {
                 return None;
             }
-            match self.inner.next() {
-                Ok(Some(event)) => Some(Ok(event)),
+            match crate::host::next(&self.inner) {
+                Ok(Some(event)) => {
+                    if let crate::Event::Usage(now) = event {
+                        crate::llm_text::count_usage(self.reported.replace(now), now);
+                    }
+                    Some(Ok(event))
+                }
                 Ok(None) => {
                     self.done = true;
                     None
@@ -258,19 +270,32 @@ pub mod __private {
 
     /// Entry point the export macro wires to the component's `run` export.
     pub fn run<A: crate::Agent>(req: crate::RunRequest) -> Result<(), crate::AgentError> {
+        #[cfg(target_arch = "wasm32")]
+        crate::log::report_panics();
+        crate::llm_text::reset_usage();
         A::default().run(req, &crate::Output::new())
+    }
+
+    /// Entry point the export macro wires to the component's `info` export.
+    pub fn info<A: crate::Agent>() -> crate::AgentInfo {
+        #[cfg(target_arch = "wasm32")]
+        crate::log::report_panics();
+        A::info()
     }
 }
 
-/// Export a type implementing [`Agent`] as the component's agent.
+/// Export a type implementing [`Agent`] as the component's agent. Only a
+/// wasm build exports anything: natively (`cargo test`) the agent is run by
+/// [`testing::TestHost`](crate::testing) instead.
 #[macro_export]
 macro_rules! export_agent {
     ($agent:ty) => {
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct __WasmclawAgentExport;
             impl $crate::__private::Guest for __WasmclawAgentExport {
                 fn info() -> $crate::AgentInfo {
-                    <$agent as $crate::Agent>::info()
+                    $crate::__private::info::<$agent>()
                 }
                 fn run(req: $crate::RunRequest) -> ::core::result::Result<(), $crate::AgentError> {
                     $crate::__private::run::<$agent>(req)
@@ -278,5 +303,8 @@ macro_rules! export_agent {
             }
     $crate::__private::export!(__WasmclawAgentExport with_types_in $crate::bindings);
         };
+        // Natively the agent is only run by tests: keep it from counting as unused.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn() -> $crate::AgentInfo = <$agent as $crate::Agent>::info;
     };
 }

@@ -9,6 +9,7 @@ mod pg;
 mod support;
 
 mod cli;
+mod guest_log;
 mod cluster;
 mod cluster_registry;
 mod config;

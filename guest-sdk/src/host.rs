@@ -1,0 +1,61 @@
+//! Every call into the gateway goes through here: the component's imports
+//! when built for wasm, the fake gateway of [`crate::testing`] when an agent's
+//! unit tests run natively. The public modules (`config`, `session`, `llm`,
+//! `log`, [`crate::Output`]) never call the generated bindings directly, so
+//! `cargo test` on an agent crate never reaches an import that cannot run.
+
+#[cfg(target_arch = "wasm32")]
+mod imp {
+    use crate::bindings::wasmclaw::agent::{config, llm, log, output, session};
+    use crate::{EmitError, Event, Message};
+
+    /// A model completion in progress: the host's resource.
+    pub type Completion = llm::Completion;
+
+    pub fn emit(event: &Event) -> Result<(), EmitError> {
+        output::emit(event)
+    }
+
+    pub fn config_get(key: &str) -> Option<String> {
+        config::get(key)
+    }
+
+    pub fn history() -> Vec<Message> {
+        session::history()
+    }
+
+    pub fn state_get(key: &str) -> Option<Vec<u8>> {
+        session::get(key)
+    }
+
+    pub fn state_set(key: &str, value: &[u8]) -> Result<(), String> {
+        session::set(key, value)
+    }
+
+    pub fn state_delete(key: &str) {
+        session::delete(key)
+    }
+
+    pub fn complete(request: &llm::CompletionRequest) -> Result<Completion, llm::LlmError> {
+        llm::complete(request)
+    }
+
+    pub fn next(completion: &Completion) -> Result<Option<Event>, llm::LlmError> {
+        completion.next()
+    }
+
+    pub fn log(level: crate::log::Level, message: &str) {
+        log::write(level, message)
+    }
+
+    pub fn panicked(message: &str) {
+        log::panicked(message)
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use crate::native::{
+    Completion, complete, config_get, emit, history, log, next, state_delete, state_get, state_set,
+};
+#[cfg(target_arch = "wasm32")]
+pub use imp::*;

@@ -1,0 +1,143 @@
+//! The gateway's side of every import when an agent runs natively: the fake
+//! run a [`crate::testing::TestHost`] installs on the calling thread. Outside
+//! such a run a call panics (an ordinary, unwinding panic) saying how to
+//! unit-test an agent; log lines go to stderr.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::llm::{CompletionRequest, LlmError};
+use crate::log::Level;
+use crate::{EmitError, Event, Message};
+
+/// The host's limits on session state, as the gateway enforces them.
+const MAX_STATE_KEY_BYTES: usize = 256;
+const MAX_STATE_VALUE_BYTES: usize = 64 << 10;
+const MAX_STATE_TOTAL_BYTES: usize = 1 << 20;
+
+const NO_HOST: &str = "this wasmclaw-sdk call needs the gateway, and this code runs natively outside it. \
+     In unit tests, enable the SDK's `testing` feature and run the agent with `wasmclaw_sdk::testing::TestHost`";
+
+/// What the fake gateway holds and records for one run.
+#[derive(Default)]
+pub(crate) struct FakeRun {
+    pub config: BTreeMap<String, String>,
+    pub history: Vec<Message>,
+    pub state: BTreeMap<String, Vec<u8>>,
+    pub completions: VecDeque<Scripted>,
+    pub emit_limit: Option<usize>,
+    pub events: Vec<Event>,
+    pub logs: Vec<(Level, String)>,
+    pub requests: Vec<CompletionRequest>,
+}
+
+/// One scripted answer of the model.
+#[derive(Debug, Clone)]
+pub(crate) enum Scripted {
+    /// These events, then the end of the stream or this error.
+    Stream(Vec<Event>, Option<LlmError>),
+    /// `complete` itself fails.
+    Refuse(LlmError),
+}
+
+thread_local! {
+    static RUN: RefCell<Option<FakeRun>> = const { RefCell::new(None) };
+}
+
+/// Make `run` the fake gateway of this thread until [`take`].
+pub(crate) fn install(run: FakeRun) {
+    RUN.with(|r| *r.borrow_mut() = Some(run));
+}
+
+/// End the fake run on this thread and return what it recorded.
+pub(crate) fn take() -> Option<FakeRun> {
+    RUN.with(|r| r.borrow_mut().take())
+}
+
+fn with<T>(f: impl FnOnce(&mut FakeRun) -> T) -> T {
+    RUN.with(|r| match r.borrow_mut().as_mut() {
+        Some(run) => f(run),
+        None => panic!("{NO_HOST}"),
+    })
+}
+
+/// A scripted completion being read.
+#[derive(Debug)]
+pub struct Completion {
+    items: RefCell<VecDeque<Result<Event, LlmError>>>,
+}
+
+pub fn emit(event: &Event) -> Result<(), EmitError> {
+    with(|run| {
+        if run.emit_limit.is_some_and(|limit| run.events.len() >= limit) {
+            return Err(EmitError::Closed);
+        }
+        run.events.push(event.clone());
+        Ok(())
+    })
+}
+
+pub fn config_get(key: &str) -> Option<String> {
+    with(|run| run.config.get(key).cloned())
+}
+
+pub fn history() -> Vec<Message> {
+    with(|run| run.history.clone())
+}
+
+pub fn state_get(key: &str) -> Option<Vec<u8>> {
+    with(|run| run.state.get(key).cloned())
+}
+
+pub fn state_set(key: &str, value: &[u8]) -> Result<(), String> {
+    with(|run| {
+        if key.len() > MAX_STATE_KEY_BYTES {
+            return Err(format!("state key is {} bytes; the limit is {MAX_STATE_KEY_BYTES}", key.len()));
+        }
+        if value.len() > MAX_STATE_VALUE_BYTES {
+            return Err(format!("state value is {} bytes; the limit is {MAX_STATE_VALUE_BYTES}", value.len()));
+        }
+        let others: usize = run.state.iter().filter(|(k, _)| *k != key).map(|(k, v)| k.len() + v.len()).sum();
+        let total = others + key.len() + value.len();
+        if total > MAX_STATE_TOTAL_BYTES {
+            return Err(format!("session state would be {total} bytes; the limit is {MAX_STATE_TOTAL_BYTES}"));
+        }
+        run.state.insert(key.to_string(), value.to_vec());
+        Ok(())
+    })
+}
+
+pub fn state_delete(key: &str) {
+    with(|run| run.state.remove(key));
+}
+
+pub fn complete(request: &CompletionRequest) -> Result<Completion, LlmError> {
+    with(|run| {
+        run.requests.push(request.clone());
+        let script = run.completions.pop_front().unwrap_or_else(|| {
+            Scripted::Refuse(LlmError::Unavailable(
+                "no scripted model answer left: add one with TestHost::llm_reply (or llm_events, llm_error)".into(),
+            ))
+        });
+        match script {
+            Scripted::Refuse(e) => Err(e),
+            Scripted::Stream(events, end) => {
+                let items = events.into_iter().map(Ok).chain(end.map(Err)).collect();
+                Ok(Completion { items: RefCell::new(items) })
+            }
+        }
+    })
+}
+
+pub fn next(completion: &Completion) -> Result<Option<Event>, LlmError> {
+    completion.items.borrow_mut().pop_front().transpose()
+}
+
+pub fn log(level: Level, message: &str) {
+    eprintln!("[{level:?}] {message}");
+    RUN.with(|r| {
+        if let Some(run) = r.borrow_mut().as_mut() {
+            run.logs.push((level, message.to_string()));
+        }
+    });
+}
