@@ -1,5 +1,10 @@
 //! The `wasmclaw` command line. Each subcommand calls the same code the
-//! servers use; this file only parses and prints.
+//! servers use; this file only parses and prints. The agent author's
+//! commands live beside it: `new` (project templates) and `plugin` (serving
+//! one component file for `agent --plugin` and `dev`).
+
+mod new;
+mod plugin;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -46,9 +51,15 @@ pub enum Command {
     },
     /// Run one agent turn locally and print the reply as it streams.
     Agent {
-        /// Agent id (default: `agents.default`).
+        /// Agent id (default: `agents.default`; with --plugin, the file's name).
         #[arg(long)]
         agent: Option<String>,
+        /// Run this component file instead of a configured agent (no config needed).
+        #[arg(long, conflicts_with = "config")]
+        plugin: Option<PathBuf>,
+        /// With --plugin: a config value the agent reads with `config::get` (repeatable).
+        #[arg(long, value_name = "KEY=VALUE", requires = "plugin")]
+        set: Vec<String>,
         /// The user message.
         #[arg(long)]
         message: String,
@@ -61,6 +72,27 @@ pub enum Command {
         /// JSON5 config file.
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+    /// Serve one component file on loopback (chat endpoint on, no credentials),
+    /// reloading it whenever the file changes; a broken build is refused and
+    /// the last good one keeps serving.
+    Dev {
+        /// The component, e.g. target/wasm32-wasip2/release/my_agent.wasm.
+        file: PathBuf,
+        /// Agent id (default: the file's name).
+        #[arg(long)]
+        agent: Option<String>,
+        /// A config value the agent reads with `config::get` (repeatable).
+        #[arg(long, value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Listen on this port (0 picks a free one).
+        #[arg(long, default_value_t = crate::config::DEFAULT_PORT)]
+        port: u16,
+    },
+    /// Create a project.
+    New {
+        #[command(subcommand)]
+        what: NewAction,
     },
     /// Manage the agents of a running gateway (token from OPENCLAW_GATEWAY_TOKEN or _PASSWORD).
     Agents {
@@ -93,6 +125,23 @@ pub enum AgentsAction {
     Remove { id: String },
 }
 
+/// `wasmclaw new …`
+#[derive(Debug, Subcommand)]
+pub enum NewAction {
+    /// A new agent project that builds where it is created: the example
+    /// agent, a unit test, a gateway config and a README.
+    Agent {
+        /// The agent's name (also its id and package name): a-z, 0-9, `-`, `_`.
+        name: String,
+        /// The language to write it in.
+        #[arg(long, value_enum, default_value_t = new::Lang::Rust)]
+        lang: new::Lang,
+        /// The folder to create (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
 /// `wasmclaw sessions …`
 #[derive(Debug, Subcommand)]
 pub enum SessionsAction {
@@ -112,9 +161,18 @@ pub enum SessionsAction {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Gateway { config, port } => gateway(config, port).await,
-        Command::Agent { agent, message, session_key, json, config } => {
-            agent_turn(config, agent, message, session_key, json).await
+        Command::Agent { agent, plugin: Some(file), set, message, session_key, json, .. } => {
+            let scratch = plugin::Scratch::new()?;
+            plugin::share_compile_cache(&scratch);
+            let args = plugin::PluginArgs { file: &file, agent: agent.as_deref(), set: &set, port: 0 };
+            let (config, id) = plugin::config(&scratch, &args)?;
+            agent_turn(config, Some(id.to_string()), message, session_key, json).await
         }
+        Command::Agent { agent, plugin: None, message, session_key, json, config, .. } => {
+            agent_turn(Config::load(config.as_deref())?, agent, message, session_key, json).await
+        }
+        Command::Dev { file, agent, set, port } => dev(&file, agent.as_deref(), &set, port).await,
+        Command::New { what: NewAction::Agent { name, lang, dir } } => new::agent(&name, lang, dir.as_deref()),
         Command::Sessions { action, config } => sessions(config, action).await,
         Command::Agents { action, url } => agents_admin(&url, action).await,
     }
@@ -201,6 +259,39 @@ async fn gateway(config_path: Option<PathBuf>, port: Option<u16>) -> anyhow::Res
     if let Some(port) = port {
         config.gateway.port = port;
     }
+    serve(config, |_, _| ()).await
+}
+
+/// `wasmclaw dev`: the gateway with one agent from a file, reloaded on change
+/// by the config watcher (which installs only content that changed).
+async fn dev(file: &std::path::Path, agent: Option<&str>, set: &[String], port: u16) -> anyhow::Result<()> {
+    let scratch = plugin::Scratch::new()?;
+    plugin::share_compile_cache(&scratch);
+    let (config, id) = plugin::config(&scratch, &plugin::PluginArgs { file, agent, set, port })?;
+    let file = config.resolve_path(&config.agent_entries()[id.as_str()].plugin);
+    serve(config, move |gw, base| {
+        let mut changes = gw.agents.subscribe();
+        println!(
+            "serving {} as agent {:?}; rebuild it and new requests get the new version",
+            file.display(),
+            id.as_str()
+        );
+        println!(
+            "try: curl -sS {base}/v1/chat/completions -H 'Content-Type: application/json' \\\n  \
+             -d '{{\"model\":\"openclaw\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'"
+        );
+        tokio::spawn(async move {
+            while let Ok(change) = changes.recv().await {
+                let digest = change.digest.as_deref().map_or("", |d| &d[..12]);
+                println!("agent {:?} {} {digest}", change.id, change.action);
+            }
+        });
+    })
+    .await
+}
+
+/// Listen, print the address (tests and scripts read it), call `ready`, serve until a signal.
+async fn serve(config: Config, ready: impl FnOnce(&std::sync::Arc<Gateway>, &str)) -> anyhow::Result<()> {
     // Every connection is a descriptor; the connection caps are sized from this limit.
     if let Err(e) = crate::http::raise_fd_limit() {
         tracing::warn!(error = %e, fd_limit = crate::http::fd_limit(), "cannot raise the open-file limit");
@@ -215,6 +306,7 @@ async fn gateway(config_path: Option<PathBuf>, port: Option<u16>) -> anyhow::Res
     tracing::info!(%local, chat_completions = chat, agents = gw.agents.registry().list().len(), allocation = %allocation, "gateway ready");
     // Scripts and tests read this line to find the port.
     println!("wasmclaw listening on http://{local}");
+    ready(&gw, &format!("http://{local}"));
     std::io::stdout().flush()?;
     crate::http::serve(gw, listener, shutdown_signal()).await?;
     tracing::info!("gateway stopped");
@@ -235,13 +327,12 @@ async fn shutdown_signal() {
 }
 
 async fn agent_turn(
-    config_path: Option<PathBuf>,
+    config: Config,
     agent: Option<String>,
     message: String,
     session_key: Option<String>,
     json_lines: bool,
 ) -> anyhow::Result<()> {
-    let config = Config::load(config_path.as_deref())?;
     let agents = Agents::from_config(&config).await?;
     let agent = match agent {
         Some(raw) => AgentId::parse(&raw).with_context(|| format!("{raw:?} is not a valid agent id"))?,

@@ -2,13 +2,15 @@ use std::io::IsTerminal;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use wasmclaw::cli::{Cli, LogFormat};
+use wasmclaw::cli::{Cli, Command, LogFormat};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // `wasmclaw dev` is for agent authors: their agents' debug lines too.
+    let guest = if matches!(cli.command, Command::Dev { .. }) { ",guest=debug" } else { "" };
     let filter = EnvFilter::try_from_env("WASMCLAW_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,wasmtime=warn,cranelift=warn,tower_http=warn"));
+        .unwrap_or_else(|_| EnvFilter::new(format!("info,wasmtime=warn,cranelift=warn,tower_http=warn{guest}")));
     // Colour only on a terminal: log files and collectors get plain text.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -8,12 +8,13 @@
 mod pg;
 mod support;
 
+mod author;
 mod cli;
-mod guest_log;
 mod cluster;
 mod cluster_registry;
 mod config;
 mod connections;
+mod guest_log;
 mod hardening;
 mod hot_swap;
 mod http_auth;

@@ -119,6 +119,27 @@ impl TestGateway {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Self::launch(cmd, state, dir)
+    }
+
+    /// Run another serving command (`wasmclaw dev …`) with `state` as its
+    /// state folder and `env` set; `Err` carries stderr if it never listens.
+    pub fn start_command(args: &[&std::ffi::OsStr], state: &Path, env: &[(&str, &str)]) -> Result<Self, String> {
+        let mut cmd = Command::new(binary());
+        cmd.args(args)
+            .env("WASMCLAW_STATE_DIR", state)
+            .env_remove("OPENCLAW_GATEWAY_TOKEN")
+            .env("WASMCLAW_LOG", "info,wasmclaw=debug,tower_http=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Self::launch(cmd, state, None)
+    }
+
+    /// Spawn `cmd`, collect its stderr, and wait for its "listening" line.
+    fn launch(mut cmd: Command, state: &Path, dir: Option<tempfile::TempDir>) -> Result<Self, String> {
         let mut child = cmd.spawn().expect("spawn wasmclaw");
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut err_pipe = child.stderr.take().unwrap();

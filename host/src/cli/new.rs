@@ -1,0 +1,181 @@
+//! `wasmclaw new agent`: a project that builds where it is created. The
+//! templates are embedded in the binary (`host/templates/`); a Rust project
+//! also gets the SDK and the contract this binary was built with
+//! (`build.rs` embeds them), as a path dependency, so it depends neither on
+//! this repository nor on a registry having the SDK.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
+}
+
+/// Languages a project can be written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// Rust with the wasmclaw SDK (cargo, wasm32-wasip2).
+    Rust,
+    /// Python with componentize-py.
+    Python,
+    /// JavaScript with componentize-js.
+    Js,
+}
+
+/// A template file: its path in the project and its text with `{{…}}` placeholders.
+type Template = (&'static str, &'static str);
+
+const RUST: &[Template] = &[
+    ("Cargo.toml", include_str!("../../templates/rust/Cargo.toml")),
+    (".cargo/config.toml", include_str!("../../templates/rust/cargo-config.toml")),
+    (".gitignore", include_str!("../../templates/rust/gitignore")),
+    ("src/lib.rs", include_str!("../../templates/rust/lib.rs")),
+    ("gateway.json5", include_str!("../../templates/rust/gateway.json5")),
+    ("README.md", include_str!("../../templates/rust/README.md")),
+];
+
+const PYTHON: &[Template] = &[
+    ("app.py", include_str!("../../templates/python/app.py")),
+    ("test_app.py", include_str!("../../templates/python/test_app.py")),
+    ("wasmclaw_testing.py", include_str!("../../templates/python/wasmclaw_testing.py")),
+    ("pyproject.toml", include_str!("../../templates/python/pyproject.toml")),
+    (".gitignore", include_str!("../../templates/python/gitignore")),
+    ("gateway.json5", include_str!("../../templates/python/gateway.json5")),
+    ("README.md", include_str!("../../templates/python/README.md")),
+];
+
+const JS: &[Template] = &[
+    ("agent.js", include_str!("../../templates/js/agent.js")),
+    ("logic.js", include_str!("../../templates/js/logic.js")),
+    ("logic.test.js", include_str!("../../templates/js/logic.test.js")),
+    ("package.json", include_str!("../../templates/js/package.json")),
+    (".gitignore", include_str!("../../templates/js/gitignore")),
+    ("gateway.json5", include_str!("../../templates/js/gateway.json5")),
+    ("README.md", include_str!("../../templates/js/README.md")),
+];
+
+/// Write a new agent project `name` in `dir` (default `./name`) and say what to do next.
+pub fn agent(name: &str, lang: Lang, dir: Option<&Path>) -> anyhow::Result<()> {
+    let dir = dir.map_or_else(|| PathBuf::from(name), Path::to_path_buf);
+    let files = project(name, lang)?;
+    if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        anyhow::bail!("{} already exists and is not empty", dir.display());
+    }
+    for (path, text) in &files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().expect("a file in the project"))
+            .and_then(|()| std::fs::write(&path, text))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let cd = dir.display();
+    let next = match lang {
+        Lang::Rust => format!(
+            "  cd {cd}\n  cargo test\n  cargo build --target wasm32-wasip2 --release\n  wasmclaw dev {}",
+            component(name, lang)
+        ),
+        Lang::Python | Lang::Js => format!("  cd {cd}   # then follow README.md"),
+    };
+    println!("created {lang:?} agent {name:?} in {cd}\nnext:\n{next}");
+    Ok(())
+}
+
+/// The files of project `name`: path in the project → contents.
+pub fn project(name: &str, lang: Lang) -> anyhow::Result<Vec<(String, String)>> {
+    check_name(name)?;
+    let (templates, with_sdk) = match lang {
+        Lang::Rust => (RUST, true),
+        Lang::Python => (PYTHON, false),
+        Lang::Js => (JS, false),
+    };
+    let fill = |text: &str| {
+        text.replace("{{name}}", name)
+            .replace("{{type_name}}", &type_name(name))
+            .replace("{{component}}", &component(name, lang))
+            .replace("{{wasmclaw_version}}", env!("CARGO_PKG_VERSION"))
+    };
+    let mut files: Vec<(String, String)> =
+        templates.iter().map(|(path, text)| (path.to_string(), fill(text))).collect();
+    // Every language builds against the contract; Rust also gets the SDK, and
+    // starts from the dependency versions the SDK was tested with.
+    for (path, text) in embedded::SDK_FILES {
+        if with_sdk || path.starts_with("wit/") {
+            files.push((path.to_string(), text.to_string()));
+        }
+    }
+    if with_sdk {
+        files.push(("Cargo.lock".into(), embedded::CARGO_LOCK.into()));
+    }
+    Ok(files)
+}
+
+/// Where the project's build puts the component, relative to the project.
+fn component(name: &str, lang: Lang) -> String {
+    match lang {
+        Lang::Rust => format!("target/wasm32-wasip2/release/{}.wasm", name.replace('-', "_")),
+        Lang::Python | Lang::Js => format!("{name}.wasm"),
+    }
+}
+
+/// A name that is an agent id, a package name and an identifier once camel-cased.
+fn check_name(name: &str) -> anyhow::Result<()> {
+    let valid = name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    anyhow::ensure!(
+        valid,
+        "{name:?} is not a usable agent name: start with a-z, then a-z, 0-9, '-' or '_' (at most 64 characters)"
+    );
+    Ok(())
+}
+
+/// `my-agent` → `MyAgent`.
+fn type_name(name: &str) -> String {
+    name.split(['-', '_'])
+        .filter(|part| !part.is_empty())
+        .map(|part| part[..1].to_ascii_uppercase() + &part[1..])
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_ids_types_and_component_paths() {
+        assert_eq!(type_name("my-agent_2"), "MyAgent2");
+        assert_eq!(component("my-agent", Lang::Rust), "target/wasm32-wasip2/release/my_agent.wasm");
+        assert_eq!(component("my-agent", Lang::Python), "my-agent.wasm");
+        for bad in ["", "1abc", "Upper", "has space", "dot.ted", &"a".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(crate::chat::AgentId::parse("my-agent_2").is_some());
+    }
+
+    #[test]
+    fn a_rust_project_carries_a_standalone_sdk_and_the_contract() {
+        let files = project("shout", Lang::Rust).unwrap();
+        let file = |name: &str| &files.iter().find(|(p, _)| p == name).unwrap_or_else(|| panic!("no {name}")).1;
+        assert!(file("src/lib.rs").contains("struct Shout;"));
+        assert!(file("gateway.json5").contains("target/wasm32-wasip2/release/shout.wasm"));
+        assert!(!files.iter().any(|(_, text)| text.contains("{{")), "every placeholder is filled");
+        // The SDK builds outside this workspace: no inheritance, no self-dependency.
+        let manifest = file("wasmclaw-sdk/Cargo.toml");
+        assert!(!manifest.contains("workspace"), "{manifest}");
+        assert!(!manifest.contains("dev-dependencies"), "{manifest}");
+        assert!(manifest.contains("wit-bindgen"), "{manifest}");
+        assert!(file("wasmclaw-sdk/src/lib.rs").contains("path: \"../wit\""));
+        assert!(file("wit/agent.wit").contains("package wasmclaw:agent@"));
+        assert!(files.iter().any(|(p, _)| p == "wasmclaw-sdk/src/testing.rs"));
+    }
+
+    #[test]
+    fn other_languages_get_the_contract_but_no_rust() {
+        for lang in [Lang::Python, Lang::Js] {
+            let files = project("hello", lang).unwrap();
+            assert!(files.iter().any(|(p, _)| p == "wit/agent.wit"));
+            assert!(files.iter().all(|(p, _)| !p.starts_with("wasmclaw-sdk/") && p != "Cargo.lock"));
+            assert!(files.iter().any(|(p, text)| p == "gateway.json5" && text.contains("hello.wasm")));
+        }
+    }
+}
