@@ -19,6 +19,7 @@ mod hardening;
 mod hot_swap;
 mod http_auth;
 mod http_chat;
+mod languages;
 mod limits;
 mod openai_sdk;
 mod origins;

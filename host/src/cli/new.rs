@@ -170,6 +170,17 @@ mod tests {
     }
 
     #[test]
+    fn the_examples_use_the_templates_harness_and_entry_point() {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let read = |path: &str| std::fs::read_to_string(examples.join(path)).unwrap();
+        assert_eq!(
+            read("python-agent/wasmclaw_testing.py"),
+            include_str!("../../templates/python/wasmclaw_testing.py")
+        );
+        assert_eq!(read("js-agent/agent.js"), include_str!("../../templates/js/agent.js"));
+    }
+
+    #[test]
     fn other_languages_get_the_contract_but_no_rust() {
         for lang in [Lang::Python, Lang::Js] {
             let files = project("hello", lang).unwrap();

@@ -1,0 +1,152 @@
+//! Agents in Python (componentize-py) and JavaScript (componentize-js) under
+//! the same contract: the templates' unit tests pass, they build, and they
+//! answer through the real gateway. componentize-py is installed from PyPI
+//! into `target/componentize-py-venv` on first use (CI has `python3`+`venv`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::author::{new_project, run_plugin};
+use crate::support::*;
+use wasmclaw_mock_provider::{MockProvider, Reply};
+
+/// The componentize-py this repository's templates name.
+const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+/// The venv's `bin` folder; the first test to ask creates it, others wait.
+fn python_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let venv = repo().join("target").join("componentize-py-venv");
+        let bin = venv.join("bin");
+        let installed = |bin: &Path| {
+            let out = Command::new(bin.join("componentize-py")).arg("--version").output();
+            out.is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("0.25.1"))
+        };
+        if !installed(&bin) {
+            let status =
+                Command::new("python3").arg("-m").arg("venv").arg(&venv).status().expect("python3 is required");
+            assert!(status.success(), "python3 -m venv failed (Debian: apt-get install python3-venv)");
+            let status = Command::new(bin.join("pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check", COMPONENTIZE_PY])
+                .status()
+                .unwrap();
+            assert!(status.success(), "pip install {COMPONENTIZE_PY} failed");
+        }
+        bin
+    })
+    .clone()
+}
+
+/// Run a program of the venv in `dir`; panics with its output unless it succeeds.
+fn venv(dir: &Path, program: &str, args: &[&str]) -> String {
+    let out = Command::new(python_bin().join(program)).args(args).current_dir(dir).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{program} {args:?} in {}:\n{stdout}\n{stderr}", dir.display());
+    format!("{stdout}{stderr}")
+}
+
+/// Generate the bindings, run the unit tests, build `app` into `output`.
+fn test_and_build_python(dir: &Path, wit: &Path, output: &str) -> PathBuf {
+    let wit = wit.to_str().unwrap();
+    venv(dir, "componentize-py", &["-d", wit, "-w", "agent", "bindings", "."]);
+    let report = venv(dir, "python", &["-m", "unittest", "test_app"]);
+    assert!(report.contains("OK"), "{report}");
+    venv(dir, "componentize-py", &["-d", wit, "-w", "agent", "componentize", "app", "-o", output]);
+    dir.join(output)
+}
+
+#[test]
+fn a_new_python_agent_passes_its_unit_test_builds_and_answers() {
+    let (tmp, dir) = new_project("pyshout", "python");
+    let wasm = test_and_build_python(&dir, &dir.join("wit"), "pyshout.wasm");
+    assert_eq!(run_plugin(tmp.path(), &wasm, "hello", &["--set", "suffix=!!"]).unwrap(), "HELLO!!");
+}
+
+#[tokio::test]
+async fn the_python_example_answers_through_the_gateway_with_a_model_and_reports_panics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("calc");
+    std::fs::create_dir(&dir).unwrap();
+    for file in ["app.py", "test_app.py", "wasmclaw_testing.py"] {
+        std::fs::copy(repo().join("examples/python-agent").join(file), dir.join(file)).unwrap();
+    }
+    let wasm = tokio::task::spawn_blocking(move || test_and_build_python(&dir, &repo().join("wit"), "calc.wasm"))
+        .await
+        .unwrap();
+    // Compiling 19 MB of Python takes long in a debug build: a first run
+    // with the CLI fills the compile cache the gateway then starts from.
+    let state = tmp.path().join("state");
+    assert_eq!(run_plugin(&state, &wasm, "calc: 2 ** 10", &[]).unwrap(), "1024");
+    let mock = MockProvider::start();
+    mock.push(Reply::text(&["Par", "is."]));
+    let config = format!(
+        r#"{{
+  gateway: {{ http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} }},
+  providers: {{ mock: {{ baseUrl: "{}" }} }},
+  agents: {{ entries: {{ calc: {{ plugin: "{}", provider: "mock", model: "m", config: {{ systemPrompt: "Be brief." }} }} }} }},
+}}"#,
+        mock.url(),
+        wasm.display()
+    );
+    let gw = TestGateway::start_in(&state, &config);
+    let reply = |text: &str| gw.chat(ask("agent:calc", text)).send();
+    let res = reply("calc: 6 * (3 + 4)").await.unwrap();
+    assert_eq!(content(&res.json().await.unwrap()), "42");
+    let res = reply("Capital of France?").await.unwrap();
+    assert_eq!(content(&res.json().await.unwrap()), "Paris.");
+    let sent = &mock.requests()[0].body;
+    assert_eq!(sent["messages"][0]["role"], "system");
+    assert_eq!(sent["messages"][0]["content"], "Be brief.");
+    assert_eq!(sent["model"], "m");
+    // An exception: the client learns the agent panicked, and why.
+    let res = reply("calc: 1 / 0").await.unwrap();
+    assert_eq!(res.status(), 500);
+    let body: serde_json::Value = res.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with(r#"agent "calc" panicked: ZeroDivisionError: division by zero (at "#), "{message}");
+    gw.wait_for_log("the panic", |log| log.contains("agent panicked: ZeroDivisionError")).await;
+    assert!(gw.log().contains("cached=true"), "the gateway used the CLI's compiled code:\n{}", gw.log());
+}
+
+/// `npm` in `dir`; panics with its output unless it succeeds.
+fn npm(dir: &Path, args: &[&str]) {
+    let out = Command::new("npm").args(args).current_dir(dir).output().expect("npm is required");
+    assert!(
+        out.status.success(),
+        "npm {args:?} in {}:\n{}\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Heavy (componentize-js is ~400 MB of node modules, a build takes minutes),
+/// so not part of every `cargo test`: `cargo test --test all -- --ignored languages`.
+#[test]
+#[ignore = "needs npm and several minutes; run with --ignored"]
+fn the_js_template_and_example_test_build_and_answer() {
+    let (tmp, dir) = new_project("jsshout", "js");
+    npm(&dir, &["install", "--no-audit", "--no-fund"]);
+    npm(&dir, &["test"]);
+    npm(&dir, &["run", "build"]);
+    let wasm = dir.join("jsshout.wasm");
+    assert_eq!(run_plugin(tmp.path(), &wasm, "hello", &["--set", "suffix=!!"]).unwrap(), "HELLO!!");
+
+    let example = tmp.path().join("examples/js-agent");
+    std::fs::create_dir_all(&example).unwrap();
+    for file in ["agent.js", "logic.js", "logic.test.js", "package.json"] {
+        std::fs::copy(repo().join("examples/js-agent").join(file), example.join(file)).unwrap();
+    }
+    std::fs::create_dir_all(tmp.path().join("wit")).unwrap();
+    std::fs::copy(repo().join("wit/agent.wit"), tmp.path().join("wit/agent.wit")).unwrap();
+    std::os::unix::fs::symlink(dir.join("node_modules"), example.join("node_modules")).unwrap();
+    npm(&example, &["test"]);
+    npm(&example, &["run", "build"]);
+    let reply = run_plugin(tmp.path(), &example.join("wordcount.wasm"), "one two three", &[]).unwrap();
+    assert_eq!(reply, "3 words (3 in this session)");
+}
