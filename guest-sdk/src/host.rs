@@ -12,42 +12,52 @@ mod imp {
     /// A model completion in progress: the host's resource.
     pub type Completion = llm::Completion;
 
+    /// `output.emit`.
     pub fn emit(event: &Event) -> Result<(), EmitError> {
         output::emit(event)
     }
 
+    /// `config.get`.
     pub fn config_get(key: &str) -> Option<String> {
         config::get(key)
     }
 
+    /// `session.history`.
     pub fn history() -> Vec<Message> {
         session::history()
     }
 
+    /// `session.get`.
     pub fn state_get(key: &str) -> Option<Vec<u8>> {
         session::get(key)
     }
 
+    /// `session.set`.
     pub fn state_set(key: &str, value: &[u8]) -> Result<(), String> {
         session::set(key, value)
     }
 
+    /// `session.delete`.
     pub fn state_delete(key: &str) {
         session::delete(key)
     }
 
+    /// `llm.complete`.
     pub fn complete(request: &llm::CompletionRequest) -> Result<Completion, llm::LlmError> {
         llm::complete(request)
     }
 
+    /// `completion.next`.
     pub fn next(completion: &Completion) -> Result<Option<Event>, llm::LlmError> {
         completion.next()
     }
 
+    /// `log.write`.
     pub fn log(level: crate::log::Level, message: &str) {
         log::write(level, message)
     }
 
+    /// `log.panicked`.
     pub fn panicked(message: &str) {
         log::panicked(message)
     }

@@ -67,6 +67,7 @@ pub struct Completion {
     items: RefCell<VecDeque<Result<Event, LlmError>>>,
 }
 
+/// `output.emit`: record the event, or refuse once the scripted client has gone.
 pub fn emit(event: &Event) -> Result<(), EmitError> {
     with(|run| {
         if run.emit_limit.is_some_and(|limit| run.events.len() >= limit) {
@@ -77,18 +78,22 @@ pub fn emit(event: &Event) -> Result<(), EmitError> {
     })
 }
 
+/// `config.get`.
 pub fn config_get(key: &str) -> Option<String> {
     with(|run| run.config.get(key).cloned())
 }
 
+/// `session.history`.
 pub fn history() -> Vec<Message> {
     with(|run| run.history.clone())
 }
 
+/// `session.get`.
 pub fn state_get(key: &str) -> Option<Vec<u8>> {
     with(|run| run.state.get(key).cloned())
 }
 
+/// `session.set`, within the gateway's limits.
 pub fn state_set(key: &str, value: &[u8]) -> Result<(), String> {
     with(|run| {
         if key.len() > MAX_STATE_KEY_BYTES {
@@ -107,10 +112,12 @@ pub fn state_set(key: &str, value: &[u8]) -> Result<(), String> {
     })
 }
 
+/// `session.delete`.
 pub fn state_delete(key: &str) {
     with(|run| run.state.remove(key));
 }
 
+/// `llm.complete`: the next scripted answer.
 pub fn complete(request: &CompletionRequest) -> Result<Completion, LlmError> {
     with(|run| {
         run.requests.push(request.clone());
@@ -129,10 +136,12 @@ pub fn complete(request: &CompletionRequest) -> Result<Completion, LlmError> {
     })
 }
 
+/// `completion.next`.
 pub fn next(completion: &Completion) -> Result<Option<Event>, LlmError> {
     completion.items.borrow_mut().pop_front().transpose()
 }
 
+/// `log.write`: to stderr, and recorded during a run.
 pub fn log(level: Level, message: &str) {
     eprintln!("[{level:?}] {message}");
     RUN.with(|r| {

@@ -11,7 +11,7 @@ pub const ECHO_0_1_0_WASM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests
 /// The value of `key=` in a text log line, quotes removed.
 fn field<'l>(line: &'l str, key: &str) -> Option<&'l str> {
     let start = line.find(&format!("{key}="))? + key.len() + 1;
-    line[start..].split_whitespace().next().map(|v| v.trim_matches(|c| c == '"' || c == ':'))
+    line[start..].split_whitespace().next().map(|v| v.trim_end_matches([':', '}']).trim_matches('"'))
 }
 
 #[tokio::test]
@@ -42,6 +42,15 @@ async fn guest_lines_have_levels_and_carry_agent_run_and_request_ids() {
     }
     // Below the filter (guest=debug): not written at all.
     assert!(find("guest trace line").is_none(), "{log}");
+
+    // A WebSocket run's lines carry the id of the frame that started it.
+    let mut ws = Client::connect(&gw).await;
+    let params = serde_json::json!({"message": "over ws", "agentId": "fault-log", "idempotencyKey": "k-1"});
+    ws.send(serde_json::json!({"type": "req", "id": "ws-req-9", "method": "agent", "params": params})).await;
+    let log = gw.wait_for_log("the WebSocket run's line", |log| log.contains("guest info line for over ws")).await;
+    let line = log.lines().find(|l| l.contains("guest info line for over ws")).unwrap();
+    assert_eq!(field(line, "request_id"), Some("ws-req-9"), "{line}");
+    assert_eq!(field(line, "agent"), Some("fault-log"), "{line}");
 }
 
 #[tokio::test]

@@ -138,7 +138,10 @@ fn begin(
         None => None,
     };
     let input = RunInput::user_message(call.principal.clone(), agent, session, p.message);
-    let handle = call.gw.agents.start(input).map_err(|e| match e {
+    // The run's log lines, the agent's own included, carry the frame's id as their request id.
+    let request_id = call.id.as_str().map_or_else(|| call.id.to_string(), str::to_string);
+    let span = tracing::info_span!("ws_request", request_id = %request_id);
+    let handle = span.in_scope(|| call.gw.agents.start(input)).map_err(|e| match e {
         RunError::UnknownAgent(a) => WsError::invalid(format!("unknown agent {a:?}")),
         other => WsError::new(codes::UNAVAILABLE, other.to_string()),
     })?;
