@@ -27,7 +27,7 @@
 //!
 //! `wasmclaw new agent NAME` writes such a crate with this SDK (and the WIT
 //! it is built from) beside it as a path dependency, a unit test on
-//! [`testing`] (feature `testing`) and a gateway config;
+//! `testing::TestHost` (feature `testing`) and a gateway config;
 //! `cargo build --target wasm32-wasip2 --release` yields
 //! `target/wasm32-wasip2/release/<crate>.wasm`.
 
@@ -286,7 +286,7 @@ pub mod __private {
 
 /// Export a type implementing [`Agent`] as the component's agent. Only a
 /// wasm build exports anything: natively (`cargo test`) the agent is run by
-/// [`testing::TestHost`](crate::testing) instead.
+/// `testing::TestHost` (feature `testing`) instead.
 #[macro_export]
 macro_rules! export_agent {
     ($agent:ty) => {

@@ -1,7 +1,7 @@
 //! Log lines with levels. The gateway writes each line under target `guest`
 //! with the agent id, the run id and the request id; `WASMCLAW_LOG` filters
 //! them (`info,guest=debug` shows debug lines too). In unit tests the lines
-//! go to stderr and into [`crate::testing::TestRun::logs`].
+//! go to stderr and into `testing::TestRun::logs`.
 //!
 //! ```no_run
 //! use wasmclaw_sdk::log;
