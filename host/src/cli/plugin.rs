@@ -40,6 +40,7 @@ impl Drop for Scratch {
 
 /// What the command line says about the component to serve.
 pub struct PluginArgs<'a> {
+    /// The component file.
     pub file: &'a Path,
     /// `--agent`, else the file's name.
     pub agent: Option<&'a str>,
