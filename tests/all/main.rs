@@ -12,6 +12,7 @@ mod cli;
 mod cluster;
 mod config;
 mod connections;
+mod db;
 mod hardening;
 mod hot_swap;
 mod http_auth;

@@ -24,7 +24,7 @@ const RETRY_MAX: Duration = Duration::from_millis(250);
 
 /// The advisory lock key for a lane: the first 8 bytes of SHA-256, stable
 /// across processes, versions and platforms.
-pub fn key_hash(key: &str) -> i64 {
+pub(super) fn key_hash(key: &str) -> i64 {
     let digest = Sha256::digest(key.as_bytes());
     i64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 digest has 8 bytes"))
 }

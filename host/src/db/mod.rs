@@ -22,7 +22,7 @@ use tokio_postgres::error::SqlState;
 use crate::config::Secret;
 use control::Control;
 
-pub use lane::{LaneLock, key_hash};
+pub use lane::LaneLock;
 
 /// Channels every instance LISTENs on (payloads are each channel's own business).
 pub const CHANNELS: &[&str] = &["wasmclaw_agents", "wasmclaw_lanes", "wasmclaw_auth"];
@@ -129,7 +129,7 @@ impl Postgres {
             let mut client = pool.get().await?;
             migrations::run(&mut client).await?;
         }
-        let control = Arc::new(Control::new(config));
+        let control = Arc::new(Control::new(config, pool.clone()));
         let driver = control.open().await?;
         let tasks = vec![tokio::spawn(control.clone().supervise(driver)), tokio::spawn(control.clone().probe())];
         tracing::info!(migrations = migrations::POSTGRES.len(), "connected to the database");
