@@ -22,7 +22,7 @@ use tokio_postgres::error::SqlState;
 use crate::config::Secret;
 use control::Control;
 
-pub use lane::LaneLock;
+pub use lane::{LaneLock, key_hash};
 
 /// Channels every instance LISTENs on (payloads are each channel's own business).
 pub const CHANNELS: &[&str] = &["wasmclaw_agents", "wasmclaw_lanes", "wasmclaw_auth"];
