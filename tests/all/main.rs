@@ -13,6 +13,7 @@ mod cluster;
 mod cluster_registry;
 mod config;
 mod connections;
+mod db;
 mod hardening;
 mod hot_swap;
 mod http_auth;
