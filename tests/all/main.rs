@@ -21,6 +21,7 @@ mod http_chat;
 mod limits;
 mod openai_sdk;
 mod origins;
+mod outbound;
 mod providers;
 mod registry;
 mod secrets;

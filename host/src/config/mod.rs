@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use agents::{AgentEntry, AgentsConfig, LimitsConfig};
+pub use agents::{AgentEntry, AgentHttpConfig, AgentsConfig, CredentialConfig, HttpLimitsConfig, LimitsConfig};
 pub use providers::{HeaderValueConfig, ProviderConfig};
 pub use secret::Secret;
 pub use tokens::{TokenConfig, TokenRateLimit};

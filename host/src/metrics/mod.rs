@@ -63,6 +63,9 @@ pub struct Metrics {
     connections_refused: [AtomicU64; Refused::ALL.len()],
     connections_closed: [AtomicU64; Closed::ALL.len()],
     accept_errors: AtomicU64,
+    /// (agent, origin, outcome) → outbound requests agents sent.
+    agent_http: Mutex<BTreeMap<(String, String, String), u64>>,
+    agent_http_seconds: Mutex<BTreeMap<String, Histogram>>,
 }
 
 /// Why the listener closed a new connection without serving it.
@@ -182,6 +185,16 @@ impl Metrics {
         self.connections_closed[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// An agent's outbound request ended with `outcome` (a status code,
+    /// `denied`, `limited`, `timeout`, …) after `took` (`None`: never sent).
+    pub fn agent_http(&self, agent: &str, origin: &str, outcome: &str, took: Option<Duration>) {
+        let key = (agent.to_string(), origin.to_string(), outcome.to_string());
+        *self.agent_http.lock().unwrap().entry(key).or_default() += 1;
+        if let Some(took) = took {
+            self.agent_http_seconds.lock().unwrap().entry(agent.to_string()).or_default().observe(took.as_secs_f64());
+        }
+    }
+
     /// `accept` failed (e.g. out of file descriptors).
     pub fn accept_error(&self) {
         self.accept_errors.fetch_add(1, Ordering::Relaxed);
@@ -256,6 +269,27 @@ impl Metrics {
             "wasmclaw_ws_handshakes_refused_total {}",
             self.ws_handshakes_refused.load(Ordering::Relaxed)
         );
+        head(
+            &mut out,
+            "wasmclaw_agent_http_requests_total",
+            "counter",
+            "Outbound requests agents sent, by origin and outcome (status code, denied, limited, timeout, …).",
+        );
+        for ((agent, origin, outcome), n) in self.agent_http.lock().unwrap().iter() {
+            let _ = writeln!(
+                out,
+                "wasmclaw_agent_http_requests_total{{agent=\"{agent}\",origin=\"{origin}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        head(
+            &mut out,
+            "wasmclaw_agent_http_duration_seconds",
+            "histogram",
+            "Outbound request duration, whole body read.",
+        );
+        for (agent, h) in self.agent_http_seconds.lock().unwrap().iter() {
+            h.render(&mut out, "wasmclaw_agent_http_duration_seconds", agent);
+        }
         head(&mut out, "wasmclaw_agent_changes_total", "counter", "Agent installs, rollbacks and removals.");
         for (action, n) in self.swaps.lock().unwrap().iter() {
             let _ = writeln!(out, "wasmclaw_agent_changes_total{{action=\"{action}\"}} {n}");
