@@ -4,13 +4,15 @@
 // remove (`agents.rollback`, `agents.remove`).
 
 import { currentPage } from "./app.js";
-import { $, h, say, shortDigest, ago, when, confirmButton } from "./dom.js";
+import { $, h, say, shortDigest, shortWhen, when, confirmButton } from "./dom.js";
 
 let conn;
 let file = null;
 /** Ids changed since the last draw, to highlight their rows. */
 const changed = new Set();
 let poll = null;
+/** What the table shows now, to leave it alone (focus and a half-confirmed Remove too) while nothing changed. */
+let shown = "";
 
 export function init(connection) {
   conn = connection;
@@ -71,13 +73,22 @@ async function load() {
     return;
   }
   const admin = conn.allows("operator.admin");
-  const now = Date.now();
-  $("agents-body").replaceChildren(...list.agents.map((a) => row(a, admin, now, list.defaultId)));
+  const state = JSON.stringify([list, admin]);
+  if (state === shown && !changed.size) return;
+  shown = state;
+  // Keep the keyboard where it was: the same control of the same agent, if it is still there.
+  const focused = document.activeElement?.closest?.("[data-agent-id]") && document.activeElement;
+  const refocus = focused && [focused.closest("[data-agent-id]").dataset.agentId, focused.dataset.testid];
+  $("agents-body").replaceChildren(...list.agents.map((a) => row(a, admin, list.defaultId)));
   $("agent-ids").replaceChildren(...list.agents.map((a) => h("option", { value: a.id })));
   changed.clear();
+  if (refocus) {
+    const [id, testid] = refocus;
+    document.querySelector(`[data-agent-id="${CSS.escape(id)}"] [data-testid="${CSS.escape(testid)}"]`)?.focus();
+  }
 }
 
-function row(a, admin, now, defaultId) {
+function row(a, admin, defaultId) {
   const prev = a.previous;
   const tr = h("tr", { "data-testid": "agent-row", "data-agent-id": a.id, class: changed.has(a.id) ? "changed" : null },
     h("th", { scope: "row" }, a.id, a.id === defaultId ? h("span", { class: "tag" }, "default") : null),
@@ -85,7 +96,7 @@ function row(a, admin, now, defaultId) {
     h("td", { "data-col": "version", "data-label": "Version" }, a.version),
     h("td", { "data-col": "digest", "data-label": "Digest" }, h("code", { title: a.digest }, shortDigest(a.digest))),
     h("td", { "data-col": "source", "data-label": "Source" }, a.source),
-    h("td", { "data-col": "loaded", "data-label": "Loaded" }, h("time", { title: when(a.loadedAt) }, ago(a.loadedAt, now))),
+    h("td", { "data-col": "loaded", "data-label": "Loaded" }, h("time", { title: when(a.loadedAt) }, shortWhen(a.loadedAt))),
     h("td", { "data-col": "in-flight", "data-label": "In flight" }, String(a.inFlight ?? "—")),
     h("td", { "data-col": "previous", "data-label": "Previous" }, prev ? `${prev.name} ${prev.version} ` : "—",
       prev ? h("code", { title: prev.digest }, shortDigest(prev.digest)) : null),

@@ -20,11 +20,20 @@ let running = null;
 let loading = 0;
 /** A session to open on the next show (set by the Sessions page). */
 let requested = null;
+/** The agent or session being picked (lists and history loading); a send waits for it. */
+let settling = Promise.resolve();
+let sending = false;
+
+/** Remember `work` as what a send must wait for. */
+function settle(work) {
+  settling = work.catch(() => {});
+  return settling;
+}
 
 export function init(connection) {
   conn = connection;
-  $("agent-select").addEventListener("change", (e) => selectAgent(e.target.value));
-  $("session-select").addEventListener("change", (e) => selectSession(e.target.value));
+  $("agent-select").addEventListener("change", (e) => settle(selectAgent(e.target.value)));
+  $("session-select").addEventListener("change", (e) => settle(selectSession(e.target.value)));
   $("new-session").addEventListener("click", newSession);
   $("chat-form").addEventListener("submit", (e) => {
     e.preventDefault();
@@ -52,8 +61,12 @@ export function openSession(agent, key) {
   requested = { agent, key };
 }
 
-export async function show() {
+export function show() {
   if (!conn.open) return;
+  settle(prepare()).then(() => $("chat-input").focus());
+}
+
+async function prepare() {
   await loadAgents();
   if (requested) {
     const { agent, key } = requested;
@@ -62,7 +75,6 @@ export async function show() {
   } else if (!agentId) {
     await selectAgent(defaultId && agents.some((a) => a.id === defaultId) ? defaultId : agents[0]?.id);
   }
-  $("chat-input").focus();
 }
 
 async function loadAgents() {
@@ -137,13 +149,21 @@ function newSession() {
   if (!agentId) return;
   const key = `agent:${agentId}:ui-${uuid().slice(0, 8)}`;
   fresh.add(key);
-  loadSessions(key).then(() => selectSession(key));
+  settle(loadSessions(key).then(() => selectSession(key)));
 }
 
 async function send() {
   const input = $("chat-input");
   const message = input.value.trim();
-  if (!message || running || !agentId || !sessionKey) return;
+  if (!message || running || sending) return;
+  // Typed while the agent or session was still loading: it goes where the page lands.
+  sending = true;
+  try {
+    await settling;
+  } finally {
+    sending = false;
+  }
+  if (running || !agentId || !sessionKey) return;
   input.value = "";
   const list = $("chat-transcript");
   list.append(messageItem({ role: "user", content: message }));

@@ -52,6 +52,13 @@ export function when(ms) {
   return new Date(ms).toLocaleString();
 }
 
+/** Milliseconds since the epoch → the time if it is today, else date and time. */
+export function shortWhen(ms) {
+  if (!ms) return "—";
+  const d = new Date(ms);
+  return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString() : d.toLocaleString();
+}
+
 /** Milliseconds since the epoch → "12 s ago", "3 min ago", … */
 export function ago(ms, now = Date.now()) {
   if (!ms) return "—";

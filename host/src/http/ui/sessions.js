@@ -10,6 +10,7 @@ import { $, h, say, ago, when, transcriptItems, confirmButton } from "./dom.js";
 let conn;
 let filter = "";
 let opened = null;
+const EMPTY = "No stored sessions yet. Chats with a session key are stored.";
 
 export function init(connection) {
   conn = connection;
@@ -52,8 +53,9 @@ async function load() {
   const now = Date.now();
   const write = conn.allows("operator.write");
   $("sessions-body").replaceChildren(...sessions.map((s) => row(s, now, write)));
-  say($("sessions-note"), sessions.length ? "" : "No stored sessions yet. Chats with a session key are stored.",
-    "hint");
+  const note = $("sessions-note");
+  if (!sessions.length) say(note, EMPTY, "hint");
+  else if (note.textContent === EMPTY) say(note, "");
 }
 
 function row(s, now, write) {
@@ -90,12 +92,14 @@ async function open(key) {
 }
 
 async function remove(key) {
+  let outcome;
   try {
     const res = await conn.call("sessions.delete", { key });
-    say($("sessions-note"), res.deleted ? `Deleted ${key}.` : `${key} was already gone.`, "hint");
+    outcome = [res.deleted ? `Deleted ${key}.` : `${key} was already gone.`, "hint"];
   } catch (e) {
-    say($("sessions-note"), `Could not delete ${key}: ${e.message}`, "error");
+    outcome = [`Could not delete ${key}: ${e.message}`, "error"];
   }
   if (opened === key) $("transcript-view").hidden = true;
-  load();
+  await load();
+  say($("sessions-note"), ...outcome);
 }
