@@ -68,6 +68,8 @@ fn run_browser_check(gw: &TestGateway, script: &str, env: &[(&str, &str)]) {
         String::from_utf8_lossy(&out.stderr),
         gw.log()
     );
+    let log = gw.log();
+    assert!(!log.contains(TOKEN), "the secret reached the gateway's log:\n{log}");
 }
 
 /// `main` = echo, `slow` words every 150 ms, `trap`, and `tools` = the assistant behind `mock`.

@@ -170,3 +170,30 @@ async fn ui_views_read_uptime_runs_rollback_targets_and_recent_counts_over_the_w
     assert_eq!(main["runs"].as_array().unwrap().len(), 60, "ten minutes of 10 s buckets");
     assert_eq!(main["failures"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).sum::<u64>(), 0);
 }
+
+#[tokio::test]
+async fn ui_recent_counts_show_only_the_agents_a_token_may_use() {
+    let config = r#"{
+  gateway: { auth: { mode: "token", tokens: [
+    { name: "main-only", tokenEnv: "MAIN_ONLY_TOKEN", scopes: ["operator.read"], agents: ["main"] } ] },
+    http: { endpoints: { chatCompletions: { enabled: true } } } },
+  agents: { entries: { main: { plugin: "echo" }, beta: { plugin: "echo" } } },
+}"#;
+    let env = [("OPENCLAW_GATEWAY_TOKEN", TOKEN), ("MAIN_ONLY_TOKEN", "main-only-secret-41c9")];
+    let gw = TestGateway::start_with(config, &env).unwrap_or_else(|log| panic!("gateway failed to start:\n{log}"));
+    for model in ["openclaw:main", "openclaw:beta"] {
+        assert_eq!(gw.chat(ask(model, "hi")).send().await.unwrap().status(), 200);
+    }
+    let ids = async |c: &mut Client| -> Vec<String> {
+        let recent = c.call("metrics.recent", json!({})).await;
+        recent["payload"]["agents"].as_array().unwrap().iter().map(|a| a["agentId"].as_str().unwrap().into()).collect()
+    };
+    let mut operator = Client::connect(&gw).await;
+    eventually("both runs counted", async || (ids(&mut operator).await == ["beta", "main"]).then_some(())).await;
+    let (mut reader, _) = Client::open(&gw).await;
+    let mut params = connect_params("main-only-secret-41c9");
+    params["scopes"] = json!(["operator.read"]);
+    let hello = reader.call("connect", params).await;
+    assert_eq!(hello["ok"], true, "{hello}");
+    assert_eq!(ids(&mut reader).await, ["main"]);
+}
