@@ -49,6 +49,11 @@ async fn ui_page_and_every_file_it_loads_are_served_with_a_strict_policy_and_eta
     for testid in ["token-input", "connect-button", "nav-chat", "nav-agents", "nav-sessions", "nav-gateway"] {
         assert!(html.contains(&format!("data-testid=\"{testid}\"")), "{testid}");
     }
+    // A form submitted without the script (blocked anyway by form-action) could not carry the secret.
+    let secret_input = html.split("<input").find(|tag| tag.contains("data-testid=\"token-input\"")).unwrap();
+    let secret_input = secret_input.split('>').next().unwrap();
+    assert!(!secret_input.contains(" name="), "{secret_input}");
+    assert!(csp.split(';').any(|d| d.trim() == "form-action 'none'"), "{csp}");
 
     // A browser revalidates with the ETag and gets a 304 without a body.
     let etag = headers[ETAG].clone();

@@ -19,9 +19,10 @@ CHROMIUM = os.environ.get("WASMCLAW_UI_CHROMIUM", "/usr/bin/chromium")
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
-# Generous: on two busy cores a debug gateway and a browser are slow, and a
-# condition that holds returns at once, so only a failure waits this long.
-expect.set_options(timeout=15_000)
+# Generous: on two busy cores (CI runs the whole suite at once) a debug gateway
+# and a browser are slow; a condition that holds returns at once, so only a
+# failure waits this long.
+expect.set_options(timeout=30_000)
 
 
 def launch(p):
@@ -45,7 +46,7 @@ class Page:
             if m.type == "error" and "Failed to load resource" not in m.text
             else None,
         )
-        self.page.set_default_timeout(15_000)
+        self.page.set_default_timeout(30_000)
 
     def id(self, testid):
         return self.page.get_by_test_id(testid)
