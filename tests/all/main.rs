@@ -28,5 +28,7 @@ mod secrets;
 mod sessions;
 mod shutdown;
 mod tokens;
+mod ui;
+mod ui_serving;
 mod ws;
 mod ws_hardening;

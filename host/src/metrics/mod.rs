@@ -1,11 +1,15 @@
 //! Prometheus metrics: what an operator watches. Counters and fixed-bucket
 //! histograms behind one mutex each; recording is a map lookup and an add.
 
+mod recent;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+pub use recent::{BUCKET as RECENT_BUCKET, Series};
 
 /// Upper bounds (seconds) of run-duration and time-to-first-event buckets.
 const BUCKETS: &[f64] =
@@ -66,6 +70,8 @@ pub struct Metrics {
     /// (agent, origin, outcome) → outbound requests agents sent.
     agent_http: Mutex<BTreeMap<(String, String, String), u64>>,
     agent_http_seconds: Mutex<BTreeMap<String, Histogram>>,
+    /// Runs and failures per agent over the last minutes (the control page's charts).
+    recent: Mutex<recent::Recent>,
 }
 
 /// Why the listener closed a new connection without serving it.
@@ -130,6 +136,13 @@ impl Metrics {
         if let Some(kind) = failure {
             *self.run_failures.lock().unwrap().entry((agent.to_string(), kind)).or_default() += 1;
         }
+        self.recent.lock().unwrap().record(agent, failure.is_some(), Instant::now());
+    }
+
+    /// Runs and failures per agent in [`RECENT_BUCKET`]s over the last ten
+    /// minutes, oldest first; agents without a run in that time are left out.
+    pub fn recent(&self) -> Vec<Series> {
+        self.recent.lock().unwrap().series(Instant::now())
     }
 
     /// A run produced its first event after `took`.
