@@ -119,9 +119,17 @@ live_pid() {
   local file=$1 name=$2 pid
   [ -f "$file" ] || return 1
   pid=$(cat "$file")
-  is_number "$pid" && [ -r "/proc/$pid/cmdline" ] || return 1
+  is_number "$pid" && running "$pid" || return 1
   tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -q -- "$name" || return 1
   echo "$pid"
+}
+
+# Whether a process runs: exited ones may stay zombies for a while when a
+# previous invocation of this script started them and init reaps them late.
+running() {
+  local state
+  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+  [ -n "$state" ] && [ "$state" != Z ]
 }
 
 # `stop_pid FILE NAME SECONDS`: SIGTERM, wait, then SIGKILL.
@@ -130,10 +138,10 @@ stop_pid() {
   pid=$(live_pid "$1" "$2") || { rm -f "$1"; return 0; }
   kill -TERM "$pid" 2>/dev/null || true
   for _ in $(seq 1 $(($3 * 10))); do
-    kill -0 "$pid" 2>/dev/null || break
+    running "$pid" || break
     sleep 0.1
   done
-  if kill -0 "$pid" 2>/dev/null; then
+  if running "$pid"; then
     say "$(basename "$1" .pid) (pid $pid) did not stop within $3 s; killing it"
     kill -KILL "$pid" 2>/dev/null || true
   fi
@@ -314,22 +322,30 @@ write_config() {
 EOF
 }
 
-# `start_gateway I`: gateway I on a free port; waits until /ready answers 200.
-start_gateway() {
-  local i=$1 port state pid url
+# `launch_gateway I`: gateway I on a free port, in the background.
+launch_gateway() {
+  local i=$1 port state
   port=$(free_port)
+  # Not one already given to another part of this cluster that is still starting.
+  while grep -q "[:=]$port\$" "$DIR/cluster.env" 2>/dev/null; do port=$(free_port); done
   state="$DIR/gw$i"
   rm -rf "$state" && mkdir -p "$state"
   : >"$DIR/gw$i.out"
+  env_set "GATEWAY_$i" "http://$BIND:$port"
   # setsid: its own session, so a Ctrl-C in this terminal reaches only this
   # script, which then stops the gateways in order.
   WASMCLAW_STATE_DIR="$state" OPENCLAW_GATEWAY_TOKEN="$TOKEN" \
     WASMCLAW_DATABASE_URL="$(env_get WASMCLAW_DATABASE_URL)" WASMCLAW_LOG="${WASMCLAW_LOG:-info}" \
     setsid "$BIN" gateway --port "$port" --config "$DIR/gateway.json5" \
     >"$DIR/gw$i.out" 2>"$DIR/gw$i.log" </dev/null &
-  pid=$!
-  echo "$pid" >"$DIR/gw$i.pid"
-  url="http://$BIND:$port"
+  echo "$!" >"$DIR/gw$i.pid"
+}
+
+# `await_gateway I`: until gateway I answers /ready with 200; fails if it exits.
+await_gateway() {
+  local i=$1 pid url
+  pid=$(cat "$DIR/gw$i.pid")
+  url=$(env_get "GATEWAY_$i")
   for _ in $(seq 1 1200); do
     if ! kill -0 "$pid" 2>/dev/null; then
       tail -n 30 "$DIR/gw$i.log" >&2
@@ -337,8 +353,7 @@ start_gateway() {
     fi
     if grep -q "listening on" "$DIR/gw$i.out" &&
       [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url/ready")" = 200 ]; then
-      env_set "GATEWAY_$i" "$url"
-      say "gateway $i: $url (pid $pid, state $state)"
+      say "gateway $i: $url (pid $pid, state $DIR/gw$i)"
       return
     fi
     sleep 0.1
@@ -441,14 +456,22 @@ EOF
 case "$CMD" in
   up | run)
     begin_start
+    # Taken ports fail now, before anything starts; 0 becomes a free port.
+    PG_PORT=$(want_port PostgreSQL "$PG_PORT")
+    HAPROXY_PORT=$(want_port HAProxy "$HAPROXY_PORT")
     build_binary
     TOKEN=${OPENCLAW_GATEWAY_TOKEN:-$(random_hex 16)}
     env_set OPENCLAW_GATEWAY_TOKEN "$TOKEN"
     start_postgres
     write_config
+    # All at once, as a Deployment or `docker compose up` starts them: they
+    # meet the same fresh database together.
+    for i in $(seq 1 "$INSTANCES"); do
+      launch_gateway "$i"
+    done
     addrs=()
     for i in $(seq 1 "$INSTANCES"); do
-      start_gateway "$i"
+      await_gateway "$i"
       addrs+=("$(env_get "GATEWAY_$i" | sed 's|^http://||')")
     done
     start_haproxy "${addrs[@]}"
