@@ -166,7 +166,11 @@ async fn agents_admin(url: &str, action: AgentsAction) -> anyhow::Result<()> {
 
 async fn sessions(config_path: Option<PathBuf>, action: SessionsAction) -> anyhow::Result<()> {
     let config = Config::load(config_path.as_deref())?;
-    let store = sessions::open(&config).await?;
+    let database = match config.database_url() {
+        Some(url) => Some(crate::db::Postgres::connect(&url, 2).await.context("database.url")?),
+        None => None,
+    };
+    let store = sessions::open(&config, database).await?;
     let mut out = std::io::stdout().lock();
     match action {
         SessionsAction::List { agent } => {

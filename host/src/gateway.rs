@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::runs::{Agents, Watcher, watch_agents_dir, watch_config};
+use crate::runs::{Agents, Watcher, follow_registry, watch_agents_dir, watch_config};
 
 /// Remove idle sessions in the background while the gateway lives.
 fn spawn_retention(gw: std::sync::Weak<Gateway>, ttl: std::time::Duration) {
@@ -29,8 +29,11 @@ fn spawn_retention(gw: std::sync::Weak<Gateway>, ttl: std::time::Duration) {
 pub struct Gateway {
     pub config: Config,
     pub auth: Authenticator,
-    /// Failed-auth lock-out per client IP, shared by every door.
-    pub lockout: crate::auth::Lockout,
+    /// Failed-auth lock-out per client IP, shared by every door; check it
+    /// here, count through [`Gateway::auth_failed`] and [`Gateway::auth_succeeded`].
+    pub lockout: Arc<crate::auth::Lockout>,
+    /// In cluster mode, the same counts shared by every instance.
+    shared_lockout: Option<Arc<crate::auth::SharedLockout>>,
     pub agents: Arc<Agents>,
     /// One place per WebSocket connection that has not completed `connect`
     /// (`gateway.ws.maxPendingHandshakes`).
@@ -48,11 +51,14 @@ impl Gateway {
         let agents = Arc::new(Agents::from_config(&config).await?);
         let mut watchers = vec![watch_agents_dir(&agents, config.agents_dir()).await?];
         watchers.extend(watch_config(&agents, &config)?);
-        let lockout = crate::auth::Lockout::new(config.gateway.auth.rate_limit.clone());
+        follow_registry(&agents);
+        let lockout = Arc::new(crate::auth::Lockout::new(config.gateway.auth.rate_limit.clone()));
+        let shared_lockout = agents.database().map(|db| crate::auth::SharedLockout::new(db.clone(), lockout.clone()));
         let ws_handshakes = Arc::new(tokio::sync::Semaphore::new(config.gateway.ws.max_pending_handshakes));
         let gw = Arc::new(Self {
             ws_handshakes,
             lockout,
+            shared_lockout,
             config,
             auth,
             agents,
@@ -65,6 +71,25 @@ impl Gateway {
             spawn_retention(Arc::downgrade(&gw), ttl);
         }
         Ok(gw)
+    }
+
+    /// Count a failed authentication of `ip` (on every instance, in cluster
+    /// mode); returns the lock-out length when this failure triggered one here.
+    pub fn auth_failed(&self, ip: std::net::IpAddr) -> Option<std::time::Duration> {
+        self.agents.metrics().auth_failure();
+        if let Some(shared) = &self.shared_lockout {
+            shared.fail(ip);
+        }
+        let lockout = self.lockout.fail(ip);
+        if let Some(length) = lockout {
+            tracing::warn!(%ip, lockout_secs = length.as_secs(), "client locked out after repeated auth failures");
+        }
+        lockout
+    }
+
+    /// A successful authentication of `ip` clears its failures here.
+    pub fn auth_succeeded(&self, ip: std::net::IpAddr) {
+        self.lockout.succeed(ip);
     }
 
     /// True once agents are loaded and until shutdown begins.

@@ -7,17 +7,17 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 use serde_json::{Value, json};
 
-fn admin(gw: &TestGateway, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+pub(crate) fn admin(gw: &TestGateway, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
     reqwest::Client::new().request(method, gw.url(&format!("/admin/agents{path}"))).bearer_auth(TOKEN)
 }
 
-async fn reply(gw: &TestGateway, agent: &str, text: &str) -> (u16, String) {
+pub(crate) async fn reply(gw: &TestGateway, agent: &str, text: &str) -> (u16, String) {
     let res = gw.chat(ask(&format!("agent:{agent}"), text)).send().await.unwrap();
     let status = res.status().as_u16();
     (status, content(&res.json().await.unwrap_or_default()))
 }
 
-async fn wait_for(gw: &TestGateway, agent: &str, expected: &str) -> Duration {
+pub(crate) async fn wait_for(gw: &TestGateway, agent: &str, expected: &str) -> Duration {
     let started = Instant::now();
     loop {
         if reply(gw, agent, "hi").await.1 == expected {
@@ -41,7 +41,7 @@ async fn ignored_file(gw: &TestGateway, name: &str) -> String {
 /// in batches, one batch after the other: an event from before the call
 /// lands in the batch of the first barrier file or an earlier one, and the
 /// second barrier file, dropped once the first was reported, in a later one.
-async fn folder_settled(gw: &TestGateway) -> String {
+pub(crate) async fn folder_settled(gw: &TestGateway) -> String {
     ignored_file(gw, &format!("Barrier {}.wasm", uuid::Uuid::new_v4())).await;
     ignored_file(gw, &format!("Barrier {}.wasm", uuid::Uuid::new_v4())).await
 }

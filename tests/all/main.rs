@@ -5,11 +5,15 @@
 //! `tests/all`. Test-only agents live in `tests/fixtures/`, the Python SDK
 //! scripts in `tests/sdk/`.
 
+mod pg;
 mod support;
 
 mod cli;
+mod cluster;
+mod cluster_registry;
 mod config;
 mod connections;
+mod db;
 mod hardening;
 mod hot_swap;
 mod http_auth;
@@ -18,6 +22,7 @@ mod limits;
 mod openai_sdk;
 mod origins;
 mod providers;
+mod registry;
 mod secrets;
 mod sessions;
 mod shutdown;

@@ -111,6 +111,28 @@ impl Lockout {
             self.failures.lock().unwrap().entries.remove(&ip);
         }
     }
+
+    /// Lock `ip` out for `length` from now: another instance counted the
+    /// failures (cluster mode).
+    pub fn lock_for(&self, ip: IpAddr, length: Duration) {
+        if !self.applies(ip) {
+            return;
+        }
+        let now = Instant::now();
+        let mut table = self.failures.lock().unwrap();
+        let f = match table.entries.get_mut(&ip) {
+            Some(f) => f,
+            None => table.insert(ip, now),
+        };
+        f.locked_until = Some(now + length);
+        f.count = 0;
+        f.window_start = now;
+    }
+
+    /// The policy this table enforces.
+    pub fn config(&self) -> &RateLimitConfig {
+        &self.config
+    }
 }
 
 #[cfg(test)]
@@ -150,6 +172,14 @@ mod tests {
             l.fail(recent);
         }
         assert!(l.check(recent).is_err(), "the newest lock-out holds");
+    }
+
+    #[test]
+    fn a_lock_from_another_instance_holds_here() {
+        let l = limiter(false);
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        l.lock_for(ip, Duration::from_secs(60));
+        assert!(l.check(ip).is_err());
     }
 
     #[test]

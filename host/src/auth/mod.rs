@@ -4,10 +4,12 @@
 mod lockout;
 mod principal;
 mod rate;
+mod shared;
 
 pub use lockout::Lockout;
 pub use principal::{Principal, Scope};
 pub use rate::RequestRate;
+pub use shared::SharedLockout;
 
 use axum::http::{HeaderMap, header};
 use sha2::{Digest, Sha256};

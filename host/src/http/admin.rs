@@ -64,7 +64,7 @@ pub async fn install(
             ));
         }
     }
-    let version = gw.agents.install(id, Arc::from(&bytes[..]), AgentSource::AdminApi, None).await?;
+    let version = gw.agents.install(id, Arc::from(&bytes[..]), AgentSource::AdminApi).await?;
     let previous = gw.agents.registry().slot(&version.id).and_then(|s| s.previous);
     Ok(Json(agent_json(&version, previous.as_deref())))
 }
@@ -76,7 +76,7 @@ pub async fn rollback(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&caller, &id)?;
-    let version = gw.agents.rollback(&id)?;
+    let version = gw.agents.rollback(&id).await?;
     let previous = gw.agents.registry().slot(&id).and_then(|s| s.previous);
     Ok(Json(agent_json(&version, previous.as_deref())))
 }
@@ -88,7 +88,7 @@ pub async fn remove(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&caller, &id)?;
-    let removed = gw.agents.remove(&id)?;
+    let removed = gw.agents.remove(&id).await?;
     Ok(Json(json!({"id": id.to_string(), "removed": true, "digest": removed.digest})))
 }
 

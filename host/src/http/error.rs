@@ -135,6 +135,14 @@ impl ApiError {
         }
     }
 
+    /// 503 while the session database cannot be reached: a retry soon may work.
+    pub fn store_unavailable(message: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", Some("session_store_unavailable"), message)
+        }
+    }
+
     /// 408 for a body that did not arrive in time.
     pub fn read_timeout(ms: u64) -> Self {
         Self::new(
@@ -230,7 +238,10 @@ impl From<AuthFailure> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        Self::internal(e.to_string())
+        match e {
+            StoreError::Unavailable(_) => Self::store_unavailable(format!("{e}; retry shortly")),
+            e => Self::internal(e.to_string()),
+        }
     }
 }
 
@@ -252,6 +263,13 @@ impl From<InstallError> for ApiError {
             InstallError::NotFound(_) => with(StatusCode::NOT_FOUND, "agent_not_found"),
             InstallError::NoPrevious(_) => with(StatusCode::CONFLICT, "no_previous_version"),
             InstallError::Source(_) => with(StatusCode::BAD_REQUEST, "invalid_source"),
+            InstallError::Registry(crate::registry::RegistryError::Unavailable(_)) => Self {
+                retry_after: Some(5),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", Some("database_unavailable"), message)
+            },
+            InstallError::Registry(_) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", Some("registry_error"), message)
+            }
         }
     }
 }
@@ -270,6 +288,7 @@ impl From<RunError> for ApiError {
                 retry_after: Some(1),
                 ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", Some("no_capacity"), message)
             },
+            RunError::StoreUnavailable(_) => Self::store_unavailable(message),
             RunError::Timeout(_) => Self::new(StatusCode::GATEWAY_TIMEOUT, "server_error", Some("timeout"), message),
             RunError::Trapped(_) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", Some("agent_trapped"), message)

@@ -14,11 +14,15 @@ pub async fn live() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// 200 once agents are loaded; 503 while draining.
+/// 200 once agents are loaded; 503 while draining, and in cluster mode while
+/// the database is unreachable (a load balancer then sends traffic elsewhere;
+/// requests that reach this instance anyway are still served where they can be).
 pub async fn ready(State(gw): State<Arc<Gateway>>) -> (StatusCode, Json<Value>) {
-    if gw.is_ready() {
-        (StatusCode::OK, Json(json!({"status": "ready"})))
-    } else {
+    if !gw.is_ready() {
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "draining"})))
+    } else if gw.agents.database().is_some_and(|db| !db.is_up()) {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "database unavailable"})))
+    } else {
+        (StatusCode::OK, Json(json!({"status": "ready"})))
     }
 }

@@ -169,14 +169,11 @@ fn authenticate(gw: &Gateway, peer: SocketAddr, request: &Request) -> Result<Pri
     gw.lockout.check(ip).map_err(ApiError::locked_out)?;
     match gw.auth.authenticate_bearer(request.headers()) {
         Ok(principal) => {
-            gw.lockout.succeed(ip);
+            gw.auth_succeeded(ip);
             Ok(principal)
         }
         Err(failure) => {
-            gw.agents.metrics().auth_failure();
-            if let Some(lockout) = gw.lockout.fail(ip) {
-                tracing::warn!(%ip, lockout_secs = lockout.as_secs(), "client locked out after repeated auth failures");
-            }
+            gw.auth_failed(ip);
             Err(failure.into())
         }
     }

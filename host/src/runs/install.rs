@@ -13,7 +13,8 @@ use super::Agents;
 use crate::chat::AgentId;
 use crate::config::{AgentEntry, Config, LimitsConfig};
 use crate::providers::ModelRoute;
-use crate::runtime::{AgentSettings, AgentSource, AgentVersion, LoadError, RunLimits, shipped};
+use crate::registry::{Record, RegistryError, StoredVersion};
+use crate::runtime::{AgentSettings, AgentSlot, AgentSource, AgentVersion, LoadError, RunLimits, shipped};
 
 /// Why an install, rollback or removal did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,9 @@ pub enum InstallError {
     NoPrevious(String),
     #[error("{0}")]
     Source(String),
+    /// The durable registry could not keep the change, so nothing changed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
 }
 
 /// What changed, for listeners such as WebSocket connections.
@@ -41,64 +45,128 @@ pub struct AgentsChanged {
 }
 
 impl Agents {
-    /// Validate `bytes` and make them serve `id`. The agent's settings carry
-    /// over from the version it replaces unless `settings` is given.
+    /// Validate `bytes` and make them serve `id`, durably: kept in the
+    /// registry before they serve, so a restart serves them again. Settings
+    /// come from the id's config entry (or the defaults), whatever the source.
     pub async fn install(
         &self,
         id: AgentId,
         bytes: Arc<[u8]>,
         source: AgentSource,
-        settings: Option<AgentSettings>,
     ) -> Result<Arc<AgentVersion>, InstallError> {
         if bytes.len() > self.max_component_bytes {
             return Err(InstallError::TooLarge { size: bytes.len(), limit: self.max_component_bytes });
         }
-        let settings = match (settings, self.registry.get(&id)) {
-            (Some(settings), _) => settings,
-            (None, Some(current)) => current.settings().clone(),
-            (None, None) => AgentSettings { limits: run_limits(&self.default_limits), ..AgentSettings::default() },
-        };
+        let settings = self.settings_for(&id)?;
         let started = Instant::now();
-        let version = self.runtime.load(id.clone(), source.clone(), bytes, settings).await;
-        let version = match version {
+        let version = match self.runtime.load(id.clone(), source.clone(), bytes.clone(), settings).await {
             Ok(v) => Arc::new(v),
             Err(e) => {
                 tracing::warn!(agent = %id, %source, error = %e, "agent rejected; the running version keeps serving");
                 return Err(e.into());
             }
         };
-        let replaced = self.registry.install(version.clone());
+        let replaced = self.registry.get(&id);
+        let stored = StoredVersion { digest: version.digest.clone(), source: source.to_string() };
+        let kept = async {
+            self.store.put_component(&version.digest, bytes).await?;
+            self.store.install(id.as_str(), stored).await
+        };
+        let record = kept.await.inspect_err(|e| {
+            tracing::warn!(agent = %id, %source, error = %e, "agent not installed: the registry could not keep it");
+        })?;
+        self.show(&record, Some(&version), "installed").await;
         tracing::info!(
             agent = %id, %source, world = version.world(), digest = &version.digest[..12], plugin = %version.info.name,
             version = %version.info.version, cached = version.from_cache, ms = started.elapsed().as_millis() as u64,
-            replaced = replaced.as_ref().map(|r| &r.digest[..12]), "agent installed"
+            replaced = replaced.as_ref().map(|r| &r.digest[..12]), revision = record.revision, "agent installed"
         );
-        self.announce(&id, "installed", Some(&version));
         Ok(version)
     }
 
     /// Serve the previous version of `id` again (and keep the current one as the new previous).
-    pub fn rollback(&self, id: &AgentId) -> Result<Arc<AgentVersion>, InstallError> {
+    pub async fn rollback(&self, id: &AgentId) -> Result<Arc<AgentVersion>, InstallError> {
         if self.registry.get(id).is_none() {
             return Err(InstallError::NotFound(id.to_string()));
         }
-        let restored = self.registry.rollback(id).ok_or_else(|| InstallError::NoPrevious(id.to_string()))?;
-        tracing::info!(agent = %id, digest = &restored.digest[..12], "agent rolled back");
-        self.announce(id, "rolled-back", Some(&restored));
+        let record = self.store.rollback(id.as_str()).await?.ok_or_else(|| InstallError::NoPrevious(id.to_string()))?;
+        let restored =
+            self.show(&record, None, "rolled-back").await.ok_or_else(|| InstallError::NotFound(id.to_string()))?;
+        tracing::info!(agent = %id, digest = &restored.digest[..12], revision = record.revision, "agent rolled back");
         Ok(restored)
     }
 
-    /// Stop serving `id`. Runs already on it finish.
-    pub fn remove(&self, id: &AgentId) -> Result<Arc<AgentVersion>, InstallError> {
-        let removed = self.registry.remove(id).ok_or_else(|| InstallError::NotFound(id.to_string()))?;
-        tracing::info!(agent = %id, digest = &removed.digest[..12], in_flight = removed.in_flight(), "agent removed");
-        self.announce(id, "removed", None);
-        Ok(removed)
+    /// Stop serving `id`, durably. Runs already on it finish.
+    pub async fn remove(&self, id: &AgentId) -> Result<Arc<AgentVersion>, InstallError> {
+        let current = self.registry.get(id).ok_or_else(|| InstallError::NotFound(id.to_string()))?;
+        let record = self.store.remove(id.as_str()).await?.ok_or_else(|| InstallError::NotFound(id.to_string()))?;
+        self.show(&record, None, "removed").await;
+        tracing::info!(agent = %id, digest = &current.digest[..12], in_flight = current.in_flight(), "agent removed");
+        Ok(current)
     }
 
     /// Changes from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<AgentsChanged> {
         self.changes.subscribe()
+    }
+
+    /// Make the live registry show `record` (unless it already shows a newer
+    /// one) and tell listeners. `fresh` is a version just loaded for it.
+    /// Returns the version now serving the id, if any.
+    pub(super) async fn show(
+        &self,
+        record: &Record,
+        fresh: Option<&Arc<AgentVersion>>,
+        action: &'static str,
+    ) -> Option<Arc<AgentVersion>> {
+        let id = AgentId::parse(&record.id)?;
+        let slot = match &record.current {
+            None => None,
+            Some(current) => {
+                let current = match self.version_of(&id, current, fresh).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::error!(agent = %id, digest = %current.digest, error = %e, "agent in the registry cannot be served");
+                        return self.registry.get(&id);
+                    }
+                };
+                let previous = match &record.previous {
+                    None => None,
+                    Some(p) => self
+                        .version_of(&id, p, fresh)
+                        .await
+                        .inspect_err(|e| tracing::warn!(agent = %id, digest = %p.digest, error = %e, "rollback target cannot be loaded"))
+                        .ok(),
+                };
+                Some(AgentSlot { current, previous })
+            }
+        };
+        if self.registry.apply(&id, slot, record.revision) {
+            self.announce(&id, action, self.registry.get(&id).as_ref());
+        }
+        self.registry.get(&id)
+    }
+
+    /// The loaded version for `stored`: `fresh`, one already serving, or
+    /// loaded from the registry's bytes.
+    async fn version_of(
+        &self,
+        id: &AgentId,
+        stored: &StoredVersion,
+        fresh: Option<&Arc<AgentVersion>>,
+    ) -> Result<Arc<AgentVersion>, InstallError> {
+        if let Some(v) = fresh.filter(|v| v.digest == stored.digest) {
+            return Ok(v.clone());
+        }
+        if let Some(v) = self.registry.find(id, &stored.digest) {
+            return Ok(v);
+        }
+        let bytes = self.store.component(&stored.digest).await?.ok_or_else(|| {
+            InstallError::Source(format!("component {} is missing from the registry", &stored.digest))
+        })?;
+        let source = AgentSource::parse(&stored.source).unwrap_or(AgentSource::AdminApi);
+        let settings = self.settings_for(id)?;
+        Ok(Arc::new(self.runtime.load(id.clone(), source, bytes, settings).await?))
     }
 
     fn announce(&self, id: &AgentId, action: &'static str, version: Option<&Arc<AgentVersion>>) {
@@ -108,31 +176,57 @@ impl Agents {
             self.changes.send(AgentsChanged { id: id.to_string(), action, digest: version.map(|v| v.digest.clone()) });
     }
 
-    /// Install one `agents.entries` entry (shipped name or file path).
-    pub async fn install_entry(
+    /// The component an `agents.entries` entry names (shipped name or file path).
+    pub(super) fn entry_component(
         &self,
         config: &Config,
         id: &str,
         entry: &AgentEntry,
-    ) -> Result<Arc<AgentVersion>, InstallError> {
+    ) -> Result<(AgentSource, Arc<[u8]>), InstallError> {
+        if let Some(bytes) = shipped::component(&entry.plugin) {
+            return Ok((AgentSource::Shipped(entry.plugin.clone()), bytes.into()));
+        }
+        let path = config.resolve_path(&entry.plugin);
+        let bytes = self.read_component(&path).map_err(|e| match e {
+            InstallError::Source(e) => InstallError::Source(format!(
+                "agents.entries.{id}.plugin: {:?} is neither a shipped plugin ({}) nor a readable file ({e})",
+                entry.plugin,
+                shipped::NAMES.join(", "),
+            )),
+            other => other,
+        })?;
+        Ok((AgentSource::Config(path), bytes))
+    }
+
+    /// Install one `agents.entries` entry when it changed since it last
+    /// installed (its text or its component's bytes), or when `force`d, or
+    /// when its id has no durable record yet. `Ok(false)`: nothing to do.
+    pub async fn apply_entry(
+        &self,
+        config: &Config,
+        id: &str,
+        entry: &AgentEntry,
+        force: bool,
+    ) -> Result<bool, InstallError> {
         let agent_id = AgentId::parse(id).ok_or_else(|| InstallError::Source(format!("{id:?} is not an agent id")))?;
-        let (source, bytes): (AgentSource, Arc<[u8]>) = match shipped::component(&entry.plugin) {
-            Some(bytes) => (AgentSource::Shipped(entry.plugin.clone()), bytes.into()),
-            None => {
-                let path = config.resolve_path(&entry.plugin);
-                let bytes = self.read_component(&path).map_err(|e| match e {
-                    InstallError::Source(e) => InstallError::Source(format!(
-                        "agents.entries.{id}.plugin: {:?} is neither a shipped plugin ({}) nor a readable file ({e})",
-                        entry.plugin,
-                        shipped::NAMES.join(", "),
-                    )),
-                    other => other,
-                })?;
-                (AgentSource::Config(path), bytes)
-            }
-        };
-        let settings = self.entry_settings(id, entry)?;
-        self.install(agent_id, bytes, source, Some(settings)).await
+        let (source, bytes) = self.entry_component(config, id, entry)?;
+        let fingerprint = crate::registry::digest(format!("{entry:?}\n{}", crate::registry::digest(&bytes)).as_bytes());
+        let origin = format!("entry:{id}");
+        let known = self.registry.revision(&agent_id).is_some();
+        if !force && known && self.store.origin(&origin).await?.as_deref() == Some(fingerprint.as_str()) {
+            return Ok(false);
+        }
+        self.install(agent_id, bytes, source).await?;
+        self.store.set_origin(&origin, Some(&fingerprint)).await?;
+        Ok(true)
+    }
+
+    /// The settings of agent `id`: its entry's, else the defaults.
+    fn settings_for(&self, id: &AgentId) -> Result<AgentSettings, InstallError> {
+        match self.entries.load().get(id.as_str()) {
+            Some(entry) => self.entry_settings(id.as_str(), entry),
+            None => Ok(AgentSettings { limits: run_limits(&self.default_limits), ..AgentSettings::default() }),
+        }
     }
 
     /// An entry's settings, with its provider looked up among the live ones.

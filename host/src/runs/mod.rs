@@ -15,12 +15,13 @@ use crate::auth::Principal;
 use crate::chat::{AgentId, Event, Message, Reply, Role, RunRequest, ToolSpec};
 use crate::config::Config;
 use crate::providers::Providers;
+use crate::registry::RegistryStore;
 use crate::runtime::{AgentRegistry, AgentVersion, EngineLimits, RunError, Runtime};
 use crate::sessions::{SessionKey, SessionStore, StoreError, StoreFuture, Turn};
 
 pub use board::{Claim, Finished, IdempotencyScope, ParamsDigest, Reservation, RunBoard, RunEnd, RunResult, Tracking};
 pub use install::{AgentsChanged, InstallError, agent_id_of, run_limits};
-pub use watch::{Watcher, watch_agents_dir, watch_config};
+pub use watch::{Watcher, follow_registry, watch_agents_dir, watch_config};
 
 /// Events buffered between a run and its consumer; beyond this the guest waits.
 const EVENT_BUFFER: usize = 32;
@@ -61,6 +62,8 @@ pub struct Agents {
     registry: AgentRegistry,
     default_agent: AgentId,
     sessions: Arc<dyn SessionStore>,
+    /// The cluster's shared database, when `database.url` is set.
+    database: Option<Arc<crate::db::Postgres>>,
     board: RunBoard,
     max_component_bytes: usize,
     changes: tokio::sync::broadcast::Sender<AgentsChanged>,
@@ -71,13 +74,24 @@ pub struct Agents {
     metrics: Arc<crate::metrics::Metrics>,
     /// Replaced as a whole when the config file changes.
     providers: arc_swap::ArcSwap<Providers>,
+    /// `agents.entries` as last applied: each id's settings come from here.
+    entries: arc_swap::ArcSwap<std::collections::BTreeMap<String, crate::config::AgentEntry>>,
+    /// The durable registry the live one is rebuilt from.
+    store: Arc<dyn RegistryStore>,
 }
 
 impl Agents {
     /// Build the engine, open the session store and load every configured agent;
     /// any failure stops start-up.
     pub async fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let sessions = crate::sessions::open(config).await?;
+        let database = match config.database_url() {
+            Some(url) => Some(
+                crate::db::Postgres::connect(&url, config.database.max_connections).await.context("database.url")?,
+            ),
+            None => None,
+        };
+        let sessions = crate::sessions::open(config, database.clone()).await?;
+        let store = crate::registry::open(config, database.as_ref())?;
         let providers = Providers::from_config(config)?;
         let max_runs = config.agents.max_concurrent_runs;
         // Instances beyond the run cap serve loads and info() calls.
@@ -97,14 +111,57 @@ impl Agents {
             max_runs,
             metrics: Default::default(),
             providers: arc_swap::ArcSwap::from_pointee(providers),
+            entries: arc_swap::ArcSwap::from_pointee(config.agent_entries()),
+            store,
+            database,
         };
-        for (id, entry) in config.agent_entries() {
-            agents
-                .install_entry(config, &id, &entry)
-                .await
-                .with_context(|| format!("agents.entries.{id}: cannot load"))?;
+        // What served before the restart serves again; then config entries
+        // that changed since they last installed take over their ids.
+        let records = agents.store.records().await.context("cannot read the agent registry")?;
+        for record in &records {
+            if let Some(v) = agents.show(record, None, "installed").await {
+                tracing::info!(
+                    agent = %v.id, source = %v.source, digest = &v.digest[..12], cached = v.from_cache,
+                    revision = record.revision, "agent restored"
+                );
+            }
+        }
+        if let Some((id, e)) = watch::apply_entries(&agents, config, false).await.into_iter().next() {
+            return Err(anyhow::Error::new(e).context(format!("agents.entries.{id}: cannot load")));
         }
         Ok(agents)
+    }
+
+    /// Use `entries` for agents' settings from now on.
+    fn set_entries(&self, entries: std::collections::BTreeMap<String, crate::config::AgentEntry>) {
+        self.entries.store(Arc::new(entries));
+    }
+
+    /// Apply a change another instance made, unless it is already shown.
+    async fn follow(&self, change: crate::registry::Change) {
+        use crate::registry::Change;
+        let (records, action) = match change {
+            Change::Agent { id, revision, action } => {
+                let seen = AgentId::parse(&id).and_then(|id| self.registry.revision(&id));
+                if seen.is_some_and(|r| r >= revision) {
+                    return;
+                }
+                (self.store.record(&id).await.map(|r| r.into_iter().collect::<Vec<_>>()), action_name(&action))
+            }
+            Change::Resync => (self.store.records().await, None),
+        };
+        let records = match records {
+            Ok(records) => records,
+            Err(e) => return tracing::warn!(error = %e, "cannot read another instance's agent change"),
+        };
+        for record in records {
+            let fallback = if record.current.is_some() { "installed" } else { "removed" };
+            if let Some(shown) =
+                self.show(&record, None, action.unwrap_or(fallback)).await.filter(|_| record.current.is_some())
+            {
+                tracing::info!(agent = %shown.id, digest = &shown.digest[..12], revision = record.revision, "agent changed on another instance");
+            }
+        }
     }
 
     /// The agent used when a request names none.
@@ -149,6 +206,11 @@ impl Agents {
     /// The transcript store.
     pub fn sessions(&self) -> &dyn SessionStore {
         self.sessions.as_ref()
+    }
+
+    /// The cluster's shared database (readiness, shared stores); `None` on SQLite.
+    pub fn database(&self) -> Option<&Arc<crate::db::Postgres>> {
+        self.database.as_ref()
     }
 
     /// Runs that doors track for waits, aborts and retries.
@@ -272,9 +334,15 @@ impl From<StoreError> for RunError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::WrongAgent { .. } => Self::InvalidRequest(e.to_string()),
+            StoreError::Unavailable(why) => Self::StoreUnavailable(why),
             e => Self::Internal(e.to_string()),
         }
     }
+}
+
+/// The `&'static` name of an action another instance reported.
+fn action_name(action: &str) -> Option<&'static str> {
+    ["installed", "rolled-back", "removed"].into_iter().find(|a| *a == action)
 }
 
 /// False when `caller` may not use the agent that owns session `key` (it

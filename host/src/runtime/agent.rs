@@ -69,6 +69,18 @@ impl AgentSource {
     pub fn from_config(&self) -> bool {
         matches!(self, Self::Shipped(_) | Self::Config(_))
     }
+
+    /// Inverse of `Display`, for sources read back from the registry.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text.split_once(':') {
+            Some(("shipped", name)) => Self::Shipped(name.into()),
+            Some(("config", path)) => Self::Config(path.into()),
+            Some(("dir", path)) => Self::Folder(path.into()),
+            _ if text == "admin-api" => Self::AdminApi,
+            _ if text == "websocket" => Self::WebSocket,
+            _ => return None,
+        })
+    }
 }
 
 impl std::fmt::Display for AgentSource {

@@ -25,6 +25,9 @@ pub enum RunError {
     Timeout(Duration),
     #[error("no capacity for another run; retry shortly")]
     NoCapacity,
+    /// The session's database cannot be reached (the reason never holds its URL).
+    #[error("the session database is unavailable ({0}); retry shortly")]
+    StoreUnavailable(String),
     #[error("run cancelled")]
     Cancelled,
     /// The agent gave up after its model provider failed.
@@ -55,6 +58,7 @@ impl RunError {
             Self::OutputLimit => "output_limit",
             Self::Timeout(_) => "timeout",
             Self::NoCapacity => "no_capacity",
+            Self::StoreUnavailable(_) => "store_unavailable",
             Self::Cancelled => "cancelled",
             Self::Upstream(_) => "upstream",
             Self::Internal(_) => "internal",

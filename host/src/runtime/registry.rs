@@ -1,6 +1,8 @@
 //! Agent id → the version serving it now and the one before (for rollback).
 //! A change is one atomic store; a run holds an `Arc` to the version it
-//! started on, and an old version is freed when its last run ends.
+//! started on, and an old version is freed when its last run ends. Each id
+//! remembers the durable registry's revision it shows, so a late or repeated
+//! change never replaces a newer one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,68 +19,61 @@ pub struct AgentSlot {
     pub previous: Option<Arc<AgentVersion>>,
 }
 
+/// What an id shows: `None` once removed.
+#[derive(Clone)]
+struct Entry {
+    slot: Option<AgentSlot>,
+    revision: u64,
+}
+
 /// The live set of agents.
 #[derive(Default)]
 pub struct AgentRegistry {
-    agents: ArcSwap<HashMap<AgentId, AgentSlot>>,
+    agents: ArcSwap<HashMap<AgentId, Entry>>,
 }
 
 impl AgentRegistry {
     /// The version serving `id` now.
     pub fn get(&self, id: &AgentId) -> Option<Arc<AgentVersion>> {
-        self.agents.load().get(id).map(|s| s.current.clone())
+        self.slot(id).map(|s| s.current)
     }
 
     /// Current and previous versions of `id`.
     pub fn slot(&self, id: &AgentId) -> Option<AgentSlot> {
-        self.agents.load().get(id).cloned()
+        self.agents.load().get(id).and_then(|e| e.slot.clone())
+    }
+
+    /// The revision `id` shows, removals included; `None` if never seen.
+    pub fn revision(&self, id: &AgentId) -> Option<u64> {
+        self.agents.load().get(id).map(|e| e.revision)
+    }
+
+    /// A loaded version of `id` with `digest`, current or previous.
+    pub fn find(&self, id: &AgentId, digest: &str) -> Option<Arc<AgentVersion>> {
+        let slot = self.slot(id)?;
+        std::iter::once(slot.current).chain(slot.previous).find(|v| v.digest == digest)
     }
 
     /// Every agent's current version, sorted by id.
     pub fn list(&self) -> Vec<Arc<AgentVersion>> {
-        let mut all: Vec<_> = self.agents.load().values().map(|s| s.current.clone()).collect();
+        let mut all: Vec<_> =
+            self.agents.load().values().filter_map(|e| e.slot.as_ref().map(|s| s.current.clone())).collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
     }
 
-    /// Make `version` serve its id; the replaced version becomes the rollback target.
-    pub fn install(&self, version: Arc<AgentVersion>) -> Option<Arc<AgentVersion>> {
-        let mut replaced = None;
+    /// Show `slot` (or, with `None`, nothing) for `id` at `revision`; false,
+    /// changing nothing, when `id` already shows that revision or a newer one.
+    pub fn apply(&self, id: &AgentId, slot: Option<AgentSlot>, revision: u64) -> bool {
+        let mut applied = false;
         self.agents.rcu(|current| {
+            applied = current.get(id).is_none_or(|e| e.revision < revision);
             let mut next = HashMap::clone(current);
-            let previous = next.get(&version.id).map(|s| s.current.clone());
-            replaced = previous.clone();
-            next.insert(version.id.clone(), AgentSlot { current: version.clone(), previous });
-            next
-        });
-        replaced
-    }
-
-    /// Swap current and previous; `None` when there is nothing to roll back to.
-    pub fn rollback(&self, id: &AgentId) -> Option<Arc<AgentVersion>> {
-        let mut restored = None;
-        self.agents.rcu(|current| {
-            let mut next = HashMap::clone(current);
-            restored = None;
-            if let Some(slot) = next.get_mut(id)
-                && let Some(previous) = slot.previous.take()
-            {
-                slot.previous = Some(std::mem::replace(&mut slot.current, previous.clone()));
-                restored = Some(previous);
+            if applied {
+                next.insert(id.clone(), Entry { slot: slot.clone(), revision });
             }
             next
         });
-        restored
-    }
-
-    /// Stop serving `id`; returns its current version if it existed.
-    pub fn remove(&self, id: &AgentId) -> Option<Arc<AgentVersion>> {
-        let mut removed = None;
-        self.agents.rcu(|current| {
-            let mut next = HashMap::clone(current);
-            removed = next.remove(id).map(|s| s.current);
-            next
-        });
-        removed
+        applied
     }
 }

@@ -4,7 +4,10 @@
 
 mod key;
 mod lanes;
+mod postgres;
 mod sqlite;
+
+pub use sqlite::SqliteStore;
 mod store;
 
 use std::sync::Arc;
@@ -16,9 +19,14 @@ pub use store::{
 };
 
 use crate::config::Config;
+use crate::db::Postgres;
 
-/// Open the store the config names (today: SQLite at `sessions.path`).
-pub async fn open(config: &Config) -> Result<Arc<dyn SessionStore>, StoreError> {
+/// Open the store: PostgreSQL when the process has a database (cluster
+/// mode), else SQLite at `sessions.path`.
+pub async fn open(config: &Config, pg: Option<Arc<Postgres>>) -> Result<Arc<dyn SessionStore>, StoreError> {
+    if let Some(pg) = pg {
+        return Ok(Arc::new(postgres::PostgresStore::new(pg, config.sessions.max_history_messages)));
+    }
     let store = sqlite::SqliteStore::open(&config.sessions_path(), config.sessions.max_history_messages)?;
     Ok(Arc::new(store))
 }

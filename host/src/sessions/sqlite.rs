@@ -42,6 +42,21 @@ const MIGRATIONS: &[&str] = &[
         value BLOB NOT NULL,
         PRIMARY KEY (session_key, key)
      );",
+    // 2: the agent registry (`registry::SqliteRegistry`) shares this file: it is
+    // the gateway's one database on this machine.
+    "CREATE TABLE agents (
+        id TEXT PRIMARY KEY,
+        current_digest TEXT,
+        current_source TEXT,
+        previous_digest TEXT,
+        previous_source TEXT,
+        updated_at INTEGER NOT NULL,
+        revision INTEGER NOT NULL
+     );
+     CREATE TABLE agent_origins (
+        origin TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL
+     );",
 ];
 
 /// SQLite-backed [`SessionStore`].

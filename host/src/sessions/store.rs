@@ -1,5 +1,5 @@
-//! What the gateway needs from a session store. SQLite implements it today; a
-//! networked store (PostgreSQL) for several gateways can implement it later.
+//! What the gateway needs from a session store: SQLite for one machine,
+//! PostgreSQL for a cluster of gateways.
 //! Every method is async: a backend that blocks keeps that inside itself.
 
 use std::collections::BTreeMap;
@@ -62,6 +62,9 @@ pub enum StoreError {
     Open { path: String, message: String },
     #[error("session store: {0}")]
     Backend(String),
+    /// The shared database cannot be reached: retrying shortly may work.
+    #[error("the session database is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A store operation in flight. Owned, so callers may move it into a task.

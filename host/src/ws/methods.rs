@@ -146,7 +146,12 @@ fn key_param<'p>(params: &'p Value, name: &str) -> Result<&'p str, WsError> {
 }
 
 fn store_error(e: StoreError) -> WsError {
-    WsError::new(codes::INTERNAL, e.to_string())
+    match e {
+        StoreError::Unavailable(_) => {
+            WsError { retryable: true, ..WsError::new(codes::UNAVAILABLE, format!("{e}; retry shortly")) }
+        }
+        e => WsError::new(codes::INTERNAL, e.to_string()),
+    }
 }
 
 async fn chat_history(call: Call) -> Answer {
@@ -209,20 +214,19 @@ async fn agents_install(call: Call) -> Answer {
             return Err(WsError::invalid(format!("sha256 is {expected} but the component's is {actual}")));
         }
     }
-    let version =
-        call.gw.agents.install(id, bytes.into(), AgentSource::WebSocket, None).await.map_err(install_error)?;
+    let version = call.gw.agents.install(id, bytes.into(), AgentSource::WebSocket).await.map_err(install_error)?;
     Ok(Some(agent_json(&version)))
 }
 
 async fn agents_rollback(call: Call) -> Answer {
     let id = agent_param(&call.principal, &call.params)?;
-    let version = call.gw.agents.rollback(&id).map_err(install_error)?;
+    let version = call.gw.agents.rollback(&id).await.map_err(install_error)?;
     Ok(Some(agent_json(&version)))
 }
 
 async fn agents_remove(call: Call) -> Answer {
     let id = agent_param(&call.principal, &call.params)?;
-    let removed = call.gw.agents.remove(&id).map_err(install_error)?;
+    let removed = call.gw.agents.remove(&id).await.map_err(install_error)?;
     Ok(Some(json!({"id": removed.id.to_string(), "removed": true})))
 }
 
@@ -237,5 +241,11 @@ fn agent_param(caller: &Principal, params: &Value) -> Result<AgentId, WsError> {
 }
 
 fn install_error(e: crate::runs::InstallError) -> WsError {
-    WsError::invalid(e.to_string())
+    use crate::registry::RegistryError;
+    match e {
+        crate::runs::InstallError::Registry(RegistryError::Unavailable(_)) => {
+            WsError { retryable: true, ..WsError::new(super::frames::codes::UNAVAILABLE, e.to_string()) }
+        }
+        e => WsError::invalid(e.to_string()),
+    }
 }

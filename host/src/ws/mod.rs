@@ -225,10 +225,7 @@ async fn handshake(
     }
     let presented = p["auth"]["token"].as_str().or_else(|| p["auth"]["password"].as_str()).unwrap_or_default();
     let Some(principal) = gw.auth.authenticate(presented) else {
-        gw.agents.metrics().auth_failure();
-        if let Some(lockout) = gw.lockout.fail(peer) {
-            tracing::warn!(%peer, lockout_secs = lockout.as_secs(), "client locked out after repeated auth failures");
-        }
+        gw.auth_failed(peer);
         let (message, detail) = match gw.auth.mode() {
             AuthMode::Password => ("unauthorized: gateway password mismatch", "AUTH_PASSWORD_MISMATCH"),
             AuthMode::Token | AuthMode::None => ("unauthorized: gateway token mismatch", "AUTH_TOKEN_MISMATCH"),
@@ -238,7 +235,7 @@ async fn handshake(
         tracing::info!(client = %p["client"]["id"], "websocket connect refused: wrong credentials");
         return Err(reject(&req.id, e));
     };
-    gw.lockout.succeed(peer);
+    gw.auth_succeeded(peer);
     let policy = &gw.config.gateway.ws;
     let role = p["role"].as_str().unwrap_or("operator");
     // A client asks for the least it needs; it gets what it asked for and

@@ -1,0 +1,255 @@
+//! The cluster session store: transcripts and plugin state in PostgreSQL,
+//! shared by every instance. Lanes are two-level: the in-process [`Lanes`]
+//! order turns of one key inside this process (and keep the database to one
+//! waiter per key per process), then the database's lane lock orders them
+//! across instances. A pooled connection is held only while a query runs.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::lanes::{LaneTicket, Lanes};
+use super::store::{
+    SessionData, SessionStore, SessionSummary, StateChanges, StoreError, StoreFuture, StoredMessage, Transcript, Turn,
+    TurnWriter, now_ms, role_from_name, role_name, tool_calls_from_json, tool_calls_json,
+};
+use crate::chat::{Message, Role};
+use crate::db::{DbError, LaneLock, Postgres};
+
+/// PostgreSQL-backed [`SessionStore`].
+pub struct PostgresStore {
+    pg: Arc<Postgres>,
+    lanes: Lanes,
+    /// History messages a turn loads.
+    max_history: usize,
+}
+
+impl PostgresStore {
+    /// A store on `pg`, whose migrations have already run.
+    pub fn new(pg: Arc<Postgres>, max_history: usize) -> Self {
+        Self { pg, lanes: Lanes::default(), max_history }
+    }
+}
+
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Unavailable(m) => Self::Unavailable(m),
+            DbError::Query(m) => Self::Backend(format!("the database refused a query: {m}")),
+        }
+    }
+}
+
+/// A driver error as a store error (through [`DbError`], which classifies it).
+fn db(e: tokio_postgres::Error) -> StoreError {
+    DbError::from(e).into()
+}
+
+/// Query parameters, bound before pipelined queries borrow them.
+type Params<'a, const N: usize> = [&'a (dyn tokio_postgres::types::ToSql + Sync); N];
+
+const MESSAGE_COLUMNS: &str = "role, content, name, tool_call_id, tool_calls, created_at";
+
+fn read_message(row: &tokio_postgres::Row) -> StoredMessage {
+    let role: String = row.get(0);
+    let tool_calls: String = row.get(4);
+    StoredMessage {
+        message: Message {
+            role: role_from_name(&role).unwrap_or(Role::User),
+            content: row.get(1),
+            name: row.get(2),
+            tool_call_id: row.get(3),
+            tool_calls: tool_calls_from_json(&tool_calls),
+        },
+        created_at: row.get::<_, i64>(5) as u64,
+    }
+}
+
+impl SessionStore for PostgresStore {
+    fn begin_turn(&self, key: &str, agent: &str) -> StoreFuture<Turn> {
+        // Taken now, synchronously: the order of calls is the order of turns.
+        let mut ticket = self.lanes.enter(key);
+        let (pg, key, agent, max) = (self.pg.clone(), key.to_string(), agent.to_string(), self.max_history);
+        Box::pin(async move {
+            ticket.wait().await;
+            let lock = pg.lane_lock(&key).await?;
+            let session = load(&pg, &key, &agent, max).await?;
+            Ok(Turn::new(session, Box::new(PostgresTurn { pg, key, agent, ticket, lock })))
+        })
+    }
+
+    fn transcript(&self, key: &str) -> StoreFuture<Option<Transcript>> {
+        let (pg, key) = (self.pg.clone(), key.to_string());
+        Box::pin(async move {
+            let client = pg.client().await?;
+            let messages = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_key = $1 ORDER BY id");
+            let by_key: Params<1> = [&key];
+            // Pipelined: one round trip.
+            let (owner, messages) = futures::try_join!(
+                client.query_opt("SELECT agent_id FROM sessions WHERE key = $1", &by_key),
+                client.query(&messages, &by_key),
+            )
+            .map_err(db)?;
+            Ok(owner.map(|row| Transcript {
+                key: key.clone(),
+                agent: row.get(0),
+                messages: messages.iter().map(read_message).collect(),
+            }))
+        })
+    }
+
+    fn list(&self, agent: Option<&str>) -> StoreFuture<Vec<SessionSummary>> {
+        let (pg, agent) = (self.pg.clone(), agent.map(str::to_string));
+        Box::pin(async move {
+            let client = pg.client().await?;
+            // COLLATE "C": ties sort by bytes, as in SQLite, whatever the server's locale.
+            let rows = client
+                .query(
+                    "SELECT s.key, s.agent_id, s.updated_at,
+                            (SELECT COUNT(*) FROM messages m WHERE m.session_key = s.key)
+                     FROM sessions s WHERE $1::text IS NULL OR s.agent_id = $1
+                     ORDER BY s.updated_at DESC, s.key COLLATE \"C\"",
+                    &[&agent],
+                )
+                .await
+                .map_err(db)?;
+            Ok(rows
+                .iter()
+                .map(|r| SessionSummary {
+                    key: r.get(0),
+                    agent: r.get(1),
+                    last_activity: r.get::<_, i64>(2) as u64,
+                    message_count: r.get::<_, i64>(3) as u64,
+                })
+                .collect())
+        })
+    }
+
+    fn delete(&self, key: &str) -> StoreFuture<bool> {
+        let (pg, key) = (self.pg.clone(), key.to_string());
+        Box::pin(async move {
+            let client = pg.client().await?;
+            Ok(client.execute("DELETE FROM sessions WHERE key = $1", &[&key]).await.map_err(db)? > 0)
+        })
+    }
+
+    fn expire_idle(&self, cutoff: SystemTime) -> StoreFuture<usize> {
+        let pg = self.pg.clone();
+        let cutoff = cutoff.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        Box::pin(async move {
+            let client = pg.client().await?;
+            Ok(client.execute("DELETE FROM sessions WHERE updated_at < $1", &[&cutoff]).await.map_err(db)? as usize)
+        })
+    }
+}
+
+/// History and state for a turn; the connection goes back to the pool at once.
+async fn load(pg: &Postgres, key: &str, agent: &str, max: usize) -> Result<SessionData, StoreError> {
+    let client = pg.client().await?;
+    let history = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM
+           (SELECT * FROM messages WHERE session_key = $1 ORDER BY id DESC LIMIT $2) recent
+         ORDER BY id"
+    );
+    let limit = max as i64;
+    let (by_key, by_key_limited): (Params<1>, Params<2>) = ([&key], [&key, &limit]);
+    // Pipelined: one round trip.
+    let (owner, history, state) = futures::try_join!(
+        client.query_opt("SELECT agent_id FROM sessions WHERE key = $1", &by_key),
+        client.query(&history, &by_key_limited),
+        client.query("SELECT key, value FROM session_state WHERE session_key = $1", &by_key),
+    )
+    .map_err(db)?;
+    match owner.map(|row| row.get::<_, String>(0)) {
+        None => Ok(SessionData::default()),
+        Some(owner) if owner != agent => Err(StoreError::WrongAgent { key: key.into(), owner }),
+        Some(_) => Ok(SessionData {
+            history: history.iter().map(|r| read_message(r).message).collect(),
+            state: state.iter().map(|r| (r.get(0), r.get(1))).collect(),
+        }),
+    }
+}
+
+/// A begun turn: the lane ticket and the lane lock travel with the write.
+struct PostgresTurn {
+    pg: Arc<Postgres>,
+    key: String,
+    agent: String,
+    ticket: LaneTicket,
+    lock: LaneLock,
+}
+
+impl TurnWriter for PostgresTurn {
+    fn commit(self: Box<Self>, messages: Vec<Message>, state: StateChanges) -> StoreFuture<()> {
+        let Self { pg, key, agent, ticket, lock } = *self;
+        // Spawned: the write runs to its end even if the run's task is
+        // aborted, and the lane is released only after it.
+        let write = tokio::spawn(async move {
+            let written = append_turn(&pg, &lock, &key, &agent, &messages, &state).await;
+            drop(lock);
+            drop(ticket);
+            written
+        });
+        Box::pin(async move {
+            write.await.unwrap_or_else(|e| Err(StoreError::Backend(format!("session store task failed: {e}"))))
+        })
+    }
+}
+
+/// The turn's messages and state changes in one transaction: all or nothing.
+async fn append_turn(
+    pg: &Postgres,
+    lock: &LaneLock,
+    key: &str,
+    agent: &str,
+    turn: &[Message],
+    state: &StateChanges,
+) -> Result<(), StoreError> {
+    let mut client = pg.client().await?;
+    let tx = client.transaction().await.map_err(db)?;
+    // Still ours? If the control connection dropped, another instance may be
+    // writing this session now: write nothing rather than interleave.
+    lock.confirm(&tx).await?;
+    let owner = tx.query_opt("SELECT agent_id FROM sessions WHERE key = $1", &[&key]).await.map_err(db)?;
+    if let Some(owner) = owner.map(|r| r.get::<_, String>(0)).filter(|o| o != agent) {
+        return Err(StoreError::WrongAgent { key: key.into(), owner });
+    }
+    let now = now_ms() as i64;
+    tx.execute(
+        "INSERT INTO sessions (key, agent_id, created_at, updated_at) VALUES ($1, $2, $3, $3)
+         ON CONFLICT (key) DO UPDATE SET updated_at = excluded.updated_at",
+        &[&key, &agent, &now],
+    )
+    .await
+    .map_err(db)?;
+    if !turn.is_empty() {
+        let insert = tx
+            .prepare(
+                "INSERT INTO messages (session_key, role, content, name, tool_call_id, tool_calls, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .await
+            .map_err(db)?;
+        // One at a time: ids follow the order of the turn.
+        for m in turn {
+            let tool_calls = tool_calls_json(&m.tool_calls);
+            let params: Params<7> = [&key, &role_name(m.role), &m.content, &m.name, &m.tool_call_id, &tool_calls, &now];
+            tx.execute(&insert, &params).await.map_err(db)?;
+        }
+    }
+    for (k, v) in state {
+        match v {
+            Some(v) => {
+                tx.execute(
+                    "INSERT INTO session_state (session_key, key, value) VALUES ($1, $2, $3)
+                     ON CONFLICT (session_key, key) DO UPDATE SET value = excluded.value",
+                    &[&key, k, v],
+                )
+                .await
+            }
+            None => tx.execute("DELETE FROM session_state WHERE session_key = $1 AND key = $2", &[&key, k]).await,
+        }
+        .map_err(db)?;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(())
+}
