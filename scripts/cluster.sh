@@ -374,9 +374,18 @@ start_haproxy() {
   stats=$(free_port)
   sed -e "s/@BIND@/$BIND/g" -e "s/@PORT@/$port/g" -e "s/@STATS_PORT@/$stats/g" "$TEMPLATE" >"$DIR/haproxy.cfg"
   for addr in "$@"; do
-    i=$((i + 1))
     [[ "$addr" =~ ^[^:/]+:[0-9]+$ ]] || die "'$addr' is not HOST:PORT"
+  done
+  for addr in "$@"; do
+    i=$((i + 1))
     echo "    server gw$i $addr" >>"$DIR/haproxy.cfg"
+  done
+  # The same gateways unchecked, used only when every checked one is down (the
+  # template says why).
+  i=0
+  for addr in "$@"; do
+    i=$((i + 1))
+    echo "    server gw$i-open $addr backup no-check" >>"$DIR/haproxy.cfg"
   done
   haproxy -c -q -f "$DIR/haproxy.cfg" || die "haproxy rejected $DIR/haproxy.cfg (message above)"
   # maxconn needs two descriptors per connection.
