@@ -106,6 +106,20 @@ impl ClusterParts {
         Ok(Self::psql(url, "select count(*) from information_schema.tables where table_schema = 'public'")?.parse()?)
     }
 
+    /// PostgreSQL's postmaster and HAProxy, where started.
+    fn pids(&self) -> Vec<u32> {
+        let first_line =
+            |path: PathBuf| -> Option<u32> { std::fs::read_to_string(path).ok()?.lines().next()?.trim().parse().ok() };
+        let pgdata = std::fs::read_to_string(self.dir.path().join("pgdata.path")).unwrap_or_default();
+        [
+            first_line(PathBuf::from(pgdata.trim()).join("postmaster.pid")),
+            first_line(self.dir.path().join("haproxy.pid")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
     /// HAProxy on a free port in front of `gateways`; its base URL.
     fn haproxy(&self, gateways: &[ServerProcess]) -> anyhow::Result<String> {
         let addrs: Vec<String> = gateways.iter().map(|g| g.base.trim_start_matches("http://").to_string()).collect();
@@ -129,6 +143,9 @@ struct Setup {
     label: &'static str,
     key: &'static str,
     url: String,
+    /// Processes whose CPU time counts: this one (the client, and the gateways
+    /// as its children), PostgreSQL's postmaster and HAProxy.
+    roots: Vec<u32>,
     _gateways: Vec<ServerProcess>,
     _parts: Option<ClusterParts>,
 }
@@ -185,7 +202,12 @@ async fn start(key: &'static str) -> anyhow::Result<Setup> {
             "the gateways left PostgreSQL empty: this build ignores database.url (no cluster mode yet?)"
         );
     }
-    Ok(Setup { label, key, url, _gateways: gateways, _parts: parts })
+    // Gateways are this process's children; PostgreSQL and HAProxy run detached.
+    let mut roots = vec![std::process::id()];
+    if let Some(parts) = &parts {
+        roots.extend(parts.pids());
+    }
+    Ok(Setup { label, key, url, roots, _gateways: gateways, _parts: parts })
 }
 
 async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
@@ -328,24 +350,38 @@ async fn worker(base: String, tag: String, deadline: Instant) -> Tally {
     tally
 }
 
-/// Busy and total jiffies of the whole machine (`/proc/stat`).
-fn cpu_jiffies() -> (u64, u64) {
-    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let fields: Vec<u64> =
-        text.lines().next().unwrap_or_default().split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
-    let total: u64 = fields.iter().take(8).sum();
-    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
-    (total - idle, total)
+/// CPU time (utime + stime, in clock ticks of 10 ms) of `roots` and all their
+/// descendants: the processes under test only, whatever else the machine runs.
+fn tree_ticks(roots: &[u32]) -> u64 {
+    let mut procs: Vec<(u32, u32, u64)> = Vec::new(); // pid, parent, ticks
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // Fields after the command name, which may contain spaces: state, ppid, …, utime (12th), stime.
+        let Some((_, rest)) = stat.rsplit_once(") ") else { continue };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        procs.push((pid, num(1) as u32, num(11) + num(12)));
+    }
+    let mut inside: Vec<u32> = roots.to_vec();
+    let mut i = 0;
+    while i < inside.len() {
+        let parent = inside[i];
+        inside
+            .extend(procs.iter().filter(|p| p.1 == parent && !inside.contains(&p.0)).map(|p| p.0).collect::<Vec<_>>());
+        i += 1;
+    }
+    procs.iter().filter(|p| inside.contains(&p.0)).map(|p| p.2).sum()
 }
 
 /// `workers` workers for `seconds` against `base`, on one client thread with
 /// its own runtime (the client's CPU stays small and the same for every row).
-async fn cell(base: &str, tag: &str, workers: usize, seconds: f64) -> (Tally, f64, f64) {
-    let (base, tag) = (base.to_string(), tag.to_string());
+async fn cell(base: &str, tag: &str, workers: usize, seconds: f64, roots: &[u32]) -> (Tally, f64, f64) {
+    let (base, tag, roots) = (base.to_string(), tag.to_string(), roots.to_vec());
     let run = move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("client runtime");
         runtime.block_on(async move {
-            let cpu_before = cpu_jiffies();
+            let cpu_before = tree_ticks(&roots);
             let started = Instant::now();
             let deadline = started + Duration::from_secs_f64(seconds);
             let tasks: Vec<_> =
@@ -355,9 +391,9 @@ async fn cell(base: &str, tag: &str, workers: usize, seconds: f64) -> (Tally, f6
                 tally.merge(t.await.expect("worker task"));
             }
             let elapsed = started.elapsed().as_secs_f64();
-            let cpu_after = cpu_jiffies();
-            let busy = (cpu_after.0 - cpu_before.0) as f64 / (cpu_after.1 - cpu_before.1).max(1) as f64;
-            (tally, elapsed, busy)
+            // Seconds of CPU (ticks are 10 ms on Linux unless built otherwise).
+            let cpu = tree_ticks(&roots).saturating_sub(cpu_before) as f64 / 100.0;
+            (tally, elapsed, cpu)
         })
     };
     tokio::task::spawn_blocking(run).await.expect("client thread")
@@ -391,7 +427,7 @@ pub async fn run(seconds: u64) -> anyhow::Result<Value> {
         .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_string));
     println!("  {}; {}", pg_version.as_deref().unwrap_or("psql ?"), haproxy_version.as_deref().unwrap_or("haproxy ?"));
     println!(
-        "  {:<38} {:>5} {:>8} {:>6} {:>9} {:>9} {:>6} {:>6} {:>9} {:>9} {:>5} {:>6}",
+        "  {:<38} {:>5} {:>8} {:>6} {:>9} {:>9} {:>6} {:>6} {:>9} {:>9} {:>5} {:>8} {:>6}",
         "setup",
         "conns",
         "req/s",
@@ -402,7 +438,8 @@ pub async fn run(seconds: u64) -> anyhow::Result<Value> {
         "p99/a",
         "plain p50",
         "plain p99",
-        "CPU",
+        "cores",
+        "CPU/req",
         "errors"
     );
     let mut rows: Vec<Value> = Vec::new();
@@ -410,10 +447,10 @@ pub async fn run(seconds: u64) -> anyhow::Result<Value> {
     for key in ["a", "b", "b-async", "b+", "c"] {
         let setup = start(key).await?;
         // Warm-up: connections, pools, compiled code paths, the database's caches.
-        let _ = cell(&setup.url, &format!("{}-warm", setup.key), 4, 1.0).await;
+        let _ = cell(&setup.url, &format!("{}-warm", setup.key), 4, 1.0, &setup.roots).await;
         for (i, &workers) in LEVELS.iter().enumerate() {
             let tag = format!("{}-c{workers}", setup.key);
-            let (mut tally, elapsed, busy) = cell(&setup.url, &tag, workers, seconds as f64).await;
+            let (mut tally, elapsed, cpu) = cell(&setup.url, &tag, workers, seconds as f64, &setup.roots).await;
             let requests = tally.turns.len() + tally.plain.len();
             let rps = requests as f64 / elapsed;
             let (turn_p50, turn_p99) = percentiles(&mut tally.turns);
@@ -424,12 +461,13 @@ pub async fn run(seconds: u64) -> anyhow::Result<Value> {
             let (ref_rps, ref_p50, ref_p99) = reference[i];
             println!(
                 "  {:<38} {workers:>5} {rps:>8.0} {:>5.0}% {turn_p50:>7.3}ms {turn_p99:>7.3}ms {:>5.2}× {:>5.2}× \
-                 {plain_p50:>7.3}ms {plain_p99:>7.3}ms {:>4.0}% {:>6}",
+                 {plain_p50:>7.3}ms {plain_p99:>7.3}ms {:>5.2} {:>6.3}ms {:>6}",
                 setup.label,
                 100.0 * rps / ref_rps,
                 turn_p50 / ref_p50,
                 turn_p99 / ref_p99,
-                100.0 * busy,
+                cpu / elapsed,
+                1000.0 * cpu / requests.max(1) as f64,
                 tally.errors + tally.wrong
             );
             if let Some(problem) = &tally.first_problem {
@@ -441,14 +479,16 @@ pub async fn run(seconds: u64) -> anyhow::Result<Value> {
                 "turn_p50_ms": turn_p50, "turn_p99_ms": turn_p99,
                 "turn_p50_vs_a": turn_p50 / ref_p50, "turn_p99_vs_a": turn_p99 / ref_p99,
                 "plain_p50_ms": plain_p50, "plain_p99_ms": plain_p99,
-                "machine_cpu_busy": busy, "errors": tally.errors, "wrong_replies": tally.wrong,
+                "cpu_seconds": cpu, "cores_busy": cpu / elapsed, "cpu_ms_per_request": 1000.0 * cpu / requests.max(1) as f64,
+                "errors": tally.errors, "wrong_replies": tally.wrong,
             }));
         }
     }
     let failures: u64 =
         rows.iter().map(|r| r["errors"].as_u64().unwrap_or(0) + r["wrong_replies"].as_u64().unwrap_or(0)).sum();
     println!(
-        "  CPU = the whole machine's busy share during the cell (all {cores} cores; client, proxies and database included)"
+        "  cores, CPU/req: CPU time of the processes under test (client, gateways, PostgreSQL, HAProxy), \
+         per second and per request; other programs on the machine are not counted"
     );
     anyhow::ensure!(failures == 0, "{failures} requests failed or got a wrong reply (first problems above)");
     Ok(json!({"turns_per_user": TURNS, "seconds_per_cell": seconds, "cores": cores,
