@@ -9,6 +9,7 @@
 
 mod assistant;
 mod baseline;
+mod cluster;
 mod echo;
 mod load;
 mod poster;
@@ -39,7 +40,7 @@ struct Args {
     /// Length of the soak scenario.
     #[arg(long, default_value_t = 60)]
     seconds: u64,
-    /// Length of each load cell (echo, assistant).
+    /// Length of each load cell (echo, assistant, cluster).
     #[arg(long, default_value_t = 5)]
     cell_seconds: u64,
     /// Request rate of the assistant scenario.
@@ -134,6 +135,13 @@ async fn main() -> anyhow::Result<()> {
     }
     if wanted("ws-idle") {
         results.insert("ws_idle".into(), ws_idle::run(args.connections).await?);
+    }
+    // Needs PostgreSQL and HAProxy: run by name it fails loudly without them;
+    // as part of "everything" it is skipped with a note.
+    if args.scenarios.iter().any(|s| s == "cluster") || (args.scenarios.is_empty() && cluster::available()) {
+        results.insert("cluster".into(), cluster::run(args.cell_seconds).await?);
+    } else if args.scenarios.is_empty() {
+        println!("\ncluster: skipped (needs PostgreSQL and HAProxy: apt-get install postgresql haproxy)");
     }
     if let Some(micro) = criterion_results() {
         results.insert("instantiate_call".into(), micro);

@@ -128,6 +128,8 @@ impl Output {
 }
 
 /// Per-agent settings the operator configured under `agents.entries.<id>.config`.
+pub mod http;
+
 pub mod config {
     /// The value of `key`, if the operator set it.
     pub fn get(key: &str) -> Option<String> {

@@ -38,6 +38,8 @@ pub struct Gateway {
     /// One place per WebSocket connection that has not completed `connect`
     /// (`gateway.ws.maxPendingHandshakes`).
     pub ws_handshakes: Arc<tokio::sync::Semaphore>,
+    /// When this gateway started serving (for its uptime).
+    pub started: std::time::Instant,
     ready: AtomicBool,
     draining: tokio::sync::watch::Sender<bool>,
     grace_over: tokio::sync::watch::Sender<bool>,
@@ -57,6 +59,7 @@ impl Gateway {
         let ws_handshakes = Arc::new(tokio::sync::Semaphore::new(config.gateway.ws.max_pending_handshakes));
         let gw = Arc::new(Self {
             ws_handshakes,
+            started: std::time::Instant::now(),
             lockout,
             shared_lockout,
             config,

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// The superuser the tests connect as, and its password. The password is
-/// distinctive so a test can prove it never reaches the gateway's output.
+/// The superuser the tests connect as.
 pub const USER: &str = "wasmclaw";
+/// Its password: distinctive, so a test can prove it never reaches the gateway's output.
 pub const PASSWORD: &str = "pg-secret-5b9e1c7d2a";
 
 /// A running (or stopped) PostgreSQL server; stopped on drop.

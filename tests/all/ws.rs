@@ -88,9 +88,10 @@ async fn bad_frames_after_connect_keep_the_connection_usable() {
 async fn oversize_frame_after_connect_closes_with_1009() {
     // An admin's maxPayload = room for a base64 component of this size
     // (~225 KB here), as it is larger than maxPayloadBytes.
-    let config =
-        ws_config(", ws: { maxPayloadBytes: 100000 }").replace("agents: {", "agents: { maxComponentBytes: 120000,");
-    let gw = TestGateway::start(&config);
+    // Echo alone: it fits the small component limit the test needs.
+    let config = r#"{ gateway: { http: { endpoints: { chatCompletions: { enabled: true } } }, ws: { maxPayloadBytes: 100000 } },
+      agents: { maxComponentBytes: 120000, entries: { main: { plugin: "echo" } } } }"#;
+    let gw = TestGateway::start(config);
     let (mut c, _) = Client::open(&gw).await;
     // Only a connection that may install (operator.admin) gets room for a component.
     let mut params = connect_params(TOKEN);

@@ -38,6 +38,9 @@ pub struct LimitsConfig {
     pub max_output_bytes: Option<usize>,
     /// Runs of this agent in flight at once (unlimited when unset).
     pub max_concurrent_runs: Option<usize>,
+    /// Outbound HTTP limits per run.
+    #[serde(default)]
+    pub http: HttpLimitsConfig,
 }
 
 impl LimitsConfig {
@@ -48,6 +51,7 @@ impl LimitsConfig {
             timeout_ms: self.timeout_ms.or(fallback.timeout_ms),
             max_output_bytes: self.max_output_bytes.or(fallback.max_output_bytes),
             max_concurrent_runs: self.max_concurrent_runs.or(fallback.max_concurrent_runs),
+            http: self.http.or(&fallback.http),
         }
     }
 }
@@ -92,6 +96,58 @@ pub struct AgentEntry {
     /// Whether the agent may ask for another model than `model`.
     #[serde(default)]
     pub allow_model_override: bool,
+    /// Outbound HTTP (`wasi:http`); absent = every request denied.
+    pub http: Option<AgentHttpConfig>,
+}
+
+/// `agents.entries.<id>.http`: where the agent may send requests, and what
+/// the host adds to them. Deny by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AgentHttpConfig {
+    /// `scheme://host[:port][/path-prefix]`; `*.example.com` matches subdomains, `*` any host.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Headers the host adds to matching requests; the guest never sees them.
+    #[serde(default)]
+    pub credentials: Vec<CredentialConfig>,
+    /// Per-run limits; unset fields come from `agents.limits.http`.
+    #[serde(default)]
+    pub limits: HttpLimitsConfig,
+}
+
+/// One injected header: the value comes from the environment.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CredentialConfig {
+    /// An allow-list pattern the request must match.
+    #[serde(rename = "match")]
+    pub matches: String,
+    pub header: String,
+    /// Put before the value (`"Bearer "`).
+    #[serde(default)]
+    pub prefix: String,
+    pub value_env: String,
+}
+
+/// Per-run outbound HTTP limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpLimitsConfig {
+    pub max_requests_per_run: Option<u32>,
+    pub max_response_bytes: Option<usize>,
+    pub timeout_ms: Option<u64>,
+}
+
+impl HttpLimitsConfig {
+    /// `self` where set, else `fallback`.
+    pub fn or(&self, fallback: &HttpLimitsConfig) -> HttpLimitsConfig {
+        HttpLimitsConfig {
+            max_requests_per_run: self.max_requests_per_run.or(fallback.max_requests_per_run),
+            max_response_bytes: self.max_response_bytes.or(fallback.max_response_bytes),
+            timeout_ms: self.timeout_ms.or(fallback.timeout_ms),
+        }
+    }
 }
 
 impl AgentEntry {
@@ -104,6 +160,7 @@ impl AgentEntry {
             provider: None,
             model: None,
             allow_model_override: false,
+            http: None,
         }
     }
 }

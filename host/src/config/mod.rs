@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use agents::{AgentEntry, AgentsConfig, LimitsConfig};
+pub use agents::{AgentEntry, AgentHttpConfig, AgentsConfig, CredentialConfig, HttpLimitsConfig, LimitsConfig};
 pub use providers::{HeaderValueConfig, ProviderConfig};
 pub use secret::Secret;
 pub use tokens::{TokenConfig, TokenRateLimit};
@@ -72,12 +72,21 @@ pub struct GatewayConfig {
 }
 
 /// `gateway.controlUi`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ControlUiConfig {
+    /// Serve the control page at `/ui` (and `/` for browsers).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
     /// Browser origins (`https://ops.example.com`) allowed to open the WebSocket.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+}
+
+impl Default for ControlUiConfig {
+    fn default() -> Self {
+        Self { enabled: true, allowed_origins: Vec::new() }
+    }
 }
 
 /// `gateway.metrics`

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use deadpool_postgres::Pool;
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
@@ -35,6 +36,8 @@ pub(super) struct Link {
 /// Shared between [`super::Postgres`], its lane locks and the background tasks.
 pub(super) struct Control {
     config: tokio_postgres::Config,
+    /// The query pool, emptied of idle connections around an outage.
+    pool: Pool,
     /// `None` while reconnecting.
     link: Mutex<Option<Link>>,
     notices: broadcast::Sender<Notice>,
@@ -47,9 +50,10 @@ pub(super) struct Control {
 }
 
 impl Control {
-    pub fn new(config: tokio_postgres::Config) -> Self {
+    pub fn new(config: tokio_postgres::Config, pool: Pool) -> Self {
         Self {
             config,
+            pool,
             link: Mutex::new(None),
             notices: broadcast::channel(1024).0,
             probe_ok: AtomicBool::new(false),
@@ -115,6 +119,8 @@ impl Control {
         };
         match tokio::time::timeout(CONNECT_TIMEOUT, setup).await {
             Ok(Ok(pid)) => {
+                // Before counting as up: no request may draw a connection from before an outage.
+                self.purge_pool();
                 self.set_link(Some(Link { client: Arc::new(client), pid }));
                 Ok(driver)
             }
@@ -145,6 +151,7 @@ impl Control {
                 }
             };
             self.set_link(None);
+            self.purge_pool();
             tracing::warn!(reason = %why, "lost the control connection to the database; reconnecting");
             let mut backoff = RECONNECT_FIRST;
             driver = loop {
@@ -159,6 +166,18 @@ impl Control {
             };
             tracing::info!("control connection to the database re-established");
             let _ = self.notices.send(Notice::Reconnected);
+        }
+    }
+
+    /// Drop the pool's idle connections. One whose server vanished without a
+    /// word (a partition, a failover) looks open until a query on it fails
+    /// or times out, so after an outage requests would draw those first.
+    /// Called when the control connection drops and again just before it
+    /// counts as up.
+    fn purge_pool(&self) {
+        let purged = self.pool.retain(|_, _| false).removed.len();
+        if purged > 0 {
+            tracing::debug!(purged, "idle pooled connections dropped after an outage");
         }
     }
 

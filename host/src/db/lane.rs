@@ -22,8 +22,9 @@ use super::{CONNECT_TIMEOUT, DbError, LANES_CHANNEL, Notice};
 const RETRY_FIRST: Duration = Duration::from_millis(20);
 const RETRY_MAX: Duration = Duration::from_millis(250);
 
-/// The advisory lock key for a lane: the first 8 bytes of SHA-256, stable
-/// across processes, versions and platforms.
+/// A bigint advisory lock key for `key`: the first 8 bytes of SHA-256,
+/// stable across processes, versions and platforms. Callers namespace their
+/// keys (lanes hash `lane:<session key>`) so different locks never meet.
 pub fn key_hash(key: &str) -> i64 {
     let digest = Sha256::digest(key.as_bytes());
     i64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 digest has 8 bytes"))
@@ -80,7 +81,9 @@ impl Drop for LaneLock {
 
 /// Take `key`'s lane lock, waiting while another instance holds it.
 pub(super) async fn acquire(control: &Arc<Control>, key: &str) -> Result<LaneLock, DbError> {
-    let hash = key_hash(key);
+    // Namespaced: a session may be called `agent:main`, which must not be
+    // the lock another store takes on agent `main`.
+    let hash = key_hash(&format!("lane:{key}"));
     let payload = hash.to_string();
     // Subscribed before the first try, so a release right after it is not missed.
     let mut notices = control.subscribe();

@@ -129,7 +129,7 @@ impl Postgres {
             let mut client = pool.get().await?;
             migrations::run(&mut client).await?;
         }
-        let control = Arc::new(Control::new(config));
+        let control = Arc::new(Control::new(config, pool.clone()));
         let driver = control.open().await?;
         let tasks = vec![tokio::spawn(control.clone().supervise(driver)), tokio::spawn(control.clone().probe())];
         tracing::info!(migrations = migrations::POSTGRES.len(), "connected to the database");

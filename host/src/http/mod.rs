@@ -11,6 +11,7 @@ mod origin;
 mod routes;
 mod sessions;
 mod stream;
+mod ui;
 
 use std::sync::Arc;
 
@@ -62,14 +63,18 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
-/// `GET /`: every request on the root path is decided here. Today that is
+/// `GET /`: every request on the root path is decided here: a browser
+/// navigating to it gets the control page (when enabled); everything else is
 /// OpenClaw's WebSocket protocol (which authenticates inside its `connect`
-/// frame) behind the `Origin` policy; the control page belongs here too.
+/// frame) behind the `Origin` policy.
 async fn root(
     State(gw): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
+    if gw.config.gateway.control_ui.enabled && ui::wants_page(request.method(), request.headers()) {
+        return ui::page(request.headers());
+    }
     if !origin::origin_allowed(&gw.config, request.headers()) {
         let headers = request.headers();
         let origin = headers.get(axum::http::header::ORIGIN).and_then(|o| o.to_str().ok()).unwrap_or_default();

@@ -14,7 +14,7 @@ use axum::response::Response;
 use axum::routing::{MethodRouter, delete, get, post, put};
 
 use super::error::ApiError;
-use super::{admin, chat, health, models, sessions};
+use super::{admin, chat, health, models, sessions, ui};
 use crate::auth::{Principal, Scope};
 use crate::config::MetricsAccess;
 use crate::gateway::Gateway;
@@ -69,6 +69,12 @@ fn table(gw: &Gateway) -> Vec<Route> {
             MetricsAccess::Loopback => Access::Loopback,
         };
         rows.push(row("/metrics", Method::GET, access, get(super::metrics)));
+    }
+    // The control page: static files; it authenticates inside the WebSocket like any client.
+    if config.control_ui.enabled {
+        rows.push(row("/ui", Method::GET, Public, get(ui::index)));
+        rows.push(row("/ui/", Method::GET, Public, get(ui::index)));
+        rows.push(row("/ui/{asset}", Method::GET, Public, get(ui::asset)));
     }
     // Disabled endpoints answer 404 as if they did not exist.
     if config.http.endpoints.chat_completions.enabled {

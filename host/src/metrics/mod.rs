@@ -1,11 +1,15 @@
 //! Prometheus metrics: what an operator watches. Counters and fixed-bucket
 //! histograms behind one mutex each; recording is a map lookup and an add.
 
+mod recent;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+pub use recent::{BUCKET as RECENT_BUCKET, Series};
 
 /// Upper bounds (seconds) of run-duration and time-to-first-event buckets.
 const BUCKETS: &[f64] =
@@ -63,6 +67,11 @@ pub struct Metrics {
     connections_refused: [AtomicU64; Refused::ALL.len()],
     connections_closed: [AtomicU64; Closed::ALL.len()],
     accept_errors: AtomicU64,
+    /// (agent, origin, outcome) → outbound requests agents sent.
+    agent_http: Mutex<BTreeMap<(String, String, String), u64>>,
+    agent_http_seconds: Mutex<BTreeMap<String, Histogram>>,
+    /// Runs and failures per agent over the last minutes (the control page's charts).
+    recent: Mutex<recent::Recent>,
 }
 
 /// Why the listener closed a new connection without serving it.
@@ -127,6 +136,13 @@ impl Metrics {
         if let Some(kind) = failure {
             *self.run_failures.lock().unwrap().entry((agent.to_string(), kind)).or_default() += 1;
         }
+        self.recent.lock().unwrap().record(agent, failure.is_some(), Instant::now());
+    }
+
+    /// Runs and failures per agent in [`RECENT_BUCKET`]s over the last ten
+    /// minutes, oldest first; agents without a run in that time are left out.
+    pub fn recent(&self) -> Vec<Series> {
+        self.recent.lock().unwrap().series(Instant::now())
     }
 
     /// A run produced its first event after `took`.
@@ -180,6 +196,16 @@ impl Metrics {
     /// The gateway closed a connection on its own.
     pub fn connection_closed(&self, reason: Closed) {
         self.connections_closed[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An agent's outbound request ended with `outcome` (a status code,
+    /// `denied`, `limited`, `timeout`, …) after `took` (`None`: never sent).
+    pub fn agent_http(&self, agent: &str, origin: &str, outcome: &str, took: Option<Duration>) {
+        let key = (agent.to_string(), origin.to_string(), outcome.to_string());
+        *self.agent_http.lock().unwrap().entry(key).or_default() += 1;
+        if let Some(took) = took {
+            self.agent_http_seconds.lock().unwrap().entry(agent.to_string()).or_default().observe(took.as_secs_f64());
+        }
     }
 
     /// `accept` failed (e.g. out of file descriptors).
@@ -256,6 +282,27 @@ impl Metrics {
             "wasmclaw_ws_handshakes_refused_total {}",
             self.ws_handshakes_refused.load(Ordering::Relaxed)
         );
+        head(
+            &mut out,
+            "wasmclaw_agent_http_requests_total",
+            "counter",
+            "Outbound requests agents sent, by origin and outcome (status code, denied, limited, timeout, …).",
+        );
+        for ((agent, origin, outcome), n) in self.agent_http.lock().unwrap().iter() {
+            let _ = writeln!(
+                out,
+                "wasmclaw_agent_http_requests_total{{agent=\"{agent}\",origin=\"{origin}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        head(
+            &mut out,
+            "wasmclaw_agent_http_duration_seconds",
+            "histogram",
+            "Outbound request duration, whole body read.",
+        );
+        for (agent, h) in self.agent_http_seconds.lock().unwrap().iter() {
+            h.render(&mut out, "wasmclaw_agent_http_duration_seconds", agent);
+        }
         head(&mut out, "wasmclaw_agent_changes_total", "counter", "Agent installs, rollbacks and removals.");
         for (action, n) in self.swaps.lock().unwrap().iter() {
             let _ = writeln!(out, "wasmclaw_agent_changes_total{{action=\"{action}\"}} {n}");

@@ -11,10 +11,13 @@ use tokio::sync::broadcast;
 
 use super::Agents;
 use crate::chat::AgentId;
-use crate::config::{AgentEntry, Config, LimitsConfig};
+use crate::config::{AgentEntry, AgentHttpConfig, Config, HttpLimitsConfig, LimitsConfig, Secret};
 use crate::providers::ModelRoute;
 use crate::registry::{Record, RegistryError, StoredVersion};
-use crate::runtime::{AgentSettings, AgentSlot, AgentSource, AgentVersion, LoadError, RunLimits, shipped};
+use crate::runtime::{
+    AgentSettings, AgentSlot, AgentSource, AgentVersion, AllowRule, Credential, HttpLimits, HttpPolicy, LoadError,
+    RunLimits, shipped,
+};
 
 /// Why an install, rollback or removal did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -245,8 +248,9 @@ impl Agents {
             }
             _ => None,
         };
-        let limits = run_limits(&entry.limits.or(&self.default_limits));
-        Ok(AgentSettings { config: entry.config.clone(), limits, llm })
+        let limits = entry.limits.or(&self.default_limits);
+        let http = entry.http.as_ref().map(|h| http_policy(id, h, &limits.http)).transpose()?;
+        Ok(AgentSettings { config: entry.config.clone(), limits: run_limits(&limits), llm, http })
     }
 
     /// A component file, refused by its size *before* it is read: a huge (or
@@ -268,6 +272,40 @@ impl Agents {
         }
         Ok(bytes.into())
     }
+}
+
+/// An entry's `http` block as a policy; a bad rule or a missing credential
+/// variable is an error naming its key (and never a value).
+fn http_policy(id: &str, config: &AgentHttpConfig, limits: &HttpLimitsConfig) -> Result<HttpPolicy, InstallError> {
+    let key = |rest: &str| format!("agents.entries.{id}.http.{rest}");
+    let rule = |text: &str, at: String| {
+        AllowRule::parse(text).map_err(|e| InstallError::Source(format!("{at}: {text:?} is not a valid rule: {e}")))
+    };
+    let allow =
+        config.allow.iter().enumerate().map(|(i, t)| rule(t, key(&format!("allow[{i}]")))).collect::<Result<_, _>>()?;
+    let mut credentials = Vec::new();
+    for (i, c) in config.credentials.iter().enumerate() {
+        let at = key(&format!("credentials[{i}]"));
+        let header = http::HeaderName::from_bytes(c.header.as_bytes())
+            .map_err(|_| InstallError::Source(format!("{at}.header: {:?} is not a header name", c.header)))?;
+        let value = std::env::var(&c.value_env).ok().filter(|v| !v.is_empty()).ok_or_else(|| {
+            InstallError::Source(format!("{at}.valueEnv: environment variable {} is not set", c.value_env))
+        })?;
+        credentials.push(Credential {
+            rule: rule(&c.matches, format!("{at}.match"))?,
+            header,
+            value: Secret::new(format!("{}{value}", c.prefix)),
+            secret: Secret::new(value),
+        });
+    }
+    let d = HttpLimits::default();
+    let limits = config.limits.or(limits);
+    let limits = HttpLimits {
+        max_requests: limits.max_requests_per_run.unwrap_or(d.max_requests),
+        max_response_bytes: limits.max_response_bytes.unwrap_or(d.max_response_bytes),
+        timeout: limits.timeout_ms.map_or(d.timeout, std::time::Duration::from_millis),
+    };
+    Ok(HttpPolicy { allow, credentials, limits })
 }
 
 /// Built-in run limits overridden by whatever the config sets.

@@ -96,7 +96,8 @@ impl Agents {
         let max_runs = config.agents.max_concurrent_runs;
         // Instances beyond the run cap serve loads and info() calls.
         let engine = EngineLimits { max_instances: (max_runs + 32) as u32, ..EngineLimits::default() };
-        let runtime = Runtime::new(&engine, Some(config.state_dir().join("cache")))?;
+        let metrics: Arc<crate::metrics::Metrics> = Default::default();
+        let runtime = Runtime::new(&engine, Some(config.state_dir().join("cache")))?.with_metrics(metrics.clone());
         let default_agent = AgentId::parse(&config.agents.default).context("default agent validated by config")?;
         let agents = Self {
             runtime,
@@ -109,7 +110,7 @@ impl Agents {
             default_limits: config.agents.limits.clone(),
             run_slots: Arc::new(tokio::sync::Semaphore::new(max_runs)),
             max_runs,
-            metrics: Default::default(),
+            metrics,
             providers: arc_swap::ArcSwap::from_pointee(providers),
             entries: arc_swap::ArcSwap::from_pointee(config.agent_entries()),
             store,

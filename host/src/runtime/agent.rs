@@ -6,11 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
-use wasmtime::component::{Component, Linker};
-use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime::component::Component;
+use wasmtime::{Store, UpdateDeadline};
 
 use super::budget::Exhausted;
-use super::cache::CompileCache;
 use super::capabilities::{Capabilities, RunContext, RunState};
 use super::error::RunError;
 use super::wit::AgentPre;
@@ -47,6 +46,8 @@ pub struct AgentSettings {
     pub limits: RunLimits,
     /// Where its `llm` calls go.
     pub llm: Option<ModelRoute>,
+    /// Where its outbound HTTP may go; `None` denies every request.
+    pub http: Option<super::capabilities::http::HttpPolicy>,
 }
 
 /// Where an agent version came from.
@@ -157,14 +158,14 @@ pub enum LoadError {
 impl AgentVersion {
     /// Compile, link-check and call `info()`. CPU-heavy compilation runs on a blocking thread.
     pub(super) async fn load(
-        engine: &Engine,
-        linker: &Linker<RunState>,
-        cache: Option<Arc<CompileCache>>,
+        runtime: &super::Runtime,
         id: AgentId,
         source: AgentSource,
         bytes: Arc<[u8]>,
         settings: AgentSettings,
     ) -> Result<Self, LoadError> {
+        let (engine, linker, cache, metrics) =
+            (&runtime.engine, &runtime.linker, runtime.cache.clone(), &runtime.metrics);
         let digest = {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(&bytes))
@@ -183,7 +184,7 @@ impl AgentVersion {
             .map_err(|e| LoadError::Link(format!("(supported: {}) {e}", super::wit::WORLDS.join(", "))))?;
         let slots = settings.limits.max_concurrent.map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
         let mut version = Self {
-            capabilities: Capabilities::prepare(&id, &settings),
+            capabilities: Capabilities::prepare(&id, &settings, metrics),
             id,
             digest,
             info: AgentInfo::default(),
@@ -228,7 +229,7 @@ impl AgentVersion {
     }
 
     async fn call_info(&self) -> Result<AgentInfo, RunError> {
-        let mut store = self.store(RunContext { events: None, session: None, run_id: None });
+        let mut store = self.store(RunContext { run_id: String::new(), events: None, session: None });
         match tokio::time::timeout(INFO_BUDGET, self.pre.info(&mut store)).await {
             Err(_) => Err(Exhausted::Time(INFO_BUDGET).into()),
             Ok(Ok(info)) => Ok(info),
@@ -248,8 +249,7 @@ impl AgentVersion {
         session: Option<SessionData>,
     ) -> Result<RunOutcome, RunError> {
         let _counted = InFlight::enter(&self.in_flight);
-        let run_id = Some(req.run_id.clone());
-        let mut store = self.store(RunContext { events: Some(events), session, run_id });
+        let mut store = self.store(RunContext { run_id: req.run_id.clone(), events: Some(events), session });
         let budget = self.settings.limits.time_budget;
         let Ok(returned) = tokio::time::timeout(budget, self.pre.run(&mut store, req)).await else {
             return Err(Exhausted::Time(budget).into());

@@ -19,6 +19,7 @@ use wasmtime::Engine;
 use wasmtime::component::Linker;
 
 pub use agent::{AgentSettings, AgentSource, AgentVersion, LoadError, RunLimits, RunOutcome};
+pub use capabilities::http::{AllowRule, Credential, HttpLimits, HttpPolicy};
 pub use engine::{Allocation, EngineLimits};
 pub use error::RunError;
 pub use registry::{AgentRegistry, AgentSlot};
@@ -32,6 +33,8 @@ pub struct Runtime {
     linker: Linker<RunState>,
     allocation: Allocation,
     cache: Option<Arc<cache::CompileCache>>,
+    /// Where capabilities count what agents do (outbound HTTP).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Runtime {
@@ -41,9 +44,17 @@ impl Runtime {
         let (engine, allocation) = engine::build(limits)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // Only the HTTP interfaces: the rest of WASI is linked above, sandboxed.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         wit::add_to_linker(&mut linker)?;
         let cache = cache_dir.map(|dir| Arc::new(cache::CompileCache::new(dir, &engine)));
-        Ok(Self { engine, linker, allocation, cache })
+        Ok(Self { engine, linker, allocation, cache, metrics: Default::default() })
+    }
+
+    /// Count what agents do in `metrics` (the gateway's own).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Component instances live in the pool (pooling allocator only).
@@ -64,7 +75,7 @@ impl Runtime {
         bytes: Arc<[u8]>,
         settings: AgentSettings,
     ) -> Result<AgentVersion, LoadError> {
-        AgentVersion::load(&self.engine, &self.linker, self.cache.clone(), id, source, bytes, settings).await
+        AgentVersion::load(self, id, source, bytes, settings).await
     }
 }
 
@@ -88,14 +99,15 @@ mod tests {
         // A pool with room for far more memories than one component may take.
         let runtime = Runtime::new(&EngineLimits { max_instances: 64, ..EngineLimits::default() }, None).unwrap();
         let id = AgentId::parse("many").unwrap();
-        let capabilities = Capabilities::prepare(&id, &AgentSettings::default());
+        let capabilities = Capabilities::prepare(&id, &AgentSettings::default(), &Default::default());
         for (n, fits) in [(4, true), (capabilities::memory::MAX_MEMORIES + 1, false)] {
             // The pooling allocator refuses at compile time (so at install);
             // the on-demand one through the store's limiter at instantiation.
             let result = match wasmtime::component::Component::new(&runtime.engine, memories_component(n)) {
                 Err(e) => Err(e),
                 Ok(component) => {
-                    let state = capabilities.instantiate(RunContext { events: None, session: None, run_id: None });
+                    let state =
+                        capabilities.instantiate(RunContext { run_id: String::new(), events: None, session: None });
                     let mut store = wasmtime::Store::new(&runtime.engine, state);
                     store.limiter(|s| &mut s.memory);
                     runtime.linker.instantiate_async(&mut store, &component).await.map(drop)

@@ -59,6 +59,7 @@ pub const METHODS: &[Method] = &[
     method!("agents.install", Admin, agents_install),
     method!("agents.rollback", Admin, agents_rollback),
     method!("agents.remove", Admin, agents_remove),
+    method!("metrics.recent", Read, metrics_recent),
 ];
 
 /// Events a client may receive.
@@ -112,18 +113,53 @@ async fn health(call: Call) -> Answer {
 
 async fn status(call: Call) -> Answer {
     let gw = &call.gw;
+    let gauges = gw.agents.gauges();
     Ok(Some(json!({
         "server": {"name": "wasmclaw", "version": env!("CARGO_PKG_VERSION")},
         "ts": now_ms(),
+        "uptimeMs": gw.started.elapsed().as_millis() as u64,
         "ready": gw.is_ready(),
-        "agents": gw.agents.visible(&call.principal).iter().map(|v| agent_json(v)).collect::<Vec<_>>(),
+        "runs": {"active": gauges.active_runs, "max": gauges.max_runs},
+        "agents": visible_agents(&call),
     })))
 }
 
 async fn agents_list(call: Call) -> Answer {
-    let gw = &call.gw;
-    let agents: Vec<Value> = gw.agents.visible(&call.principal).iter().map(|v| agent_json(v)).collect();
-    Ok(Some(json!({"defaultId": gw.agents.default_agent().to_string(), "mainKey": "main", "agents": agents})))
+    let default = call.gw.agents.default_agent().to_string();
+    Ok(Some(json!({"defaultId": default, "mainKey": "main", "agents": visible_agents(&call)})))
+}
+
+/// Runs and failures per agent the caller may see, in buckets over the last minutes.
+async fn metrics_recent(call: Call) -> Answer {
+    let series: Vec<Value> = call
+        .gw
+        .agents
+        .metrics()
+        .recent()
+        .into_iter()
+        .filter(|s| call.principal.may_use_named(&s.agent))
+        .map(|s| json!({"agentId": s.agent, "runs": s.runs, "failures": s.failures}))
+        .collect();
+    let bucket_ms = crate::metrics::RECENT_BUCKET.as_millis() as u64;
+    Ok(Some(json!({"ts": now_ms(), "bucketMs": bucket_ms, "agents": series})))
+}
+
+/// The agents the caller may use, each with its rollback target.
+fn visible_agents(call: &Call) -> Vec<Value> {
+    let registry = call.gw.agents.registry();
+    let visible = call.gw.agents.visible(&call.principal);
+    visible.iter().map(|v| agent_json_full(v, registry.slot(&v.id).and_then(|s| s.previous).as_deref())).collect()
+}
+
+/// [`agent_json`] plus when it loaded, its runs in flight and the version a rollback returns to.
+fn agent_json_full(v: &AgentVersion, previous: Option<&AgentVersion>) -> Value {
+    let mut agent = agent_json(v);
+    let loaded_at = v.loaded_at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    agent["loadedAt"] = json!(loaded_at);
+    agent["inFlight"] = json!(v.in_flight());
+    agent["previous"] =
+        json!(previous.map(|p| json!({"digest": p.digest, "name": p.info.name, "version": p.info.version})));
+    agent
 }
 
 async fn models_list(call: Call) -> Answer {

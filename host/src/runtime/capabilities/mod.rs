@@ -5,6 +5,7 @@
 //! for every WIT version, and adding one is a module plus a field here.
 
 pub mod config;
+pub mod http;
 pub mod llm;
 pub mod log;
 pub mod memory;
@@ -14,17 +15,22 @@ pub mod session;
 use tokio::sync::mpsc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
+
+use std::sync::Arc;
 
 use super::agent::AgentSettings;
 use super::budget::Exhausted;
 use super::guest_log::{GuestLog, LogContext};
 use crate::chat::{AgentId, Event};
+use crate::metrics::Metrics;
 use crate::sessions::SessionData;
 
 /// Every capability of one agent version, prepared at load.
 pub struct Capabilities {
     agent: AgentId,
     config: config::ConfigCapability,
+    http: http::HttpCapability,
     llm: llm::LlmCapability,
     memory: memory::MemoryCapability,
     output: output::OutputCapability,
@@ -32,20 +38,21 @@ pub struct Capabilities {
 
 /// What one run brings besides the agent's settings.
 pub struct RunContext {
+    /// The run's id, for its log lines (empty for `info`).
+    pub run_id: String,
     /// `None` for calls that must not emit (`info`).
     pub events: Option<mpsc::Sender<Event>>,
     /// `None` for a throw-away session: empty history, no reply kept.
     pub session: Option<SessionData>,
-    /// The run's id for log lines (`None` for `info`).
-    pub run_id: Option<String>,
 }
 
 impl Capabilities {
     /// Prepare once per agent version.
-    pub fn prepare(agent: &AgentId, settings: &AgentSettings) -> Self {
+    pub fn prepare(agent: &AgentId, settings: &AgentSettings, metrics: &Arc<Metrics>) -> Self {
         Self {
             agent: agent.clone(),
             config: config::ConfigCapability::new(settings.config.clone()),
+            http: http::HttpCapability::new(agent, settings.http.clone(), metrics.clone()),
             llm: llm::LlmCapability::new(agent, settings.llm.clone()),
             memory: memory::MemoryCapability::new(settings.limits.memory_bytes),
             output: output::OutputCapability::new(settings.limits.output_bytes),
@@ -57,12 +64,13 @@ impl Capabilities {
         let keep_reply = run.session.is_some();
         // No env, no args, no preopened dirs, no socket addresses allowed:
         // the defaults of the builder. Only stdout/stderr are wired, to the log.
-        let log = LogContext::new(self.agent.as_str(), run.run_id.as_deref());
+        let log = LogContext::new(self.agent.as_str(), Some(run.run_id.as_str()).filter(|id| !id.is_empty()));
         let wasi = WasiCtx::builder().stdout(GuestLog::stdout(&log)).stderr(GuestLog::stderr(&log)).build();
         RunState {
             wasi,
             table: ResourceTable::new(),
             config: self.config.instantiate(),
+            http: self.http.instantiate(&run.run_id),
             llm: self.llm.instantiate(),
             memory: self.memory.instantiate(),
             output: self.output.instantiate(run.events, keep_reply),
@@ -78,6 +86,7 @@ pub struct RunState {
     /// Resources the guest holds (completions, WASI streams).
     pub table: ResourceTable,
     pub config: config::ConfigState,
+    pub http: http::HttpState,
     pub llm: llm::LlmState,
     pub memory: memory::MemoryLimiter,
     pub output: output::OutputState,
@@ -98,5 +107,11 @@ impl RunState {
 impl WasiView for RunState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for RunState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http.ctx, table: &mut self.table, hooks: &mut self.http.hooks }
     }
 }

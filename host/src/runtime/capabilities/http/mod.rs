@@ -1,0 +1,131 @@
+//! `wasi:http/outgoing-handler`: an agent's outbound requests, deny by
+//! default. Every request passes the agent's policy (allow rules, internal
+//! addresses, per-run limits) before anything leaves the host; credentials
+//! are added after the check and redacted from what comes back. The
+//! standard interface means any WASI HTTP client works in a guest.
+
+mod policy;
+mod send;
+
+use std::sync::Arc;
+
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpHooks};
+
+pub use policy::{AllowRule, Credential, HttpLimits, HttpPolicy, Target, is_internal};
+
+use crate::chat::AgentId;
+use crate::metrics::Metrics;
+
+/// An agent version's outbound HTTP, prepared at load.
+pub struct HttpCapability {
+    shared: Arc<Shared>,
+}
+
+/// What every run of one version shares.
+struct Shared {
+    agent: AgentId,
+    /// `None`: the agent has no `http` block; every request is denied.
+    policy: Option<HttpPolicy>,
+    metrics: Arc<Metrics>,
+}
+
+impl HttpCapability {
+    /// Prepare from the agent's policy.
+    pub fn new(agent: &AgentId, policy: Option<HttpPolicy>, metrics: Arc<Metrics>) -> Self {
+        Self { shared: Arc::new(Shared { agent: agent.clone(), policy, metrics }) }
+    }
+
+    /// Per run: no request sent yet.
+    pub fn instantiate(&self, run_id: &str) -> HttpState {
+        HttpState {
+            ctx: WasiHttpCtx::new(),
+            hooks: RunHooks { shared: self.shared.clone(), run_id: run_id.to_string(), sent: 0 },
+        }
+    }
+}
+
+/// One run's outbound HTTP.
+pub struct HttpState {
+    pub ctx: WasiHttpCtx,
+    pub hooks: RunHooks,
+}
+
+/// The policy as wasmtime-wasi-http asks for it, with the run's counters.
+pub struct RunHooks {
+    shared: Arc<Shared>,
+    run_id: String,
+    /// Requests sent so far in this run.
+    sent: u32,
+}
+
+type SendResult = wasmtime_wasi_http::Result<(
+    http::Response<wasmtime_wasi_http::WasiBody>,
+    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+)>;
+
+impl WasiHttpHooks for RunHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        match self.admit(&request) {
+            Ok(admitted) => Box::new(send::send(self.shared.clone(), self.run_id.clone(), request, admitted)),
+            // Take the body the guest is writing before refusing: clients such
+            // as wstd write it after `handle` and would otherwise report a
+            // broken stream instead of the refusal.
+            Err(e) => Box::new(async move {
+                let _ = http_body_util::BodyExt::collect(request.into_body()).await;
+                Err(e)
+            }),
+        }
+    }
+}
+
+/// A request that passed the policy, and what the sender must do with it.
+pub(super) struct Admitted {
+    target: Target,
+    /// The rule names its host literally: internal addresses are allowed.
+    literal: bool,
+    credentials: Vec<Credential>,
+    limits: HttpLimits,
+}
+
+impl RunHooks {
+    /// Decide before anything leaves the host.
+    fn admit(&mut self, request: &http::Request<wasmtime_wasi_http::WasiBody>) -> wasmtime_wasi_http::Result<Admitted> {
+        use wasmtime_wasi_http::Error;
+        let agent = &self.shared.agent;
+        let method = request.method().as_str();
+        let Some(target) = Target::of(request.uri()) else { return Err(Error::HttpRequestUriInvalid) };
+        let denied = |why: &str| {
+            tracing::warn!(
+                %agent, run_id = self.run_id, method, origin = target.origin(), path = target.path,
+                key = format!("agents.entries.{agent}.http.allow"), "outbound HTTP denied: {why}"
+            );
+            self.shared.metrics.agent_http(agent.as_str(), &target.origin(), "denied", None);
+            Err(Error::HttpRequestDenied)
+        };
+        let Some(policy) = &self.shared.policy else { return denied("the agent has no http block") };
+        let Some(rule) = policy.allowed(&target) else { return denied("no allow rule matches") };
+        let literal = rule.literal();
+        if !literal && target.host.parse().is_ok_and(is_internal) {
+            return denied("an internal address needs a rule that names it");
+        }
+        if self.sent >= policy.limits.max_requests {
+            tracing::warn!(
+                %agent, run_id = self.run_id, method, origin = target.origin(), limit = policy.limits.max_requests,
+                "outbound HTTP refused: the run reached http.limits.maxRequestsPerRun"
+            );
+            self.shared.metrics.agent_http(agent.as_str(), &target.origin(), "limited", None);
+            return Err(Error::InternalError(Some(format!(
+                "wasmclaw: this run reached its limit of {} outbound requests (http.limits.maxRequestsPerRun)",
+                policy.limits.max_requests
+            ))));
+        }
+        self.sent += 1;
+        let credentials = policy.credentials_for(&target).cloned().collect();
+        Ok(Admitted { target, literal, credentials, limits: policy.limits.clone() })
+    }
+}

@@ -1,0 +1,249 @@
+//! Which requests an agent may send: allow rules, credentials and limits,
+//! parsed once from its `http` config block. Deny by default.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::config::Secret;
+
+/// One allow rule: `scheme://host[:port][/path-prefix]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowRule {
+    /// The rule as written, for logs.
+    pub text: String,
+    scheme: String,
+    host: HostPattern,
+    /// `None`: the scheme's default port.
+    port: Option<u16>,
+    /// Empty or starting with `/`, without a trailing `/`.
+    path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostPattern {
+    /// The host named literally (a name or an address).
+    Exact(String),
+    /// `*.example.com`: any subdomain (stored as `.example.com`).
+    Subdomains(String),
+    /// `*`: any host.
+    Any,
+}
+
+/// The parts of a request URL a rule is matched against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub scheme: String,
+    /// Lower case; an IPv6 address without brackets.
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+}
+
+impl Target {
+    /// From a request URI; `None` without scheme or host.
+    pub fn of(uri: &http::Uri) -> Option<Self> {
+        let scheme = uri.scheme_str()?.to_ascii_lowercase();
+        let host = uri.host()?.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let port = uri.port_u16().or_else(|| default_port(&scheme))?;
+        Some(Self { scheme, host, port, path: uri.path().to_string() })
+    }
+
+    /// `scheme://host:port`, for logs and metrics.
+    pub fn origin(&self) -> String {
+        if self.host.contains(':') {
+            format!("{}://[{}]:{}", self.scheme, self.host, self.port)
+        } else {
+            format!("{}://{}:{}", self.scheme, self.host, self.port)
+        }
+    }
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    }
+}
+
+impl AllowRule {
+    /// Parse a rule; the error says what is wrong with it.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (scheme, rest) = text.split_once("://").ok_or("expected scheme://host[:port][/path]")?;
+        let scheme = scheme.to_ascii_lowercase();
+        if default_port(&scheme).is_none() {
+            return Err(format!("scheme {scheme:?} is not http or https"));
+        }
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+            None => (rest, ""),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !host.is_empty() => {
+                (host, Some(port.parse::<u16>().map_err(|_| format!("port {port:?} is out of range"))?))
+            }
+            _ => (authority, None),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host = match host.as_str() {
+            "" => return Err("the host is empty".into()),
+            "*" => HostPattern::Any,
+            h if h.starts_with("*.") => HostPattern::Subdomains(h[1..].to_string()),
+            h if h.contains('*') => return Err("`*` may only stand alone or start the host (`*.example.com`)".into()),
+            h => HostPattern::Exact(h.to_string()),
+        };
+        Ok(Self { text: text.to_string(), scheme, host, port, path: path.to_string() })
+    }
+
+    /// True when `target` is inside this rule.
+    pub fn matches(&self, target: &Target) -> bool {
+        let host = match &self.host {
+            HostPattern::Exact(h) => *h == target.host,
+            HostPattern::Subdomains(suffix) => target.host.ends_with(suffix.as_str()),
+            HostPattern::Any => true,
+        };
+        let port = self.port.or_else(|| default_port(&self.scheme)) == Some(target.port);
+        let path = self.path.is_empty()
+            || target.path == self.path
+            || target.path.strip_prefix(self.path.as_str()).is_some_and(|rest| rest.starts_with('/'));
+        self.scheme == target.scheme && host && port && path
+    }
+
+    /// True when the rule names its host literally: only then may it reach a
+    /// loopback, private or link-local address.
+    pub fn literal(&self) -> bool {
+        matches!(self.host, HostPattern::Exact(_))
+    }
+}
+
+/// A header the host adds to requests a rule matches.
+#[derive(Clone)]
+pub struct Credential {
+    pub rule: AllowRule,
+    pub header: http::HeaderName,
+    /// `prefix` + the variable's value.
+    pub value: Secret,
+    /// The variable's value alone, redacted wherever it shows up.
+    pub secret: Secret,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential").field("rule", &self.rule.text).field("header", &self.header).finish()
+    }
+}
+
+/// Per-run limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpLimits {
+    pub max_requests: u32,
+    pub max_response_bytes: usize,
+    pub timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self { max_requests: 32, max_response_bytes: 8 << 20, timeout: Duration::from_secs(30) }
+    }
+}
+
+/// An agent's whole outbound HTTP policy.
+#[derive(Debug, Clone, Default)]
+pub struct HttpPolicy {
+    pub allow: Vec<AllowRule>,
+    pub credentials: Vec<Credential>,
+    pub limits: HttpLimits,
+}
+
+impl HttpPolicy {
+    /// The first rule that allows `target`.
+    pub fn allowed(&self, target: &Target) -> Option<&AllowRule> {
+        self.allow.iter().find(|r| r.matches(target))
+    }
+
+    /// Credentials for `target`.
+    pub fn credentials_for(&self, target: &Target) -> impl Iterator<Item = &Credential> {
+        self.credentials.iter().filter(move |c| c.rule.matches(target))
+    }
+}
+
+/// Addresses an agent may reach only through a rule that names them:
+/// loopback, private, link-local (cloud metadata lives there), unspecified,
+/// shared (CGNAT) and IPv6 unique-local ranges.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+                || o[0] == 0
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            v6.is_loopback() || v6.is_unspecified() || (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(url: &str) -> Target {
+        Target::of(&url.parse().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn rules_match_scheme_host_port_and_path_prefix() {
+        let rule = AllowRule::parse("https://api.example.com").unwrap();
+        assert!(rule.matches(&target("https://api.example.com/v1/x?q=1")));
+        assert!(rule.matches(&target("https://API.example.com:443/")));
+        assert!(!rule.matches(&target("http://api.example.com/")), "scheme");
+        assert!(!rule.matches(&target("https://api.example.com:8443/")), "port");
+        assert!(!rule.matches(&target("https://api.example.com.evil.net/")), "host");
+        let mcp = AllowRule::parse("http://127.0.0.1:9100/mcp").unwrap();
+        assert!(mcp.matches(&target("http://127.0.0.1:9100/mcp")));
+        assert!(mcp.matches(&target("http://127.0.0.1:9100/mcp/x")));
+        assert!(!mcp.matches(&target("http://127.0.0.1:9100/mcpx")));
+        assert!(!mcp.matches(&target("http://127.0.0.1:9100/")));
+        let sub = AllowRule::parse("https://*.example.com").unwrap();
+        assert!(sub.matches(&target("https://a.b.example.com/")));
+        assert!(!sub.matches(&target("https://example.com/")));
+        assert!(!sub.literal());
+        assert!(AllowRule::parse("https://*:8080").unwrap().matches(&target("https://anything:8080/")));
+        let v6 = AllowRule::parse("http://[::1]:9000").unwrap();
+        assert!(v6.matches(&target("http://[::1]:9000/")) && v6.literal());
+        for bad in ["api.example.com", "ftp://x", "https://", "https://a*b.com", "https://x:99999"] {
+            assert!(AllowRule::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn internal_addresses_are_recognised() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_internal(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["93.184.216.34", "1.1.1.1", "2606:4700::1111"] {
+            assert!(!is_internal(ip.parse().unwrap()), "{ip}");
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Agents that act (issue 16): outbound HTTP through `wasi:http`, deny by
+//! default, with credentials the gateway injects and per-run limits.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::support::*;
+
+/// What the test server saw: the `authorization` header of each request.
+type Seen = Arc<Mutex<Vec<String>>>;
+
+/// A loopback HTTP server the agents call; returns its address and what it saw.
+async fn server() -> (SocketAddr, Seen) {
+    let seen: Seen = Default::default();
+    let app = axum::Router::new()
+        .route("/hello", get(|| async { "hello" }))
+        .route(
+            "/echo-auth",
+            get(|State(seen): State<Seen>, headers: HeaderMap| async move {
+                let auth = headers.get("authorization").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+                seen.lock().unwrap().push(auth.clone());
+                ([("x-echo", auth.clone())], format!("you sent {auth}"))
+            }),
+        )
+        .route("/big", get(|| async { "x".repeat(2000) }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        )
+        .route(
+            "/redirect",
+            get(|| async { (StatusCode::FOUND, [("location", "http://127.0.0.2:9/elsewhere")]).into_response() }),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
+}
+
+/// A gateway with agent `id` = the faults fixture in `fetch` mode and `http` as its block.
+fn gateway(agents: &[(&str, &str)], env: &[(&str, &str)]) -> Result<TestGateway, String> {
+    let entries: Vec<String> = agents
+        .iter()
+        .map(|(id, http)| format!(r#"{id}: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "fetch" }} {http} }},"#))
+        .collect();
+    let config = format!(
+        r#"{{ gateway: {{ http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} }},
+          agents: {{ entries: {{ main: {{ plugin: "echo" }}, {} }} }} }}"#,
+        entries.join("\n")
+    );
+    let mut all = vec![("OPENCLAW_GATEWAY_TOKEN", TOKEN)];
+    all.extend_from_slice(env);
+    TestGateway::start_with(&config, &all)
+}
+
+/// The agent's reply to a message of URLs (one line per URL).
+async fn fetch(gw: &TestGateway, agent: &str, urls: &[String]) -> String {
+    let res = gw.chat(ask(&format!("agent:{agent}"), &urls.join(" "))).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    content(&res.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn requests_outside_the_allow_list_are_denied_and_the_run_still_answers() {
+    let (addr, _) = server().await;
+    let allow = format!(r#", http: {{ allow: ["http://{addr}/hello"] }}"#);
+    let gw = gateway(&[("open", &allow), ("closed", "")], &[]).unwrap();
+    let hello = format!("http://{addr}/hello");
+    let reply = fetch(&gw, "open", &[hello.clone(), format!("http://{addr}/big")]).await;
+    assert!(reply.contains(&format!("{hello} -> 200 [] hello")), "{reply}");
+    assert!(reply.contains("/big -> error: request denied by the gateway"), "a path outside the prefix: {reply}");
+    let reply = fetch(&gw, "closed", std::slice::from_ref(&hello)).await;
+    assert!(reply.contains("error: request denied by the gateway"), "{reply}");
+    let log = gw.wait_for_log("the denial", |l| l.contains("outbound HTTP denied") && l.contains("agent=closed")).await;
+    let line = log.lines().find(|l| l.contains("outbound HTTP denied") && l.contains("agent=closed")).unwrap();
+    for part in ["method=\"GET\"", &format!("origin=\"http://{addr}\""), "key=\"agents.entries.closed.http.allow\""] {
+        assert!(line.contains(part), "{part} in {line}");
+    }
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains(&format!(
+            r#"wasmclaw_agent_http_requests_total{{agent="open",origin="http://{addr}",outcome="200"}} 1"#
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"agent="closed""#) && metrics.contains(r#"outcome="denied""#), "{metrics}");
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed_and_internal_names_need_a_literal_rule() {
+    let (addr, _) = server().await;
+    let port = addr.port();
+    // `*` names no host: loopback is out of reach through it, by address or by name.
+    let wildcard = format!(r#", http: {{ allow: ["http://*:{port}"] }}"#);
+    let literal = format!(r#", http: {{ allow: ["http://{addr}", "http://localhost:{port}"] }}"#);
+    let gw = gateway(&[("wild", &wildcard), ("named", &literal)], &[]).unwrap();
+    let by_name = format!("http://localhost:{port}/hello");
+    let by_address = format!("http://{addr}/hello");
+    let reply = fetch(&gw, "wild", &[by_name.clone(), by_address.clone()]).await;
+    assert!(reply.contains(&format!("{by_name} -> error: request denied by the gateway")), "{reply}");
+    assert!(reply.contains(&format!("{by_address} -> error: request denied by the gateway")), "{reply}");
+    let reply = fetch(&gw, "named", &[by_name.clone(), format!("http://{addr}/redirect")]).await;
+    assert!(reply.contains(&format!("{by_name} -> 200")), "a rule naming the host reaches it: {reply}");
+    assert!(reply.contains("/redirect -> 302"), "the redirect reaches the guest unfollowed: {reply}");
+    assert!(!gw.log().contains("127.0.0.2"), "nothing was sent to the redirect's target");
+}
+
+#[tokio::test]
+async fn credentials_reach_the_server_and_nothing_else() {
+    const KEY: &str = "sk-test-9f8e7d6c5b4a";
+    let (addr, seen) = server().await;
+    let http = format!(
+        r#", http: {{ allow: ["http://{addr}"], credentials: [{{ match: "http://{addr}/echo-auth", header: "Authorization", prefix: "Bearer ", valueEnv: "TEST_API_KEY" }}] }}"#
+    );
+    let gw = gateway(&[("caller", &http)], &[("TEST_API_KEY", KEY)]).unwrap();
+    let res =
+        gw.chat(ask("agent:caller", &format!("http://{addr}/echo-auth http://{addr}/hello"))).send().await.unwrap();
+    let raw = res.text().await.unwrap();
+    assert_eq!(seen.lock().unwrap().as_slice(), [format!("Bearer {KEY}")], "only the matching request carries it");
+    assert!(raw.contains("x-echo: Bearer [REDACTED]") && raw.contains("you sent Bearer [REDACTED]"), "{raw}");
+    assert!(!raw.contains(KEY), "the client never sees the key: {raw}");
+    assert!(!gw.log().contains(KEY), "the log never shows the key");
+    assert!(!gw.metrics().await.contains(KEY));
+
+    // A missing variable stops start-up, naming it.
+    let err = gateway(&[("caller", &http)], &[]).err().expect("start-up must fail without the variable");
+    assert!(
+        err.contains("TEST_API_KEY") && err.contains("agents.entries.caller.http.credentials[0].valueEnv"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn each_per_run_limit_holds_and_the_log_names_it() {
+    let (addr, _) = server().await;
+    let limits = |l: &str| format!(r#", http: {{ allow: ["http://{addr}"], limits: {{ {l} }} }}"#);
+    let gw = gateway(
+        &[
+            ("few", &limits("maxRequestsPerRun: 2")),
+            ("small", &limits("maxResponseBytes: 1000")),
+            ("quick", &limits("timeoutMs: 300")),
+        ],
+        &[],
+    )
+    .unwrap();
+    let hello = format!("http://{addr}/hello");
+    let reply = fetch(&gw, "few", &[hello.clone(), hello.clone(), hello.clone()]).await;
+    assert_eq!(reply.matches("-> 200").count(), 2, "{reply}");
+    assert!(reply.contains("limit of 2 outbound requests"), "{reply}");
+    let reply = fetch(&gw, "small", &[format!("http://{addr}/big")]).await;
+    assert!(reply.contains("error: response too large"), "{reply}");
+    let started = Instant::now();
+    let reply = fetch(&gw, "quick", &[format!("http://{addr}/slow")]).await;
+    assert!(reply.contains("error: request timed out"), "{reply}");
+    assert!(started.elapsed() < Duration::from_secs(4), "the timeout cut the wait short");
+    let log = gw.log();
+    for key in ["http.limits.maxRequestsPerRun", "http.limits.maxResponseBytes", "http.limits.timeoutMs"] {
+        assert!(log.contains(key), "the log names {key}");
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_aborts_the_outbound_request() {
+    // A raw server: it accepts, reads the request, never answers, and
+    // reports when the gateway closes the connection.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (accepted_tx, accepted) = tokio::sync::oneshot::channel();
+    let (closed_tx, closed) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let _ = accepted_tx.send(());
+        let mut buf = [0u8; 4096];
+        while socket.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        let _ = closed_tx.send(Instant::now());
+    });
+    let http = format!(r#", http: {{ allow: ["http://{addr}"], limits: {{ timeoutMs: 60000 }} }}"#);
+    let gw = gateway(&[("waiter", &http)], &[]).unwrap();
+    let mut body = ask("agent:waiter", &format!("http://{addr}/hang"));
+    body["stream"] = serde_json::json!(true);
+    let res = gw.chat(body).send().await.unwrap();
+    tokio::time::timeout(PATIENCE, accepted).await.expect("the request reached the server").unwrap();
+    let gone = Instant::now();
+    drop(res);
+    let closed_at = tokio::time::timeout(PATIENCE, closed).await.expect("the gateway closed the connection").unwrap();
+    assert!(closed_at - gone < Duration::from_secs(1), "closed {:?} after the client left", closed_at - gone);
+}
