@@ -8,23 +8,8 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use crate::pg;
+use crate::sessions::{as_user, sessions_config};
 use crate::support::*;
-
-/// `main` = echo, `slow` = faults sleeping per word, `counter` = plugin state;
-/// `extra` goes at the top level.
-fn cluster_config(delay_ms: u32, extra: &str) -> String {
-    format!(
-        r#"{{
-  gateway: {{ http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} }},
-  agents: {{ entries: {{
-    main: {{ plugin: "echo" }},
-    slow: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "slow", delayMs: "{delay_ms}" }} }},
-    counter: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "counter" }} }},
-  }} }},
-  {extra}
-}}"#
-    )
-}
 
 /// `n` gateways on database `url`, started side by side (each compiles its agents).
 fn instances(n: usize, url: &str, config: &str) -> Vec<TestGateway> {
@@ -37,12 +22,6 @@ fn instances(n: usize, url: &str, config: &str) -> Vec<TestGateway> {
 fn instance(url: &str, config: &str) -> TestGateway {
     TestGateway::start_with(config, &[("OPENCLAW_GATEWAY_TOKEN", TOKEN), ("WASMCLAW_DATABASE_URL", url)])
         .unwrap_or_else(|log| panic!("gateway failed to start:\n{log}"))
-}
-
-fn as_user(model: &str, user: &str, text: &str) -> Value {
-    let mut body = ask(model, text);
-    body["user"] = json!(user);
-    body
 }
 
 /// Status, reply text (or error message) and `Retry-After` of one chat request.
@@ -90,7 +69,7 @@ fn assert_pairs(transcript: &[(String, String)]) {
 #[tokio::test]
 async fn one_user_alternating_between_instances_keeps_one_transcript() {
     let db = pg::Server::start();
-    let gws = instances(2, &db.database().await, &cluster_config(10, ""));
+    let gws = instances(2, &db.database().await, &sessions_config(10, ""));
     let mut expected = Vec::new();
     for i in 0..6 {
         let text = format!("m{i}");
@@ -111,7 +90,7 @@ async fn one_user_alternating_between_instances_keeps_one_transcript() {
 #[tokio::test]
 async fn concurrent_turns_on_one_session_across_instances_never_interleave() {
     let db = pg::Server::start();
-    let gws = instances(3, &db.database().await, &cluster_config(10, ""));
+    let gws = instances(3, &db.database().await, &sessions_config(10, ""));
     const TURNS: usize = 18;
     let mut requests = Vec::new();
     for i in 0..TURNS {
@@ -140,7 +119,7 @@ async fn concurrent_turns_on_one_session_across_instances_never_interleave() {
 #[tokio::test]
 async fn a_killed_instance_loses_no_completed_turn_and_frees_its_session() {
     let db = pg::Server::start();
-    let config = cluster_config(300, "");
+    let config = sessions_config(300, "");
     let mut gws = instances(2, &db.database().await, &config);
     let key = "agent:slow:crash";
     for (i, text) in ["a", "b"].into_iter().enumerate() {
@@ -170,7 +149,7 @@ async fn a_killed_instance_loses_no_completed_turn_and_frees_its_session() {
 #[tokio::test]
 async fn a_database_outage_fails_session_requests_fast_and_heals_by_itself() {
     let db = pg::Server::start();
-    let config = cluster_config(200, "");
+    let config = sessions_config(200, "");
     let gws = instances(2, &db.database().await, &config);
     let key = "agent:slow:outage";
     let res = gws[0].chat(ask("agent:slow", "before")).header("x-openclaw-session-key", key).send().await.unwrap();
@@ -226,7 +205,7 @@ async fn the_database_password_never_reaches_the_output() {
     let db = pg::Server::start();
     let url = db.database().await;
     assert!(url.contains(pg::PASSWORD));
-    let config = cluster_config(10, &format!("database: {{ url: {url:?}, maxConnections: 4 }},"));
+    let config = sessions_config(10, &format!("database: {{ url: {url:?}, maxConnections: 4 }},"));
     // Down at start-up: the gateway refuses to start, naming the database only.
     db.stop();
     let log = TestGateway::start_with(&config, &[("OPENCLAW_GATEWAY_TOKEN", TOKEN)]).err().expect("must not start");
@@ -260,7 +239,7 @@ async fn the_database_password_never_reaches_the_output() {
 async fn the_postgres_store_behaves_like_sqlite() {
     let db = pg::Server::start();
     let url = db.database().await;
-    let gw = instance(&url, &cluster_config(10, "sessions: { maxHistoryMessages: 4 },"));
+    let gw = instance(&url, &sessions_config(10, "sessions: { maxHistoryMessages: 4 },"));
     // History: the last four messages, so the echo counts at most two earlier turns.
     let replies: Vec<String> = {
         let mut out = Vec::new();
@@ -300,6 +279,6 @@ async fn the_postgres_store_behaves_like_sqlite() {
     assert_eq!(del.status(), 200);
     assert_eq!(gw.session_history("shared").await.status(), 404);
     // Idle expiry: any instance configured for it expires the cluster's idle sessions.
-    let _expiring = instance(&url, &cluster_config(10, r#"sessions: { idleTtl: "1s" },"#));
+    let _expiring = instance(&url, &sessions_config(10, r#"sessions: { idleTtl: "1s" },"#));
     eventually("idle sessions to expire", async || gw.session_keys().await.is_empty().then_some(())).await;
 }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::hot_swap::reply;
+use crate::hot_swap::{admin, reply};
 use crate::pg;
 use crate::support::*;
 
@@ -11,10 +11,6 @@ use crate::support::*;
 fn instance(url: &str, config: &str) -> TestGateway {
     TestGateway::start_with(config, &[("OPENCLAW_GATEWAY_TOKEN", TOKEN), ("WASMCLAW_DATABASE_URL", url)])
         .unwrap_or_else(|log| panic!("gateway failed to start:\n{log}"))
-}
-
-fn admin(gw: &TestGateway, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-    reqwest::Client::new().request(method, gw.url(&format!("/admin/agents{path}"))).bearer_auth(TOKEN)
 }
 
 /// How long until `gw` answers `text` with `expected` (panics after the test's patience).

@@ -6,7 +6,7 @@ use crate::support::*;
 use serde_json::{Value, json};
 
 /// `main` = echo, `slow` = faults that sleeps per word, `counter`/`counter2` = plugin state.
-fn sessions_config(delay_ms: u32, extra: &str) -> String {
+pub(crate) fn sessions_config(delay_ms: u32, extra: &str) -> String {
     format!(
         r#"{{
   gateway: {{ http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} }},
@@ -21,7 +21,7 @@ fn sessions_config(delay_ms: u32, extra: &str) -> String {
     )
 }
 
-fn as_user(model: &str, user: &str, text: &str) -> Value {
+pub(crate) fn as_user(model: &str, user: &str, text: &str) -> Value {
     let mut body = ask(model, text);
     body["user"] = json!(user);
     body
