@@ -27,6 +27,7 @@ mod origins;
 mod outbound;
 mod providers;
 mod registry;
+mod responses;
 mod secrets;
 mod sessions;
 mod shutdown;

@@ -427,6 +427,9 @@ impl Default for HttpConfig {
 pub struct HttpEndpoints {
     #[serde(default)]
     pub chat_completions: EndpointToggle,
+    /// `/v1/responses` (OpenClaw's key for its OpenResponses endpoint).
+    #[serde(default)]
+    pub responses: EndpointToggle,
 }
 
 /// An endpoint that is off unless enabled.

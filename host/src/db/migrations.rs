@@ -42,6 +42,17 @@ pub const POSTGRES: &[&str] = &[
     "ALTER TABLE agents RENAME COLUMN source TO current_source;
      ALTER TABLE agents ALTER COLUMN current_source DROP NOT NULL;
      ALTER TABLE agents ADD COLUMN previous_source TEXT;",
+    // 3: stored `/v1/responses` objects (sessions/responses.rs), each mapped to
+    // its session and gone with it.
+    "CREATE TABLE responses (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        session_key TEXT NOT NULL REFERENCES sessions (key) ON DELETE CASCADE,
+        body TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+     );
+     CREATE INDEX responses_by_session ON responses (session_key);",
 ];
 
 /// Advisory lock key (two-int form, so it cannot meet a lane's bigint key)

@@ -72,7 +72,7 @@ pub async fn completions(
 }
 
 /// Header first, then `model`: `openclaw[/default]`, `openclaw:<id>`, `openclaw/<id>`, `agent:<id>`.
-fn resolve_agent(gw: &Gateway, headers: &HeaderMap, model: Option<&str>) -> Result<AgentId, ApiError> {
+pub(super) fn resolve_agent(gw: &Gateway, headers: &HeaderMap, model: Option<&str>) -> Result<AgentId, ApiError> {
     if let Some(id) = header_text(headers, AGENT_HEADER)? {
         return AgentId::parse(id.trim()).ok_or_else(|| ApiError::unknown_agent(id));
     }
@@ -89,7 +89,7 @@ fn resolve_agent(gw: &Gateway, headers: &HeaderMap, model: Option<&str>) -> Resu
         .ok_or_else(|| ApiError::unknown_agent(model))
 }
 
-fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ApiError> {
+pub(super) fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ApiError> {
     headers
         .get(name)
         .map(|v| {

@@ -8,6 +8,7 @@ mod listener;
 mod models;
 pub mod openai;
 mod origin;
+mod responses;
 mod routes;
 mod sessions;
 mod stream;
@@ -114,4 +115,17 @@ pub(crate) async fn read_body(body: axum::body::Body, limit: usize, timeout_ms: 
             ApiError::invalid_request(format!("Could not read the request body: {e}"), None)
         }
     })
+}
+
+/// Refuse a body that says it is not JSON; no `Content-Type` counts as JSON
+/// (some clients omit it).
+pub(crate) fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    if let Some(kind) = headers.get(axum::http::header::CONTENT_TYPE) {
+        let kind = kind.to_str().unwrap_or_default();
+        let essence = kind.split(';').next().unwrap_or_default().trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(ApiError::unsupported_media_type(kind));
+        }
+    }
+    Ok(())
 }

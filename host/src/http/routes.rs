@@ -14,7 +14,7 @@ use axum::response::Response;
 use axum::routing::{MethodRouter, delete, get, post, put};
 
 use super::error::ApiError;
-use super::{admin, chat, health, models, sessions, ui};
+use super::{admin, chat, health, models, responses, sessions, ui};
 use crate::auth::{Principal, Scope};
 use crate::config::MetricsAccess;
 use crate::gateway::Gateway;
@@ -80,6 +80,11 @@ fn table(gw: &Gateway) -> Vec<Route> {
     if config.http.endpoints.chat_completions.enabled {
         rows.push(row("/v1/chat/completions", Method::POST, Needs(Write), post(chat::completions)));
         rows.push(row("/v1/models", Method::GET, Needs(Read), get(models::list)));
+    }
+    if config.http.endpoints.responses.enabled {
+        rows.push(row("/v1/responses", Method::POST, Needs(Write), post(responses::create)));
+        rows.push(row("/v1/responses/{id}", Method::GET, Needs(Read), get(responses::retrieve)));
+        rows.push(row("/v1/responses/{id}", Method::DELETE, Needs(Write), delete(responses::delete)));
     }
     rows
 }

@@ -5,6 +5,7 @@
 mod key;
 mod lanes;
 mod postgres;
+mod responses;
 mod sqlite;
 
 pub use sqlite::SqliteStore;
@@ -13,6 +14,7 @@ mod store;
 use std::sync::Arc;
 
 pub use key::{InvalidSessionKey, MAX_KEY_BYTES, SessionKey, resolve};
+pub use responses::StoredResponse;
 pub use store::{
     MAX_STATE_KEY_BYTES, MAX_STATE_TOTAL_BYTES, MAX_STATE_VALUE_BYTES, SessionData, SessionStore, SessionSummary,
     StateChanges, StoreError, StoreFuture, StoredMessage, Transcript, Turn, TurnWriter, now_ms, role_name,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::lanes::{LaneTicket, Lanes};
+use super::responses::{self, StoredResponse};
 use super::store::{
     SessionData, SessionStore, SessionSummary, StateChanges, StoreError, StoreFuture, StoredMessage, Transcript, Turn,
     TurnWriter, now_ms, role_from_name, role_name, tool_calls_from_json, tool_calls_json,
@@ -139,6 +140,21 @@ impl SessionStore for PostgresStore {
             let client = pg.client().await?;
             Ok(client.execute("DELETE FROM sessions WHERE updated_at < $1", &[&cutoff]).await.map_err(db)? as usize)
         })
+    }
+
+    fn put_response(&self, response: StoredResponse) -> StoreFuture<()> {
+        let pg = self.pg.clone();
+        Box::pin(async move { responses::postgres_put(&pg, &response).await })
+    }
+
+    fn response(&self, id: &str) -> StoreFuture<Option<StoredResponse>> {
+        let (pg, id) = (self.pg.clone(), id.to_string());
+        Box::pin(async move { responses::postgres_get(&pg, &id).await })
+    }
+
+    fn delete_response(&self, id: &str) -> StoreFuture<bool> {
+        let (pg, id) = (self.pg.clone(), id.to_string());
+        Box::pin(async move { responses::postgres_delete(&pg, &id).await })
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::lanes::{LaneTicket, Lanes};
+use super::responses::{self, StoredResponse};
 use super::store::{
     SessionData, SessionStore, SessionSummary, StateChanges, StoreError, StoreFuture, StoredMessage, Transcript, Turn,
     TurnWriter, now_ms, role_from_name, role_name, tool_calls_from_json, tool_calls_json,
@@ -57,6 +58,8 @@ const MIGRATIONS: &[&str] = &[
         origin TEXT PRIMARY KEY,
         fingerprint TEXT NOT NULL
      );",
+    // 3: stored `/v1/responses` objects.
+    super::responses::SQLITE_MIGRATION,
 ];
 
 /// SQLite-backed [`SessionStore`].
@@ -153,6 +156,20 @@ impl SessionStore for SqliteStore {
 
     fn expire_idle(&self, cutoff: SystemTime) -> StoreFuture<usize> {
         self.blocking(move |db| db.expire_idle(cutoff))
+    }
+
+    fn put_response(&self, response: StoredResponse) -> StoreFuture<()> {
+        self.blocking(move |db| db.with(|conn| responses::sqlite_put(conn, &response)))
+    }
+
+    fn response(&self, id: &str) -> StoreFuture<Option<StoredResponse>> {
+        let id = id.to_string();
+        self.blocking(move |db| db.with(|conn| responses::sqlite_get(conn, &id)))
+    }
+
+    fn delete_response(&self, id: &str) -> StoreFuture<bool> {
+        let id = id.to_string();
+        self.blocking(move |db| db.with(|conn| responses::sqlite_delete(conn, &id)))
     }
 }
 

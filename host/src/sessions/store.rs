@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use futures::future::BoxFuture;
 
+use super::responses::StoredResponse;
 use crate::chat::{Message, Role, ToolCall};
 
 /// Longest state key a plugin may use.
@@ -87,6 +88,12 @@ pub trait SessionStore: Send + Sync {
     fn delete(&self, key: &str) -> StoreFuture<bool>;
     /// Remove sessions idle since before `cutoff`; returns how many.
     fn expire_idle(&self, cutoff: SystemTime) -> StoreFuture<usize>;
+    /// Keep a response object; its session must exist (it is written after the turn).
+    fn put_response(&self, response: StoredResponse) -> StoreFuture<()>;
+    /// A stored response by id, whoever owns it (callers check the owner).
+    fn response(&self, id: &str) -> StoreFuture<Option<StoredResponse>>;
+    /// Forget a stored response (not its session); false if there was none.
+    fn delete_response(&self, id: &str) -> StoreFuture<bool>;
 }
 
 /// Writes a turn for the backend that began it.

@@ -1,0 +1,214 @@
+//! `/v1/responses`: OpenAI's Responses API on the one run path.
+//!
+//! `POST` translates the request (`request.rs`) into a `RunInput` exactly as
+//! chat completions do (same agent routing, session header, auth and
+//! errors), runs it with `Agents::start`, and answers with the `response`
+//! object or its semantic SSE events (`object.rs`, `stream.rs`).
+//!
+//! Continuity: a stored response (`store`, default true) is kept in the
+//! session store with the session it ran in; `previous_response_id` runs the
+//! next turn in that session, so the agent sees the earlier turns as history.
+//! A response without `previous_response_id` starts its own session unless
+//! `x-openclaw-session-key` or `user` picks one, as in chat completions.
+//! Stored responses belong to the principal that created them: for anyone
+//! else an id does not exist (404).
+
+mod object;
+mod request;
+mod stream;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Extension, Path, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::chat::{SESSION_HEADER, header_text, resolve_agent};
+use super::error::ApiError;
+use crate::auth::Principal;
+use crate::chat::AgentId;
+use crate::gateway::Gateway;
+use crate::runs::RunInput;
+use crate::sessions::{self, SessionKey, StoredResponse};
+use object::{Encoder, Meta};
+use request::ResponsesRequest;
+
+/// `POST /v1/responses`. Auth has already passed (router middleware).
+pub async fn create(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Principal>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if !gw.is_ready() {
+        return Err(ApiError::shutting_down());
+    }
+    super::require_json(&headers)?;
+    let http = &gw.config.gateway.http;
+    let bytes = super::read_body(body, http.max_body_bytes, http.read_timeout_ms).await?;
+    let request = ResponsesRequest::parse(&bytes)?;
+    let agent = resolve_agent(&gw, &headers, request.model.as_deref())?;
+    let explicit_session = header_text(&headers, SESSION_HEADER)?.filter(|k| !k.is_empty());
+    let session = match &request.previous_response_id {
+        Some(id) => continued_session(&gw, &caller, &agent, id, explicit_session).await?,
+        None if explicit_session.is_none() && request.user.as_deref().is_none_or(str::is_empty) && request.keep() => {
+            // Kept so that a later `previous_response_id` has a conversation to continue.
+            SessionKey { key: format!("agent:{agent}:openai-response:{}", uuid::Uuid::new_v4()), persistent: true }
+        }
+        None => sessions::resolve(&agent, explicit_session, request.user.as_deref())?,
+    };
+    let translated = request.translate()?;
+    let input = RunInput {
+        caller: caller.clone(),
+        agent: agent.clone(),
+        session,
+        messages: translated.messages,
+        tools: translated.tools,
+        user: request.user.clone(),
+        params: translated.params,
+    };
+    let mut handle = gw.agents.start(input)?;
+    let session_key = HeaderValue::from_str(&handle.session.key).map_err(|e| ApiError::internal(e.to_string()))?;
+    let model = request.model.clone().unwrap_or_else(|| "openclaw".into());
+    let meta = Meta::new(model, request.previous_response_id.clone(), request.keep(), echo(&request));
+    let keeper = Keeper {
+        gw: (request.keep() && handle.session.persistent).then(|| gw.clone()),
+        owner: caller.name().to_string(),
+        agent: agent.to_string(),
+        session_key: handle.session.key.clone(),
+        id: meta.id.clone(),
+    };
+    let mut response = if request.streaming() {
+        let encoder = Encoder::new(meta, true);
+        let keep_alive = std::time::Duration::from_millis(gw.config.gateway.http.sse_keep_alive_ms);
+        stream::respond(handle, encoder, keeper, gw.grace_signal(), keep_alive).await?
+    } else {
+        let mut encoder = Encoder::new(meta, false);
+        while let Some(event) = handle.next().await {
+            encoder.event(&event);
+        }
+        handle.finish().await?;
+        let object = encoder.finish();
+        keeper.keep(&object).await?;
+        Json(object).into_response()
+    };
+    response.headers_mut().insert(SESSION_HEADER, session_key);
+    Ok(response)
+}
+
+/// `GET /v1/responses/{id}`: a stored response, as it was returned.
+pub async fn retrieve(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let stored = owned(&gw, &caller, &id, None).await?;
+    let body = serde_json::from_str(&stored.body).map_err(|e| ApiError::internal(format!("stored response: {e}")))?;
+    Ok(Json(body))
+}
+
+/// `DELETE /v1/responses/{id}`: forget a stored response (its session stays).
+pub async fn delete(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    owned(&gw, &caller, &id, None).await?;
+    if !gw.agents.sessions().delete_response(&id).await? {
+        return Err(not_found(&id, None));
+    }
+    Ok(Json(json!({"id": id, "object": "response", "deleted": true})))
+}
+
+/// The session `previous_response_id` ran in, if the caller owns it and it
+/// belongs to the agent this request runs.
+async fn continued_session(
+    gw: &Gateway,
+    caller: &Principal,
+    agent: &AgentId,
+    id: &str,
+    explicit_session: Option<&str>,
+) -> Result<SessionKey, ApiError> {
+    let previous = owned(gw, caller, id, Some("previous_response_id")).await?;
+    if previous.agent != agent.as_str() {
+        return Err(ApiError::invalid_request(
+            format!("Response {id:?} was made by agent {:?}; continue it with that model", previous.agent),
+            Some("previous_response_id".into()),
+        ));
+    }
+    if explicit_session.is_some_and(|k| k != previous.session_key) {
+        return Err(ApiError::invalid_request(
+            format!("Response {id:?} belongs to another session than {SESSION_HEADER} names"),
+            Some(SESSION_HEADER.into()),
+        ));
+    }
+    Ok(SessionKey { key: previous.session_key, persistent: true })
+}
+
+/// A stored response the caller may see; for anyone else it does not exist.
+async fn owned(gw: &Gateway, caller: &Principal, id: &str, param: Option<&str>) -> Result<StoredResponse, ApiError> {
+    let found = gw.agents.sessions().response(id).await?;
+    found.filter(|r| r.owner == caller.name() && caller.may_use_named(&r.agent)).ok_or_else(|| not_found(id, param))
+}
+
+fn not_found(id: &str, param: Option<&str>) -> ApiError {
+    ApiError {
+        code: Some("response_not_found"),
+        message: format!("Response with id {id:?} not found."),
+        param: param.map(str::to_string),
+        ..ApiError::not_found()
+    }
+}
+
+/// The request fields the `response` object repeats.
+fn echo(request: &ResponsesRequest) -> Map<String, Value> {
+    let mut echo = Map::new();
+    let mut put = |key: &str, value: Option<Value>| {
+        if let Some(v) = value {
+            echo.insert(key.into(), v);
+        }
+    };
+    put("instructions", request.instructions.clone().map(Value::from));
+    put("tools", request.tools.clone().map(Value::from));
+    put("tool_choice", request.tool_choice.clone());
+    put("temperature", request.temperature.map(Value::from));
+    put("top_p", request.top_p.map(Value::from));
+    put("max_output_tokens", request.max_output_tokens.map(Value::from));
+    put("parallel_tool_calls", request.parallel_tool_calls.map(Value::from));
+    put("metadata", request.metadata.clone());
+    put("user", request.user.clone().map(Value::from));
+    put("text", request.text.clone());
+    put("reasoning", request.reasoning.clone());
+    echo
+}
+
+/// Keeps a finished response when the client asked for `store` (written after
+/// the turn has committed, so its session exists).
+pub struct Keeper {
+    /// `None` when nothing is kept.
+    gw: Option<Arc<Gateway>>,
+    owner: String,
+    agent: String,
+    session_key: String,
+    id: String,
+}
+
+impl Keeper {
+    /// Store `response` (a finished object) if asked to.
+    pub async fn keep(&self, response: &Value) -> Result<(), ApiError> {
+        let Some(gw) = &self.gw else { return Ok(()) };
+        let stored = StoredResponse {
+            id: self.id.clone(),
+            owner: self.owner.clone(),
+            agent: self.agent.clone(),
+            session_key: self.session_key.clone(),
+            body: response.to_string(),
+            created_at: sessions::now_ms(),
+        };
+        gw.agents.sessions().put_response(stored).await?;
+        Ok(())
+    }
+}

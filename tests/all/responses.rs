@@ -1,0 +1,248 @@
+//! `/v1/responses` (issue 17): the official `openai` SDK and the OpenAI
+//! Agents SDK against the real gateway, continuity through
+//! `previous_response_id` (also across instances on PostgreSQL), function
+//! tool rounds through the assistant and the mock provider, and who may see
+//! a stored response.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+use wasmclaw_mock_provider::{MockProvider, Reply};
+
+use crate::openai_sdk::run_sdk_script;
+use crate::pg;
+use crate::support::*;
+
+/// Echo as `main`, both OpenAI endpoints on.
+fn echo_config() -> String {
+    r#"{
+  gateway: { http: { endpoints: { chatCompletions: { enabled: true }, responses: { enabled: true } } } },
+  agents: { entries: { main: { plugin: "echo" } } },
+}"#
+    .to_string()
+}
+
+/// The assistant on the mock provider as `main`.
+fn assistant_config(mock: &MockProvider) -> String {
+    format!(
+        r#"{{
+  gateway: {{ http: {{ endpoints: {{ responses: {{ enabled: true }} }} }} }},
+  providers: {{ mock: {{ baseUrl: "{}" }} }},
+  agents: {{ entries: {{ main: {{ plugin: "assistant", provider: "mock", model: "mock-model" }} }} }},
+}}"#,
+        mock.url()
+    )
+}
+
+fn post(gw: &TestGateway, token: &str, body: Value) -> reqwest::RequestBuilder {
+    reqwest::Client::new().post(gw.url("/v1/responses")).bearer_auth(token).json(&body)
+}
+
+/// Status and JSON body of a request.
+async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let res = request.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap())
+}
+
+/// The text of a `response` object's message items.
+fn output_text(response: &Value) -> String {
+    let items = response["output"].as_array().unwrap_or_else(|| panic!("no output: {response}"));
+    items
+        .iter()
+        .filter(|i| i["type"] == "message")
+        .flat_map(|i| i["content"].as_array().unwrap())
+        .map(|p| p["text"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn python_sdk_creates_streams_continues_retrieves_and_deletes() {
+    let gw = TestGateway::start(&echo_config());
+    run_sdk_script(&gw, "responses_check.py");
+}
+
+#[test]
+fn python_sdk_runs_a_function_tool_round_through_the_assistant() {
+    let mock = MockProvider::start();
+    mock.push(Reply::tool_call("call_w1", "get_weather", r#"{"city": "Paris"}"#));
+    mock.push(Reply::text(&["It is sunny", " in Paris."]));
+    let gw = TestGateway::start(&assistant_config(&mock));
+    run_sdk_script(&gw, "responses_tools.py");
+
+    let sent: Vec<Value> = mock.requests().into_iter().map(|r| r.body).collect();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let roles = |body: &Value| -> Vec<String> {
+        body["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(roles(&sent[0]), ["system", "user"], "instructions first: {}", sent[0]);
+    assert_eq!(sent[0]["tools"][0]["function"]["name"], "get_weather");
+    assert_eq!(sent[0]["tools"][0]["function"]["parameters"]["required"], json!(["city"]));
+    // The continued turn: the first turn from the session, then the tool result.
+    assert_eq!(roles(&sent[1]), ["user", "assistant", "tool"], "{}", sent[1]);
+    assert_eq!(sent[1]["messages"][1]["tool_calls"][0]["id"], "call_w1");
+    assert_eq!(sent[1]["messages"][2]["tool_call_id"], "call_w1");
+    assert_eq!(sent[1]["messages"][2]["content"], "sunny, 21 C");
+}
+
+#[test]
+fn the_agents_sdk_runs_an_agent_with_a_tool_on_a_wasmclaw_model() {
+    let mock = MockProvider::start();
+    for city in ["Paris", "Oslo"] {
+        mock.push(Reply::tool_call(&format!("call_{city}"), "get_weather", &format!(r#"{{"city": "{city}"}}"#)));
+        mock.push(Reply::text(&["It is sunny", &format!(" in {city}.")]));
+    }
+    let gw = TestGateway::start(&assistant_config(&mock));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/agents_check.py");
+    let out = Command::new(python_with_agents()).arg(script).arg(gw.url("/v1")).arg(TOKEN).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("all checks passed"),
+        "stdout:\n{stdout}\nstderr:\n{}\ngateway log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
+
+    let sent: Vec<Value> = mock.requests().into_iter().map(|r| r.body).collect();
+    assert_eq!(sent.len(), 4, "{sent:?}");
+    for (i, city) in [(1, "Paris"), (3, "Oslo")] {
+        let messages = sent[i]["messages"].as_array().unwrap();
+        let (call, result) = (&messages[messages.len() - 2], &messages[messages.len() - 1]);
+        assert_eq!(call["tool_calls"][0]["id"], format!("call_{city}"), "{}", sent[i]);
+        assert_eq!(call["tool_calls"][0]["function"]["name"], "get_weather");
+        assert_eq!(
+            (result["role"].as_str(), result["tool_call_id"].as_str()),
+            (Some("tool"), Some(&*format!("call_{city}")))
+        );
+        assert_eq!(result["content"], format!("sunny in {city}"));
+        assert_eq!(messages[0]["role"], "system", "the agent's instructions lead: {}", sent[i]);
+    }
+}
+
+#[tokio::test]
+async fn a_response_is_its_owners_alone_and_errors_name_the_field() {
+    let config = r#"{
+  gateway: {
+    auth: { mode: "token", tokens: [
+      { name: "alice", tokenEnv: "ALICE_TOKEN", scopes: ["operator.write"] },
+      { name: "bob", tokenEnv: "BOB_TOKEN", scopes: ["operator.write"] },
+    ] },
+    http: { endpoints: { responses: { enabled: true } } },
+  },
+  agents: { entries: { main: { plugin: "echo" } } },
+}"#;
+    let env = [("OPENCLAW_GATEWAY_TOKEN", TOKEN), ("ALICE_TOKEN", "alice-secret-1"), ("BOB_TOKEN", "bob-secret-2")];
+    let gw = TestGateway::start_with(config, &env).unwrap_or_else(|log| panic!("gateway failed:\n{log}"));
+    let (status, mine) = send(post(&gw, "alice-secret-1", json!({"model": "openclaw", "input": "secret plans"}))).await;
+    assert_eq!(status, 200, "{mine}");
+    let id = mine["id"].as_str().unwrap();
+    let path = format!("/v1/responses/{id}");
+
+    // Bob (and the operator) get exactly what an unknown id gets.
+    for token in ["bob-secret-2", TOKEN] {
+        let res = reqwest::Client::new().get(gw.url(&path)).bearer_auth(token).send().await.unwrap();
+        assert_eq!(res.status(), 404);
+        let (status, body) = send(reqwest::Client::new().delete(gw.url(&path)).bearer_auth(token)).await;
+        assert_eq!((status, error_fields(&body).1.as_deref()), (404, Some("response_not_found")), "{body}");
+        let continued = json!({"model": "openclaw", "input": "tell me", "previous_response_id": id});
+        let (status, body) = send(post(&gw, token, continued)).await;
+        assert_eq!(status, 404, "{body}");
+        assert_eq!(error_fields(&body).2.as_deref(), Some("previous_response_id"));
+    }
+    let res = reqwest::Client::new().get(gw.url(&path)).bearer_auth("alice-secret-1").send().await.unwrap();
+    assert_eq!(res.status(), 200, "the owner still sees it");
+    let res = reqwest::Client::new().get(gw.url(&path)).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+
+    // Bad input: 400 naming the Responses field.
+    for (input, param) in [
+        (json!([{"type": "item_reference", "id": "x"}]), "input[0].type"),
+        (json!([]), "input"),
+        (json!([{"role": "user", "content": "x"}, {"type": "function_call_output"}]), "input[1].call_id"),
+    ] {
+        let (status, body) = send(post(&gw, TOKEN, json!({"model": "openclaw", "input": input}))).await;
+        assert_eq!((status, error_fields(&body).2.as_deref()), (400, Some(param)), "{body}");
+    }
+    let (status, body) = send(post(&gw, TOKEN, json!({"model": "openclaw:nobody", "input": "x"}))).await;
+    assert_eq!((status, error_fields(&body).1.as_deref()), (404, Some("model_not_found")), "{body}");
+}
+
+#[tokio::test]
+async fn sessions_follow_the_chat_rules_and_a_reset_session_takes_its_responses() {
+    let gw = TestGateway::start(&echo_config());
+    // `user` picks the same session as chat completions do: the chat turn is history here.
+    let chat = gw.chat(json!({"model": "openclaw", "user": "ada", "messages": [{"role": "user", "content": "hi"}]}));
+    let key = session_key(&chat.send().await.unwrap());
+    let res = post(&gw, TOKEN, json!({"model": "openclaw", "user": "ada", "input": "there"})).send().await.unwrap();
+    assert_eq!(session_key(&res), key);
+    let first: Value = res.json().await.unwrap();
+    assert_eq!(output_text(&first), "[turn 2] there");
+
+    // Without user or header, each response starts a session of its own.
+    let (_, a) = send(post(&gw, TOKEN, json!({"model": "openclaw", "input": "a"}))).await;
+    let (_, b) = send(post(&gw, TOKEN, json!({"model": "openclaw", "input": "b"}))).await;
+    assert_eq!((output_text(&a), output_text(&b)), ("a".to_string(), "b".to_string()));
+
+    // Resetting the session forgets its responses: nothing to continue.
+    let res = reqwest::Client::new().delete(gw.url(&format!("/sessions/{}", urlencode(&key)))).bearer_auth(TOKEN);
+    assert_eq!(res.send().await.unwrap().status(), 200);
+    let continued = json!({"model": "openclaw", "input": "x", "previous_response_id": first["id"]});
+    let (status, body) = send(post(&gw, TOKEN, continued)).await;
+    assert_eq!(status, 404, "{body}");
+}
+
+#[tokio::test]
+async fn a_response_stored_on_one_instance_continues_on_another() {
+    let db = pg::Server::start();
+    let url = db.database().await;
+    let start = || {
+        TestGateway::start_with(&echo_config(), &[("OPENCLAW_GATEWAY_TOKEN", TOKEN), ("WASMCLAW_DATABASE_URL", &url)])
+            .unwrap_or_else(|log| panic!("gateway failed to start:\n{log}"))
+    };
+    let (one, two) = (start(), start());
+    let (status, first) = send(post(&one, TOKEN, json!({"model": "openclaw", "input": "from one"}))).await;
+    assert_eq!(status, 200, "{first}");
+    let id = first["id"].as_str().unwrap();
+    let (status, again) =
+        send(reqwest::Client::new().get(two.url(&format!("/v1/responses/{id}"))).bearer_auth(TOKEN)).await;
+    assert_eq!((status, &again), (200, &first), "the other instance returns the stored object");
+    let continued = json!({"model": "openclaw", "input": "on two", "previous_response_id": id, "stream": true});
+    let res = post(&two, TOKEN, continued).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let raw = res.text().await.unwrap();
+    let completed = raw
+        .split("\n\n")
+        .find_map(|event| event.strip_prefix("event: response.completed\ndata: "))
+        .unwrap_or_else(|| panic!("no response.completed: {raw}"));
+    let completed: Value = serde_json::from_str(completed).unwrap();
+    assert_eq!(output_text(&completed["response"]), "[turn 2] on two");
+    let third =
+        json!({"model": "openclaw", "input": "back on one", "previous_response_id": completed["response"]["id"]});
+    let (_, third) = send(post(&one, TOKEN, third)).await;
+    assert_eq!(output_text(&third), "[turn 3] back on one");
+}
+
+/// `openai-agents` in its own venv (`target/openai-agents-venv`), created on first use.
+fn python_with_agents() -> PathBuf {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+            let venv = root.join("target").join("openai-agents-venv");
+            let python = venv.join("bin").join("python");
+            let ready = Command::new(&python).args(["-c", "import agents"]).output().is_ok_and(|o| o.status.success());
+            if !ready {
+                let status =
+                    Command::new("python3").arg("-m").arg("venv").arg(&venv).status().expect("python3 is required");
+                assert!(status.success(), "python3 -m venv failed (Debian: apt-get install python3-venv)");
+                let status = Command::new(venv.join("bin").join("pip"))
+                    .args(["install", "--quiet", "--disable-pip-version-check", "openai-agents>=0.2,<1"])
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "pip install openai-agents failed");
+            }
+            python
+        })
+        .clone()
+}
