@@ -6,6 +6,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+
+use futures::StreamExt;
 
 use serde_json::{Value, json};
 use wasmclaw_mock_provider::{MockProvider, Reply};
@@ -25,14 +28,36 @@ fn echo_config() -> String {
 
 /// The assistant on the mock provider as `main`.
 fn assistant_config(mock: &MockProvider) -> String {
+    assistant_config_with(mock, "")
+}
+
+/// The same, with more `gateway.http` settings.
+fn assistant_config_with(mock: &MockProvider, http_extra: &str) -> String {
     format!(
         r#"{{
-  gateway: {{ http: {{ endpoints: {{ responses: {{ enabled: true }} }} }} }},
+  gateway: {{ http: {{ endpoints: {{ responses: {{ enabled: true }} }}, {http_extra} }} }},
   providers: {{ mock: {{ baseUrl: "{}" }} }},
   agents: {{ entries: {{ main: {{ plugin: "assistant", provider: "mock", model: "mock-model" }} }} }},
 }}"#,
         mock.url()
     )
+}
+
+/// `(event, data)` of each SSE event in `raw`; comments as `(":", text)`.
+fn sse_events(raw: &str) -> Vec<(String, Value)> {
+    raw.split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|event| {
+            if event.starts_with(':') {
+                return (":".to_string(), Value::String(event.to_string()));
+            }
+            let (kind, data) = event.split_once('\n').unwrap_or_else(|| panic!("not `event:` + `data:`: {event:?}"));
+            let kind = kind.strip_prefix("event: ").unwrap_or_else(|| panic!("no event line: {event:?}"));
+            let data: Value = serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+            assert_eq!(data["type"], kind, "the event line names the payload's type");
+            (kind.to_string(), data)
+        })
+        .collect()
 }
 
 fn post(gw: &TestGateway, token: &str, body: Value) -> reqwest::RequestBuilder {
@@ -221,6 +246,57 @@ async fn a_response_stored_on_one_instance_continues_on_another() {
         json!({"model": "openclaw", "input": "back on one", "previous_response_id": completed["response"]["id"]});
     let (_, third) = send(post(&one, TOKEN, third)).await;
     assert_eq!(output_text(&third), "[turn 3] back on one");
+}
+
+#[tokio::test]
+async fn a_stream_pings_while_silent_fails_visibly_and_a_hang_up_cancels_the_run() {
+    let mock = MockProvider::start();
+    mock.push(Reply::text(&["finally"]).with_first_token_delay(Duration::from_millis(1500)));
+    mock.push(Reply::status(429, Some(7), "slow down"));
+    mock.push(Reply::break_after(&["half", " a"]));
+    mock.push(Reply::tokens(100).with_token_delay(Duration::from_millis(50)));
+    let gw = TestGateway::start_with(
+        &assistant_config_with(&mock, "sseKeepAliveMs: 300"),
+        &[("OPENCLAW_GATEWAY_TOKEN", TOKEN)],
+    )
+    .unwrap_or_else(|log| panic!("gateway failed:\n{log}"));
+    let streamed = |input: &str| post(&gw, TOKEN, json!({"model": "openclaw", "input": input, "stream": true}));
+
+    // Silence before the first token: pings, then the events, then the end.
+    let raw = streamed("think hard").send().await.unwrap().text().await.unwrap();
+    let events = sse_events(&raw);
+    let first_delta = events.iter().position(|(k, _)| k == "response.output_text.delta").unwrap();
+    assert!(events[..first_delta].iter().filter(|(k, _)| k == ":").count() >= 2, "pings while silent: {raw}");
+    assert_eq!(events.last().unwrap().0, "response.completed", "{raw}");
+
+    // A failure before any output keeps its HTTP status; one after it is `response.failed`.
+    let res = streamed("too fast").send().await.unwrap();
+    assert_eq!((res.status().as_u16(), res.headers().get("retry-after").unwrap().to_str().unwrap()), (429, "7"));
+    let raw = streamed("break").send().await.unwrap().text().await.unwrap();
+    let (kind, failed) = sse_events(&raw).pop().unwrap();
+    assert_eq!((kind.as_str(), &failed["response"]["status"]), ("response.failed", &json!("failed")), "{raw}");
+    assert!(failed["response"]["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{failed}");
+    let id = failed["response"]["id"].as_str().unwrap();
+    let res = reqwest::Client::new().get(gw.url(&format!("/v1/responses/{id}"))).bearer_auth(TOKEN).send().await;
+    assert_eq!(res.unwrap().status(), 404, "a failed response is not kept");
+
+    // A client that hangs up mid-stream cancels the run and the upstream request; nothing is kept.
+    let (closed_before, completed_before) = (mock.closed_early(), mock.completed());
+    let res = streamed("long story").send().await.unwrap();
+    let mut body = res.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("tok1") {
+        seen.push_str(std::str::from_utf8(&body.next().await.unwrap().unwrap()).unwrap());
+    }
+    drop(body);
+    let (_, created) = sse_events(seen.split("\n\n").next().unwrap()).pop().unwrap();
+    let id = created["response"]["id"].as_str().unwrap().to_string();
+    eventually("the upstream request to close", async || (mock.closed_early() == closed_before + 1).then_some(()))
+        .await;
+    assert_eq!(mock.completed(), completed_before, "the long reply never ran to its end");
+    gw.wait_for_metrics(&[r#"wasmclaw_run_failures_total{agent="main",kind="cancelled"} 1"#]).await;
+    let res = reqwest::Client::new().get(gw.url(&format!("/v1/responses/{id}"))).bearer_auth(TOKEN).send().await;
+    assert_eq!(res.unwrap().status(), 404, "a cancelled response is not kept");
 }
 
 /// `openai-agents` in its own venv (`target/openai-agents-venv`), created on first use.
