@@ -390,6 +390,25 @@ mod tests {
     }
 
     #[test]
+    fn image_and_file_parts_take_the_chat_completions_shape() {
+        let image = json!({"type": "input_image", "image_url": "data:image/png;base64,AAAA", "detail": "low"});
+        assert_eq!(
+            chat_part(&image, "input[0].content[0]").unwrap(),
+            json!({"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA", "detail": "low"}})
+        );
+        let file = json!({"type": "input_file", "filename": "a.pdf", "file_data": "data:application/pdf;base64,AA"});
+        assert_eq!(
+            chat_part(&file, "p").unwrap(),
+            json!({"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,AA"}})
+        );
+        let by_id = json!({"type": "input_image", "file_id": "file-1"});
+        assert_eq!(
+            chat_part(&by_id, "input[0].content[0]").err().unwrap().param.as_deref(),
+            Some("input[0].content[0].image_url")
+        );
+    }
+
+    #[test]
     fn errors_name_the_responses_field() {
         let err = translate(json!({"input": [{"type": "item_reference", "id": "x"}]})).err().unwrap();
         assert_eq!(err.param.as_deref(), Some("input[0].type"));
