@@ -155,7 +155,7 @@ async fn a_response_is_its_owners_alone_and_errors_name_the_field() {
     ] },
     http: { endpoints: { responses: { enabled: true } } },
   },
-  agents: { entries: { main: { plugin: "echo" } } },
+  agents: { entries: { main: { plugin: "echo" }, beta: { plugin: "echo" } } },
 }"#;
     let env = [("OPENCLAW_GATEWAY_TOKEN", TOKEN), ("ALICE_TOKEN", "alice-secret-1"), ("BOB_TOKEN", "bob-secret-2")];
     let gw = TestGateway::start_with(config, &env).unwrap_or_else(|log| panic!("gateway failed:\n{log}"));
@@ -177,6 +177,17 @@ async fn a_response_is_its_owners_alone_and_errors_name_the_field() {
     }
     let res = reqwest::Client::new().get(gw.url(&path)).bearer_auth("alice-secret-1").send().await.unwrap();
     assert_eq!(res.status(), 200, "the owner still sees it");
+    // The owner continues it with its own agent and session only.
+    let with_beta = json!({"model": "openclaw:beta", "input": "x", "previous_response_id": id});
+    let (status, body) = send(post(&gw, "alice-secret-1", with_beta)).await;
+    assert_eq!((status, error_fields(&body).2.as_deref()), (400, Some("previous_response_id")), "{body}");
+    let elsewhere = json!({"model": "openclaw", "input": "x", "previous_response_id": id});
+    let (status, body) = send(post(&gw, "alice-secret-1", elsewhere).header("x-openclaw-session-key", "other")).await;
+    assert_eq!((status, error_fields(&body).2.as_deref()), (400, Some("x-openclaw-session-key")), "{body}");
+    let (status, body) =
+        send(post(&gw, "alice-secret-1", json!({"model": "openclaw", "input": "more", "previous_response_id": id})))
+            .await;
+    assert_eq!((status, output_text(&body)), (200, "[turn 2] more".to_string()), "{body}");
     let res = reqwest::Client::new().get(gw.url(&path)).send().await.unwrap();
     assert_eq!(res.status(), 401);
 
