@@ -32,14 +32,7 @@ pub async fn completions(
     if !gw.is_ready() {
         return Err(ApiError::shutting_down());
     }
-    // No Content-Type is accepted as JSON (some clients omit it); a different one is not.
-    if let Some(kind) = headers.get(axum::http::header::CONTENT_TYPE) {
-        let kind = kind.to_str().unwrap_or_default();
-        let essence = kind.split(';').next().unwrap_or_default().trim();
-        if !essence.eq_ignore_ascii_case("application/json") {
-            return Err(ApiError::unsupported_media_type(kind));
-        }
-    }
+    super::require_json(&headers)?;
     // A client trickling its body must not hold a connection forever.
     let http = &gw.config.gateway.http;
     let bytes = super::read_body(body, http.max_body_bytes, http.read_timeout_ms).await?;
