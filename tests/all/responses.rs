@@ -111,10 +111,10 @@ fn python_sdk_runs_a_function_tool_round_through_the_assistant() {
     assert_eq!(sent[1]["messages"][2]["content"], "sunny, 21 C");
 }
 
-#[test]
-fn the_agents_sdk_runs_an_agent_with_a_tool_on_a_wasmclaw_model() {
+#[tokio::test]
+async fn the_agents_sdk_runs_an_agent_with_a_tool_on_a_wasmclaw_model() {
     let mock = MockProvider::start();
-    for city in ["Paris", "Oslo"] {
+    for city in ["Paris", "Oslo", "Rome"] {
         mock.push(Reply::tool_call(&format!("call_{city}"), "get_weather", &format!(r#"{{"city": "{city}"}}"#)));
         mock.push(Reply::text(&["It is sunny", &format!(" in {city}.")]));
     }
@@ -130,8 +130,9 @@ fn the_agents_sdk_runs_an_agent_with_a_tool_on_a_wasmclaw_model() {
     );
 
     let sent: Vec<Value> = mock.requests().into_iter().map(|r| r.body).collect();
-    assert_eq!(sent.len(), 4, "{sent:?}");
-    for (i, city) in [(1, "Paris"), (3, "Oslo")] {
+    assert_eq!(sent.len(), 6, "{sent:?}");
+    // The chained run sent only the tool output; the call came from the session's history.
+    for (i, city) in [(1, "Paris"), (3, "Oslo"), (5, "Rome")] {
         let messages = sent[i]["messages"].as_array().unwrap();
         let (call, result) = (&messages[messages.len() - 2], &messages[messages.len() - 1]);
         assert_eq!(call["tool_calls"][0]["id"], format!("call_{city}"), "{}", sent[i]);
@@ -142,7 +143,14 @@ fn the_agents_sdk_runs_an_agent_with_a_tool_on_a_wasmclaw_model() {
         );
         assert_eq!(result["content"], format!("sunny in {city}"));
         assert_eq!(messages[0]["role"], "system", "the agent's instructions lead: {}", sent[i]);
+        assert_eq!(messages[1], sent[i - 1]["messages"][1], "the question that led to the call: {}", sent[i]);
     }
+    // Unchained, each of the SDK's calls starts a session (four, of two messages each: a resent
+    // conversation keeps what follows its last assistant message); the chained run's two share one.
+    let transcripts = futures::future::join_all(gw.session_keys().await.iter().map(|k| gw.transcript(k))).await;
+    let mut lengths: Vec<usize> = transcripts.iter().map(Vec::len).collect();
+    lengths.sort();
+    assert_eq!(lengths, [2, 2, 2, 2, 4], "{transcripts:?}");
 }
 
 #[tokio::test]

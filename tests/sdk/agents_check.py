@@ -1,8 +1,9 @@
 """The OpenAI Agents SDK with its model served by wasmclaw over the Responses
-API: one agent, one function tool, run plainly and streamed.
+API: one agent, one function tool, run plainly, streamed, and chained with
+previous_response_id.
 
 Usage: agents_check.py BASE_URL TOKEN. The Rust test scripted the mock
-provider: a tool call and an answer for each of the two runs.
+provider: a tool call and an answer for each of the three runs.
 """
 import asyncio
 import sys
@@ -39,6 +40,11 @@ async def main():
         pass
     assert streamed.final_output == "It is sunny in Oslo.", streamed.final_output
     assert calls == ["Paris", "Oslo"], calls
+
+    # Chained by the server: after the call, only the tool's output is sent, with previous_response_id.
+    chained = await Runner.run(agent, "And in Rome?", auto_previous_response_id=True)
+    assert chained.final_output == "It is sunny in Rome.", chained.final_output
+    assert calls == ["Paris", "Oslo", "Rome"], calls
 
 
 asyncio.run(main())
