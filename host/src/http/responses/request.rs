@@ -412,6 +412,8 @@ mod tests {
     fn errors_name_the_responses_field() {
         let err = translate(json!({"input": [{"type": "item_reference", "id": "x"}]})).err().unwrap();
         assert_eq!(err.param.as_deref(), Some("input[0].type"));
+        let err = ResponsesRequest::parse(br#"{"input": "x", "temperature": "hot"}"#).err().unwrap();
+        assert_eq!((err.status.as_u16(), err.param.as_deref()), (400, Some("temperature")), "{}", err.message);
         let err = translate(json!({"input": []})).err().unwrap();
         assert_eq!(err.param.as_deref(), Some("input"));
         let err = translate(json!({"input": "x", "tools": [{"type": "web_search"}]})).err().unwrap();
