@@ -92,21 +92,24 @@ export function uuid() {
 
 /**
  * A button that asks once more before acting: the first press turns it into
- * "Really …?" for a few seconds, the second one runs `action`. No modal
- * dialogs, so it works the same with a keyboard, a screen reader or a test.
+ * "Really …?" until focus leaves it or Escape is pressed, the second one runs
+ * `action`. No modal dialogs and no timer, so it works the same with a
+ * keyboard, a screen reader, a slow hand or a test on a busy machine.
  */
 export function confirmButton(label, confirmLabel, testid, action) {
-  let armed = null;
+  let armed = false;
   const button = h("button", { type: "button", class: "danger", "data-testid": testid }, label);
+  const disarm = () => { armed = false; button.textContent = label; };
+  button.addEventListener("blur", disarm);
+  button.addEventListener("keydown", (e) => { if (e.key === "Escape") disarm(); });
   button.addEventListener("click", async () => {
     if (!armed) {
+      armed = true;
       button.textContent = confirmLabel;
-      armed = setTimeout(() => { armed = null; button.textContent = label; }, 4000);
+      button.focus();
       return;
     }
-    clearTimeout(armed);
-    armed = null;
-    button.textContent = label;
+    disarm();
     button.disabled = true;
     try { await action(); } finally { button.disabled = false; }
   });

@@ -24,6 +24,9 @@ export function init(connection) {
 
 export function show() {
   if (!conn.open) return;
+  // Rows from an earlier visit are stale: a press on one would land on a
+  // button the fresh list is about to replace.
+  $("sessions-body").replaceChildren();
   loadAgents();
   load();
 }
