@@ -48,3 +48,80 @@ pub fn run(call: &ToolCall, tool: impl FnOnce() -> Result<String, String>) -> Me
     returned(&call.id, &output, is_error);
     Message::tool(call.id.clone(), output)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::TestHost;
+    use crate::{Agent, AgentError, AgentInfo, Event, Message, Output, Role, RunRequest, ToolCall, ToolCallDelta, llm};
+
+    /// A tool loop: runs the model's `shout` calls itself, then answers.
+    #[derive(Default)]
+    struct Looper;
+
+    impl Agent for Looper {
+        fn info() -> AgentInfo {
+            AgentInfo::new("looper", "0", "runs its tools")
+        }
+
+        fn run(&self, req: RunRequest, out: &Output) -> Result<(), AgentError> {
+            let mut messages = req.messages;
+            loop {
+                let request = llm::CompletionRequest {
+                    messages: messages.clone(),
+                    tools: vec![],
+                    params: "{}".into(),
+                    model: None,
+                };
+                let answer = llm::complete_text(&request)?;
+                out.text(&answer.text)?;
+                if answer.tool_calls.is_empty() {
+                    return Ok(());
+                }
+                messages.push(Message { tool_calls: answer.tool_calls.clone(), ..Message::assistant(answer.text) });
+                for call in &answer.tool_calls {
+                    messages.push(super::run(call, || match call.arguments.as_str() {
+                        "" => Err("nothing to shout".into()),
+                        text => Ok(text.to_uppercase()),
+                    }));
+                }
+            }
+        }
+    }
+
+    fn call(id: &str, arguments: &str) -> Event {
+        Event::ToolCall(ToolCallDelta {
+            index: 0,
+            id: Some(id.into()),
+            name: Some("shout".into()),
+            arguments: arguments.into(),
+        })
+    }
+
+    #[test]
+    fn a_tool_loop_is_recorded_and_kept_in_the_session_as_the_gateway_keeps_it() {
+        let mut host = TestHost::new()
+            .llm_events([Event::Text("Shouting. ".into()), call("c1", "hi")])
+            .llm_events([call("c2", "")])
+            .llm_reply("Done.");
+        let run = host.run::<Looper>("shout hi").ok();
+        assert_eq!(run.text(), "Shouting. Done.");
+        let calls: Vec<String> = run.server_tool_calls().into_iter().map(|c| c.id).collect();
+        assert_eq!(calls, ["c1", "c2"]);
+        let tool_results = &run.llm_requests[2].messages[2..];
+        assert_eq!(tool_results[0], Message::tool("c1", "HI"));
+        assert_eq!(tool_results[2], Message::tool("c2", "nothing to shout"));
+        let session: Vec<(Role, &str, usize)> =
+            host.session().iter().map(|m| (m.role, m.content.as_str(), m.tool_calls.len())).collect();
+        // No text between the two rounds: one assistant message calls both, as the gateway stores it.
+        assert_eq!(
+            session,
+            [
+                (Role::User, "shout hi", 0),
+                (Role::Assistant, "Shouting. ", 2),
+                (Role::Tool, "HI", 0),
+                (Role::Tool, "nothing to shout", 0),
+                (Role::Assistant, "Done.", 0),
+            ]
+        );
+    }
+}
