@@ -115,3 +115,40 @@ fn event_size(ev: &Event) -> usize {
         Event::Usage(_) | Event::Finish(_) => 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::{ToolCall, ToolResult};
+
+    fn called() -> Event {
+        Event::ServerTool(ToolActivity::Called(ToolCall { id: "c".into(), name: "t".into(), arguments: "{}".into() }))
+    }
+
+    #[tokio::test]
+    async fn reports_keep_their_place_and_count_in_the_reply() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut out = OutputCapability::new(1 << 20).instantiate(Some(tx), true);
+        out.emit(Event::Text("a".into())).await.unwrap().unwrap();
+        out.report(called()).await;
+        let result = ToolResult { call_id: "c".into(), output: "42".into(), is_error: false };
+        out.report(Event::ServerTool(ToolActivity::Returned(result))).await;
+        out.emit(Event::Text("b".into())).await.unwrap().unwrap();
+        let mut seen = Vec::new();
+        while let Ok(event) = rx.try_recv() {
+            seen.push(matches!(event, Event::ServerTool(_)));
+        }
+        assert_eq!(seen, [false, true, true, false]);
+        assert_eq!(out.take_reply().to_messages().len(), 3, "assistant call, tool result, final text");
+    }
+
+    #[tokio::test]
+    async fn a_stop_met_by_a_report_is_told_by_the_next_emit_not_trapped() {
+        let (tx, rx) = mpsc::channel(8);
+        drop(rx);
+        let mut out = OutputCapability::new(1 << 20).instantiate(Some(tx), false);
+        out.report(called()).await;
+        assert_eq!(out.emit(Event::Text("x".into())).await.unwrap(), Err(OutputStop::Closed));
+        assert!(out.emit(Event::Text("y".into())).await.is_err(), "emitting after being told traps");
+    }
+}
