@@ -167,7 +167,8 @@ async fn a_server_tool_round_reaches_the_model_the_transcript_and_websocket_clie
 
     let sent: Vec<Value> = mock.requests().into_iter().map(|r| r.body).collect();
     assert_eq!(sent.len(), 2);
-    assert!(tool_names(&sent[0]).contains(&"add"), "the server's tools are offered: {}", sent[0]);
+    // The server lists one tool per page: all three pages are offered.
+    assert_eq!(tool_names(&sent[0]), ["add", "divide", "whoami"], "the server's tools are offered: {}", sent[0]);
     assert_eq!(roles(&sent[1]), ["user", "assistant", "tool"]);
     assert_eq!(sent[1]["messages"][1]["tool_calls"][0]["function"]["name"], "add");
     assert_eq!(sent[1]["messages"][2]["tool_call_id"], "call_add");
@@ -267,8 +268,8 @@ async fn rounds_are_limited_origins_must_be_allowed_and_credentials_stay_in_the_
     assert_eq!(mock.requests().len(), 3, "two rounds, then no fourth completion");
     assert_eq!(
         json_server.seen().iter().filter(|s| s["method"] == "POST").count(),
-        5,
-        "initialize, initialized, list, 2 calls"
+        7,
+        "initialize, initialized, three pages of tools/list, two calls"
     );
 
     // An origin outside http.allow: a warning naming the key, no tools, still an answer.

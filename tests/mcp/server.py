@@ -3,6 +3,8 @@ server (FastMCP, named MCPServer since mcp 2) over Streamable HTTP, on loopback.
 
 usage: server.py PORT SEEN_FILE [--json]
 
+`tools/list` answers one tool per page, so clients must follow `nextCursor`.
+
 Every HTTP request's method, Authorization, Mcp-Session-Id and
 MCP-Protocol-Version headers are appended to SEEN_FILE as a JSON line, so a
 test can check what reached the server. `--json` answers with
@@ -15,12 +17,25 @@ import sys
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ListToolsResult
 
 port = int(sys.argv[1])
 seen_file = sys.argv[2]
 json_response = "--json" in sys.argv[3:]
 
-server = MCPServer("wasmclaw-test-tools")
+
+
+class PagedServer(MCPServer):
+    """The SDK's server, its tool list split into pages of one (the SDK does not page by itself)."""
+
+    async def _handle_list_tools(self, ctx, params):
+        tools = await self.list_tools()
+        start = int(params.cursor) if params is not None and params.cursor else 0
+        more = str(start + 1) if start + 1 < len(tools) else None
+        return ListToolsResult(tools=tools[start : start + 1], next_cursor=more)
+
+
+server = PagedServer("wasmclaw-test-tools")
 last_authorization = {"value": ""}
 
 
