@@ -52,7 +52,7 @@ pub fn run(call: &ToolCall, tool: impl FnOnce() -> Result<String, String>) -> Me
 #[cfg(test)]
 mod tests {
     use crate::testing::TestHost;
-    use crate::{Agent, AgentError, AgentInfo, Event, Message, Output, Role, RunRequest, ToolCall, ToolCallDelta, llm};
+    use crate::{Agent, AgentError, AgentInfo, Event, Message, Output, Role, RunRequest, ToolCallDelta, llm};
 
     /// A tool loop: runs the model's `shout` calls itself, then answers.
     #[derive(Default)]

@@ -220,6 +220,16 @@ async fn a_server_tool_round_reaches_the_model_the_transcript_and_websocket_clie
     .map(|(r, c, i)| (r.to_string(), c, i));
     assert_eq!(shape, expected, "{history}");
 
+    // WebSocket history shows the round in OpenClaw's shape.
+    let history = c.call("chat.history", json!({"sessionKey": key})).await;
+    let messages = history["payload"]["messages"].as_array().unwrap();
+    let call = messages[1]["content"].as_array().unwrap().iter().find(|p| p["type"] == "toolCall").expect("toolCall");
+    assert_eq!((call["id"].as_str(), call["name"].as_str()), (Some("call_add"), Some("add")));
+    assert_eq!(call["arguments"], json!({"a": 2, "b": 3}));
+    assert_eq!(messages[2]["role"], "toolResult");
+    assert_eq!((messages[2]["toolCallId"].as_str(), messages[2]["toolName"].as_str()), (Some("call_add"), Some("add")));
+    assert_eq!(messages[2]["content"][0]["text"], "the sum is 5");
+
     // Each run opened one session and kept its id; every request named the protocol version.
     let seen = server.seen();
     let opened = seen.iter().filter(|s| s["session"].is_null()).count();
