@@ -1,7 +1,8 @@
 //! Unit tests without a gateway: run an agent natively against a fake host
 //! (feature `testing`). Config values, session history and state, and the
 //! model's answers are scripted; what the agent emitted, logged, stored and
-//! asked the model is recorded.
+//! asked the model is recorded, and so are the tools it ran itself
+//! ([`crate::tools`]: `TestRun::tool_reports`, `server_tool_calls`, `transcript`).
 //!
 //! ```
 //! use wasmclaw_sdk::testing::TestHost;
