@@ -19,8 +19,8 @@
 //!
 //! Covered: `initialize` then `notifications/initialized`, `tools/list` (all
 //! pages), `tools/call`; answers as `application/json` or as an SSE stream
-//! (`text/event-stream`); the `Mcp-Session-Id` the server assigns; the
-//! `MCP-Protocol-Version` header. Not covered: server-to-client requests
+//! (`text/event-stream`); the `Mcp-Session-Id` the server assigns (and a new
+//! session when the server answers 404 to it); the `MCP-Protocol-Version` header. Not covered: server-to-client requests
 //! (sampling, elicitation), resumption, resources and prompts.
 
 use serde_json::{Value, json};
@@ -115,18 +115,23 @@ impl McpClient {
             next_id: 1,
             server_name: String::new(),
         };
+        client.initialize()?;
+        Ok(client)
+    }
+
+    /// The handshake that opens a session.
+    fn initialize(&mut self) -> Result<(), McpError> {
         let params = json!({
             "protocolVersion": PROTOCOL_VERSION,
             "capabilities": {},
             "clientInfo": {"name": "wasmclaw", "version": env!("CARGO_PKG_VERSION")},
         });
-        let result = client.request("initialize", params)?;
+        let result = self.request("initialize", params)?;
         if let Some(version) = result.get("protocolVersion").and_then(Value::as_str) {
-            client.protocol_version = version.to_string();
+            self.protocol_version = version.to_string();
         }
-        client.server_name = result.pointer("/serverInfo/name").and_then(Value::as_str).unwrap_or_default().to_string();
-        client.notify("notifications/initialized")?;
-        Ok(client)
+        self.server_name = result.pointer("/serverInfo/name").and_then(Value::as_str).unwrap_or_default().to_string();
+        self.notify("notifications/initialized")
     }
 
     /// The server's URL.
@@ -178,12 +183,14 @@ impl McpClient {
 
     /// A JSON-RPC request; its `result`.
     fn request(&mut self, method: &str, params: Value) -> Result<Value, McpError> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let response = self.post(&body)?;
-        if let Some(session) = response.header("mcp-session-id") {
-            self.session_id = Some(session.to_string());
+        let had_session = self.session_id.is_some();
+        let (mut id, mut response) = self.send(method, &params)?;
+        if response.status == 404 && had_session {
+            // The server forgot the session (it restarted, or the session
+            // expired): the protocol says to open a new one. Once.
+            self.session_id = None;
+            self.initialize()?;
+            (id, response) = self.send(method, &params)?;
         }
         let response = response.error_for_status()?;
         let content_type = response.header("content-type").unwrap_or_default().to_ascii_lowercase();
@@ -194,6 +201,17 @@ impl McpClient {
         }
         .ok_or_else(|| McpError::Protocol(format!("no answer to {method} in the response ({content_type})")))?;
         rpc_result(message)
+    }
+
+    /// POST one request; its id and the raw response (keeping any session id it assigns).
+    fn send(&mut self, method: &str, params: &Value) -> Result<(u64, http::Response), McpError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let response = self.post(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))?;
+        if let Some(session) = response.header("mcp-session-id") {
+            self.session_id = Some(session.to_string());
+        }
+        Ok((id, response))
     }
 
     /// A JSON-RPC notification (the server answers 202 with no body).

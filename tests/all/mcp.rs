@@ -53,9 +53,15 @@ impl McpServer {
     /// Start it (`json`: answer with application/json instead of SSE) and
     /// wait, with a deadline, until it accepts connections.
     fn start(json: bool) -> Self {
+        // Its own statement: the listener must be closed before the server binds the port.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self::start_on(port, json)
+    }
+
+    /// Start it on `port` (a restart of one that was there).
+    fn start_on(port: u16, json: bool) -> Self {
         let python = python_with_mcp();
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/mcp/server.py");
         let mut cmd = Command::new(python);
         cmd.arg(script).arg(port.to_string()).arg(dir.path().join("seen.jsonl"));
@@ -304,4 +310,33 @@ async fn rounds_are_limited_origins_must_be_allowed_and_credentials_stay_in_the_
     for (place, text) in [("the model", to_model.as_str()), ("the client", raw.as_str()), ("the log", &gw.log())] {
         assert!(!text.contains(KEY), "the key never reaches {place}");
     }
+}
+
+#[tokio::test]
+async fn a_server_that_restarts_mid_run_gets_a_new_session_and_the_call_goes_through() {
+    let server = tokio::task::spawn_blocking(|| McpServer::start(false)).await.unwrap();
+    let mock = MockProvider::start();
+    let http = format!(r#"http: {{ allow: ["{}"] }},"#, server.url());
+    let gw = gateway(&mock, &[agent("research", &http, &format!(r#"mcpServers: "{}""#, server.url()))]);
+    // The model takes its time: the server restarts between the listing and the call.
+    mock.push(
+        Reply::tool_call("call_add", "add", r#"{"a": 4, "b": 5}"#).with_first_token_delay(Duration::from_secs(8)),
+    );
+    mock.push(Reply::text(&["Nine."]));
+    let answer = tokio::spawn(gw.chat(ask("agent:research", "add 4 and 5")).send());
+
+    // initialize, initialized, three pages of tools/list
+    eventually("the tools listed", async || (server.seen().len() >= 5).then_some(())).await;
+    let port = server.port;
+    drop(server);
+    let restarted = tokio::task::spawn_blocking(move || McpServer::start_on(port, false)).await.unwrap();
+
+    let res = answer.await.unwrap().unwrap();
+    assert_eq!(content(&res.json().await.unwrap()), "Nine.");
+    let to_model = mock.requests().last().unwrap().body.clone();
+    let result = to_model["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(result["content"], "the sum is 9", "the call reached the new server: {result}");
+    let seen = restarted.seen();
+    assert!(seen[0]["session"].is_string(), "first the old session, which the new server does not know: {seen:?}");
+    assert!(seen[1]["session"].is_null(), "then a new initialize: {seen:?}");
 }
