@@ -6,8 +6,8 @@
 
 #[cfg(target_arch = "wasm32")]
 mod imp {
-    use crate::bindings::wasmclaw::agent::{config, llm, log, output, session};
-    use crate::{EmitError, Event, Message};
+    use crate::bindings::wasmclaw::agent::{config, llm, log, output, session, tool_activity};
+    use crate::{EmitError, Event, Message, ToolCall};
 
     /// A model completion in progress: the host's resource.
     pub type Completion = llm::Completion;
@@ -61,11 +61,22 @@ mod imp {
     pub fn panicked(message: &str) {
         log::panicked(message)
     }
+
+    /// `tool-activity.called`.
+    pub fn tool_called(call: &ToolCall) {
+        tool_activity::called(call)
+    }
+
+    /// `tool-activity.returned`.
+    pub fn tool_returned(call_id: &str, output: &str, is_error: bool) {
+        tool_activity::returned(call_id, output, is_error)
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use crate::native::{
-    Completion, complete, config_get, emit, history, log, next, state_delete, state_get, state_set,
+    Completion, complete, config_get, emit, history, log, next, state_delete, state_get, state_set, tool_called,
+    tool_returned,
 };
 #[cfg(target_arch = "wasm32")]
 pub use imp::*;

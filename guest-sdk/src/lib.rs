@@ -49,6 +49,7 @@ pub mod bindings {
 mod host;
 mod llm_text;
 pub mod log;
+pub mod mcp;
 mod message;
 #[cfg(not(target_arch = "wasm32"))]
 #[cfg_attr(not(feature = "testing"), allow(dead_code))]
@@ -56,6 +57,7 @@ mod native;
 mod state;
 #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
 pub mod testing;
+pub mod tools;
 
 pub use bindings::wasmclaw::agent::types::{
     AgentError, AgentInfo, EmitError, Event, FinishReason, Message, Role, RunRequest, ToolCall, ToolCallDelta,

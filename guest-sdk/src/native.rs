@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::llm::{CompletionRequest, LlmError};
 use crate::log::Level;
-use crate::{EmitError, Event, Message};
+use crate::tools::ToolReport;
+use crate::{EmitError, Event, Message, ToolCall};
 
 /// The host's limits on session state, as the gateway enforces them.
 const MAX_STATE_KEY_BYTES: usize = 256;
@@ -29,6 +30,8 @@ pub(crate) struct FakeRun {
     pub events: Vec<Event>,
     pub logs: Vec<(Level, String)>,
     pub requests: Vec<CompletionRequest>,
+    /// Tool reports, each with how many events were emitted before it.
+    pub tool_reports: Vec<(usize, ToolReport)>,
 }
 
 /// One scripted answer of the model.
@@ -148,5 +151,18 @@ pub fn log(level: Level, message: &str) {
         if let Some(run) = r.borrow_mut().as_mut() {
             run.logs.push((level, message.to_string()));
         }
+    });
+}
+
+/// `tool-activity.called`: recorded in order with the events.
+pub fn tool_called(call: &ToolCall) {
+    with(|run| run.tool_reports.push((run.events.len(), ToolReport::Called(call.clone()))));
+}
+
+/// `tool-activity.returned`: recorded in order with the events.
+pub fn tool_returned(call_id: &str, output: &str, is_error: bool) {
+    with(|run| {
+        let report = ToolReport::Returned { call_id: call_id.into(), output: output.into(), is_error };
+        run.tool_reports.push((run.events.len(), report));
     });
 }

@@ -1,7 +1,8 @@
 //! Unit tests without a gateway: run an agent natively against a fake host
 //! (feature `testing`). Config values, session history and state, and the
 //! model's answers are scripted; what the agent emitted, logged, stored and
-//! asked the model is recorded.
+//! asked the model is recorded, and so are the tools it ran itself
+//! ([`crate::tools`]: `TestRun::tool_reports`, `server_tool_calls`, `transcript`).
 //!
 //! ```
 //! use wasmclaw_sdk::testing::TestHost;
@@ -40,6 +41,7 @@ use serde::de::DeserializeOwned;
 use crate::llm::{CompletionRequest, LlmError, TextCompletion};
 use crate::log::Level;
 use crate::native::{FakeRun, Scripted};
+use crate::tools::ToolReport;
 use crate::{Agent, AgentError, Event, FinishReason, Message, Output, Role, RunRequest, ToolCall, Usage};
 
 /// A fake gateway for one agent's session.
@@ -126,6 +128,7 @@ impl TestHost {
     }
 
     /// The client goes away after `events` events: later emits fail with `Closed`.
+    /// (Tool reports do not count: the gateway drops them once the client is gone.)
     pub fn close_output_after(mut self, events: usize) -> Self {
         self.emit_limit = Some(events);
         self
@@ -178,12 +181,17 @@ impl TestHost {
         let fake = crate::native::take().expect("the fake run is still installed");
         self.completions = fake.completions;
         let result = result.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        let run =
-            TestRun { result, events: fake.events, logs: fake.logs, llm_requests: fake.requests, state: fake.state };
+        let run = TestRun {
+            result,
+            events: fake.events,
+            logs: fake.logs,
+            llm_requests: fake.requests,
+            state: fake.state,
+            tool_reports: fake.tool_reports,
+        };
         if run.result.is_ok() {
             self.history.extend(turn);
-            let reply = run.reply();
-            self.history.push(Message { tool_calls: reply.tool_calls, ..Message::assistant(reply.text) });
+            self.history.extend(run.transcript());
             self.state.clone_from(&run.state);
         }
         run
@@ -210,6 +218,9 @@ pub struct TestRun {
     pub llm_requests: Vec<CompletionRequest>,
     /// The session state at the end of the run (kept only if it succeeded).
     pub state: BTreeMap<String, Vec<u8>>,
+    /// Tools the agent ran itself (`tools::called`/`returned`), each with how
+    /// many events it had emitted before the report.
+    pub tool_reports: Vec<(usize, ToolReport)>,
 }
 
 impl TestRun {
@@ -220,6 +231,53 @@ impl TestRun {
             reply.push(event);
         }
         reply
+    }
+
+    /// The calls of tools the agent ran itself, in order.
+    pub fn server_tool_calls(&self) -> Vec<ToolCall> {
+        let calls = self.tool_reports.iter().filter_map(|(_, r)| match r {
+            ToolReport::Called(call) => Some(call.clone()),
+            ToolReport::Returned { .. } => None,
+        });
+        calls.collect()
+    }
+
+    /// The reply as the gateway stores it in the transcript: for each round
+    /// of tools the agent ran itself (calls with no text between them), an
+    /// assistant message with the text before and the calls, and a `tool`
+    /// message per result; then the rest of the text with the client's tool calls.
+    pub fn transcript(&self) -> Vec<Message> {
+        let mut messages = Vec::new();
+        let mut text = String::new();
+        // Whether the last message is an assistant round no text has followed yet.
+        let mut round_open = false;
+        let mut reports = self.tool_reports.iter().peekable();
+        for at in 0..=self.events.len() {
+            while let Some((_, report)) = reports.next_if(|(before, _)| *before == at) {
+                match report {
+                    ToolReport::Called(call) => {
+                        if round_open && text.is_empty() {
+                            let round = messages.iter_mut().rev().find(|m: &&mut Message| m.role == Role::Assistant);
+                            round.expect("an open round").tool_calls.push(call.clone());
+                        } else {
+                            let content = std::mem::take(&mut text);
+                            messages.push(Message { tool_calls: vec![call.clone()], ..Message::assistant(content) });
+                            round_open = true;
+                        }
+                    }
+                    ToolReport::Returned { call_id, output, .. } => {
+                        messages.push(Message::tool(call_id.clone(), output.clone()));
+                    }
+                }
+            }
+            if let Some(Event::Text(t)) = self.events.get(at) {
+                text.push_str(t);
+                round_open &= t.is_empty();
+            }
+        }
+        let reply = self.reply();
+        messages.push(Message { tool_calls: reply.tool_calls, ..Message::assistant(text) });
+        messages
     }
 
     /// The reply text.

@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
-use crate::chat::{AgentId, Event, Reply, finish_reason_name};
+use crate::chat::{AgentId, Event, Reply, ToolActivity, finish_reason_name};
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::runs::{Agents, RunInput};
@@ -384,5 +384,11 @@ fn event_json(event: &Event) -> serde_json::Value {
             json!({"type": "usage", "promptTokens": u.prompt_tokens, "completionTokens": u.completion_tokens})
         }
         Event::Finish(f) => json!({"type": "finish", "reason": finish_reason_name(*f)}),
+        Event::ServerTool(ToolActivity::Called(c)) => {
+            json!({"type": "server_tool_call", "id": c.id, "name": c.name, "arguments": c.arguments})
+        }
+        Event::ServerTool(ToolActivity::Returned(r)) => {
+            json!({"type": "server_tool_result", "id": r.call_id, "output": r.output, "isError": r.is_error})
+        }
     }
 }

@@ -22,6 +22,7 @@ mod http_auth;
 mod http_chat;
 mod languages;
 mod limits;
+mod mcp;
 mod openai_sdk;
 mod origins;
 mod outbound;

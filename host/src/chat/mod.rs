@@ -9,7 +9,7 @@ mod agent_id;
 mod reply;
 
 pub use agent_id::AgentId;
-pub use reply::{Reply, finish_reason, finish_reason_name};
+pub use reply::{Reply, ToolRound, finish_reason, finish_reason_name};
 
 /// Who said a message, as in OpenAI chat messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +91,27 @@ pub enum Event {
     ToolCall(ToolCallDelta),
     Usage(Usage),
     Finish(FinishReason),
+    /// A tool the agent ran itself (contract 0.1.2 `tool-activity`). Kept in
+    /// the transcript and shown to WebSocket clients, never to OpenAI clients.
+    ServerTool(ToolActivity),
+}
+
+/// One step of a tool the agent runs itself, in stream order with its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolActivity {
+    /// The agent is about to run this call.
+    Called(ToolCall),
+    /// The result of an earlier call.
+    Returned(ToolResult),
+}
+
+/// What a tool the agent ran itself returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolResult {
+    pub call_id: String,
+    /// The tool's output, or the error text when `is_error`.
+    pub output: String,
+    pub is_error: bool,
 }
 
 /// Everything an agent gets for one run.

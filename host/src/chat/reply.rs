@@ -1,6 +1,6 @@
 //! A whole reply assembled from a run's events, and the finish-reason rule.
 
-use super::{Event, FinishReason, Message, Role, ToolCall, Usage};
+use super::{Event, FinishReason, Message, Role, ToolActivity, ToolCall, ToolResult, Usage};
 
 /// A whole reply assembled from a run's events.
 #[derive(Debug, Clone, Default)]
@@ -12,6 +12,17 @@ pub struct Reply {
     pub usage: Option<Usage>,
     /// What the agent said explicitly, if anything.
     pub finish: Option<FinishReason>,
+    /// Tools the agent ran itself, in order; `text` is split at their places.
+    pub server_tools: Vec<ToolRound>,
+}
+
+/// Server-side tool calls made with no reply text between them, and their results.
+#[derive(Debug, Clone, Default)]
+pub struct ToolRound {
+    /// How much of the reply text came before the calls.
+    pub text_before: usize,
+    pub calls: Vec<ToolCall>,
+    pub results: Vec<ToolResult>,
 }
 
 impl Reply {
@@ -40,18 +51,57 @@ impl Reply {
             }
             Event::Usage(u) => self.usage = Some(*u),
             Event::Finish(f) => self.finish = Some(*f),
+            Event::ServerTool(ToolActivity::Called(call)) => match self.server_tools.last_mut() {
+                // No text since the round began: same assistant message.
+                Some(round) if round.text_before == self.text.len() => round.calls.push(call.clone()),
+                _ => self.server_tools.push(ToolRound {
+                    text_before: self.text.len(),
+                    calls: vec![call.clone()],
+                    results: Vec::new(),
+                }),
+            },
+            Event::ServerTool(ToolActivity::Returned(result)) => {
+                // A result for no reported call has no place in the transcript.
+                let round = self.server_tools.iter_mut().rev().find(|r| r.calls.iter().any(|c| c.id == result.call_id));
+                if let Some(round) = round {
+                    round.results.push(result.clone());
+                }
+            }
         }
     }
 
-    /// The reply as a transcript message.
-    pub fn to_message(&self) -> Message {
-        Message {
+    /// The reply as transcript messages: for each round of server-side tools,
+    /// the assistant message that called them (with the text before it) and
+    /// one `tool` message per result; then the rest of the text with the
+    /// client's tool calls.
+    pub fn to_messages(&self) -> Vec<Message> {
+        let mut messages = Vec::with_capacity(1 + self.server_tools.len() * 3);
+        let mut at = 0;
+        for round in &self.server_tools {
+            messages.push(Message {
+                role: Role::Assistant,
+                content: self.text[at..round.text_before].to_string(),
+                name: None,
+                tool_call_id: None,
+                tool_calls: round.calls.clone(),
+            });
+            messages.extend(round.results.iter().map(|r| Message {
+                role: Role::Tool,
+                content: r.output.clone(),
+                name: None,
+                tool_call_id: Some(r.call_id.clone()),
+                tool_calls: Vec::new(),
+            }));
+            at = round.text_before;
+        }
+        messages.push(Message {
             role: Role::Assistant,
-            content: self.text.clone(),
+            content: self.text[at..].to_string(),
             name: None,
             tool_call_id: None,
             tool_calls: self.tool_calls.clone(),
-        }
+        });
+        messages
     }
 
     /// The finish reason: explicit, else `tool-calls` when there are calls, else `stop`.
@@ -71,5 +121,66 @@ pub fn finish_reason_name(reason: FinishReason) -> &'static str {
         FinishReason::Stop => "stop",
         FinishReason::Length => "length",
         FinishReason::ToolCalls => "tool_calls",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(id: &str) -> Event {
+        Event::ServerTool(ToolActivity::Called(ToolCall { id: id.into(), name: "add".into(), arguments: "{}".into() }))
+    }
+
+    fn returned(id: &str, output: &str) -> Event {
+        Event::ServerTool(ToolActivity::Returned(ToolResult {
+            call_id: id.into(),
+            output: output.into(),
+            is_error: false,
+        }))
+    }
+
+    #[test]
+    fn server_tool_rounds_split_the_text_into_transcript_messages() {
+        let mut reply = Reply::default();
+        for event in [
+            Event::Text("Let me add. ".into()),
+            call("a"),
+            call("b"),
+            returned("a", "3"),
+            returned("b", "7"),
+            Event::Text("Then multiply. ".into()),
+            call("c"),
+            returned("c", "21"),
+            Event::Text("It is 21.".into()),
+        ] {
+            reply.push(&event);
+        }
+        let messages = reply.to_messages();
+        let shape: Vec<_> = messages
+            .iter()
+            .map(|m| (m.role, m.content.as_str(), m.tool_calls.len(), m.tool_call_id.as_deref()))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (Role::Assistant, "Let me add. ", 2, None),
+                (Role::Tool, "3", 0, Some("a")),
+                (Role::Tool, "7", 0, Some("b")),
+                (Role::Assistant, "Then multiply. ", 1, None),
+                (Role::Tool, "21", 0, Some("c")),
+                (Role::Assistant, "It is 21.", 0, None),
+            ]
+        );
+        // Clients still see the whole text as the answer.
+        assert_eq!(reply.text, "Let me add. Then multiply. It is 21.");
+    }
+
+    #[test]
+    fn a_reply_without_server_tools_is_one_message() {
+        let mut reply = Reply::default();
+        reply.push(&Event::Text("hi".into()));
+        reply.push(&returned("nobody", "ignored"));
+        assert_eq!(reply.to_messages(), [Message::text(Role::Assistant, "hi")]);
     }
 }

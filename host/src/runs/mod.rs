@@ -325,7 +325,7 @@ impl Job {
         let session = std::mem::take(&mut turn.session);
         let outcome = self.agent.run(request, events, Some(session)).await?;
         let mut messages = self.turn;
-        messages.push(outcome.reply.to_message());
+        messages.extend(outcome.reply.to_messages());
         turn.commit(messages, outcome.state_changes).await?;
         Ok(())
     }

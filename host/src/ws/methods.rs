@@ -3,6 +3,7 @@
 //! method is looked up and its scope checked. Handlers translate to the same
 //! calls the HTTP API makes.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -12,7 +13,7 @@ use serde_json::{Value, json};
 use super::frames::{Outbox, WsError, codes, err, now_ms, ok};
 use super::runs::{self, Door};
 use crate::auth::{Principal, Scope};
-use crate::chat::AgentId;
+use crate::chat::{AgentId, Message, Role};
 use crate::gateway::Gateway;
 use crate::runtime::{AgentSource, AgentVersion};
 use crate::sessions::{StoreError, role_name};
@@ -196,19 +197,30 @@ async fn chat_history(call: Call) -> Answer {
     let limit = params["limit"].as_u64().unwrap_or(200) as usize;
     let transcript = call.gw.agents.sessions().transcript(&key).await.map_err(store_error)?;
     let transcript = transcript.filter(|t| call.principal.may_use_named(&t.agent));
-    let messages: Vec<Value> = transcript
-        .map(|t| t.messages)
-        .unwrap_or_default()
-        .iter()
-        .rev()
-        .take(limit)
-        .rev()
-        .map(|m| {
-            json!({"role": role_name(m.message.role), "content": [{"type": "text", "text": m.message.content}],
-                   "timestamp": m.created_at})
-        })
-        .collect();
+    let stored = transcript.map(|t| t.messages).unwrap_or_default();
+    // Tool results name their tool, which only the call that asked for it says.
+    let names: HashMap<&str, &str> =
+        stored.iter().flat_map(|m| &m.message.tool_calls).map(|c| (c.id.as_str(), c.name.as_str())).collect();
+    let messages: Vec<Value> =
+        stored.iter().rev().take(limit).rev().map(|m| history_message(&m.message, m.created_at, &names)).collect();
     Ok(Some(json!({"sessionKey": key, "messages": messages})))
+}
+
+/// One transcript message in OpenClaw's history shape: text parts, the
+/// assistant's tool calls as `toolCall` parts, tool results as `toolResult`.
+fn history_message(m: &Message, created_at: u64, names: &HashMap<&str, &str>) -> Value {
+    let text = json!({"type": "text", "text": m.content});
+    if m.role == Role::Tool {
+        let id = m.tool_call_id.as_deref().unwrap_or_default();
+        return json!({"role": "toolResult", "toolCallId": id, "toolName": names.get(id), "content": [text],
+                      "timestamp": created_at});
+    }
+    let mut content = vec![text];
+    content.extend(m.tool_calls.iter().map(|c| {
+        let arguments = serde_json::from_str::<Value>(&c.arguments).unwrap_or_else(|_| json!({}));
+        json!({"type": "toolCall", "id": c.id, "name": c.name, "arguments": arguments})
+    }));
+    json!({"role": role_name(m.role), "content": content, "timestamp": created_at})
 }
 
 async fn chat_abort(call: Call) -> Answer {

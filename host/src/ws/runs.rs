@@ -24,7 +24,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::frames::{Outbox, Outgoing, WsError, codes, err, now_ms, ok};
 use super::methods::Call;
-use crate::chat::{AgentId, Event, Reply, ToolCallDelta, Usage, finish_reason_name};
+use crate::chat::{AgentId, Event, Reply, ToolActivity, ToolCallDelta, Usage, finish_reason_name};
 use crate::runs::{Claim, Finished, IdempotencyScope, ParamsDigest, RunEnd, RunHandle, RunInput, RunResult, Tracking};
 use crate::runtime::RunError;
 use crate::sessions;
@@ -222,6 +222,8 @@ enum Pending {
     Reasoning(Range<usize>),
     /// A tool call fragment, with continuation fragments of the same call appended.
     Tool(ToolCallDelta),
+    /// A tool the agent ran itself: its call or its result.
+    ServerTool(ToolActivity),
     Usage(Usage),
 }
 
@@ -382,6 +384,13 @@ impl Stream {
                 Some(Pending::Usage(last)) => *last = *usage,
                 _ => self.pending.push_back(Pending::Usage(*usage)),
             },
+            Event::ServerTool(activity) => {
+                self.pending_bytes += match activity {
+                    ToolActivity::Called(c) => c.arguments.len(),
+                    ToolActivity::Returned(r) => r.output.len(),
+                };
+                self.pending.push_back(Pending::ServerTool(activity.clone()));
+            }
             Event::Finish(_) => {}
         }
     }
@@ -412,6 +421,7 @@ impl Stream {
                     "tool",
                     json!({"phase": "call", "index": c.index, "toolCallId": c.id, "name": c.name, "arguments": c.arguments}),
                 )),
+                Pending::ServerTool(activity) => frames.push(self.agent_event("tool", server_tool_data(&activity, reply))),
                 Pending::Usage(u) => frames.push(
                     self.agent_event("usage", json!({"inputTokens": u.prompt_tokens, "outputTokens": u.completion_tokens})),
                 ),
@@ -458,6 +468,28 @@ impl Stream {
             }
         }
         frames
+    }
+}
+
+/// An `agent` event's data for a tool the agent ran itself, shaped like
+/// OpenClaw's own tool events: `start` with the arguments, then `result`.
+fn server_tool_data(activity: &ToolActivity, reply: &Reply) -> Value {
+    match activity {
+        ToolActivity::Called(c) => {
+            // Arguments are JSON text from the model; pass them as JSON when they parse.
+            let args =
+                serde_json::from_str::<Value>(&c.arguments).unwrap_or_else(|_| Value::String(c.arguments.clone()));
+            json!({"phase": "start", "name": c.name, "toolCallId": c.id, "args": args})
+        }
+        ToolActivity::Returned(r) => {
+            let name = reply
+                .server_tools
+                .iter()
+                .flat_map(|round| &round.calls)
+                .find(|c| c.id == r.call_id)
+                .map(|c| c.name.as_str());
+            json!({"phase": "result", "name": name, "toolCallId": r.call_id, "isError": r.is_error, "result": r.output})
+        }
     }
 }
 

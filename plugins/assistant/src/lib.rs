@@ -8,10 +8,14 @@
 //!   client's last assistant message count as new.
 //! - The client's `tools` and `tool_choice` pass through; tool calls come back
 //!   to the client, and usage and finish reasons are reported as the model gives them.
+//! - `mcpServers` (comma-separated URLs, each also in the agent's `http.allow`):
+//!   their tools are listed at the start of the run and offered next to the
+//!   client's. The assistant runs the calls of those tools itself (see [`turn`]).
 
-use wasmclaw_sdk::{
-    Agent, AgentError, AgentInfo, Message, Output, Role, RunRequest, config, export_agent, llm, session,
-};
+mod servers;
+mod turn;
+
+use wasmclaw_sdk::{Agent, AgentError, AgentInfo, Message, Output, Role, RunRequest, config, export_agent, session};
 
 #[derive(Default)]
 struct Assistant;
@@ -23,11 +27,10 @@ impl Agent for Assistant {
 
     fn run(&self, req: RunRequest, out: &Output) -> Result<(), AgentError> {
         let messages = conversation(config::get("systemPrompt"), session::history(), req.messages);
-        let request = llm::CompletionRequest { messages, tools: req.tools, params: req.params, model: None };
-        for event in llm::stream(&request)? {
-            out.emit(&event?)?;
-        }
-        Ok(())
+        let servers = servers::ServerTools::connect(&config::get("mcpServers").unwrap_or_default(), &req.tools);
+        let max_rounds =
+            config::get("maxToolRounds").and_then(|v| v.trim().parse().ok()).unwrap_or(turn::DEFAULT_MAX_TOOL_ROUNDS);
+        turn::Turn { messages, client_tools: req.tools, params: req.params, servers, max_rounds }.run(out)
     }
 }
 

@@ -193,7 +193,8 @@ impl ChunkEncoder {
     pub fn event(&mut self, event: &Event, out: &mut Vec<String>) {
         match event {
             Event::Text(t) if !t.is_empty() => out.push(self.delta(Delta { content: Some(t), ..Delta::default() })),
-            Event::Text(_) | Event::Reasoning(_) => {}
+            // Server-side tools are the agent's business: OpenAI clients see only the answer.
+            Event::Text(_) | Event::Reasoning(_) | Event::ServerTool(_) => {}
             Event::ToolCall(call) => {
                 self.saw_tool_calls = true;
                 let index = call.index;

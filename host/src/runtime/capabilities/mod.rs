@@ -11,6 +11,7 @@ pub mod log;
 pub mod memory;
 pub mod output;
 pub mod session;
+pub mod tool_activity;
 
 use tokio::sync::mpsc;
 use wasmtime::component::ResourceTable;
@@ -75,6 +76,7 @@ impl Capabilities {
             memory: self.memory.instantiate(),
             output: self.output.instantiate(run.events, keep_reply),
             session: session::SessionState::new(run.session.unwrap_or_default()),
+            tools: tool_activity::ToolActivityState::new(self.agent.as_str(), &run.run_id),
             log: log::LogState::new(log),
         }
     }
@@ -91,6 +93,7 @@ pub struct RunState {
     pub memory: memory::MemoryLimiter,
     pub output: output::OutputState,
     pub session: session::SessionState,
+    pub tools: tool_activity::ToolActivityState,
     pub log: log::LogState,
 }
 

@@ -2,7 +2,7 @@
 
 use tokio::sync::mpsc;
 
-use crate::chat::{Event, Reply};
+use crate::chat::{Event, Reply, ToolActivity};
 use crate::runtime::budget::Exhausted;
 
 /// Why a run's output stream stopped accepting events.
@@ -28,7 +28,7 @@ impl OutputCapability {
     /// `keep_reply`: assemble the reply for the transcript; throw-away
     /// sessions skip it to spare a copy per event.
     pub fn instantiate(&self, events: Option<mpsc::Sender<Event>>, keep_reply: bool) -> OutputState {
-        OutputState { events, budget: self.budget, stop: None, reply: keep_reply.then(Reply::default) }
+        OutputState { events, budget: self.budget, stop: None, told: false, reply: keep_reply.then(Reply::default) }
     }
 }
 
@@ -37,6 +37,8 @@ pub struct OutputState {
     events: Option<mpsc::Sender<Event>>,
     budget: usize,
     stop: Option<OutputStop>,
+    /// Whether `emit` has returned `stop` to the guest (a report cannot).
+    told: bool,
     reply: Option<Reply>,
 }
 
@@ -45,9 +47,30 @@ impl OutputState {
     /// the guest to stop; a guest that emits again after that is trapped.
     pub async fn emit(&mut self, ev: Event) -> wasmtime::Result<Result<(), OutputStop>> {
         if let Some(stop) = self.stop {
+            if !self.told {
+                // A report found the stream stopped: this is the guest's first word of it.
+                self.told = true;
+                return Ok(Err(stop));
+            }
             // It was told to stop and did not: end it rather than let it spin.
             wasmtime::bail!("agent kept emitting after emit returned {stop:?}");
         }
+        let sent = self.send(ev).await;
+        self.told = self.stop.is_some();
+        sent
+    }
+
+    /// Put a report (server-side tool activity) in the stream, in order
+    /// with the text. Reports return nothing to the guest: once the stream
+    /// has stopped they are dropped, and the next `emit` says why.
+    pub async fn report(&mut self, ev: Event) {
+        if self.stop.is_none() {
+            // A stop found here is told by the next `emit` (`told` stays false).
+            let _ = self.send(ev).await;
+        }
+    }
+
+    async fn send(&mut self, ev: Event) -> wasmtime::Result<Result<(), OutputStop>> {
         let Some(events) = &self.events else {
             return Ok(Err(OutputStop::Closed));
         };
@@ -87,6 +110,45 @@ fn event_size(ev: &Event) -> usize {
         Event::ToolCall(c) => {
             c.arguments.len() + c.id.as_ref().map_or(0, String::len) + c.name.as_ref().map_or(0, String::len)
         }
+        Event::ServerTool(ToolActivity::Called(c)) => c.id.len() + c.name.len() + c.arguments.len(),
+        Event::ServerTool(ToolActivity::Returned(r)) => r.call_id.len() + r.output.len(),
         Event::Usage(_) | Event::Finish(_) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::{ToolCall, ToolResult};
+
+    fn called() -> Event {
+        Event::ServerTool(ToolActivity::Called(ToolCall { id: "c".into(), name: "t".into(), arguments: "{}".into() }))
+    }
+
+    #[tokio::test]
+    async fn reports_keep_their_place_and_count_in_the_reply() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut out = OutputCapability::new(1 << 20).instantiate(Some(tx), true);
+        out.emit(Event::Text("a".into())).await.unwrap().unwrap();
+        out.report(called()).await;
+        let result = ToolResult { call_id: "c".into(), output: "42".into(), is_error: false };
+        out.report(Event::ServerTool(ToolActivity::Returned(result))).await;
+        out.emit(Event::Text("b".into())).await.unwrap().unwrap();
+        let mut seen = Vec::new();
+        while let Ok(event) = rx.try_recv() {
+            seen.push(matches!(event, Event::ServerTool(_)));
+        }
+        assert_eq!(seen, [false, true, true, false]);
+        assert_eq!(out.take_reply().to_messages().len(), 3, "assistant call, tool result, final text");
+    }
+
+    #[tokio::test]
+    async fn a_stop_met_by_a_report_is_told_by_the_next_emit_not_trapped() {
+        let (tx, rx) = mpsc::channel(8);
+        drop(rx);
+        let mut out = OutputCapability::new(1 << 20).instantiate(Some(tx), false);
+        out.report(called()).await;
+        assert_eq!(out.emit(Event::Text("x".into())).await.unwrap(), Err(OutputStop::Closed));
+        assert!(out.emit(Event::Text("y".into())).await.is_err(), "emitting after being told traps");
     }
 }

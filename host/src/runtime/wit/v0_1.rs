@@ -22,6 +22,9 @@ wasmtime::component::bindgen!({
         // cancelled by dropping the store.
         "wasmclaw:agent/llm.complete": async | trappable,
         "wasmclaw:agent/llm.[method]completion.next": async | trappable,
+        // Reports share the output stream, and its backpressure.
+        "wasmclaw:agent/tool-activity.called": async | trappable,
+        "wasmclaw:agent/tool-activity.returned": async | trappable,
         default: trappable,
     },
     exports: { default: async },
@@ -31,11 +34,11 @@ wasmtime::component::bindgen!({
 });
 
 // `self::` because the generated module shares the crate's name.
-use self::wasmclaw::agent::{config, llm, log, output, session, types};
+use self::wasmclaw::agent::{config, llm, log, output, session, tool_activity, types};
 
 /// The world's name, as logs and errors show it. The linker also serves
 /// components built for 0.1.0 with it (semver-compatible names).
-pub const WORLD: &str = "wasmclaw:agent@0.1.1";
+pub const WORLD: &str = "wasmclaw:agent@0.1.2";
 
 /// Link every import of this world.
 pub fn add_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
@@ -97,6 +100,20 @@ impl log::Host for RunState {
     }
 }
 
+impl tool_activity::Host for RunState {
+    async fn called(&mut self, call: types::ToolCall) -> wasmtime::Result<()> {
+        let event = self.tools.called(call.into());
+        self.output.report(event).await;
+        Ok(())
+    }
+
+    async fn returned(&mut self, call_id: String, output: String, is_error: bool) -> wasmtime::Result<()> {
+        let event = self.tools.returned(chat::ToolResult { call_id, output, is_error });
+        self.output.report(event).await;
+        Ok(())
+    }
+}
+
 impl llm::Host for RunState {
     async fn complete(
         &mut self,
@@ -117,8 +134,17 @@ impl llm::HostCompletion for RunState {
         &mut self,
         this: Resource<CompletionStream>,
     ) -> wasmtime::Result<Result<Option<types::Event>, llm::LlmError>> {
-        let next = self.llm.next(&mut self.table, &this).await?;
-        Ok(next.map(|e| e.map(Into::into)).map_err(Into::into))
+        loop {
+            let next = self.llm.next(&mut self.table, &this).await?;
+            match next {
+                Ok(Some(event)) => match guest_event(event) {
+                    Some(event) => return Ok(Ok(Some(event))),
+                    None => continue,
+                },
+                Ok(None) => return Ok(Ok(None)),
+                Err(e) => return Ok(Err(e.into())),
+            }
+        }
     }
 
     fn drop(&mut self, this: Resource<CompletionStream>) -> wasmtime::Result<()> {
@@ -244,20 +270,24 @@ impl From<types::Event> for chat::Event {
     }
 }
 
-impl From<chat::Event> for types::Event {
-    fn from(e: chat::Event) -> Self {
-        match e {
-            chat::Event::Text(t) => Self::Text(t),
-            chat::Event::Reasoning(t) => Self::Reasoning(t),
-            chat::Event::ToolCall(d) => {
-                Self::ToolCall(types::ToolCallDelta { index: d.index, id: d.id, name: d.name, arguments: d.arguments })
-            }
-            chat::Event::Usage(u) => {
-                Self::Usage(types::Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens })
-            }
-            chat::Event::Finish(f) => Self::Finish(f.into()),
+/// A provider's event as the guest sees it; `None` for what the WIT event
+/// cannot carry (server tool activity, which no provider streams).
+fn guest_event(e: chat::Event) -> Option<types::Event> {
+    Some(match e {
+        chat::Event::Text(t) => types::Event::Text(t),
+        chat::Event::Reasoning(t) => types::Event::Reasoning(t),
+        chat::Event::ToolCall(d) => types::Event::ToolCall(types::ToolCallDelta {
+            index: d.index,
+            id: d.id,
+            name: d.name,
+            arguments: d.arguments,
+        }),
+        chat::Event::Usage(u) => {
+            types::Event::Usage(types::Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens })
         }
-    }
+        chat::Event::Finish(f) => types::Event::Finish(f.into()),
+        chat::Event::ServerTool(_) => return None,
+    })
 }
 
 impl From<chat::RunRequest> for types::RunRequest {
@@ -317,7 +347,7 @@ mod tests {
             chat::Event::Finish(chat::FinishReason::ToolCalls),
         ];
         for event in events {
-            assert_eq!(chat::Event::from(types::Event::from(event.clone())), event);
+            assert_eq!(guest_event(event.clone()).map(chat::Event::from), Some(event));
         }
     }
 }
