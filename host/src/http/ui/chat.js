@@ -230,7 +230,18 @@ function onChat(p) {
 function onAgent(p) {
   if (!ours(p)) return;
   const d = p.data || {};
-  if (p.stream === "tool") {
+  if (p.stream === "tool" && d.phase === "start") {
+    // A tool the agent runs itself (an MCP server's): its call, then its result.
+    const args = typeof d.args === "string" ? d.args : JSON.stringify(d.args ?? {});
+    const item = toolCallItem({ id: d.toolCallId, name: d.name, arguments: args });
+    running.tools.set(`server:${d.toolCallId}`, item);
+    running.bubble.before(item);
+  } else if (p.stream === "tool" && d.phase === "result") {
+    const result = typeof d.result === "string" ? d.result : JSON.stringify(d.result);
+    const item = messageItem({ role: "tool", toolCallId: d.toolCallId, content: result });
+    if (d.isError) item.dataset.error = "true";
+    running.bubble.before(item);
+  } else if (p.stream === "tool") {
     let item = running.tools.get(d.index);
     if (!item) {
       item = toolCallItem({ id: d.toolCallId, name: d.name, arguments: "" });
