@@ -1,5 +1,5 @@
 //! `POST /v1/chat/completions` request bodies, parsed leniently where OpenAI
-//! is lenient (unknown fields ignored) and strictly where it is strict.
+//! is lenient (unknown fields pass on as params) and strictly where it is strict.
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
