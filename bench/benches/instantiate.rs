@@ -19,6 +19,7 @@ fn request() -> RunRequest {
         tools: vec![],
         user: None,
         params: "{}".into(),
+        model: None,
     }
 }
 

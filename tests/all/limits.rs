@@ -199,8 +199,9 @@ async fn deep_json_huge_headers_and_slow_bodies_are_refused_cleanly() {
     let config = limits_config().replacen("http: {", "http: { readTimeoutMs: 700,", 1);
     let gw = TestGateway::start(&config);
     let client = reqwest::Client::new();
-    // Deep nesting in an honoured field hits serde's recursion limit: a 400.
-    // In an ignored field it is skipped without recursion. Neither overflows the stack.
+    // Deep nesting hits serde's recursion limit: a 400, in a field the gateway
+    // reads or in one it passes on as a param (no field is skipped unread).
+    // Neither overflows the stack.
     let nested = |field: &str, depth: usize| {
         format!(
             r#"{{"messages":[{{"role":"user","content":"x"}}],"{field}":{}{}}}"#,
@@ -219,7 +220,10 @@ async fn deep_json_huge_headers_and_slow_bodies_are_refused_cleanly() {
     let res = post(nested("tool_choice", 10_000)).await.unwrap();
     assert_eq!(res.status(), 400);
     assert!(res.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().contains("recursion limit"));
-    assert_eq!(post(nested("unknown_field", 1_000_000)).await.unwrap().status(), 200);
+    let res = post(nested("unknown_field", 1_000_000)).await.unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().contains("recursion limit"));
+    assert_eq!(post(nested("unknown_field", 10)).await.unwrap().status(), 200, "shallow nesting passes on");
     // A header block far over hyper's limit is refused with a 431 before any
     // handler runs. Over raw TCP: the gateway may answer and close while the
     // block is still being written, so the write may fail, but the answer

@@ -69,6 +69,38 @@ fn python_sdk_streams_remembers_and_runs_a_tool_loop_through_the_assistant() {
     assert_eq!(sent[3]["tools"][0]["function"]["name"], "get_weather");
 }
 
+#[test]
+fn python_sdk_uses_legacy_completions_models_retrieve_and_every_chat_parameter() {
+    let mock = MockProvider::start();
+    let config = format!(
+        r#"{{
+  gateway: {{ http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} }},
+  providers: {{ mock: {{ baseUrl: "{}" }} }},
+  agents: {{ entries: {{
+    main: {{ plugin: "assistant", provider: "mock", model: "small" }},
+    free: {{ plugin: "assistant", provider: "mock", model: "small", allowModelOverride: true }},
+    echo: {{ plugin: "echo" }},
+  }} }},
+}}"#,
+        mock.url()
+    );
+    let gw = TestGateway::start(&config);
+    run_sdk_script(&gw, "surface_check.py");
+
+    let sent: Vec<serde_json::Value> = mock.requests().into_iter().map(|r| r.body).collect();
+    assert_eq!(sent.len(), 2, "only the assistant calls reach the provider: {sent:?}");
+    let expected = serde_json::json!({
+        "max_completion_tokens": 7, "presence_penalty": 0.5, "frequency_penalty": -0.25,
+        "logit_bias": {"50256": -100}, "logprobs": true, "top_logprobs": 2, "reasoning_effort": "low",
+        "metadata": {"team": "qa"}, "a_parameter_from_next_year": {"deep": [1, "two"]},
+    });
+    for (name, value) in expected.as_object().unwrap() {
+        assert_eq!(&sent[0][name], value, "{name}: {}", sent[0]);
+    }
+    assert!(sent[0].get("max_tokens").is_none(), "not renamed: {}", sent[0]);
+    assert_eq!((sent[0]["model"].as_str(), sent[1]["model"].as_str()), (Some("small"), Some("large")));
+}
+
 pub fn run_sdk_script(gw: &TestGateway, script: &str) {
     let python = python_with_openai();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk").join(script);

@@ -8,7 +8,7 @@
 mod agent_id;
 mod reply;
 
-pub use agent_id::AgentId;
+pub use agent_id::{AgentId, agent_of_model};
 pub use reply::{Reply, ToolRound, finish_reason, finish_reason_name};
 
 /// Who said a message, as in OpenAI chat messages.
@@ -126,6 +126,9 @@ pub struct RunRequest {
     pub user: Option<String>,
     /// The remaining model parameters as a JSON object, as text.
     pub params: String,
+    /// A model the client chose for this run; the `llm` capability uses it
+    /// instead of the entry's `model`. Never shown to the agent.
+    pub model: Option<String>,
 }
 
 /// A run that failed in a way the agent understands.

@@ -347,6 +347,38 @@ pub struct HttpConfig {
     pub max_connections: Option<usize>,
     /// Open connections per client address at most; default: three quarters of `maxConnections`.
     pub max_connections_per_client: Option<usize>,
+    /// Which browser origins may call the HTTP API (CORS); off by default.
+    #[serde(default)]
+    pub cors: CorsConfig,
+}
+
+/// `gateway.http.cors.*`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CorsConfig {
+    /// Origins (`https://app.example.com`, or `*` for any) whose pages may
+    /// call the API; empty: no CORS headers, no preflight answered.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+}
+
+impl CorsConfig {
+    /// An origin is `*` or `scheme://host[:port]`, nothing after it.
+    fn validate(&self) -> Result<(), String> {
+        for origin in &self.allowed_origins {
+            let origin = origin.trim_end_matches('/');
+            let well_formed = origin == "*"
+                || origin.split_once("://").is_some_and(|(scheme, rest)| {
+                    !scheme.is_empty() && !rest.is_empty() && !rest.contains(['/', '?', '#', ' '])
+                });
+            if !well_formed {
+                return Err(format!(
+                    "{origin:?} is not an origin; write scheme://host[:port], e.g. https://app.example.com, or \"*\""
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn default_header_read_timeout() -> u64 {
@@ -384,6 +416,9 @@ impl HttpConfig {
             }
             _ => {}
         }
+        if let Err(message) = self.cors.validate() {
+            return error("cors.allowedOrigins", message);
+        }
         if self.max_connections == Some(0) {
             return error("maxConnections", "must be at least 1".into());
         }
@@ -417,6 +452,7 @@ impl Default for HttpConfig {
             idle_timeout: None,
             max_connections: None,
             max_connections_per_client: None,
+            cors: CorsConfig::default(),
         }
     }
 }

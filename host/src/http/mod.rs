@@ -2,6 +2,8 @@
 
 mod admin;
 mod chat;
+mod completions;
+mod cors;
 pub mod error;
 mod health;
 mod listener;
@@ -27,7 +29,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 pub use admin::DIGEST_HEADER;
-pub use chat::{AGENT_HEADER, SESSION_HEADER};
+pub use chat::{AGENT_HEADER, MODEL_HEADER, SESSION_HEADER};
 use error::ApiError;
 pub use listener::{ConnectionLimits, fd_limit, raise_fd_limit, serve};
 pub use sessions::transcript_json;
@@ -38,6 +40,8 @@ use crate::gateway::Gateway;
 pub fn router(gw: Arc<Gateway>) -> Router {
     routes::router(&gw)
         .fallback(|| async { ApiError::not_found() })
+        // Outside the auth check (a route layer), so preflights need no credentials.
+        .layer(middleware::from_fn_with_state(gw.clone(), cors::apply))
         .layer(middleware::from_fn_with_state(gw.clone(), count_requests))
         .with_state(gw)
         .layer(SetResponseHeaderLayer::overriding(

@@ -14,7 +14,7 @@ use axum::response::Response;
 use axum::routing::{MethodRouter, delete, get, post, put};
 
 use super::error::ApiError;
-use super::{admin, chat, health, models, responses, sessions, ui};
+use super::{admin, chat, completions, health, models, responses, sessions, ui};
 use crate::auth::{Principal, Scope};
 use crate::config::MetricsAccess;
 use crate::gateway::Gateway;
@@ -79,7 +79,9 @@ fn table(gw: &Gateway) -> Vec<Route> {
     // Disabled endpoints answer 404 as if they did not exist.
     if config.http.endpoints.chat_completions.enabled {
         rows.push(row("/v1/chat/completions", Method::POST, Needs(Write), post(chat::completions)));
+        rows.push(row("/v1/completions", Method::POST, Needs(Write), post(completions::completions)));
         rows.push(row("/v1/models", Method::GET, Needs(Read), get(models::list)));
+        rows.push(row("/v1/models/{*id}", Method::GET, Needs(Read), get(models::show)));
     }
     if config.http.endpoints.responses.enabled {
         rows.push(row("/v1/responses", Method::POST, Needs(Write), post(responses::create)));

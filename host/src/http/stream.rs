@@ -1,4 +1,5 @@
-//! The SSE side of chat completions.
+//! The SSE side of chat and legacy completions: one streaming loop, one
+//! [`Encoder`] per wire shape.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -9,8 +10,18 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use super::openai::ChunkEncoder;
+use crate::chat::Event;
 use crate::runs::RunHandle;
+
+/// Turns a run's events into the `data:` payloads of one wire shape, as JSON text.
+pub trait Encoder: Send + 'static {
+    /// What goes out before any event (chat: the assistant-role chunk).
+    fn start(&self) -> Option<String>;
+    /// Payloads for one event, in order.
+    fn event(&mut self, event: &Event, out: &mut Vec<String>);
+    /// The closing payloads of a run that succeeded (finish reason, usage).
+    fn finish(&self, out: &mut Vec<String>);
+}
 
 /// How long to hold the status line for the agent's first event. Errors found
 /// in that window (a provider's 429, say) keep their real HTTP status; after
@@ -18,20 +29,20 @@ use crate::runs::RunHandle;
 /// `keep_alive` of silence so proxies keep the connection.
 const COMMIT_AFTER: Duration = Duration::from_secs(5);
 
-struct Stream {
+struct Stream<E> {
     handle: Option<RunHandle>,
-    encoder: ChunkEncoder,
+    encoder: E,
     pending: VecDeque<SseEvent>,
     /// Turns `true` when the shutdown grace is over.
     grace_over: tokio::sync::watch::Receiver<bool>,
 }
 
-impl Stream {
+impl<E: Encoder> Stream<E> {
     fn push(&mut self, chunks: Vec<String>) {
         self.pending.extend(chunks.into_iter().map(|c| SseEvent::default().data(c)));
     }
 
-    fn push_event(&mut self, event: &crate::chat::Event) {
+    fn push_event(&mut self, event: &Event) {
         let mut chunks = Vec::new();
         self.encoder.event(event, &mut chunks);
         self.push(chunks);
@@ -78,16 +89,16 @@ impl Stream {
 }
 
 /// Answer with an SSE stream, or with a plain error if the run fails before it shows any output.
-pub async fn respond(
+pub async fn respond<E: Encoder>(
     mut handle: RunHandle,
-    encoder: ChunkEncoder,
+    encoder: E,
     grace_over: tokio::sync::watch::Receiver<bool>,
     keep_alive: Duration,
 ) -> Result<Response, ApiError> {
     let first = tokio::time::timeout(COMMIT_AFTER.min(keep_alive), handle.next()).await;
     let start = encoder.start();
     let mut stream = Stream { handle: Some(handle), encoder, pending: VecDeque::new(), grace_over };
-    stream.push(vec![start]);
+    stream.push(start.into_iter().collect());
     match first {
         Ok(Some(event)) => stream.push_event(&event),
         Ok(None) => {

@@ -22,8 +22,10 @@ pub fn request_body(model: &str, messages: &[Message], tools: &[ToolSpec], param
     body.insert("messages".into(), messages.iter().map(message_json).collect());
     body.insert("stream".into(), true.into());
     body.insert("stream_options".into(), json!({"include_usage": true}));
+    // OpenAI refuses both without `tools`; clients send them regardless.
     if tools.is_empty() {
         body.remove("tool_choice");
+        body.remove("parallel_tool_calls");
     } else {
         body.insert("tools".into(), tools.iter().map(tool_json).collect::<Result<Value, String>>()?);
     }
@@ -193,6 +195,9 @@ mod tests {
         assert_eq!(body["stream"], true);
         assert_eq!(body["temperature"], 0.5);
         assert!(body.get("tool_choice").is_none(), "tool_choice without tools is rejected by OpenAI");
+        let body = request_body("m", &[], &[], r#"{"parallel_tool_calls":false,"max_completion_tokens":9}"#).unwrap();
+        assert!(body.get("parallel_tool_calls").is_none(), "so is parallel_tool_calls");
+        assert_eq!(body["max_completion_tokens"], 9, "passed under the name the client used");
         assert!(request_body("m", &[], &[], "[1]").is_err());
     }
 }

@@ -38,6 +38,8 @@ pub struct RunInput {
     pub user: Option<String>,
     /// Remaining model parameters as a JSON object.
     pub params: serde_json::Value,
+    /// A per-run model (`x-openclaw-model`), for agents whose entry sets `allowModelOverride`.
+    pub model: Option<String>,
 }
 
 impl RunInput {
@@ -52,6 +54,7 @@ impl RunInput {
             tools: vec![],
             user: None,
             params: serde_json::json!({}),
+            model: None,
         }
     }
 }
@@ -226,6 +229,23 @@ impl Agents {
             .filter(|id| input.caller.may_use(id))
             .and_then(|id| self.registry.get(id))
             .ok_or_else(|| RunError::UnknownAgent(input.agent.to_string()))?;
+        if input.model.is_some() {
+            let id = &agent.id;
+            match &agent.settings().llm {
+                Some(route) if route.allow_override => {}
+                Some(_) => {
+                    return Err(RunError::InvalidRequest(format!(
+                        "agent {id:?} may not run on a model chosen per request \
+                         (agents.entries.{id}.allowModelOverride is off)"
+                    )));
+                }
+                None => {
+                    return Err(RunError::InvalidRequest(format!(
+                        "agent {id:?} has no model provider, so no model can be chosen for it"
+                    )));
+                }
+            }
+        }
         // Refuse at once rather than queue without bound: 503 + Retry-After.
         let Ok(global_slot) = self.run_slots.clone().try_acquire_owned() else {
             tracing::warn!(agent = %agent.id, limit = self.max_runs, "run refused: gateway at agents.maxConcurrentRuns");
@@ -248,6 +268,7 @@ impl Agents {
             tools: input.tools,
             user: input.user,
             params: input.params.to_string(),
+            model: input.model,
         };
         let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
         let job = Job { agent: agent.clone(), begin, turn };

@@ -229,7 +229,7 @@ impl AgentVersion {
     }
 
     async fn call_info(&self) -> Result<AgentInfo, RunError> {
-        let mut store = self.store(RunContext { run_id: String::new(), events: None, session: None });
+        let mut store = self.store(RunContext { run_id: String::new(), events: None, session: None, model: None });
         match tokio::time::timeout(INFO_BUDGET, self.pre.info(&mut store)).await {
             Err(_) => Err(Exhausted::Time(INFO_BUDGET).into()),
             Ok(Ok(info)) => Ok(info),
@@ -249,7 +249,8 @@ impl AgentVersion {
         session: Option<SessionData>,
     ) -> Result<RunOutcome, RunError> {
         let _counted = InFlight::enter(&self.in_flight);
-        let mut store = self.store(RunContext { run_id: req.run_id.clone(), events: Some(events), session });
+        let model = req.model.clone();
+        let mut store = self.store(RunContext { run_id: req.run_id.clone(), events: Some(events), session, model });
         let budget = self.settings.limits.time_budget;
         let Ok(returned) = tokio::time::timeout(budget, self.pre.run(&mut store, req)).await else {
             return Err(Exhausted::Time(budget).into());

@@ -106,8 +106,12 @@ mod tests {
             let result = match wasmtime::component::Component::new(&runtime.engine, memories_component(n)) {
                 Err(e) => Err(e),
                 Ok(component) => {
-                    let state =
-                        capabilities.instantiate(RunContext { run_id: String::new(), events: None, session: None });
+                    let state = capabilities.instantiate(RunContext {
+                        run_id: String::new(),
+                        events: None,
+                        session: None,
+                        model: None,
+                    });
                     let mut store = wasmtime::Store::new(&runtime.engine, state);
                     store.limiter(|s| &mut s.memory);
                     runtime.linker.instantiate_async(&mut store, &component).await.map(drop)

@@ -1,7 +1,10 @@
-//! OpenAI chat-completions wire types: requests in, responses and chunks out.
+//! OpenAI chat- and legacy-completions wire types: requests in, responses and chunks out.
 
+mod params;
 mod request;
 mod response;
+mod text;
 
 pub use request::ChatRequest;
 pub use response::{ChunkEncoder, Completion};
+pub use text::TextRequest;

@@ -1,5 +1,5 @@
 //! `POST /v1/chat/completions` request bodies, parsed leniently where OpenAI
-//! is lenient (unknown fields ignored) and strictly where it is strict.
+//! is lenient (unknown fields pass on as params) and strictly where it is strict.
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -7,7 +7,8 @@ use serde_json::{Map, Value};
 use crate::chat::{Message, Role, ToolCall, ToolSpec};
 use crate::http::error::ApiError;
 
-/// The fields the gateway honours.
+/// The fields the gateway consumes itself; everything else is `rest`, the
+/// agent's `params` (the parameter rule, `params.rs`).
 #[derive(Debug, Deserialize)]
 pub struct ChatRequest {
     pub model: Option<String>,
@@ -16,14 +17,10 @@ pub struct ChatRequest {
     pub stream_options: Option<StreamOptions>,
     pub user: Option<String>,
     pub tools: Option<Vec<ToolDefinition>>,
-    pub tool_choice: Option<Value>,
-    pub temperature: Option<f64>,
-    pub top_p: Option<f64>,
-    pub max_tokens: Option<u32>,
-    pub max_completion_tokens: Option<u32>,
-    pub stop: Option<Stop>,
-    pub seed: Option<i64>,
-    pub response_format: Option<Value>,
+    pub n: Option<u32>,
+    /// Every other field, as sent (`tool_choice`, sampling, unknown fields).
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
 }
 
 /// `stream_options`
@@ -31,14 +28,6 @@ pub struct ChatRequest {
 pub struct StreamOptions {
     #[serde(default)]
     pub include_usage: Option<bool>,
-}
-
-/// `stop`: one string or several.
-#[derive(Debug, Deserialize, serde::Serialize)]
-#[serde(untagged)]
-pub enum Stop {
-    One(String),
-    Many(Vec<String>),
 }
 
 /// One entry of `messages`.
@@ -104,18 +93,8 @@ pub struct FunctionDefinition {
 impl ChatRequest {
     /// Parse a body; errors name the offending field in `param`.
     pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
-        let mut de = serde_json::Deserializer::from_slice(body);
-        let request: Self = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if inner.is_syntax() || inner.is_eof() {
-                ApiError::invalid_request(format!("Malformed JSON body: {inner}"), None)
-            } else {
-                let param = (path != ".").then_some(path);
-                ApiError::invalid_request(format!("Invalid request: {inner}"), param)
-            }
-        })?;
-        de.end().map_err(|e| ApiError::invalid_request(format!("Malformed JSON body: {e}"), None))?;
+        let request: Self = parse_json(body)?;
+        super::params::one_choice("n", request.n)?;
         if request.messages.is_empty() {
             return Err(ApiError::invalid_request(
                 "`messages` must contain at least one message",
@@ -164,23 +143,27 @@ impl ChatRequest {
             .collect()
     }
 
-    /// The sampling and formatting parameters, for the agent's `params`.
-    pub fn params(&self) -> Value {
-        let mut params = Map::new();
-        let mut put = |key: &str, value: Option<Value>| {
-            if let Some(v) = value {
-                params.insert(key.into(), v);
-            }
-        };
-        put("tool_choice", self.tool_choice.clone());
-        put("temperature", self.temperature.map(Value::from));
-        put("top_p", self.top_p.map(Value::from));
-        put("max_tokens", self.max_completion_tokens.or(self.max_tokens).map(Value::from));
-        put("stop", self.stop.as_ref().and_then(|s| serde_json::to_value(s).ok()));
-        put("seed", self.seed.map(Value::from));
-        put("response_format", self.response_format.clone());
-        Value::Object(params)
+    /// The fields the gateway does not consume, for the agent's `params`.
+    pub fn params(&self) -> Result<Value, ApiError> {
+        super::params::agent_params(&self.rest)
     }
+}
+
+/// A JSON body as `T`; errors name the offending field in `param`.
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::invalid_request(format!("Malformed JSON body: {inner}"), None)
+        } else {
+            let param = (path != ".").then_some(path);
+            ApiError::invalid_request(format!("Invalid request: {inner}"), param)
+        }
+    })?;
+    de.end().map_err(|e| ApiError::invalid_request(format!("Malformed JSON body: {e}"), None))?;
+    Ok(value)
 }
 
 impl ChatMessage {

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::chat::{Event, FinishReason, Reply, Usage, finish_reason, finish_reason_name};
+use crate::http::stream::Encoder;
 
 /// What every response of one completion shares.
 #[derive(Debug, Clone)]
@@ -13,10 +14,19 @@ pub struct Completion {
 }
 
 impl Completion {
-    /// A new completion id for `model` (echoed as the client sent it).
+    /// A new chat completion id for `model` (echoed as the client sent it).
     pub fn new(model: String) -> Self {
+        Self::with_prefix("chatcmpl", model)
+    }
+
+    /// A new legacy (`text_completion`) id, `cmpl-…` as OpenAI's.
+    pub fn legacy(model: String) -> Self {
+        Self::with_prefix("cmpl", model)
+    }
+
+    fn with_prefix(prefix: &str, model: String) -> Self {
         let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        Self { id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()), created, model }
+        Self { id: format!("{prefix}-{}", uuid::Uuid::new_v4().simple()), created, model }
     }
 
     /// The non-streaming `chat.completion` body.
@@ -143,8 +153,9 @@ struct FunctionDelta<'a> {
     arguments: &'a str,
 }
 
+/// `usage` as OpenAI spells it.
 #[derive(Serialize, Clone, Copy)]
-struct UsageJson {
+pub(super) struct UsageJson {
     prompt_tokens: u32,
     completion_tokens: u32,
     total_tokens: u32,
@@ -183,14 +194,16 @@ impl ChunkEncoder {
     fn delta(&self, delta: Delta<'_>) -> String {
         self.chunk(&[Choice { index: 0, delta, finish_reason: None }], None)
     }
+}
 
+impl Encoder for ChunkEncoder {
     /// The first chunk: the assistant role with empty content.
-    pub fn start(&self) -> String {
-        self.delta(Delta { role: Some("assistant"), content: Some(""), tool_calls: None })
+    fn start(&self) -> Option<String> {
+        Some(self.delta(Delta { role: Some("assistant"), content: Some(""), tool_calls: None }))
     }
 
     /// Chunks for one event (none for usage/finish, which arrive at the end).
-    pub fn event(&mut self, event: &Event, out: &mut Vec<String>) {
+    fn event(&mut self, event: &Event, out: &mut Vec<String>) {
         match event {
             Event::Text(t) if !t.is_empty() => out.push(self.delta(Delta { content: Some(t), ..Delta::default() })),
             // Server-side tools are the agent's business: OpenAI clients see only the answer.
@@ -216,7 +229,7 @@ impl ChunkEncoder {
     }
 
     /// The closing chunks: the finish reason, then usage when asked for.
-    pub fn finish(&self, out: &mut Vec<String>) {
+    fn finish(&self, out: &mut Vec<String>) {
         let reason = finish_reason_name(finish_reason(self.finish, self.saw_tool_calls));
         out.push(self.chunk(&[Choice { index: 0, delta: Delta::default(), finish_reason: Some(reason) }], None));
         if self.include_usage {

@@ -26,7 +26,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::chat::{SESSION_HEADER, header_text, resolve_agent};
+use super::chat::{MODEL_HEADER, SESSION_HEADER, header_text, resolve_agent};
 use super::error::ApiError;
 use crate::auth::Principal;
 use crate::chat::AgentId;
@@ -51,7 +51,7 @@ pub async fn create(
     let bytes = super::read_body(body, http.max_body_bytes, http.read_timeout_ms).await?;
     let request = ResponsesRequest::parse(&bytes)?;
     let agent = resolve_agent(&gw, &headers, request.model.as_deref())?;
-    let explicit_session = header_text(&headers, SESSION_HEADER)?.filter(|k| !k.is_empty());
+    let explicit_session = header_text(&headers, SESSION_HEADER)?;
     let session = match &request.previous_response_id {
         Some(id) => continued_session(&gw, &caller, &agent, id, explicit_session).await?,
         None if explicit_session.is_none() && request.user.as_deref().is_none_or(str::is_empty) && request.keep() => {
@@ -69,6 +69,7 @@ pub async fn create(
         tools: translated.tools,
         user: request.user.clone(),
         params: translated.params,
+        model: header_text(&headers, MODEL_HEADER)?.map(str::to_string),
     };
     let mut handle = gw.agents.start(input)?;
     let session_key = HeaderValue::from_str(&handle.session.key).map_err(|e| ApiError::internal(e.to_string()))?;

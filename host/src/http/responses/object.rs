@@ -138,7 +138,8 @@ impl Encoder {
     pub fn event(&mut self, event: &Event) {
         match event {
             Event::Text(t) if !t.is_empty() => self.text(t),
-            Event::Text(_) | Event::Reasoning(_) => {}
+            // Tools the agent ran itself are not the client's to see here.
+            Event::Text(_) | Event::Reasoning(_) | Event::ServerTool(_) => {}
             Event::ToolCall(delta) => self.tool_call(delta),
             Event::Usage(u) => self.usage = Some(*u),
             Event::Finish(f) => self.finish = Some(*f),

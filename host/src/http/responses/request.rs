@@ -109,7 +109,7 @@ impl ResponsesRequest {
         Ok(Translated {
             messages: request.agent_messages().map_err(rename)?,
             tools: request.agent_tools().map_err(rename)?,
-            params: request.params(),
+            params: request.params().map_err(rename)?,
         })
     }
 

@@ -41,9 +41,15 @@ impl LlmCapability {
         Self { agent: Arc::new(agent.clone()), route }
     }
 
-    /// Per run: no failure seen, no completion open.
-    pub fn instantiate(&self) -> LlmState {
-        LlmState { agent: self.agent.clone(), route: self.route.clone(), failure: None, open: 0 }
+    /// Per run: no failure seen, no completion open; `model`, when the client
+    /// chose one (checked against `allowModelOverride` before the run),
+    /// replaces the entry's for every call of this run.
+    pub fn instantiate(&self, model: Option<String>) -> LlmState {
+        let mut route = self.route.clone();
+        if let (Some(route), Some(model)) = (route.as_mut(), model) {
+            route.model = model;
+        }
+        LlmState { agent: self.agent.clone(), route, failure: None, open: 0 }
     }
 }
 

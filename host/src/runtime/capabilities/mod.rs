@@ -45,6 +45,8 @@ pub struct RunContext {
     pub events: Option<mpsc::Sender<Event>>,
     /// `None` for a throw-away session: empty history, no reply kept.
     pub session: Option<SessionData>,
+    /// The model the client chose for this run, replacing the entry's.
+    pub model: Option<String>,
 }
 
 impl Capabilities {
@@ -72,7 +74,7 @@ impl Capabilities {
             table: ResourceTable::new(),
             config: self.config.instantiate(),
             http: self.http.instantiate(&run.run_id),
-            llm: self.llm.instantiate(),
+            llm: self.llm.instantiate(run.model),
             memory: self.memory.instantiate(),
             output: self.output.instantiate(run.events, keep_reply),
             session: session::SessionState::new(run.session.unwrap_or_default()),
