@@ -48,6 +48,7 @@ impl Reply {
         Message {
             role: Role::Assistant,
             content: self.text.clone(),
+            parts: Vec::new(),
             name: None,
             tool_call_id: None,
             tool_calls: self.tool_calls.clone(),
