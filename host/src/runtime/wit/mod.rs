@@ -40,8 +40,8 @@ impl AgentPre {
     pub fn new(linker: &Linker<RunState>, component: &Component) -> Result<Self, String> {
         let pre = linker.instantiate_pre(component).map_err(|e| format!("{e:#}"))?;
         // The exports' types tell the worlds apart (a 0.2 `run` takes messages
-        // with parts); when none fits, the oldest world's error is the one a
-        // component built before 0.2 needs to see, the newest's the others.
+        // with parts). When none fits, the error says why each world refused:
+        // the author knows which one they meant.
         let newest = match v0_2::AgentPre::new(pre.clone()) {
             Ok(pre) => return Ok(Self::V0_2(pre)),
             Err(e) => e,
