@@ -102,3 +102,9 @@ async fn the_assistant_forwards_every_part_to_the_provider_intact_and_in_order()
     expected[6] = json!({"type": "text", "text": "what is it?"});
     assert_eq!(sent[3]["content"], expected);
 }
+
+#[test]
+fn the_official_python_sdk_sends_parts_and_reads_what_the_agent_saw() {
+    let gw = TestGateway::start(&chat_config());
+    crate::openai_sdk::run_sdk_script(&gw, "content_parts_check.py");
+}

@@ -69,7 +69,7 @@ fn python_sdk_streams_remembers_and_runs_a_tool_loop_through_the_assistant() {
     assert_eq!(sent[3]["tools"][0]["function"]["name"], "get_weather");
 }
 
-fn run_sdk_script(gw: &TestGateway, script: &str) {
+pub(crate) fn run_sdk_script(gw: &TestGateway, script: &str) {
     let python = python_with_openai();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk").join(script);
     let out = Command::new(python).arg(script).arg(gw.url("/v1")).arg(TOKEN).output().unwrap();
