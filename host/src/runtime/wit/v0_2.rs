@@ -20,6 +20,9 @@ wasmtime::component::bindgen!({
         "wasmclaw:agent/output.emit": async | trappable,
         "wasmclaw:agent/llm.complete": async | trappable,
         "wasmclaw:agent/llm.[method]completion.next": async | trappable,
+        // As in 0.1.2: reports share the output stream and its backpressure.
+        "wasmclaw:agent/tool-activity.called": async | trappable,
+        "wasmclaw:agent/tool-activity.returned": async | trappable,
         default: trappable,
     },
     exports: { default: async },
@@ -95,15 +98,17 @@ impl log::Host for RunState {
 }
 
 // The 0.1.2 `tool-activity` capability (transcript, WebSocket `stream:"tool"`
-// events) is built on another branch; until it is merged here both calls only
-// reach the log. On merge, forward them to the same capability as `v0_1`'s impl.
+// events) is built on the `tools` branch; until it is merged here both calls
+// only reach the log. On merge, the bodies become v0_1's:
+// `let event = self.tools.called(call.into()); self.output.report(event).await;`
+// and `self.tools.returned(chat::ToolResult { call_id, output, is_error })`.
 impl tool_activity::Host for RunState {
-    fn called(&mut self, call: types::ToolCall) -> wasmtime::Result<()> {
+    async fn called(&mut self, call: types::ToolCall) -> wasmtime::Result<()> {
         self.log.write(tracing::Level::DEBUG, &format!("server tool call {} ({})", call.name, call.id));
         Ok(())
     }
 
-    fn returned(&mut self, call_id: String, _output: String, is_error: bool) -> wasmtime::Result<()> {
+    async fn returned(&mut self, call_id: String, _output: String, is_error: bool) -> wasmtime::Result<()> {
         self.log.write(tracing::Level::DEBUG, &format!("server tool result {call_id} (error: {is_error})"));
         Ok(())
     }
