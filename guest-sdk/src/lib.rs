@@ -36,7 +36,7 @@
 #[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../wit/v0.2",
         world: "agent",
         pub_export_macro: true,
         export_macro_name: "__export_agent_bindings",
@@ -60,8 +60,8 @@ pub mod testing;
 pub mod tools;
 
 pub use bindings::wasmclaw::agent::types::{
-    AgentError, AgentInfo, EmitError, Event, FinishReason, Message, Role, RunRequest, ToolCall, ToolCallDelta,
-    ToolSpec, Usage,
+    AgentError, AgentInfo, Audio, ContentPart, EmitError, Event, File, FinishReason, Image, Message, Role, RunRequest,
+    ToolCall, ToolCallDelta, ToolSpec, Usage,
 };
 
 /// An agent: one value is created per run, so `&self` state lives for one turn.
@@ -253,9 +253,14 @@ impl AgentInfo {
 }
 
 impl RunRequest {
-    /// Content of the last `user` message, if there is one.
-    pub fn last_user_text(&self) -> Option<&str> {
-        self.messages.iter().rev().find(|m| m.role == Role::User).map(|m| m.content.as_str())
+    /// The last `user` message, if there is one (its parts: text, images, …).
+    pub fn last_user_message(&self) -> Option<&Message> {
+        self.messages.iter().rev().find(|m| m.role == Role::User)
+    }
+
+    /// The text of the last `user` message (text parts joined with "\n"), if there is one.
+    pub fn last_user_text(&self) -> Option<String> {
+        self.last_user_message().map(Message::text)
     }
 }
 

@@ -4,12 +4,51 @@
 use serde::de::DeserializeOwned;
 
 use crate::llm::CompletionRequest;
-use crate::{AgentError, Message, Role, RunRequest, Usage};
+use crate::{AgentError, ContentPart, Image, Message, Role, RunRequest, Usage};
 
 impl Message {
-    /// A message with `role` and text `content`, no name and no tool calls.
+    /// A message with `role` and text `content` (one text part, none when
+    /// empty), no name and no tool calls.
     pub fn new(role: Role, content: impl Into<String>) -> Self {
-        Self { role, content: content.into(), name: None, tool_call_id: None, tool_calls: vec![] }
+        let content: String = content.into();
+        let parts = if content.is_empty() { vec![] } else { vec![ContentPart::Text(content)] };
+        Self::with_parts(role, parts)
+    }
+
+    /// A message with `role` and these content parts, in order.
+    ///
+    /// ```
+    /// # use wasmclaw_sdk::{ContentPart, Message, Role};
+    /// let question = Message::with_parts(
+    ///     Role::User,
+    ///     vec![ContentPart::text("What is in this picture?"), ContentPart::image("https://example.com/cat.png")],
+    /// );
+    /// assert_eq!(question.text(), "What is in this picture?");
+    /// ```
+    pub fn with_parts(role: Role, content: Vec<ContentPart>) -> Self {
+        Self { role, content, name: None, tool_call_id: None, tool_calls: vec![] }
+    }
+
+    /// The text parts joined with "\n": what the message says, without its
+    /// images, audio or files.
+    pub fn text(&self) -> String {
+        let texts: Vec<&str> = self
+            .content
+            .iter()
+            .filter_map(|p| match p {
+                ContentPart::Text(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect();
+        texts.join("\n")
+    }
+
+    /// The image parts, in order.
+    pub fn images(&self) -> impl Iterator<Item = &Image> {
+        self.content.iter().filter_map(|p| match p {
+            ContentPart::Image(image) => Some(image),
+            _ => None,
+        })
     }
 
     /// A `user` message.
@@ -30,6 +69,18 @@ impl Message {
     /// A `tool` message: the result of the tool call `call_id`.
     pub fn tool(call_id: impl Into<String>, content: impl Into<String>) -> Self {
         Self { tool_call_id: Some(call_id.into()), ..Self::new(Role::Tool, content) }
+    }
+}
+
+impl ContentPart {
+    /// A text part.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self::Text(text.into())
+    }
+
+    /// An image part from an `https:` or `data:` URL, with no detail level.
+    pub fn image(url: impl Into<String>) -> Self {
+        Self::Image(Image { url: url.into(), detail: None })
     }
 }
 
@@ -122,14 +173,24 @@ mod tests {
     }
 
     #[test]
+    fn text_joins_text_parts_and_skips_the_rest() {
+        let message = Message::with_parts(
+            Role::User,
+            vec![ContentPart::text("a"), ContentPart::image("https://x.test/i.png"), ContentPart::text("b")],
+        );
+        assert_eq!(message.text(), "a\nb");
+        assert_eq!(message.images().map(|i| i.url.as_str()).collect::<Vec<_>>(), ["https://x.test/i.png"]);
+        let request = RunRequest { messages: vec![Message::assistant("no"), message], ..request("{}") };
+        assert_eq!(request.last_user_text().as_deref(), Some("a\nb"));
+    }
+
+    #[test]
     fn constructors_set_role_and_call_id() {
         assert_eq!(Message::system("s").role, Role::System);
         assert_eq!(Message::assistant("a").role, Role::Assistant);
         let tool = Message::tool("call-1", "42");
-        assert_eq!(
-            (tool.role, tool.tool_call_id.as_deref(), tool.content.as_str()),
-            (Role::Tool, Some("call-1"), "42")
-        );
+        assert_eq!((tool.role, tool.tool_call_id.as_deref(), tool.text()), (Role::Tool, Some("call-1"), "42".into()));
+        assert!(Message::assistant("").content.is_empty());
         let sum = Usage { prompt_tokens: 1, completion_tokens: 2 } + Usage { prompt_tokens: 3, completion_tokens: 4 };
         assert_eq!((sum.prompt_tokens, sum.completion_tokens, sum.total()), (4, 6, 10));
     }

@@ -42,7 +42,7 @@ use crate::llm::{CompletionRequest, LlmError, TextCompletion};
 use crate::log::Level;
 use crate::native::{FakeRun, Scripted};
 use crate::tools::ToolReport;
-use crate::{Agent, AgentError, Event, FinishReason, Message, Output, Role, RunRequest, ToolCall, Usage};
+use crate::{Agent, AgentError, ContentPart, Event, FinishReason, Message, Output, Role, RunRequest, ToolCall, Usage};
 
 /// A fake gateway for one agent's session.
 #[derive(Debug, Clone)]
@@ -163,6 +163,12 @@ impl TestHost {
         self.run_request::<A>(request)
     }
 
+    /// Run agent `A` on one user message made of `parts` (text, images, audio, files).
+    pub fn run_parts<A: Agent>(&mut self, parts: Vec<ContentPart>) -> TestRun {
+        let request = RunRequest { messages: vec![Message::with_parts(Role::User, parts)], ..self.request("") };
+        self.run_request::<A>(request)
+    }
+
     /// Run agent `A` on `request` (tools, params, several messages …). A
     /// panic in the agent fails the test, as it fails the run in the gateway.
     pub fn run_request<A: Agent>(&mut self, request: RunRequest) -> TestRun {
@@ -199,10 +205,15 @@ impl TestHost {
 }
 
 /// The messages a client adds in a turn: those after its last assistant
-/// message, minus system prompts (the gateway's rule for the transcript).
+/// message, minus system prompts, with their text only (the gateway's rule
+/// for the transcript: images, audio and files are not kept).
 fn new_turn(messages: &[Message]) -> Vec<Message> {
     let start = messages.iter().rposition(|m| m.role == Role::Assistant).map_or(0, |i| i + 1);
-    messages[start..].iter().filter(|m| m.role != Role::System).cloned().collect()
+    messages[start..]
+        .iter()
+        .filter(|m| m.role != Role::System)
+        .map(|m| Message { content: Message::new(m.role, m.text()).content, ..m.clone() })
+        .collect()
 }
 
 /// What one run did.

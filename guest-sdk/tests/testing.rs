@@ -162,3 +162,38 @@ fn calls_outside_a_test_host_explain_themselves() {
     // Logging never fails, even outside a run.
     log::info!("fine");
 }
+
+/// Says what images it was shown.
+#[derive(Default)]
+struct Looker;
+
+impl Agent for Looker {
+    fn info() -> AgentInfo {
+        AgentInfo::new("looker", "0.2.0", "Describes the images it gets")
+    }
+
+    fn run(&self, req: RunRequest, out: &Output) -> Result<(), AgentError> {
+        let message = req.last_user_message().ok_or_else(|| AgentError::InvalidRequest("no message".into()))?;
+        for image in message.images() {
+            out.text(&format!("{} ({}); ", image.url, image.detail.as_deref().unwrap_or("auto")))?;
+        }
+        out.text(&message.text())?;
+        Ok(())
+    }
+}
+
+#[test]
+fn an_agent_reads_image_parts_and_the_session_keeps_their_text() {
+    use wasmclaw_sdk::{ContentPart, Image};
+    let mut host = TestHost::new();
+    let parts = vec![
+        ContentPart::text("what"),
+        ContentPart::Image(Image { url: "https://x.test/a.png".into(), detail: Some("high".into()) }),
+        ContentPart::image("data:image/png;base64,AA"),
+        ContentPart::text("are these?"),
+    ];
+    let run = host.run_parts::<Looker>(parts).ok();
+    assert_eq!(run.text(), "https://x.test/a.png (high); data:image/png;base64,AA (auto); what\nare these?");
+    // Like the gateway's transcript, the session keeps the text of the turn.
+    assert_eq!(host.session()[0], Message::user("what\nare these?"));
+}

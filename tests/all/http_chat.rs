@@ -214,7 +214,7 @@ async fn bad_bodies_are_400_in_openai_shape() {
         (r#"{"messages":[{"role":"user","content":"hi"}],"stream":"yes"}"#, Some("stream")),
         (r#"{"messages":[{"role":"user","content":"hi"}],"temperature":"hot"}"#, Some("temperature")),
         (
-            r#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"video_url","video_url":{"url":"x"}}]}]}"#,
             Some("messages[0].content[0]"),
         ),
         (r#"{"messages":[{"role":"user","content":"hi"}]} trailing"#, None),
@@ -251,7 +251,7 @@ async fn accepted_shapes_unknown_fields_and_text_parts() {
     });
     let res = gw.chat(body).send().await.unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(content(&res.json().await.unwrap()), "part one, part two");
+    assert_eq!(content(&res.json().await.unwrap()), "part one, \npart two");
 }
 
 #[tokio::test]

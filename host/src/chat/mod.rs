@@ -29,11 +29,20 @@ pub struct ToolCall {
     pub arguments: String,
 }
 
-/// One chat message; array content parts are joined by the door that read them.
+/// One chat message.
+///
+/// `content` is always the text view: the text parts joined with "\n". A
+/// message that also has other parts (images, audio, files) keeps all of its
+/// parts, text included and in order, in `parts`; a text-only message has
+/// none. Contract versions that only know strings (0.1) see `content`; the
+/// provider wire and 0.2 agents see the parts. Build messages with parts
+/// through [`Message::with_parts`] so both views agree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     pub role: Role,
     pub content: String,
+    /// Every part in order when some part is not text; empty otherwise.
+    pub parts: Vec<ContentPart>,
     pub name: Option<String>,
     /// Set on `tool` messages: which call this is the result of.
     pub tool_call_id: Option<String>,
@@ -44,8 +53,61 @@ pub struct Message {
 impl Message {
     /// A plain message with no name and no tool calls.
     pub fn text(role: Role, content: impl Into<String>) -> Self {
-        Self { role, content: content.into(), name: None, tool_call_id: None, tool_calls: Vec::new() }
+        Self::with_parts(role, vec![ContentPart::Text(content.into())])
     }
+
+    /// A message from content parts: text parts side by side join with
+    /// "\n"; a message that turns out to be text only keeps no parts.
+    pub fn with_parts(role: Role, parts: Vec<ContentPart>) -> Self {
+        let content = joined_text(&parts);
+        let parts = if parts.iter().all(|p| matches!(p, ContentPart::Text(_))) { Vec::new() } else { parts };
+        Self { role, content, parts, name: None, tool_call_id: None, tool_calls: Vec::new() }
+    }
+
+    /// The content as parts: `parts`, or the text as one part (none when empty).
+    pub fn content_parts(&self) -> Vec<ContentPart> {
+        if !self.parts.is_empty() {
+            self.parts.clone()
+        } else if self.content.is_empty() {
+            Vec::new()
+        } else {
+            vec![ContentPart::Text(self.content.clone())]
+        }
+    }
+}
+
+/// The text parts of `parts`, joined with "\n" (the one place that rule lives).
+pub fn joined_text(parts: &[ContentPart]) -> String {
+    let texts: Vec<&str> = parts
+        .iter()
+        .filter_map(|p| match p {
+            ContentPart::Text(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    texts.join("\n")
+}
+
+/// One piece of a message's content, as OpenAI's chat content parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContentPart {
+    Text(String),
+    /// `image_url`: an `https:` or `data:` URL, and the detail the client asked for.
+    Image {
+        url: String,
+        detail: Option<String>,
+    },
+    /// `input_audio`: base64 data and its format (`wav`, `mp3`, …).
+    Audio {
+        data: String,
+        format: String,
+    },
+    /// `file`: an uploaded file's id, or the data itself, and a file name.
+    File {
+        file_id: Option<String>,
+        file_data: Option<String>,
+        filename: Option<String>,
+    },
 }
 
 /// A tool the client offers the model, OpenAI function-tool shape.

@@ -81,6 +81,7 @@ impl Reply {
             messages.push(Message {
                 role: Role::Assistant,
                 content: self.text[at..round.text_before].to_string(),
+                parts: Vec::new(),
                 name: None,
                 tool_call_id: None,
                 tool_calls: round.calls.clone(),
@@ -88,6 +89,7 @@ impl Reply {
             messages.extend(round.results.iter().map(|r| Message {
                 role: Role::Tool,
                 content: r.output.clone(),
+                parts: Vec::new(),
                 name: None,
                 tool_call_id: Some(r.call_id.clone()),
                 tool_calls: Vec::new(),
@@ -97,6 +99,7 @@ impl Reply {
         messages.push(Message {
             role: Role::Assistant,
             content: self.text[at..].to_string(),
+            parts: Vec::new(),
             name: None,
             tool_call_id: None,
             tool_calls: self.tool_calls.clone(),

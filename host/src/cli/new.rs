@@ -164,7 +164,8 @@ mod tests {
         assert!(!manifest.contains("workspace"), "{manifest}");
         assert!(!manifest.contains("dev-dependencies"), "{manifest}");
         assert!(manifest.contains("wit-bindgen"), "{manifest}");
-        assert!(file("wasmclaw-sdk/src/lib.rs").contains("path: \"../wit\""));
+        assert!(file("wasmclaw-sdk/src/lib.rs").contains("path: \"../wit/v0.2\""));
+        assert!(file("wit/v0.2/agent.wit").contains("package wasmclaw:agent@0.2.0"));
         assert!(file("wit/agent.wit").contains("package wasmclaw:agent@"));
         assert!(files.iter().any(|(p, _)| p == "wasmclaw-sdk/src/testing.rs"));
     }

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::chat::{Event, FinishReason, Message, Role, ToolCallDelta, ToolSpec, Usage};
+use crate::chat::{ContentPart, Event, FinishReason, Message, Role, ToolCallDelta, ToolSpec, Usage};
 
 /// Keys the host sets itself; an agent's `params` cannot override them.
 const RESERVED: [&str; 5] = ["model", "messages", "stream", "stream_options", "tools"];
@@ -39,7 +39,9 @@ fn message_json(m: &Message) -> Value {
         Role::Assistant => "assistant",
         Role::Tool => "tool",
     };
-    let mut out = json!({"role": role, "content": m.content});
+    let content =
+        if m.parts.is_empty() { Value::from(m.content.as_str()) } else { m.parts.iter().map(part_json).collect() };
+    let mut out = json!({"role": role, "content": content});
     if let Some(name) = &m.name {
         out["name"] = name.as_str().into();
     }
@@ -53,11 +55,32 @@ fn message_json(m: &Message) -> Value {
             .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
             .collect();
         out["tool_calls"] = calls.into();
-        if m.content.is_empty() {
+        if m.content.is_empty() && m.parts.is_empty() {
             out["content"] = Value::Null;
         }
     }
     out
+}
+
+/// One part as an OpenAI chat content part; optional fields only when set.
+fn part_json(part: &ContentPart) -> Value {
+    let present = |pairs: &[(&str, &Option<String>)]| -> Map<String, Value> {
+        pairs.iter().filter_map(|(k, v)| Some((k.to_string(), Value::from(v.as_deref()?)))).collect()
+    };
+    match part {
+        ContentPart::Text(text) => json!({"type": "text", "text": text}),
+        ContentPart::Image { url, detail } => {
+            let mut image = present(&[("detail", detail)]);
+            image.insert("url".into(), url.as_str().into());
+            json!({"type": "image_url", "image_url": image})
+        }
+        ContentPart::Audio { data, format } => {
+            json!({"type": "input_audio", "input_audio": {"data": data, "format": format}})
+        }
+        ContentPart::File { file_id, file_data, filename } => {
+            json!({"type": "file", "file": present(&[("file_id", file_id), ("file_data", file_data), ("filename", filename)])})
+        }
+    }
 }
 
 fn tool_json(t: &ToolSpec) -> Result<Value, String> {
@@ -184,6 +207,28 @@ mod tests {
         let err = chunk_events(r#"{"error":{"message":"overloaded"}}"#, &mut Vec::new()).unwrap_err();
         assert_eq!(err, "overloaded");
         assert!(chunk_events("not json", &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn parts_go_out_as_content_arrays_and_text_as_a_string() {
+        let parts = vec![
+            ContentPart::Text("look".into()),
+            ContentPart::Image { url: "data:image/png;base64,AAAA".into(), detail: Some("low".into()) },
+            ContentPart::Audio { data: "UklG".into(), format: "wav".into() },
+            ContentPart::File { file_id: None, file_data: Some("JVBE".into()), filename: Some("a.pdf".into()) },
+        ];
+        let messages = [Message::text(Role::System, "be brief"), Message::with_parts(Role::User, parts)];
+        let body = request_body("m", &messages, &[], "").unwrap();
+        assert_eq!(body["messages"][0]["content"], "be brief");
+        assert_eq!(
+            body["messages"][1]["content"],
+            json!([
+                {"type": "text", "text": "look"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA", "detail": "low"}},
+                {"type": "input_audio", "input_audio": {"data": "UklG", "format": "wav"}},
+                {"type": "file", "file": {"file_data": "JVBE", "filename": "a.pdf"}},
+            ])
+        );
     }
 
     #[test]

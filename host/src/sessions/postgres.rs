@@ -57,6 +57,8 @@ fn read_message(row: &tokio_postgres::Row) -> StoredMessage {
         message: Message {
             role: role_from_name(&role).unwrap_or(Role::User),
             content: row.get(1),
+            // The transcript keeps the text view only.
+            parts: Vec::new(),
             name: row.get(2),
             tool_call_id: row.get(3),
             tool_calls: tool_calls_from_json(&tool_calls),

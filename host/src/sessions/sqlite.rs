@@ -216,6 +216,8 @@ fn read_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
         message: Message {
             role: role_from_name(&role).unwrap_or(crate::chat::Role::User),
             content: row.get(1)?,
+            // The transcript keeps the text view only.
+            parts: Vec::new(),
             name: row.get(2)?,
             tool_call_id: row.get(3)?,
             tool_calls: tool_calls_from_json(&tool_calls),

@@ -38,13 +38,7 @@ impl Agent for Assistant {
 fn conversation(system_prompt: Option<String>, history: Vec<Message>, client: Vec<Message>) -> Vec<Message> {
     let mut messages = Vec::with_capacity(history.len() + client.len() + 1);
     if let Some(prompt) = system_prompt.filter(|p| !p.trim().is_empty()) {
-        messages.push(Message {
-            role: Role::System,
-            content: prompt,
-            name: None,
-            tool_call_id: None,
-            tool_calls: vec![],
-        });
+        messages.push(Message::system(prompt));
     }
     if history.is_empty() {
         messages.extend(client);

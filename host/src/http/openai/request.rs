@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::chat::{Message, Role, ToolCall, ToolSpec};
+use crate::chat::{self, Message, Role, ToolCall, ToolSpec};
 use crate::http::error::ApiError;
 
 /// The fields the gateway consumes itself; everything else is `rest`, the
@@ -49,12 +49,73 @@ pub enum Content {
     Parts(Vec<ContentPart>),
 }
 
-/// One content part; only `text` parts carry meaning for agents.
+/// One content part, as OpenAI's chat (and Responses `input_*`) parts.
 #[derive(Debug, Deserialize)]
 pub struct ContentPart {
     #[serde(rename = "type")]
     pub kind: String,
     pub text: Option<String>,
+    pub image_url: Option<ImageUrl>,
+    /// Responses-style `input_image` puts `detail` beside a string `image_url`.
+    pub detail: Option<String>,
+    pub input_audio: Option<InputAudio>,
+    pub file: Option<FileIn>,
+}
+
+/// `image_url`: `{url, detail}`, or the URL alone.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ImageUrl {
+    Url(String),
+    Object { url: Option<String>, detail: Option<String> },
+}
+
+/// `input_audio`: base64 data and its format (both required; checked with the
+/// part so the error names it).
+#[derive(Debug, Deserialize)]
+pub struct InputAudio {
+    pub data: Option<String>,
+    pub format: Option<String>,
+}
+
+/// `file`: an uploaded file's id or its data, and a name.
+#[derive(Debug, Deserialize)]
+pub struct FileIn {
+    pub file_id: Option<String>,
+    pub file_data: Option<String>,
+    pub filename: Option<String>,
+}
+
+impl ContentPart {
+    /// The part as agents see it; `None` when its type or its fields are not understood.
+    fn to_agent(&self) -> Option<chat::ContentPart> {
+        Some(match self.kind.as_str() {
+            "text" | "input_text" => chat::ContentPart::Text(self.text.clone()?),
+            "image_url" | "input_image" => match self.image_url.as_ref()? {
+                ImageUrl::Url(url) => chat::ContentPart::Image { url: url.clone(), detail: self.detail.clone() },
+                ImageUrl::Object { url, detail } => chat::ContentPart::Image {
+                    url: url.clone()?,
+                    detail: detail.clone().or_else(|| self.detail.clone()),
+                },
+            },
+            "input_audio" => {
+                let audio = self.input_audio.as_ref()?;
+                chat::ContentPart::Audio { data: audio.data.clone()?, format: audio.format.clone()? }
+            }
+            "file" => {
+                let file = self.file.as_ref()?;
+                if file.file_id.is_none() && file.file_data.is_none() {
+                    return None;
+                }
+                chat::ContentPart::File {
+                    file_id: file.file_id.clone(),
+                    file_data: file.file_data.clone(),
+                    filename: file.filename.clone(),
+                }
+            }
+            _ => return None,
+        })
+    }
 }
 
 /// A tool call inside an earlier assistant message.
@@ -180,24 +241,25 @@ impl ChatMessage {
                 ));
             }
         };
-        let content = match &self.content {
-            None => String::new(),
-            Some(Content::Text(t)) => t.clone(),
-            Some(Content::Parts(parts)) => {
-                let mut text = String::new();
-                for (p, part) in parts.iter().enumerate() {
-                    match (part.kind.as_str(), &part.text) {
-                        ("text", Some(t)) => text.push_str(t),
-                        _ => {
-                            return Err(ApiError::invalid_request(
-                                format!("Unsupported content part {:?}; only text parts are supported", part.kind),
-                                Some(format!("messages[{index}].content[{p}]")),
-                            ));
-                        }
-                    }
-                }
-                text
-            }
+        let parts = match &self.content {
+            None => Vec::new(),
+            Some(Content::Text(t)) => vec![chat::ContentPart::Text(t.clone())],
+            Some(Content::Parts(parts)) => parts
+                .iter()
+                .enumerate()
+                .map(|(p, part)| {
+                    part.to_agent().ok_or_else(|| {
+                        ApiError::invalid_request(
+                            format!(
+                                "Unsupported or incomplete content part {:?}; expected text, input_text, \
+                                 image_url, input_audio or file with its fields",
+                                part.kind
+                            ),
+                            Some(format!("messages[{index}].content[{p}]")),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
         };
         let tool_calls = self
             .tool_calls
@@ -209,6 +271,11 @@ impl ChatMessage {
                 arguments: c.function.arguments.clone(),
             })
             .collect();
-        Ok(Message { role, content, name: self.name.clone(), tool_call_id: self.tool_call_id.clone(), tool_calls })
+        Ok(Message {
+            name: self.name.clone(),
+            tool_call_id: self.tool_call_id.clone(),
+            tool_calls,
+            ..Message::with_parts(role, parts)
+        })
     }
 }

@@ -203,6 +203,7 @@ impl From<types::Message> for chat::Message {
         Self {
             role: m.role.into(),
             content: m.content,
+            parts: Vec::new(),
             name: m.name,
             tool_call_id: m.tool_call_id,
             tool_calls: m.tool_calls.into_iter().map(Into::into).collect(),
@@ -210,6 +211,8 @@ impl From<types::Message> for chat::Message {
     }
 }
 
+/// A 0.1 agent sees the text view: text parts joined with "\n"; images,
+/// audio and files are left out (a placeholder would read as user text).
 impl From<chat::Message> for types::Message {
     fn from(m: chat::Message) -> Self {
         Self {
@@ -329,6 +332,7 @@ mod tests {
         let message = chat::Message {
             role: chat::Role::Assistant,
             content: "hi".into(),
+            parts: Vec::new(),
             name: Some("n".into()),
             tool_call_id: None,
             tool_calls: vec![chat::ToolCall { id: "c".into(), name: "f".into(), arguments: "{}".into() }],
