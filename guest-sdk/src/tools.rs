@@ -110,17 +110,17 @@ mod tests {
         let tool_results = &run.llm_requests[2].messages[2..];
         assert_eq!(tool_results[0], Message::tool("c1", "HI"));
         assert_eq!(tool_results[2], Message::tool("c2", "nothing to shout"));
-        let session: Vec<(Role, &str, usize)> =
-            host.session().iter().map(|m| (m.role, m.content.as_str(), m.tool_calls.len())).collect();
+        let session: Vec<(Role, String, usize)> =
+            host.session().iter().map(|m| (m.role, m.text(), m.tool_calls.len())).collect();
         // No text between the two rounds: one assistant message calls both, as the gateway stores it.
         assert_eq!(
             session,
             [
-                (Role::User, "shout hi", 0),
-                (Role::Assistant, "Shouting. ", 2),
-                (Role::Tool, "HI", 0),
-                (Role::Tool, "nothing to shout", 0),
-                (Role::Assistant, "Done.", 0),
+                (Role::User, "shout hi".into(), 0),
+                (Role::Assistant, "Shouting. ".into(), 2),
+                (Role::Tool, "HI".into(), 0),
+                (Role::Tool, "nothing to shout".into(), 0),
+                (Role::Assistant, "Done.".into(), 0),
             ]
         );
     }
