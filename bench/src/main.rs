@@ -11,6 +11,7 @@ mod assistant;
 mod baseline;
 mod cluster;
 mod echo;
+mod fetch;
 mod load;
 mod poster;
 mod process;
@@ -67,11 +68,16 @@ pub struct BenchGateway {
 impl BenchGateway {
     /// Start with the chat endpoint on and `main` = echo, in a fresh state dir.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with("").await
+    }
+
+    /// As [`Self::start`], with more `agents.entries` (JSON5 members) next to `main`.
+    pub async fn start_with(entries: &str) -> anyhow::Result<Self> {
         let state = tempfile::tempdir()?;
         let text = format!(
             r#"{{ gateway: {{ auth: {{ token: "{TOKEN}" }}, stateDir: "{}",
                  http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} }},
-               agents: {{ entries: {{ main: {{ plugin: "echo" }} }} }} }}"#,
+               agents: {{ entries: {{ main: {{ plugin: "echo" }}, {entries} }} }} }}"#,
             state.path().display()
         );
         let config = Config::parse(&text, &PathBuf::from("bench.json5"))?;
@@ -126,6 +132,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wanted("streams") {
         results.insert("streams".into(), streams::run(&args.streams).await?);
+    }
+    if wanted("fetch") {
+        results.insert("fetch".into(), fetch::run(args.samples).await?);
     }
     if wanted("swap") {
         results.insert("swap".into(), swap::run(args.samples).await?);

@@ -150,3 +150,67 @@ fn the_js_template_and_example_test_build_and_answer() {
     let reply = run_plugin(tmp.path(), &example.join("wordcount.wasm"), "one two three", &[]).unwrap();
     assert_eq!(reply, "3 words (3 in this session)");
 }
+
+/// Copy `from` into `to` recursively, following symlinks (the example's
+/// `wit/deps/agent.wit` links to the repository's contract).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() { copy_dir(&path, &target) } else { std::fs::copy(&path, &target).map(drop).unwrap() }
+    }
+}
+
+#[tokio::test]
+async fn the_python_fetch_example_calls_out_through_wasi_http_within_its_allow_list() {
+    // The server the agent calls; it counts what reaches it.
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = hits.clone();
+    let app =
+        axum::Router::new().route("/public", axum::routing::get(|| async { "body from the loopback server" })).route(
+            "/private",
+            axum::routing::get(move || async move {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                "must not be read"
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("fetch");
+    copy_dir(&repo().join("examples/python-fetch"), &dir);
+    let wasm = tokio::task::spawn_blocking(move || {
+        venv(&dir, "componentize-py", &["-d", "wit", "-w", "fetch-agent", "componentize", "app", "-o", "fetch.wasm"]);
+        dir.join("fetch.wasm")
+    })
+    .await
+    .unwrap();
+    let (public, private) = (format!("http://{addr}/public"), format!("http://{addr}/private"));
+    // The CLI's agent has no `http` block: denied, reported, and the compile
+    // cache filled for the gateway below.
+    let state = tmp.path().join("state");
+    let reply = run_plugin(&state, &wasm, &public, &[]).unwrap();
+    assert_eq!(
+        reply,
+        format!("{public} -> error: the gateway does not allow this URL (add it to the agent's http.allow)")
+    );
+
+    let config = format!(
+        r#"{{ gateway: {{ http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} }},
+          agents: {{ entries: {{ fetch: {{ plugin: "{}", http: {{ allow: ["{public}"] }} }} }} }} }}"#,
+        wasm.display()
+    );
+    let gw = TestGateway::start_in(&state, &config);
+    let res = gw.chat(ask("agent:fetch", &format!("{public} {private}"))).send().await.unwrap();
+    let status = res.status();
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(status, 200, "{body}\n{}", gw.log());
+    let reply = content(&body);
+    assert!(reply.contains(&format!("{public} -> 200 body from the loopback server")), "{reply}");
+    assert!(reply.contains(&format!("{private} -> error: the gateway does not allow this URL")), "{reply}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "the refused request never left the gateway");
+    gw.wait_for_log("the denial", |l| l.contains("outbound HTTP denied") && l.contains("agent=fetch")).await;
+}

@@ -2,6 +2,7 @@
 //! default, with credentials the gateway injects and per-run limits.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,8 +16,23 @@ use crate::support::*;
 /// What the test server saw: the `authorization` header of each request.
 type Seen = Arc<Mutex<Vec<String>>>;
 
+/// A loopback server that counts the requests reaching it (any path).
+async fn counting_server() -> (SocketAddr, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let count = hits.clone();
+    let app = axum::Router::new().fallback(move || async move {
+        count.fetch_add(1, Ordering::SeqCst);
+        "reached"
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, hits)
+}
+
 /// A loopback HTTP server the agents call; returns its address and what it saw.
-async fn server() -> (SocketAddr, Seen) {
+/// `/redirect` sends the client to `elsewhere`.
+async fn server_redirecting_to(elsewhere: String) -> (SocketAddr, Seen) {
     let seen: Seen = Default::default();
     let app = axum::Router::new()
         .route("/hello", get(|| async { "hello" }))
@@ -32,19 +48,24 @@ async fn server() -> (SocketAddr, Seen) {
         .route(
             "/slow",
             get(|| async {
-                tokio::time::sleep(Duration::from_secs(5)).await;
+                tokio::time::sleep(SLOW).await;
                 "late"
             }),
         )
-        .route(
-            "/redirect",
-            get(|| async { (StatusCode::FOUND, [("location", "http://127.0.0.2:9/elsewhere")]).into_response() }),
-        )
+        .route("/redirect", get(move || async move { (StatusCode::FOUND, [("location", elsewhere)]).into_response() }))
         .with_state(seen.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (addr, seen)
+}
+
+/// How long `/slow` takes to answer: far beyond any test's patience with a timeout.
+const SLOW: Duration = Duration::from_secs(30);
+
+/// [`server_redirecting_to`] a closed port.
+async fn server() -> (SocketAddr, Seen) {
+    server_redirecting_to("http://127.0.0.1:9/elsewhere".into()).await
 }
 
 /// A gateway with agent `id` = the faults fixture in `fetch` mode and `http` as its block.
@@ -82,7 +103,10 @@ async fn requests_outside_the_allow_list_are_denied_and_the_run_still_answers() 
     let reply = fetch(&gw, "closed", std::slice::from_ref(&hello)).await;
     assert!(reply.contains("error: request denied by the gateway"), "{reply}");
     let log = gw.wait_for_log("the denial", |l| l.contains("outbound HTTP denied") && l.contains("agent=closed")).await;
-    let line = log.lines().find(|l| l.contains("outbound HTTP denied") && l.contains("agent=closed")).unwrap();
+    let lines: Vec<&str> =
+        log.lines().filter(|l| l.contains("outbound HTTP denied") && l.contains("agent=closed")).collect();
+    assert_eq!(lines.len(), 1, "one warning per denied request: {lines:#?}");
+    let line = lines[0];
     for part in ["method=\"GET\"", &format!("origin=\"http://{addr}\""), "key=\"agents.entries.closed.http.allow\""] {
         assert!(line.contains(part), "{part} in {line}");
     }
@@ -98,7 +122,8 @@ async fn requests_outside_the_allow_list_are_denied_and_the_run_still_answers() 
 
 #[tokio::test]
 async fn redirects_are_not_followed_and_internal_names_need_a_literal_rule() {
-    let (addr, _) = server().await;
+    let (denied, denied_hits) = counting_server().await;
+    let (addr, _) = server_redirecting_to(format!("http://{denied}/elsewhere")).await;
     let port = addr.port();
     // `*` names no host: loopback is out of reach through it, by address or by name.
     let wildcard = format!(r#", http: {{ allow: ["http://*:{port}"] }}"#);
@@ -112,7 +137,36 @@ async fn redirects_are_not_followed_and_internal_names_need_a_literal_rule() {
     let reply = fetch(&gw, "named", &[by_name.clone(), format!("http://{addr}/redirect")]).await;
     assert!(reply.contains(&format!("{by_name} -> 200")), "a rule naming the host reaches it: {reply}");
     assert!(reply.contains("/redirect -> 302"), "the redirect reaches the guest unfollowed: {reply}");
-    assert!(!gw.log().contains("127.0.0.2"), "nothing was sent to the redirect's target");
+    assert_eq!(denied_hits.load(Ordering::SeqCst), 0, "nothing was sent to the redirect's target");
+    // The guest following it itself is a new request, checked like any other.
+    let reply = fetch(&gw, "named", &[format!("http://{denied}/elsewhere")]).await;
+    assert!(reply.contains("error: request denied by the gateway"), "{reply}");
+    assert_eq!(denied_hits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn hosts_and_paths_are_checked_as_the_sender_reads_them() {
+    let (addr, _) = server().await;
+    let port = addr.port();
+    let wildcard = format!(r#", http: {{ allow: ["http://*:{port}"] }}"#);
+    let prefix = format!(r#", http: {{ allow: ["http://{addr}/hello"] }}"#);
+    let gw = gateway(&[("wild", &wildcard), ("prefix", &prefix)], &[]).unwrap();
+    // Other spellings of 127.0.0.1 that URL parsers turn back into it.
+    let spellings: Vec<String> = ["2130706433", "127.1", "0x7f.0.0.1", "0177.0.0.1"]
+        .iter()
+        .map(|h| format!("http://{h}:{port}/hello"))
+        .collect();
+    let reply = fetch(&gw, "wild", &spellings).await;
+    for url in &spellings {
+        assert!(reply.contains(&format!("{url} -> error: request denied by the gateway")), "{url}: {reply}");
+    }
+    // Dot segments leave the allowed prefix once the path is normalised.
+    let escapes = [format!("http://{addr}/hello/../big"), format!("http://{addr}/hello/%2e%2e/big")];
+    let reply = fetch(&gw, "prefix", &escapes).await;
+    for url in &escapes {
+        assert!(reply.contains(&format!("{url} -> error: request denied by the gateway")), "{url}: {reply}");
+    }
+    assert!(!reply.contains("xxxx"), "{reply}");
 }
 
 #[tokio::test]
@@ -160,12 +214,20 @@ async fn each_per_run_limit_holds_and_the_log_names_it() {
     let reply = fetch(&gw, "small", &[format!("http://{addr}/big")]).await;
     assert!(reply.contains("error: response too large"), "{reply}");
     let started = Instant::now();
-    let reply = fetch(&gw, "quick", &[format!("http://{addr}/slow")]).await;
-    assert!(reply.contains("error: request timed out"), "{reply}");
-    assert!(started.elapsed() < Duration::from_secs(4), "the timeout cut the wait short");
+    let reply = fetch(&gw, "quick", &[format!("http://{addr}/slow"), hello.clone()]).await;
+    assert!(reply.contains("/slow -> error: request timed out"), "{reply}");
+    assert!(reply.contains(&format!("{hello} -> 200")), "the run goes on after the timeout: {reply}");
+    assert!(started.elapsed() < SLOW / 10, "answered {:?} after asking", started.elapsed());
     let log = gw.log();
-    for key in ["http.limits.maxRequestsPerRun", "http.limits.maxResponseBytes", "http.limits.timeoutMs"] {
-        assert!(log.contains(key), "the log names {key}");
+    for (agent, key) in [
+        ("few", "http.limits.maxRequestsPerRun"),
+        ("small", "http.limits.maxResponseBytes"),
+        ("quick", "http.limits.timeoutMs"),
+    ] {
+        assert!(
+            log.lines().any(|l| l.contains(&format!("agent={agent}")) && l.contains(key)),
+            "a warning for {agent} names {key}:\n{log}"
+        );
     }
 }
 

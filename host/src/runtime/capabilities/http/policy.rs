@@ -40,12 +40,16 @@ pub struct Target {
 }
 
 impl Target {
-    /// From a request URI; `None` without scheme or host.
+    /// From a request URI, as the sending client reads it; `None` without
+    /// scheme or host. URL parsing turns `2130706433` or `127.1` into
+    /// `127.0.0.1` and drops `..` segments, so rules and the internal-address
+    /// check must see that form, not the one the guest wrote.
     pub fn of(uri: &http::Uri) -> Option<Self> {
-        let scheme = uri.scheme_str()?.to_ascii_lowercase();
-        let host = uri.host()?.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-        let port = uri.port_u16().or_else(|| default_port(&scheme))?;
-        Some(Self { scheme, host, port, path: uri.path().to_string() })
+        let url = reqwest::Url::parse(&uri.to_string()).ok()?;
+        let scheme = url.scheme().to_string();
+        let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']').to_string();
+        let port = url.port().or_else(|| default_port(&scheme))?;
+        Some(Self { scheme, host, port, path: url.path().to_string() })
     }
 
     /// `scheme://host:port`, for logs and metrics.
@@ -218,6 +222,14 @@ mod tests {
         assert!(!sub.matches(&target("https://example.com/")));
         assert!(!sub.literal());
         assert!(AllowRule::parse("https://*:8080").unwrap().matches(&target("https://anything:8080/")));
+        let local = AllowRule::parse("http://127.0.0.1:9100/mcp").unwrap();
+        for other in ["http://2130706433:9100/mcp", "http://127.1:9100/mcp", "http://0x7f.0.0.1:9100/mcp"] {
+            assert_eq!(target(other).host, "127.0.0.1", "{other}");
+            assert!(local.matches(&target(other)), "{other}");
+        }
+        assert_eq!(target("http://127.0.0.1:9100/mcp/../admin").path, "/admin");
+        assert_eq!(target("http://127.0.0.1:9100/mcp/%2e%2e/admin").path, "/admin");
+        assert!(!local.matches(&target("http://127.0.0.1:9100/mcp/../admin")));
         let v6 = AllowRule::parse("http://[::1]:9000").unwrap();
         assert!(v6.matches(&target("http://[::1]:9000/")) && v6.literal());
         for bad in ["api.example.com", "ftp://x", "https://", "https://a*b.com", "https://x:99999"] {
