@@ -72,7 +72,7 @@ fn run_browser_check(gw: &TestGateway, script: &str, env: &[(&str, &str)]) {
     assert!(!log.contains(TOKEN), "the secret reached the gateway's log:\n{log}");
 }
 
-/// `main` = echo, `slow` words every 150 ms, `trap`, and `tools` = the assistant behind `mock`.
+/// `main` = echo, `slow` words every 150 ms, `trap`, `shout` runs a tool itself, and `tools` = the assistant behind `mock`.
 fn page_config(mock: &str, extra: &str) -> String {
     format!(
         r#"{{
@@ -82,6 +82,7 @@ fn page_config(mock: &str, extra: &str) -> String {
     main: {{ plugin: "echo" }},
     slow: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "slow", delayMs: "150" }} }},
     trap: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "trap" }} }},
+    shout: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "server-tool" }} }},
     tools: {{ plugin: "assistant", provider: "mock", model: "mock-model" }},
   }} }},
 }}"#

@@ -35,7 +35,7 @@ async fn old_and_new_worlds_serve_side_by_side_each_seeing_its_own_content() {
     let gw = TestGateway::start(&three_worlds_config());
     let log = gw.wait_for_log("three agents installed", |log| log.matches("agent installed").count() >= 3).await;
     for (agent, world) in
-        [("main", "wasmclaw:agent@0.2.0"), ("echo-010", "wasmclaw:agent@0.1.1"), ("echo-011", "wasmclaw:agent@0.1.1")]
+        [("main", "wasmclaw:agent@0.2.0"), ("echo-010", "wasmclaw:agent@0.1.2"), ("echo-011", "wasmclaw:agent@0.1.2")]
     {
         let line = log
             .lines()
@@ -78,7 +78,7 @@ async fn a_component_of_no_supported_world_is_refused_naming_every_world() {
     assert_eq!(res.status(), 422);
     let body: serde_json::Value = res.json().await.unwrap();
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("wasmclaw:agent@0.2.0") && message.contains("wasmclaw:agent@0.1.1"), "{message}");
+    assert!(message.contains("wasmclaw:agent@0.2.0") && message.contains("wasmclaw:agent@0.1.2"), "{message}");
     // The old worlds still serve after the refusal.
     let res = gw.chat(ask("openclaw", "fine")).send().await.unwrap();
     assert_eq!(content(&res.json().await.unwrap()), "fine");

@@ -112,6 +112,17 @@ with sync_playwright() as pw:
     print("   trap reported as:", error_text)
     assert "Error" in error_text and len(error_text) > len("Error"), error_text
 
+    step("a tool the agent runs itself shows its call and its result as they happen")
+    choose_agent(p, "shout")
+    new_session(p)
+    send(p, "hi there")
+    expect(last_reply(p)).to_have_attribute("data-state", "final")
+    expect(last_reply(p).locator(".text")).to_have_text("shouted hi there")
+    server_call = page.get_by_test_id("tool-call").last
+    expect(server_call).to_contain_text("shout")
+    expect(server_call).to_contain_text('"text":"hi there"')
+    expect(page.get_by_test_id("tool-result").last).to_contain_text("HI THERE")
+
     step("a tool call shows as it happens; its result appears in the history")
     choose_agent(p, "tools")
     tools_key = new_session(p)

@@ -30,10 +30,25 @@ function settle(work) {
   return settling;
 }
 
+/**
+ * Run `step` after whatever is settling now, so choices land in the order
+ * they were made: a "New session" still listing must not overrule a session
+ * picked right after it.
+ */
+function then(step) {
+  return settle(settling.then(step));
+}
+
 export function init(connection) {
   conn = connection;
-  $("agent-select").addEventListener("change", (e) => settle(selectAgent(e.target.value)));
-  $("session-select").addEventListener("change", (e) => settle(selectSession(e.target.value)));
+  $("agent-select").addEventListener("change", (e) => {
+    const id = e.target.value;
+    then(() => selectAgent(id));
+  });
+  $("session-select").addEventListener("change", (e) => {
+    const key = e.target.value;
+    then(() => selectSession(key));
+  });
   $("new-session").addEventListener("click", newSession);
   $("chat-form").addEventListener("submit", (e) => {
     e.preventDefault();
@@ -126,6 +141,8 @@ async function loadSessions(want) {
 
 async function selectSession(key) {
   sessionKey = key;
+  // A list refreshed since the choice may show another key.
+  $("session-select").value = key;
   const mine = ++loading;
   const list = $("chat-transcript");
   list.replaceChildren();
@@ -149,7 +166,7 @@ function newSession() {
   if (!agentId) return;
   const key = `agent:${agentId}:ui-${uuid().slice(0, 8)}`;
   fresh.add(key);
-  settle(loadSessions(key).then(() => selectSession(key)));
+  then(() => loadSessions(key).then(() => selectSession(key)));
 }
 
 async function send() {
