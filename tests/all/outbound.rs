@@ -258,3 +258,48 @@ async fn a_client_that_goes_away_aborts_the_outbound_request() {
     let closed_at = tokio::time::timeout(PATIENCE, closed).await.expect("the gateway closed the connection").unwrap();
     assert!(closed_at - gone < Duration::from_secs(1), "closed {:?} after the client left", closed_at - gone);
 }
+
+/// The policy belongs to the agent id: a hot swap keeps it, and an edit to the
+/// entry's `http` block applies to the next run without a restart.
+#[tokio::test]
+async fn the_policy_follows_the_agent_id_through_a_swap_and_a_live_edit() {
+    let (addr, _) = server().await;
+    let hello = format!("http://{addr}/hello");
+    let big = format!("http://{addr}/big");
+    let gw = gateway(&[("act", &format!(r#", http: {{ allow: ["{hello}"] }}"#))], &[]).unwrap();
+    let allowed_only_hello =
+        |reply: &str| reply.contains(&format!("{hello} -> 200")) && reply.contains(&format!("{big} -> error"));
+    let reply = fetch(&gw, "act", &[hello.clone(), big.clone()]).await;
+    assert!(allowed_only_hello(&reply), "{reply}");
+
+    // A swap to a new upload of the agent keeps what its entry grants.
+    let res = crate::hot_swap::admin(&gw, reqwest::Method::PUT, "/act")
+        .body(std::fs::read(FAULTS_WASM).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    let reply = fetch(&gw, "act", &[hello.clone(), big.clone()]).await;
+    assert!(allowed_only_hello(&reply), "after the swap: {reply}");
+
+    // Widening the allow list in the config file applies live, and stays.
+    let widened = format!(
+        r#"{{ gateway: {{ http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} }},
+          agents: {{ entries: {{ main: {{ plugin: "echo" }},
+            act: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "fetch" }}, http: {{ allow: ["{hello}", "{big}"] }} }} }} }} }}"#
+    );
+    std::fs::write(gw.state_dir().join("gateway.json5"), widened).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = fetch(&gw, "act", std::slice::from_ref(&big)).await;
+        if reply.contains(&format!("{big} -> 200")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the widened allow list never applied: {reply}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..3 {
+        let reply = fetch(&gw, "act", &[hello.clone(), big.clone()]).await;
+        assert!(reply.contains(&format!("{hello} -> 200")) && reply.contains(&format!("{big} -> 200")), "{reply}");
+    }
+}

@@ -341,3 +341,35 @@ fn python_with_agents() -> PathBuf {
         })
         .clone()
 }
+
+/// An `input_image` reaches a 0.2 agent, and through the assistant the
+/// provider, as the same image part a chat completion would carry.
+#[tokio::test]
+async fn input_images_reach_the_agent_and_the_provider() {
+    let input = json!([{"role": "user", "content": [
+        {"type": "input_text", "text": "what is this?"},
+        {"type": "input_image", "image_url": "https://x.test/cat.png", "detail": "low"},
+    ]}]);
+    let gw = TestGateway::start(&echo_config());
+    let (status, response) = send(post(&gw, TOKEN, json!({"model": "openclaw", "input": input}))).await;
+    assert_eq!(status, 200, "{response}");
+    let seen = output_text(&response);
+    assert!(seen.contains("what is this?") && seen.contains("[image https://x.test/cat.png detail=low]"), "{seen}");
+
+    let mock = MockProvider::start();
+    mock.push(Reply::text(&["a cat"]));
+    let gw = TestGateway::start(&assistant_config(&mock));
+    let (status, response) = send(post(&gw, TOKEN, json!({"model": "openclaw", "input": input}))).await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(output_text(&response), "a cat");
+    let sent = mock.requests().remove(0).body;
+    let user = sent["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        user["content"],
+        json!([
+            {"type": "text", "text": "what is this?"},
+            {"type": "image_url", "image_url": {"url": "https://x.test/cat.png", "detail": "low"}},
+        ]),
+        "{sent}"
+    );
+}
