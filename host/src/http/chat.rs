@@ -46,7 +46,7 @@ pub async fn completions(
     let completion = Completion::new(request.model.clone().unwrap_or_else(|| "openclaw".into()));
     let mut response = if request.streaming() {
         let encoder = ChunkEncoder::new(completion, request.include_usage());
-        respond_streaming(&gw, handle, encoder).await?
+        respond_streaming(&gw, handle, stream::DataLines(encoder)).await?
     } else {
         let reply = handle.collect().await?;
         Json(completion.whole(&reply)).into_response()
@@ -102,13 +102,13 @@ pub(super) fn start(
 }
 
 /// An SSE answer with the gateway's keep-alive and shutdown grace.
-pub(super) async fn respond_streaming<E: stream::Encoder>(
+pub(super) async fn respond_streaming<W: stream::Wire>(
     gw: &Gateway,
     handle: RunHandle,
-    encoder: E,
+    wire: W,
 ) -> Result<Response, ApiError> {
     let keep_alive = std::time::Duration::from_millis(gw.config.gateway.http.sse_keep_alive_ms);
-    stream::respond(handle, encoder, gw.grace_signal(), keep_alive).await
+    stream::respond(handle, wire, gw.grace_signal(), keep_alive).await
 }
 
 /// Header first, then `model` (see [`agent_of_model`]); no `model` is the default agent.

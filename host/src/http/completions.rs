@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use super::chat::{self, SESSION_HEADER, Turn};
 use super::error::ApiError;
 use super::openai::{Completion, TextRequest};
+use super::stream;
 use crate::auth::Principal;
 use crate::chat::{Message, Role};
 use crate::gateway::Gateway;
@@ -36,7 +37,7 @@ pub async fn completions(
     let (handle, session_key) = chat::start(&gw, caller, &headers, turn)?;
     let completion = Completion::legacy(request.model.clone().unwrap_or_else(|| "openclaw".into()));
     let mut response = if request.streaming() {
-        chat::respond_streaming(&gw, handle, request.encoder(completion)).await?
+        chat::respond_streaming(&gw, handle, stream::DataLines(request.encoder(completion))).await?
     } else {
         let reply = handle.collect().await?;
         Json(request.whole(&completion, &reply)).into_response()

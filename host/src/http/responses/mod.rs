@@ -83,9 +83,8 @@ pub async fn create(
         id: meta.id.clone(),
     };
     let mut response = if request.streaming() {
-        let encoder = Encoder::new(meta, true);
-        let keep_alive = std::time::Duration::from_millis(gw.config.gateway.http.sse_keep_alive_ms);
-        stream::respond(handle, encoder, keeper, gw.grace_signal(), keep_alive).await?
+        let wire = stream::ResponsesWire { encoder: Encoder::new(meta, true), keeper };
+        super::chat::respond_streaming(&gw, handle, wire).await?
     } else {
         let mut encoder = Encoder::new(meta, false);
         while let Some(event) = handle.next().await {
