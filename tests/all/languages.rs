@@ -21,23 +21,10 @@ fn repo() -> &'static Path {
 fn python_bin() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
-        let venv = repo().join("target").join("componentize-py-venv");
-        let bin = venv.join("bin");
-        let installed = |bin: &Path| {
+        python_venv("componentize-py-venv", COMPONENTIZE_PY, |bin| {
             let out = Command::new(bin.join("componentize-py")).arg("--version").output();
             out.is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("0.25.1"))
-        };
-        if !installed(&bin) {
-            let status =
-                Command::new("python3").arg("-m").arg("venv").arg(&venv).status().expect("python3 is required");
-            assert!(status.success(), "python3 -m venv failed (Debian: apt-get install python3-venv)");
-            let status = Command::new(bin.join("pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check", COMPONENTIZE_PY])
-                .status()
-                .unwrap();
-            assert!(status.success(), "pip install {COMPONENTIZE_PY} failed");
-        }
-        bin
+        })
     })
     .clone()
 }

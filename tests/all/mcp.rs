@@ -24,22 +24,7 @@ fn python_with_mcp() -> PathBuf {
 }
 
 fn install_mcp() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let venv = root.join("target").join("mcp-venv");
-    let python = venv.join("bin").join("python");
-    let has_sdk = |py: &Path| {
-        Command::new(py).args(["-c", "import mcp.server.mcpserver, uvicorn"]).output().is_ok_and(|o| o.status.success())
-    };
-    if !has_sdk(&python) {
-        let status = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().expect("python3 is required");
-        assert!(status.success(), "python3 -m venv failed (Debian: apt-get install python3-venv)");
-        let status = Command::new(venv.join("bin").join("pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", "mcp>=2.3,<3"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "pip install mcp failed");
-    }
-    python
+    python_venv("mcp-venv", "mcp>=2.3,<3", |bin| imports(bin, "mcp.server.mcpserver, uvicorn")).join("python")
 }
 
 /// `tests/mcp/server.py` on a free loopback port, until dropped.

@@ -17,20 +17,7 @@ fn python_with_openai() -> PathBuf {
 }
 
 fn install_sdk() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let venv = root.join("target").join("openai-sdk-venv");
-    let python = venv.join("bin").join("python");
-    let has_sdk = |py: &Path| Command::new(py).args(["-c", "import openai"]).output().is_ok_and(|o| o.status.success());
-    if !has_sdk(&python) {
-        let status = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().expect("python3 is required");
-        assert!(status.success(), "python3 -m venv failed (Debian: apt-get install python3-venv)");
-        let status = Command::new(venv.join("bin").join("pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", "openai>=1.40,<3"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "pip install openai failed");
-    }
-    python
+    python_venv("openai-sdk-venv", "openai>=1.40,<3", |bin| imports(bin, "openai")).join("python")
 }
 
 #[test]

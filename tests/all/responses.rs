@@ -322,24 +322,8 @@ async fn a_stream_pings_while_silent_fails_visibly_and_a_hang_up_cancels_the_run
 fn python_with_agents() -> PathBuf {
     static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     PYTHON
-        .get_or_init(|| {
-            let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-            let venv = root.join("target").join("openai-agents-venv");
-            let python = venv.join("bin").join("python");
-            let ready = Command::new(&python).args(["-c", "import agents"]).output().is_ok_and(|o| o.status.success());
-            if !ready {
-                let status =
-                    Command::new("python3").arg("-m").arg("venv").arg(&venv).status().expect("python3 is required");
-                assert!(status.success(), "python3 -m venv failed (Debian: apt-get install python3-venv)");
-                let status = Command::new(venv.join("bin").join("pip"))
-                    .args(["install", "--quiet", "--disable-pip-version-check", "openai-agents>=0.2,<1"])
-                    .status()
-                    .unwrap();
-                assert!(status.success(), "pip install openai-agents failed");
-            }
-            python
-        })
-        .clone()
+        .get_or_init(|| python_venv("openai-agents-venv", "openai-agents>=0.2,<1", |bin| imports(bin, "agents")))
+        .join("python")
 }
 
 /// An `input_image` reaches a 0.2 agent, and through the assistant the

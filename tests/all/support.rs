@@ -22,6 +22,31 @@ pub const ECHO_WASM: &str = env!("WASMCLAW_PLUGIN_ECHO");
 /// A WASI command component: valid, but not an agent.
 pub const NOT_AN_AGENT_WASM: &str = env!("WASMCLAW_FIXTURE_NOT_AN_AGENT");
 
+/// The `bin` folder of the Python venv `target/<name>`, made on first use:
+/// created and given `requirement` unless `ready` already holds. Tests that
+/// share a venv call this through one `OnceLock`, so one test installs and
+/// the others wait. Needs only `python3` with `venv` and PyPI, like CI has.
+pub fn python_venv(name: &str, requirement: &str, ready: impl Fn(&Path) -> bool) -> PathBuf {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target").join(name);
+    let bin = venv.join("bin");
+    if !ready(&bin) {
+        let status = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().expect("python3 is required");
+        assert!(status.success(), "python3 -m venv failed (Debian: apt-get install python3-venv)");
+        let status = Command::new(bin.join("pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", requirement])
+            .status()
+            .unwrap();
+        assert!(status.success(), "pip install {requirement} failed (needs access to PyPI)");
+    }
+    bin
+}
+
+/// Whether the venv `bin`'s Python can `import` the given modules.
+pub fn imports(bin: &Path, modules: &str) -> bool {
+    let code = format!("import {modules}");
+    Command::new(bin.join("python")).args(["-c", &code]).output().is_ok_and(|o| o.status.success())
+}
+
 /// The binary under test.
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_wasmclaw")

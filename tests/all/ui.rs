@@ -29,22 +29,8 @@ fn install_playwright() -> PathBuf {
         Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: the control page tests need Debian's Chromium (apt-get install chromium; .ci/run does)"
     );
-    let venv = root().join("target").join("ui-venv");
-    let python = venv.join("bin").join("python");
-    let has = |py: &Path| {
-        Command::new(py).args(["-c", "import playwright.sync_api"]).output().is_ok_and(|o| o.status.success())
-    };
-    if !has(&python) {
-        let status = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().expect("python3 is required");
-        assert!(status.success(), "python3 -m venv failed (Debian: apt-get install python3-venv)");
-        // The package only: browsers come from Debian, never from `playwright install`.
-        let status = Command::new(venv.join("bin").join("pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", "playwright>=1.40,<2"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "pip install playwright failed (needs access to PyPI)");
-    }
-    python
+    // The package only: browsers come from Debian, never from `playwright install`.
+    python_venv("ui-venv", "playwright>=1.40,<2", |bin| imports(bin, "playwright.sync_api")).join("python")
 }
 
 /// Run `tests/ui/<script>` against `gw` with the URL and token in its environment.
