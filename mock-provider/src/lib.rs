@@ -38,8 +38,8 @@ pub enum ReplyKind {
     Echo,
     /// These tokens.
     Text(Vec<String>),
-    /// One tool call, its arguments in two pieces.
-    ToolCall { id: String, name: String, arguments: String },
+    /// Tool calls `(id, name, arguments)`, in order, each one's arguments in two pieces.
+    ToolCalls(Vec<(String, String, String)>),
     /// An error status with an OpenAI error body.
     Status { code: u16, retry_after: Option<u32>, message: String },
     /// These tokens, then the connection is cut without `[DONE]`.
@@ -70,7 +70,13 @@ impl Reply {
 
     /// A call of `name` with JSON `arguments`.
     pub fn tool_call(id: &str, name: &str, arguments: &str) -> Self {
-        Self::of(ReplyKind::ToolCall { id: id.into(), name: name.into(), arguments: arguments.into() })
+        Self::tool_calls(&[(id, name, arguments)])
+    }
+
+    /// Several tool calls in one reply, as a model calling tools in parallel does.
+    pub fn tool_calls(calls: &[(&str, &str, &str)]) -> Self {
+        let calls = calls.iter().map(|(id, name, args)| (id.to_string(), name.to_string(), args.to_string()));
+        Self::of(ReplyKind::ToolCalls(calls.collect()))
     }
 
     /// An HTTP error.
@@ -254,12 +260,17 @@ async fn completions(State(shared): State<Arc<Shared>>, headers: HeaderMap, Json
         }
         ReplyKind::Text(tokens) => Pieces::Text(tokens.clone(), true),
         ReplyKind::BreakAfter(tokens) => Pieces::Text(tokens.clone(), false),
-        ReplyKind::ToolCall { id, name, arguments } => {
-            let half = arguments.len() / 2;
-            let split = (0..=half).rev().find(|i| arguments.is_char_boundary(*i)).unwrap_or(0);
-            let (a, b) = arguments.split_at(split);
-            Pieces::Tool { id: id.clone(), name: name.clone(), parts: vec![a.to_string(), b.to_string()] }
-        }
+        ReplyKind::ToolCalls(calls) => Pieces::Tools(
+            calls
+                .iter()
+                .map(|(id, name, arguments)| {
+                    let half = arguments.len() / 2;
+                    let split = (0..=half).rev().find(|i| arguments.is_char_boundary(*i)).unwrap_or(0);
+                    let (a, b) = arguments.split_at(split);
+                    ToolPieces { id: id.clone(), name: name.clone(), parts: vec![a.to_string(), b.to_string()] }
+                })
+                .collect(),
+        ),
     };
     let streaming = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let include_usage = body.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
@@ -273,11 +284,14 @@ async fn completions(State(shared): State<Arc<Shared>>, headers: HeaderMap, Json
 enum Pieces {
     /// Tokens, and whether the stream ends properly.
     Text(Vec<String>, bool),
-    Tool {
-        id: String,
-        name: String,
-        parts: Vec<String>,
-    },
+    Tools(Vec<ToolPieces>),
+}
+
+/// One tool call of a reply, its arguments in pieces.
+struct ToolPieces {
+    id: String,
+    name: String,
+    parts: Vec<String>,
 }
 
 impl Pieces {
@@ -288,12 +302,12 @@ impl Pieces {
     fn completion_tokens(&self) -> u32 {
         match self {
             Pieces::Text(t, _) => t.len() as u32,
-            Pieces::Tool { parts, .. } => parts.len() as u32,
+            Pieces::Tools(calls) => calls.iter().map(|c| c.parts.len() as u32).sum(),
         }
     }
 
     fn finish<'a>(&self, reply: &'a Reply) -> &'a str {
-        if matches!(self, Pieces::Tool { .. }) { "tool_calls" } else { reply.finish }
+        if matches!(self, Pieces::Tools(_)) { "tool_calls" } else { reply.finish }
     }
 
     fn chunks(&self, model: &str, reply: &Reply, prompt_tokens: u32, include_usage: bool) -> Vec<String> {
@@ -305,16 +319,18 @@ impl Pieces {
         let mut out = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
         match self {
             Pieces::Text(tokens, _) => out.extend(tokens.iter().map(|t| chunk(json!({"content": t}), None))),
-            Pieces::Tool { id, name, parts } => {
-                out.push(chunk(
-                    json!({"tool_calls": [{"index": 0, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
-                    None,
-                ));
-                out.extend(
-                    parts
-                        .iter()
-                        .map(|p| chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": p}}]}), None)),
-                );
+            Pieces::Tools(calls) => {
+                for (index, ToolPieces { id, name, parts }) in calls.iter().enumerate() {
+                    out.push(chunk(
+                        json!({"tool_calls": [{"index": index, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
+                        None,
+                    ));
+                    out.extend(
+                        parts.iter().map(|p| {
+                            chunk(json!({"tool_calls": [{"index": index, "function": {"arguments": p}}]}), None)
+                        }),
+                    );
+                }
             }
         }
         if !self.completes() {
@@ -336,8 +352,13 @@ impl Pieces {
     fn whole(&self, model: &str, reply: &Reply, prompt_tokens: u32) -> Value {
         let message = match self {
             Pieces::Text(tokens, _) => json!({"role": "assistant", "content": tokens.concat()}),
-            Pieces::Tool { id, name, parts } => json!({"role": "assistant", "content": null, "tool_calls": [
-                {"id": id, "type": "function", "function": {"name": name, "arguments": parts.concat()}}]}),
+            Pieces::Tools(calls) => {
+                let calls: Vec<Value> = calls
+                    .iter()
+                    .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.parts.concat()}}))
+                    .collect();
+                json!({"role": "assistant", "content": null, "tool_calls": calls})
+            }
         };
         json!({"id": "chatcmpl-mock", "object": "chat.completion", "created": 0, "model": model,
                "choices": [{"index": 0, "message": message, "finish_reason": self.finish(reply)}],

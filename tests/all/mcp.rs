@@ -325,3 +325,69 @@ async fn a_server_that_restarts_mid_run_gets_a_new_session_and_the_call_goes_thr
     assert!(seen[0]["session"].is_string(), "first the old session, which the new server does not know: {seen:?}");
     assert!(seen[1]["session"].is_null(), "then a new initialize: {seen:?}");
 }
+
+/// One answer calling a server tool and a client tool: the server's runs in
+/// the gateway, only the client's reaches the client, and the next turn hands
+/// the model both results after their calls.
+#[tokio::test]
+async fn an_answer_calling_both_kinds_runs_the_server_tool_and_hands_the_client_only_its_own() {
+    let server = tokio::task::spawn_blocking(|| McpServer::start(false)).await.unwrap();
+    let mock = MockProvider::start();
+    let http = format!(r#"http: {{ allow: ["{}"] }},"#, server.url());
+    let gw = gateway(&mock, &[agent("research", &http, &format!(r#"mcpServers: "{}""#, server.url()))]);
+    let session = "agent:research:mixed";
+    let weather = json!([{"type": "function", "function": {
+        "name": "get_weather", "description": "Weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+
+    mock.push(Reply::tool_calls(&[
+        ("call_add", "add", r#"{"a": 2, "b": 3}"#),
+        ("call_w", "get_weather", r#"{"city": "Paris"}"#),
+    ]));
+    let res = gw
+        .chat(json!({"model": "agent:research", "messages": [{"role": "user", "content": "add, then weather"}], "tools": weather}))
+        .header("x-openclaw-session-key", session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["choices"][0]["finish_reason"], "tool_calls", "{body}");
+    let calls = body["choices"][0]["message"]["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "only the client's own call: {body}");
+    assert_eq!((calls[0]["id"].as_str(), calls[0]["function"]["name"].as_str()), (Some("call_w"), Some("get_weather")));
+    assert_eq!(mock.requests().len(), 1, "the turn ends with the client's call, no second completion");
+
+    // The client answers its call; the model gets both results after their calls.
+    mock.push(Reply::text(&["5, and sunny."]));
+    let res = gw
+        .chat(json!({"model": "agent:research", "tools": weather,
+            "messages": [{"role": "tool", "tool_call_id": "call_w", "content": "sunny"}]}))
+        .header("x-openclaw-session-key", session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(content(&res.json().await.unwrap()), "5, and sunny.");
+    let sent = mock.requests()[1].body.clone();
+    let messages = sent["messages"].as_array().unwrap();
+    let tail: Vec<(&str, Value)> = messages[messages.len() - 5..]
+        .iter()
+        .map(|m| (m["role"].as_str().unwrap(), m.get("tool_call_id").cloned().unwrap_or(Value::Null)))
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            ("user", Value::Null),
+            ("assistant", Value::Null),
+            ("tool", json!("call_add")),
+            ("assistant", Value::Null),
+            ("tool", json!("call_w")),
+        ],
+        "{sent}"
+    );
+    let n = messages.len();
+    assert_eq!(messages[n - 4]["tool_calls"][0]["function"]["name"], "add", "{sent}");
+    assert!(messages[n - 3]["content"].as_str().unwrap().contains('5'), "the server's result: {sent}");
+    assert_eq!(messages[n - 2]["tool_calls"][0]["id"], "call_w", "{sent}");
+    assert_eq!(messages[n - 1]["content"], "sunny");
+}
