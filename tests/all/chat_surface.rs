@@ -9,7 +9,7 @@ use wasmclaw_mock_provider::MockProvider;
 
 /// `main` = the assistant on the mock provider; `free` may take a per-request
 /// model, `echo` has no provider at all.
-fn assistant_config(mock: &MockProvider, http_extra: &str) -> String {
+pub(crate) fn assistant_config(mock: &MockProvider, http_extra: &str) -> String {
     format!(
         r#"{{
   gateway: {{ http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} {http_extra} }} }},

@@ -59,19 +59,7 @@ fn python_sdk_streams_remembers_and_runs_a_tool_loop_through_the_assistant() {
 #[test]
 fn python_sdk_uses_legacy_completions_models_retrieve_and_every_chat_parameter() {
     let mock = MockProvider::start();
-    let config = format!(
-        r#"{{
-  gateway: {{ http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} }},
-  providers: {{ mock: {{ baseUrl: "{}" }} }},
-  agents: {{ entries: {{
-    main: {{ plugin: "assistant", provider: "mock", model: "small" }},
-    free: {{ plugin: "assistant", provider: "mock", model: "small", allowModelOverride: true }},
-    echo: {{ plugin: "echo" }},
-  }} }},
-}}"#,
-        mock.url()
-    );
-    let gw = TestGateway::start(&config);
+    let gw = TestGateway::start(&crate::chat_surface::assistant_config(&mock, ""));
     run_sdk_script(&gw, "surface_check.py");
 
     let sent: Vec<serde_json::Value> = mock.requests().into_iter().map(|r| r.body).collect();

@@ -43,12 +43,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    if !gw.is_ready() {
-        return Err(ApiError::shutting_down());
-    }
-    super::require_json(&headers)?;
-    let http = &gw.config.gateway.http;
-    let bytes = super::read_body(body, http.max_body_bytes, http.read_timeout_ms).await?;
+    let bytes = super::chat::read_request(&gw, &headers, body).await?;
     let request = ResponsesRequest::parse(&bytes)?;
     let agent = resolve_agent(&gw, &headers, request.model.as_deref())?;
     let explicit_session = header_text(&headers, SESSION_HEADER)?;

@@ -180,16 +180,8 @@ fn chat_message(item: &Value, path: &str, last: Option<&mut Value>) -> Result<Op
                 .get("role")
                 .and_then(Value::as_str)
                 .ok_or_else(|| bad("A message item needs a `role`".into(), &format!("{path}.role")))?;
-            let content = match item.get("content") {
-                Some(Value::String(text)) => Value::String(text.clone()),
-                Some(Value::Array(parts)) => Value::Array(
-                    parts
-                        .iter()
-                        .enumerate()
-                        .map(|(p, part)| chat_part(part, &format!("{path}.content[{p}]")))
-                        .collect::<Result<_, _>>()?,
-                ),
-                _ => return Err(bad("A message item needs `content`".into(), &format!("{path}.content"))),
+            let Some(content) = chat_content(item, "content", path)? else {
+                return Err(bad("A message item needs `content`".into(), &format!("{path}.content")));
             };
             Ok(Some(json!({"role": role, "content": content})))
         }
@@ -218,21 +210,11 @@ fn chat_message(item: &Value, path: &str, last: Option<&mut Value>) -> Result<Op
                 .get("call_id")
                 .and_then(Value::as_str)
                 .ok_or_else(|| bad("A function_call_output item needs `call_id`".into(), &format!("{path}.call_id")))?;
-            let content = match item.get("output") {
-                Some(Value::String(text)) => Value::String(text.clone()),
-                Some(Value::Array(parts)) => Value::Array(
-                    parts
-                        .iter()
-                        .enumerate()
-                        .map(|(p, part)| chat_part(part, &format!("{path}.output[{p}]")))
-                        .collect::<Result<_, _>>()?,
-                ),
-                _ => {
-                    return Err(bad(
-                        "A function_call_output item needs `output` (a string or content parts)".into(),
-                        &format!("{path}.output"),
-                    ));
-                }
+            let Some(content) = chat_content(item, "output", path)? else {
+                return Err(bad(
+                    "A function_call_output item needs `output` (a string or content parts)".into(),
+                    &format!("{path}.output"),
+                ));
             };
             Ok(Some(json!({"role": "tool", "tool_call_id": call_id, "content": content})))
         }
@@ -242,6 +224,22 @@ fn chat_message(item: &Value, path: &str, last: Option<&mut Value>) -> Result<Op
             &format!("{path}.type"),
         )),
     }
+}
+
+/// `item[key]` as chat content: a string as it is, parts each in the chat
+/// shape; `None` when it is neither.
+fn chat_content(item: &Value, key: &str, path: &str) -> Result<Option<Value>, ApiError> {
+    Ok(match item.get(key) {
+        Some(Value::String(text)) => Some(Value::String(text.clone())),
+        Some(Value::Array(parts)) => Some(Value::Array(
+            parts
+                .iter()
+                .enumerate()
+                .map(|(p, part)| chat_part(part, &format!("{path}.{key}[{p}]")))
+                .collect::<Result<_, _>>()?,
+        )),
+        _ => None,
+    })
 }
 
 /// A Responses content part in the chat-completions shape.

@@ -102,13 +102,23 @@ impl LlmState {
     }
 
     /// The next event of a completion the guest holds.
-    pub async fn next(
+    pub async fn next<T>(
         &mut self,
         table: &mut ResourceTable,
         this: &Resource<CompletionStream>,
-    ) -> wasmtime::Result<Result<Option<Event>, LlmFailure>> {
-        let result = table.get_mut(this)?.next().await;
-        Ok(result.map_err(|e| self.failed(e)))
+        to_guest: impl Fn(Event) -> Option<T>,
+    ) -> wasmtime::Result<Result<Option<T>, LlmFailure>> {
+        loop {
+            // An event the guest's world cannot carry is skipped, not an end.
+            match table.get_mut(this)?.next().await {
+                Ok(Some(event)) => match to_guest(event) {
+                    Some(event) => return Ok(Ok(Some(event))),
+                    None => continue,
+                },
+                Ok(None) => return Ok(Ok(None)),
+                Err(e) => return Ok(Err(self.failed(e))),
+            }
+        }
     }
 
     /// The guest dropped a completion: close the upstream request.

@@ -134,17 +134,7 @@ impl llm::HostCompletion for RunState {
         &mut self,
         this: Resource<CompletionStream>,
     ) -> wasmtime::Result<Result<Option<types::Event>, llm::LlmError>> {
-        loop {
-            let next = self.llm.next(&mut self.table, &this).await?;
-            match next {
-                Ok(Some(event)) => match guest_event(event) {
-                    Some(event) => return Ok(Ok(Some(event))),
-                    None => continue,
-                },
-                Ok(None) => return Ok(Ok(None)),
-                Err(e) => return Ok(Err(e.into())),
-            }
-        }
+        Ok(self.llm.next(&mut self.table, &this, guest_event).await?.map_err(Into::into))
     }
 
     fn drop(&mut self, this: Resource<CompletionStream>) -> wasmtime::Result<()> {
