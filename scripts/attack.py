@@ -9,6 +9,11 @@ per-client cap sees distinct clients):
   slowloris       many sockets sending half a header line, one byte a second
   ws-frame-flood  WebSocket upgrades that send a few huge text frames before `connect`
   ws-handshakes   many WebSocket upgrades that never send `connect`
+  handshake-starvation  one address reopening upgrades it never completes while
+                  another client logs in again and again (how many logins succeed)
+  pg-login-flood  (gateway on PostgreSQL: attack.sh --postgres) wrong tokens from
+                  many addresses while stored-session requests run; prints refusals,
+                  their outcomes, /ready and the rows of `auth_failures`
 
 While each runs, /health is probed every 100 ms twice over: on a keep-alive
 connection opened before the attack, and on a new connection each time from an
@@ -19,9 +24,11 @@ import argparse
 import asyncio
 import base64
 import os
+import json
 import resource
 import statistics
 import struct
+import subprocess
 import time
 
 PROBE_EVERY = 0.1
@@ -278,6 +285,179 @@ async def ws_handshakes(host, port, n, seconds, addrs):
     return outcome
 
 
+def ws_text_frame(text):
+    """A masked text frame, as a client must send it."""
+    payload = text.encode()
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return text_frame_header(len(payload))[:-4] + mask + masked
+
+
+async def ws_read_text(reader):
+    """The next server text frame's payload (unmasked frames, no fragments); None on a close."""
+    while True:
+        head = await reader.readexactly(2)
+        opcode, length = head[0] & 0x0F, head[1] & 0x7F
+        if length == 126:
+            length = struct.unpack("!H", await reader.readexactly(2))[0]
+        elif length == 127:
+            length = struct.unpack("!Q", await reader.readexactly(8))[0]
+        payload = await reader.readexactly(length)
+        if opcode == 8:
+            return None
+        if opcode == 1:
+            return payload.decode()
+
+
+async def ws_login(host, port, local, token):
+    """Upgrade, read the challenge, `connect`; 'ok', or why not ('refused 503', 'auth error', ...)."""
+    try:
+        reader, writer = await ws_upgrade(host, port, local)
+    except OSError as e:
+        return "upgrade refused" if "no upgrade" in str(e) else f"connect failed ({e.__class__.__name__})"
+    except (asyncio.TimeoutError, asyncio.IncompleteReadError):
+        return "upgrade timed out"
+    try:
+        await asyncio.wait_for(ws_read_text(reader), 10)
+        connect = {
+            "type": "req", "id": "1", "method": "connect",
+            "params": {"minProtocol": 4, "maxProtocol": 4, "auth": {"token": token},
+                       "client": {"id": "attack.py", "version": "1", "platform": "linux", "mode": "cli"}},
+        }
+        writer.write(ws_text_frame(json.dumps(connect)))
+        await writer.drain()
+        answer = await asyncio.wait_for(ws_read_text(reader), 10)
+        return "ok" if answer and json.loads(answer).get("ok") else f"refused: {answer}"
+    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+        return "no answer to connect"
+    finally:
+        writer.close()
+
+
+async def handshake_starvation(host, port, token, holders, seconds, attacker, client):
+    """`holders` loops on one address, each holding an upgrade until the gateway
+    closes it and then reopening it; meanwhile another address logs in, one
+    login after another."""
+    deadline = time.monotonic() + seconds
+    outcome = {"attacker_upgrades": 0, "attacker_refused": 0, "logins": 0, "logins_ok": 0, "login_failures": {}}
+
+    async def hold():
+        while time.monotonic() < deadline:
+            try:
+                reader, writer = await ws_upgrade(host, port, attacker)
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+                outcome["attacker_refused"] += 1
+                await asyncio.sleep(0.05)
+                continue
+            outcome["attacker_upgrades"] += 1
+            await hold_until_closed(reader, deadline)
+            writer.close()
+
+    async def login():
+        await asyncio.sleep(1)  # let the attacker take what it can first
+        while time.monotonic() < deadline:
+            result = await ws_login(host, port, client, token)
+            outcome["logins"] += 1
+            if result == "ok":
+                outcome["logins_ok"] += 1
+            else:
+                outcome["login_failures"][result] = outcome["login_failures"].get(result, 0) + 1
+            await asyncio.sleep(0.2)
+
+    await asyncio.gather(*(hold() for _ in range(holders)), login(), return_exceptions=True)
+    return outcome
+
+
+def auth_failure_rows(database_url):
+    """Rows of `auth_failures`, through psql (standard library only here)."""
+    psql = next(iter(sorted(glob_psql())), None)
+    if psql is None:
+        return "psql not found"
+    out = subprocess.run([psql, database_url, "-Atc", "SELECT count(*) FROM auth_failures"], capture_output=True, text=True)
+    return out.stdout.strip() if out.returncode == 0 else f"psql failed: {out.stderr.strip()[:120]}"
+
+
+def glob_psql():
+    import glob
+
+    return glob.glob("/usr/lib/postgresql/*/bin/psql") + [p for p in ["/usr/bin/psql"] if os.path.exists(p)]
+
+
+async def http_request(host, port, method, path, token=None, local=None, body=None, headers=()):
+    reader, writer = await asyncio.open_connection(host, port, local_addr=(local, 0) if local else None)
+    try:
+        data = json.dumps(body).encode() if body is not None else b""
+        head = [f"{method} {path} HTTP/1.1", f"Host: {host}", "Connection: close", f"Content-Length: {len(data)}"]
+        if token:
+            head.append(f"Authorization: Bearer {token}")
+        if body is not None:
+            head.append("Content-Type: application/json")
+        head.extend(headers)
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
+        await writer.drain()
+        return await read_response(reader)
+    finally:
+        writer.close()
+
+
+async def pg_login_flood(host, port, token, database_url, addresses, per_address, seconds):
+    """Wrong tokens from `addresses` loopback addresses at once, while one
+    client runs stored-session turns and another polls /ready."""
+    deadline = time.monotonic() + seconds
+    outcome = {"refusals": {}, "session_turns": {}, "turn_seconds": [], "ready": {}, "rows_during_max": 0}
+    done = asyncio.Event()
+
+    def count(table, key):
+        table[key] = table.get(key, 0) + 1
+
+    async def flood(i):
+        local = f"127.0.2.{i + 1}"
+        for n in range(per_address):
+            if time.monotonic() >= deadline:
+                return
+            try:
+                status, _ = await http_request(host, port, "GET", "/v1/models", f"wrong-{i}-{n}", local)
+                count(outcome["refusals"], status)
+            except (OSError, asyncio.IncompleteReadError) as e:
+                count(outcome["refusals"], e.__class__.__name__)
+
+    async def turns():
+        i = 0
+        while not done.is_set():
+            body = {"model": "openclaw", "messages": [{"role": "user", "content": "hi"}]}
+            started = time.monotonic()
+            try:
+                status, _ = await asyncio.wait_for(
+                    http_request(host, port, "POST", "/v1/chat/completions", token, PROBE_ADDR, body,
+                                 [f"x-openclaw-session-key: attack-{i % 20}"]),
+                    10,
+                )
+                count(outcome["session_turns"], status)
+                outcome["turn_seconds"].append(time.monotonic() - started)
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
+                count(outcome["session_turns"], e.__class__.__name__)
+            i += 1
+
+    async def ready():
+        while not done.is_set():
+            try:
+                status, _ = await asyncio.wait_for(http_request(host, port, "GET", "/ready", local=KEEPALIVE_ADDR), 5)
+                count(outcome["ready"], status)
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
+                count(outcome["ready"], e.__class__.__name__)
+            rows = await asyncio.to_thread(auth_failure_rows, database_url)
+            if rows.isdigit():
+                outcome["rows_during_max"] = max(outcome["rows_during_max"], int(rows))
+            await asyncio.sleep(0.2)
+
+    watchers = [asyncio.create_task(turns()), asyncio.create_task(ready())]
+    await asyncio.gather(*(flood(i) for i in range(addresses)), return_exceptions=True)
+    done.set()
+    await asyncio.gather(*watchers, return_exceptions=True)
+    outcome["rows_right_after"] = auth_failure_rows(database_url)
+    return outcome
+
+
 def describe(outcome):
     parts = []
     for key, value in outcome.items():
@@ -336,6 +516,41 @@ async def run_attack(args, pid, name, attack):
     )
 
 
+async def run_pg_login_flood(args):
+    if not args.database_url:
+        print("\n== PostgreSQL login flood: skipped (the gateway is not on PostgreSQL; run attack.sh --postgres,"
+              " which needs initdb from the Debian package `postgresql`)")
+        return
+    host, port = "127.0.0.1", args.port
+    before_rss = rss_kib(args.pid)
+    started = time.monotonic()
+    outcome = await pg_login_flood(
+        host, port, args.token, args.database_url, args.flood_addresses, args.flood_per_address, args.seconds
+    )
+    took = time.monotonic() - started
+    print(f"\n== PostgreSQL login flood: {args.flood_addresses} addresses x {args.flood_per_address} wrong tokens"
+          f" ({took:.1f} s)")
+    print(f"  wrong tokens, by answer:        {outcome['refusals']}")
+    print(f"  stored-session turns, by answer: {outcome['session_turns']}; {latency(outcome['turn_seconds'])}")
+    print(f"  /ready during the flood:        {outcome['ready']}")
+    print(f"  auth_failures rows: most seen during {outcome['rows_during_max']}, right after"
+          f" {outcome['rows_right_after']}", end="")
+    # Rows whose window ended are pruned: wait out the window the gateway was given.
+    await asyncio.sleep(args.flood_window + 2)
+    print(f", {args.flood_window + 2:.0f} s later {auth_failure_rows(args.database_url)}")
+    print(f"  gateway RSS: before {before_rss / 1024:.1f} MiB, after {rss_kib(args.pid) / 1024:.1f} MiB")
+
+
+async def run_handshake_starvation(args, attacker, client):
+    host, port = "127.0.0.1", args.port
+    outcome = await handshake_starvation(host, port, args.token, args.holders, args.seconds, attacker, client)
+    print(f"\n== WebSocket handshake starvation: {args.holders} upgrades held and reopened from {attacker},"
+          f" a real client logging in from {client} ({args.seconds:.0f} s)")
+    print(f"  attacker: {outcome['attacker_upgrades']} upgrades accepted, {outcome['attacker_refused']} refused")
+    print(f"  real client: {outcome['logins_ok']} of {outcome['logins']} logins succeeded"
+          + (f"; failures: {outcome['login_failures']}" if outcome["login_failures"] else ""))
+
+
 async def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True)
@@ -348,6 +563,11 @@ async def main():
     parser.add_argument("--ws-frame-mib", type=int, default=32, help="size of each flood frame")
     parser.add_argument("--settle", type=float, default=3, help="pause before the 'after' figures")
     parser.add_argument("--only", action="append", help="run only these attacks")
+    parser.add_argument("--holders", type=int, default=200, help="upgrades the handshake-starvation attacker holds")
+    parser.add_argument("--database-url", help="the gateway's PostgreSQL (enables pg-login-flood)")
+    parser.add_argument("--flood-addresses", type=int, default=50, help="pg-login-flood source addresses")
+    parser.add_argument("--flood-per-address", type=int, default=200, help="wrong tokens per address")
+    parser.add_argument("--flood-window", type=float, default=5, help="the gateway's rateLimit.windowMs, in s")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -379,6 +599,10 @@ async def main():
             f"WebSocket handshake flood: {args.sockets} upgrades from four addresses, never a connect",
             ws_handshakes(host, port, args.sockets, args.seconds, four_clients),
         )
+    if wanted("handshake-starvation"):
+        await run_handshake_starvation(args, "127.0.0.30", "127.0.0.31")
+    if wanted("pg-login-flood"):
+        await run_pg_login_flood(args)
 
 
 if __name__ == "__main__":

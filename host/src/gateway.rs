@@ -29,15 +29,15 @@ fn spawn_retention(gw: std::sync::Weak<Gateway>, ttl: std::time::Duration) {
 pub struct Gateway {
     pub config: Config,
     pub auth: Authenticator,
-    /// Failed-auth lock-out per client IP, shared by every door; check it
-    /// here, count through [`Gateway::auth_failed`] and [`Gateway::auth_succeeded`].
+    /// Failed-auth lock-out per client, shared by every door; check it
+    /// here, count through [`Gateway::auth_failed`].
     pub lockout: Arc<crate::auth::Lockout>,
     /// In cluster mode, the same counts shared by every instance.
     shared_lockout: Option<Arc<crate::auth::SharedLockout>>,
     pub agents: Arc<Agents>,
     /// One place per WebSocket connection that has not completed `connect`
-    /// (`gateway.ws.maxPendingHandshakes`).
-    pub ws_handshakes: Arc<tokio::sync::Semaphore>,
+    /// (`gateway.ws.maxPendingHandshakes`, per client `…PerClient`).
+    pub ws_handshakes: Arc<crate::auth::ClientPlaces>,
     /// When this gateway started serving (for its uptime).
     pub started: std::time::Instant,
     ready: AtomicBool,
@@ -56,7 +56,9 @@ impl Gateway {
         follow_registry(&agents);
         let lockout = Arc::new(crate::auth::Lockout::new(config.gateway.auth.rate_limit.clone()));
         let shared_lockout = agents.database().map(|db| crate::auth::SharedLockout::new(db.clone(), lockout.clone()));
-        let ws_handshakes = Arc::new(tokio::sync::Semaphore::new(config.gateway.ws.max_pending_handshakes));
+        let ws = &config.gateway.ws;
+        let ws_handshakes =
+            crate::auth::ClientPlaces::new(ws.max_pending_handshakes, ws.pending_handshakes_per_client());
         let gw = Arc::new(Self {
             ws_handshakes,
             started: std::time::Instant::now(),
@@ -88,11 +90,6 @@ impl Gateway {
             tracing::warn!(%ip, lockout_secs = length.as_secs(), "client locked out after repeated auth failures");
         }
         lockout
-    }
-
-    /// A successful authentication of `ip` clears its failures here.
-    pub fn auth_succeeded(&self, ip: std::net::IpAddr) {
-        self.lockout.succeed(ip);
     }
 
     /// True once agents are loaded and until shutdown begins.

@@ -142,3 +142,31 @@ async fn mode_none_needs_no_credentials_and_only_binds_loopback() {
     let log = TestGateway::start_with(open, &[]).err().expect("must not start open on every interface");
     assert!(log.contains("gateway.auth.mode") && log.contains("loopback"), "{log}");
 }
+
+#[tokio::test]
+async fn a_valid_low_privilege_token_does_not_wipe_guesses_at_another() {
+    let gw = TestGateway::start_with(
+        &config(
+            r#"{ mode: "token", token: "operator-secret-11", tokens: [{ name: "reader", token: "reader-secret-11", scopes: ["operator.read"] }],
+                 rateLimit: { maxAttempts: 5, windowMs: 60000, lockoutMs: 60000, exemptLoopback: false } }"#,
+        ),
+        &[],
+    )
+    .unwrap();
+    let read = async || {
+        let res =
+            reqwest::Client::new().get(gw.url("/v1/models")).bearer_auth("reader-secret-11").send().await.unwrap();
+        res.status().as_u16()
+    };
+    // Guesses at the operator secret, each followed by a valid read request.
+    for guess in 0..4 {
+        assert_eq!(status_with(&gw, Some(&format!("Bearer operator-guess-{guess}"))).await, 401);
+        assert_eq!(read().await, 200, "reads pass while the client is not locked out");
+    }
+    assert_eq!(status_with(&gw, Some("Bearer operator-guess-4")).await, 401);
+    // The fifth guess locked the client out, whatever valid token it holds, and it stays out.
+    for _ in 0..3 {
+        assert_eq!(read().await, 429, "the reader's successes cleared the guesses");
+        assert_eq!(status_with(&gw, Some("Bearer operator-secret-11")).await, 429);
+    }
+}

@@ -12,6 +12,7 @@ mod author;
 mod chat_surface;
 mod cli;
 mod cluster;
+mod cluster_auth;
 mod cluster_registry;
 mod config;
 mod connections;

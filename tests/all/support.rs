@@ -701,3 +701,23 @@ fn server_frame_len(b: &[u8]) -> Option<(usize, usize)> {
         n => Some((2, n as usize)),
     }
 }
+
+impl Client {
+    /// Upgrade from the loopback source address `local` (e.g. `127.0.0.2`: another
+    /// client to the per-client caps) and read the challenge; `Err` carries a refusal.
+    pub async fn open_from(
+        gw: &TestGateway,
+        local: &str,
+    ) -> Result<(Self, Value), tokio_tungstenite::tungstenite::Error> {
+        let addr: std::net::SocketAddr = gw.base.trim_start_matches("http://").parse().unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{local}:0").parse().unwrap()).unwrap();
+        let tcp = socket.connect(addr).await.unwrap();
+        let url = gw.base.replace("http://", "ws://");
+        let stream = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
+        let (socket, _) = tokio_tungstenite::client_async(url, stream).await?;
+        let mut c = Self { socket, next_id: 0, backlog: Vec::new() };
+        let challenge = c.read().await.unwrap();
+        Ok((c, challenge))
+    }
+}

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 const APP: &str = "app-secret-5d1e";
 const READER: &str = "reader-secret-77aa";
 const LIMITED: &str = "limited-secret-03bc";
+const MAIN_ADMIN: &str = "main-admin-secret-9e41";
 
 fn tokens_config() -> String {
     r#"{
@@ -15,6 +16,7 @@ fn tokens_config() -> String {
       { name: "web-app", tokenEnv: "WEB_APP_TOKEN", scopes: ["operator.read", "operator.write"], agents: ["main"] },
       { name: "reader", tokenEnv: "READER_TOKEN", scopes: ["operator.read"] },
       { name: "limited", tokenEnv: "LIMITED_TOKEN", scopes: ["operator.write"], rateLimit: { requestsPerMinute: 3 } },
+      { name: "main-admin", tokenEnv: "MAIN_ADMIN_TOKEN", scopes: ["operator.admin"], agents: ["main"] },
     ] },
     http: { endpoints: { chatCompletions: { enabled: true } } },
   },
@@ -31,6 +33,7 @@ fn start() -> TestGateway {
             ("WEB_APP_TOKEN", APP),
             ("READER_TOKEN", READER),
             ("LIMITED_TOKEN", LIMITED),
+            ("MAIN_ADMIN_TOKEN", MAIN_ADMIN),
         ],
     )
     .unwrap_or_else(|log| panic!("gateway failed to start:\n{log}"))
@@ -163,4 +166,75 @@ async fn a_websocket_client_gets_the_scopes_it_asked_for_and_its_token_holds() {
     // Asking for nothing in particular grants what the credential holds.
     let (_, hello) = ws_connect(&gw, TOKEN, json!(null)).await;
     assert_eq!(hello["payload"]["auth"]["scopes"], json!(["operator.read", "operator.write", "operator.admin"]));
+}
+
+#[tokio::test]
+async fn websocket_runs_count_against_the_token_rate_like_http_requests() {
+    let gw = start();
+    let (mut c, hello) = ws_connect(&gw, LIMITED, json!(["operator.write"])).await;
+    assert_eq!(hello["ok"], true, "{hello}");
+    // Three runs, whichever method starts them: the rate's minute's worth.
+    for (i, method) in ["agent", "chat.send", "agent"].into_iter().enumerate() {
+        let res = c
+            .call(method, json!({"message": "hi", "sessionKey": format!("s{i}"), "idempotencyKey": format!("k{i}")}))
+            .await;
+        assert_eq!(res["ok"], true, "run {i} is within the rate: {res}");
+    }
+    // Past it: every method that starts work is refused with a retry hint, and keeps being refused.
+    for (i, method) in ["agent", "chat.send", "agent"].into_iter().enumerate() {
+        let res = c.call(method, json!({"message": "hi", "idempotencyKey": format!("over{i}")})).await;
+        assert_eq!(res["ok"], false, "{method} past the rate: {res}");
+        let e = &res["error"];
+        assert_eq!(
+            (e["code"].as_str(), e["details"]["code"].as_str()),
+            (Some("UNAVAILABLE"), Some("RATE_LIMITED")),
+            "{res}"
+        );
+        assert_eq!(e["retryable"], true, "{res}");
+        let retry = e["details"]["retryAfterMs"].as_u64().unwrap();
+        assert!((1000..=60_000).contains(&retry), "{res}");
+        assert!(e["message"].as_str().unwrap().contains("rateLimit"), "the message names the setting: {res}");
+    }
+    // Methods that start nothing stay open, and HTTP shares the same rate.
+    let waited = c.call("agent.wait", json!({"runId": "none", "timeoutMs": 1})).await;
+    assert!(waited["error"]["details"]["code"] != "RATE_LIMITED", "{waited}");
+    assert_eq!(chat_as(&gw, LIMITED, "openclaw/main").await.status(), 429);
+    // Three runs ran, none past the rate.
+    let ran = r#"wasmclaw_run_duration_seconds_count{agent="main"} 3"#;
+    gw.wait_for_metrics(&[ran, r#"wasmclaw_token_requests_total{token="limited",outcome="rate_limited"} 4"#]).await;
+    let res = c.call("agent", json!({"message": "hi", "idempotencyKey": "later"})).await;
+    assert_eq!(res["error"]["details"]["code"], "RATE_LIMITED", "{res}");
+    assert!(gw.metrics().await.lines().any(|l| l == ran), "a refused request ran");
+}
+
+#[tokio::test]
+async fn a_token_limited_to_some_agents_sees_only_theirs_on_metrics_and_websocket_health() {
+    let gw = start();
+    // Runs on both agents, and requests by several credentials.
+    for model in ["openclaw/main", "openclaw/beta"] {
+        assert_eq!(chat_as(&gw, TOKEN, model).await.status(), 200);
+    }
+    assert_eq!(chat_as(&gw, APP, "openclaw/main").await.status(), 200);
+    assert_eq!(get_as(&gw, READER, "/v1/models").await.status(), 200);
+    let all = gw
+        .wait_for_metrics(&[
+            r#"wasmclaw_run_duration_seconds_count{agent="beta"} 1"#,
+            r#"wasmclaw_run_duration_seconds_count{agent="main"} 2"#,
+            r#"wasmclaw_token_requests_total{token="reader",outcome="allowed"} 1"#,
+        ])
+        .await;
+    assert!(all.contains(r#"token="web-app""#), "the main secret sees every name:\n{all}");
+    let res = get_as(&gw, MAIN_ADMIN, "/metrics").await;
+    assert_eq!(res.status(), 200);
+    let mine = res.text().await.unwrap();
+    assert!(mine.contains(r#"wasmclaw_run_duration_seconds_count{agent="main"} 2"#), "its agent's lines:\n{mine}");
+    assert!(mine.contains(r#"token="main-admin""#), "its own name:\n{mine}");
+    for other in [r#"agent="beta""#, r#"token="web-app""#, r#"token="reader""#, r#"token="operator""#] {
+        assert!(!mine.contains(other), "{other} shown to a token limited to main:\n{mine}");
+    }
+    // WebSocket health counts the agents the caller may use.
+    let (mut app, _) = ws_connect(&gw, APP, json!(["operator.read"])).await;
+    assert_eq!(app.call("health", json!({})).await["payload"]["agents"], 1);
+    let (mut operator, _) = ws_connect(&gw, TOKEN, json!(["operator.read"])).await;
+    assert_eq!(operator.call("health", json!({})).await["payload"]["agents"], 2);
 }

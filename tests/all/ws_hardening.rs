@@ -114,6 +114,34 @@ async fn handshakes_beyond_the_cap_are_refused_while_connected_clients_keep_work
     }
 }
 
+#[tokio::test]
+async fn one_client_holding_handshakes_cannot_keep_another_from_logging_in() {
+    let gw = TestGateway::start(&config(", ws: { maxPendingHandshakes: 8 }"));
+    // One address without credentials opens upgrades and never sends connect.
+    let mut held = Vec::new();
+    let refused = loop {
+        match Client::open_from(&gw, "127.0.0.1").await {
+            Ok((c, _)) => held.push(c),
+            Err(tokio_tungstenite::tungstenite::Error::Http(res)) => break res.status(),
+            Err(e) => panic!("{e}"),
+        }
+        assert!(held.len() <= 8, "more pending handshakes than the gateway's cap");
+    };
+    assert_eq!(refused, 503);
+    assert_eq!(held.len(), 6, "one client gets three quarters of the places");
+    // Another client logs in every time, while the first keeps reopening upgrades.
+    for attempt in 0..10 {
+        let again = Client::open_from(&gw, "127.0.0.1").await;
+        assert!(again.is_err(), "the holder got past its share");
+        let (mut real, _) = Client::open_from(&gw, "127.0.0.2")
+            .await
+            .unwrap_or_else(|e| panic!("login {attempt} of another client refused: {e}"));
+        assert_eq!(real.call("connect", connect_params(TOKEN)).await["ok"], true, "login {attempt}");
+    }
+    gw.wait_for_log("the refusal naming the setting", |log| log.contains("gateway.ws.maxPendingHandshakesPerClient"))
+        .await;
+}
+
 /// Read a run of `chat.send` to its end, `pause` before each frame; checks
 /// order and cumulative fields on the way. Returns (agent deltas joined,
 /// chat deltas joined, final chat payload, frames read).

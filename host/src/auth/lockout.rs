@@ -1,80 +1,128 @@
-//! Failed-auth rate limiting per client IP.
+//! Failed-auth lock-out per client (an IPv4 address, an IPv6 /64).
+//!
+//! Two tables: failures counted inside their window, and lock-outs in force.
+//! Counts are bounded by evicting the oldest, so a scan from many addresses
+//! costs bounded memory; lock-outs are never evicted before they end (a
+//! flood of single failures from elsewhere must not free a locked client),
+//! and are bounded by their own, larger cap. A success clears nothing: the
+//! failures of an address are not any one credential's, so a valid
+//! low-privilege token must not wipe the guesses made at another.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::client_key;
 use crate::config::RateLimitConfig;
 
-/// Addresses tracked at most: past this the oldest entry is evicted, so a
-/// scan from many addresses costs bounded memory and O(1) per failure.
-const MAX_ENTRIES: usize = 10_000;
+/// Clients whose failures are counted at most: past this the oldest count is
+/// dropped (that client starts its window again).
+const MAX_COUNTING: usize = 10_000;
+/// Lock-outs in force at most (~50 bytes each). Past this a new lock-out is
+/// refused, with a warning, rather than freeing one that is in force.
+const MAX_LOCKED: usize = 100_000;
+/// How long a full lock-out table is not swept again after a sweep freed nothing.
+const SWEEP_PAUSE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
 struct Failures {
     window_start: Instant,
     count: u32,
-    locked_until: Option<Instant>,
     /// Insertion number, to tell a live entry from a stale queue slot.
     seq: u64,
 }
 
-/// The table and its insertion order.
+/// Both tables and the counting table's insertion order.
 #[derive(Default)]
 struct Table {
-    entries: HashMap<IpAddr, Failures>,
-    /// (seq, address), oldest first; slots of removed entries are skipped lazily.
+    counting: HashMap<IpAddr, Failures>,
+    /// (seq, client), oldest first; slots of removed entries are skipped lazily.
     order: VecDeque<(u64, IpAddr)>,
     next_seq: u64,
+    /// Client → end of its lock-out.
+    locked: HashMap<IpAddr, Instant>,
+    /// No sweep of a full `locked` before this.
+    next_sweep: Option<Instant>,
 }
 
 impl Table {
-    fn insert(&mut self, ip: IpAddr, now: Instant) -> &mut Failures {
-        while self.entries.len() >= MAX_ENTRIES {
-            let Some((seq, old)) = self.order.pop_front() else { break };
-            if self.entries.get(&old).is_some_and(|f| f.seq == seq) {
-                self.entries.remove(&old);
+    fn count(&mut self, client: IpAddr, now: Instant) -> &mut Failures {
+        if !self.counting.contains_key(&client) {
+            while self.counting.len() >= MAX_COUNTING {
+                let Some((seq, old)) = self.order.pop_front() else { break };
+                if self.counting.get(&old).is_some_and(|f| f.seq == seq) {
+                    self.counting.remove(&old);
+                }
             }
+            // Stale slots pile up when counts end in lock-outs; keep the queue in proportion.
+            if self.order.len() > 2 * MAX_COUNTING {
+                let counting = &self.counting;
+                self.order.retain(|(seq, ip)| counting.get(ip).is_some_and(|f| f.seq == *seq));
+            }
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.order.push_back((seq, client));
+            self.counting.insert(client, Failures { window_start: now, count: 0, seq });
         }
-        // Stale slots pile up when entries are cleared by success; keep the queue in proportion.
-        if self.order.len() > 2 * MAX_ENTRIES {
-            let entries = &self.entries;
-            self.order.retain(|(seq, ip)| entries.get(ip).is_some_and(|f| f.seq == *seq));
+        self.counting.get_mut(&client).expect("just inserted")
+    }
+
+    /// The end of `client`'s lock-out, if one is in force.
+    fn locked_until(&self, client: IpAddr, now: Instant) -> Option<Instant> {
+        self.locked.get(&client).copied().filter(|until| *until > now)
+    }
+
+    /// Lock `client` out until `until` (a lock-out in force is only ever
+    /// extended); false when the table is full of lock-outs in force.
+    fn lock(&mut self, client: IpAddr, until: Instant, now: Instant) -> bool {
+        if let Some(current) = self.locked.get_mut(&client) {
+            *current = (*current).max(until);
+            return true;
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.order.push_back((seq, ip));
-        self.entries.insert(ip, Failures { window_start: now, count: 0, locked_until: None, seq });
-        self.entries.get_mut(&ip).expect("just inserted")
+        if self.locked.len() >= MAX_LOCKED && self.next_sweep.is_none_or(|at| at <= now) {
+            self.locked.retain(|_, until| *until > now);
+            self.next_sweep = (self.locked.len() >= MAX_LOCKED).then_some(now + SWEEP_PAUSE);
+        }
+        if self.locked.len() >= MAX_LOCKED {
+            return false;
+        }
+        self.locked.insert(client, until);
+        true
     }
 }
 
-/// Counts failed attempts per IP and locks an IP out after too many.
+/// Counts failed attempts per client and locks a client out after too many.
 pub struct Lockout {
     config: RateLimitConfig,
-    failures: Mutex<Table>,
+    table: Mutex<Table>,
 }
 
 impl Lockout {
     /// A limiter with `config`.
     pub fn new(config: RateLimitConfig) -> Self {
-        Self { config, failures: Mutex::new(Table::default()) }
+        Self { config, table: Mutex::new(Table::default()) }
     }
 
     fn applies(&self, ip: IpAddr) -> bool {
         !(self.config.exempt_loopback && ip.is_loopback())
     }
 
-    /// `Err(seconds)` while `ip` is locked out.
+    /// `Err(seconds)` while `ip`'s client is locked out.
     pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
         if !self.applies(ip) {
             return Ok(());
         }
         let now = Instant::now();
-        match self.failures.lock().unwrap().entries.get(&ip).and_then(|f| f.locked_until) {
-            Some(until) if until > now => Err((until - now).as_secs().max(1)),
-            _ => Ok(()),
+        let mut table = self.table.lock().unwrap();
+        let client = client_key(ip);
+        match table.locked_until(client, now) {
+            Some(until) => Err((until - now).as_secs().max(1)),
+            None => {
+                // An ended lock-out goes at its owner's next visit (or the next sweep).
+                table.locked.remove(&client);
+                Ok(())
+            }
         }
     }
 
@@ -86,47 +134,43 @@ impl Lockout {
         let now = Instant::now();
         let window = Duration::from_millis(self.config.window_ms);
         let lockout = Duration::from_millis(self.config.lockout_ms);
-        let mut table = self.failures.lock().unwrap();
-        let f = match table.entries.get_mut(&ip) {
-            Some(f) => f,
-            None => table.insert(ip, now),
-        };
+        let client = client_key(ip);
+        let mut table = self.table.lock().unwrap();
+        if table.locked_until(client, now).is_some() {
+            return None;
+        }
+        let f = table.count(client, now);
         if now - f.window_start >= window {
             f.window_start = now;
             f.count = 0;
         }
         f.count += 1;
-        if f.count >= self.config.max_attempts {
-            f.locked_until = Some(now + lockout);
-            f.count = 0;
-            f.window_start = now;
-            return Some(lockout);
+        if f.count < self.config.max_attempts {
+            return None;
         }
-        None
+        table.counting.remove(&client);
+        if !table.lock(client, now + lockout, now) {
+            tracing::warn!(
+                client = %client,
+                max = MAX_LOCKED,
+                "client not locked out: the lock-out table is full of lock-outs in force"
+            );
+            return None;
+        }
+        Some(lockout)
     }
 
-    /// A successful attempt clears the count.
-    pub fn succeed(&self, ip: IpAddr) {
-        if self.applies(ip) {
-            self.failures.lock().unwrap().entries.remove(&ip);
-        }
-    }
-
-    /// Lock `ip` out for `length` from now: another instance counted the
-    /// failures (cluster mode).
+    /// Lock `ip`'s client out for `length` from now: another instance counted
+    /// the failures (cluster mode).
     pub fn lock_for(&self, ip: IpAddr, length: Duration) {
         if !self.applies(ip) {
             return;
         }
         let now = Instant::now();
-        let mut table = self.failures.lock().unwrap();
-        let f = match table.entries.get_mut(&ip) {
-            Some(f) => f,
-            None => table.insert(ip, now),
-        };
-        f.locked_until = Some(now + length);
-        f.count = 0;
-        f.window_start = now;
+        let client = client_key(ip);
+        let mut table = self.table.lock().unwrap();
+        table.counting.remove(&client);
+        table.lock(client, now + length, now);
     }
 
     /// The policy this table enforces.
@@ -157,21 +201,50 @@ mod tests {
     }
 
     #[test]
-    fn many_addresses_cost_bounded_memory_and_recent_lockouts_hold() {
+    fn many_addresses_cost_bounded_memory_and_never_free_a_lockout() {
         let l = Lockout::new(RateLimitConfig { lockout_ms: 600_000, ..limiter(false).config });
-        // Three times the bound, every address within its window.
-        for i in 0..(3 * MAX_ENTRIES as u32) {
-            l.fail(IpAddr::from(i.to_be_bytes()));
+        let locked: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..3 {
+            l.fail(locked);
         }
-        let table = l.failures.lock().unwrap();
-        assert!(table.entries.len() <= MAX_ENTRIES, "{} entries", table.entries.len());
-        assert!(table.order.len() <= 2 * MAX_ENTRIES + 1);
+        assert!(l.check(locked).is_err());
+        // Three times the bound of single failures, every address within its window.
+        for i in 0..(3 * MAX_COUNTING as u32) {
+            l.fail(IpAddr::from((0x0a00_0000 + i).to_be_bytes()));
+        }
+        let table = l.table.lock().unwrap();
+        assert!(table.counting.len() <= MAX_COUNTING, "{} entries", table.counting.len());
+        assert!(table.order.len() <= 2 * MAX_COUNTING + 1);
         drop(table);
-        let recent: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(l.check(locked).is_err(), "the flood evicted a lock-out in force");
+        let recent: IpAddr = "192.0.2.2".parse().unwrap();
         for _ in 0..3 {
             l.fail(recent);
         }
         assert!(l.check(recent).is_err(), "the newest lock-out holds");
+    }
+
+    #[test]
+    fn a_full_lockout_table_refuses_new_lockouts_and_keeps_the_old() {
+        let l = Lockout::new(RateLimitConfig { max_attempts: 1, lockout_ms: 600_000, ..limiter(false).config });
+        for i in 0..MAX_LOCKED as u32 {
+            assert!(l.fail(IpAddr::from((0x0a00_0000 + i).to_be_bytes())).is_some());
+        }
+        let first: IpAddr = "10.0.0.0".parse().unwrap();
+        let late: IpAddr = "192.0.2.9".parse().unwrap();
+        assert!(l.fail(late).is_none(), "no room: refused, not evicting");
+        assert!(l.check(first).is_err() && l.check(late).is_ok());
+        assert_eq!(l.table.lock().unwrap().locked.len(), MAX_LOCKED);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_slash_64() {
+        let l = limiter(false);
+        for host in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"] {
+            l.fail(host.parse().unwrap());
+        }
+        assert!(l.check("2001:db8:1:2:abcd::9".parse().unwrap()).is_err(), "the whole /64 is locked out");
+        assert!(l.check("2001:db8:1:3::1".parse().unwrap()).is_ok(), "the next /64 is not");
     }
 
     #[test]

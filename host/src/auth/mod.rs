@@ -1,11 +1,13 @@
 //! Authentication for every door (HTTP bearer, WS `connect`): a presented
 //! secret becomes a [`Principal`] with scopes, or nothing.
 
+mod client;
 mod lockout;
 mod principal;
 mod rate;
 mod shared;
 
+pub use client::{ClientPlace, ClientPlaces, NoPlace, client_key};
 pub use lockout::Lockout;
 pub use principal::{Principal, Scope};
 pub use rate::RequestRate;

@@ -134,6 +134,10 @@ pub struct WsConfig {
     /// refused with `503` before the upgrade.
     #[serde(default = "default_pending_handshakes")]
     pub max_pending_handshakes: usize,
+    /// Of those, at most this many from one client address (IPv6: one /64);
+    /// default three quarters, so one address can never take them all.
+    #[serde(default)]
+    pub max_pending_handshakes_per_client: Option<usize>,
     /// A client that takes no bytes for this long while frames wait for it
     /// is disconnected (reading slowly is fine, not reading is not).
     #[serde(default = "default_send_timeout")]
@@ -146,12 +150,20 @@ impl Default for WsConfig {
             tick_interval_ms: default_tick(),
             max_payload_bytes: default_ws_max_payload(),
             max_pending_handshakes: default_pending_handshakes(),
+            max_pending_handshakes_per_client: None,
             send_timeout_ms: default_send_timeout(),
         }
     }
 }
 
 impl WsConfig {
+    /// Pending handshakes one client may hold: as configured, else the most
+    /// that still leaves a quarter of the places to everyone else.
+    pub fn pending_handshakes_per_client(&self) -> usize {
+        let max = self.max_pending_handshakes;
+        self.max_pending_handshakes_per_client.unwrap_or(max - max / 4).clamp(1, max.max(1))
+    }
+
     /// Largest frame after connect: room for a base64 component upload.
     pub fn max_payload(&self, max_component_bytes: usize) -> usize {
         (max_component_bytes / 3 + 1) * 4 + (64 << 10)
@@ -566,6 +578,17 @@ impl Config {
             if value == 0 {
                 return Err(value_error(key, "must be at least 1".into()));
             }
+        }
+        match ws.max_pending_handshakes_per_client {
+            Some(0) => {
+                return Err(value_error("gateway.ws.maxPendingHandshakesPerClient", "must be at least 1".into()));
+            }
+            Some(n) if n > ws.max_pending_handshakes => {
+                let message =
+                    format!("{n} is more than gateway.ws.maxPendingHandshakes ({})", ws.max_pending_handshakes);
+                return Err(value_error("gateway.ws.maxPendingHandshakesPerClient", message));
+            }
+            _ => {}
         }
         if self.gateway.auth.rate_limit.max_attempts == 0 {
             return Err(value_error("gateway.auth.rateLimit.maxAttempts", "must be at least 1".into()));

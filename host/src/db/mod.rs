@@ -33,6 +33,8 @@ const LANES_CHANNEL: &str = "wasmclaw_lanes";
 /// How long opening a connection may take; also how long a request waits for
 /// a pooled connection. A database that is down must fail requests fast.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `/ready` reports a starved pool after a request last waited in vain.
+const STARVED_FOR: Duration = Duration::from_secs(5);
 
 /// Something the database told every instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +99,11 @@ fn describe(e: &tokio_postgres::Error) -> String {
 /// The shared database of a cluster; one per process.
 pub struct Postgres {
     pool: Pool,
+    /// One connection for background writes (batched counters), so that no
+    /// amount of them can take a connection a request needs.
+    background: Pool,
+    /// When a request last waited [`CONNECT_TIMEOUT`] for a pooled connection in vain.
+    starved_at: std::sync::Mutex<Option<std::time::Instant>>,
     control: Arc<Control>,
     /// The reconnecting supervisor and the probe; stopped with this value.
     tasks: Vec<JoinHandle<()>>,
@@ -129,16 +136,52 @@ impl Postgres {
             let mut client = pool.get().await?;
             migrations::run(&mut client).await?;
         }
+        let background = background_pool(&config)?;
         let control = Arc::new(Control::new(config, pool.clone()));
         let driver = control.open().await?;
         let tasks = vec![tokio::spawn(control.clone().supervise(driver)), tokio::spawn(control.clone().probe())];
         tracing::info!(migrations = migrations::POSTGRES.len(), "connected to the database");
-        Ok(Arc::new(Self { pool, control, tasks }))
+        Ok(Arc::new(Self { pool, background, starved_at: Default::default(), control, tasks }))
     }
 
-    /// A pooled connection; fails fast with `Unavailable` while the database is down.
+    /// A pooled connection; fails fast with `Unavailable` while the database is
+    /// down, and after [`CONNECT_TIMEOUT`] when every connection is busy.
     pub async fn client(&self) -> Result<deadpool_postgres::Object, DbError> {
-        Ok(self.pool.get().await?)
+        match self.pool.get().await {
+            Ok(client) => Ok(client),
+            Err(e) => {
+                if matches!(e, PoolError::Timeout(_)) {
+                    self.starved();
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The background connection (one, apart from the pool): for writes that
+    /// may wait, so that they never take a connection from requests.
+    pub async fn background_client(&self) -> Result<deadpool_postgres::Object, DbError> {
+        Ok(self.background.get().await?)
+    }
+
+    fn starved(&self) {
+        let now = std::time::Instant::now();
+        let before = self.starved_at.lock().unwrap_or_else(|p| p.into_inner()).replace(now);
+        if before.is_none_or(|at| now - at >= STARVED_FOR) {
+            let status = self.pool.status();
+            tracing::warn!(
+                max_connections = status.max_size,
+                waiting = status.waiting,
+                "no pooled database connection within {} s: all database.maxConnections are busy; reporting not ready",
+                CONNECT_TIMEOUT.as_secs()
+            );
+        }
+    }
+
+    /// True while requests recently waited for a pooled connection in vain
+    /// (the pool is too small for the load, or its connections hang); drives `/ready`.
+    pub fn is_starved(&self) -> bool {
+        self.starved_at.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|at| at.elapsed() < STARVED_FOR)
     }
 
     /// NOTIFY payloads from every instance on [`CHANNELS`], plus
@@ -157,6 +200,18 @@ impl Postgres {
     pub async fn lane_lock(&self, key: &str) -> Result<LaneLock, DbError> {
         lane::acquire(&self.control, key).await
     }
+}
+
+/// The pool of one [`Postgres::background_client`] connection.
+fn background_pool(config: &tokio_postgres::Config) -> Result<Pool, DbError> {
+    Pool::builder(Manager::new(config.clone(), NoTls))
+        .max_size(1)
+        .wait_timeout(Some(CONNECT_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .recycle_timeout(Some(CONNECT_TIMEOUT))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| DbError::Unavailable(format!("cannot build the background connection pool: {e}")))
 }
 
 impl Drop for Postgres {

@@ -34,6 +34,7 @@ use error::ApiError;
 pub use listener::{ConnectionLimits, fd_limit, raise_fd_limit, serve};
 pub use sessions::transcript_json;
 
+use crate::auth::Principal;
 use crate::gateway::Gateway;
 
 /// All routes of the gateway port, from the one table in `routes`.
@@ -100,9 +101,17 @@ async fn count_requests(State(gw): State<Arc<Gateway>>, request: Request, next: 
     response
 }
 
-/// `GET /metrics`: Prometheus text.
-async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
-    let body = gw.agents.metrics().render(&gw.agents.gauges());
+/// `GET /metrics`: Prometheus text; a credential limited to some agents gets
+/// their lines and its own name only (a loopback scraper has no principal: all).
+async fn metrics(State(gw): State<Arc<Gateway>>, principal: Option<axum::Extension<Principal>>) -> Response {
+    let (metrics, gauges) = (gw.agents.metrics(), gw.agents.gauges());
+    let body = match principal {
+        Some(axum::Extension(p)) if !p.may_use_every_agent() => {
+            let may_use = |agent: &str| p.may_use_named(agent);
+            metrics.render_for(&gauges, &crate::metrics::View::restricted(&may_use, p.name()))
+        }
+        _ => metrics.render(&gauges),
+    };
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -180,16 +180,10 @@ async fn authorize(
 fn authenticate(gw: &Gateway, peer: SocketAddr, request: &Request) -> Result<Principal, ApiError> {
     let ip = peer.ip();
     gw.lockout.check(ip).map_err(ApiError::locked_out)?;
-    match gw.auth.authenticate_bearer(request.headers()) {
-        Ok(principal) => {
-            gw.auth_succeeded(ip);
-            Ok(principal)
-        }
-        Err(failure) => {
-            gw.auth_failed(ip);
-            Err(failure.into())
-        }
-    }
+    gw.auth.authenticate_bearer(request.headers()).map_err(|failure| {
+        gw.auth_failed(ip);
+        failure.into()
+    })
 }
 
 #[cfg(test)]

@@ -116,6 +116,35 @@ impl Closed {
     }
 }
 
+/// Which lines of the exposition a caller gets: an agent-restricted
+/// credential sees the lines of its agents and its own name only.
+pub struct View<'a> {
+    /// `None`: every agent.
+    agents: Option<&'a dyn Fn(&str) -> bool>,
+    /// `None`: every credential name; otherwise only this one.
+    token: Option<&'a str>,
+}
+
+impl<'a> View<'a> {
+    /// Everything (the main secret, an unrestricted admin, a loopback scraper).
+    pub fn all() -> Self {
+        Self { agents: None, token: None }
+    }
+
+    /// Lines of agents `agents` accepts, and of the credential `token` only.
+    pub fn restricted(agents: &'a dyn Fn(&str) -> bool, token: &'a str) -> Self {
+        Self { agents: Some(agents), token: Some(token) }
+    }
+
+    fn agent(&self, agent: &str) -> bool {
+        self.agents.is_none_or(|may| may(agent))
+    }
+
+    fn token(&self, name: &str) -> bool {
+        self.token.is_none_or(|own| own == name)
+    }
+}
+
 /// Point-in-time values the registry does not own.
 pub struct Gauges {
     pub active_runs: usize,
@@ -213,8 +242,13 @@ impl Metrics {
         self.accept_errors.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition, every line.
     pub fn render(&self, gauges: &Gauges) -> String {
+        self.render_for(gauges, &View::all())
+    }
+
+    /// The Prometheus text exposition as `view` may see it.
+    pub fn render_for(&self, gauges: &Gauges, view: &View) -> String {
         let mut out = String::new();
         let head = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -224,11 +258,11 @@ impl Metrics {
             let _ = writeln!(out, "wasmclaw_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
         }
         head(&mut out, "wasmclaw_run_duration_seconds", "histogram", "Agent run duration.");
-        for (agent, h) in self.run_seconds.lock().unwrap().iter() {
+        for (agent, h) in self.run_seconds.lock().unwrap().iter().filter(|(a, _)| view.agent(a)) {
             h.render(&mut out, "wasmclaw_run_duration_seconds", agent);
         }
         head(&mut out, "wasmclaw_run_first_event_seconds", "histogram", "Time from run start to its first event.");
-        for (agent, h) in self.first_event_seconds.lock().unwrap().iter() {
+        for (agent, h) in self.first_event_seconds.lock().unwrap().iter().filter(|(a, _)| view.agent(a)) {
             h.render(&mut out, "wasmclaw_run_first_event_seconds", agent);
         }
         head(
@@ -237,7 +271,7 @@ impl Metrics {
             "counter",
             "Runs that did not complete, by kind (trap, timeout, …).",
         );
-        for ((agent, kind), n) in self.run_failures.lock().unwrap().iter() {
+        for ((agent, kind), n) in self.run_failures.lock().unwrap().iter().filter(|((a, _), _)| view.agent(a)) {
             let _ = writeln!(out, "wasmclaw_run_failures_total{{agent=\"{agent}\",kind=\"{kind}\"}} {n}");
         }
         head(&mut out, "wasmclaw_runs_active", "gauge", "Runs in flight.");
@@ -266,7 +300,7 @@ impl Metrics {
             "counter",
             "Authenticated requests by credential name and outcome (allowed, forbidden, rate_limited).",
         );
-        for (token, counts) in self.token_requests.lock().unwrap().iter() {
+        for (token, counts) in self.token_requests.lock().unwrap().iter().filter(|(t, _)| view.token(t)) {
             for (outcome, n) in TOKEN_OUTCOMES.iter().zip(counts).filter(|(_, n)| **n > 0) {
                 let _ = writeln!(out, "wasmclaw_token_requests_total{{token=\"{token}\",outcome=\"{outcome}\"}} {n}");
             }
@@ -275,7 +309,7 @@ impl Metrics {
             &mut out,
             "wasmclaw_ws_handshakes_refused_total",
             "counter",
-            "WebSocket upgrades refused because gateway.ws.maxPendingHandshakes were in progress.",
+            "WebSocket upgrades refused: gateway.ws.maxPendingHandshakes (or …PerClient) were in progress.",
         );
         let _ = writeln!(
             out,
@@ -288,7 +322,8 @@ impl Metrics {
             "counter",
             "Outbound requests agents sent, by origin and outcome (status code, denied, limited, timeout, …).",
         );
-        for ((agent, origin, outcome), n) in self.agent_http.lock().unwrap().iter() {
+        for ((agent, origin, outcome), n) in self.agent_http.lock().unwrap().iter().filter(|((a, ..), _)| view.agent(a))
+        {
             let _ = writeln!(
                 out,
                 "wasmclaw_agent_http_requests_total{{agent=\"{agent}\",origin=\"{origin}\",outcome=\"{outcome}\"}} {n}"
@@ -300,7 +335,7 @@ impl Metrics {
             "histogram",
             "Outbound request duration, whole body read.",
         );
-        for (agent, h) in self.agent_http_seconds.lock().unwrap().iter() {
+        for (agent, h) in self.agent_http_seconds.lock().unwrap().iter().filter(|(a, _)| view.agent(a)) {
             h.render(&mut out, "wasmclaw_agent_http_duration_seconds", agent);
         }
         head(&mut out, "wasmclaw_agent_changes_total", "counter", "Agent installs, rollbacks and removals.");
@@ -353,6 +388,26 @@ mod tests {
         assert!(text.contains("wasmclaw_run_failures_total{agent=\"main\",kind=\"trap\"} 1"));
         assert!(text.contains("wasmclaw_http_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 2"));
         assert!(text.contains("wasmclaw_runs_active 1"));
+    }
+
+    #[test]
+    fn a_restricted_view_sees_its_agents_and_its_own_name_only() {
+        let m = Metrics::default();
+        for agent in ["main", "secret-agent"] {
+            m.run_finished(agent, Duration::from_millis(3), Some("trap"));
+            m.first_event(agent, Duration::from_millis(1));
+            m.agent_http(agent, "https://example.com", "200", Some(Duration::from_millis(2)));
+        }
+        m.token_request("web-app", "allowed");
+        m.token_request("other-app", "allowed");
+        let gauges = Gauges { active_runs: 0, max_runs: 5, pool_instances: None };
+        let only_main = |agent: &str| agent == "main";
+        let text = m.render_for(&gauges, &View::restricted(&only_main, "web-app"));
+        assert!(text.contains("wasmclaw_run_failures_total{agent=\"main\",kind=\"trap\"} 1"), "{text}");
+        assert!(text.contains("token=\"web-app\""), "{text}");
+        assert!(!text.contains("secret-agent") && !text.contains("other-app"), "{text}");
+        let all = m.render(&gauges);
+        assert!(all.contains("secret-agent") && all.contains("other-app"), "{all}");
     }
 
     #[test]

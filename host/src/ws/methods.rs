@@ -34,12 +34,18 @@ type Answer = Result<Option<Value>, WsError>;
 pub struct Method {
     pub name: &'static str,
     pub scope: Scope,
+    /// The method starts work (a run, an agent change), so each call counts
+    /// against the caller's `rateLimit` as an HTTP request does.
+    pub counted: bool,
     handler: fn(Call) -> BoxFuture<'static, Answer>,
 }
 
 macro_rules! method {
     ($name:literal, $scope:ident, $handler:path) => {
-        Method { name: $name, scope: Scope::$scope, handler: |call| Box::pin($handler(call)) }
+        Method { name: $name, scope: Scope::$scope, counted: false, handler: |call| Box::pin($handler(call)) }
+    };
+    ($name:literal, $scope:ident, $handler:path; counted) => {
+        Method { name: $name, scope: Scope::$scope, counted: true, handler: |call| Box::pin($handler(call)) }
     };
 }
 
@@ -49,17 +55,17 @@ pub const METHODS: &[Method] = &[
     method!("status", Read, status),
     method!("agents.list", Read, agents_list),
     method!("models.list", Read, models_list),
-    method!("agent", Write, agent),
+    method!("agent", Write, agent; counted),
     method!("agent.wait", Write, runs::wait),
-    method!("chat.send", Write, chat_send),
+    method!("chat.send", Write, chat_send; counted),
     method!("chat.history", Read, chat_history),
     method!("chat.abort", Write, chat_abort),
     method!("sessions.list", Read, sessions_list),
     method!("sessions.reset", Write, sessions_delete),
     method!("sessions.delete", Write, sessions_delete),
-    method!("agents.install", Admin, agents_install),
-    method!("agents.rollback", Admin, agents_rollback),
-    method!("agents.remove", Admin, agents_remove),
+    method!("agents.install", Admin, agents_install; counted),
+    method!("agents.rollback", Admin, agents_rollback; counted),
+    method!("agents.remove", Admin, agents_remove; counted),
     method!("metrics.recent", Read, metrics_recent),
 ];
 
@@ -71,21 +77,16 @@ pub fn names() -> Vec<&'static str> {
     METHODS.iter().map(|m| m.name).collect()
 }
 
-/// Answer one request of an authenticated connection.
+/// Answer one request of an authenticated connection: the one place a
+/// method's scope and, for methods that start work, the caller's rate are checked.
 pub async fn dispatch(gw: Arc<Gateway>, out: Outbox, principal: Principal, id: Value, method: String, params: Value) {
     let answer = match METHODS.iter().find(|m| m.name == method) {
         None if method == "connect" => Err(WsError::invalid("already connected")),
         None => Err(WsError::invalid(format!("unknown method {method:?}"))),
-        Some(m) if !principal.allows(m.scope) => {
-            tracing::info!(
-                principal = principal.name(),
-                method,
-                scope = m.scope.name(),
-                "request refused: scope missing"
-            );
-            Err(WsError::invalid(format!("{method} needs the {} scope", m.scope.name())))
-        }
-        Some(m) => (m.handler)(Call { gw, out: out.clone(), id: id.clone(), params, principal }).await,
+        Some(m) => match admit(&gw, &principal, m) {
+            Ok(()) => (m.handler)(Call { gw, out: out.clone(), id: id.clone(), params, principal }).await,
+            Err(e) => Err(e),
+        },
     };
     match answer {
         Ok(None) => {}
@@ -95,6 +96,51 @@ pub async fn dispatch(gw: Arc<Gateway>, out: Outbox, principal: Principal, id: V
         Err(e) => {
             out.push(err(&id, &e)).await;
         }
+    }
+}
+
+/// May `principal` call `m` now: its scope, then (for work) its rate. Counted
+/// by credential name in `wasmclaw_token_requests_total`, as HTTP requests are.
+fn admit(gw: &Gateway, principal: &Principal, m: &Method) -> Result<(), WsError> {
+    let metrics = gw.agents.metrics();
+    if !principal.allows(m.scope) {
+        tracing::info!(
+            principal = principal.name(),
+            method = m.name,
+            scope = m.scope.name(),
+            "request refused: scope missing"
+        );
+        metrics.token_request(principal.name(), "forbidden");
+        return Err(WsError::invalid(format!("{} needs the {} scope", m.name, m.scope.name())));
+    }
+    if m.counted
+        && let Err(retry_after) = principal.admit()
+    {
+        tracing::info!(
+            principal = principal.name(),
+            method = m.name,
+            retry_after,
+            "request refused: token over its rateLimit"
+        );
+        metrics.token_request(principal.name(), "rate_limited");
+        return Err(rate_limited(principal.name(), retry_after));
+    }
+    metrics.token_request(principal.name(), "allowed");
+    Ok(())
+}
+
+/// OpenClaw's shape for "slow down": `UNAVAILABLE`, retryable, with the wait.
+fn rate_limited(token: &str, retry_after: u64) -> WsError {
+    WsError {
+        details: Some(json!({"code": "RATE_LIMITED", "retryAfterMs": retry_after * 1000})),
+        retryable: true,
+        ..WsError::new(
+            codes::UNAVAILABLE,
+            format!(
+                "rate limit of the token {token:?} exceeded (gateway.auth.tokens[].rateLimit.requestsPerMinute); \
+                 retry after {retry_after} s"
+            ),
+        )
     }
 }
 
@@ -108,8 +154,9 @@ async fn chat_send(call: Call) -> Answer {
     Ok(None)
 }
 
+/// Counts only the agents the caller may use: a restricted token learns nothing of the others.
 async fn health(call: Call) -> Answer {
-    Ok(Some(json!({"ok": true, "ts": now_ms(), "agents": call.gw.agents.registry().list().len()})))
+    Ok(Some(json!({"ok": true, "ts": now_ms(), "agents": call.gw.agents.visible(&call.principal).len()})))
 }
 
 async fn status(call: Call) -> Answer {

@@ -15,11 +15,10 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::response::{IntoResponse as _, Response};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
-use crate::auth::{Principal, Scope};
+use crate::auth::{ClientPlace, NoPlace, Principal, Scope};
 use crate::config::AuthMode;
 use crate::gateway::Gateway;
 use frames::{Outbox, Outgoing, PROTOCOL, Queued, err, now_ms, ok};
@@ -65,16 +64,31 @@ pub async fn upgrade(gw: Arc<Gateway>, peer: std::net::SocketAddr, request: axum
     let (Some(on_upgrade), Some(key)) = (on_upgrade, key) else {
         return (StatusCode::BAD_REQUEST, "not a WebSocket upgrade").into_response();
     };
-    let Ok(place) = gw.ws_handshakes.clone().try_acquire_owned() else {
-        gw.agents.metrics().ws_handshake_refused();
-        tracing::warn!(
-            %peer, limit = gw.config.gateway.ws.max_pending_handshakes,
-            "websocket upgrade refused: gateway.ws.maxPendingHandshakes handshakes in progress"
-        );
-        let mut res = (StatusCode::SERVICE_UNAVAILABLE, "too many WebSocket handshakes in progress; retry shortly\n")
-            .into_response();
-        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return res;
+    let place = match gw.ws_handshakes.take(peer.ip()) {
+        Ok(place) => place,
+        Err(refused) => {
+            gw.agents.metrics().ws_handshake_refused();
+            let ws = &gw.config.gateway.ws;
+            match (refused, refusal_warning_due(refused)) {
+                (_, None) => {}
+                (NoPlace::Full, Some(suppressed)) => tracing::warn!(
+                    %peer, limit = ws.max_pending_handshakes, suppressed,
+                    "websocket upgrade refused: gateway.ws.maxPendingHandshakes handshakes in progress; further \
+                     refusals this minute are only counted (wasmclaw_ws_handshakes_refused_total)"
+                ),
+                (NoPlace::ClientFull, Some(suppressed)) => tracing::warn!(
+                    %peer, limit = ws.pending_handshakes_per_client(), suppressed,
+                    "websocket upgrade refused: this client has gateway.ws.maxPendingHandshakesPerClient \
+                     handshakes in progress; further refusals this minute are only counted \
+                     (wasmclaw_ws_handshakes_refused_total)"
+                ),
+            }
+            let mut res =
+                (StatusCode::SERVICE_UNAVAILABLE, "too many WebSocket handshakes in progress; retry shortly\n")
+                    .into_response();
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return res;
+        }
     };
     tokio::spawn(async move {
         match on_upgrade.await {
@@ -95,13 +109,30 @@ pub async fn upgrade(gw: Arc<Gateway>, peer: std::net::SocketAddr, request: axum
     res
 }
 
+/// `Some(refusals not logged since)` when a refusal for `why` may be logged:
+/// one line per reason a minute, so a flood of upgrades is not a flood of log lines.
+fn refusal_warning_due(why: NoPlace) -> Option<u64> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    // Per reason: the minute (since START, plus one) last logged, and the refusals since.
+    static LOGGED: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+    static QUIET: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+    let i = why as usize;
+    let minute = START.get_or_init(Instant::now).elapsed().as_secs() / 60 + 1;
+    if LOGGED[i].swap(minute, Ordering::Relaxed) == minute {
+        QUIET[i].fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
+    Some(QUIET[i].swap(0, Ordering::Relaxed))
+}
+
 /// Largest frame `principal` may send after connect: only `operator.admin`
 /// installs agents, so only it needs room for a component.
 fn max_payload(gw: &Gateway, principal: &Principal) -> usize {
     gw.config.gateway.ws.max_payload_for(principal.allows(Scope::Admin), gw.config.agents.max_component_bytes)
 }
 
-async fn connection(gw: Arc<Gateway>, conn: Conn<socket::Io>, peer: std::net::IpAddr, place: OwnedSemaphorePermit) {
+async fn connection(gw: Arc<Gateway>, conn: Conn<socket::Io>, peer: std::net::IpAddr, place: ClientPlace) {
     let conn_id = uuid::Uuid::new_v4().to_string();
     let progress = conn.progress();
     let (out, mut rx) = Outbox::new(OUTBOX_FRAMES);
@@ -235,7 +266,6 @@ async fn handshake(
         tracing::info!(client = %p["client"]["id"], "websocket connect refused: wrong credentials");
         return Err(reject(&req.id, e));
     };
-    gw.auth_succeeded(peer);
     let policy = &gw.config.gateway.ws;
     let role = p["role"].as_str().unwrap_or("operator");
     // A client asks for the least it needs; it gets what it asked for and
