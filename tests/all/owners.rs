@@ -33,6 +33,13 @@ fn start() -> TestGateway {
     .unwrap_or_else(|log| panic!("gateway failed to start:\n{log}"))
 }
 
+/// The same gateway in cluster mode, on the PostgreSQL database at `url`.
+fn start_on(url: &str) -> TestGateway {
+    let env =
+        [("OPENCLAW_GATEWAY_TOKEN", TOKEN), ("ALICE_TOKEN", ALICE), ("BOB_TOKEN", BOB), ("WASMCLAW_DATABASE_URL", url)];
+    TestGateway::start_with(&owners_config(), &env).unwrap_or_else(|log| panic!("gateway failed to start:\n{log}"))
+}
+
 /// A chat turn as `token`, on `key` if given; status, reply (or error body) and session key.
 async fn chat(gw: &TestGateway, token: &str, key: Option<&str>, body: Value) -> (u16, Value, String) {
     let mut req = reqwest::Client::new().post(gw.url("/v1/chat/completions")).bearer_auth(token).json(&body);
@@ -97,7 +104,32 @@ fn refusal((status, body): (u16, Value)) -> (u16, Value) {
 
 #[tokio::test]
 async fn another_token_gets_404_for_every_use_of_a_session_it_does_not_own() {
-    let gw = start();
+    another_token_gets_404_for_every_use_of(&start()).await;
+}
+
+#[tokio::test]
+async fn another_token_gets_404_for_every_use_of_a_session_it_does_not_own_on_postgres() {
+    let db = crate::pg::Server::start();
+    let url = db.database().await;
+    let gw = start_on(&url);
+    another_token_gets_404_for_every_use_of(&gw).await;
+    // A row written without an owner (an instance of the previous version,
+    // mid rolling upgrade) belongs to the main secret.
+    let client = crate::pg::connect(&url).await;
+    client
+        .execute(
+            "INSERT INTO sessions (key, agent_id, created_at, updated_at) VALUES ('agent:main:legacy', 'main', 1, 1)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(history(&gw, ALICE, "agent:main:legacy").await.0, 404);
+    assert_eq!(history(&gw, TOKEN, "agent:main:legacy").await.0, 200);
+    let (status, reply, _) = chat(&gw, TOKEN, Some("agent:main:legacy"), ask("openclaw", "still mine")).await;
+    assert_eq!((status, content(&reply)), (200, "still mine".to_string()));
+}
+
+async fn another_token_gets_404_for_every_use_of(gw: &TestGateway) {
     let key = "agent:main:alice-bank";
     let (status, reply, _) = chat(&gw, ALICE, Some(key), ask("openclaw", "my PIN is 4921")).await;
     assert_eq!((status, content(&reply)), (200, "my PIN is 4921".to_string()));
@@ -242,9 +274,19 @@ async fn the_websocket_default_session_is_per_principal_and_history_is_the_owner
     let (bob_key, done) = ws_agent(&mut bob, json!({"message": "bob here"})).await;
     assert_eq!(bob_key, "agent:main:main:bob");
     assert_eq!(done["result"]["payloads"][0]["text"], "bob here", "Bob's default session is his own: {done}");
+    // Nobody can take the main secret's main session before it is used (or any other's).
+    for key in ["agent:main:main", "agent:main:main:alice"] {
+        let (status, body, _) = chat(&gw, BOB, Some(key), ask("openclaw", "squat")).await;
+        assert_eq!((status, error_fields(&body).2.as_deref()), (400, Some("x-openclaw-session-key")), "{body}");
+        let res = bob.call("agent", json!({"message": "squat", "sessionKey": key})).await;
+        assert_eq!((res["ok"].as_bool(), res["error"]["code"].as_str()), (Some(false), Some("INVALID_REQUEST")));
+    }
     // OpenClaw's CLI with the main secret finds the main session where it always was.
-    let (operator_key, _) = ws_agent(&mut operator, json!({"message": "operator"})).await;
-    assert_eq!(operator_key, "agent:main:main");
+    let (operator_key, done) = ws_agent(&mut operator, json!({"message": "operator"})).await;
+    assert_eq!(
+        (operator_key.as_str(), &done["result"]["payloads"][0]["text"]),
+        ("agent:main:main", &json!("operator"))
+    );
 
     // chat.history: Bob reads Alice's session as an unknown one (empty).
     let unknown = bob.call("chat.history", json!({"sessionKey": "agent:main:nothing-here"})).await;
@@ -258,9 +300,14 @@ async fn the_websocket_default_session_is_per_principal_and_history_is_the_owner
     let narrowed = operator_as_writer.call("chat.history", json!({"sessionKey": alice_key})).await;
     assert_eq!(history_texts(&narrowed).len(), 0, "without operator.admin in connect it reads its own only");
 
-    // Joining Alice's session by key is refused, and nothing of it comes back.
-    let (_, done) = ws_agent(&mut bob, json!({"message": "let me in", "sessionKey": alice_key})).await;
-    assert_eq!(done["status"], "error", "{done}");
+    // Joining a session of Alice's by key runs nothing and shows nothing of it.
+    let notes = "agent:main:alice-notes";
+    let (_, done) = ws_agent(&mut alice, json!({"message": "note to self", "sessionKey": notes})).await;
+    assert_eq!(done["status"], "ok", "{done}");
+    let (_, done) = ws_agent(&mut bob, json!({"message": "let me in", "sessionKey": notes})).await;
+    assert_eq!((done["status"].as_str(), &done["result"]["payloads"]), (Some("error"), &json!([])), "{done}");
+    let notes_history = alice.call("chat.history", json!({"sessionKey": notes})).await;
+    assert_eq!(history_texts(&notes_history), ["note to self", "note to self"]);
     // sessions.list and sessions.delete see only Bob's own.
     let list = bob.call("sessions.list", json!({})).await;
     let keys: Vec<&str> =
@@ -274,7 +321,16 @@ async fn the_websocket_default_session_is_per_principal_and_history_is_the_owner
 
 #[tokio::test]
 async fn session_listings_are_paged_over_http_and_websocket() {
-    let gw = start();
+    session_listings_are_paged(&start()).await;
+}
+
+#[tokio::test]
+async fn session_listings_are_paged_on_postgres() {
+    let db = crate::pg::Server::start();
+    session_listings_are_paged(&start_on(&db.database().await)).await;
+}
+
+async fn session_listings_are_paged(gw: &TestGateway) {
     let mut alice_keys = Vec::new();
     for i in 0..7 {
         let key = format!("agent:main:page-{i}");

@@ -34,6 +34,11 @@ pub fn resolve(
 ) -> Result<SessionKey, InvalidSessionKey> {
     if let Some(key) = explicit {
         validate(agent, key)?;
+        // Main sessions are derived names: nobody may take another's first.
+        let main = format!("agent:{agent}:main");
+        if (key == main || key.starts_with(&format!("{main}:"))) && key != main_key(agent, owner) {
+            return Err(InvalidSessionKey("is another principal's main session; send no key to use your own".into()));
+        }
         return Ok(SessionKey { key: key.to_string(), persistent: true });
     }
     if let Some(user) = user.filter(|u| !u.is_empty()) {
@@ -122,6 +127,17 @@ mod tests {
         assert_eq!(main_key(&main(), MAIN_SECRET_OWNER), "agent:main:main");
         assert_eq!(main_key(&main(), "app"), "agent:main:main:app");
         assert!(super::resolve(&main(), Some(&main_key(&main(), "a.b-c_1")), None, "a.b-c_1").is_ok());
+        // Nobody can claim another principal's main session before it exists.
+        for (key, owner) in [
+            ("agent:main:main", "app"),
+            ("agent:main:main:web", "app"),
+            ("agent:main:main:app", MAIN_SECRET_OWNER),
+            ("agent:main:main:app:x", "app"),
+        ] {
+            assert!(super::resolve(&main(), Some(key), None, owner).is_err(), "{key} as {owner}");
+        }
+        assert!(super::resolve(&main(), Some("agent:main:main"), None, MAIN_SECRET_OWNER).is_ok());
+        assert!(super::resolve(&main(), Some("agent:main:mainly"), None, "app").is_ok(), "only main itself");
     }
 
     #[test]
