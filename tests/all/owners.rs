@@ -131,41 +131,41 @@ async fn another_token_gets_404_for_every_use_of_a_session_it_does_not_own_on_po
 
 async fn another_token_gets_404_for_every_use_of(gw: &TestGateway) {
     let key = "agent:main:alice-bank";
-    let (status, reply, _) = chat(&gw, ALICE, Some(key), ask("openclaw", "my PIN is 4921")).await;
+    let (status, reply, _) = chat(gw, ALICE, Some(key), ask("openclaw", "my PIN is 4921")).await;
     assert_eq!((status, content(&reply)), (200, "my PIN is 4921".to_string()));
-    let unknown = refusal(history(&gw, BOB, "agent:main:no-such-session").await);
+    let unknown = refusal(history(gw, BOB, "agent:main:no-such-session").await);
     assert_eq!(unknown.1[1], "session_not_found", "{unknown:?}");
 
     // Bob: not listed, no history, no reset, no joining, streaming or not: all as an unknown session.
-    assert!(!listed(&gw, BOB, 100).await.contains(&key.to_string()));
-    assert_eq!(refusal(history(&gw, BOB, key).await), unknown);
-    assert_eq!(refusal(reset(&gw, BOB, key).await), unknown);
-    let (status, body, _) = chat(&gw, BOB, Some(key), ask("openclaw", "what is the PIN?")).await;
+    assert!(!listed(gw, BOB, 100).await.contains(&key.to_string()));
+    assert_eq!(refusal(history(gw, BOB, key).await), unknown);
+    assert_eq!(refusal(reset(gw, BOB, key).await), unknown);
+    let (status, body, _) = chat(gw, BOB, Some(key), ask("openclaw", "what is the PIN?")).await;
     assert_eq!(refusal((status, body)), unknown, "joining by key");
     let mut streamed = ask("openclaw", "what is the PIN?");
     streamed["stream"] = json!(true);
-    let (status, body, _) = chat(&gw, BOB, Some(key), streamed).await;
+    let (status, body, _) = chat(gw, BOB, Some(key), streamed).await;
     assert_eq!(refusal((status, body)), unknown, "joining by key, streaming");
 
     // Alice's session is untouched and hers.
-    let (status, mine) = history(&gw, ALICE, key).await;
+    let (status, mine) = history(gw, ALICE, key).await;
     assert_eq!(status, 200);
     assert_eq!(texts(&mine), ["my PIN is 4921", "my PIN is 4921"], "nothing of Bob's went in");
-    let (_, page) = call(&gw, reqwest::Method::GET, ALICE, "/sessions").await;
+    let (_, page) = call(gw, reqwest::Method::GET, ALICE, "/sessions").await;
     assert_eq!(page["sessions"][0]["owner"], "alice", "{page}");
 
     // The main secret reads every session, but runs only in its own.
-    assert_eq!(history(&gw, TOKEN, key).await.0, 200);
-    assert!(listed(&gw, TOKEN, 100).await.contains(&key.to_string()));
-    let (status, body, _) = chat(&gw, TOKEN, Some(key), ask("openclaw", "me too")).await;
+    assert_eq!(history(gw, TOKEN, key).await.0, 200);
+    assert!(listed(gw, TOKEN, 100).await.contains(&key.to_string()));
+    let (status, body, _) = chat(gw, TOKEN, Some(key), ask("openclaw", "me too")).await;
     assert_eq!(refusal((status, body)), unknown, "the operator does not write into Alice's transcript");
-    assert_eq!(texts(&history(&gw, ALICE, key).await.1).len(), 2);
+    assert_eq!(texts(&history(gw, ALICE, key).await.1).len(), 2);
 
     // Alice continues; then resets it, after which the key is free again.
-    let (status, reply, _) = chat(&gw, ALICE, Some(key), ask("openclaw", "again")).await;
+    let (status, reply, _) = chat(gw, ALICE, Some(key), ask("openclaw", "again")).await;
     assert_eq!((status, content(&reply)), (200, "[turn 2] again".to_string()));
-    assert_eq!(reset(&gw, ALICE, key).await.0, 200);
-    let (status, reply, _) = chat(&gw, BOB, Some(key), ask("openclaw", "mine now")).await;
+    assert_eq!(reset(gw, ALICE, key).await.0, 200);
+    let (status, reply, _) = chat(gw, BOB, Some(key), ask("openclaw", "mine now")).await;
     assert_eq!((status, content(&reply)), (200, "mine now".to_string()), "a reset key is anyone's");
 }
 
@@ -334,31 +334,31 @@ async fn session_listings_are_paged(gw: &TestGateway) {
     let mut alice_keys = Vec::new();
     for i in 0..7 {
         let key = format!("agent:main:page-{i}");
-        assert_eq!(chat(&gw, ALICE, Some(&key), ask("openclaw", "x")).await.0, 200);
+        assert_eq!(chat(gw, ALICE, Some(&key), ask("openclaw", "x")).await.0, 200);
         alice_keys.push(key);
     }
-    assert_eq!(chat(&gw, BOB, Some("agent:main:bobs"), ask("openclaw", "x")).await.0, 200);
+    assert_eq!(chat(gw, BOB, Some("agent:main:bobs"), ask("openclaw", "x")).await.0, 200);
 
     // Three at a time: every one of Alice's sessions exactly once, and never Bob's
     // (the order within one millisecond is by key, so compare sorted).
-    let mut pages = listed(&gw, ALICE, 3).await;
+    let mut pages = listed(gw, ALICE, 3).await;
     pages.sort();
     let expected = alice_keys.clone();
     assert_eq!(pages, expected);
-    assert_eq!(listed(&gw, TOKEN, 2).await.len(), 8, "the main secret pages through everyone's");
-    let (_, page) = call(&gw, reqwest::Method::GET, ALICE, "/sessions").await;
+    assert_eq!(listed(gw, TOKEN, 2).await.len(), 8, "the main secret pages through everyone's");
+    let (_, page) = call(gw, reqwest::Method::GET, ALICE, "/sessions").await;
     assert_eq!((page["sessions"].as_array().unwrap().len(), &page["nextCursor"]), (7, &Value::Null), "default 100");
 
     // Bad paging parameters name themselves.
     for (query, param) in
         [("limit=0", "limit"), ("limit=1001", "limit"), ("limit=ten", "limit"), ("cursor=not-a-cursor", "cursor")]
     {
-        let (status, body) = call(&gw, reqwest::Method::GET, ALICE, &format!("/sessions?{query}")).await;
+        let (status, body) = call(gw, reqwest::Method::GET, ALICE, &format!("/sessions?{query}")).await;
         assert_eq!((status, error_fields(&body).2.as_deref()), (400, Some(param)), "{query}: {body}");
     }
 
     // The WebSocket pages the same way.
-    let mut c = ws_as(&gw, ALICE, false).await;
+    let mut c = ws_as(gw, ALICE, false).await;
     let mut seen = Vec::new();
     let mut params = json!({"limit": 4});
     loop {
