@@ -234,12 +234,18 @@ async fn sessions(config_path: Option<PathBuf>, action: SessionsAction) -> anyho
         SessionsAction::List { agent } => {
             let agent =
                 agent.map(|a| AgentId::parse(&a).with_context(|| format!("{a:?} is not an agent id"))).transpose()?;
-            for s in store.list(agent.as_ref().map(AgentId::as_str)).await? {
-                writeln!(
-                    out,
-                    "{}\t{}\t{} messages\tlast activity {}",
-                    s.key, s.agent, s.message_count, s.last_activity
-                )?;
+            let mut query = sessions::SessionQuery::everything(agent.map(|a| a.to_string()));
+            loop {
+                let page = store.list(query.clone()).await?;
+                for s in &page.sessions {
+                    writeln!(
+                        out,
+                        "{}\t{}\t{} messages\tlast activity {}\towner {}",
+                        s.key, s.agent, s.message_count, s.last_activity, s.owner
+                    )?;
+                }
+                let Some(next) = page.next else { break };
+                query.after = Some(next);
             }
         }
         SessionsAction::Show { key } => {
@@ -247,7 +253,8 @@ async fn sessions(config_path: Option<PathBuf>, action: SessionsAction) -> anyho
             writeln!(out, "{:#}", crate::http::transcript_json(&transcript))?;
         }
         SessionsAction::Reset { key } => {
-            anyhow::ensure!(store.delete(&key).await?, "no session {key:?}");
+            let session = store.owner(&key).await?.with_context(|| format!("no session {key:?}"))?;
+            anyhow::ensure!(store.delete(&key, &session.owner).await?, "no session {key:?}");
             writeln!(out, "session {key} reset")?;
         }
     }
@@ -338,7 +345,7 @@ async fn agent_turn(
         Some(raw) => AgentId::parse(&raw).with_context(|| format!("{raw:?} is not a valid agent id"))?,
         None => agents.default_agent().clone(),
     };
-    let session = sessions::resolve(&agent, session_key.as_deref(), None)?;
+    let session = sessions::resolve(&agent, session_key.as_deref(), None, sessions::MAIN_SECRET_OWNER)?;
     // Whoever can read the config file holds the main secret: the operator.
     let input = RunInput::user_message(crate::auth::Principal::operator(), agent, session, message);
     let mut handle = agents.start(input)?;

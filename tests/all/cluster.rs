@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use crate::pg;
-use crate::sessions::{as_user, sessions_config};
+use crate::sessions::{a_waiter_hanging_up_lets_no_one_past_the_running_turn, as_user, lane_config, sessions_config};
 use crate::support::*;
 
 /// `n` gateways on database `url`, started side by side (each compiles its agents).
@@ -64,6 +64,16 @@ fn assert_pairs(transcript: &[(String, String)]) {
     for pair in transcript.chunks(2) {
         assert_eq!((pair[0].0.as_str(), pair[1].0.as_str()), ("user", "assistant"), "interleaved: {transcript:?}");
     }
+}
+
+#[tokio::test]
+async fn a_waiting_client_that_hangs_up_lets_no_one_past_the_running_turn_on_postgres() {
+    // One instance: its turns share the one control connection, on which
+    // PostgreSQL's advisory lock is re-entrant, so only the in-process line
+    // keeps C out while A holds the lock.
+    let db = pg::Server::start();
+    let gw = instance(&db.database().await, &lane_config(600));
+    a_waiter_hanging_up_lets_no_one_past_the_running_turn(&gw).await;
 }
 
 #[tokio::test]

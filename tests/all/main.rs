@@ -29,6 +29,7 @@ mod mcp;
 mod openai_sdk;
 mod origins;
 mod outbound;
+mod owners;
 mod providers;
 mod registry;
 mod responses;

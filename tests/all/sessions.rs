@@ -166,6 +166,56 @@ async fn concurrent_runs_on_one_key_are_serialized_in_order() {
     }
 }
 
+/// [`sessions_config`] with `slow` sleeping `delay_ms` per word and a stream's
+/// status line sent after 20 ms: once a stream has its 200, its run has taken
+/// its place in the session's lane.
+pub(crate) fn lane_config(delay_ms: u32) -> String {
+    sessions_config(delay_ms, "").replace(
+        "endpoints: { chatCompletions: { enabled: true } }",
+        "endpoints: { chatCompletions: { enabled: true } }, sseKeepAliveMs: 20",
+    )
+}
+
+/// Issue 24, item 2: A runs on a session (six words at `lane_config`'s delay),
+/// B waits behind it and C behind B; B's client hangs up. C must still wait
+/// for A to end: it then sees A's turn. After that the lane works as before.
+pub(crate) async fn a_waiter_hanging_up_lets_no_one_past_the_running_turn(gw: &TestGateway) {
+    let key = "agent:slow:a-b-c";
+    let send = async |text: &str| {
+        let mut body = ask("agent:slow", text);
+        body["stream"] = json!(true);
+        let res = gw.chat(body).header("x-openclaw-session-key", key).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{text}");
+        res
+    };
+    // In this order by construction: each is sent once the one before has its place.
+    let a = tokio::spawn(streamed_text(send("one two three four five six").await));
+    let b = send("b").await;
+    let c = tokio::spawn(streamed_text(send("c").await));
+    drop(b);
+    gw.wait_for_metrics(&[r#"wasmclaw_run_failures_total{agent="slow",kind="cancelled"} 1"#]).await;
+    assert!(!a.is_finished(), "A must still run when B's hang-up is seen, or this test proves nothing");
+    assert_eq!(a.await.unwrap(), "one two three four five six");
+    assert_eq!(c.await.unwrap(), "[turn 2] c", "C started only after A had ended, and saw its turn");
+    let res = gw.chat(ask("agent:slow", "d")).header("x-openclaw-session-key", key).send().await.unwrap();
+    assert_eq!(content(&res.json().await.unwrap()), "[turn 3] d", "the lane still works");
+    let expected = pairs(&[
+        ("user", "one two three four five six"),
+        ("assistant", "one two three four five six"),
+        ("user", "c"),
+        ("assistant", "[turn 2] c"),
+        ("user", "d"),
+        ("assistant", "[turn 3] d"),
+    ]);
+    assert_eq!(gw.transcript(key).await, expected, "B left nothing, and no turn interleaved");
+}
+
+#[tokio::test]
+async fn a_waiting_client_that_hangs_up_lets_no_one_past_the_running_turn() {
+    let gw = TestGateway::start(&lane_config(600));
+    a_waiter_hanging_up_lets_no_one_past_the_running_turn(&gw).await;
+}
+
 #[tokio::test]
 async fn runs_on_different_keys_run_in_parallel() {
     let gw = TestGateway::start(&sessions_config(400, ""));

@@ -90,6 +90,11 @@ impl Principal {
         self.agents.is_none()
     }
 
+    /// The agents this principal may use; `None`: every agent.
+    pub fn agent_allow_list(&self) -> Option<&BTreeSet<AgentId>> {
+        self.agents.as_deref()
+    }
+
     /// [`may_use`](Self::may_use) for an id as stored (sessions keep their agent as text).
     pub fn may_use_named(&self, agent: &str) -> bool {
         self.agents.is_none() || AgentId::parse(agent).is_some_and(|id| self.may_use(&id))

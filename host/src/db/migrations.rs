@@ -53,6 +53,10 @@ pub const POSTGRES: &[&str] = &[
         created_at BIGINT NOT NULL
      );
      CREATE INDEX responses_by_session ON responses (session_key);",
+    // 4: sessions have owners (sessions/access.rs); those made before belong
+    // to the main secret. A previous version's inserts get that default too.
+    "ALTER TABLE sessions ADD COLUMN owner TEXT NOT NULL DEFAULT 'operator';
+     CREATE INDEX sessions_by_owner ON sessions (owner, updated_at);",
 ];
 
 /// Advisory lock key (two-int form, so it cannot meet a lane's bigint key)

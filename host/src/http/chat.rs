@@ -85,7 +85,7 @@ pub(super) fn start(
 ) -> Result<(RunHandle, HeaderValue), ApiError> {
     let agent = resolve_agent(gw, headers, turn.model)?;
     let explicit_session = header_text(headers, SESSION_HEADER)?;
-    let session = sessions::resolve(&agent, explicit_session, turn.user)?;
+    let session = sessions::resolve(&agent, explicit_session, turn.user, caller.name())?;
     let input = RunInput {
         caller,
         agent,

@@ -9,7 +9,7 @@ use crate::auth::AuthFailure;
 use crate::providers::ProviderError;
 use crate::runs::InstallError;
 use crate::runtime::{LoadError, RunError};
-use crate::sessions::{InvalidSessionKey, StoreError};
+use crate::sessions::{InvalidPage, InvalidSessionKey, StoreError};
 
 /// An error response: `{"error":{"message","type","param","code"}}`.
 #[derive(Debug, Clone)]
@@ -48,6 +48,12 @@ impl ApiError {
     /// 404 for a path that does not exist (or an endpoint that is disabled).
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "invalid_request_error", Some("not_found"), "Not found")
+    }
+
+    /// 404 for a session that does not exist for the caller (another
+    /// principal's session gets exactly this too).
+    pub fn session_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "invalid_request_error", Some("session_not_found"), "No such session")
     }
 
     /// 405 with the methods that are allowed named in the message.
@@ -245,6 +251,12 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<InvalidPage> for ApiError {
+    fn from(e: InvalidPage) -> Self {
+        Self::invalid_request(e.message, Some(e.param.into()))
+    }
+}
+
 impl From<InvalidSessionKey> for ApiError {
     fn from(e: InvalidSessionKey) -> Self {
         Self::invalid_request(e.to_string(), Some("x-openclaw-session-key".into()))
@@ -280,6 +292,7 @@ impl From<RunError> for ApiError {
         match e {
             RunError::UnknownAgent(id) => Self::unknown_agent(&id),
             RunError::InvalidRequest(_) => Self::invalid_request(message, None),
+            RunError::SessionNotFound(_) => Self::session_not_found(),
             RunError::Unavailable(_) => Self {
                 retry_after: Some(5),
                 ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", Some("agent_unavailable"), message)

@@ -1,4 +1,5 @@
-//! Session history API: read, list and reset transcripts.
+//! Session history API: read, list and reset transcripts. Who may see or
+//! reset which session is `sessions::access`'s rule, not decided here.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use super::error::ApiError;
 use crate::auth::Principal;
 use crate::chat::AgentId;
 use crate::gateway::Gateway;
-use crate::sessions::{Transcript, role_name};
+use crate::sessions::{self, Access, SessionQuery, Transcript, Visible, access, role_name};
 
 /// `GET /sessions/{key}/history`
 pub async fn history(
@@ -19,33 +20,40 @@ pub async fn history(
     Extension(caller): Extension<Principal>,
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let transcript = gw.agents.sessions().transcript(&key).await?;
-    let transcript = transcript.filter(|t| caller.may_use_named(&t.agent)).ok_or_else(session_not_found)?;
+    let store = gw.agents.sessions();
+    access::check(store, &caller, &key, Access::Read).await?.ok_or_else(ApiError::session_not_found)?;
+    let transcript = store.transcript(&key).await?.ok_or_else(ApiError::session_not_found)?;
     Ok(Json(transcript_json(&transcript)))
 }
 
-/// `DELETE /sessions/{key}`: forget the transcript and the plugin state.
+/// `DELETE /sessions/{key}`: forget the transcript, the plugin state and the stored responses.
 pub async fn reset(
     State(gw): State<Arc<Gateway>>,
     Extension(caller): Extension<Principal>,
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    if !crate::runs::may_touch_session(gw.agents.sessions(), &caller, &key).await?
-        || !gw.agents.sessions().delete(&key).await?
-    {
-        return Err(session_not_found());
+    let store = gw.agents.sessions();
+    let session = access::check(store, &caller, &key, Access::Delete).await?.ok_or_else(ApiError::session_not_found)?;
+    // Only if it still has that owner: a key deleted and taken by someone
+    // else since the check is theirs.
+    if !store.delete(&key, &session.owner).await? {
+        return Err(ApiError::session_not_found());
     }
-    tracing::info!(session = %key, "session reset");
+    tracing::info!(session = %key, owner = %session.owner, by = caller.name(), "session reset");
     Ok(Json(json!({"sessionKey": key, "deleted": true})))
 }
 
-/// `?agent=<id>`
+/// `?agent=<id>&limit=<n>&cursor=<c>`
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {
     agent: Option<String>,
+    /// Text, so a bad one gets the OpenAI error shape rather than axum's.
+    limit: Option<String>,
+    cursor: Option<String>,
 }
 
-/// `GET /sessions[?agent=<id>]`
+/// `GET /sessions[?agent=<id>][&limit=<n>][&cursor=<c>]`: one page of the
+/// sessions the caller may read, most recent first.
 pub async fn list(
     State(gw): State<Arc<Gateway>>,
     Extension(caller): Extension<Principal>,
@@ -59,15 +67,20 @@ pub async fn list(
         ),
         None => None,
     };
-    let sessions = gw.agents.sessions().list(agent.as_deref()).await?;
-    let data: Vec<Value> = sessions
+    // Not a number: out of range on purpose, so `parse_page` names the bounds.
+    let limit = query.limit.as_deref().map(|text| text.parse::<u64>().unwrap_or(0));
+    let (limit, after) = sessions::parse_page(limit, query.cursor.as_deref())?;
+    let query = SessionQuery { agent, visible: Visible::to(&caller), after, limit };
+    let page = gw.agents.sessions().list(query).await?;
+    let data: Vec<Value> = page
+        .sessions
         .iter()
-        .filter(|s| caller.may_use_named(&s.agent))
         .map(|s| {
-            json!({"sessionKey": s.key, "agentId": s.agent, "messageCount": s.message_count, "lastActivity": s.last_activity})
+            json!({"sessionKey": s.key, "agentId": s.agent, "owner": s.owner, "messageCount": s.message_count,
+                   "lastActivity": s.last_activity})
         })
         .collect();
-    Ok(Json(json!({"sessions": data})))
+    Ok(Json(json!({"sessions": data, "nextCursor": page.next.map(|c| c.encode())})))
 }
 
 /// The history API's JSON for one transcript (also printed by the CLI).
@@ -93,8 +106,4 @@ pub fn transcript_json(t: &Transcript) -> Value {
         })
         .collect();
     json!({"sessionKey": t.key, "agentId": t.agent, "messages": messages})
-}
-
-fn session_not_found() -> ApiError {
-    ApiError { code: Some("session_not_found"), message: "No such session".into(), ..ApiError::not_found() }
 }

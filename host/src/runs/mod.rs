@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::providers::Providers;
 use crate::registry::RegistryStore;
 use crate::runtime::{AgentRegistry, AgentVersion, EngineLimits, RunError, Runtime};
-use crate::sessions::{SessionKey, SessionStore, StoreError, StoreFuture, Turn};
+use crate::sessions::{Access, SessionKey, SessionStore, StoreError, StoreFuture, Turn, access};
 
 pub use board::{Claim, Finished, IdempotencyScope, ParamsDigest, Reservation, RunBoard, RunEnd, RunResult, Tracking};
 pub use install::{AgentsChanged, InstallError, agent_id_of, run_limits};
@@ -257,8 +257,10 @@ impl Agents {
         };
         let run_id = uuid::Uuid::new_v4().to_string();
         // Begun here, synchronously, so runs on one key keep their arrival order.
-        let begin =
-            input.session.persistent.then(|| self.sessions.begin_turn(&input.session.key, input.agent.as_str()));
+        let begin = input
+            .session
+            .persistent
+            .then(|| self.sessions.begin_turn(&input.session.key, input.agent.as_str(), input.caller.name()));
         let turn = new_turn(&input.messages);
         let request = RunRequest {
             run_id: run_id.clone(),
@@ -271,7 +273,7 @@ impl Agents {
             model: input.model,
         };
         let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
-        let job = Job { agent: agent.clone(), begin, turn };
+        let job = Job { agent: agent.clone(), caller: input.caller, begin, turn };
         let (log_run_id, log_agent, metrics) = (run_id.clone(), agent.id.clone(), self.metrics.clone());
         // The run logs under the caller's span (e.g. the HTTP request id).
         let task = tokio::spawn(tracing::Instrument::instrument(
@@ -330,6 +332,8 @@ impl Drop for Outcome {
 /// One run's work inside its task.
 struct Job {
     agent: Arc<AgentVersion>,
+    /// Who asked: the session must be one they may run in.
+    caller: Principal,
     /// Present for persistent sessions: the turn, its lane place already taken.
     begin: Option<StoreFuture<Turn>>,
     /// The client's new messages, appended with the reply on success.
@@ -343,6 +347,17 @@ impl Job {
             return self.agent.run(request, events, None).await.map(drop);
         };
         let mut turn = begin.await?;
+        if let Some(existing) = &turn.existing {
+            // Refused exactly as an unknown session would be read: the
+            // caller learns nothing of another principal's session.
+            if !access::permits(&self.caller, existing, Access::Run) {
+                return Err(RunError::SessionNotFound(request.session_key));
+            }
+            if existing.agent != request.agent_id {
+                let owner = existing.agent.clone();
+                return Err(StoreError::WrongAgent { key: request.session_key, owner }.into());
+            }
+        }
         let session = std::mem::take(&mut turn.session);
         let outcome = self.agent.run(request, events, Some(session)).await?;
         let mut messages = self.turn;
@@ -356,6 +371,7 @@ impl From<StoreError> for RunError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::WrongAgent { .. } => Self::InvalidRequest(e.to_string()),
+            StoreError::WrongOwner(key) => Self::SessionNotFound(key),
             StoreError::Unavailable(why) => Self::StoreUnavailable(why),
             e => Self::Internal(e.to_string()),
         }
@@ -365,15 +381,6 @@ impl From<StoreError> for RunError {
 /// The `&'static` name of an action another instance reported.
 fn action_name(action: &str) -> Option<&'static str> {
     ["installed", "rolled-back", "removed"].into_iter().find(|a| *a == action)
-}
-
-/// False when `caller` may not use the agent that owns session `key` (it
-/// then behaves as if the session did not exist); true for unknown keys.
-pub async fn may_touch_session(store: &dyn SessionStore, caller: &Principal, key: &str) -> Result<bool, StoreError> {
-    if caller.may_use_every_agent() {
-        return Ok(true);
-    }
-    Ok(store.transcript(key).await?.is_none_or(|t| caller.may_use_named(&t.agent)))
 }
 
 /// The messages a client adds in this turn: everything after the last

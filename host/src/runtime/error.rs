@@ -11,6 +11,9 @@ pub enum RunError {
     UnknownAgent(String),
     #[error("{0}")]
     InvalidRequest(String),
+    /// The session does not exist for this caller (another principal's is refused the same way).
+    #[error("no session {0:?}")]
+    SessionNotFound(String),
     #[error("agent unavailable: {0}")]
     Unavailable(String),
     #[error("agent failed: {0}")]
@@ -56,6 +59,7 @@ impl RunError {
         match self {
             Self::UnknownAgent(_) => "unknown_agent",
             Self::InvalidRequest(_) | Self::Unavailable(_) | Self::Failed(_) => "agent_error",
+            Self::SessionNotFound(_) => "session_not_found",
             Self::Trapped(_) => "trap",
             Self::Panicked { .. } => "panic",
             Self::MemoryLimit(_) => "memory_limit",

@@ -1,9 +1,12 @@
-//! Sessions: which conversation a run belongs to, its transcript, its lane,
-//! and the plugin's per-session state. [`open`] picks the backend; everything
-//! else speaks the [`SessionStore`] trait.
+//! Sessions: which conversation a run belongs to, who owns it, its
+//! transcript, its lane, and the plugin's per-session state. [`open`] picks
+//! the backend; everything else speaks the [`SessionStore`] trait; [`access`]
+//! is the one rule for who may read, run in or delete a session.
 
+pub mod access;
 mod key;
 mod lanes;
+mod page;
 mod postgres;
 mod responses;
 mod sqlite;
@@ -13,11 +16,14 @@ mod store;
 
 use std::sync::Arc;
 
-pub use key::{InvalidSessionKey, MAX_KEY_BYTES, SessionKey, resolve};
+pub use access::{Access, MAIN_SECRET_OWNER, Visible};
+pub use key::{InvalidSessionKey, MAX_KEY_BYTES, SessionKey, main_key, resolve};
+pub use page::{Cursor, DEFAULT_PAGE, InvalidPage, MAX_PAGE, SessionPage, SessionQuery, parse as parse_page};
 pub use responses::StoredResponse;
 pub use store::{
-    MAX_STATE_KEY_BYTES, MAX_STATE_TOTAL_BYTES, MAX_STATE_VALUE_BYTES, SessionData, SessionStore, SessionSummary,
-    StateChanges, StoreError, StoreFuture, StoredMessage, Transcript, Turn, TurnWriter, now_ms, role_name,
+    MAX_STATE_KEY_BYTES, MAX_STATE_TOTAL_BYTES, MAX_STATE_VALUE_BYTES, SessionData, SessionOwner, SessionStore,
+    SessionSummary, StateChanges, StoreError, StoreFuture, StoredMessage, Transcript, Turn, TurnWriter, now_ms,
+    role_name,
 };
 
 use crate::config::Config;

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::lanes::{LaneTicket, Lanes};
+use super::page::{SessionPage, SessionQuery};
 use super::responses::{self, StoredResponse};
 use super::store::{
-    SessionData, SessionStore, SessionSummary, StateChanges, StoreError, StoreFuture, StoredMessage, Transcript, Turn,
-    TurnWriter, now_ms, role_from_name, role_name, tool_calls_from_json, tool_calls_json,
+    SessionData, SessionOwner, SessionStore, SessionSummary, StateChanges, StoreError, StoreFuture, StoredMessage,
+    Transcript, Turn, TurnWriter, now_ms, refused_write, role_from_name, role_name, tool_calls_from_json,
+    tool_calls_json,
 };
 use crate::chat::{Message, Role};
 use crate::db::{DbError, LaneLock, Postgres};
@@ -68,15 +70,29 @@ fn read_message(row: &tokio_postgres::Row) -> StoredMessage {
 }
 
 impl SessionStore for PostgresStore {
-    fn begin_turn(&self, key: &str, agent: &str) -> StoreFuture<Turn> {
+    fn begin_turn(&self, key: &str, agent: &str, owner: &str) -> StoreFuture<Turn> {
         // Taken now, synchronously: the order of calls is the order of turns.
+        // Only the ticket at the front of the line goes on to the database
+        // lock, so this process never asks for a lock it already holds (the
+        // advisory lock is re-entrant on the one control connection).
         let mut ticket = self.lanes.enter(key);
-        let (pg, key, agent, max) = (self.pg.clone(), key.to_string(), agent.to_string(), self.max_history);
+        let (pg, key, max) = (self.pg.clone(), key.to_string(), self.max_history);
+        let session = SessionOwner { agent: agent.to_string(), owner: owner.to_string() };
         Box::pin(async move {
             ticket.wait().await;
             let lock = pg.lane_lock(&key).await?;
-            let session = load(&pg, &key, &agent, max).await?;
-            Ok(Turn::new(session, Box::new(PostgresTurn { pg, key, agent, ticket, lock })))
+            let (existing, data) = load(&pg, &key, max).await?;
+            Ok(Turn::new(data, existing, Box::new(PostgresTurn { pg, key, session, ticket, lock })))
+        })
+    }
+
+    fn owner(&self, key: &str) -> StoreFuture<Option<SessionOwner>> {
+        let (pg, key) = (self.pg.clone(), key.to_string());
+        Box::pin(async move {
+            let client = pg.client().await?;
+            let row =
+                client.query_opt("SELECT agent_id, owner FROM sessions WHERE key = $1", &[&key]).await.map_err(db)?;
+            Ok(row.map(|r| SessionOwner { agent: r.get(0), owner: r.get(1) }))
         })
     }
 
@@ -100,38 +116,54 @@ impl SessionStore for PostgresStore {
         })
     }
 
-    fn list(&self, agent: Option<&str>) -> StoreFuture<Vec<SessionSummary>> {
-        let (pg, agent) = (self.pg.clone(), agent.map(str::to_string));
+    fn list(&self, query: SessionQuery) -> StoreFuture<SessionPage> {
+        let pg = self.pg.clone();
         Box::pin(async move {
             let client = pg.client().await?;
-            // COLLATE "C": ties sort by bytes, as in SQLite, whatever the server's locale.
+            let (after_at, after_key) = match &query.after {
+                Some(c) => (Some(c.last_activity as i64), c.key.clone()),
+                None => (None, String::new()),
+            };
+            let limit = query.limit as i64 + 1;
+            // COLLATE "C": keys sort by bytes, as in SQLite, whatever the server's locale.
             let rows = client
                 .query(
-                    "SELECT s.key, s.agent_id, s.updated_at,
+                    "SELECT s.key, s.agent_id, s.owner, s.updated_at,
                             (SELECT COUNT(*) FROM messages m WHERE m.session_key = s.key)
-                     FROM sessions s WHERE $1::text IS NULL OR s.agent_id = $1
-                     ORDER BY s.updated_at DESC, s.key COLLATE \"C\"",
-                    &[&agent],
+                     FROM sessions s
+                     WHERE ($1::text IS NULL OR s.agent_id = $1)
+                       AND ($2::text IS NULL OR s.owner = $2)
+                       AND ($3::text[] IS NULL OR s.agent_id = ANY($3))
+                       AND ($4::bigint IS NULL OR s.updated_at < $4
+                            OR (s.updated_at = $4 AND s.key COLLATE \"C\" > $5::text COLLATE \"C\"))
+                     ORDER BY s.updated_at DESC, s.key COLLATE \"C\" LIMIT $6",
+                    &[&query.agent, &query.visible.owner, &query.visible.agents, &after_at, &after_key, &limit],
                 )
                 .await
                 .map_err(db)?;
-            Ok(rows
+            let rows = rows
                 .iter()
                 .map(|r| SessionSummary {
                     key: r.get(0),
                     agent: r.get(1),
-                    last_activity: r.get::<_, i64>(2) as u64,
-                    message_count: r.get::<_, i64>(3) as u64,
+                    owner: r.get(2),
+                    last_activity: r.get::<_, i64>(3) as u64,
+                    message_count: r.get::<_, i64>(4) as u64,
                 })
-                .collect())
+                .collect();
+            Ok(SessionPage::of(rows, query.limit))
         })
     }
 
-    fn delete(&self, key: &str) -> StoreFuture<bool> {
-        let (pg, key) = (self.pg.clone(), key.to_string());
+    fn delete(&self, key: &str, owner: &str) -> StoreFuture<bool> {
+        let (pg, key, owner) = (self.pg.clone(), key.to_string(), owner.to_string());
         Box::pin(async move {
             let client = pg.client().await?;
-            Ok(client.execute("DELETE FROM sessions WHERE key = $1", &[&key]).await.map_err(db)? > 0)
+            let deleted = client
+                .execute("DELETE FROM sessions WHERE key = $1 AND owner = $2", &[&key, &owner])
+                .await
+                .map_err(db)?;
+            Ok(deleted > 0)
         })
     }
 
@@ -160,8 +192,9 @@ impl SessionStore for PostgresStore {
     }
 }
 
-/// History and state for a turn; the connection goes back to the pool at once.
-async fn load(pg: &Postgres, key: &str, agent: &str, max: usize) -> Result<SessionData, StoreError> {
+/// The session's owner and the history and state for a turn (nothing for a
+/// new session); the connection goes back to the pool at once.
+async fn load(pg: &Postgres, key: &str, max: usize) -> Result<(Option<SessionOwner>, SessionData), StoreError> {
     let client = pg.client().await?;
     let history = format!(
         "SELECT {MESSAGE_COLUMNS} FROM
@@ -172,37 +205,40 @@ async fn load(pg: &Postgres, key: &str, agent: &str, max: usize) -> Result<Sessi
     let (by_key, by_key_limited): (Params<1>, Params<2>) = ([&key], [&key, &limit]);
     // Pipelined: one round trip.
     let (owner, history, state) = futures::try_join!(
-        client.query_opt("SELECT agent_id FROM sessions WHERE key = $1", &by_key),
+        client.query_opt("SELECT agent_id, owner FROM sessions WHERE key = $1", &by_key),
         client.query(&history, &by_key_limited),
         client.query("SELECT key, value FROM session_state WHERE session_key = $1", &by_key),
     )
     .map_err(db)?;
-    match owner.map(|row| row.get::<_, String>(0)) {
-        None => Ok(SessionData::default()),
-        Some(owner) if owner != agent => Err(StoreError::WrongAgent { key: key.into(), owner }),
-        Some(_) => Ok(SessionData {
-            history: history.iter().map(|r| read_message(r).message).collect(),
-            state: state.iter().map(|r| (r.get(0), r.get(1))).collect(),
-        }),
-    }
+    Ok(match owner {
+        None => (None, SessionData::default()),
+        Some(row) => (
+            Some(SessionOwner { agent: row.get(0), owner: row.get(1) }),
+            SessionData {
+                history: history.iter().map(|r| read_message(r).message).collect(),
+                state: state.iter().map(|r| (r.get(0), r.get(1))).collect(),
+            },
+        ),
+    })
 }
 
 /// A begun turn: the lane ticket and the lane lock travel with the write.
 struct PostgresTurn {
     pg: Arc<Postgres>,
     key: String,
-    agent: String,
+    /// The agent writing, and the owner a new session gets.
+    session: SessionOwner,
     ticket: LaneTicket,
     lock: LaneLock,
 }
 
 impl TurnWriter for PostgresTurn {
     fn commit(self: Box<Self>, messages: Vec<Message>, state: StateChanges) -> StoreFuture<()> {
-        let Self { pg, key, agent, ticket, lock } = *self;
+        let Self { pg, key, session, ticket, lock } = *self;
         // Spawned: the write runs to its end even if the run's task is
         // aborted, and the lane is released only after it.
         let write = tokio::spawn(async move {
-            let written = append_turn(&pg, &lock, &key, &agent, &messages, &state).await;
+            let written = append_turn(&pg, &lock, &key, &session, &messages, &state).await;
             drop(lock);
             drop(ticket);
             written
@@ -218,7 +254,7 @@ async fn append_turn(
     pg: &Postgres,
     lock: &LaneLock,
     key: &str,
-    agent: &str,
+    session: &SessionOwner,
     turn: &[Message],
     state: &StateChanges,
 ) -> Result<(), StoreError> {
@@ -227,15 +263,16 @@ async fn append_turn(
     // Still ours? If the control connection dropped, another instance may be
     // writing this session now: write nothing rather than interleave.
     lock.confirm(&tx).await?;
-    let owner = tx.query_opt("SELECT agent_id FROM sessions WHERE key = $1", &[&key]).await.map_err(db)?;
-    if let Some(owner) = owner.map(|r| r.get::<_, String>(0)).filter(|o| o != agent) {
-        return Err(StoreError::WrongAgent { key: key.into(), owner });
+    let existing = tx.query_opt("SELECT agent_id, owner FROM sessions WHERE key = $1", &[&key]).await.map_err(db)?;
+    let existing = existing.map(|r| SessionOwner { agent: r.get(0), owner: r.get(1) });
+    if let Some(existing) = existing.filter(|e| e != session) {
+        return Err(refused_write(key, session, existing));
     }
     let now = now_ms() as i64;
     tx.execute(
-        "INSERT INTO sessions (key, agent_id, created_at, updated_at) VALUES ($1, $2, $3, $3)
+        "INSERT INTO sessions (key, agent_id, owner, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
          ON CONFLICT (key) DO UPDATE SET updated_at = excluded.updated_at",
-        &[&key, &agent, &now],
+        &[&key, &session.agent, &session.owner, &now],
     )
     .await
     .map_err(db)?;

@@ -122,7 +122,7 @@ mod tests {
     async fn responses_round_trip_and_go_with_their_session() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("s.sqlite"), 10).unwrap();
-        let turn = store.begin_turn("k", "main").await.unwrap();
+        let turn = store.begin_turn("k", "main", "operator").await.unwrap();
         turn.commit(vec![Message::text(Role::User, "hi")], StateChanges::new()).await.unwrap();
         store.put_response(response("resp_a", "k")).await.unwrap();
         store.put_response(response("resp_b", "k")).await.unwrap();
@@ -131,7 +131,7 @@ mod tests {
         assert!(store.delete_response("resp_a").await.unwrap());
         assert!(!store.delete_response("resp_a").await.unwrap());
         assert_eq!(store.response("resp_a").await.unwrap(), None);
-        assert!(store.delete("k").await.unwrap());
+        assert!(store.delete("k", "operator").await.unwrap());
         assert_eq!(store.response("resp_b").await.unwrap(), None, "a reset session takes its responses along");
     }
 }

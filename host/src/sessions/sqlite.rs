@@ -9,10 +9,12 @@ use std::time::SystemTime;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::lanes::{LaneTicket, Lanes};
+use super::page::{SessionPage, SessionQuery};
 use super::responses::{self, StoredResponse};
 use super::store::{
-    SessionData, SessionStore, SessionSummary, StateChanges, StoreError, StoreFuture, StoredMessage, Transcript, Turn,
-    TurnWriter, now_ms, role_from_name, role_name, tool_calls_from_json, tool_calls_json,
+    SessionData, SessionOwner, SessionStore, SessionSummary, StateChanges, StoreError, StoreFuture, StoredMessage,
+    Transcript, Turn, TurnWriter, now_ms, refused_write, role_from_name, role_name, tool_calls_from_json,
+    tool_calls_json,
 };
 use crate::chat::Message;
 
@@ -60,6 +62,10 @@ const MIGRATIONS: &[&str] = &[
      );",
     // 3: stored `/v1/responses` objects.
     super::responses::SQLITE_MIGRATION,
+    // 4: sessions have owners; those made before belong to the main secret.
+    "ALTER TABLE sessions ADD COLUMN owner TEXT NOT NULL DEFAULT 'operator';
+     CREATE INDEX sessions_by_owner ON sessions (owner, updated_at);
+     CREATE INDEX sessions_by_activity ON sessions (updated_at, key);",
 ];
 
 /// SQLite-backed [`SessionStore`].
@@ -124,19 +130,25 @@ async fn on_blocking_pool<T: Send + 'static>(
 }
 
 impl SessionStore for SqliteStore {
-    fn begin_turn(&self, key: &str, agent: &str) -> StoreFuture<Turn> {
+    fn begin_turn(&self, key: &str, agent: &str, owner: &str) -> StoreFuture<Turn> {
         // Taken now, synchronously: the order of calls is the order of turns.
         let mut ticket = self.lanes.enter(key);
         let (db, key, agent, max) = (self.db.clone(), key.to_string(), agent.to_string(), self.max_history);
+        let owner = owner.to_string();
         Box::pin(async move {
             ticket.wait().await;
             let load = {
-                let (db, key, agent) = (db.clone(), key.clone(), agent.clone());
-                on_blocking_pool(move || db.load(&key, &agent, max))
+                let (db, key) = (db.clone(), key.clone());
+                on_blocking_pool(move || db.load(&key, max))
             };
-            let session = load.await?;
-            Ok(Turn::new(session, Box::new(SqliteTurn { db, key, agent, ticket })))
+            let (existing, session) = load.await?;
+            Ok(Turn::new(session, existing, Box::new(SqliteTurn { db, key, agent, owner, ticket })))
         })
+    }
+
+    fn owner(&self, key: &str) -> StoreFuture<Option<SessionOwner>> {
+        let key = key.to_string();
+        self.blocking(move |db| db.with(|conn| owner(conn, &key)))
     }
 
     fn transcript(&self, key: &str) -> StoreFuture<Option<Transcript>> {
@@ -144,14 +156,13 @@ impl SessionStore for SqliteStore {
         self.blocking(move |db| db.transcript(&key))
     }
 
-    fn list(&self, agent: Option<&str>) -> StoreFuture<Vec<SessionSummary>> {
-        let agent = agent.map(str::to_string);
-        self.blocking(move |db| db.list(agent.as_deref()))
+    fn list(&self, query: SessionQuery) -> StoreFuture<SessionPage> {
+        self.blocking(move |db| db.list(&query))
     }
 
-    fn delete(&self, key: &str) -> StoreFuture<bool> {
-        let key = key.to_string();
-        self.blocking(move |db| db.delete(&key))
+    fn delete(&self, key: &str, owner: &str) -> StoreFuture<bool> {
+        let (key, owner) = (key.to_string(), owner.to_string());
+        self.blocking(move |db| db.delete(&key, &owner))
     }
 
     fn expire_idle(&self, cutoff: SystemTime) -> StoreFuture<usize> {
@@ -178,6 +189,7 @@ struct SqliteTurn {
     db: Arc<Db>,
     key: String,
     agent: String,
+    owner: String,
     ticket: LaneTicket,
 }
 
@@ -186,10 +198,10 @@ impl TurnWriter for SqliteTurn {
         // Blocking work runs to its end even if the awaiting task is aborted,
         // and the ticket is dropped only after it: the lane stays taken until
         // the write is committed.
-        let Self { db, key, agent, ticket } = *self;
+        let Self { db, key, agent, owner, ticket } = *self;
         Box::pin(on_blocking_pool(move || {
             let _ticket = ticket;
-            db.append_turn(&key, &agent, &messages, &state)
+            db.append_turn(&key, &SessionOwner { agent, owner }, &messages, &state)
         }))
     }
 }
@@ -205,8 +217,11 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn owner(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
-    conn.query_row("SELECT agent_id FROM sessions WHERE key = ?1", [key], |r| r.get(0)).optional()
+fn owner(conn: &Connection, key: &str) -> rusqlite::Result<Option<SessionOwner>> {
+    conn.query_row("SELECT agent_id, owner FROM sessions WHERE key = ?1", [key], |r| {
+        Ok(SessionOwner { agent: r.get(0)?, owner: r.get(1)? })
+    })
+    .optional()
 }
 
 fn read_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
@@ -232,12 +247,10 @@ impl Db {
         f(&mut conn).map_err(|e| StoreError::Backend(e.to_string()))
     }
 
-    fn load(&self, key: &str, agent: &str, max_messages: usize) -> Result<SessionData, StoreError> {
-        let loaded = self.with(|conn| {
-            let Some(owner) = owner(conn, key)? else { return Ok(Err(())) };
-            if owner != agent {
-                return Ok(Ok(Err(owner)));
-            }
+    /// The session's owner and what a turn runs on; nothing for a new session.
+    fn load(&self, key: &str, max_messages: usize) -> Result<(Option<SessionOwner>, SessionData), StoreError> {
+        self.with(|conn| {
+            let Some(existing) = owner(conn, key)? else { return Ok((None, SessionData::default())) };
             let mut stmt = conn.prepare_cached(
                 "SELECT role, content, name, tool_call_id, tool_calls, created_at FROM
                    (SELECT * FROM messages WHERE session_key = ?1 ORDER BY id DESC LIMIT ?2)
@@ -249,26 +262,27 @@ impl Db {
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let mut stmt = conn.prepare_cached("SELECT key, value FROM state WHERE session_key = ?1")?;
             let state = stmt.query_map([key], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
-            Ok(Ok(Ok(SessionData { history, state })))
-        })?;
-        match loaded {
-            Err(()) => Ok(SessionData::default()),
-            Ok(Err(owner)) => Err(StoreError::WrongAgent { key: key.into(), owner }),
-            Ok(Ok(data)) => Ok(data),
-        }
+            Ok((Some(existing), SessionData { history, state }))
+        })
     }
 
-    fn append_turn(&self, key: &str, agent: &str, turn: &[Message], state: &StateChanges) -> Result<(), StoreError> {
+    fn append_turn(
+        &self,
+        key: &str,
+        session: &SessionOwner,
+        turn: &[Message],
+        state: &StateChanges,
+    ) -> Result<(), StoreError> {
         let outcome = self.with(|conn| {
             let tx = conn.transaction()?;
             let now = now_ms() as i64;
-            if let Some(owner) = owner(&tx, key)?.filter(|o| o != agent) {
-                return Ok(Err(owner));
+            if let Some(existing) = owner(&tx, key)?.filter(|e| e != session) {
+                return Ok(Err(existing));
             }
             tx.execute(
-                "INSERT INTO sessions (key, agent_id, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
+                "INSERT INTO sessions (key, agent_id, owner, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)
                  ON CONFLICT (key) DO UPDATE SET updated_at = excluded.updated_at",
-                params![key, agent, now],
+                params![key, session.agent, session.owner, now],
             )?;
             {
                 let mut insert = tx.prepare_cached(
@@ -301,12 +315,12 @@ impl Db {
             tx.commit()?;
             Ok(Ok(()))
         })?;
-        outcome.map_err(|owner| StoreError::WrongAgent { key: key.into(), owner })
+        outcome.map_err(|existing| refused_write(key, session, existing))
     }
 
     fn transcript(&self, key: &str) -> Result<Option<Transcript>, StoreError> {
         self.with(|conn| {
-            let Some(agent) = owner(conn, key)? else { return Ok(None) };
+            let Some(SessionOwner { agent, .. }) = owner(conn, key)? else { return Ok(None) };
             let mut stmt = conn.prepare_cached(
                 "SELECT role, content, name, tool_call_id, tool_calls, created_at FROM messages
                  WHERE session_key = ?1 ORDER BY id",
@@ -316,26 +330,41 @@ impl Db {
         })
     }
 
-    fn list(&self, agent: Option<&str>) -> Result<Vec<SessionSummary>, StoreError> {
-        self.with(|conn| {
+    fn list(&self, query: &SessionQuery) -> Result<SessionPage, StoreError> {
+        let agents = query.visible.agents.as_ref().map(|a| serde_json::Value::from(a.clone()).to_string());
+        let (after_at, after_key) = match &query.after {
+            Some(c) => (Some(c.last_activity as i64), c.key.as_str()),
+            None => (None, ""),
+        };
+        let rows = self.with(|conn| {
+            // Keys compare as bytes (BINARY), like PostgreSQL's COLLATE "C".
             let mut stmt = conn.prepare_cached(
-                "SELECT s.key, s.agent_id, s.updated_at, (SELECT COUNT(*) FROM messages m WHERE m.session_key = s.key)
-                 FROM sessions s WHERE ?1 IS NULL OR s.agent_id = ?1 ORDER BY s.updated_at DESC, s.key",
+                "SELECT s.key, s.agent_id, s.owner, s.updated_at,
+                        (SELECT COUNT(*) FROM messages m WHERE m.session_key = s.key)
+                 FROM sessions s
+                 WHERE (?1 IS NULL OR s.agent_id = ?1)
+                   AND (?2 IS NULL OR s.owner = ?2)
+                   AND (?3 IS NULL OR s.agent_id IN (SELECT value FROM json_each(?3)))
+                   AND (?4 IS NULL OR s.updated_at < ?4 OR (s.updated_at = ?4 AND s.key > ?5))
+                 ORDER BY s.updated_at DESC, s.key LIMIT ?6",
             )?;
-            stmt.query_map([agent], |r| {
+            let limit = query.limit as i64 + 1;
+            stmt.query_map(params![query.agent, query.visible.owner, agents, after_at, after_key, limit], |r| {
                 Ok(SessionSummary {
                     key: r.get(0)?,
                     agent: r.get(1)?,
-                    last_activity: r.get::<_, i64>(2)? as u64,
-                    message_count: r.get::<_, i64>(3)? as u64,
+                    owner: r.get(2)?,
+                    last_activity: r.get::<_, i64>(3)? as u64,
+                    message_count: r.get::<_, i64>(4)? as u64,
                 })
             })?
             .collect()
-        })
+        })?;
+        Ok(SessionPage::of(rows, query.limit))
     }
 
-    fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        self.with(|conn| Ok(conn.execute("DELETE FROM sessions WHERE key = ?1", [key])? > 0))
+    fn delete(&self, key: &str, owner: &str) -> Result<bool, StoreError> {
+        self.with(|conn| Ok(conn.execute("DELETE FROM sessions WHERE key = ?1 AND owner = ?2", [key, owner])? > 0))
     }
 
     fn expire_idle(&self, cutoff: SystemTime) -> Result<usize, StoreError> {
@@ -345,76 +374,4 @@ impl Db {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::chat::Role;
-
-    fn msg(role: Role, content: &str) -> Message {
-        Message::text(role, content)
-    }
-
-    fn open(path: &Path) -> SqliteStore {
-        SqliteStore::open(path, 2).unwrap()
-    }
-
-    #[tokio::test]
-    async fn turns_state_and_ownership_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir.path().join("s.sqlite"));
-        let turn = store.begin_turn("k", "main").await.unwrap();
-        assert!(turn.session.history.is_empty());
-        let state = StateChanges::from([("n".to_string(), Some(b"1".to_vec()))]);
-        turn.commit(vec![msg(Role::User, "hi"), msg(Role::Assistant, "hi")], state).await.unwrap();
-        let turn = store.begin_turn("k", "main").await.unwrap();
-        assert_eq!(turn.session.state.get("n").map(Vec::as_slice), Some(&b"1"[..]));
-        turn.commit(vec![msg(Role::User, "again")], StateChanges::from([("n".into(), None)])).await.unwrap();
-        let data = store.begin_turn("k", "main").await.unwrap().session;
-        assert_eq!(data.history.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(), ["hi", "again"]);
-        assert!(data.state.is_empty());
-        assert!(matches!(store.begin_turn("k", "beta").await, Err(StoreError::WrongAgent { .. })));
-        assert_eq!(store.list(Some("main")).await.unwrap()[0].message_count, 3);
-        assert!(store.delete("k").await.unwrap());
-        assert!(store.transcript("k").await.unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn a_turn_waits_for_the_turn_begun_before_it_on_the_same_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir.path().join("s.sqlite"));
-        let first = store.begin_turn("k", "main").await.unwrap();
-        // Begun (lane taken) before the first commits: it must see that commit.
-        let mut second = store.begin_turn("k", "main");
-        let other = store.begin_turn("other", "main").await.unwrap();
-        assert!(other.session.history.is_empty(), "another key never waits");
-        assert!(futures::poll!(&mut second).is_pending(), "the second turn must wait for the first");
-        first.commit(vec![msg(Role::User, "one")], StateChanges::new()).await.unwrap();
-        let second = tokio::time::timeout(std::time::Duration::from_secs(10), second).await.unwrap().unwrap();
-        assert_eq!(second.session.history.len(), 1);
-        // A dropped turn (a failed run) frees the lane without writing.
-        drop(second);
-        let third = tokio::time::timeout(std::time::Duration::from_secs(10), store.begin_turn("k", "main"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(third.session.history.len(), 1);
-    }
-
-    #[tokio::test]
-    async fn migrations_run_once_and_reopen_cleanly() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sqlite");
-        let turn = open(&path).begin_turn("k", "a").await.unwrap();
-        turn.commit(vec![msg(Role::User, "x")], StateChanges::new()).await.unwrap();
-        let store = open(&path);
-        assert_eq!(store.transcript("k").await.unwrap().unwrap().messages.len(), 1);
-    }
-
-    #[test]
-    fn a_corrupt_file_is_an_error_naming_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bad.sqlite");
-        std::fs::write(&path, vec![0x5a; 8192]).unwrap();
-        let err = SqliteStore::open(&path, 10).err().expect("corrupt file must not open").to_string();
-        assert!(err.contains("bad.sqlite"), "{err}");
-    }
-}
+mod tests;

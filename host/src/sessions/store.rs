@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use futures::future::BoxFuture;
 
+use super::page::{SessionPage, SessionQuery};
 use super::responses::StoredResponse;
 use crate::chat::{Message, Role, ToolCall};
 
@@ -44,11 +45,21 @@ pub struct Transcript {
     pub messages: Vec<StoredMessage>,
 }
 
+/// Who a session belongs to: its agent and its owning principal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionOwner {
+    pub agent: String,
+    /// The name of the principal whose turn created it.
+    pub owner: String,
+}
+
 /// One row of a session listing.
 #[derive(Debug, Clone)]
 pub struct SessionSummary {
     pub key: String,
     pub agent: String,
+    /// The owning principal's name.
+    pub owner: String,
     pub message_count: u64,
     /// Milliseconds since the Unix epoch.
     pub last_activity: u64,
@@ -59,6 +70,9 @@ pub struct SessionSummary {
 pub enum StoreError {
     #[error("session {key:?} belongs to agent {owner:?}")]
     WrongAgent { key: String, owner: String },
+    /// A turn tried to write into a session another principal owns.
+    #[error("session {0:?} belongs to another principal")]
+    WrongOwner(String),
     #[error("session store {path}: {message}")]
     Open { path: String, message: String },
     #[error("session store: {0}")]
@@ -74,18 +88,23 @@ pub type StoreFuture<T> = BoxFuture<'static, Result<T, StoreError>>;
 /// Durable transcripts and plugin state, and the lanes that keep one turn at
 /// a time per session.
 pub trait SessionStore: Send + Sync {
-    /// Begin a turn of `agent` on `key`: its place in the session's lane is
-    /// taken when this is *called* (so calls order turns, whatever the
-    /// scheduler does later); the future resolves once every earlier turn on
-    /// the key has ended, with the history and state to run on. Fails when
-    /// the session belongs to another agent.
-    fn begin_turn(&self, key: &str, agent: &str) -> StoreFuture<Turn>;
+    /// Begin a turn of `agent` on `key` for `owner` (who owns the session
+    /// if this turn creates it): its place in the session's lane is taken
+    /// when this is *called* (so calls order turns, whatever the scheduler
+    /// does later); the future resolves once every earlier turn on the key
+    /// has ended, with the history and state to run on and the session's
+    /// current owner. The caller decides ([`super::access`]) whether to run;
+    /// the commit refuses to write into a session of another owner or agent.
+    fn begin_turn(&self, key: &str, agent: &str, owner: &str) -> StoreFuture<Turn>;
+    /// A session's agent and owner, if it exists (one row; no transcript).
+    fn owner(&self, key: &str) -> StoreFuture<Option<SessionOwner>>;
     /// The whole transcript, if the session exists.
     fn transcript(&self, key: &str) -> StoreFuture<Option<Transcript>>;
-    /// Sessions, optionally of one agent, most recent first.
-    fn list(&self, agent: Option<&str>) -> StoreFuture<Vec<SessionSummary>>;
-    /// Remove a session's transcript and state; false if it did not exist.
-    fn delete(&self, key: &str) -> StoreFuture<bool>;
+    /// One page of the sessions `query` selects, most recent first.
+    fn list(&self, query: SessionQuery) -> StoreFuture<SessionPage>;
+    /// Remove a session of `owner` with its transcript, state and stored
+    /// responses; false if there is no such session of that owner.
+    fn delete(&self, key: &str, owner: &str) -> StoreFuture<bool>;
     /// Remove sessions idle since before `cutoff`; returns how many.
     fn expire_idle(&self, cutoff: SystemTime) -> StoreFuture<usize>;
     /// Keep a response object; its session must exist (it is written after the turn).
@@ -108,18 +127,29 @@ pub trait TurnWriter: Send {
 pub struct Turn {
     /// What the run starts from.
     pub session: SessionData,
+    /// The session's agent and owner; `None` when this turn creates it.
+    pub existing: Option<SessionOwner>,
     writer: Box<dyn TurnWriter>,
 }
 
 impl Turn {
     /// A turn that `writer` will commit.
-    pub fn new(session: SessionData, writer: Box<dyn TurnWriter>) -> Self {
-        Self { session, writer }
+    pub fn new(session: SessionData, existing: Option<SessionOwner>, writer: Box<dyn TurnWriter>) -> Self {
+        Self { session, existing, writer }
     }
 
     /// Keep the turn: the client's new messages and the reply, plus state writes.
     pub async fn commit(self, messages: Vec<Message>, state: StateChanges) -> Result<(), StoreError> {
         self.writer.commit(messages, state).await
+    }
+}
+
+/// Why a turn of `turn` may not write into `key`, which `existing` holds.
+pub(super) fn refused_write(key: &str, turn: &SessionOwner, existing: SessionOwner) -> StoreError {
+    if existing.owner != turn.owner {
+        StoreError::WrongOwner(key.into())
+    } else {
+        StoreError::WrongAgent { key: key.into(), owner: existing.agent }
     }
 }
 

@@ -16,7 +16,7 @@ use crate::auth::{Principal, Scope};
 use crate::chat::{AgentId, Message, Role};
 use crate::gateway::Gateway;
 use crate::runtime::{AgentSource, AgentVersion};
-use crate::sessions::{StoreError, role_name};
+use crate::sessions::{self, Access, SessionQuery, StoreError, Visible, access, role_name};
 
 /// One request of a connected client, as a handler gets it.
 pub struct Call {
@@ -242,8 +242,13 @@ async fn chat_history(call: Call) -> Answer {
     let params = &call.params;
     let key = key_param(params, "sessionKey")?.to_string();
     let limit = params["limit"].as_u64().unwrap_or(200) as usize;
-    let transcript = call.gw.agents.sessions().transcript(&key).await.map_err(store_error)?;
-    let transcript = transcript.filter(|t| call.principal.may_use_named(&t.agent));
+    let store = call.gw.agents.sessions();
+    // Another principal's session reads as an unknown one: no messages.
+    let readable = access::check(store, &call.principal, &key, Access::Read).await.map_err(store_error)?;
+    let transcript = match readable {
+        Some(_) => store.transcript(&key).await.map_err(store_error)?,
+        None => None,
+    };
     let stored = transcript.map(|t| t.messages).unwrap_or_default();
     // Tool results name their tool, which only the call that asked for it says.
     let names: HashMap<&str, &str> =
@@ -276,23 +281,38 @@ async fn chat_abort(call: Call) -> Answer {
     Ok(Some(json!({"ok": true, "aborted": !aborted.is_empty(), "runIds": aborted})))
 }
 
+/// One page of the sessions the caller may read (`limit`, `cursor` as on HTTP).
 async fn sessions_list(call: Call) -> Answer {
-    let agent = call.params["agentId"].as_str();
-    let sessions = call.gw.agents.sessions().list(agent).await.map_err(store_error)?;
-    let sessions: Vec<Value> = sessions
+    let params = &call.params;
+    let agent = params["agentId"].as_str().map(str::to_string);
+    let limit = match &params["limit"] {
+        Value::Null => None,
+        // Not a whole number: out of range on purpose, so the error names the bounds.
+        other => Some(other.as_u64().unwrap_or(0)),
+    };
+    let (limit, after) =
+        sessions::parse_page(limit, params["cursor"].as_str()).map_err(|e| WsError::invalid(e.message))?;
+    let query = SessionQuery { agent, visible: Visible::to(&call.principal), after, limit };
+    let page = call.gw.agents.sessions().list(query).await.map_err(store_error)?;
+    let sessions: Vec<Value> = page
+        .sessions
         .iter()
-        .filter(|s| call.principal.may_use_named(&s.agent))
-        .map(|s| json!({"key": s.key, "agentId": s.agent, "updatedAt": s.last_activity, "messageCount": s.message_count}))
+        .map(|s| {
+            json!({"key": s.key, "agentId": s.agent, "owner": s.owner, "updatedAt": s.last_activity,
+                   "messageCount": s.message_count})
+        })
         .collect();
-    Ok(Some(json!({"sessions": sessions})))
+    Ok(Some(json!({"sessions": sessions, "nextCursor": page.next.map(|c| c.encode())})))
 }
 
 async fn sessions_delete(call: Call) -> Answer {
     let params = &call.params;
     let key = key_param(params, "key").or_else(|_| key_param(params, "sessionKey"))?;
     let store = call.gw.agents.sessions();
-    let deleted = crate::runs::may_touch_session(store, &call.principal, key).await.map_err(store_error)?
-        && store.delete(key).await.map_err(store_error)?;
+    let deleted = match access::check(store, &call.principal, key, Access::Delete).await.map_err(store_error)? {
+        Some(session) => store.delete(key, &session.owner).await.map_err(store_error)?,
+        None => false,
+    };
     Ok(Some(json!({"ok": true, "key": key, "deleted": deleted})))
 }
 

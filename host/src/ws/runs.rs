@@ -83,9 +83,11 @@ async fn try_start(call: &Call, door: Door) -> Result<(), WsError> {
         (None, None) if door == Door::Chat => return Err(WsError::invalid("chat.send needs a sessionKey")),
         (None, None) => gw.agents.default_agent().clone(),
     };
-    // OpenClaw's main session of an agent when none is named.
-    let key = p.session_key.clone().unwrap_or_else(|| format!("agent:{agent}:main"));
-    let session = sessions::resolve(&agent, Some(&key), None).map_err(|e| WsError::invalid(e.to_string()))?;
+    // The agent's main session when none is named, one per principal (the
+    // main secret's is OpenClaw's `agent:<id>:main`).
+    let key = p.session_key.clone().unwrap_or_else(|| sessions::main_key(&agent, call.principal.name()));
+    let owner = call.principal.name();
+    let session = sessions::resolve(&agent, Some(&key), None, owner).map_err(|e| WsError::invalid(e.to_string()))?;
     let (handle, tracking) = match begin(call, p, agent, session, &key, door)? {
         Begun::Started(handle, tracking) => (handle, tracking),
         Begun::Replay(run_id, result) => {

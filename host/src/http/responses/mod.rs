@@ -32,7 +32,7 @@ use crate::auth::Principal;
 use crate::chat::AgentId;
 use crate::gateway::Gateway;
 use crate::runs::RunInput;
-use crate::sessions::{self, SessionKey, StoredResponse};
+use crate::sessions::{self, SessionKey, StoredResponse, access};
 use object::{Encoder, Meta};
 use request::ResponsesRequest;
 
@@ -53,7 +53,7 @@ pub async fn create(
             // Kept so that a later `previous_response_id` has a conversation to continue.
             SessionKey { key: format!("agent:{agent}:openai-response:{}", uuid::Uuid::new_v4()), persistent: true }
         }
-        None => sessions::resolve(&agent, explicit_session, request.user.as_deref())?,
+        None => sessions::resolve(&agent, explicit_session, request.user.as_deref(), caller.name())?,
     };
     let translated = request.translate()?;
     let input = RunInput {
@@ -146,7 +146,7 @@ async fn continued_session(
 /// A stored response the caller may see; for anyone else it does not exist.
 async fn owned(gw: &Gateway, caller: &Principal, id: &str, param: Option<&str>) -> Result<StoredResponse, ApiError> {
     let found = gw.agents.sessions().response(id).await?;
-    found.filter(|r| r.owner == caller.name() && caller.may_use_named(&r.agent)).ok_or_else(|| not_found(id, param))
+    found.filter(|r| access::is_owner(caller, &r.owner, &r.agent)).ok_or_else(|| not_found(id, param))
 }
 
 fn not_found(id: &str, param: Option<&str>) -> ApiError {
