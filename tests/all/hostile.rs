@@ -92,9 +92,7 @@ async fn a_tool_call_index_beyond_the_limit_fails_the_run_not_the_process() {
     let text = gw.chat(streamed).send().await.unwrap().text().await.unwrap();
     assert!(text.contains("128") && !text.contains("the host survived"), "the stream ends with the error: {text}");
     let mut c = Client::connect(&gw).await;
-    let id = c
-        .request("agent", Some(json!({"message": "hi", "agentId": "tool-index", "idempotencyKey": "k1"})))
-        .await;
+    let id = c.request("agent", Some(json!({"message": "hi", "agentId": "tool-index", "idempotencyKey": "k1"}))).await;
     let accepted = c.response(&id).await;
     assert_eq!(accepted["payload"]["status"], "accepted", "{accepted}");
     let done = c.until(|f| f["type"] == "res" && f["id"] == id.as_str() && f["payload"]["status"] != "accepted").await;
@@ -235,7 +233,9 @@ async fn guest_text_and_request_ids_cannot_forge_log_lines() {
         let given = res.headers()["x-request-id"].to_str().unwrap().to_string();
         assert_ne!(given, hostile, "an unsafe request id is replaced");
         assert!(
-            !given.is_empty() && given.len() <= 128 && given.chars().all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c)),
+            !given.is_empty()
+                && given.len() <= 128
+                && given.chars().all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c)),
             "{given:?}"
         );
     }
@@ -247,7 +247,8 @@ async fn guest_text_and_request_ids_cannot_forge_log_lines() {
 /// One WebSocket `agent` run of `large` (a 1 MiB reply) with idempotency key `key`; returns its run id.
 async fn large_run(c: &mut Client, key: &str) -> String {
     // A session per run: the replies must not pile up as one session's history.
-    let params = json!({"message": "hi", "agentId": "large", "idempotencyKey": key, "sessionKey": format!("agent:large:{key}")});
+    let params =
+        json!({"message": "hi", "agentId": "large", "idempotencyKey": key, "sessionKey": format!("agent:large:{key}")});
     let id = c.request("agent", Some(params)).await;
     let accepted = c.response(&id).await;
     let run_id = accepted["payload"]["runId"].as_str().unwrap().to_string();
@@ -260,7 +261,7 @@ async fn large_run(c: &mut Client, key: &str) -> String {
 
 #[tokio::test]
 async fn the_run_board_keeps_finished_replies_within_its_byte_caps() {
-    let limits = "ws: { maxResultBytes: 8388608, maxResultBytesPerPrincipal: 4194304 },";
+    let limits = ", ws: { maxResultBytes: 8388608, maxResultBytesPerPrincipal: 4194304 }";
     let large = format!(
         r#"    large: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "large", bytes: "1048576" }},
               limits: {{ maxOutputBytes: 2097152 }} }},"#
@@ -286,7 +287,8 @@ async fn the_run_board_keeps_finished_replies_within_its_byte_caps() {
     assert_eq!(oldest["payload"]["result"]["payloads"], json!([]), "its reply was dropped");
     assert_eq!(oldest["payload"]["resultDropped"], true, "{oldest}");
     // A retry with the first key is still a replay, not a second run.
-    let params = json!({"message": "hi", "agentId": "large", "idempotencyKey": "warm-up", "sessionKey": "agent:large:warm-up"});
+    let params =
+        json!({"message": "hi", "agentId": "large", "idempotencyKey": "warm-up", "sessionKey": "agent:large:warm-up"});
     let again = c.request("agent", Some(params)).await;
     let replay = c.response(&again).await;
     assert_eq!(replay["payload"]["runId"], first.as_str(), "{replay}");
