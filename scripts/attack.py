@@ -322,7 +322,7 @@ def error_code(body):
 
 async def hostile_runs(host, port, token, agent, message, runs, timeout):
     """`runs` chat requests to a hostile agent: how each ended, and whether the gateway answered after."""
-    outcome = {"answers": {}, "first_error": "", "echo_after": ""}
+    outcome = {"answers": {}, "first_error": "", "first_reply": "", "echo_after": ""}
     for _ in range(runs):
         body = {"model": f"agent:{agent}", "messages": [{"role": "user", "content": message}]}
         try:
@@ -330,6 +330,8 @@ async def hostile_runs(host, port, token, agent, message, runs, timeout):
             key = f"{status} {error_code(answer) or 'ok'}"
             if not outcome["first_error"] and isinstance(answer, dict) and "error" in answer:
                 outcome["first_error"] = answer["error"].get("message", "")[:160]
+            if not outcome["first_reply"] and status == 200 and isinstance(answer, dict):
+                outcome["first_reply"] = repr(answer["choices"][0]["message"]["content"][:100])
         except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
             key = f"no answer ({type(e).__name__})"
         outcome["answers"][key] = outcome["answers"].get(key, 0) + 1
