@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Unauthenticated attacks on a wasmclaw gateway on 127.0.0.1, each bounded in
-sockets and seconds, and what the gateway held while they ran.
+"""Attacks on a wasmclaw gateway on 127.0.0.1, each bounded in sockets and
+seconds, and what the gateway held while they ran.
 
 Run through scripts/attack.sh, which builds and starts the gateway. Standard
-library only. Attacks (each from its own loopback source addresses, so the
-per-client cap sees distinct clients):
+library only. Unauthenticated attacks (each from its own loopback source
+addresses, so the per-client cap sees distinct clients):
 
   slowloris       many sockets sending half a header line, one byte a second
   ws-frame-flood  WebSocket upgrades that send a few huge text frames before `connect`
@@ -14,6 +14,14 @@ per-client cap sees distinct clients):
   pg-login-flood  (gateway on PostgreSQL: attack.sh --postgres) wrong tokens from
                   many addresses while stored-session requests run; prints refusals,
                   their outcomes, /ready and the rows of `auth_failures`
+
+Hostile agents (the faults fixture, installed by attack.sh) and an
+authenticated flood:
+
+  tool-index      a guest emitting a tool call with index 4000000000
+  tool-spam       a guest reporting 300 server-side tool calls of 2 MiB each
+  http-pin        a guest holding many unread 8 MiB outbound responses
+  run-board       many WebSocket `agent` runs with large replies, then the socket closes
 
 While each runs, /health is probed every 100 ms twice over: on a keep-alive
 connection opened before the attack, and on a new connection each time from an
@@ -35,6 +43,7 @@ PROBE_EVERY = 0.1
 PROBE_TIMEOUT = 2.0
 PROBE_ADDR = "127.0.0.200"
 KEEPALIVE_ADDR = "127.0.0.201"
+HOSTILE_ADDR = "127.0.0.31"
 
 
 def rss_kib(pid):
@@ -91,7 +100,7 @@ async def metrics(host, port, token):
     _, body = await http_get(host, port, "/metrics", token, local=PROBE_ADDR)
     values = {}
     for line in body.decode().splitlines():
-        if line.startswith("wasmclaw_connections") or line.startswith("wasmclaw_accept"):
+        if line.startswith(("wasmclaw_connections", "wasmclaw_accept", "wasmclaw_run_failures", "wasmclaw_ws_run")):
             name, value = line.rsplit(" ", 1)
             values[name] = float(value)
     return values
@@ -334,6 +343,33 @@ async def ws_login(host, port, local, token):
         writer.close()
 
 
+# --- Hostile agents and the run-board flood (issue 24) ---------------------
+
+
+async def http_post_json(host, port, path, token, body, timeout):
+    """POST a JSON body; returns (status, parsed body or text)."""
+    import json
+
+    reader, writer = await asyncio.open_connection(host, port, local_addr=(HOSTILE_ADDR, 0))
+    try:
+        data = json.dumps(body).encode()
+        writer.write(
+            (
+                f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+            ).encode()
+            + data
+        )
+        await writer.drain()
+        status, raw = await asyncio.wait_for(read_response(reader), timeout)
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw.decode(errors="replace")
+    finally:
+        writer.close()
+
+
 async def handshake_starvation(host, port, token, holders, seconds, attacker, client):
     """`holders` loops on one address, each holding an upgrade until the gateway
     closes it and then reopening it; meanwhile another address logs in, one
@@ -458,6 +494,132 @@ async def pg_login_flood(host, port, token, database_url, addresses, per_address
     return outcome
 
 
+def error_code(body):
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return body["error"].get("code") or body["error"].get("type")
+    return None
+
+
+async def hostile_runs(host, port, token, agent, message, runs, timeout):
+    """`runs` chat requests to a hostile agent: how each ended, and whether the gateway answered after."""
+    outcome = {"answers": {}, "first_error": "", "first_reply": "", "echo_after": ""}
+    for _ in range(runs):
+        body = {"model": f"agent:{agent}", "messages": [{"role": "user", "content": message}]}
+        try:
+            status, answer = await http_post_json(host, port, "/v1/chat/completions", token, body, timeout)
+            key = f"{status} {error_code(answer) or 'ok'}"
+            if not outcome["first_error"] and isinstance(answer, dict) and "error" in answer:
+                outcome["first_error"] = answer["error"].get("message", "")[:160]
+            if not outcome["first_reply"] and status == 200 and isinstance(answer, dict):
+                outcome["first_reply"] = repr(answer["choices"][0]["message"]["content"][:100])
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
+            key = f"no answer ({type(e).__name__})"
+        outcome["answers"][key] = outcome["answers"].get(key, 0) + 1
+    body = {"model": "agent:main", "messages": [{"role": "user", "content": "still there?"}]}
+    try:
+        status, answer = await http_post_json(host, port, "/v1/chat/completions", token, body, 10)
+        outcome["echo_after"] = f"{status} {answer['choices'][0]['message']['content']!r}" if status == 200 else status
+    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, KeyError, TypeError) as e:
+        outcome["echo_after"] = f"failed ({type(e).__name__})"
+    return outcome
+
+
+async def pin_server(port, body_mib):
+    """Serves `body_mib` MiB to every GET on 127.0.0.1:`port`, for the http-pin agent to hold unread."""
+    chunk = b"p" * (1 << 20)
+
+    async def serve(reader, writer):
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(f"HTTP/1.1 200 OK\r\nContent-Length: {body_mib << 20}\r\n\r\n".encode())
+            for _ in range(body_mib):
+                writer.write(chunk)
+                await writer.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(serve, "127.0.0.1", port)
+
+
+async def ws_read_frame(reader):
+    """One server frame (unmasked): (opcode, payload)."""
+    b0, b1 = await reader.readexactly(2)
+    length = b1 & 0x7F
+    if length == 126:
+        (length,) = struct.unpack("!H", await reader.readexactly(2))
+    elif length == 127:
+        (length,) = struct.unpack("!Q", await reader.readexactly(8))
+    return b0 & 0x0F, await reader.readexactly(length)
+
+
+async def ws_send_json(writer, value):
+    import json
+
+    data = json.dumps(value).encode()
+    writer.write(text_frame_header(len(data)) + data)
+    await writer.drain()
+
+
+async def ws_until(reader, want, timeout):
+    """Read frames until a JSON text frame matches `want`; returns it."""
+    import json
+
+    deadline = time.monotonic() + timeout
+    while True:
+        opcode, payload = await asyncio.wait_for(ws_read_frame(reader), max(0.1, deadline - time.monotonic()))
+        if opcode == 8:
+            raise OSError("the gateway closed the WebSocket")
+        if opcode == 1:
+            frame = json.loads(payload)
+            if want(frame):
+                return frame
+
+
+async def run_board_flood(host, port, token, runs, seconds):
+    """WebSocket `agent` runs of the `large` agent, one after another, then the socket closes."""
+    outcome = {"runs_ok": 0, "runs_failed": 0, "refused": 0, "first_refusal": ""}
+    deadline = time.monotonic() + seconds
+    reader, writer = await ws_upgrade(host, port, "127.0.0.30")
+    try:
+        await ws_until(reader, lambda f: f.get("event") == "connect.challenge", 10)
+        params = {
+            "minProtocol": 4, "maxProtocol": 4, "auth": {"token": token}, "role": "operator",
+            "client": {"id": "cli", "version": "2026.9.6", "platform": "linux", "mode": "cli"},
+            "scopes": ["operator.write"],
+        }  # fmt: skip
+        await ws_send_json(writer, {"type": "req", "id": "connect", "method": "connect", "params": params})
+        hello = await ws_until(reader, lambda f: f.get("id") == "connect", 10)
+        if not hello.get("ok"):
+            outcome["first_refusal"] = str(hello.get("error"))[:160]
+            return outcome
+        for i in range(runs):
+            if time.monotonic() > deadline:
+                break
+            rid = f"flood-{i}"
+            params = {"message": "hi", "agentId": "large", "sessionKey": f"agent:large:flood-{i}",
+                      "idempotencyKey": f"flood-{i}-{os.getpid()}"}  # fmt: skip
+            await ws_send_json(writer, {"type": "req", "id": rid, "method": "agent", "params": params})
+            answer = await ws_until(
+                reader,
+                lambda f: f.get("id") == rid and (not f.get("ok") or f["payload"].get("status") != "accepted"),
+                max(1, deadline - time.monotonic()),
+            )
+            if not answer.get("ok"):
+                outcome["refused"] += 1
+                outcome["first_refusal"] = outcome["first_refusal"] or str(answer.get("error"))[:160]
+            elif answer["payload"].get("status") == "ok":
+                outcome["runs_ok"] += 1
+            else:
+                outcome["runs_failed"] += 1
+    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
+        outcome["stopped_by"] = type(e).__name__
+    finally:
+        writer.close()
+    return outcome
+
+
 def describe(outcome):
     parts = []
     for key, value in outcome.items():
@@ -474,6 +636,10 @@ def describe(outcome):
                 parts.append("closed by the gateway later: 0")
         elif key == "bytes_sent":
             parts.append(f"sent {value / (1 << 20):.0f} MiB")
+        elif key == "answers":
+            parts.append("answers: " + ", ".join(f"{n} x {k}" for k, n in sorted(value.items())))
+        elif isinstance(value, str) and not value:
+            continue
         else:
             parts.append(f"{key.replace('_', ' ')}: {value}")
     return "; ".join(parts)
@@ -568,6 +734,11 @@ async def main():
     parser.add_argument("--flood-addresses", type=int, default=50, help="pg-login-flood source addresses")
     parser.add_argument("--flood-per-address", type=int, default=200, help="wrong tokens per address")
     parser.add_argument("--flood-window", type=float, default=5, help="the gateway's rateLimit.windowMs, in s")
+    parser.add_argument("--hostile", action="store_true", help="attack.sh installed the hostile agents")
+    parser.add_argument("--pin-port", type=int, help="port the http-pin agent may fetch from (attack.sh)")
+    parser.add_argument("--pin-count", type=int, default=32, help="unread responses the http-pin agent holds")
+    parser.add_argument("--pin-mib", type=int, default=8, help="size of each pinned response")
+    parser.add_argument("--board-runs", type=int, default=150, help="WebSocket runs in the run-board flood")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -603,6 +774,49 @@ async def main():
         await run_handshake_starvation(args, "127.0.0.30", "127.0.0.31")
     if wanted("pg-login-flood"):
         await run_pg_login_flood(args)
+    await hostile_agents(args, wanted)
+
+
+async def hostile_agents(args, wanted):
+    """The scenarios that need the faults fixture's agents (attack.sh --hostile)."""
+    host, port, token = "127.0.0.1", args.port, args.token
+    if not args.hostile:
+        if any(wanted(n) for n in ("tool-index", "tool-spam", "http-pin", "run-board")) and args.only:
+            print("\n(hostile-agent scenarios skipped: the faults fixture was not installed)")
+        return
+    if wanted("tool-index"):
+        await run_attack(
+            args,
+            args.pid,
+            "hostile agent: a tool call with index 4000000000, 5 runs",
+            hostile_runs(host, port, token, "tool-index", "hi", 5, 30),
+        )
+    if wanted("tool-spam"):
+        await run_attack(
+            args,
+            args.pid,
+            "hostile agent: 300 tool reports of a 1 MiB id and a 1 MiB name under a 64 MiB output limit",
+            hostile_runs(host, port, token, "tool-spam", "hi", 1, 120),
+        )
+    if wanted("http-pin") and args.pin_port:
+        server = await pin_server(args.pin_port, args.pin_mib)
+        try:
+            message = f"http-pin http://127.0.0.1:{args.pin_port}/big {args.pin_count}"
+            await run_attack(
+                args,
+                args.pid,
+                f"hostile agent: {args.pin_count} unread outbound responses of {args.pin_mib} MiB held at once",
+                hostile_runs(host, port, token, "http-pin", message, 1, 120),
+            )
+        finally:
+            server.close()
+    if wanted("run-board"):
+        await run_attack(
+            args,
+            args.pid,
+            f"run-board flood: {args.board_runs} WebSocket agent runs with 1.9 MB replies, then the socket closes",
+            run_board_flood(host, port, token, args.board_runs, max(args.seconds, 240)),
+        )
 
 
 if __name__ == "__main__":

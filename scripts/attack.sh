@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Unauthenticated attacks on a gateway on 127.0.0.1, and what it held: a
-# slowloris, a WebSocket frame flood before `connect`, a WebSocket handshake
-# flood. Each is bounded in sockets and seconds (scripts/attack.py --help).
+# Attacks on a gateway on 127.0.0.1, and what it held: a slowloris, a
+# WebSocket frame flood before `connect`, a WebSocket handshake flood, and
+# hostile agents (the faults fixture, when built: a huge tool-call index,
+# tool-report spam, pinned outbound responses) plus a run-board flood. Each is
+# bounded in sockets and seconds (scripts/attack.py --help).
 #
 #   scripts/attack.sh                      # build the release binary, run all three
 #   WASMCLAW_BIN=target/debug/wasmclaw scripts/attack.sh --only slowloris
+#   WASMCLAW_BIN=target/debug/wasmclaw scripts/attack.sh --only tool-index --only run-board
 #   ATTACK_MAX_CONNECTIONS=default scripts/attack.sh --sockets 3000
 #   scripts/attack.sh --postgres --only pg-login-flood   # the gateway on a throwaway PostgreSQL
 #
@@ -37,6 +40,24 @@ MAX=${ATTACK_MAX_CONNECTIONS:-1000}
 HTTP="http: { endpoints: { chatCompletions: { enabled: true } } },"
 if [ "$MAX" != default ]; then
   HTTP="http: { maxConnections: $MAX, endpoints: { chatCompletions: { enabled: true } } },"
+fi
+# The hostile agents are the faults fixture, built with the host (host/build.rs).
+FAULTS=${WASMCLAW_FIXTURE_FAULTS:-target/guests/wasm32-wasip2/guest/wasmclaw_fixture_faults.wasm}
+HOSTILE=""
+HOSTILE_ARGS=()
+if [ -f "$FAULTS" ]; then
+  FAULTS=$(realpath "$FAULTS")
+  PIN_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  HOSTILE="
+    \"tool-index\": { plugin: \"$FAULTS\", config: { fault: \"tool-index\" } },
+    \"tool-spam\": { plugin: \"$FAULTS\", config: { fault: \"tool-spam\", count: \"300\", kib: \"1024\" },
+                   limits: { maxOutputBytes: 67108864, memoryBytes: 134217728, timeoutMs: 120000 } },
+    \"http-pin\": { plugin: \"$FAULTS\", config: { fault: \"http-pin\" }, limits: { timeoutMs: 120000 },
+                  http: { allow: [\"http://127.0.0.1:$PIN_PORT\"] } },
+    large: { plugin: \"$FAULTS\", config: { fault: \"large\", bytes: \"1900000\" }, limits: { maxOutputBytes: 4194304 } },"
+  HOSTILE_ARGS=(--hostile --pin-port "$PIN_PORT")
+else
+  echo "no faults fixture at $FAULTS (build the host once): hostile-agent scenarios skipped" >&2
 fi
 TOKEN="attack-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 STATE=$(mktemp -d)
@@ -84,7 +105,7 @@ if [ -n "$POSTGRES" ]; then
 fi
 
 cat >"$STATE/gateway.json5" <<EOF
-{ gateway: { bind: "127.0.0.1", $HTTP $AUTH }, agents: { entries: { main: { plugin: "echo" } } } }
+{ gateway: { bind: "127.0.0.1", $HTTP $AUTH }, agents: { entries: { main: { plugin: "echo" }, $HOSTILE } } }
 EOF
 WASMCLAW_STATE_DIR="$STATE" OPENCLAW_GATEWAY_TOKEN="$TOKEN" WASMCLAW_LOG=info WASMCLAW_DATABASE_URL="$DATABASE_URL" \
   "$BIN" gateway --port 0 --config "$STATE/gateway.json5" >"$STATE/stdout" 2>"$STATE/gateway.log" &
@@ -103,7 +124,7 @@ echo "gateway $("$BIN" --version 2>/dev/null || echo "$BIN") on 127.0.0.1:$PORT,
 echo "fd limit of the gateway: $(awk '/Max open files/ {print $4 " soft, " $5 " hard"}' "/proc/$GATEWAY_PID/limits")"
 grep -o 'connection limits.*' "$STATE/gateway.log" | sed 's/\x1b\[[0-9;]*m//g' || true
 
-python3 scripts/attack.py --port "$PORT" --pid "$GATEWAY_PID" --token "$TOKEN" ${ARGS[@]+"${ARGS[@]}"}
+python3 scripts/attack.py --port "$PORT" --pid "$GATEWAY_PID" --token "$TOKEN" ${HOSTILE_ARGS[@]+"${HOSTILE_ARGS[@]}"} ${ARGS[@]+"${ARGS[@]}"}
 
 echo
 if kill -0 "$GATEWAY_PID" 2>/dev/null; then

@@ -129,3 +129,26 @@ impl Gateway {
         self.draining.subscribe()
     }
 }
+
+/// The request id a client sent, if it may be used as given: 1 to 128 bytes
+/// of `[A-Za-z0-9._:-]`. Ids reach log lines and the `x-request-id` header;
+/// anything else in them could add a field or a line to the log, so the
+/// doors replace such an id with a fresh one. The one rule for both doors.
+pub fn request_id(sent: Option<&str>) -> Option<&str> {
+    sent.filter(|id| {
+        !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_of_a_safe_charset_and_length_are_kept() {
+        for kept in ["abc-123_x.y:z", "0f8fad5b-d9cb-469f-a165-70867728950e", &"a".repeat(128)] {
+            assert_eq!(super::request_id(Some(kept)), Some(kept));
+        }
+        for refused in ["", "r1 forged=yes", "r1\nFORGED", "a\"b", "é", &"a".repeat(129)] {
+            assert_eq!(super::request_id(Some(refused)), None, "{refused:?}");
+        }
+    }
+}

@@ -20,6 +20,7 @@ mod content_parts;
 mod db;
 mod guest_log;
 mod hardening;
+mod hostile;
 mod hot_swap;
 mod http_auth;
 mod http_chat;

@@ -9,7 +9,7 @@ mod agent_id;
 mod reply;
 
 pub use agent_id::{AgentId, agent_of_model};
-pub use reply::{Reply, ToolRound, finish_reason, finish_reason_name};
+pub use reply::{MAX_TOOL_CALLS, Reply, ToolRound, finish_reason, finish_reason_name};
 
 /// Who said a message, as in OpenAI chat messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

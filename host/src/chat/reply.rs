@@ -2,6 +2,12 @@
 
 use super::{Event, FinishReason, Message, Role, ToolActivity, ToolCall, ToolResult, Usage};
 
+/// Most tool calls one reply may hold: a call's `index` is below this. A
+/// reply keeps a slot for every index up to the highest, so an unchecked
+/// index is an allocation the guest chooses; the output capability refuses
+/// larger ones before any reply sees them.
+pub const MAX_TOOL_CALLS: u32 = 128;
+
 /// A whole reply assembled from a run's events.
 #[derive(Debug, Clone, Default)]
 pub struct Reply {
@@ -26,11 +32,15 @@ pub struct ToolRound {
 }
 
 impl Reply {
-    /// Fold one event in.
+    /// Fold one event in. Events come from the output capability, which
+    /// holds tool-call indexes below [`MAX_TOOL_CALLS`]; one above it is
+    /// dropped here rather than allocated for.
     pub fn push(&mut self, event: &Event) {
         match event {
             Event::Text(t) => self.text.push_str(t),
             Event::Reasoning(t) => self.reasoning.push_str(t),
+            // Unreachable through `output`; never an allocation the guest picks.
+            Event::ToolCall(delta) if delta.index >= MAX_TOOL_CALLS => {}
             Event::ToolCall(delta) => {
                 let index = delta.index as usize;
                 if self.tool_calls.len() <= index {
@@ -177,6 +187,19 @@ mod tests {
         );
         // Clients still see the whole text as the answer.
         assert_eq!(reply.text, "Let me add. Then multiply. It is 21.");
+    }
+
+    #[test]
+    fn a_tool_call_index_beyond_the_limit_is_never_allocated_for() {
+        let mut reply = Reply::default();
+        let delta = |index| {
+            Event::ToolCall(super::super::ToolCallDelta { index, id: None, name: None, arguments: "{}".into() })
+        };
+        reply.push(&delta(4_000_000_000));
+        reply.push(&delta(MAX_TOOL_CALLS));
+        assert!(reply.tool_calls.is_empty());
+        reply.push(&delta(MAX_TOOL_CALLS - 1));
+        assert_eq!(reply.tool_calls.len(), MAX_TOOL_CALLS as usize);
     }
 
     #[test]

@@ -142,6 +142,13 @@ pub struct WsConfig {
     /// is disconnected (reading slowly is fine, not reading is not).
     #[serde(default = "default_send_timeout")]
     pub send_timeout_ms: u64,
+    /// Bytes of finished runs' replies kept for `agent.wait` and retries, in
+    /// all; beyond it the largest principal's oldest replies are dropped.
+    #[serde(default = "default_result_bytes")]
+    pub max_result_bytes: usize,
+    /// The same, per principal.
+    #[serde(default = "default_result_bytes_per_principal")]
+    pub max_result_bytes_per_principal: usize,
 }
 
 impl Default for WsConfig {
@@ -152,6 +159,8 @@ impl Default for WsConfig {
             max_pending_handshakes: default_pending_handshakes(),
             max_pending_handshakes_per_client: None,
             send_timeout_ms: default_send_timeout(),
+            max_result_bytes: default_result_bytes(),
+            max_result_bytes_per_principal: default_result_bytes_per_principal(),
         }
     }
 }
@@ -174,6 +183,14 @@ impl WsConfig {
     pub fn max_payload_for(&self, admin: bool, max_component_bytes: usize) -> usize {
         if admin { self.max_payload(max_component_bytes).max(self.max_payload_bytes) } else { self.max_payload_bytes }
     }
+}
+
+fn default_result_bytes() -> usize {
+    64 << 20
+}
+
+fn default_result_bytes_per_principal() -> usize {
+    16 << 20
 }
 
 fn default_tick() -> u64 {
@@ -574,6 +591,8 @@ impl Config {
             ("gateway.ws.maxPayloadBytes", ws.max_payload_bytes as u64),
             ("gateway.ws.maxPendingHandshakes", ws.max_pending_handshakes as u64),
             ("gateway.ws.sendTimeoutMs", ws.send_timeout_ms),
+            ("gateway.ws.maxResultBytes", ws.max_result_bytes as u64),
+            ("gateway.ws.maxResultBytesPerPrincipal", ws.max_result_bytes_per_principal as u64),
         ] {
             if value == 0 {
                 return Err(value_error(key, "must be at least 1".into()));

@@ -7,7 +7,6 @@ use axum::body::Body;
 use axum::extract::{Extension, Path, State};
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use crate::auth::Principal;
@@ -54,9 +53,10 @@ pub async fn install(
     if bytes.is_empty() {
         return Err(ApiError::invalid_request("The body must be the component's bytes", None));
     }
+    let bytes: Arc<[u8]> = Arc::from(&bytes[..]);
     if let Some(expected) = headers.get(DIGEST_HEADER) {
         let expected = expected.to_str().unwrap_or_default().trim().to_ascii_lowercase();
-        let actual = hex::encode(Sha256::digest(&bytes));
+        let actual = crate::runs::component_digest(bytes.clone()).await;
         if expected != actual {
             return Err(ApiError::invalid_request(
                 format!("{DIGEST_HEADER} is {expected} but the body's sha256 is {actual}"),
@@ -64,7 +64,7 @@ pub async fn install(
             ));
         }
     }
-    let version = gw.agents.install(id, Arc::from(&bytes[..]), AgentSource::AdminApi).await?;
+    let version = gw.agents.install(id, bytes, AgentSource::AdminApi).await?;
     let previous = gw.agents.registry().slot(&version.id).and_then(|s| s.previous);
     Ok(Json(agent_json(&version, previous.as_deref())))
 }

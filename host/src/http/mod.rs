@@ -67,6 +67,19 @@ pub fn router(gw: Arc<Gateway>) -> Router {
                 .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        // Outermost: an unsafe id is gone before the layer above makes a fresh one.
+        .layer(middleware::map_request(drop_unsafe_request_id))
+}
+
+/// Remove an `x-request-id` that [`crate::gateway::request_id`] refuses.
+async fn drop_unsafe_request_id(mut request: Request) -> Request {
+    let sent = request.headers().get("x-request-id").map(|v| v.to_str().ok());
+    if let Some(sent) = sent
+        && crate::gateway::request_id(sent).is_none()
+    {
+        request.headers_mut().remove("x-request-id");
+    }
+    request
 }
 
 /// `GET /`: every request on the root path is decided here: a browser

@@ -67,6 +67,7 @@ pub struct Metrics {
     connections_refused: [AtomicU64; Refused::ALL.len()],
     connections_closed: [AtomicU64; Closed::ALL.len()],
     accept_errors: AtomicU64,
+    run_results_dropped: AtomicU64,
     /// (agent, origin, outcome) → outbound requests agents sent.
     agent_http: Mutex<BTreeMap<(String, String, String), u64>>,
     agent_http_seconds: Mutex<BTreeMap<String, Histogram>>,
@@ -194,6 +195,11 @@ impl Metrics {
             Some(c) => c[slot] += 1,
             None => counts.entry(name.to_string()).or_default()[slot] += 1,
         }
+    }
+
+    /// The run board dropped a finished run's reply (or the run) to stay within its byte caps.
+    pub fn run_result_dropped(&self) {
+        self.run_results_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A WebSocket upgrade was refused: too many handshakes in progress.
@@ -366,6 +372,13 @@ impl Metrics {
         }
         head(&mut out, "wasmclaw_accept_errors_total", "counter", "Failed accepts (e.g. out of file descriptors).");
         let _ = writeln!(out, "wasmclaw_accept_errors_total {}", load(&self.accept_errors));
+        head(
+            &mut out,
+            "wasmclaw_ws_run_results_dropped_total",
+            "counter",
+            "Finished runs' replies dropped early by gateway.ws.maxResultBytes(PerPrincipal).",
+        );
+        let _ = writeln!(out, "wasmclaw_ws_run_results_dropped_total {}", load(&self.run_results_dropped));
         out
     }
 }

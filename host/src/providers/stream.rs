@@ -16,6 +16,11 @@ use crate::config::Secret;
 
 type SseEvents = Pin<Box<dyn Stream<Item = Result<eventsource_stream::Event, String>> + Send>>;
 
+/// Most bytes one SSE event may take (its lines together). The parser keeps
+/// an unfinished event in memory, so a provider sending a line that never
+/// ends must meet a limit; real chunks are a few hundred bytes.
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
+
 /// The `completion` resource an agent holds. Dropping it drops the response
 /// body, which closes the upstream connection.
 pub struct CompletionStream {
@@ -32,7 +37,18 @@ pub struct CompletionStream {
 
 impl CompletionStream {
     pub(super) fn new(provider: String, response: reqwest::Response, idle: Duration, secrets: Arc<[Secret]>) -> Self {
-        let events = response.bytes_stream().eventsource().map(|r| r.map_err(|e| e.to_string()));
+        let mut size = EventSize::default();
+        let body = response.bytes_stream().map(move |chunk| {
+            let chunk = chunk.map_err(|e| e.to_string())?;
+            if size.take(&chunk) > MAX_EVENT_BYTES {
+                return Err(format!(
+                    "the provider sent more than {} MiB in one SSE event (a line that never ends?)",
+                    MAX_EVENT_BYTES >> 20
+                ));
+            }
+            Ok(chunk)
+        });
+        let events = body.eventsource().map(|r| r.map_err(|e| e.to_string()));
         let events = Box::pin(events);
         Self { provider, secrets, events, pending: VecDeque::new(), idle, saw_finish: false, done: false }
     }
@@ -78,5 +94,59 @@ impl CompletionStream {
                 }
             }
         }
+    }
+}
+
+/// The size of the SSE event being received: bytes since the last blank
+/// line, line ends (`\n`, `\r`, `\r\n`) not counted.
+#[derive(Default)]
+struct EventSize {
+    event: usize,
+    line: usize,
+    after_cr: bool,
+}
+
+impl EventSize {
+    /// Count `chunk` in; the size of the event it leaves unfinished.
+    fn take(&mut self, chunk: &[u8]) -> usize {
+        for &b in chunk {
+            let after_cr = std::mem::replace(&mut self.after_cr, b == b'\r');
+            match b {
+                b'\n' if after_cr => {}
+                b'\n' | b'\r' => {
+                    if self.line == 0 {
+                        self.event = 0;
+                    }
+                    self.line = 0;
+                }
+                _ => {
+                    self.line += 1;
+                    self.event += 1;
+                }
+            }
+        }
+        self.event
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventSize;
+
+    #[test]
+    fn an_event_is_measured_to_its_blank_line_whatever_the_line_ends() {
+        for blank in ["\n\n", "\r\n\r\n", "\r\r"] {
+            let mut size = EventSize::default();
+            let first = format!("data: {{}}{}data: ", blank.get(..blank.len() / 2).unwrap());
+            assert_eq!(size.take(first.as_bytes()), 14, "{blank:?}: lines of one event add up");
+            assert_eq!(size.take(format!("x{blank}").as_bytes()), 0, "{blank:?}: a blank line ends it");
+        }
+        let mut size = EventSize::default();
+        let endless = vec![b'a'; 1 << 16];
+        size.take(b"data: ");
+        for _ in 0..100 {
+            size.take(&endless);
+        }
+        assert_eq!(size.take(b""), 6 + 100 * (1 << 16), "a line that never ends keeps growing the count");
     }
 }

@@ -1,19 +1,28 @@
 //! Runs any door can find again by id: for `agent.wait`, `chat.abort`,
 //! idempotent retries and (later) stored responses. Entries belong to the
 //! principal that started them; another principal cannot see or stop them.
+//!
+//! A finished run keeps only what those need (its ending and reply text) for
+//! [`KEEP_RESULTS`], within byte caps per principal and in all
+//! (`gateway.ws.maxResultBytes*`): past them the oldest reply text is dropped
+//! first (its ending and idempotency key stay), then the oldest finished run.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 
 use crate::auth::Principal;
 use crate::chat::Reply;
+use crate::metrics::Metrics;
 use crate::runtime::RunError;
 
 /// How long a finished run's result answers retries and waits.
 const KEEP_RESULTS: Duration = Duration::from_secs(600);
+
+/// What a finished run costs besides its text: its entry, ids and key.
+const ENTRY_COST: usize = 256;
 
 /// How a tracked run ended.
 #[derive(Debug, Clone)]
@@ -24,13 +33,15 @@ pub enum RunEnd {
     Failed(RunError),
 }
 
-/// A finished run's reply and ending, as every door reports it.
+/// A finished run's reply text and ending, as every door reports it.
 #[derive(Debug, Clone)]
 pub struct Finished {
-    pub reply: Reply,
+    pub text: String,
     pub end: RunEnd,
     /// When it ended; results are kept for a while after this.
     pub ended: Instant,
+    /// The text was dropped to keep the board within its byte caps.
+    pub dropped: bool,
 }
 
 /// The result of a tracked run: `None` while it runs.
@@ -44,6 +55,8 @@ struct Entry {
     session_key: String,
     abort: Option<oneshot::Sender<()>>,
     result: RunResult,
+    /// Bytes charged to the owner once finished (text and [`ENTRY_COST`]).
+    charge: usize,
 }
 
 /// Where an idempotency key counts: one caller, one agent, one session. The
@@ -75,10 +88,40 @@ struct Remembered {
     params: ParamsDigest,
 }
 
+/// The board's byte caps on finished runs.
+#[derive(Debug, Clone, Copy)]
+pub struct ResultLimits {
+    /// `gateway.ws.maxResultBytes`.
+    pub total: usize,
+    /// `gateway.ws.maxResultBytesPerPrincipal`.
+    pub per_principal: usize,
+}
+
+impl Default for ResultLimits {
+    fn default() -> Self {
+        let ws = crate::config::WsConfig::default();
+        Self { total: ws.max_result_bytes, per_principal: ws.max_result_bytes_per_principal }
+    }
+}
+
+/// One principal's finished runs, oldest first.
+#[derive(Default)]
+struct Kept {
+    bytes: usize,
+    /// Runs whose text is still kept.
+    texts: VecDeque<String>,
+    /// Every finished run.
+    runs: VecDeque<String>,
+}
+
 #[derive(Default)]
 struct State {
     runs: HashMap<String, Entry>,
     idempotency: HashMap<IdempotencyScope, Remembered>,
+    kept: HashMap<String, Kept>,
+    kept_bytes: usize,
+    limits: ResultLimits,
+    metrics: Arc<Metrics>,
 }
 
 /// Every tracked run of the gateway, across connections and doors.
@@ -86,7 +129,7 @@ struct State {
 pub struct RunBoard {
     /// One lock for runs and keys: a claim holds it from the lookup until its
     /// run is tracked, so two requests with one key cannot both start a run.
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 /// What the code driving a tracked run holds.
@@ -94,6 +137,8 @@ pub struct Tracking {
     /// Fires when someone asks the run to stop. A dropped sender is not a request.
     pub abort: oneshot::Receiver<()>,
     result: watch::Sender<Option<Arc<Finished>>>,
+    board: Weak<Mutex<State>>,
+    run_id: String,
 }
 
 impl Tracking {
@@ -105,10 +150,14 @@ impl Tracking {
         }
     }
 
-    /// Publish the ending to waiters and retries.
+    /// Publish the ending to waiters and retries; the board keeps the reply
+    /// text within its caps.
     pub fn finish(self, reply: Reply, end: RunEnd) -> Arc<Finished> {
-        let finished = Arc::new(Finished { reply, end, ended: Instant::now() });
+        let finished = Arc::new(Finished { text: reply.text, end, ended: Instant::now(), dropped: false });
         let _ = self.result.send(Some(finished.clone()));
+        if let Some(state) = self.board.upgrade() {
+            lock(&state).keep(&self.run_id, finished.text.len());
+        }
         finished
     }
 }
@@ -127,6 +176,7 @@ pub enum Claim<'a> {
 /// until it is dropped because the run could not start (the key stays free).
 pub struct Reservation<'a> {
     state: MutexGuard<'a, State>,
+    board: Weak<Mutex<State>>,
     scope: IdempotencyScope,
     params: ParamsDigest,
 }
@@ -134,14 +184,20 @@ pub struct Reservation<'a> {
 impl Reservation<'_> {
     /// Track the run started for this key.
     pub fn track(mut self, owner: &Principal, run_id: &str, session_key: &str) -> Tracking {
-        let tracking = insert_run(&mut self.state, owner, run_id, session_key);
+        let tracking = insert_run(&mut self.state, self.board.clone(), owner, run_id, session_key);
         let remembered = Remembered { at: Instant::now(), run_id: run_id.to_string(), params: self.params };
         self.state.idempotency.insert(self.scope, remembered);
         tracking
     }
 }
 
-fn insert_run(state: &mut State, owner: &Principal, run_id: &str, session_key: &str) -> Tracking {
+fn insert_run(
+    state: &mut State,
+    board: Weak<Mutex<State>>,
+    owner: &Principal,
+    run_id: &str,
+    session_key: &str,
+) -> Tracking {
     let (abort_tx, abort) = oneshot::channel();
     let (result, result_rx) = watch::channel(None);
     let entry = Entry {
@@ -149,17 +205,86 @@ fn insert_run(state: &mut State, owner: &Principal, run_id: &str, session_key: &
         session_key: session_key.to_string(),
         abort: Some(abort_tx),
         result: result_rx,
+        charge: 0,
     };
     state.runs.insert(run_id.to_string(), entry);
-    Tracking { abort, result }
+    Tracking { abort, result, board, run_id: run_id.to_string() }
+}
+
+impl State {
+    /// Charge the finished run `run_id` (`text` bytes of reply) to its owner,
+    /// then drop what the caps no longer hold: the owner's oldest first, then
+    /// the largest principal's while the total is over.
+    fn keep(&mut self, run_id: &str, text: usize) {
+        let Some(entry) = self.runs.get_mut(run_id) else { return };
+        entry.charge = ENTRY_COST + text;
+        let owner = entry.owner.clone();
+        let kept = self.kept.entry(owner.clone()).or_default();
+        kept.bytes += entry.charge;
+        self.kept_bytes += entry.charge;
+        if text > 0 {
+            kept.texts.push_back(run_id.to_string());
+        }
+        kept.runs.push_back(run_id.to_string());
+        while self.kept.get(&owner).is_some_and(|k| k.bytes > self.limits.per_principal) {
+            if !self.drop_oldest(&owner, "gateway.ws.maxResultBytesPerPrincipal") {
+                break;
+            }
+        }
+        while self.kept_bytes > self.limits.total {
+            let Some(largest) = self.kept.iter().max_by_key(|(_, k)| k.bytes).map(|(o, _)| o.clone()) else { break };
+            if !self.drop_oldest(&largest, "gateway.ws.maxResultBytes") {
+                break;
+            }
+        }
+    }
+
+    /// Drop `owner`'s oldest reply text, or else its oldest finished run.
+    fn drop_oldest(&mut self, owner: &str, key: &str) -> bool {
+        let Some(kept) = self.kept.get_mut(owner) else { return false };
+        while let Some(id) = kept.texts.pop_front() {
+            let Some(entry) = self.runs.get_mut(&id) else { continue };
+            let Some(finished) = entry.result.borrow().clone() else { continue };
+            let slim =
+                Finished { text: String::new(), end: finished.end.clone(), ended: finished.ended, dropped: true };
+            entry.result = watch::channel(Some(Arc::new(slim))).1;
+            let freed = finished.text.len();
+            entry.charge -= freed;
+            kept.bytes -= freed;
+            self.kept_bytes -= freed;
+            self.metrics.run_result_dropped();
+            tracing::info!(
+                owner,
+                run_id = id,
+                bytes = freed,
+                "finished run's reply dropped from the run board: raise {key} to keep more for agent.wait"
+            );
+            return true;
+        }
+        while let Some(id) = kept.runs.pop_front() {
+            let Some(entry) = self.runs.remove(&id) else { continue };
+            kept.bytes -= entry.charge;
+            self.kept_bytes -= entry.charge;
+            self.idempotency.retain(|_, r| r.run_id != id);
+            self.metrics.run_result_dropped();
+            tracing::info!(owner, run_id = id, "finished run forgotten by the run board: raise {key} to keep more");
+            return true;
+        }
+        false
+    }
 }
 
 impl RunBoard {
+    /// A board within `limits`, counting what it drops in `metrics`.
+    pub fn new(limits: ResultLimits, metrics: Arc<Metrics>) -> Self {
+        Self { state: Arc::new(Mutex::new(State { limits, metrics, ..State::default() })) }
+    }
+
     /// Track a run that `owner` started without an idempotency key.
     pub fn track(&self, owner: &Principal, run_id: &str, session_key: &str) -> Tracking {
         let mut state = self.lock();
         prune(&mut state, Instant::now());
-        insert_run(&mut state, owner, run_id, session_key)
+        insert_run(&mut state, Arc::downgrade(&self.state), owner, run_id, session_key)
     }
 
     /// Look an idempotency key up in its scope. Keep the returned
@@ -175,7 +300,7 @@ impl RunBoard {
             }
             return Claim::Replay { run_id: known.run_id.clone(), result: run.result.clone() };
         }
-        Claim::New(Reservation { state, scope, params })
+        Claim::New(Reservation { state, board: Arc::downgrade(&self.state), scope, params })
     }
 
     /// The result of `owner`'s run `run_id`.
@@ -200,17 +325,33 @@ impl RunBoard {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Forget runs that ended more than [`KEEP_RESULTS`] ago, and their keys.
 /// Running runs stay whatever their age: dropping one would drop its abort sender.
 fn prune(state: &mut State, now: Instant) {
     let Some(cutoff) = now.checked_sub(KEEP_RESULTS) else { return };
-    state.runs.retain(|_, e| e.result.borrow().as_ref().is_none_or(|f| f.ended > cutoff));
-    let runs = &state.runs;
-    state.idempotency.retain(|_, r| r.at > cutoff || runs.contains_key(&r.run_id));
+    let State { runs, idempotency, kept, kept_bytes, .. } = state;
+    runs.retain(|_, e| {
+        let keep = e.result.borrow().as_ref().is_none_or(|f| f.ended > cutoff);
+        if !keep && let Some(k) = kept.get_mut(&e.owner) {
+            k.bytes -= e.charge;
+            *kept_bytes -= e.charge;
+        }
+        keep
+    });
+    kept.retain(|_, k| {
+        k.texts.retain(|id| runs.contains_key(id));
+        k.runs.retain(|id| runs.contains_key(id));
+        !k.runs.is_empty()
+    });
+    idempotency.retain(|_, r| r.at > cutoff || runs.contains_key(&r.run_id));
 }
 
 #[cfg(test)]
@@ -244,6 +385,69 @@ mod tests {
         prune(&mut board.lock(), Instant::now() + KEEP_RESULTS * 2);
         assert!(board.result(&me, "r1").is_none(), "finished runs are forgotten after the window");
         assert!(matches!(board.claim(scope("s", "k"), [1; 32]), Claim::New(_)));
+    }
+
+    fn reply(bytes: usize) -> Reply {
+        Reply { text: "x".repeat(bytes), ..Reply::default() }
+    }
+
+    fn text_of(board: &RunBoard, owner: &Principal, run_id: &str) -> Option<(usize, bool)> {
+        let result = board.result(owner, run_id)?;
+        let finished = result.borrow().clone()?;
+        Some((finished.text.len(), finished.dropped))
+    }
+
+    #[test]
+    fn finished_replies_stay_within_the_caps_oldest_text_first() {
+        let limits = ResultLimits { total: 10_000, per_principal: 4_000 };
+        let board = RunBoard::new(limits, Arc::default());
+        let (me, other) = (Principal::operator(), Principal::token("other", vec![], None, None));
+        for i in 0..5 {
+            board.track(&me, &format!("m{i}"), "s").finish(reply(1_000), RunEnd::Completed);
+        }
+        // Each costs 1000 + 256 bytes: of 4000, the oldest texts went, their endings stay.
+        for dropped in ["m0", "m1", "m2"] {
+            assert_eq!(text_of(&board, &me, dropped), Some((0, true)), "{dropped}");
+        }
+        for kept in ["m3", "m4"] {
+            assert_eq!(text_of(&board, &me, kept), Some((1_000, false)), "{kept}");
+        }
+        // Another principal has its own cap; the total takes from the largest first.
+        for i in 0..3 {
+            board.track(&other, &format!("o{i}"), "s").finish(reply(1_000), RunEnd::Completed);
+        }
+        assert_eq!(text_of(&board, &other, "o0"), Some((1_000, false)), "within both caps");
+        let state = board.lock();
+        assert!(state.kept_bytes <= limits.total && state.kept.values().all(|k| k.bytes <= limits.per_principal));
+        drop(state);
+        // Only endings left and still over: the oldest runs are forgotten, keys too.
+        let tiny = RunBoard::new(ResultLimits { total: 600, per_principal: 600 }, Arc::default());
+        let tracking = match tiny.claim(scope("s", "k"), [1; 32]) {
+            Claim::New(reservation) => reservation.track(&me, "t0", "s"),
+            _ => panic!("new key"),
+        };
+        tracking.finish(reply(10), RunEnd::Completed);
+        for i in 1..4 {
+            tiny.track(&me, &format!("t{i}"), "s").finish(Reply::default(), RunEnd::Completed);
+        }
+        assert!(tiny.result(&me, "t0").is_none() && tiny.result(&me, "t1").is_none());
+        assert!(tiny.result(&me, "t3").is_some());
+        assert!(matches!(tiny.claim(scope("s", "k"), [1; 32]), Claim::New(_)), "the forgotten run's key is free");
+    }
+
+    #[test]
+    fn pruning_gives_the_bytes_back() {
+        let board = RunBoard::new(ResultLimits { total: 1 << 20, per_principal: 1 << 20 }, Arc::default());
+        let me = Principal::operator();
+        board.track(&me, "r", "s").finish(reply(5_000), RunEnd::Completed);
+        let running = board.track(&me, "still", "s");
+        assert_eq!(board.lock().kept_bytes, 5_000 + ENTRY_COST);
+        prune(&mut board.lock(), Instant::now() + KEEP_RESULTS * 2);
+        let state = board.lock();
+        assert_eq!((state.kept_bytes, state.kept.len()), (0, 0));
+        drop(state);
+        running.finish(reply(1), RunEnd::Completed);
+        assert_eq!(board.lock().kept_bytes, 1 + ENTRY_COST);
     }
 
     #[test]

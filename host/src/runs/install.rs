@@ -180,17 +180,19 @@ impl Agents {
     }
 
     /// The component an `agents.entries` entry names (shipped name or file path).
-    pub(super) fn entry_component(
+    pub(super) async fn entry_component(
         &self,
         config: &Config,
         id: &str,
         entry: &AgentEntry,
-    ) -> Result<(AgentSource, Arc<[u8]>), InstallError> {
+    ) -> Result<(AgentSource, Arc<[u8]>, String), InstallError> {
         if let Some(bytes) = shipped::component(&entry.plugin) {
-            return Ok((AgentSource::Shipped(entry.plugin.clone()), bytes.into()));
+            let bytes: Arc<[u8]> = bytes.into();
+            let digest = component_digest(bytes.clone()).await;
+            return Ok((AgentSource::Shipped(entry.plugin.clone()), bytes, digest));
         }
         let path = config.resolve_path(&entry.plugin);
-        let bytes = self.read_component(&path).map_err(|e| match e {
+        let (bytes, digest) = self.read_component(&path).await.map_err(|e| match e {
             InstallError::Source(e) => InstallError::Source(format!(
                 "agents.entries.{id}.plugin: {:?} is neither a shipped plugin ({}) nor a readable file ({e})",
                 entry.plugin,
@@ -198,7 +200,7 @@ impl Agents {
             )),
             other => other,
         })?;
-        Ok((AgentSource::Config(path), bytes))
+        Ok((AgentSource::Config(path), bytes, digest))
     }
 
     /// Install one `agents.entries` entry when it changed since it last
@@ -212,8 +214,8 @@ impl Agents {
         force: bool,
     ) -> Result<bool, InstallError> {
         let agent_id = AgentId::parse(id).ok_or_else(|| InstallError::Source(format!("{id:?} is not an agent id")))?;
-        let (source, bytes) = self.entry_component(config, id, entry)?;
-        let fingerprint = crate::registry::digest(format!("{entry:?}\n{}", crate::registry::digest(&bytes)).as_bytes());
+        let (source, bytes, digest) = self.entry_component(config, id, entry).await?;
+        let fingerprint = crate::registry::digest(format!("{entry:?}\n{digest}").as_bytes());
         let origin = format!("entry:{id}");
         let known = self.registry.revision(&agent_id).is_some();
         if !force && known && self.store.origin(&origin).await?.as_deref() == Some(fingerprint.as_str()) {
@@ -255,23 +257,44 @@ impl Agents {
 
     /// A component file, refused by its size *before* it is read: a huge (or
     /// sparse) file must not be loaded into memory just to be rejected.
-    pub(super) fn read_component(&self, path: &Path) -> Result<Arc<[u8]>, InstallError> {
-        use std::io::Read as _;
-        let limit = self.max_component_bytes;
-        let unreadable = |e: std::io::Error| InstallError::Source(format!("cannot read {}: {e}", path.display()));
-        let file = std::fs::File::open(path).map_err(unreadable)?;
-        let size = file.metadata().map_err(unreadable)?.len();
-        if size > limit as u64 {
-            return Err(InstallError::TooLarge { size: size as usize, limit });
-        }
-        // The file may grow after the check: read one byte past the limit at most.
-        let mut bytes = Vec::with_capacity(size as usize);
-        file.take(limit as u64 + 1).read_to_end(&mut bytes).map_err(unreadable)?;
-        if bytes.len() > limit {
-            return Err(InstallError::TooLarge { size: bytes.len(), limit });
-        }
-        Ok(bytes.into())
+    pub(super) async fn read_component(&self, path: &Path) -> Result<(Arc<[u8]>, String), InstallError> {
+        let (path, limit) = (path.to_path_buf(), self.max_component_bytes);
+        // Reading and hashing tens of MiB would hold a tokio worker.
+        tokio::task::spawn_blocking(move || {
+            let bytes = read_limited(&path, limit)?;
+            let digest = crate::registry::digest(&bytes);
+            Ok((bytes, digest))
+        })
+        .await
+        .map_err(|e| InstallError::Source(format!("reading a component file failed: {e}")))?
     }
+}
+
+/// The file at `path`, at most `limit` bytes of it.
+fn read_limited(path: &Path, limit: usize) -> Result<Arc<[u8]>, InstallError> {
+    use std::io::Read as _;
+    let unreadable = |e: std::io::Error| InstallError::Source(format!("cannot read {}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let size = file.metadata().map_err(unreadable)?.len();
+    if size > limit as u64 {
+        return Err(InstallError::TooLarge { size: size as usize, limit });
+    }
+    // The file may grow after the check: read one byte past the limit at most.
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(limit as u64 + 1).read_to_end(&mut bytes).map_err(unreadable)?;
+    if bytes.len() > limit {
+        return Err(InstallError::TooLarge { size: bytes.len(), limit });
+    }
+    Ok(bytes.into())
+}
+
+/// sha256 of `bytes` (hex), hashed on a blocking thread: a component of tens
+/// of MiB takes a tokio worker tens of milliseconds.
+pub async fn component_digest(bytes: Arc<[u8]>) -> String {
+    let kept = bytes.clone();
+    tokio::task::spawn_blocking(move || crate::registry::digest(&bytes))
+        .await
+        .unwrap_or_else(|_| crate::registry::digest(&kept))
 }
 
 /// An entry's `http` block as a policy; a bad rule or a missing credential

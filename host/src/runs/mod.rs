@@ -20,7 +20,7 @@ use crate::runtime::{AgentRegistry, AgentVersion, EngineLimits, RunError, Runtim
 use crate::sessions::{Access, SessionKey, SessionStore, StoreError, StoreFuture, Turn, access};
 
 pub use board::{Claim, Finished, IdempotencyScope, ParamsDigest, Reservation, RunBoard, RunEnd, RunResult, Tracking};
-pub use install::{AgentsChanged, InstallError, agent_id_of, run_limits};
+pub use install::{AgentsChanged, InstallError, agent_id_of, component_digest, run_limits};
 pub use watch::{Watcher, follow_registry, watch_agents_dir, watch_config};
 
 /// Events buffered between a run and its consumer; beyond this the guest waits.
@@ -107,7 +107,13 @@ impl Agents {
             registry: AgentRegistry::default(),
             default_agent,
             sessions,
-            board: RunBoard::default(),
+            board: RunBoard::new(
+                board::ResultLimits {
+                    total: config.gateway.ws.max_result_bytes,
+                    per_principal: config.gateway.ws.max_result_bytes_per_principal,
+                },
+                metrics.clone(),
+            ),
             max_component_bytes: config.agents.max_component_bytes,
             changes: tokio::sync::broadcast::channel(64).0,
             default_limits: config.agents.limits.clone(),

@@ -93,15 +93,14 @@ async fn apply_file_change(agents: &Agents, path: &Path, seen: &mut Seen) {
     if seen.0.get(path).is_some_and(|(s, _)| *s == stamp) {
         return;
     }
-    let bytes = match agents.read_component(path) {
-        Ok(bytes) => bytes,
+    let (bytes, digest) = match agents.read_component(path).await {
+        Ok(read) => read,
         Err(e) => {
             seen.0.insert(path.to_path_buf(), (stamp, String::new()));
             tracing::warn!(agent = %id, path = %path.display(), error = %e, "agent file refused; the running version keeps serving");
             return;
         }
     };
-    let digest = crate::registry::digest(&bytes);
     if seen.0.insert(path.to_path_buf(), (stamp, digest.clone())).is_some_and(|(_, d)| d == digest) {
         return; // touched, not changed
     }

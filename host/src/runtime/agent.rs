@@ -166,15 +166,17 @@ impl AgentVersion {
     ) -> Result<Self, LoadError> {
         let (engine, linker, cache, metrics) =
             (&runtime.engine, &runtime.linker, runtime.cache.clone(), &runtime.metrics);
-        let digest = {
-            use sha2::Digest;
-            hex::encode(sha2::Sha256::digest(&bytes))
-        };
-        let (component, from_cache) = {
-            let (engine, bytes, digest) = (engine.clone(), bytes.clone(), digest.clone());
-            tokio::task::spawn_blocking(move || match cache {
-                Some(cache) => cache.load_or_compile(&engine, &digest, &bytes),
-                None => Component::new(&engine, &bytes).map(|c| (c, false)),
+        // Hashing, like compiling, is CPU work for a blocking thread.
+        let (component, from_cache, digest) = {
+            let (engine, bytes) = (engine.clone(), bytes.clone());
+            tokio::task::spawn_blocking(move || {
+                use sha2::Digest;
+                let digest = hex::encode(sha2::Sha256::digest(&bytes));
+                let compiled = match cache {
+                    Some(cache) => cache.load_or_compile(&engine, &digest, &bytes),
+                    None => Component::new(&engine, &bytes).map(|c| (c, false)),
+                };
+                compiled.map(|(component, from_cache)| (component, from_cache, digest))
             })
             .await
             .map_err(|e| LoadError::Compile(e.to_string()))?

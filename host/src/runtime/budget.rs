@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::error::RunError;
+use crate::chat::MAX_TOOL_CALLS;
 
 /// A budget a run ran out of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +16,9 @@ pub enum Exhausted {
     Memory(usize),
     /// It ran past `limits.timeoutMs`.
     Time(Duration),
+    /// It sent a tool call with this index, beyond the slots a reply has
+    /// ([`MAX_TOOL_CALLS`]).
+    ToolCalls(u32),
 }
 
 impl From<Exhausted> for RunError {
@@ -24,6 +28,9 @@ impl From<Exhausted> for RunError {
             Exhausted::Output => Self::OutputLimit,
             Exhausted::Memory(max) => Self::MemoryLimit(max),
             Exhausted::Time(budget) => Self::Timeout(budget),
+            Exhausted::ToolCalls(index) => Self::Trapped(format!(
+                "the agent sent a tool call with index {index}; a reply holds at most {MAX_TOOL_CALLS} tool calls"
+            )),
         }
     }
 }

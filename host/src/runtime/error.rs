@@ -43,12 +43,15 @@ pub enum RunError {
     Internal(String),
 }
 
+/// A guest's own error. Its message is guest text: escaped, as the run's
+/// error is logged (`runs`) as well as sent.
 impl From<AgentError> for RunError {
     fn from(e: AgentError) -> Self {
+        let escaped = |m: String| super::guest_log::escape_controls(&m).into_owned();
         match e {
-            AgentError::InvalidRequest(m) => Self::InvalidRequest(m),
-            AgentError::Unavailable(m) => Self::Unavailable(m),
-            AgentError::Failed(m) => Self::Failed(m),
+            AgentError::InvalidRequest(m) => Self::InvalidRequest(escaped(m)),
+            AgentError::Unavailable(m) => Self::Unavailable(escaped(m)),
+            AgentError::Failed(m) => Self::Failed(escaped(m)),
         }
     }
 }

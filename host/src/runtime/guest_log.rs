@@ -3,6 +3,7 @@
 //! under target `guest` with the agent id, the run id and, through the span of
 //! the caller that started the run, the request id.
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -37,7 +38,7 @@ impl LogContext {
 
     /// Write one line at `level`; `stream` names stdout/stderr for their lines.
     pub fn line(&self, level: Level, stream: Option<&'static str>, text: &str) {
-        let text = cut(text.trim_end(), MAX_LINE);
+        let text = escape_controls(cut(text.trim_end(), MAX_LINE));
         let (agent, run_id) = (&*self.agent, self.run_id.as_deref());
         macro_rules! line {
             ($level:expr) => {
@@ -53,11 +54,33 @@ impl LogContext {
         }
     }
 
-    /// Report that the agent panicked with `message`.
+    /// Report that the agent panicked with `message` (already escaped: see [`escape_controls`]).
     pub fn panicked(&self, message: &str) {
         let (agent, run_id) = (&*self.agent, self.run_id.as_deref());
         tracing::error!(target: "guest", parent: &self.span, agent, run_id, "agent panicked: {message}");
     }
+}
+
+/// `text` with its control characters (newlines, carriage returns, escape
+/// sequences, Unicode line separators) written as Rust escapes, so a guest's
+/// text stays inside the one log line the gateway writes for it and cannot
+/// start a forged one or repaint a terminal.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+    if !text.contains(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if unsafe_char(c) => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// `text` cut to at most `max` bytes, on a character boundary.
@@ -143,5 +166,19 @@ impl AsyncWrite for LineWriter {
 impl Drop for LineWriter {
     fn drop(&mut self) {
         self.flush_line();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn control_characters_are_escaped_and_plain_text_is_not_copied() {
+        assert!(matches!(escape_controls("plain text, ünïcode"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(
+            escape_controls("a\nFORGED\r\t\x1b[31m\u{7f}\u{85}\u{2028}z"),
+            "a\\nFORGED\\r\\t\\u{1b}[31m\\u{7f}\\u{85}\\u{2028}z"
+        );
     }
 }

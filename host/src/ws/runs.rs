@@ -141,7 +141,9 @@ fn begin(
     };
     let input = RunInput::user_message(call.principal.clone(), agent, session, p.message);
     // The run's log lines, the agent's own included, carry the frame's id as their request id.
-    let request_id = call.id.as_str().map_or_else(|| call.id.to_string(), str::to_string);
+    let sent = call.id.as_str().map_or_else(|| call.id.to_string(), str::to_string);
+    let request_id = crate::gateway::request_id(Some(sent.as_str()))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string);
     let span = tracing::info_span!("ws_request", request_id = %request_id);
     let handle = span.in_scope(|| call.gw.agents.start(input)).map_err(|e| match e {
         RunError::UnknownAgent(a) => WsError::invalid(format!("unknown agent {a:?}")),
@@ -209,9 +211,14 @@ fn outcome(end: &RunEnd) -> (&'static str, String) {
 /// The final `res` of an `agent` run.
 fn final_answer(run_id: &str, finished: &Finished) -> Value {
     let (status, summary) = outcome(&finished.end);
-    let text = &finished.reply.text;
+    let text = &finished.text;
     let payloads = if text.is_empty() { json!([]) } else { json!([{"text": text}]) };
-    json!({"runId": run_id, "status": status, "summary": summary, "result": {"payloads": payloads}})
+    let mut answer = json!({"runId": run_id, "status": status, "summary": summary, "result": {"payloads": payloads}});
+    if finished.dropped {
+        // Past gateway.ws.maxResultBytes*: the ending is known, the text is gone.
+        answer["resultDropped"] = json!(true);
+    }
+    answer
 }
 
 /// Something the run produced that its client has not been sent yet.

@@ -2,7 +2,7 @@
 //! written to the gateway's log with the agent, run and request ids. A panic
 //! report is kept so a trap that follows it is reported as that panic.
 
-use crate::runtime::guest_log::{LogContext, cut};
+use crate::runtime::guest_log::{LogContext, cut, escape_controls};
 
 /// Longest panic message kept for the log and the client.
 const MAX_PANIC_MESSAGE: usize = 1024;
@@ -24,9 +24,10 @@ impl LogState {
         self.context.line(level, None, message);
     }
 
-    /// The guest reports a panic it is about to trap on.
+    /// The guest reports a panic it is about to trap on. Escaped once here:
+    /// the message goes to the log and, in the run's error, to the client.
     pub fn panicked(&mut self, message: &str) {
-        let message = cut(message, MAX_PANIC_MESSAGE).to_string();
+        let message = escape_controls(cut(message, MAX_PANIC_MESSAGE)).into_owned();
         self.context.panicked(&message);
         self.panic = Some(message);
     }

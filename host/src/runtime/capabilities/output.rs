@@ -1,9 +1,17 @@
 //! `output.emit`: the run's event stream, with backpressure and a byte budget.
+//! Every event a guest sends enters the host here, so this is where events
+//! are checked: each one costs budget (text or not), and a tool call's index
+//! stays below [`MAX_TOOL_CALLS`].
 
 use tokio::sync::mpsc;
 
-use crate::chat::{Event, Reply, ToolActivity};
+use crate::chat::{Event, MAX_TOOL_CALLS, Reply, ToolActivity};
 use crate::runtime::budget::Exhausted;
+
+/// What every event costs on top of its text: an event with none (usage, a
+/// finish, an empty delta) still takes a frame or a chunk to pass on, so a
+/// guest cannot send them for free until its time runs out.
+const EVENT_COST: usize = 64;
 
 /// Why a run's output stream stopped accepting events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +36,14 @@ impl OutputCapability {
     /// `keep_reply`: assemble the reply for the transcript; throw-away
     /// sessions skip it to spare a copy per event.
     pub fn instantiate(&self, events: Option<mpsc::Sender<Event>>, keep_reply: bool) -> OutputState {
-        OutputState { events, budget: self.budget, stop: None, told: false, reply: keep_reply.then(Reply::default) }
+        OutputState {
+            events,
+            budget: self.budget,
+            stop: None,
+            told: false,
+            refused: None,
+            reply: keep_reply.then(Reply::default),
+        }
     }
 }
 
@@ -39,6 +54,8 @@ pub struct OutputState {
     stop: Option<OutputStop>,
     /// Whether `emit` has returned `stop` to the guest (a report cannot).
     told: bool,
+    /// The tool-call index the guest sent beyond [`MAX_TOOL_CALLS`], if any.
+    refused: Option<u32>,
     reply: Option<Reply>,
 }
 
@@ -55,19 +72,30 @@ impl OutputState {
             // It was told to stop and did not: end it rather than let it spin.
             wasmtime::bail!("agent kept emitting after emit returned {stop:?}");
         }
+        if let Event::ToolCall(delta) = &ev
+            && delta.index >= MAX_TOOL_CALLS
+        {
+            // A contract violation, not a budget the guest can react to: end the run.
+            self.refused = Some(delta.index);
+            wasmtime::bail!("tool call index {} is beyond the limit of {MAX_TOOL_CALLS}", delta.index);
+        }
         let sent = self.send(ev).await;
         self.told = self.stop.is_some();
         sent
     }
 
     /// Put a report (server-side tool activity) in the stream, in order
-    /// with the text. Reports return nothing to the guest: once the stream
-    /// has stopped they are dropped, and the next `emit` says why.
-    pub async fn report(&mut self, ev: Event) {
-        if self.stop.is_none() {
-            // A stop found here is told by the next `emit` (`told` stays false).
-            let _ = self.send(ev).await;
-        }
+    /// with the text; whether the stream took it. Reports return nothing to
+    /// the guest: once the stream has stopped they are dropped, and the next
+    /// `emit` says why.
+    pub async fn report(&mut self, ev: Event) -> bool {
+        // A stop found here is told by the next `emit` (`told` stays false).
+        self.accepts() && matches!(self.send(ev).await, Ok(Ok(())))
+    }
+
+    /// Whether the stream still takes events: a report made now may be kept.
+    pub fn accepts(&self) -> bool {
+        self.stop.is_none() && self.refused.is_none()
     }
 
     async fn send(&mut self, ev: Event) -> wasmtime::Result<Result<(), OutputStop>> {
@@ -92,6 +120,9 @@ impl OutputState {
 
     /// Why output stopped, as a run budget.
     pub fn exhausted(&self) -> Option<Exhausted> {
+        if let Some(index) = self.refused {
+            return Some(Exhausted::ToolCalls(index));
+        }
         self.stop.map(|stop| match stop {
             OutputStop::Closed => Exhausted::Cancelled,
             OutputStop::Limit => Exhausted::Output,
@@ -105,21 +136,22 @@ impl OutputState {
 }
 
 fn event_size(ev: &Event) -> usize {
-    match ev {
-        Event::Text(t) | Event::Reasoning(t) => t.len(),
-        Event::ToolCall(c) => {
-            c.arguments.len() + c.id.as_ref().map_or(0, String::len) + c.name.as_ref().map_or(0, String::len)
+    EVENT_COST
+        + match ev {
+            Event::Text(t) | Event::Reasoning(t) => t.len(),
+            Event::ToolCall(c) => {
+                c.arguments.len() + c.id.as_ref().map_or(0, String::len) + c.name.as_ref().map_or(0, String::len)
+            }
+            Event::ServerTool(ToolActivity::Called(c)) => c.id.len() + c.name.len() + c.arguments.len(),
+            Event::ServerTool(ToolActivity::Returned(r)) => r.call_id.len() + r.output.len(),
+            Event::Usage(_) | Event::Finish(_) => 0,
         }
-        Event::ServerTool(ToolActivity::Called(c)) => c.id.len() + c.name.len() + c.arguments.len(),
-        Event::ServerTool(ToolActivity::Returned(r)) => r.call_id.len() + r.output.len(),
-        Event::Usage(_) | Event::Finish(_) => 0,
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::{ToolCall, ToolResult};
+    use crate::chat::{ToolCall, ToolCallDelta, ToolResult, Usage};
 
     fn called() -> Event {
         Event::ServerTool(ToolActivity::Called(ToolCall { id: "c".into(), name: "t".into(), arguments: "{}".into() }))
@@ -140,6 +172,44 @@ mod tests {
         }
         assert_eq!(seen, [false, true, true, false]);
         assert_eq!(out.take_reply().to_messages().len(), 3, "assistant call, tool result, final text");
+    }
+
+    #[tokio::test]
+    async fn a_tool_call_index_beyond_the_limit_ends_the_run_before_any_reply_sees_it() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut out = OutputCapability::new(1 << 20).instantiate(Some(tx), true);
+        let call = |index| {
+            Event::ToolCall(ToolCallDelta {
+                index,
+                id: Some("c".into()),
+                name: Some("f".into()),
+                arguments: "{}".into(),
+            })
+        };
+        out.emit(call(MAX_TOOL_CALLS - 1)).await.unwrap().unwrap();
+        assert!(out.emit(call(4_000_000_000)).await.is_err(), "the guest is trapped");
+        assert_eq!(out.exhausted(), Some(Exhausted::ToolCalls(4_000_000_000)));
+        assert!(!out.accepts());
+        assert_eq!(out.take_reply().tool_calls.len(), MAX_TOOL_CALLS as usize, "the refused call was never folded");
+        assert!(matches!(rx.try_recv(), Ok(Event::ToolCall(_))));
+        assert!(rx.try_recv().is_err(), "nor passed on");
+    }
+
+    #[tokio::test]
+    async fn events_without_text_still_cost_budget() {
+        let (tx, mut rx) = mpsc::channel(1024);
+        let mut out = OutputCapability::new(EVENT_COST * 10).instantiate(Some(tx), false);
+        let usage = || Event::Usage(Usage { prompt_tokens: 1, completion_tokens: 1 });
+        for _ in 0..10 {
+            out.emit(usage()).await.unwrap().unwrap();
+        }
+        assert_eq!(out.emit(usage()).await.unwrap(), Err(OutputStop::Limit));
+        assert_eq!(out.exhausted(), Some(Exhausted::Output));
+        let mut passed = 0;
+        while rx.try_recv().is_ok() {
+            passed += 1;
+        }
+        assert_eq!(passed, 10);
     }
 
     #[tokio::test]

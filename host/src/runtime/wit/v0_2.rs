@@ -99,14 +99,12 @@ impl log::Host for RunState {
 
 impl tool_activity::Host for RunState {
     async fn called(&mut self, call: types::ToolCall) -> wasmtime::Result<()> {
-        let event = self.tools.called(call.into());
-        self.output.report(event).await;
+        self.tools.called(&mut self.output, call.into()).await;
         Ok(())
     }
 
     async fn returned(&mut self, call_id: String, output: String, is_error: bool) -> wasmtime::Result<()> {
-        let event = self.tools.returned(chat::ToolResult { call_id, output, is_error });
-        self.output.report(event).await;
+        self.tools.returned(&mut self.output, chat::ToolResult { call_id, output, is_error }).await;
         Ok(())
     }
 }
