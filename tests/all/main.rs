@@ -28,6 +28,7 @@ mod mcp;
 mod openai_sdk;
 mod origins;
 mod outbound;
+mod outbound_edges;
 mod providers;
 mod registry;
 mod responses;
