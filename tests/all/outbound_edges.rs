@@ -67,6 +67,39 @@ async fn responses_a_guest_holds_count_against_its_memory_limit() {
     assert_eq!(pin(1).await, "held 1 of 1");
 }
 
+/// Issue 24, item 5, the other way: request bodies were collected without a
+/// cap. One that does not fit in the run's memory (the guest's copy counts
+/// too) fails that request, unsent; the run goes on.
+#[tokio::test]
+async fn a_request_body_past_the_memory_limit_fails_that_request_only() {
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let record = received.clone();
+    let upload = move |body: axum::body::Body| async move {
+        let mut stream = body.into_data_stream();
+        let mut n = 0;
+        while let Some(Ok(chunk)) = futures::StreamExt::next(&mut stream).await {
+            n += chunk.len();
+        }
+        record.lock().unwrap().push(n);
+        format!("received {n}")
+    };
+    let addr = serve(axum::Router::new().route("/upload", axum::routing::post(upload))).await;
+    let http = format!(r#", http: {{ allow: ["http://{addr}"] }}, limits: {{ memoryBytes: {} }}"#, 40 << 20);
+    let gw = gateway(&[("poster", &http)], &[]).unwrap();
+    let big = 24 << 20;
+    let res = gw.chat(ask("agent:poster", &format!("http-post http://{addr}/upload {big} 1024"))).send().await.unwrap();
+    assert_eq!(res.status(), 200, "the run answers");
+    let reply = content(&res.json().await.unwrap());
+    let refused = reply.lines().next().unwrap_or_default();
+    assert!(
+        refused.starts_with(&format!("{big} -> error:")) && refused.contains("limits.memoryBytes"),
+        "a body past the limit: {reply}"
+    );
+    assert!(refused.contains("request body"), "{refused}");
+    assert!(reply.contains("1024 -> 200 received 1024"), "the run goes on: {reply}");
+    assert_eq!(received.lock().unwrap().as_slice(), [1024], "the refused body was never sent");
+}
+
 /// Issue 24, item 6: denied requests used to add a metric line per origin
 /// the guest made up; now they count under `denied`, with no origin.
 #[tokio::test]
