@@ -172,6 +172,11 @@ async fn encoded_slashes_and_dots_stay_inside_a_path_prefix() {
         .unwrap();
     let reply = content(&res.json().await.unwrap());
     assert!(reply.contains(&format!("{inside} -> 200 [] public file")), "an encoded slash inside the prefix: {reply}");
+    let private = format!("http://{addr}/private.txt -> error: request denied by the gateway");
+    assert!(
+        reply.contains(&private) && !reply.contains("origin is not"),
+        "the guest is not told a wrong cause: {reply}"
+    );
     let log = gw
         .wait_for_log("the path denial", |l| l.lines().any(|l| l.contains("denied") && l.contains("/private.txt")))
         .await;
