@@ -45,11 +45,12 @@ fn replaced(text: &[u8], secret: &str) -> Option<Vec<u8>> {
     let mut first_bytes = [0u8; 4];
     let lead = first.encode_utf8(&mut first_bytes).as_bytes()[0];
     let mut out: Option<Vec<u8>> = None;
+    let mut scratch = (Vec::new(), Vec::new());
     let (mut i, mut copied) = (0, 0);
     while i < text.len() {
         // Only these bytes can start a spelling: skip the rest cheaply.
         let maybe = matches!(text[i], b'%' | b'\\' | b'+') || text[i] == lead;
-        match maybe.then(|| spelled_at(text, i, secret)).flatten() {
+        match maybe.then(|| spelled_at(text, i, secret, &mut scratch)).flatten() {
             Some(end) => {
                 let out = out.get_or_insert_with(|| Vec::with_capacity(text.len()));
                 out.extend_from_slice(&text[copied..i]);
@@ -66,30 +67,31 @@ fn replaced(text: &[u8], secret: &str) -> Option<Vec<u8>> {
 }
 
 /// Where the longest spelling of `secret` that starts at `at` ends.
-fn spelled_at(text: &[u8], at: usize, secret: &str) -> Option<usize> {
+/// `scratch`: two buffers reused from call to call (this runs at many
+/// positions of a body of megabytes).
+fn spelled_at(text: &[u8], at: usize, secret: &str, scratch: &mut (Vec<usize>, Vec<usize>)) -> Option<usize> {
     // Every place a spelling of the characters so far can end (forms of one
     // character can differ in length, and `%` is both plain and an escape).
-    let mut ends = vec![at];
+    let (ends, next) = scratch;
+    ends.clear();
+    ends.push(at);
     for c in secret.chars() {
-        let mut next = Vec::new();
-        for &p in &ends {
-            for end in char_spellings(text, p, c) {
-                if !next.contains(&end) {
-                    next.push(end);
-                }
-            }
+        next.clear();
+        for &p in ends.iter() {
+            char_spellings(text, p, c, next);
         }
+        next.sort_unstable();
+        next.dedup();
         if next.is_empty() {
             return None;
         }
-        ends = next;
+        std::mem::swap(ends, next);
     }
-    ends.into_iter().max()
+    ends.iter().copied().max()
 }
 
-/// Where each spelling of `c` that starts at `at` ends.
-fn char_spellings(text: &[u8], at: usize, c: char) -> Vec<usize> {
-    let mut ends = Vec::new();
+/// Push where each spelling of `c` that starts at `at` ends.
+fn char_spellings(text: &[u8], at: usize, c: char, ends: &mut Vec<usize>) {
     let mut buf = [0u8; 4];
     let plain = c.encode_utf8(&mut buf).as_bytes();
     if text[at..].starts_with(plain) {
@@ -134,7 +136,6 @@ fn char_spellings(text: &[u8], at: usize, c: char) -> Vec<usize> {
     {
         ends.push(at + 2);
     }
-    ends
 }
 
 /// The `digits` hex digits (either case) at `text[at..]`.
@@ -188,5 +189,20 @@ mod tests {
         assert_eq!(body(b"100%2525", "100%25"), "[REDACTED]", "`%` and `%25` both spell `%`");
         assert_eq!(body(b"sk/a+b", secret), "sk/a+b", "a prefix alone stays");
         assert_eq!(body(b"nothing here", ""), "nothing here");
+    }
+
+    #[test]
+    fn a_body_of_near_misses_is_scanned_to_its_end() {
+        // Every position starts a spelling that fails late: the worst case.
+        let secret = "sk-test-9f8e7d6c5b4a";
+        let mut text = Vec::new();
+        while text.len() < 2 << 20 {
+            text.extend_from_slice(b"sk-test-9f8e7d6c5b4%\\u0073k-tes");
+        }
+        text.extend_from_slice(secret.as_bytes());
+        let started = std::time::Instant::now();
+        let out = body(&text, secret);
+        eprintln!("scanned {} MiB in {:?}", text.len() >> 20, started.elapsed());
+        assert!(out.ends_with("[REDACTED]") && out.matches("[REDACTED]").count() == 1);
     }
 }

@@ -113,8 +113,16 @@ pub(super) async fn send(
                 return Err(over_memory("response", memory.max()));
             }
         }
-        for credential in &credentials {
-            redact(&mut headers, &mut bytes, credential.secret.expose());
+        if !credentials.is_empty() {
+            // Scanning megabytes for every spelling is CPU work: off the async workers.
+            (headers, bytes) = tokio::task::spawn_blocking(move || {
+                for credential in &credentials {
+                    redact(&mut headers, &mut bytes, credential.secret.expose());
+                }
+                (headers, bytes)
+            })
+            .await
+            .map_err(|_| Error::InternalError(Some("wasmclaw: redacting the response failed".into())))?;
         }
         Ok((status, headers, bytes, hold))
     })
