@@ -12,7 +12,7 @@ use crate::AgentError;
 /// Why a request got no usable answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HttpError {
-    /// The gateway's policy refused it: the origin is not in `http.allow`,
+    /// The gateway's policy refused it: no `http.allow` rule holds the origin and path,
     /// or its name resolves to an internal address.
     Denied(String),
     /// No answer within the agent's `http.limits.timeoutMs`.
@@ -158,9 +158,9 @@ impl Request {
 fn classify(e: wstd::http::Error) -> HttpError {
     use wstd::http::error::ErrorCode;
     match e.downcast_ref::<ErrorCode>() {
-        Some(ErrorCode::HttpRequestDenied) => {
-            HttpError::Denied("the origin is not in the agent's http.allow list".into())
-        }
+        Some(ErrorCode::HttpRequestDenied) => HttpError::Denied(
+            "no rule of the agent's http.allow list holds this origin and path (the log says which)".into(),
+        ),
         Some(ErrorCode::DestinationIpProhibited) => {
             HttpError::Denied("the name resolves to an internal address".into())
         }

@@ -30,6 +30,7 @@ mod mcp;
 mod openai_sdk;
 mod origins;
 mod outbound;
+mod outbound_edges;
 mod owners;
 mod providers;
 mod registry;

@@ -69,7 +69,7 @@ async fn server() -> (SocketAddr, Seen) {
 }
 
 /// A gateway with agent `id` = the faults fixture in `fetch` mode and `http` as its block.
-fn gateway(agents: &[(&str, &str)], env: &[(&str, &str)]) -> Result<TestGateway, String> {
+pub(crate) fn gateway(agents: &[(&str, &str)], env: &[(&str, &str)]) -> Result<TestGateway, String> {
     let entries: Vec<String> = agents
         .iter()
         .map(|(id, http)| format!(r#"{id}: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "fetch" }} {http} }},"#))
@@ -85,7 +85,7 @@ fn gateway(agents: &[(&str, &str)], env: &[(&str, &str)]) -> Result<TestGateway,
 }
 
 /// The agent's reply to a message of URLs (one line per URL).
-async fn fetch(gw: &TestGateway, agent: &str, urls: &[String]) -> String {
+pub(crate) async fn fetch(gw: &TestGateway, agent: &str, urls: &[String]) -> String {
     let res = gw.chat(ask(&format!("agent:{agent}"), &urls.join(" "))).send().await.unwrap();
     assert_eq!(res.status(), 200);
     content(&res.json().await.unwrap())

@@ -49,6 +49,9 @@ impl Histogram {
 /// Outcomes of an authenticated request, as `wasmclaw_token_requests_total` labels them.
 const TOKEN_OUTCOMES: [&str; 3] = ["allowed", "forbidden", "rate_limited"];
 
+/// (agent, allow rule origin or none, outcome): one outbound request counter.
+type AgentHttpKey = (String, Option<String>, String);
+
 /// Every metric of one gateway.
 #[derive(Default)]
 pub struct Metrics {
@@ -68,8 +71,9 @@ pub struct Metrics {
     connections_closed: [AtomicU64; Closed::ALL.len()],
     accept_errors: AtomicU64,
     run_results_dropped: AtomicU64,
-    /// (agent, origin, outcome) → outbound requests agents sent.
-    agent_http: Mutex<BTreeMap<(String, String, String), u64>>,
+    /// (agent, allow rule's origin, outcome) → outbound requests agents sent;
+    /// no origin for denied ones, so a guest cannot add labels.
+    agent_http: Mutex<BTreeMap<AgentHttpKey, u64>>,
     agent_http_seconds: Mutex<BTreeMap<String, Histogram>>,
     /// Runs and failures per agent over the last minutes (the control page's charts).
     recent: Mutex<recent::Recent>,
@@ -235,8 +239,9 @@ impl Metrics {
 
     /// An agent's outbound request ended with `outcome` (a status code,
     /// `denied`, `limited`, `timeout`, …) after `took` (`None`: never sent).
-    pub fn agent_http(&self, agent: &str, origin: &str, outcome: &str, took: Option<Duration>) {
-        let key = (agent.to_string(), origin.to_string(), outcome.to_string());
+    /// `origin`: the allow rule's, `None` when no rule allowed it.
+    pub fn agent_http(&self, agent: &str, origin: Option<&str>, outcome: &str, took: Option<Duration>) {
+        let key = (agent.to_string(), origin.map(str::to_string), outcome.to_string());
         *self.agent_http.lock().unwrap().entry(key).or_default() += 1;
         if let Some(took) = took {
             self.agent_http_seconds.lock().unwrap().entry(agent.to_string()).or_default().observe(took.as_secs_f64());
@@ -326,13 +331,14 @@ impl Metrics {
             &mut out,
             "wasmclaw_agent_http_requests_total",
             "counter",
-            "Outbound requests agents sent, by origin and outcome (status code, denied, limited, timeout, …).",
+            "Outbound requests agents sent, by allow rule origin and outcome (status code, denied, limited, timeout, …).",
         );
         for ((agent, origin, outcome), n) in self.agent_http.lock().unwrap().iter().filter(|((a, ..), _)| view.agent(a))
         {
+            let origin = origin.as_ref().map(|o| format!(",origin=\"{o}\"")).unwrap_or_default();
             let _ = writeln!(
                 out,
-                "wasmclaw_agent_http_requests_total{{agent=\"{agent}\",origin=\"{origin}\",outcome=\"{outcome}\"}} {n}"
+                "wasmclaw_agent_http_requests_total{{agent=\"{agent}\"{origin},outcome=\"{outcome}\"}} {n}"
             );
         }
         head(

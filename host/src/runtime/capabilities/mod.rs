@@ -69,13 +69,14 @@ impl Capabilities {
         // the defaults of the builder. Only stdout/stderr are wired, to the log.
         let log = LogContext::new(self.agent.as_str(), Some(run.run_id.as_str()).filter(|id| !id.is_empty()));
         let wasi = WasiCtx::builder().stdout(GuestLog::stdout(&log)).stderr(GuestLog::stderr(&log)).build();
+        let memory = self.memory.instantiate();
         RunState {
             wasi,
             table: ResourceTable::new(),
             config: self.config.instantiate(),
-            http: self.http.instantiate(&run.run_id),
+            http: self.http.instantiate(&run.run_id, memory.account()),
             llm: self.llm.instantiate(run.model),
-            memory: self.memory.instantiate(),
+            memory,
             output: self.output.instantiate(run.events, keep_reply),
             session: session::SessionState::new(run.session.unwrap_or_default()),
             tools: tool_activity::ToolActivityState::new(self.agent.as_str(), &run.run_id),

@@ -5,6 +5,7 @@
 //! standard interface means any WASI HTTP client works in a guest.
 
 mod policy;
+mod redact;
 mod send;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpHooks};
 
 pub use policy::{AllowRule, Credential, HttpLimits, HttpPolicy, Target, is_internal};
 
+use super::memory::RunMemory;
 use crate::chat::AgentId;
 use crate::metrics::Metrics;
 
@@ -35,11 +37,16 @@ impl HttpCapability {
         Self { shared: Arc::new(Shared { agent: agent.clone(), policy, metrics }) }
     }
 
-    /// Per run: no request sent yet.
-    pub fn instantiate(&self, run_id: &str) -> HttpState {
+    /// Per run: no request sent yet; bodies count against `memory`.
+    pub fn instantiate(&self, run_id: &str, memory: &Arc<RunMemory>) -> HttpState {
         HttpState {
             ctx: WasiHttpCtx::new(),
-            hooks: RunHooks { shared: self.shared.clone(), run_id: run_id.to_string(), sent: 0 },
+            hooks: RunHooks {
+                shared: self.shared.clone(),
+                run_id: run_id.to_string(),
+                sent: 0,
+                memory: memory.clone(),
+            },
         }
     }
 }
@@ -56,6 +63,9 @@ pub struct RunHooks {
     run_id: String,
     /// Requests sent so far in this run.
     sent: u32,
+    /// The run's memory account: request and response bodies the host
+    /// buffers count against `limits.memoryBytes`.
+    memory: Arc<RunMemory>,
 }
 
 type SendResult = wasmtime_wasi_http::Result<(
@@ -70,13 +80,23 @@ impl WasiHttpHooks for RunHooks {
         _options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
+        use tracing::Instrument;
+        // wasmtime-wasi-http spawns this future on a task of its own: carry the
+        // run's span (the client's request id) into its log lines.
         match self.admit(&request) {
-            Ok(admitted) => Box::new(send::send(self.shared.clone(), self.run_id.clone(), request, admitted)),
+            Ok(admitted) => {
+                let memory = self.memory.clone();
+                Box::new(
+                    send::send(self.shared.clone(), self.run_id.clone(), request, admitted, memory).in_current_span(),
+                )
+            }
             // Take the body the guest is writing before refusing: clients such
             // as wstd write it after `handle` and would otherwise report a
-            // broken stream instead of the refusal.
+            // broken stream instead of the refusal. Dropped frame by frame,
+            // so a large body costs nothing.
             Err(e) => Box::new(async move {
-                let _ = http_body_util::BodyExt::collect(request.into_body()).await;
+                let mut body = request.into_body();
+                while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {}
                 Err(e)
             }),
         }
@@ -86,6 +106,8 @@ impl WasiHttpHooks for RunHooks {
 /// A request that passed the policy, and what the sender must do with it.
 pub(super) struct Admitted {
     target: Target,
+    /// The allow rule's origin: the metric label (a guest picks `target`).
+    label: String,
     /// The rule names its host literally: internal addresses are allowed.
     literal: bool,
     credentials: Vec<Credential>,
@@ -104,12 +126,21 @@ impl RunHooks {
                 %agent, run_id = self.run_id, method, origin = target.origin(), path = target.path,
                 key = format!("agents.entries.{agent}.http.allow"), "outbound HTTP denied: {why}"
             );
-            self.shared.metrics.agent_http(agent.as_str(), &target.origin(), "denied", None);
+            // No origin label: the guest chose it, and would choose a new one each time.
+            self.shared.metrics.agent_http(agent.as_str(), None, "denied", None);
             Err(Error::HttpRequestDenied)
         };
         let Some(policy) = &self.shared.policy else { return denied("the agent has no http block") };
-        let Some(rule) = policy.allowed(&target) else { return denied("no allow rule matches") };
-        let literal = rule.literal();
+        let Some(rule) = policy.allowed(&target) else {
+            return match policy.path_outside(&target) {
+                Some(prefixes) => denied(&format!(
+                    "the path did not match: the rules for this origin allow only paths under {}",
+                    prefixes.join(", ")
+                )),
+                None => denied("the origin is in no allow rule"),
+            };
+        };
+        let (literal, label) = (rule.literal(), rule.origin());
         if !literal && target.host.parse().is_ok_and(is_internal) {
             return denied("an internal address needs a rule that names it");
         }
@@ -118,7 +149,7 @@ impl RunHooks {
                 %agent, run_id = self.run_id, method, origin = target.origin(), limit = policy.limits.max_requests,
                 "outbound HTTP refused: the run reached http.limits.maxRequestsPerRun"
             );
-            self.shared.metrics.agent_http(agent.as_str(), &target.origin(), "limited", None);
+            self.shared.metrics.agent_http(agent.as_str(), Some(&label), "limited", None);
             return Err(Error::InternalError(Some(format!(
                 "wasmclaw: this run reached its limit of {} outbound requests (http.limits.maxRequestsPerRun)",
                 policy.limits.max_requests
@@ -126,6 +157,6 @@ impl RunHooks {
         }
         self.sent += 1;
         let credentials = policy.credentials_for(&target).cloned().collect();
-        Ok(Admitted { target, literal, credentials, limits: policy.limits.clone() })
+        Ok(Admitted { target, label, literal, credentials, limits: policy.limits.clone() })
     }
 }

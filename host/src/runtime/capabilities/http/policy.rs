@@ -101,16 +101,48 @@ impl AllowRule {
 
     /// True when `target` is inside this rule.
     pub fn matches(&self, target: &Target) -> bool {
+        self.matches_origin(target) && self.matches_path(target)
+    }
+
+    /// True when `target`'s scheme, host and port are this rule's, whatever its path.
+    pub fn matches_origin(&self, target: &Target) -> bool {
         let host = match &self.host {
             HostPattern::Exact(h) => *h == target.host,
             HostPattern::Subdomains(suffix) => target.host.ends_with(suffix.as_str()),
             HostPattern::Any => true,
         };
         let port = self.port.or_else(|| default_port(&self.scheme)) == Some(target.port);
-        let path = self.path.is_empty()
-            || target.path == self.path
-            || target.path.strip_prefix(self.path.as_str()).is_some_and(|rest| rest.starts_with('/'));
-        self.scheme == target.scheme && host && port && path
+        self.scheme == target.scheme && host && port
+    }
+
+    /// True when the path is inside the prefix both as sent and as a server
+    /// that decodes and normalises it would read it: `/public/..%2fsecret`
+    /// is `/public/..%2fsecret` to the sender and `/secret` to such a server.
+    fn matches_path(&self, target: &Target) -> bool {
+        let inside = |path: &str| {
+            self.path.is_empty()
+                || path == self.path
+                || path.strip_prefix(self.path.as_str()).is_some_and(|rest| rest.starts_with('/'))
+        };
+        self.path.is_empty() || (inside(&target.path) && inside(&decoded_path(&target.path)))
+    }
+
+    /// `scheme://host:port` as the rule writes it (`*` and `*.example.com`
+    /// stay patterns): a metric label the configuration bounds.
+    pub fn origin(&self) -> String {
+        let host = match &self.host {
+            HostPattern::Exact(h) if h.contains(':') => format!("[{h}]"),
+            HostPattern::Exact(h) => h.clone(),
+            HostPattern::Subdomains(suffix) => format!("*{suffix}"),
+            HostPattern::Any => "*".to_string(),
+        };
+        let port = self.port.or_else(|| default_port(&self.scheme)).unwrap_or_default();
+        format!("{}://{host}:{port}", self.scheme)
+    }
+
+    /// The path prefix (empty: any path), for logs.
+    pub fn path_prefix(&self) -> &str {
+        &self.path
     }
 
     /// True when the rule names its host literally: only then may it reach a
@@ -118,6 +150,32 @@ impl AllowRule {
     pub fn literal(&self) -> bool {
         matches!(self.host, HostPattern::Exact(_))
     }
+}
+
+/// `path` percent-decoded until nothing is left to decode (a double-decoding
+/// server reads `%252f` as `/`), backslashes read as slashes, empty and `.`
+/// segments dropped, `..` (also `..;x`, as Tomcat reads it) resolved.
+fn decoded_path(path: &str) -> String {
+    let mut decoded = path.to_string();
+    // Each round shortens the text, so this ends; the cap bounds the work.
+    for _ in 0..8 {
+        let next = percent_encoding::percent_decode_str(&decoded).decode_utf8_lossy().into_owned();
+        if next == decoded {
+            break;
+        }
+        decoded = next;
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split(['/', '\\']) {
+        match segment.split(';').next().unwrap_or_default() {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            _ => segments.push(segment),
+        }
+    }
+    format!("/{}", segments.join("/"))
 }
 
 /// A header the host adds to requests a rule matches.
@@ -163,6 +221,14 @@ impl HttpPolicy {
     /// The first rule that allows `target`.
     pub fn allowed(&self, target: &Target) -> Option<&AllowRule> {
         self.allow.iter().find(|r| r.matches(target))
+    }
+
+    /// True when a rule names `target`'s origin but no rule's path prefix
+    /// holds its path: the denial then says the path did not match.
+    pub fn path_outside(&self, target: &Target) -> Option<Vec<&str>> {
+        let prefixes: Vec<&str> =
+            self.allow.iter().filter(|r| r.matches_origin(target)).map(AllowRule::path_prefix).collect();
+        (!prefixes.is_empty()).then_some(prefixes)
     }
 
     /// Credentials for `target`.
@@ -234,6 +300,42 @@ mod tests {
         assert!(v6.matches(&target("http://[::1]:9000/")) && v6.literal());
         for bad in ["api.example.com", "ftp://x", "https://", "https://a*b.com", "https://x:99999"] {
             assert!(AllowRule::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn encoded_slashes_and_dots_do_not_leave_a_path_prefix() {
+        let rule = AllowRule::parse("http://host/public").unwrap();
+        for escape in [
+            "http://host/public/..%2fsecret.txt",
+            "http://host/public/..%2Fsecret.txt",
+            "http://host/public/%2e%2E%2fsecret.txt",
+            "http://host/public/.%2e%5csecret.txt",
+            "http://host/public/..%5Csecret.txt",
+            "http://host/public/%252e%252e%252fsecret.txt",
+            "http://host/public/..;/secret.txt",
+            "http://host/public/%2f..%2f..%2fsecret.txt",
+        ] {
+            assert!(!rule.matches(&target(escape)), "{escape} is {:?}", decoded_path(&target(escape).path));
+        }
+        for inside in ["http://host/public/a%2fb.txt", "http://host/public/x/..%2fy", "http://host/public"] {
+            assert!(rule.matches(&target(inside)), "{inside}");
+        }
+        assert!(AllowRule::parse("http://host").unwrap().matches(&target("http://host/a/..%2f..%2fb")), "no prefix");
+        let policy = HttpPolicy { allow: vec![rule], ..Default::default() };
+        assert_eq!(policy.path_outside(&target("http://host/private")), Some(vec!["/public"]));
+        assert_eq!(policy.path_outside(&target("http://other/public")), None);
+    }
+
+    #[test]
+    fn a_rule_names_its_origin_as_written() {
+        for (rule, origin) in [
+            ("https://api.example.com/v1", "https://api.example.com:443"),
+            ("http://*.example.com:8080", "http://*.example.com:8080"),
+            ("https://*", "https://*:443"),
+            ("http://[::1]:9000/mcp", "http://[::1]:9000"),
+        ] {
+            assert_eq!(AllowRule::parse(rule).unwrap().origin(), origin);
         }
     }
 

@@ -1,7 +1,8 @@
 //! Sending an admitted request: through a client whose resolver refuses
 //! internal addresses (unless the rule named the host), with no redirects
-//! followed, under the run's limits; credentials added here and redacted
-//! from the response before the guest reads it.
+//! followed, under the run's limits (bodies count against its memory);
+//! credentials added here and redacted from the response before the guest
+//! reads it.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -11,10 +12,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::{Error, WasiBody};
 
+use super::redact::redact;
 use super::{Admitted, SendResult, Shared, is_internal};
-
-/// What replaces a credential's value wherever it shows up in a response.
-const REDACTED: &str = "[REDACTED]";
+use crate::runtime::capabilities::memory::{MemoryHold, RunMemory};
 
 /// Resolves names to public addresses only: the address connected to is one
 /// of these, so a name that points inside cannot be used to get there.
@@ -62,71 +62,146 @@ fn client(strict: bool) -> &'static reqwest::Client {
     if strict { STRICT.get_or_init(|| build(true)) } else { OPEN.get_or_init(|| build(false)) }
 }
 
-/// Send `request` and read the whole response within the run's limits.
+/// Send `request` and read the whole response within the run's limits. The
+/// request and response bodies the host buffers count against the run's
+/// memory (`memory`) for as long as they are held.
 pub(super) async fn send(
     shared: Arc<Shared>,
     run_id: String,
     request: http::Request<WasiBody>,
     admitted: Admitted,
+    memory: Arc<RunMemory>,
 ) -> SendResult {
     let started = Instant::now();
-    let Admitted { target, literal, credentials, limits } = admitted;
+    let Admitted { target, label, literal, credentials, limits } = admitted;
     let (agent, origin, method) = (shared.agent.clone(), target.origin(), request.method().clone());
-    let request_id = uuid::Uuid::new_v4().to_string();
     let outcome = tokio::time::timeout(limits.timeout, async {
-        let (parts, body) = request.into_parts();
-        let body = body.collect().await?.to_bytes();
+        let (mut parts, body) = request.into_parts();
+        let mut request_hold = memory.hold();
+        let body = collect_within(body, &mut request_hold, memory.max()).await?;
+        if !credentials.is_empty() {
+            // A compressed answer could carry the credential past redaction.
+            parts.headers.insert(http::header::ACCEPT_ENCODING, http::HeaderValue::from_static("identity"));
+        }
         let mut builder = client(!literal).request(parts.method, parts.uri.to_string()).headers(parts.headers);
         for credential in &credentials {
             builder = builder.header(credential.header.clone(), credential.value.expose());
         }
         let response = builder.body(body).send().await.map_err(|e| send_error(&e))?;
+        drop(request_hold);
         let status = response.status();
         let mut headers = response.headers().clone();
+        if !credentials.is_empty()
+            && let Some(encoding) = headers.get(http::header::CONTENT_ENCODING)
+            && !encoding.as_bytes().eq_ignore_ascii_case(b"identity")
+        {
+            return Err(Error::InternalError(Some(format!(
+                "wasmclaw: refused a compressed response ({}) to a request carrying a credential: it could hide the credential",
+                String::from_utf8_lossy(encoding.as_bytes())
+            ))));
+        }
+        let mut hold = memory.hold();
+        let announced = response.content_length().and_then(|n| usize::try_from(n).ok());
         let mut bytes = Vec::new();
         let mut stream = response;
         while let Some(chunk) = stream.chunk().await.map_err(|e| send_error(&e))? {
-            if bytes.len() + chunk.len() > limits.max_response_bytes {
+            let needed = bytes.len() + chunk.len();
+            if needed > limits.max_response_bytes {
                 return Err(Error::HttpResponseBodySize(Some(limits.max_response_bytes as u64)));
             }
-            bytes.extend_from_slice(&chunk);
+            if !push_counted(&mut bytes, &chunk, &mut hold, announced.map(|n| n.min(limits.max_response_bytes))) {
+                return Err(over_memory("response", memory.max()));
+            }
         }
-        for credential in &credentials {
-            redact(&mut headers, &mut bytes, credential.secret.expose());
+        if !credentials.is_empty() {
+            // Scanning megabytes for every spelling is CPU work: off the async workers.
+            (headers, bytes) = tokio::task::spawn_blocking(move || {
+                for credential in &credentials {
+                    redact(&mut headers, &mut bytes, credential.secret.expose());
+                }
+                (headers, bytes)
+            })
+            .await
+            .map_err(|_| Error::InternalError(Some("wasmclaw: redacting the response failed".into())))?;
         }
-        Ok((status, headers, bytes))
+        Ok((status, headers, bytes, hold))
     })
     .await
     .unwrap_or(Err(Error::HttpResponseTimeout));
     let ms = started.elapsed().as_secs_f64() * 1000.0;
-    let label = match &outcome {
+    let outcome_label = match &outcome {
         Ok((status, ..)) => status.as_str().to_string(),
         Err(e) => error_label(e).to_string(),
     };
-    shared.metrics.agent_http(agent.as_str(), &origin, &label, Some(started.elapsed()));
+    shared.metrics.agent_http(agent.as_str(), Some(&label), &outcome_label, Some(started.elapsed()));
+    // The run's span carries the client's request id.
     match &outcome {
         Ok((status, ..)) => tracing::debug!(
-            %agent, run_id, request_id, %method, origin, path = target.path, status = status.as_u16(), ms,
+            %agent, run_id, %method, origin, path = target.path, status = status.as_u16(), ms,
             "outbound HTTP"
         ),
         Err(e) => {
             let limit = match e {
                 Error::HttpResponseBodySize(_) => " (http.limits.maxResponseBytes)",
                 Error::HttpResponseTimeout => " (http.limits.timeoutMs)",
+                e if error_label(e) == "memory" => " (limits.memoryBytes)",
                 _ => "",
             };
             tracing::warn!(
-                %agent, run_id, request_id, %method, origin, path = target.path, ms, error = ?e,
+                %agent, run_id, %method, origin, path = target.path, ms, error = ?e,
                 "outbound HTTP failed{limit}"
             )
         }
     }
-    let (status, headers, bytes) = outcome?;
-    let mut response =
-        http::Response::new(Full::new(Bytes::from(bytes)).map_err(|never| match never {}).boxed_unsync());
+    let (status, headers, bytes, hold) = outcome?;
+    // The body keeps its hold on the run's memory until the guest drops it.
+    let body = Full::new(Bytes::from(bytes)).map_err(|never| match never {}).map_frame(move |frame| {
+        let _held = &hold;
+        frame
+    });
+    let mut response = http::Response::new(body.boxed_unsync());
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     Ok((response, Box::new(std::future::ready(Ok(())))))
+}
+
+/// The request body, counted against the run's memory. Past the limit the
+/// rest is read and dropped (the guest is still writing it), and the request
+/// fails without being sent.
+async fn collect_within(mut body: WasiBody, hold: &mut MemoryHold, max: usize) -> Result<Vec<u8>, Error> {
+    let mut bytes = Vec::new();
+    let mut over = false;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else { continue };
+        over = over || !push_counted(&mut bytes, &data, hold, None);
+    }
+    if over { Err(over_memory("request", max)) } else { Ok(bytes) }
+}
+
+/// Append `data` if the run's memory holds the buffer's new allocation. What
+/// the buffer allocates is what counts: sized from the `announced` length
+/// when there is one, doubled (and counted) when it must grow.
+fn push_counted(bytes: &mut Vec<u8>, data: &[u8], hold: &mut MemoryHold, announced: Option<usize>) -> bool {
+    let needed = bytes.len() + data.len();
+    if needed > bytes.capacity() {
+        let wanted = announced.filter(|n| *n >= needed).unwrap_or(needed.max(bytes.capacity() * 2));
+        if !hold.grow(wanted - bytes.capacity()) {
+            return false;
+        }
+        bytes.reserve_exact(wanted - bytes.len());
+    }
+    bytes.extend_from_slice(data);
+    true
+}
+
+/// The start of the message of a body the run's memory could not hold.
+const OVER_MEMORY: &str = "wasmclaw: the run's memory limit";
+
+/// A body that did not fit in what is left of the run's memory.
+fn over_memory(which: &str, max: usize) -> Error {
+    Error::InternalError(Some(format!(
+        "{OVER_MEMORY} ({max} bytes, limits.memoryBytes) leaves no room for this {which} body"
+    )))
 }
 
 /// The WASI error a guest sees for a failed send.
@@ -154,50 +229,33 @@ fn error_label(e: &Error) -> &'static str {
         Error::HttpResponseTimeout => "timeout",
         Error::HttpResponseBodySize(_) => "too_large",
         Error::ConnectionRefused => "refused",
+        Error::InternalError(Some(message)) if message.starts_with(OVER_MEMORY) => "memory",
         _ => "error",
-    }
-}
-
-/// Replace `secret` in header values and the body.
-fn redact(headers: &mut http::HeaderMap, body: &mut Vec<u8>, secret: &str) {
-    if secret.is_empty() {
-        return;
-    }
-    for value in headers.values_mut() {
-        if let Ok(text) = value.to_str()
-            && text.contains(secret)
-        {
-            *value = http::HeaderValue::from_str(&text.replace(secret, REDACTED)).expect("was a valid value");
-        }
-    }
-    let needle = secret.as_bytes();
-    if body.windows(needle.len()).any(|w| w == needle) {
-        let mut out = Vec::with_capacity(body.len());
-        let mut i = 0;
-        while i < body.len() {
-            if body[i..].starts_with(needle) {
-                out.extend_from_slice(REDACTED.as_bytes());
-                i += needle.len();
-            } else {
-                out.push(body[i]);
-                i += 1;
-            }
-        }
-        *body = out;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::capabilities::memory::MemoryCapability;
 
-    #[test]
-    fn a_secret_is_redacted_from_headers_and_body() {
-        let mut headers = http::HeaderMap::new();
-        headers.insert("x-echo", "Bearer s3cret-value".parse().unwrap());
-        let mut body = br#"{"auth":"Bearer s3cret-value","again":"s3cret-value"}"#.to_vec();
-        redact(&mut headers, &mut body, "s3cret-value");
-        assert_eq!(headers["x-echo"], "Bearer [REDACTED]");
-        assert_eq!(String::from_utf8(body).unwrap(), r#"{"auth":"Bearer [REDACTED]","again":"[REDACTED]"}"#);
+    fn body(len: usize) -> WasiBody {
+        Full::new(Bytes::from(vec![7u8; len])).map_err(|never| match never {}).boxed_unsync()
+    }
+
+    #[tokio::test]
+    async fn a_request_body_past_the_run_memory_fails_that_request_only() {
+        let limiter = MemoryCapability::new(4 << 20).instantiate();
+        let account = limiter.account();
+        let mut hold = account.hold();
+        let err = collect_within(body(5 << 20), &mut hold, account.max()).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::InternalError(Some(m)) if m.contains("limits.memoryBytes") && m.contains("request body")),
+            "{err:?}"
+        );
+        assert_eq!(error_label(&err), "memory");
+        drop(hold);
+        let mut hold = account.hold();
+        assert_eq!(collect_within(body(3 << 20), &mut hold, account.max()).await.unwrap().len(), 3 << 20);
     }
 }
