@@ -160,7 +160,8 @@ async fn a_damaged_component_file_is_reported_at_start_and_installing_it_again_r
     // One flipped byte: same length, wrong content.
     let file = state.path().join("components").join(format!("{digest}.wasm"));
     let mut damaged = std::fs::read(&file).unwrap();
-    damaged[damaged.len() / 2] ^= 0x01;
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x01;
     std::fs::write(&file, &damaged).unwrap();
 
     let gw = TestGateway::start_in(state.path(), &chat_only());
