@@ -104,3 +104,34 @@ async fn failed_logins_lock_a_client_out_of_every_instance() {
     let res = b.chat(ask("openclaw", "hi")).send().await.unwrap();
     assert!(res.headers().get("retry-after").is_some());
 }
+
+#[tokio::test]
+async fn a_damaged_component_row_is_reported_and_installing_it_again_repairs_it() {
+    let server = pg::Server::start();
+    let url = server.database().await;
+    let faults = std::fs::read(FAULTS_WASM).unwrap();
+    let a = instance(&url, &ws_config(""));
+    assert_eq!(admin(&a, reqwest::Method::PUT, "/up").body(faults.clone()).send().await.unwrap().status(), 200);
+    drop(a);
+    // One flipped byte in the kept bytes: same length, wrong content.
+    let db = pg::connect(&url).await;
+    let damaged = db.execute(
+        "UPDATE components SET bytes = set_byte(bytes, 100, get_byte(bytes, 100) # 1)
+         WHERE digest = (SELECT current_digest FROM agents WHERE id = 'up')",
+        &[],
+    );
+    assert_eq!(damaged.await.unwrap(), 1);
+
+    let b = instance(&url, &ws_config(""));
+    let reported = |log: &str| log.lines().any(|l| l.contains("agent=up") && l.contains("is damaged"));
+    let log = b.wait_for_log("the damaged component reported", reported).await;
+    let line = log.lines().find(|l| reported(l)).unwrap();
+    assert!(line.contains("install the agent's component again"), "{line}");
+    assert_eq!(reply(&b, "up", "hi").await.0, 404, "a damaged component is never served");
+    assert_eq!(admin(&b, reqwest::Method::PUT, "/up").body(faults.clone()).send().await.unwrap().status(), 200);
+    assert_eq!(reply(&b, "up", "hi").await, (200, "faults:hi".into()));
+    drop(b);
+
+    let c = instance(&url, &ws_config(""));
+    assert_eq!(reply(&c, "up", "hi").await, (200, "faults:hi".into()), "the repaired bytes serve a new instance");
+}

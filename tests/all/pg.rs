@@ -17,20 +17,55 @@ pub const USER: &str = "wasmclaw";
 /// Its password: distinctive, so a test can prove it never reaches the gateway's output.
 pub const PASSWORD: &str = "pg-secret-5b9e1c7d2a";
 
+/// How long the gateway and the tests' own clients may take to get a
+/// connection (`connect_timeout` in every URL here): several gateways
+/// starting at once on a busy 2-core machine can take far longer than the
+/// gateway's 2 s default for a SCRAM login.
+pub const CONNECT_TIMEOUT_SECS: u32 = 30;
+
 /// A running (or stopped) PostgreSQL server; stopped on drop.
 pub struct Server {
     dir: tempfile::TempDir,
     port: u16,
 }
 
+/// A server's TLS set-up: its certificate chain and key (PEM), and whether
+/// plaintext logins are refused (`hostssl` only in `pg_hba.conf`).
+pub struct Tls<'a> {
+    pub cert: &'a str,
+    pub key: &'a str,
+    pub only: bool,
+}
+
 impl Server {
     /// A fresh server on a free loopback port, started and accepting connections.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A fresh server speaking TLS with `tls`'s certificate.
+    pub fn start_tls(tls: &Tls) -> Self {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<&Tls>) -> Self {
         let template = template();
         let dir = tempfile::Builder::new().prefix("wasmclaw-pg-").tempdir().unwrap();
         let data = dir.path().join("data");
         let copied = Command::new("cp").arg("-a").arg(template).arg(&data).status().unwrap();
         assert!(copied.success(), "cannot copy the PostgreSQL template {}", template.display());
+        let mut ssl_conf = String::new();
+        if let Some(tls) = tls {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::write(data.join("server.crt"), tls.cert).unwrap();
+            std::fs::write(data.join("server.key"), tls.key).unwrap();
+            // The server refuses a key others can read.
+            std::fs::set_permissions(data.join("server.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+            ssl_conf = "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n".into();
+            if tls.only {
+                std::fs::write(data.join("pg_hba.conf"), "hostssl all all 127.0.0.1/32 scram-sha-256\n").unwrap();
+            }
+        }
         give_to_server_user(dir.path());
         // A port that was free a moment ago; another process may take it
         // meanwhile, so try a few.
@@ -39,7 +74,7 @@ impl Server {
             let conf = format!(
                 "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n\
                  max_connections = 300\nshared_buffers = 16MB\nfsync = off\nsynchronous_commit = off\n\
-                 full_page_writes = off\nlog_min_messages = warning\n"
+                 full_page_writes = off\nlog_min_messages = warning\n{ssl_conf}"
             );
             let path = data.join("postgresql.auto.conf");
             std::fs::write(&path, conf).unwrap();
@@ -55,7 +90,16 @@ impl Server {
 
     /// The superuser URL of database `name` (with the password in it, as operators write it).
     pub fn url_of(&self, name: &str) -> String {
-        format!("postgres://{USER}:{PASSWORD}@127.0.0.1:{}/{name}", self.port)
+        format!("postgres://{USER}:{PASSWORD}@127.0.0.1:{}/{name}?connect_timeout={CONNECT_TIMEOUT_SECS}", self.port)
+    }
+
+    /// The superuser URL of the default database on `host` (which must reach
+    /// 127.0.0.1), with `options` (`k=v&…`) after the test's connect timeout.
+    pub fn url_with(&self, host: &str, options: &str) -> String {
+        format!(
+            "postgres://{USER}:{PASSWORD}@{host}:{}/postgres?connect_timeout={CONNECT_TIMEOUT_SECS}&{options}",
+            self.port
+        )
     }
 
     /// The URL of the server's default database.

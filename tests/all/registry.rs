@@ -147,3 +147,37 @@ async fn a_component_file_named_by_the_config_reloads_when_it_changes() {
     .await;
     assert_eq!(show(&gw, "beta").await["source"], format!("config:{}", plugin.display()));
 }
+
+#[tokio::test]
+async fn a_damaged_component_file_is_reported_at_start_and_installing_it_again_repairs_it() {
+    let state = tempfile::tempdir().unwrap();
+    let faults = std::fs::read(FAULTS_WASM).unwrap();
+    let gw = TestGateway::start_in(state.path(), &chat_only());
+    assert_eq!(admin(&gw, Method::PUT, "/up").body(faults.clone()).send().await.unwrap().status(), 200);
+    let digest = show(&gw, "up").await["digest"].as_str().unwrap().to_string();
+    drop(gw);
+
+    // One flipped byte: same length, wrong content.
+    let file = state.path().join("components").join(format!("{digest}.wasm"));
+    let mut damaged = std::fs::read(&file).unwrap();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x01;
+    std::fs::write(&file, &damaged).unwrap();
+
+    let gw = TestGateway::start_in(state.path(), &chat_only());
+    let reported = |log: &str| log.lines().any(|l| l.contains("agent=up") && l.contains("is damaged"));
+    let log = gw.wait_for_log("the damaged file reported", reported).await;
+    let line = log.lines().find(|l| reported(l)).unwrap();
+    assert!(line.contains(&format!("{digest}.wasm")) && line.contains("install the agent's component again"), "{line}");
+    assert_eq!(reply(&gw, "up", "hi").await.0, 404, "a damaged component is never served");
+
+    // Installing the same bytes again repairs the file, for this run and the next.
+    assert_eq!(admin(&gw, Method::PUT, "/up").body(faults.clone()).send().await.unwrap().status(), 200);
+    assert_eq!(reply(&gw, "up", "hi").await, (200, "faults:hi".into()));
+    assert_eq!(std::fs::read(&file).unwrap(), faults, "the file holds the component again");
+    drop(gw);
+    let gw = TestGateway::start_in(state.path(), &chat_only());
+    assert_eq!(reply(&gw, "up", "hi").await, (200, "faults:hi".into()), "served after a restart");
+    let log = gw.settled_log().await;
+    assert!(!log.contains("is damaged"), "nothing damaged any more:\n{log}");
+}

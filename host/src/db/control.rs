@@ -1,4 +1,4 @@
-//! The control connection: one plain connection per process, driven here so
+//! The control connection: one connection per process, driven here so
 //! its notifications can be read, reopened with backoff whenever it drops.
 //! It LISTENs on every channel and holds the lane locks (session-level
 //! advisory locks die with the connection, so a crashed instance's locks are
@@ -11,14 +11,14 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{CHANNELS, CONNECT_TIMEOUT, DbError, Notice, describe};
+use super::{CHANNELS, DbError, Notice, describe, too_slow};
 
-/// How often the probe asks the control connection for `SELECT 1`.
+/// How often the probe asks the control connection for `SELECT 1` (a probe
+/// may take the connect timeout before the database counts as down).
 const PROBE_EVERY: Duration = Duration::from_secs(1);
-/// How long a probe may take before the database counts as down.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Failed probes on a connection that looks open before it is replaced (it hangs).
 const PROBES_BEFORE_RESET: u32 = 3;
 /// Reconnect backoff: first wait, then doubling up to the cap.
@@ -31,11 +31,17 @@ pub(super) struct Link {
     pub client: Arc<Client>,
     /// Its server process id, to find its locks in `pg_locks`.
     pub pid: i32,
+    /// How long an answer on it may take (the URL's `connect_timeout`).
+    pub timeout: Duration,
 }
 
 /// Shared between [`super::Postgres`], its lane locks and the background tasks.
 pub(super) struct Control {
     config: tokio_postgres::Config,
+    /// The same TLS as the pool's.
+    tls: MakeRustlsConnect,
+    /// Bounds connecting, LISTEN and each probe.
+    timeout: Duration,
     /// The query pool, emptied of idle connections around an outage.
     pool: Pool,
     /// `None` while reconnecting.
@@ -50,9 +56,11 @@ pub(super) struct Control {
 }
 
 impl Control {
-    pub fn new(config: tokio_postgres::Config, pool: Pool) -> Self {
+    pub fn new(config: tokio_postgres::Config, tls: MakeRustlsConnect, pool: Pool, timeout: Duration) -> Self {
         Self {
             config,
+            tls,
+            timeout,
             pool,
             link: Mutex::new(None),
             notices: broadcast::channel(1024).0,
@@ -88,12 +96,10 @@ impl Control {
     /// Connect, LISTEN on every channel and make the connection current;
     /// returns the task driving it, which ends when the connection does.
     pub async fn open(&self) -> Result<JoinHandle<String>, DbError> {
-        let connect = self.config.connect(NoTls);
-        let (client, mut connection) = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+        let connect = self.config.connect(self.tls.clone());
+        let (client, mut connection) = match tokio::time::timeout(self.timeout, connect).await {
             Ok(connected) => connected?,
-            Err(_) => {
-                return Err(DbError::Unavailable(format!("no connection within {} s", CONNECT_TIMEOUT.as_secs())));
-            }
+            Err(_) => return Err(DbError::Unavailable(too_slow(self.timeout))),
         };
         let notices = self.notices.clone();
         // Polled by hand rather than spawned as a future: only poll_message
@@ -117,11 +123,11 @@ impl Control {
             let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
             Ok::<_, tokio_postgres::Error>(pid)
         };
-        match tokio::time::timeout(CONNECT_TIMEOUT, setup).await {
+        match tokio::time::timeout(self.timeout, setup).await {
             Ok(Ok(pid)) => {
                 // Before counting as up: no request may draw a connection from before an outage.
                 self.purge_pool();
-                self.set_link(Some(Link { client: Arc::new(client), pid }));
+                self.set_link(Some(Link { client: Arc::new(client), pid, timeout: self.timeout }));
                 Ok(driver)
             }
             Ok(Err(e)) => {
@@ -193,7 +199,7 @@ impl Control {
                 failures = 0;
                 continue;
             };
-            let answered = tokio::time::timeout(PROBE_TIMEOUT, link.client.simple_query("SELECT 1")).await;
+            let answered = tokio::time::timeout(self.timeout, link.client.simple_query("SELECT 1")).await;
             if self.current().is_none_or(|l| l.pid != link.pid) {
                 // Replaced meanwhile: this answer says nothing about the new one.
                 failures = 0;

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, oneshot};
 
 use super::control::{Control, Link};
-use super::{CONNECT_TIMEOUT, DbError, LANES_CHANNEL, Notice};
+use super::{DbError, LANES_CHANNEL, Notice};
 
 /// Retry backoff while another instance holds the lock: a missed notification costs at most this.
 const RETRY_FIRST: Duration = Duration::from_millis(20);
@@ -121,7 +121,7 @@ async fn try_lock(link: &Link, hash: i64) -> Result<bool, DbError> {
             let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&hash]).await;
         }
     });
-    match tokio::time::timeout(CONNECT_TIMEOUT, answered).await {
+    match tokio::time::timeout(link.timeout, answered).await {
         Ok(Ok(result)) => result,
         Ok(Err(_)) => Err(DbError::Unavailable("the lock request was lost".into())),
         Err(_) => Err(DbError::Unavailable("the database did not answer a lock request in time".into())),

@@ -6,17 +6,21 @@
 //! Nothing here knows about sessions or agents: stores above build on the
 //! pool, the lane lock and the notifications. The database URL is a secret:
 //! no error, log line or metric here ever contains it.
+//!
+//! Every connection (pooled or control) is made with the one connector that
+//! [`tls`] builds from the URL's `sslmode` and `sslrootcert`, and every wait
+//! on the database is bounded by the URL's `connect_timeout`.
 
 mod control;
 mod lane;
 pub mod migrations;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, Pool, PoolError, Runtime};
 use tokio::task::JoinHandle;
-use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 use crate::config::Secret;
@@ -30,9 +34,10 @@ pub const CHANNELS: &[&str] = &["wasmclaw_agents", "wasmclaw_lanes", "wasmclaw_a
 /// The channel a released lane lock is announced on, with its hash as payload.
 const LANES_CHANNEL: &str = "wasmclaw_lanes";
 
-/// How long opening a connection may take; also how long a request waits for
-/// a pooled connection. A database that is down must fail requests fast.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long opening a connection may take, unless the URL's `connect_timeout`
+/// says otherwise; also how long a request waits for a pooled connection, a
+/// lock or a probe. A database that is down must fail requests fast.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long `/ready` reports a starved pool after a request last waited in vain.
 const STARVED_FOR: Duration = Duration::from_secs(5);
 
@@ -76,23 +81,36 @@ impl From<tokio_postgres::Error> for DbError {
     }
 }
 
-impl From<PoolError> for DbError {
-    fn from(e: PoolError) -> Self {
+impl DbError {
+    /// A pool failure; `timeout` is the one the pool was built with.
+    fn from_pool(e: PoolError, timeout: Duration) -> Self {
         match e {
             PoolError::Backend(e) => Self::from(e),
-            PoolError::Timeout(_) => Self::Unavailable(format!("no connection within {} s", CONNECT_TIMEOUT.as_secs())),
+            PoolError::Timeout(_) => Self::Unavailable(too_slow(timeout)),
             PoolError::PostCreateHook(e) => Self::Unavailable(e.to_string()),
             PoolError::Closed | PoolError::NoRuntimeSpecified => Self::Unavailable("the pool is closed".into()),
         }
     }
 }
 
+/// What a wait that ran out of time says, with the setting that changes it.
+fn too_slow(timeout: Duration) -> String {
+    format!("no connection within {} s (connect_timeout in database.url)", timeout.as_secs_f32())
+}
+
 /// A PostgreSQL error with its cause (`db error` alone says nothing). The
 /// driver's messages never repeat the connection string.
 fn describe(e: &tokio_postgres::Error) -> String {
-    match std::error::Error::source(e) {
+    let text = match std::error::Error::source(e) {
         Some(cause) => format!("{e}: {cause}"),
         None => e.to_string(),
+    };
+    // The driver's one word for every TLS failure, from a refused upgrade to
+    // an unknown certificate issuer.
+    if text.starts_with("error performing TLS handshake") {
+        format!("{text} (check sslmode and sslrootcert in database.url)")
+    } else {
+        text
     }
 }
 
@@ -102,8 +120,10 @@ pub struct Postgres {
     /// One connection for background writes (batched counters), so that no
     /// amount of them can take a connection a request needs.
     background: Pool,
-    /// When a request last waited [`CONNECT_TIMEOUT`] for a pooled connection in vain.
+    /// When a request last waited `timeout` for a pooled connection in vain.
     starved_at: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The URL's `connect_timeout`, or the default.
+    timeout: Duration,
     control: Arc<Control>,
     /// The reconnecting supervisor and the probe; stopped with this value.
     tasks: Vec<JoinHandle<()>>,
@@ -113,39 +133,37 @@ impl Postgres {
     /// Connect the pool, run migrations (versioned, serialized across
     /// instances starting at once), start the control connection.
     pub async fn connect(url: &Secret, max_connections: usize) -> Result<Arc<Self>, DbError> {
-        let mut config: tokio_postgres::Config = url.expose().parse().map_err(|_| {
-            // The parser's message may quote the string: say nothing of it.
-            DbError::Unavailable("the database URL is not a valid PostgreSQL connection string".into())
-        })?;
-        config.connect_timeout(CONNECT_TIMEOUT);
+        let (mut config, tls) = tls::parse(url.expose()).map_err(DbError::Unavailable)?;
+        let timeout = config.get_connect_timeout().copied().unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        config.connect_timeout(timeout);
         // A peer that vanished without a FIN is noticed in seconds, not hours.
         config.keepalives_idle(Duration::from_secs(5));
         config.tcp_user_timeout(Duration::from_secs(10));
         if config.get_application_name().is_none() {
             config.application_name("wasmclaw");
         }
-        let pool = Pool::builder(Manager::new(config.clone(), NoTls))
+        let pool = Pool::builder(Manager::new(config.clone(), tls.clone()))
             .max_size(max_connections.max(1))
-            .wait_timeout(Some(CONNECT_TIMEOUT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .wait_timeout(Some(timeout))
+            .create_timeout(Some(timeout))
+            .recycle_timeout(Some(timeout))
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| DbError::Unavailable(format!("cannot build the connection pool: {e}")))?;
         {
-            let mut client = pool.get().await?;
+            let mut client = pool.get().await.map_err(|e| DbError::from_pool(e, timeout))?;
             migrations::run(&mut client).await?;
         }
-        let background = background_pool(&config)?;
-        let control = Arc::new(Control::new(config, pool.clone()));
+        let background = background_pool(&config, &tls, timeout)?;
+        let control = Arc::new(Control::new(config, tls, pool.clone(), timeout));
         let driver = control.open().await?;
         let tasks = vec![tokio::spawn(control.clone().supervise(driver)), tokio::spawn(control.clone().probe())];
         tracing::info!(migrations = migrations::POSTGRES.len(), "connected to the database");
-        Ok(Arc::new(Self { pool, background, starved_at: Default::default(), control, tasks }))
+        Ok(Arc::new(Self { pool, background, starved_at: Default::default(), timeout, control, tasks }))
     }
 
     /// A pooled connection; fails fast with `Unavailable` while the database is
-    /// down, and after [`CONNECT_TIMEOUT`] when every connection is busy.
+    /// down, and after the connect timeout when every connection is busy.
     pub async fn client(&self) -> Result<deadpool_postgres::Object, DbError> {
         match self.pool.get().await {
             Ok(client) => Ok(client),
@@ -153,7 +171,7 @@ impl Postgres {
                 if matches!(e, PoolError::Timeout(_)) {
                     self.starved();
                 }
-                Err(e.into())
+                Err(DbError::from_pool(e, self.timeout))
             }
         }
     }
@@ -161,7 +179,7 @@ impl Postgres {
     /// The background connection (one, apart from the pool): for writes that
     /// may wait, so that they never take a connection from requests.
     pub async fn background_client(&self) -> Result<deadpool_postgres::Object, DbError> {
-        Ok(self.background.get().await?)
+        self.background.get().await.map_err(|e| DbError::from_pool(e, self.timeout))
     }
 
     fn starved(&self) {
@@ -173,7 +191,7 @@ impl Postgres {
                 max_connections = status.max_size,
                 waiting = status.waiting,
                 "no pooled database connection within {} s: all database.maxConnections are busy; reporting not ready",
-                CONNECT_TIMEOUT.as_secs()
+                self.timeout.as_secs_f32()
             );
         }
     }
@@ -203,12 +221,12 @@ impl Postgres {
 }
 
 /// The pool of one [`Postgres::background_client`] connection.
-fn background_pool(config: &tokio_postgres::Config) -> Result<Pool, DbError> {
-    Pool::builder(Manager::new(config.clone(), NoTls))
+fn background_pool(config: &tokio_postgres::Config, tls: &tokio_postgres_rustls::MakeRustlsConnect, timeout: Duration) -> Result<Pool, DbError> {
+    Pool::builder(Manager::new(config.clone(), tls.clone()))
         .max_size(1)
-        .wait_timeout(Some(CONNECT_TIMEOUT))
-        .create_timeout(Some(CONNECT_TIMEOUT))
-        .recycle_timeout(Some(CONNECT_TIMEOUT))
+        .wait_timeout(Some(timeout))
+        .create_timeout(Some(timeout))
+        .recycle_timeout(Some(timeout))
         .runtime(Runtime::Tokio1)
         .build()
         .map_err(|e| DbError::Unavailable(format!("cannot build the background connection pool: {e}")))

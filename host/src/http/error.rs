@@ -1,7 +1,15 @@
-//! The one place errors become OpenAI-shaped HTTP responses.
+//! The one place errors become OpenAI-shaped HTTP responses. Failures inside
+//! the gateway (a store's SQL error, a crashed run task) never reach the
+//! client: it gets a generic message naming the request id, and the detail
+//! goes to the log under that id ([`ApiError::internal`]).
+
+use std::future::Future;
+use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -10,6 +18,31 @@ use crate::providers::ProviderError;
 use crate::runs::InstallError;
 use crate::runtime::{LoadError, RunError};
 use crate::sessions::{InvalidPage, InvalidSessionKey, StoreError};
+
+tokio::task_local! {
+    /// The `x-request-id` of the request being answered.
+    static REQUEST_ID: Arc<str>;
+}
+
+/// Middleware: errors built while answering a request know its id.
+pub async fn with_request_id(request: Request, next: Next) -> Response {
+    let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    REQUEST_ID.scope(id.into(), next.run(request)).await
+}
+
+/// The current request's id, to carry into work polled after the handler
+/// returned (an SSE body) with [`in_request`].
+pub fn request_id() -> Option<Arc<str>> {
+    REQUEST_ID.try_with(Arc::clone).ok()
+}
+
+/// Run `work` as part of the request `id` (see [`request_id`]).
+pub async fn in_request<T>(id: Option<Arc<str>>, work: impl Future<Output = T>) -> T {
+    match id {
+        Some(id) => REQUEST_ID.scope(id, work).await,
+        None => work.await,
+    }
+}
 
 /// An error response: `{"error":{"message","type","param","code"}}`.
 #[derive(Debug, Clone)]
@@ -199,9 +232,18 @@ impl ApiError {
         )
     }
 
-    /// 500 for a bug in the gateway itself.
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None, message)
+    /// 500 for a failure inside the gateway: `detail` (which may hold SQL,
+    /// key values or panic text) goes to the log with the request id; the
+    /// client gets only that id.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        let id = request_id().filter(|id| !id.is_empty());
+        let shown = id.as_deref().unwrap_or("-");
+        tracing::error!(request_id = shown, detail = %detail, "internal error; the client was sent only the request id");
+        let message = match &id {
+            Some(id) => format!("Internal error; the gateway logged the details under request id {id}"),
+            None => "Internal error; the gateway logged the details".to_string(),
+        };
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", Some("internal_error"), message)
     }
 
     /// The same error with another status.
@@ -246,7 +288,8 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(_) => Self::store_unavailable(format!("{e}; retry shortly")),
-            e => Self::internal(e.to_string()),
+            StoreError::WrongAgent { .. } => Self::invalid_request(e.to_string(), None),
+            e => Self::internal(e),
         }
     }
 }
@@ -279,9 +322,7 @@ impl From<InstallError> for ApiError {
                 retry_after: Some(5),
                 ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", Some("database_unavailable"), message)
             },
-            InstallError::Registry(_) => {
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", Some("registry_error"), message)
-            }
+            InstallError::Registry(e) => Self { code: Some("registry_error"), ..Self::internal(e) },
         }
     }
 }
@@ -312,7 +353,11 @@ impl From<RunError> for ApiError {
             RunError::OutputLimit => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", Some("output_limit"), message)
             }
-            RunError::Failed(_) | RunError::Cancelled | RunError::Internal(_) => Self::internal(message),
+            // The agent's own words: its author wants them seen.
+            RunError::Failed(_) | RunError::Cancelled => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None, message)
+            }
+            RunError::Internal(detail) => Self::internal(detail),
             RunError::Upstream(upstream) => Self::from(upstream),
         }
     }
@@ -337,5 +382,24 @@ impl From<ProviderError> for ApiError {
             ProviderError::Unavailable { .. } => with(StatusCode::BAD_GATEWAY, "server_error", "upstream_unavailable"),
             ProviderError::Timeout { .. } => with(StatusCode::GATEWAY_TIMEOUT, "server_error", "upstream_timeout"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn internal_failures_send_the_request_id_and_nothing_else() {
+        let panic_text = "run task failed: task 7 panicked with message \"secret row 42\"";
+        let error = in_request(Some("req-1".into()), async { ApiError::from(RunError::Internal(panic_text.into())) });
+        let body = error.await.body().to_string();
+        assert!(body.contains("req-1") && !body.contains("secret row") && !body.contains("panicked"), "{body}");
+        let store = StoreError::Backend("duplicate key value violates unique constraint; DETAIL: Key (k)=(v)".into());
+        let body = ApiError::from(store).body().to_string();
+        assert!(!body.contains("Key (k)") && body.contains("Internal error"), "{body}");
+        // The agent's own failure stays visible to its client.
+        let body = ApiError::from(RunError::Failed("no API key configured".into())).body().to_string();
+        assert!(body.contains("no API key configured"), "{body}");
     }
 }

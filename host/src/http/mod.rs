@@ -53,6 +53,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             axum::http::header::REFERRER_POLICY,
             axum::http::HeaderValue::from_static("no-referrer"),
         ))
+        // Inside SetRequestIdLayer, so every request has an id by then.
+        .layer(middleware::from_fn(error::with_request_id))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http()

@@ -157,7 +157,9 @@ pub async fn respond<W: Wire>(
         }
         Err(_still_silent) => stream.handle = Some(handle),
     }
-    let body = futures::stream::unfold(stream, Stream::next);
+    // The body is polled after the handler returned: a failure in it must still name the request.
+    let request_id = super::error::request_id();
+    let body = futures::stream::unfold(stream, move |s| super::error::in_request(request_id.clone(), s.next()));
     let mut response = Sse::new(body).keep_alive(KeepAlive::new().interval(keep_alive).text("ping")).into_response();
     response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(response)

@@ -1,4 +1,6 @@
 //! Component bytes as files named by their digest, for the SQLite registry.
+//! A file is trusted only after its content matched its name: a damaged one
+//! is never served, and writing the right bytes again repairs it.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -25,12 +27,22 @@ impl Blobs {
         Ok(self.dir.join(format!("{digest}.wasm")))
     }
 
-    /// Write atomically (temp file, fsync, rename) unless already present.
+    /// Keep `bytes` under `digest`: skipped only when the file already holds
+    /// exactly them; a damaged file is rewritten (temp file, fsync, rename)
+    /// and read back, so an install never succeeds over a store that still
+    /// holds the wrong bytes.
     pub fn put(&self, digest: &str, bytes: &[u8]) -> Result<(), RegistryError> {
         let path = self.path(digest)?;
-        if path.metadata().is_ok_and(|m| m.len() == bytes.len() as u64) {
-            return Ok(());
+        if super::digest(bytes) != digest {
+            return Err(RegistryError::Backend(format!("the bytes given for component {digest} do not match it")));
         }
+        let damaged = match std::fs::read(&path) {
+            Ok(kept) if super::digest(&kept) == digest => return Ok(()),
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            // Unreadable: rewriting it is the repair (or fails below with the reason).
+            Err(_) => true,
+        };
         let fail =
             |e: std::io::Error| RegistryError::Backend(format!("cannot keep component in {}: {e}", self.dir.display()));
         std::fs::create_dir_all(&self.dir).map_err(fail)?;
@@ -45,10 +57,22 @@ impl Blobs {
         if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
-        written.map_err(fail)
+        written.map_err(fail)?;
+        if std::fs::read(&path).map_err(fail).map(|kept| super::digest(&kept) != digest)? {
+            return Err(RegistryError::Backend(format!(
+                "component file {} still does not match its digest after being rewritten; check the disk",
+                path.display()
+            )));
+        }
+        if damaged {
+            tracing::warn!(path = %path.display(), "damaged component file repaired with the bytes just installed");
+        }
+        Ok(())
     }
 
-    /// The bytes, or `None` when missing or not matching their name.
+    /// The bytes, or `None` when there is no such file. A file whose content
+    /// does not match its name is an error saying which file and how to
+    /// repair it (it is never served).
     pub fn get(&self, digest: &str) -> Result<Option<Arc<[u8]>>, RegistryError> {
         let path = self.path(digest)?;
         let bytes = match std::fs::read(&path) {
@@ -57,8 +81,11 @@ impl Blobs {
             Err(e) => return Err(RegistryError::Backend(format!("cannot read {}: {e}", path.display()))),
         };
         if super::digest(&bytes) != digest {
-            tracing::warn!(path = %path.display(), "kept component does not match its digest; ignored");
-            return Ok(None);
+            return Err(RegistryError::Backend(format!(
+                "component file {} is damaged (its content does not match its digest); install the agent's \
+                 component again (e.g. `PUT /admin/agents/<id>` with the same file) to repair it",
+                path.display()
+            )));
         }
         Ok(Some(bytes.into()))
     }
@@ -84,7 +111,41 @@ mod tests {
         blobs.put(&d, &bytes).unwrap();
         assert_eq!(&*blobs.get(&d).unwrap().unwrap(), &bytes[..]);
         std::fs::write(dir.path().join("components").join(format!("{d}.wasm")), b"componenT").unwrap();
-        assert!(blobs.get(&d).unwrap().is_none(), "a changed file is not served");
+        let err = blobs.get(&d).expect_err("a changed file is not served").to_string();
+        assert!(err.contains(&format!("{d}.wasm")) && err.contains("damaged") && err.contains("again"), "{err}");
         assert!(blobs.put("../x", b"x").is_err());
+        assert!(blobs.put(&d, b"other").is_err(), "bytes that do not match the digest are refused");
+    }
+
+    #[test]
+    fn writing_the_bytes_again_repairs_a_damaged_file_of_the_same_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::new(dir.path().join("components"));
+        let bytes = b"component".to_vec();
+        let d = digest(&bytes);
+        blobs.put(&d, &bytes).unwrap();
+        let file = dir.path().join("components").join(format!("{d}.wasm"));
+        let mut flipped = bytes.clone();
+        flipped[3] ^= 0x01;
+        std::fs::write(&file, &flipped).unwrap();
+        blobs.put(&d, &bytes).unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), bytes, "the file holds the right bytes again");
+        assert_eq!(&*blobs.get(&d).unwrap().unwrap(), &bytes[..]);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("components")).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp file left behind");
+    }
+
+    #[test]
+    fn a_store_that_cannot_be_repaired_fails_the_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let components = dir.path().join("components");
+        let blobs = Blobs::new(components.clone());
+        let bytes = b"component".to_vec();
+        let d = digest(&bytes);
+        // A folder where the file should be: it can be neither read as the
+        // component nor replaced by a rename.
+        std::fs::create_dir_all(components.join(format!("{d}.wasm")).join("x")).unwrap();
+        let err = blobs.put(&d, &bytes).expect_err("the damaged entry cannot be replaced").to_string();
+        assert!(err.contains("cannot keep component"), "{err}");
     }
 }

@@ -144,7 +144,11 @@ impl RegistryStore for PostgresRegistry {
         self.run(move |client| async move {
             client
                 .execute(
-                    "INSERT INTO components (digest, bytes, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    // A kept row is rewritten only when its bytes no longer match its
+                    // digest: installing the component again repairs it.
+                    "INSERT INTO components (digest, bytes, created_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (digest) DO UPDATE SET bytes = EXCLUDED.bytes
+                     WHERE encode(sha256(components.bytes), 'hex') <> components.digest",
                     &[&digest, &&bytes[..], &(now_ms() as i64)],
                 )
                 .await?;
@@ -158,8 +162,10 @@ impl RegistryStore for PostgresRegistry {
             let row = client.query_opt("SELECT bytes FROM components WHERE digest = $1", &[&digest]).await?;
             let Some(bytes) = row.map(|r| r.get::<_, Vec<u8>>(0)) else { return Ok(None) };
             if super::digest(&bytes) != digest {
-                tracing::warn!(digest, "kept component does not match its digest; ignored");
-                return Ok(None);
+                return Err(RegistryError::Backend(format!(
+                    "component {digest} in the database is damaged (its bytes do not match its digest); install \
+                     the agent's component again (e.g. `PUT /admin/agents/<id>` with the same file) to repair it"
+                )));
             }
             Ok(Some(bytes.into()))
         })

@@ -47,17 +47,25 @@ pub struct WsError {
     pub message: String,
     pub details: Option<Value>,
     pub retryable: bool,
+    /// What failed inside the gateway: [`err`] logs it under the request's
+    /// id and sends only that id (it may hold SQL, key values, panic text).
+    pub hidden: Option<String>,
 }
 
 impl WsError {
     /// `INVALID_REQUEST` with a message.
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self { code: codes::INVALID_REQUEST, message: message.into(), details: None, retryable: false }
+        Self::new(codes::INVALID_REQUEST, message)
     }
 
     /// Any code with a message.
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), details: None, retryable: false }
+        Self { code, message: message.into(), details: None, retryable: false, hidden: None }
+    }
+
+    /// `INTERNAL_ERROR` for a failure inside the gateway; `detail` reaches the log only.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        Self { hidden: Some(detail.to_string()), ..Self::new(codes::INTERNAL, "Internal error") }
     }
 
     fn json(&self) -> Value {
@@ -86,9 +94,27 @@ pub fn ok(id: &Value, payload: Value) -> Outgoing {
     Outgoing::Frame(json!({"type": "res", "id": id, "ok": true, "payload": payload}))
 }
 
-/// `res ok:false`
+/// `res ok:false`. The one place a WebSocket error meets its request id.
 pub fn err(id: &Value, error: &WsError) -> Outgoing {
-    Outgoing::Frame(json!({"type": "res", "id": id, "ok": false, "error": error.json()}))
+    let mut e = error.json();
+    if let Some(detail) = &error.hidden {
+        let id = request_id(id);
+        tracing::error!(request_id = %id, detail = %detail, "internal error; the client was sent only the request id");
+        e["message"] = json!(format!("Internal error; the gateway logged the details under request id {id}"));
+    }
+    Outgoing::Frame(json!({"type": "res", "id": id, "ok": false, "error": e}))
+}
+
+/// A request frame's id as the log names it (runs log it as `request_id`):
+/// as sent when `gateway::request_id` allows it, else a digest of it, so that
+/// every line about one frame names the same id and none can forge a field.
+pub fn request_id(id: &Value) -> String {
+    use sha2::Digest;
+    let sent = id.as_str().map_or_else(|| id.to_string(), str::to_string);
+    match crate::gateway::request_id(Some(&sent)) {
+        Some(safe) => safe.to_string(),
+        None => format!("ws-{}", &hex::encode(sha2::Sha256::digest(sent.as_bytes()))[..16]),
+    }
 }
 
 /// A frame in the outbox, with what its producer wants to know about it.
@@ -157,4 +183,19 @@ impl Outbox {
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     crate::sessions::now_ms()
+}
+
+#[cfg(test)]
+mod internal_error_tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_error_frame_names_the_request_and_hides_the_detail() {
+        let Outgoing::Frame(frame) = err(&json!("7:abc"), &WsError::internal("no such table: sessions")) else {
+            panic!("a res frame")
+        };
+        let text = frame.to_string();
+        assert!(text.contains("INTERNAL_ERROR") && text.contains("request id 7:abc"), "{text}");
+        assert!(!text.contains("no such table"), "{text}");
+    }
 }

@@ -234,7 +234,7 @@ fn store_error(e: StoreError) -> WsError {
         StoreError::Unavailable(_) => {
             WsError { retryable: true, ..WsError::new(codes::UNAVAILABLE, format!("{e}; retry shortly")) }
         }
-        e => WsError::new(codes::INTERNAL, e.to_string()),
+        e => WsError::internal(e),
     }
 }
 
@@ -361,6 +361,7 @@ fn install_error(e: crate::runs::InstallError) -> WsError {
         crate::runs::InstallError::Registry(RegistryError::Unavailable(_)) => {
             WsError { retryable: true, ..WsError::new(super::frames::codes::UNAVAILABLE, e.to_string()) }
         }
+        crate::runs::InstallError::Registry(e) => WsError::internal(e),
         e => WsError::invalid(e.to_string()),
     }
 }

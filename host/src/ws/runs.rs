@@ -141,12 +141,11 @@ fn begin(
     };
     let input = RunInput::user_message(call.principal.clone(), agent, session, p.message);
     // The run's log lines, the agent's own included, carry the frame's id as their request id.
-    let sent = call.id.as_str().map_or_else(|| call.id.to_string(), str::to_string);
-    let request_id = crate::gateway::request_id(Some(sent.as_str()))
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string);
+    let request_id = super::frames::request_id(&call.id);
     let span = tracing::info_span!("ws_request", request_id = %request_id);
     let handle = span.in_scope(|| call.gw.agents.start(input)).map_err(|e| match e {
         RunError::UnknownAgent(a) => WsError::invalid(format!("unknown agent {a:?}")),
+        RunError::Internal(detail) => WsError::internal(detail),
         other => WsError::new(codes::UNAVAILABLE, other.to_string()),
     })?;
     let tracking = match reservation {
@@ -340,6 +339,16 @@ impl Stream {
                 drop(handle);
                 RunEnd::Aborted
             }
+        };
+        // Before anything shows the ending (events, the answer, `agent.wait`):
+        // a failure inside the gateway is logged here and named by id only.
+        let end = match end {
+            RunEnd::Failed(RunError::Internal(detail)) => {
+                let id = super::frames::request_id(&request_id);
+                tracing::error!(run_id = self.run_id, request_id = %id, detail = %detail, "run failed inside the gateway; the client was sent only the request id");
+                RunEnd::Failed(RunError::Internal(format!("the gateway logged the details under request id {id}")))
+            }
+            end => end,
         };
         if matches!(stop, Stop::Gone) {
             tracing::info!(run_id = self.run_id, "run aborted: the connection that started it closed");
