@@ -221,7 +221,11 @@ impl Postgres {
 }
 
 /// The pool of one [`Postgres::background_client`] connection.
-fn background_pool(config: &tokio_postgres::Config, tls: &tokio_postgres_rustls::MakeRustlsConnect, timeout: Duration) -> Result<Pool, DbError> {
+fn background_pool(
+    config: &tokio_postgres::Config,
+    tls: &tokio_postgres_rustls::MakeRustlsConnect,
+    timeout: Duration,
+) -> Result<Pool, DbError> {
     Pool::builder(Manager::new(config.clone(), tls.clone()))
         .max_size(1)
         .wait_timeout(Some(timeout))

@@ -415,7 +415,7 @@ mod tests {
         for agent in ["main", "secret-agent"] {
             m.run_finished(agent, Duration::from_millis(3), Some("trap"));
             m.first_event(agent, Duration::from_millis(1));
-            m.agent_http(agent, "https://example.com", "200", Some(Duration::from_millis(2)));
+            m.agent_http(agent, Some("https://example.com"), "200", Some(Duration::from_millis(2)));
         }
         m.token_request("web-app", "allowed");
         m.token_request("other-app", "allowed");
