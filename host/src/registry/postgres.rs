@@ -161,7 +161,14 @@ impl RegistryStore for PostgresRegistry {
         self.run(move |client| async move {
             let row = client.query_opt("SELECT bytes FROM components WHERE digest = $1", &[&digest]).await?;
             let Some(bytes) = row.map(|r| r.get::<_, Vec<u8>>(0)) else { return Ok(None) };
-            if super::digest(&bytes) != digest {
+            // Hashing megabytes is blocking work: never on an async worker.
+            let (bytes, actual) = tokio::task::spawn_blocking(move || {
+                let actual = super::digest(&bytes);
+                (bytes, actual)
+            })
+            .await
+            .map_err(|e| RegistryError::Backend(format!("registry task failed: {e}")))?;
+            if actual != digest {
                 return Err(RegistryError::Backend(format!(
                     "component {digest} in the database is damaged (its bytes do not match its digest); install \
                      the agent's component again (e.g. `PUT /admin/agents/<id>` with the same file) to repair it"
