@@ -1,8 +1,10 @@
 //! The `wasmclaw` command line. Each subcommand calls the same code the
 //! servers use; this file only parses and prints. The agent author's
-//! commands live beside it: `new` (project templates) and `plugin` (serving
-//! one component file for `agent --plugin` and `dev`).
+//! commands live beside it: `new` (project templates), `plugin` (serving
+//! one component file for `agent --plugin` and `dev`) and `dev` (rebuilding
+//! a project on save).
 
+mod dev;
 mod new;
 mod plugin;
 
@@ -21,7 +23,7 @@ use crate::sessions;
 
 /// wasmclaw: OpenClaw-compatible gateway running agents as WebAssembly components.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version = version(), about)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -73,18 +75,28 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Serve one component file on loopback (chat endpoint on, no credentials),
-    /// reloading it whenever the file changes; a broken build is refused and
-    /// the last good one keeps serving.
+    /// Serve one agent on loopback (chat endpoint on, no credentials) while
+    /// you edit it. With FILE, reload it whenever it changes; without, in an
+    /// agent project (Rust, Python or JavaScript), rebuild it after each save
+    /// with the project's build. A broken build is refused and the last good
+    /// version keeps serving.
     Dev {
-        /// The component, e.g. target/wasm32-wasip2/release/my_agent.wasm.
-        file: PathBuf,
-        /// Agent id (default: the file's name).
+        /// The component, e.g. target/wasm32-wasip2/release/my_agent.wasm
+        /// (default: build the project in this folder and watch its sources).
+        file: Option<PathBuf>,
+        /// Agent id (default: `agents.default` of ./gateway.json5, else the file's name).
         #[arg(long)]
         agent: Option<String>,
         /// A config value the agent reads with `config::get` (repeatable).
         #[arg(long, value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Let the agent send HTTP requests here: scheme://host[:port][/path] (repeatable).
+        #[arg(long, value_name = "URL")]
+        allow: Vec<String>,
+        /// Add header HEADER with the value of env ENV to requests matching MATCH;
+        /// `Authorization:Bearer ENV` puts a prefix first (repeatable).
+        #[arg(long, value_name = "MATCH=HEADER:ENV")]
+        credential: Vec<String>,
         /// Listen on this port (0 picks a free one).
         #[arg(long, default_value_t = crate::config::DEFAULT_PORT)]
         port: u16,
@@ -164,14 +176,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent { agent, plugin: Some(file), set, message, session_key, json, .. } => {
             let scratch = plugin::Scratch::new()?;
             plugin::share_compile_cache(&scratch);
-            let args = plugin::PluginArgs { file: &file, agent: agent.as_deref(), set: &set, port: 0 };
+            let args = plugin::PluginArgs { agent: agent.as_deref(), set: &set, ..plugin::PluginArgs::new(&file) };
             let (config, id) = plugin::config(&scratch, &args)?;
             agent_turn(config, Some(id.to_string()), message, session_key, json).await
         }
         Command::Agent { agent, plugin: None, message, session_key, json, config, .. } => {
             agent_turn(Config::load(config.as_deref())?, agent, message, session_key, json).await
         }
-        Command::Dev { file, agent, set, port } => dev(&file, agent.as_deref(), &set, port).await,
+        Command::Dev { file, agent, set, allow, credential, port } => {
+            dev::dev(dev::DevArgs { file, agent, set, allow, credentials: credential, port }).await
+        }
         Command::New { what: NewAction::Agent { name, lang, dir } } => new::agent(&name, lang, dir.as_deref()),
         Command::Sessions { action, config } => sessions(config, action).await,
         Command::Agents { action, url } => agents_admin(&url, action).await,
@@ -266,47 +280,49 @@ async fn gateway(config_path: Option<PathBuf>, port: Option<u16>) -> anyhow::Res
     if let Some(port) = port {
         config.gateway.port = port;
     }
-    serve(config, |_, _| ()).await
+    let how = "choose another port with --port N (0 picks a free one) or gateway.port in the config";
+    let listener = bind(&config.gateway.bind, config.gateway.port, how)?;
+    serve(config, listener, |_, _| ()).await
 }
 
-/// `wasmclaw dev`: the gateway with one agent from a file, reloaded on change
-/// by the config watcher (which installs only content that changed).
-async fn dev(file: &std::path::Path, agent: Option<&str>, set: &[String], port: u16) -> anyhow::Result<()> {
-    let scratch = plugin::Scratch::new()?;
-    plugin::share_compile_cache(&scratch);
-    let (config, id) = plugin::config(&scratch, &plugin::PluginArgs { file, agent, set, port })?;
-    let file = config.resolve_path(&config.agent_entries()[id.as_str()].plugin);
-    serve(config, move |gw, base| {
-        let mut changes = gw.agents.subscribe();
-        println!(
-            "serving {} as agent {:?}; rebuild it and new requests get the new version",
-            file.display(),
-            id.as_str()
-        );
-        println!(
-            "try: curl -sS {base}/v1/chat/completions -H 'Content-Type: application/json' \\\n  \
-             -d '{{\"model\":\"openclaw\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'"
-        );
-        tokio::spawn(async move {
-            while let Ok(change) = changes.recv().await {
-                let digest = change.digest.as_deref().map_or("", |d| &d[..12]);
-                println!("agent {:?} {} {digest}", change.id, change.action);
-            }
-        });
+/// `wasmclaw --version`: the binary's version and the agent contracts it serves.
+fn version() -> &'static str {
+    static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("{} (agent contracts: {})", env!("CARGO_PKG_VERSION"), crate::runtime::WORLDS.join(", "))
+    });
+    &TEXT
+}
+
+/// Listen on `bind:port` before anything slow starts; a port in use says
+/// `how` to pick another.
+fn bind(bind: &str, port: u16, how: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    let ip =
+        bind.parse::<std::net::IpAddr>().with_context(|| format!("gateway.bind: {bind:?} is not an IP address"))?;
+    let addr = std::net::SocketAddr::new(ip, port);
+    // What `TcpListener::bind` does (address reuse, a backlog of 1024), with the error kept apart.
+    let socket = if ip.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr).and_then(|()| socket.listen(1024)).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            anyhow::anyhow!("cannot listen on {addr}: the port is in use (another gateway or `wasmclaw dev`?); {how}")
+        }
+        _ => anyhow::anyhow!("cannot listen on {addr}: {e}"),
     })
-    .await
 }
 
-/// Listen, print the address (tests and scripts read it), call `ready`, serve until a signal.
-async fn serve(config: Config, ready: impl FnOnce(&std::sync::Arc<Gateway>, &str)) -> anyhow::Result<()> {
+/// Serve on `listener`: print the address (tests and scripts read it), call
+/// `ready`, serve until a signal.
+async fn serve(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    ready: impl FnOnce(&std::sync::Arc<Gateway>, &str),
+) -> anyhow::Result<()> {
     // Every connection is a descriptor; the connection caps are sized from this limit.
     if let Err(e) = crate::http::raise_fd_limit() {
         tracing::warn!(error = %e, fd_limit = crate::http::fd_limit(), "cannot raise the open-file limit");
     }
-    let addr = (config.gateway.bind.parse::<std::net::IpAddr>()?, config.gateway.port);
+    log_state_dir(&config);
     let gw = Gateway::start(config).await?;
-    let listener =
-        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {}:{}", addr.0, addr.1))?;
     let local = listener.local_addr()?;
     let chat = if gw.config.gateway.http.endpoints.chat_completions.enabled { "enabled" } else { "disabled" };
     let allocation = format!("{:?}", gw.agents.runtime().allocation()).to_lowercase();
@@ -318,6 +334,20 @@ async fn serve(config: Config, ready: impl FnOnce(&std::sync::Arc<Gateway>, &str
     crate::http::serve(gw, listener, shutdown_signal()).await?;
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// Say where state lives: by default every checkout and every gateway of
+/// one user share `~/.wasmclaw` (sessions, registry, compile cache).
+fn log_state_dir(config: &Config) {
+    let dir = config.state_dir();
+    if config.gateway.state_dir.is_some() || std::env::var_os("WASMCLAW_STATE_DIR").is_some() {
+        tracing::info!(state_dir = %dir.display(), "state directory");
+    } else {
+        tracing::info!(
+            state_dir = %dir.display(),
+            "state directory (the default, shared by every gateway this user runs; set gateway.stateDir or WASMCLAW_STATE_DIR to keep one apart)"
+        );
+    }
 }
 
 async fn shutdown_signal() {

@@ -21,15 +21,8 @@ fn toolchain() -> String {
 /// The target folder is shared between runs (under this repo's `target/`)
 /// so only the first run compiles the SDK's dependencies.
 pub fn author_cargo(dir: &Path, args: &[&str]) -> Output {
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/author-projects");
     let mut cmd = Command::new("cargo");
-    cmd.current_dir(dir).args(args).env("RUSTUP_TOOLCHAIN", toolchain()).env("CARGO_TARGET_DIR", target);
-    cmd.env("CARGO_NET_OFFLINE", "true");
-    for var in
-        ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "CARGO_BUILD_TARGET"]
-    {
-        cmd.env_remove(var);
-    }
+    as_author(cmd.current_dir(dir).args(args));
     let out = cmd.output().expect("run cargo");
     assert!(
         out.status.success(),
@@ -38,6 +31,19 @@ pub fn author_cargo(dir: &Path, args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// Give `cmd` (cargo, or `wasmclaw dev`, which runs cargo) an author's
+/// environment; see [`author_cargo`].
+pub fn as_author(cmd: &mut Command) -> &mut Command {
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/author-projects");
+    cmd.env("RUSTUP_TOOLCHAIN", toolchain()).env("CARGO_TARGET_DIR", target).env("CARGO_NET_OFFLINE", "true");
+    for var in
+        ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "CARGO_BUILD_TARGET"]
+    {
+        cmd.env_remove(var);
+    }
+    cmd
 }
 
 /// `wasmclaw new agent name --lang lang --dir <tmp>/name`, in a folder outside this repository.
@@ -105,14 +111,14 @@ fn agent_plugin_reports_bad_files_and_flags() {
 }
 
 /// What `dev` answers to `text` (model "openclaw": the default agent).
-async fn dev_reply(gw: &TestGateway, text: &str) -> String {
+pub async fn dev_reply(gw: &TestGateway, text: &str) -> String {
     let res = gw.chat(ask("openclaw", text)).send().await.unwrap();
     assert_eq!(res.status(), 200, "{}", gw.log());
     content(&res.json().await.unwrap())
 }
 
 /// Replace `path` the way a build does: write beside it, then rename over it.
-fn replace(path: &Path, bytes: &[u8]) {
+pub fn replace(path: &Path, bytes: &[u8]) {
     let tmp = path.with_extension("partial");
     std::fs::write(&tmp, bytes).unwrap();
     std::fs::rename(&tmp, path).unwrap();

@@ -18,7 +18,7 @@ fn repo() -> &'static Path {
 }
 
 /// The venv's `bin` folder; the first test to ask creates it, others wait.
-fn python_bin() -> PathBuf {
+pub fn python_bin() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
         python_venv("componentize-py-venv", COMPONENTIZE_PY, |bin| {

@@ -18,6 +18,7 @@ mod config;
 mod connections;
 mod content_parts;
 mod db;
+mod dev;
 mod guest_log;
 mod hardening;
 mod hostile;

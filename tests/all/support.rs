@@ -163,8 +163,28 @@ impl TestGateway {
         Self::launch(cmd, state, None)
     }
 
+    /// Run `cmd` as prepared by the caller (its folder, its environment),
+    /// with `state` as where its files are; `Err` carries stderr if it never listens.
+    /// Waits up to `wait` for it to listen (`dev` builds a project first).
+    pub fn start_prepared(mut cmd: Command, state: &Path, wait: Duration) -> Result<Self, String> {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        if cmd.get_envs().all(|(k, _)| k != "WASMCLAW_LOG") {
+            cmd.env("WASMCLAW_LOG", "info,wasmclaw=debug,tower_http=debug");
+        }
+        Self::launch_within(cmd, state, None, wait)
+    }
+
     /// Spawn `cmd`, collect its stderr, and wait for its "listening" line.
-    fn launch(mut cmd: Command, state: &Path, dir: Option<tempfile::TempDir>) -> Result<Self, String> {
+    fn launch(cmd: Command, state: &Path, dir: Option<tempfile::TempDir>) -> Result<Self, String> {
+        Self::launch_within(cmd, state, dir, Duration::from_secs(60))
+    }
+
+    fn launch_within(
+        mut cmd: Command,
+        state: &Path,
+        dir: Option<tempfile::TempDir>,
+        wait: Duration,
+    ) -> Result<Self, String> {
         let mut child = cmd.spawn().expect("spawn wasmclaw");
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut err_pipe = child.stderr.take().unwrap();
@@ -187,7 +207,7 @@ impl TestGateway {
                 }
             }
         });
-        match rx.recv_timeout(Duration::from_secs(60)) {
+        match rx.recv_timeout(wait) {
             Ok(base) => Ok(Self { child, base, stderr, state_dir: state.to_path_buf(), _dir: dir }),
             Err(_) => {
                 let _ = child.kill();

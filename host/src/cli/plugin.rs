@@ -46,8 +46,69 @@ pub struct PluginArgs<'a> {
     pub agent: Option<&'a str>,
     /// `--set key=value`, the agent's config.
     pub set: &'a [String],
+    /// `--allow URL` (`dev`): added to the entry's `http.allow`.
+    pub allow: &'a [String],
+    /// `--credential MATCH=HEADER:ENV` (`dev`): added to its `http.credentials`.
+    pub credentials: &'a [String],
+    /// The project's own entry for the agent, and its providers (`dev`).
+    pub project: Option<&'a ProjectEntry>,
     /// Listen here (`dev`).
     pub port: u16,
+}
+
+impl<'a> PluginArgs<'a> {
+    /// `file` with nothing else said.
+    pub fn new(file: &'a Path) -> Self {
+        Self { file, agent: None, set: &[], allow: &[], credentials: &[], project: None, port: 0 }
+    }
+}
+
+/// An agent's entry in a project's `gateway.json5`, with the providers it may name.
+#[derive(Debug, Clone)]
+pub struct ProjectEntry {
+    /// The file it came from, for messages.
+    pub path: PathBuf,
+    /// `agents.entries.<id>` as written (its `plugin` is replaced).
+    pub entry: serde_json::Map<String, serde_json::Value>,
+    /// `providers`, as written.
+    pub providers: serde_json::Value,
+}
+
+/// The id `config` (a project's `gateway.json5`) makes its default agent.
+pub fn project_default(config: &Path) -> anyhow::Result<Option<String>> {
+    let raw = read_json5(config)?;
+    Ok(raw["agents"]["default"].as_str().map(str::to_string))
+}
+
+/// Agent `id`'s entry in `config`, checked like the gateway checks it; `None`
+/// when the file has no entry for `id`.
+pub fn project_entry(config: &Path, id: &str) -> anyhow::Result<Option<ProjectEntry>> {
+    // The gateway's loader first: its errors name the key and position.
+    Config::load(Some(config))?;
+    let raw = read_json5(config)?;
+    let Some(entry) = raw["agents"]["entries"][id].as_object() else { return Ok(None) };
+    Ok(Some(ProjectEntry { path: config.to_path_buf(), entry: entry.clone(), providers: raw["providers"].clone() }))
+}
+
+fn read_json5(path: &Path) -> anyhow::Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    json5::from_str(&text).with_context(|| format!("{} is not valid JSON5", path.display()))
+}
+
+/// `--credential MATCH=HEADER:ENV` as a config `credentials` item. The part
+/// after `:` may start with a prefix: `Authorization:Bearer API_KEY` sends
+/// `Bearer <value of API_KEY>`.
+pub fn parse_credential(text: &str) -> anyhow::Result<serde_json::Value> {
+    let usage =
+        || format!("--credential {text:?}: expected MATCH=HEADER:ENV, e.g. https://api.example.com=X-Api-Key:API_KEY");
+    let (rule, header_env) = text.rsplit_once('=').with_context(usage)?;
+    let (header, value) = header_env.split_once(':').with_context(usage)?;
+    let (prefix, env) = match value.rsplit_once(' ') {
+        Some((prefix, env)) => (format!("{prefix} "), env),
+        None => (String::new(), value),
+    };
+    anyhow::ensure!(!rule.is_empty() && !header.is_empty() && !env.is_empty(), usage());
+    Ok(json!({ "match": rule, "header": header, "prefix": prefix, "valueEnv": env }))
 }
 
 /// The id a component file serves as: `--agent`, else the file's stem
@@ -82,6 +143,30 @@ pub fn config(scratch: &Scratch, args: &PluginArgs<'_>) -> anyhow::Result<(Confi
     let file = std::path::absolute(args.file).with_context(|| format!("{}", args.file.display()))?;
     anyhow::ensure!(file.is_file(), "{}: no such component file (build it first)", file.display());
     let id = agent_id(&file, args.agent)?;
+    let mut entry = args.project.map(|p| p.entry.clone()).unwrap_or_default();
+    entry.insert("plugin".into(), json!(file));
+    let config = entry.entry("config").or_insert_with(|| json!({}));
+    for (key, value) in parse_set(args.set)? {
+        config[key] = json!(value);
+    }
+    if !args.allow.is_empty() || !args.credentials.is_empty() {
+        let http = entry.entry("http").or_insert_with(|| json!({}));
+        let list = |http: &mut serde_json::Value, key: &str| {
+            if !http[key].is_array() {
+                http[key] = json!([]);
+            }
+            http[key].as_array_mut().map(std::mem::take).unwrap_or_default()
+        };
+        let mut allow = list(http, "allow");
+        allow.extend(args.allow.iter().map(|a| json!(a)));
+        let mut credentials = list(http, "credentials");
+        for c in args.credentials {
+            credentials.push(parse_credential(c)?);
+        }
+        http["allow"] = json!(allow);
+        http["credentials"] = json!(credentials);
+    }
+    let providers = args.project.map_or_else(|| json!({}), |p| p.providers.clone());
     let text = json!({
         "gateway": {
             "bind": "127.0.0.1",
@@ -90,10 +175,8 @@ pub fn config(scratch: &Scratch, args: &PluginArgs<'_>) -> anyhow::Result<(Confi
             "stateDir": scratch.path(),
             "http": { "endpoints": { "chatCompletions": { "enabled": true } } },
         },
-        "agents": {
-            "default": id.as_str(),
-            "entries": { id.as_str(): { "plugin": file, "config": parse_set(args.set)? } },
-        },
+        "agents": { "default": id.as_str(), "entries": { id.as_str(): entry } },
+        "providers": if providers.is_null() { json!({}) } else { providers },
     });
     let path = scratch.path().join("gateway.json5");
     std::fs::write(&path, format!("{text:#}\n")).with_context(|| format!("cannot write {}", path.display()))?;
@@ -144,7 +227,8 @@ mod tests {
         let dir = scratch.path().to_path_buf();
         let file = dir.join("shout.wasm");
         std::fs::write(&file, b"\0asm").unwrap();
-        let args = PluginArgs { file: &file, agent: None, set: &["suffix=!!".into()], port: 0 };
+        let set = ["suffix=!!".into()];
+        let args = PluginArgs { set: &set, ..PluginArgs::new(&file) };
         let (config, id) = config(&scratch, &args).unwrap();
         assert_eq!(id.as_str(), "shout");
         assert_eq!(config.agents.default, "shout");
@@ -156,5 +240,54 @@ mod tests {
         assert_eq!(config.state_dir(), dir);
         drop(scratch);
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn credentials_read_match_header_optional_prefix_and_variable() {
+        let c = parse_credential("https://api.example.com=X-Api-Key:API_KEY").unwrap();
+        assert_eq!(
+            c,
+            json!({"match": "https://api.example.com", "header": "X-Api-Key", "prefix": "", "valueEnv": "API_KEY"})
+        );
+        let c = parse_credential("http://127.0.0.1:9100=Authorization:Bearer TOKEN").unwrap();
+        assert_eq!((c["match"].as_str(), c["prefix"].as_str()), (Some("http://127.0.0.1:9100"), Some("Bearer ")));
+        for bad in ["https://x", "https://x=Header", "=H:E", "https://x=:E", "https://x=H:"] {
+            let err = parse_credential(bad).unwrap_err().to_string();
+            assert!(err.contains("MATCH=HEADER:ENV"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn flags_add_to_the_projects_entry() {
+        let scratch = Scratch::new().unwrap();
+        let file = scratch.path().join("agent.wasm");
+        std::fs::write(&file, b"\0asm").unwrap();
+        let project = ProjectEntry {
+            path: "gateway.json5".into(),
+            entry: json!({"plugin": "elsewhere.wasm", "config": {"suffix": "!", "keep": "1"},
+                          "http": {"allow": ["https://a.example"]}})
+            .as_object()
+            .unwrap()
+            .clone(),
+            providers: json!({"local": {"baseUrl": "http://127.0.0.1:1/v1"}}),
+        };
+        let (set, allow) = (["suffix=?".to_string()], ["http://127.0.0.1:9".to_string()]);
+        let credentials = ["http://127.0.0.1:9=X-Key:PATH".to_string()];
+        let args = PluginArgs {
+            agent: Some("mine"),
+            set: &set,
+            allow: &allow,
+            credentials: &credentials,
+            project: Some(&project),
+            ..PluginArgs::new(&file)
+        };
+        let (config, _) = config(&scratch, &args).unwrap();
+        let entry = &config.agent_entries()["mine"];
+        assert_eq!(config.resolve_path(&entry.plugin), file, "the built file, not the entry's");
+        assert_eq!((entry.config["suffix"].as_str(), entry.config["keep"].as_str()), ("?", "1"));
+        let http = entry.http.as_ref().unwrap();
+        assert_eq!(http.allow, ["https://a.example", "http://127.0.0.1:9"]);
+        assert_eq!((http.credentials[0].header.as_str(), http.credentials[0].value_env.as_str()), ("X-Key", "PATH"));
+        assert!(config.providers.contains_key("local"));
     }
 }

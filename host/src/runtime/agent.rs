@@ -155,6 +155,25 @@ pub enum LoadError {
     Info(String),
 }
 
+/// Why `bytes` cannot be a component, from its first 8 bytes, in one line:
+/// wasmtime's parser error chain names offsets and sections, not the
+/// mistake (a text file, a core module from the wrong build target).
+fn not_a_component(bytes: &[u8]) -> Option<&'static str> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_MODULE: &[u8] = &[1, 0, 0, 0];
+    if !bytes.starts_with(MAGIC) {
+        return Some(
+            "not a WebAssembly file (it does not start with \"\\0asm\"); send the .wasm component the build writes",
+        );
+    }
+    if bytes.get(4..8) == Some(CORE_MODULE) {
+        return Some(
+            "a core WebAssembly module, not a component: build for wasm32-wasip2 (or wrap it with `wasm-tools component new`)",
+        );
+    }
+    None
+}
+
 impl AgentVersion {
     /// Compile, link-check and call `info()`. CPU-heavy compilation runs on a blocking thread.
     pub(super) async fn load(
@@ -166,6 +185,9 @@ impl AgentVersion {
     ) -> Result<Self, LoadError> {
         let (engine, linker, cache, metrics) =
             (&runtime.engine, &runtime.linker, runtime.cache.clone(), &runtime.metrics);
+        if let Some(why) = not_a_component(&bytes) {
+            return Err(LoadError::Compile(why.into()));
+        }
         // Hashing, like compiling, is CPU work for a blocking thread.
         let (component, from_cache, digest) = {
             let (engine, bytes) = (engine.clone(), bytes.clone());
@@ -293,5 +315,20 @@ fn trap(e: wasmtime::Error, store: &Store<RunState>) -> RunError {
         (Some(exhausted), _) => exhausted.into(),
         (None, Some(message)) => RunError::Panicked { agent: state.log.agent().to_string(), message: message.into() },
         (None, None) => RunError::from_wasmtime(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::not_a_component;
+
+    #[test]
+    fn files_that_cannot_be_components_are_named_in_one_line() {
+        let text = not_a_component(b"<html>not found</html>").unwrap();
+        assert!(text.starts_with("not a WebAssembly file"), "{text}");
+        let core = not_a_component(b"\0asm\x01\0\0\0\x01\x04").unwrap();
+        assert!(core.contains("core WebAssembly module") && core.contains("wasm32-wasip2"), "{core}");
+        assert_eq!(not_a_component(b"\0asm\x0d\0\x01\0"), None, "a component's preamble passes on to the parser");
+        assert!(!text.contains('\n') && !core.contains('\n'));
     }
 }

@@ -19,10 +19,11 @@ use wasmtime::Engine;
 use wasmtime::component::Linker;
 
 pub use agent::{AgentSettings, AgentSource, AgentVersion, LoadError, RunLimits, RunOutcome};
-pub use capabilities::http::{AllowRule, Credential, HttpLimits, HttpPolicy};
+pub use capabilities::http::{AllowRule, Credential, HttpLimits, HttpPolicy, name_dev_flags_in_denials};
 pub use engine::{Allocation, EngineLimits};
 pub use error::RunError;
 pub use registry::{AgentRegistry, AgentSlot};
+pub use wit::WORLDS;
 
 use crate::chat::AgentId;
 use capabilities::RunState;

@@ -97,3 +97,20 @@ impl AgentPre {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `WORLDS` is what `--version` and load errors name: each entry must be
+    /// the package its bindings were generated from.
+    #[test]
+    fn each_world_name_is_the_package_of_its_wit_file() {
+        let package = |wit: &str| {
+            let line = wit.lines().find_map(|l| l.strip_prefix("package ")).expect("a package line");
+            line.trim_end_matches(';').to_string()
+        };
+        assert_eq!(v0_1::WORLD, package(include_str!("../../../../wit/agent.wit")));
+        assert_eq!(v0_2::WORLD, package(include_str!("../../../../wit/v0.2/agent.wit")));
+    }
+}

@@ -9,6 +9,7 @@ mod redact;
 mod send;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpHooks};
 
@@ -17,6 +18,15 @@ pub use policy::{AllowRule, Credential, HttpLimits, HttpPolicy, Target, is_inter
 use super::memory::RunMemory;
 use crate::chat::AgentId;
 use crate::metrics::Metrics;
+
+/// Under `wasmclaw dev` there is no config file to edit: denials name the
+/// command-line flag that allows the request instead of the config key.
+static DEV_FLAGS: AtomicBool = AtomicBool::new(false);
+
+/// Make every later denial name `wasmclaw dev --allow` (set once by `dev`).
+pub fn name_dev_flags_in_denials() {
+    DEV_FLAGS.store(true, Ordering::Relaxed);
+}
 
 /// An agent version's outbound HTTP, prepared at load.
 pub struct HttpCapability {
@@ -122,9 +132,13 @@ impl RunHooks {
         let method = request.method().as_str();
         let Some(target) = Target::of(request.uri()) else { return Err(Error::HttpRequestUriInvalid) };
         let denied = |why: &str| {
+            let key = match DEV_FLAGS.load(Ordering::Relaxed) {
+                true => format!("wasmclaw dev --allow {}", target.origin()),
+                false => format!("agents.entries.{agent}.http.allow"),
+            };
             tracing::warn!(
                 %agent, run_id = self.run_id, method, origin = target.origin(), path = target.path,
-                key = format!("agents.entries.{agent}.http.allow"), "outbound HTTP denied: {why}"
+                key, "outbound HTTP denied: {why}"
             );
             // No origin label: the guest chose it, and would choose a new one each time.
             self.shared.metrics.agent_http(agent.as_str(), None, "denied", None);
