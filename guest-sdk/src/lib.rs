@@ -46,6 +46,9 @@ pub mod bindings {
     });
 }
 
+#[cfg(not(target_arch = "wasm32"))]
+#[cfg_attr(not(feature = "testing"), allow(dead_code))]
+mod fake_web;
 mod host;
 mod llm_text;
 pub mod log;
@@ -129,9 +132,9 @@ impl Output {
     }
 }
 
-/// Per-agent settings the operator configured under `agents.entries.<id>.config`.
 pub mod http;
 
+/// Per-agent settings the operator configured under `agents.entries.<id>.config`.
 pub mod config {
     /// The value of `key`, if the operator set it.
     pub fn get(key: &str) -> Option<String> {
