@@ -212,7 +212,8 @@ impl FakeWeb {
 
 /// Whether `url` is `prefix` or below it (the next character starts a path, query or fragment).
 fn under(prefix: &str, url: &str) -> bool {
-    url.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || prefix.ends_with('/') || rest.starts_with(['/', '?', '#']))
+    url.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || prefix.ends_with('/') || rest.starts_with(['/', '?', '#']))
 }
 
 /// Replace every occurrence of a credential in the answer, as the gateway does.

@@ -20,7 +20,7 @@
 //!     }
 //!     fn run(&self, req: RunRequest, out: &Output) -> Result<(), AgentError> {
 //!         let suffix = config::get("suffix").unwrap_or_else(|| "!".into());
-//!         out.text(&req.last_user_text().unwrap_or_default().to_uppercase())?;
+//!         out.text(req.last_user_text().unwrap_or_default().to_uppercase())?;
 //!         out.text(&suffix)?;
 //!         Ok(())
 //!     }
@@ -41,8 +41,8 @@ use std::panic::AssertUnwindSafe;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use crate::fake_web::{FakeMcpServer, HttpExchange};
 use crate::fake_web::FakeWeb;
+pub use crate::fake_web::{FakeMcpServer, HttpExchange};
 use crate::http::{HttpError, Response};
 use crate::llm::{CompletionRequest, LlmError, TextCompletion};
 use crate::log::Level;

@@ -21,8 +21,8 @@ impl Agent for Weather {
         let city = req.last_user_text().unwrap_or_default();
         let answer = http::request("GET", &format!("{API}/weather?city={city}")).header("accept", "text/plain").send();
         match answer.and_then(http::Response::error_for_status) {
-            Ok(response) => out.text(&response.text())?,
-            Err(e) => out.text(&format!("no weather: {e}"))?,
+            Ok(response) => out.text(response.text())?,
+            Err(e) => out.text(format!("no weather: {e}"))?,
         }
         Ok(())
     }
@@ -99,7 +99,12 @@ impl Agent for Researcher {
 }
 
 fn call(id: &str, name: &str, arguments: &str) -> Event {
-    Event::ToolCall(ToolCallDelta { index: 0, id: Some(id.into()), name: Some(name.into()), arguments: arguments.into() })
+    Event::ToolCall(ToolCallDelta {
+        index: 0,
+        id: Some(id.into()),
+        name: Some(name.into()),
+        arguments: arguments.into(),
+    })
 }
 
 #[test]
@@ -130,7 +135,8 @@ fn a_fake_mcp_server_lists_its_tools_and_runs_the_calls_the_agent_makes() {
             (TOOLS.to_string(), "nope".to_string(), json!({})),
         ]
     );
-    let results: Vec<String> = run.llm_requests[3].messages.iter().filter(|m| m.tool_call_id.is_some()).map(Message::text).collect();
+    let results: Vec<String> =
+        run.llm_requests[3].messages.iter().filter(|m| m.tool_call_id.is_some()).map(Message::text).collect();
     assert_eq!(results[0], "the sum is 5");
     assert_eq!(results[1], "cannot divide by zero");
     assert!(results[2].contains("Unknown tool: nope"), "{results:?}");
