@@ -35,7 +35,8 @@ struct Args {
 fn main() {
     let args = Args::parse();
     let script = match &args.script {
-        Some(path) => match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| script_from_json(&t)) {
+        Some(path) => match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| script_from_json(&t))
+        {
             Ok(replies) => replies,
             Err(e) => {
                 eprintln!("mock-provider: --script {}: {e}", path.display());

@@ -152,7 +152,9 @@ mod tests {
                         {"status": 429, "retry_after": 2}]"#;
         let replies = script_from_json(script).unwrap();
         assert!(matches!(&replies[0].kind, ReplyKind::Text(t) if t.concat() == "hi there"));
-        assert!(matches!(&replies[2].kind, ReplyKind::ToolCalls(c) if c[0] == ("call_script_1".into(), "f".into(), r#"{"x":1}"#.into())));
+        assert!(
+            matches!(&replies[2].kind, ReplyKind::ToolCalls(c) if c[0] == ("call_script_1".into(), "f".into(), r#"{"x":1}"#.into()))
+        );
         assert!(matches!(&replies[3].kind, ReplyKind::Status { code: 429, retry_after: Some(2), .. }));
         let err = script_from_json(r#"["a", {"nope": 1}]"#).unwrap_err();
         assert!(err.starts_with("reply 1: expected"), "{err}");

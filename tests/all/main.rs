@@ -25,6 +25,7 @@ mod http_chat;
 mod languages;
 mod limits;
 mod mcp;
+mod mock_tools;
 mod openai_sdk;
 mod origins;
 mod outbound;
