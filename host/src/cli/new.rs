@@ -37,6 +37,8 @@ const RUST: &[Template] = &[
 
 const PYTHON: &[Template] = &[
     ("app.py", include_str!("../../templates/python/app.py")),
+    ("fetch.py", include_str!("../../templates/python/fetch.py")),
+    ("wit/world.wit", include_str!("../../templates/python/world.wit")),
     ("test_app.py", include_str!("../../templates/python/test_app.py")),
     ("wasmclaw_testing.py", include_str!("../../templates/python/wasmclaw_testing.py")),
     ("pyproject.toml", include_str!("../../templates/python/pyproject.toml")),
@@ -49,10 +51,27 @@ const JS: &[Template] = &[
     ("agent.js", include_str!("../../templates/js/agent.js")),
     ("logic.js", include_str!("../../templates/js/logic.js")),
     ("logic.test.js", include_str!("../../templates/js/logic.test.js")),
+    ("wasmclaw-testing.js", include_str!("../../templates/js/wasmclaw-testing.js")),
+    ("wit/world.wit", include_str!("../../templates/js/world.wit")),
     ("package.json", include_str!("../../templates/js/package.json")),
     (".gitignore", include_str!("../../templates/js/gitignore")),
     ("gateway.json5", include_str!("../../templates/js/gateway.json5")),
     ("README.md", include_str!("../../templates/js/README.md")),
+];
+
+/// The standard WASI 0.2 interfaces a world that imports `wasi:http` needs,
+/// by path in a Python or JavaScript project (the versions the gateway serves).
+const WASI_DEPS: &[Template] = &[
+    ("wit/deps/cli/cli.wit", include_str!("../../../examples/python-fetch/wit/deps/cli/cli.wit")),
+    ("wit/deps/clocks/clocks.wit", include_str!("../../../examples/python-fetch/wit/deps/clocks/clocks.wit")),
+    (
+        "wit/deps/filesystem/filesystem.wit",
+        include_str!("../../../examples/python-fetch/wit/deps/filesystem/filesystem.wit"),
+    ),
+    ("wit/deps/http/http.wit", include_str!("../../../examples/python-fetch/wit/deps/http/http.wit")),
+    ("wit/deps/io/io.wit", include_str!("../../../examples/python-fetch/wit/deps/io/io.wit")),
+    ("wit/deps/random/random.wit", include_str!("../../../examples/python-fetch/wit/deps/random/random.wit")),
+    ("wit/deps/sockets/sockets.wit", include_str!("../../../examples/python-fetch/wit/deps/sockets/sockets.wit")),
 ];
 
 /// Write a new agent project `name` in `dir` (default `./name`) and say what to do next.
@@ -96,15 +115,20 @@ pub fn project(name: &str, lang: Lang) -> anyhow::Result<Vec<(String, String)>> 
     };
     let mut files: Vec<(String, String)> =
         templates.iter().map(|(path, text)| (path.to_string(), fill(text))).collect();
-    // Every language builds against the contract; Rust also gets the SDK, and
-    // starts from the dependency versions the SDK was tested with.
-    for (path, text) in embedded::SDK_FILES {
-        if with_sdk || path.starts_with("wit/") {
-            files.push((path.to_string(), text.to_string()));
-        }
-    }
     if with_sdk {
+        // The SDK and the contract, and the dependency versions the SDK was tested with.
+        files.extend(embedded::SDK_FILES.iter().map(|(path, text)| (path.to_string(), text.to_string())));
         files.push(("Cargo.lock".into(), embedded::CARGO_LOCK.into()));
+        return Ok(files);
+    }
+    // Python and JavaScript: the project's world (`wit/world.wit`) includes
+    // contract 0.2 from `wit/deps`; Python's imports `wasi:http` too (the
+    // engine componentize-js embeds brings its own).
+    let contract = embedded::SDK_FILES.iter().find(|(path, _)| *path == "wit/v0.2/agent.wit");
+    let (_, contract) = contract.expect("build.rs embeds contract 0.2");
+    files.push(("wit/deps/agent/agent.wit".into(), contract.to_string()));
+    if lang == Lang::Python {
+        files.extend(WASI_DEPS.iter().map(|(path, text)| (path.to_string(), text.to_string())));
     }
     Ok(files)
 }
@@ -171,23 +195,24 @@ mod tests {
     }
 
     #[test]
-    fn the_examples_use_the_templates_harness_and_entry_point() {
-        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-        let read = |path: &str| std::fs::read_to_string(examples.join(path)).unwrap();
-        assert_eq!(
-            read("python-agent/wasmclaw_testing.py"),
-            include_str!("../../templates/python/wasmclaw_testing.py")
-        );
-        assert_eq!(read("js-agent/agent.js"), include_str!("../../templates/js/agent.js"));
-    }
-
-    #[test]
-    fn other_languages_get_the_contract_but_no_rust() {
+    fn other_languages_get_a_world_on_contract_0_2_with_its_deps_but_no_rust() {
         for lang in [Lang::Python, Lang::Js] {
             let files = project("hello", lang).unwrap();
-            assert!(files.iter().any(|(p, _)| p == "wit/agent.wit"));
+            let file = |name: &str| &files.iter().find(|(p, _)| p == name).unwrap_or_else(|| panic!("no {name}")).1;
+            assert!(file("wit/world.wit").contains("include wasmclaw:agent/agent@0.2.0;"));
+            assert!(file("wit/deps/agent/agent.wit").contains("package wasmclaw:agent@0.2.0;"));
+            // Only the world and its deps: a second package beside world.wit would not parse.
+            assert!(files.iter().filter(|(p, _)| p.starts_with("wit/") && !p.starts_with("wit/deps/")).count() == 1);
+            for dep in ["cli", "clocks", "filesystem", "http", "io", "random", "sockets"] {
+                let path = format!("wit/deps/{dep}/{dep}.wit");
+                match lang {
+                    Lang::Python => assert!(file(&path).contains(&format!("package wasi:{dep}@0.2.12;"))),
+                    _ => assert!(files.iter().all(|(p, _)| *p != path), "{path}"),
+                }
+            }
             assert!(files.iter().all(|(p, _)| !p.starts_with("wasmclaw-sdk/") && p != "Cargo.lock"));
-            assert!(files.iter().any(|(p, text)| p == "gateway.json5" && text.contains("hello.wasm")));
+            assert!(file("gateway.json5").contains("hello.wasm"));
+            assert!(!files.iter().any(|(_, text)| text.contains("{{")), "every placeholder is filled");
         }
     }
 }
