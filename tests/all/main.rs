@@ -32,6 +32,7 @@ mod outbound;
 mod providers;
 mod registry;
 mod responses;
+mod sdk;
 mod secrets;
 mod sessions;
 mod shutdown;

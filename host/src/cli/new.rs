@@ -1,16 +1,15 @@
 //! `wasmclaw new agent`: a project that builds where it is created. The
-//! templates are embedded in the binary (`host/templates/`); a Rust project
-//! also gets the SDK and the contract this binary was built with
-//! (`build.rs` embeds them), as a path dependency, so it depends neither on
-//! this repository nor on a registry having the SDK.
+//! templates are embedded in the binary (`host/templates/`). A Rust project
+//! names the SDK this binary installs under `<stateDir>/sdk/<version>/`
+//! (`wasmclaw sdk`) as a path dependency and starts from the lock file the
+//! SDK was tested with, so it depends neither on this repository nor on a
+//! registry having the SDK; Python and JavaScript projects get the contract.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-mod embedded {
-    include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
-}
+use super::sdk::{self, embedded};
 
 /// Languages a project can be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -77,7 +76,12 @@ const WASI_DEPS: &[Template] = &[
 /// Write a new agent project `name` in `dir` (default `./name`) and say what to do next.
 pub fn agent(name: &str, lang: Lang, dir: Option<&Path>) -> anyhow::Result<()> {
     let dir = dir.map_or_else(|| PathBuf::from(name), Path::to_path_buf);
-    let files = project(name, lang)?;
+    check_name(name)?;
+    let sdk = match lang {
+        Lang::Rust => sdk::install(&crate::config::Config::default().state_dir())?,
+        Lang::Python | Lang::Js => PathBuf::new(),
+    };
+    let files = project(name, lang, &sdk)?;
     if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         anyhow::bail!("{} already exists and is not empty", dir.display());
     }
@@ -99,8 +103,9 @@ pub fn agent(name: &str, lang: Lang, dir: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The files of project `name`: path in the project → contents.
-pub fn project(name: &str, lang: Lang) -> anyhow::Result<Vec<(String, String)>> {
+/// The files of project `name`: path in the project → contents. A Rust
+/// project names the SDK crate in `sdk` (see [`sdk::install`]).
+pub fn project(name: &str, lang: Lang, sdk: &Path) -> anyhow::Result<Vec<(String, String)>> {
     check_name(name)?;
     let (templates, with_sdk) = match lang {
         Lang::Rust => (RUST, true),
@@ -112,12 +117,12 @@ pub fn project(name: &str, lang: Lang) -> anyhow::Result<Vec<(String, String)>> 
             .replace("{{type_name}}", &type_name(name))
             .replace("{{component}}", &component(name, lang))
             .replace("{{wasmclaw_version}}", env!("CARGO_PKG_VERSION"))
+            .replace("{{sdk_path}}", &sdk::toml_path(sdk))
     };
     let mut files: Vec<(String, String)> =
         templates.iter().map(|(path, text)| (path.to_string(), fill(text))).collect();
     if with_sdk {
-        // The SDK and the contract, and the dependency versions the SDK was tested with.
-        files.extend(embedded::SDK_FILES.iter().map(|(path, text)| (path.to_string(), text.to_string())));
+        // The dependency versions the SDK was tested with: the project builds offline.
         files.push(("Cargo.lock".into(), embedded::CARGO_LOCK.into()));
         return Ok(files);
     }
@@ -177,27 +182,38 @@ mod tests {
     }
 
     #[test]
-    fn a_rust_project_carries_a_standalone_sdk_and_the_contract() {
-        let files = project("shout", Lang::Rust).unwrap();
+    fn a_rust_project_names_the_installed_sdk_instead_of_a_copy() {
+        let sdk = Path::new("/home/a/.wasmclaw/sdk/1.2.3/wasmclaw-sdk");
+        let files = project("shout", Lang::Rust, sdk).unwrap();
         let file = |name: &str| &files.iter().find(|(p, _)| p == name).unwrap_or_else(|| panic!("no {name}")).1;
         assert!(file("src/lib.rs").contains("struct Shout;"));
         assert!(file("gateway.json5").contains("target/wasm32-wasip2/release/shout.wasm"));
         assert!(!files.iter().any(|(_, text)| text.contains("{{")), "every placeholder is filled");
-        // The SDK builds outside this workspace: no inheritance, no self-dependency.
+        let manifest = file("Cargo.toml");
+        let named = manifest.matches(r#"wasmclaw-sdk = { path = "/home/a/.wasmclaw/sdk/1.2.3/wasmclaw-sdk""#).count();
+        assert_eq!(named, 2, "the dependency and the dev-dependency (with `testing`): {manifest}");
+        assert!(files.iter().all(|(p, _)| !p.starts_with("wasmclaw-sdk/") && !p.starts_with("wit/")), "no copy");
+        assert!(file("Cargo.lock").contains("name = \"wit-bindgen\""));
+    }
+
+    #[test]
+    fn the_embedded_sdk_builds_outside_this_workspace() {
+        let file =
+            |name: &str| embedded::SDK_FILES.iter().find(|(p, _)| *p == name).unwrap_or_else(|| panic!("{name}")).1;
+        // No inheritance, no self-dependency.
         let manifest = file("wasmclaw-sdk/Cargo.toml");
         assert!(!manifest.contains("workspace"), "{manifest}");
         assert!(!manifest.contains("dev-dependencies"), "{manifest}");
         assert!(manifest.contains("wit-bindgen"), "{manifest}");
         assert!(file("wasmclaw-sdk/src/lib.rs").contains("path: \"../wit/v0.2\""));
         assert!(file("wit/v0.2/agent.wit").contains("package wasmclaw:agent@0.2.0"));
-        assert!(file("wit/agent.wit").contains("package wasmclaw:agent@"));
-        assert!(files.iter().any(|(p, _)| p == "wasmclaw-sdk/src/testing.rs"));
+        assert!(file("wasmclaw-sdk/src/testing.rs").contains("pub struct TestHost"));
     }
 
     #[test]
     fn other_languages_get_a_world_on_contract_0_2_with_its_deps_but_no_rust() {
         for lang in [Lang::Python, Lang::Js] {
-            let files = project("hello", lang).unwrap();
+            let files = project("hello", lang, Path::new("")).unwrap();
             let file = |name: &str| &files.iter().find(|(p, _)| p == name).unwrap_or_else(|| panic!("no {name}")).1;
             assert!(file("wit/world.wit").contains("include wasmclaw:agent/agent@0.2.0;"));
             assert!(file("wit/deps/agent/agent.wit").contains("package wasmclaw:agent@0.2.0;"));
