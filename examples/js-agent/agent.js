@@ -1,10 +1,10 @@
 // The component's entry point: the gateway's interfaces (imported by their
 // WIT names) handed to the agent in logic.js, which unit tests run with fakes.
-import { emit } from 'wasmclaw:agent/output@0.1.1';
-import { get as configGet } from 'wasmclaw:agent/config@0.1.1';
-import { history, get as stateGet, set as stateSet } from 'wasmclaw:agent/session@0.1.1';
-import { complete } from 'wasmclaw:agent/llm@0.1.1';
-import { write, panicked } from 'wasmclaw:agent/log@0.1.1';
+import { emit } from 'wasmclaw:agent/output@0.1.2';
+import { get as configGet } from 'wasmclaw:agent/config@0.1.2';
+import { history, get as stateGet, set as stateSet } from 'wasmclaw:agent/session@0.1.2';
+import { complete } from 'wasmclaw:agent/llm@0.1.2';
+import { write, panicked } from 'wasmclaw:agent/log@0.1.2';
 import * as agent from './logic.js';
 
 const host = {

@@ -127,10 +127,10 @@ impl Request {
         wstd::runtime::block_on(self.send_async())
     }
 
-    /// Outside a component there is no gateway to send through.
+    /// Natively the fake gateway of `testing::TestHost` answers.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn send(self) -> Result<Response, HttpError> {
-        Err(HttpError::Failed(format!("{} {}: outbound HTTP needs the gateway (wasm32 only)", self.method, self.url)))
+        crate::native::http_send(&self.method, &self.url, self.headers, self.body)
     }
 
     #[cfg(target_arch = "wasm32")]

@@ -17,7 +17,7 @@
 //!
 //!     fn run(&self, req: RunRequest, out: &Output) -> Result<(), AgentError> {
 //!         let text = req.last_user_text().unwrap_or_default().to_uppercase();
-//!         out.text(&text)?;
+//!         out.text(text)?;
 //!         Ok(())
 //!     }
 //! }
@@ -46,6 +46,10 @@ pub mod bindings {
     });
 }
 
+mod conversation;
+#[cfg(not(target_arch = "wasm32"))]
+#[cfg_attr(not(feature = "testing"), allow(dead_code))]
+mod fake_web;
 mod host;
 mod llm_text;
 pub mod log;
@@ -93,14 +97,15 @@ impl Output {
         host::emit(event)
     }
 
-    /// Send a piece of reply text.
-    pub fn text(&self, text: &str) -> Result<(), EmitError> {
-        self.emit(&Event::Text(text.to_string()))
+    /// Send a piece of reply text. A `String` is handed over as it is (no
+    /// copy, e.g. a piece streamed from the model); a `&str` is copied once.
+    pub fn text(&self, text: impl Into<String>) -> Result<(), EmitError> {
+        self.emit(&Event::Text(text.into()))
     }
 
-    /// Send a piece of reasoning (not part of the reply text).
-    pub fn reasoning(&self, text: &str) -> Result<(), EmitError> {
-        self.emit(&Event::Reasoning(text.to_string()))
+    /// Send a piece of reasoning (not part of the reply text); like [`Output::text`].
+    pub fn reasoning(&self, text: impl Into<String>) -> Result<(), EmitError> {
+        self.emit(&Event::Reasoning(text.into()))
     }
 
     /// Send a whole tool call as one piece.
@@ -129,9 +134,9 @@ impl Output {
     }
 }
 
-/// Per-agent settings the operator configured under `agents.entries.<id>.config`.
 pub mod http;
 
+/// Per-agent settings the operator configured under `agents.entries.<id>.config`.
 pub mod config {
     /// The value of `key`, if the operator set it.
     pub fn get(key: &str) -> Option<String> {
@@ -144,12 +149,19 @@ pub mod config {
 /// Requests without a `user` or session key get a fresh session each time:
 /// then `history()` is empty and state does not outlive the run.
 pub mod session {
+    pub use crate::conversation::merge as merge_history;
     pub use crate::state::{StateError, get_json, set, set_json};
     use crate::{Message, Role};
 
     /// The transcript before this turn, oldest first.
     pub fn history() -> Vec<Message> {
         crate::host::history()
+    }
+
+    /// What to send the model this turn: the session's history merged with
+    /// the client's `messages` ([`merge_history`]), the way the shipped assistant does.
+    pub fn conversation(messages: Vec<Message>) -> Vec<Message> {
+        merge_history(history(), messages)
     }
 
     /// How many user turns the session has had before this one.
@@ -172,14 +184,11 @@ pub mod session {
 /// agent. The host holds the provider's address and key; the agent only sees events.
 ///
 /// ```no_run
-/// # use wasmclaw_sdk::{llm, AgentError, Output, RunRequest};
+/// # use wasmclaw_sdk::{llm, session, AgentError, Output, RunRequest};
 /// # fn run(req: RunRequest, out: &Output) -> Result<(), AgentError> {
-/// let request = llm::CompletionRequest {
-///     messages: req.messages,
-///     tools: req.tools,
-///     params: req.params,
-///     model: None,
-/// };
+/// let request = llm::CompletionRequest::new(session::conversation(req.messages))
+///     .with_tools(req.tools)
+///     .with_param("temperature", 0.3);
 /// for event in llm::stream(&request)? {
 ///     out.emit(&event?)?;
 /// }
@@ -188,7 +197,7 @@ pub mod session {
 /// ```
 pub mod llm {
     pub use crate::bindings::wasmclaw::agent::llm::{CompletionRequest, LlmError};
-    pub use crate::llm_text::{TextCompletion, complete_text, usage};
+    pub use crate::llm_text::{TextCompletion, ToolCallAssembly, complete_text, usage};
 
     /// Start a streaming completion. Iterate the result for its events.
     pub fn stream(request: &CompletionRequest) -> Result<Completion, LlmError> {

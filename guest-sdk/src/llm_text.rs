@@ -1,9 +1,10 @@
 //! Whole answers from the model, and the tokens a run's model calls used.
 
 use std::cell::Cell;
+use std::collections::BTreeMap;
 
 use crate::llm::{CompletionRequest, LlmError};
-use crate::{Event, FinishReason, ToolCall, Usage};
+use crate::{Event, FinishReason, ToolCall, ToolCallDelta, Usage};
 
 thread_local! {
     /// Tokens used by this run's completions so far (a fresh instance per
@@ -59,21 +60,74 @@ impl TextCompletion {
             Event::ToolCall(delta) => {
                 let index = delta.index as usize;
                 if self.tool_calls.len() <= index {
-                    let empty = ToolCall { id: String::new(), name: String::new(), arguments: String::new() };
-                    self.tool_calls.resize(index + 1, empty);
+                    self.tool_calls.resize(index + 1, empty_call());
                 }
-                let call = &mut self.tool_calls[index];
-                if let Some(id) = &delta.id {
-                    call.id.clone_from(id);
-                }
-                if let Some(name) = &delta.name {
-                    call.name.clone_from(name);
-                }
-                call.arguments.push_str(&delta.arguments);
+                apply(&mut self.tool_calls[index], delta);
             }
             Event::Usage(u) => self.usage = Some(*u),
             Event::Finish(f) => self.finish = Some(*f),
         }
+    }
+}
+
+fn empty_call() -> ToolCall {
+    ToolCall { id: String::new(), name: String::new(), arguments: String::new() }
+}
+
+/// One streamed piece into its call: the id and name when it has them, the arguments appended.
+fn apply(call: &mut ToolCall, delta: &ToolCallDelta) {
+    if let Some(id) = &delta.id {
+        call.id.clone_from(id);
+    }
+    if let Some(name) = &delta.name {
+        call.name.clone_from(name);
+    }
+    call.arguments.push_str(&delta.arguments);
+}
+
+/// Tool calls assembled from their streamed pieces ([`Event::ToolCall`]),
+/// keyed by the model's index: for agents that handle each piece as it
+/// comes (routing some calls, passing others on) rather than folding the
+/// whole answer with [`TextCompletion`].
+///
+/// ```
+/// # use wasmclaw_sdk::{llm::ToolCallAssembly, ToolCallDelta};
+/// let mut calls = ToolCallAssembly::default();
+/// calls.push(&ToolCallDelta { index: 0, id: Some("c1".into()), name: Some("add".into()), arguments: r#"{"a":"#.into() });
+/// calls.push(&ToolCallDelta { index: 0, id: None, name: None, arguments: "1}".into() });
+/// assert_eq!(calls.into_calls()[0].arguments, r#"{"a":1}"#);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolCallAssembly {
+    calls: BTreeMap<u32, ToolCall>,
+}
+
+impl ToolCallAssembly {
+    /// Add a piece; the call it belongs to, so far.
+    pub fn push(&mut self, delta: &ToolCallDelta) -> &ToolCall {
+        let call = self.calls.entry(delta.index).or_insert_with(empty_call);
+        apply(call, delta);
+        call
+    }
+
+    /// The call at the model's `index`, if a piece of it came.
+    pub fn get(&self, index: u32) -> Option<&ToolCall> {
+        self.calls.get(&index)
+    }
+
+    /// Whether no piece came.
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    /// The calls so far, by index.
+    pub fn calls(&self) -> impl Iterator<Item = &ToolCall> {
+        self.calls.values()
+    }
+
+    /// The calls, by index.
+    pub fn into_calls(self) -> Vec<ToolCall> {
+        self.calls.into_values().collect()
     }
 }
 

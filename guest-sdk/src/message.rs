@@ -1,9 +1,8 @@
 //! Constructors and typed accessors for the contract's records: messages,
-//! the run request's `params`, completion requests and usage.
+//! the run request's `params` and usage.
 
 use serde::de::DeserializeOwned;
 
-use crate::llm::CompletionRequest;
 use crate::{AgentError, ContentPart, Image, Message, Role, RunRequest, Usage};
 
 impl Message {
@@ -109,13 +108,6 @@ impl RunRequest {
     pub fn param<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
         let params: serde_json::Value = serde_json::from_str(&self.params).ok()?;
         serde_json::from_value(params.get(name)?.clone()).ok()
-    }
-}
-
-impl CompletionRequest {
-    /// A request for `messages` with no tools, no parameters and the configured model.
-    pub fn new(messages: Vec<Message>) -> Self {
-        Self { messages, tools: vec![], params: "{}".into(), model: None }
     }
 }
 

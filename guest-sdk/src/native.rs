@@ -6,6 +6,8 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 
+use crate::fake_web::{FakeWeb, HttpExchange};
+use crate::http::{HttpError, Response};
 use crate::llm::{CompletionRequest, LlmError};
 use crate::log::Level;
 use crate::tools::ToolReport;
@@ -32,6 +34,10 @@ pub(crate) struct FakeRun {
     pub requests: Vec<CompletionRequest>,
     /// Tool reports, each with how many events were emitted before it.
     pub tool_reports: Vec<(usize, ToolReport)>,
+    /// What answers outbound HTTP.
+    pub web: FakeWeb,
+    /// Every outbound request, in order.
+    pub http: Vec<HttpExchange>,
 }
 
 /// One scripted answer of the model.
@@ -165,4 +171,18 @@ pub fn tool_returned(call_id: &str, output: &str, is_error: bool) {
         let report = ToolReport::Returned { call_id: call_id.into(), output: output.into(), is_error };
         run.tool_reports.push((run.events.len(), report));
     });
+}
+
+/// `wasi:http` `handle`: the answer the test set up, the exchange recorded.
+pub fn http_send(
+    method: &str,
+    url: &str,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+) -> Result<Response, HttpError> {
+    with(|run| {
+        let (answer, exchange) = run.web.send(method, url, headers, body);
+        run.http.push(exchange);
+        answer
+    })
 }

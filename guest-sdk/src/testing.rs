@@ -1,7 +1,10 @@
 //! Unit tests without a gateway: run an agent natively against a fake host
-//! (feature `testing`). Config values, session history and state, and the
-//! model's answers are scripted; what the agent emitted, logged, stored and
-//! asked the model is recorded, and so are the tools it ran itself
+//! (feature `testing`). Config values, session history and state, the
+//! model's answers, HTTP answers ([`TestHost::http_response`]) and MCP
+//! servers ([`TestHost::mcp_server`], [`FakeMcpServer`]) are scripted; what
+//! the agent emitted, logged, stored, asked the model and sent out
+//! ([`TestRun::http_requests`], with the credentials the gateway would add
+//! shown as added) is recorded, and so are the tools it ran itself
 //! ([`crate::tools`]: `TestRun::tool_reports`, `server_tool_calls`, `transcript`).
 //!
 //! ```
@@ -17,7 +20,7 @@
 //!     }
 //!     fn run(&self, req: RunRequest, out: &Output) -> Result<(), AgentError> {
 //!         let suffix = config::get("suffix").unwrap_or_else(|| "!".into());
-//!         out.text(&req.last_user_text().unwrap_or_default().to_uppercase())?;
+//!         out.text(req.last_user_text().unwrap_or_default().to_uppercase())?;
 //!         out.text(&suffix)?;
 //!         Ok(())
 //!     }
@@ -38,6 +41,9 @@ use std::panic::AssertUnwindSafe;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::fake_web::FakeWeb;
+pub use crate::fake_web::{FakeMcpServer, HttpExchange};
+use crate::http::{HttpError, Response};
 use crate::llm::{CompletionRequest, LlmError, TextCompletion};
 use crate::log::Level;
 use crate::native::{FakeRun, Scripted};
@@ -52,6 +58,7 @@ pub struct TestHost {
     state: BTreeMap<String, Vec<u8>>,
     completions: VecDeque<Scripted>,
     emit_limit: Option<usize>,
+    web: FakeWeb,
     runs: u32,
 }
 
@@ -70,6 +77,7 @@ impl TestHost {
             state: BTreeMap::new(),
             completions: VecDeque::new(),
             emit_limit: None,
+            web: FakeWeb::default(),
             runs: 0,
         }
     }
@@ -127,6 +135,40 @@ impl TestHost {
         self
     }
 
+    /// Answer `method url` (exactly that URL, query included) with `status`
+    /// and `body`. Answers scripted for one URL go out in order; the last repeats.
+    /// Any request nothing was set up for is denied, as outside `http.allow`.
+    pub fn http_response(self, method: &str, url: &str, status: u16, body: impl Into<Vec<u8>>) -> Self {
+        self.http_answer(method, url, Response { status, headers: vec![], body: body.into() })
+    }
+
+    /// Answer `method url` with `response` (headers included).
+    pub fn http_answer(mut self, method: &str, url: &str, response: Response) -> Self {
+        self.web.route(method, url, Ok(response));
+        self
+    }
+
+    /// `method url` fails with `error` (a timeout, a response too large, …).
+    pub fn http_error(mut self, method: &str, url: &str, error: HttpError) -> Self {
+        self.web.route(method, url, Err(error));
+        self
+    }
+
+    /// The gateway adds `header: value` to every request under `url_match`
+    /// (as `http.credentials` with `match`); the agent never reads the value
+    /// back (answers have it `[REDACTED]`). The recorded request shows it, named in `injected`.
+    pub fn http_credential(mut self, url_match: &str, header: &str, value: &str) -> Self {
+        self.web.credential(url_match, header, value);
+        self
+    }
+
+    /// An MCP server at `url` (Streamable HTTP, JSON answers) whose tools
+    /// are Rust closures: `wasmclaw_sdk::mcp::McpClient::connect(url)` works against it.
+    pub fn mcp_server(mut self, url: &str, server: FakeMcpServer) -> Self {
+        self.web.server(url, server);
+        self
+    }
+
     /// The client goes away after `events` events: later emits fail with `Closed`.
     /// (Tool reports do not count: the gateway drops them once the client is gone.)
     pub fn close_output_after(mut self, events: usize) -> Self {
@@ -180,12 +222,14 @@ impl TestHost {
             state: self.state.clone(),
             completions: std::mem::take(&mut self.completions),
             emit_limit: self.emit_limit,
+            web: std::mem::take(&mut self.web),
             ..FakeRun::default()
         });
         crate::llm_text::reset_usage();
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| A::default().run(request, &Output::new())));
         let fake = crate::native::take().expect("the fake run is still installed");
         self.completions = fake.completions;
+        self.web = fake.web;
         let result = result.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         let run = TestRun {
             result,
@@ -194,6 +238,7 @@ impl TestHost {
             llm_requests: fake.requests,
             state: fake.state,
             tool_reports: fake.tool_reports,
+            http_requests: fake.http,
         };
         if run.result.is_ok() {
             self.history.extend(turn);
@@ -232,6 +277,8 @@ pub struct TestRun {
     /// Tools the agent ran itself (`tools::called`/`returned`), each with how
     /// many events it had emitted before the report.
     pub tool_reports: Vec<(usize, ToolReport)>,
+    /// Every outbound HTTP request (MCP's included), in order.
+    pub http_requests: Vec<HttpExchange>,
 }
 
 impl TestRun {
@@ -289,6 +336,16 @@ impl TestRun {
         let reply = self.reply();
         messages.push(Message { tool_calls: reply.tool_calls, ..Message::assistant(text) });
         messages
+    }
+
+    /// The MCP tools the agent called: each server URL, tool name and arguments, in order.
+    pub fn mcp_calls(&self) -> Vec<(String, String, serde_json::Value)> {
+        let calls = self.http_requests.iter().filter_map(|exchange| {
+            let request = exchange.json().filter(|r| r["method"] == "tools/call")?;
+            let name = request.pointer("/params/name")?.as_str()?.to_string();
+            Some((exchange.url.clone(), name, request.pointer("/params/arguments").cloned().unwrap_or_default()))
+        });
+        calls.collect()
     }
 
     /// The reply text.

@@ -175,9 +175,9 @@ impl Agent for Looker {
     fn run(&self, req: RunRequest, out: &Output) -> Result<(), AgentError> {
         let message = req.last_user_message().ok_or_else(|| AgentError::InvalidRequest("no message".into()))?;
         for image in message.images() {
-            out.text(&format!("{} ({}); ", image.url, image.detail.as_deref().unwrap_or("auto")))?;
+            out.text(format!("{} ({}); ", image.url, image.detail.as_deref().unwrap_or("auto")))?;
         }
-        out.text(&message.text())?;
+        out.text(message.text())?;
         Ok(())
     }
 }

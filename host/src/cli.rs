@@ -7,6 +7,7 @@
 mod dev;
 mod new;
 mod plugin;
+mod sdk;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -106,6 +107,11 @@ pub enum Command {
         #[command(subcommand)]
         what: NewAction,
     },
+    /// The Rust SDK of this wasmclaw, shared by Rust agent projects.
+    Sdk {
+        #[command(subcommand)]
+        action: SdkAction,
+    },
     /// Manage the agents of a running gateway (token from OPENCLAW_GATEWAY_TOKEN or _PASSWORD).
     Agents {
         #[command(subcommand)]
@@ -154,6 +160,19 @@ pub enum NewAction {
     },
 }
 
+/// `wasmclaw sdk …`
+#[derive(Debug, Subcommand)]
+pub enum SdkAction {
+    /// Install this wasmclaw's SDK under <stateDir>/sdk/<version>/ and print where.
+    Install,
+    /// Point a Rust agent project's `wasmclaw-sdk` dependency at this wasmclaw's SDK.
+    Update {
+        /// The project (default: the current folder).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
 /// `wasmclaw sessions …`
 #[derive(Debug, Subcommand)]
 pub enum SessionsAction {
@@ -187,6 +206,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             dev::dev(dev::DevArgs { file, agent, set, allow, credentials: credential, port }).await
         }
         Command::New { what: NewAction::Agent { name, lang, dir } } => new::agent(&name, lang, dir.as_deref()),
+        Command::Sdk { action: SdkAction::Install } => sdk::install_command(&Config::default().state_dir()),
+        Command::Sdk { action: SdkAction::Update { dir } } => sdk::update(&Config::default().state_dir(), &dir),
         Command::Sessions { action, config } => sessions(config, action).await,
         Command::Agents { action, url } => agents_admin(&url, action).await,
     }

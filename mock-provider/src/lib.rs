@@ -4,6 +4,12 @@
 //! Tests queue [`Reply`]s (text, tool calls, HTTP errors, broken streams,
 //! silence) and read back what the gateway sent with [`MockProvider::requests`];
 //! [`MockProvider::closed_early`] counts replies the client hung up on.
+//!
+//! [`Reply::call_tools`] plays a model that uses the tools it is offered
+//! (`mock-provider --tool-calls`), and [`script_from_json`] reads a list of
+//! replies from JSON (`mock-provider --script FILE`).
+
+mod script;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -18,6 +24,8 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use serde_json::{Value, json};
+
+pub use script::{sample_arguments, script_from_json};
 
 /// What the mock answers one request with.
 #[derive(Debug, Clone)]
@@ -46,6 +54,10 @@ pub enum ReplyKind {
     BreakAfter(Vec<String>),
     /// Accept the request and never answer.
     Hang,
+    /// A model that uses its tools: call the first tool offered (arguments
+    /// from its schema) unless the last message is a tool result, then answer
+    /// `tool said: <result>`; echo when no tool is offered.
+    CallTools,
 }
 
 impl Reply {
@@ -87,6 +99,11 @@ impl Reply {
     /// Some tokens, then a cut connection.
     pub fn break_after(tokens: &[&str]) -> Self {
         Self::of(ReplyKind::BreakAfter(tokens.iter().map(|t| t.to_string()).collect()))
+    }
+
+    /// Call the first tool offered, then say what it returned ([`ReplyKind::CallTools`]).
+    pub fn call_tools() -> Self {
+        Self::of(ReplyKind::CallTools)
     }
 
     /// No answer at all.
@@ -233,7 +250,11 @@ async fn completions(State(shared): State<Arc<Shared>>, headers: HeaderMap, Json
         .filter_map(|m| m["content"].as_str())
         .map(|c| c.split_whitespace().count() as u32)
         .sum::<u32>();
-    let pieces = match &reply.kind {
+    let kind = match &reply.kind {
+        ReplyKind::CallTools => script::use_tools(&body),
+        other => other.clone(),
+    };
+    let pieces = match &kind {
         ReplyKind::Status { code, retry_after, message } => {
             let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let mut response =
@@ -260,6 +281,7 @@ async fn completions(State(shared): State<Arc<Shared>>, headers: HeaderMap, Json
         }
         ReplyKind::Text(tokens) => Pieces::Text(tokens.clone(), true),
         ReplyKind::BreakAfter(tokens) => Pieces::Text(tokens.clone(), false),
+        ReplyKind::CallTools => unreachable!("resolved above"),
         ReplyKind::ToolCalls(calls) => Pieces::Tools(
             calls
                 .iter()

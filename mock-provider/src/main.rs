@@ -1,9 +1,10 @@
 //! `mock-provider`: serve the mock on a port for manual runs and benchmarks.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use wasmclaw_mock_provider::{MockProvider, Reply};
+use wasmclaw_mock_provider::{MockProvider, Reply, script_from_json};
 
 /// An OpenAI-compatible provider that answers with a canned, streamed reply.
 #[derive(Parser)]
@@ -20,14 +21,41 @@ struct Args {
     /// Worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Use the tools a request offers: call the first one (arguments built
+    /// from its JSON schema), and after its result answer `tool said: <result>`.
+    #[arg(long, conflicts_with = "tokens")]
+    tool_calls: bool,
+    /// Answer the first requests with the replies of this JSON list, in
+    /// order (`"text"`, `{"text": …}`, `{"tool_calls": [{"name": …, "arguments": {…}}]}`,
+    /// `{"status": 429, "message": …}`), then as the other flags say.
+    #[arg(long, value_name = "FILE")]
+    script: Option<PathBuf>,
 }
 
 fn main() {
     let args = Args::parse();
-    let mut reply = if args.tokens == 0 { Reply::echo() } else { Reply::tokens(args.tokens) };
+    let script = match &args.script {
+        Some(path) => match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| script_from_json(&t))
+        {
+            Ok(replies) => replies,
+            Err(e) => {
+                eprintln!("mock-provider: --script {}: {e}", path.display());
+                std::process::exit(2);
+            }
+        },
+        None => vec![],
+    };
+    let mut reply = match (args.tool_calls, args.tokens) {
+        (true, _) => Reply::call_tools(),
+        (false, 0) => Reply::echo(),
+        (false, n) => Reply::tokens(n),
+    };
     reply.token_delay = Duration::from_millis(args.token_delay_ms);
     let mock = MockProvider::start_on(args.port, args.threads);
     mock.set_default(reply);
+    for scripted in script {
+        mock.push(scripted);
+    }
     println!("mock provider listening on {}", mock.url());
     loop {
         std::thread::park();

@@ -74,7 +74,7 @@ pub fn run_plugin(state: &Path, file: &Path, text: &str, args: &[&str]) -> Resul
 #[test]
 fn a_new_rust_agent_tests_builds_and_runs_from_anywhere() {
     let (tmp, dir) = new_project("shouty", "rust");
-    for file in ["Cargo.toml", ".cargo/config.toml", "src/lib.rs", "gateway.json5", "README.md", "wit/agent.wit"] {
+    for file in ["Cargo.toml", ".cargo/config.toml", "src/lib.rs", "gateway.json5", "README.md"] {
         assert!(dir.join(file).is_file(), "{file} written");
     }
     // The unit test runs natively against the SDK's fake host.

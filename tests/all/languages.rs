@@ -47,11 +47,17 @@ fn test_and_build_python(dir: &Path, wit: &Path, output: &str) -> PathBuf {
     dir.join(output)
 }
 
-#[test]
-fn a_new_python_agent_passes_its_unit_test_builds_and_answers() {
+#[tokio::test]
+async fn a_new_python_agent_on_contract_0_2_passes_its_tests_builds_and_asks_the_model_and_the_web() {
     let (tmp, dir) = new_project("pyshout", "python");
-    let wasm = test_and_build_python(&dir, &dir.join("wit"), "pyshout.wasm");
-    assert_eq!(run_plugin(tmp.path(), &wasm, "hello", &["--set", "suffix=!!"]).unwrap(), "HELLO!!");
+    let wasm = tokio::task::spawn_blocking(move || test_and_build_python(&dir, &dir.join("wit"), "pyshout.wasm"))
+        .await
+        .unwrap();
+    // The CLI's run also fills the compile cache the gateway below starts from.
+    let state = tmp.path().join("state");
+    assert_eq!(run_plugin(&state, &wasm, "hello", &["--set", "suffix=!!"]).unwrap(), "HELLO!!");
+
+    asks_the_model_and_the_web(&state, &wasm, "pyshout").await;
 }
 
 #[tokio::test]
@@ -100,6 +106,43 @@ async fn the_python_example_answers_through_the_gateway_with_a_model_and_reports
     assert!(gw.log().contains("cached=true"), "the gateway used the CLI's compiled code:\n{}", gw.log());
 }
 
+/// Agent `id` (a template's component, contract 0.2) through the gateway:
+/// `ask: …` reaches the model with the system prompt, `fetch: URL` the web
+/// within the agent's `http.allow`, and a URL outside it is refused.
+async fn asks_the_model_and_the_web(state: &Path, wasm: &Path, id: &str) {
+    let app = axum::Router::new().route("/today", axum::routing::get(|| async { "sunny" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let web = format!("http://{}/today", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mock = MockProvider::start();
+    mock.push(Reply::text(&["Par", "is."]));
+    let config = format!(
+        r#"{{ gateway: {{ http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} }},
+          providers: {{ mock: {{ baseUrl: "{}" }} }},
+          agents: {{ entries: {{ {id}: {{ plugin: "{}", provider: "mock", model: "m",
+            config: {{ systemPrompt: "Be brief." }}, http: {{ allow: ["{web}"] }} }} }} }} }}"#,
+        mock.url(),
+        wasm.display()
+    );
+    let gw = TestGateway::start_in(state, &config);
+    let reply = async |text: &str| {
+        let res = gw.chat(ask(&format!("agent:{id}"), text)).send().await.unwrap();
+        let body: serde_json::Value = res.json().await.unwrap();
+        content(&body)
+    };
+    assert_eq!(reply("ask: Capital of France?").await, "Paris.");
+    let sent = &mock.requests()[0].body;
+    assert_eq!(
+        (sent["messages"][0]["content"].as_str(), sent["messages"][1]["content"].as_str()),
+        (Some("Be brief."), Some("Capital of France?"))
+    );
+    assert_eq!(reply(&format!("fetch: {web}")).await, "200 sunny");
+    let elsewhere = web.replace("/today", "/other");
+    let refused = reply(&format!("fetch: {elsewhere}")).await;
+    assert!(refused.starts_with(&format!("cannot fetch {elsewhere}: ")), "{refused}");
+    gw.wait_for_log("the denial", |l| l.contains("outbound HTTP denied") && l.contains(&format!("agent={id}"))).await;
+}
+
 /// `npm` in `dir`; panics with its output unless it succeeds.
 fn npm(dir: &Path, args: &[&str]) {
     let out = Command::new("npm").args(args).current_dir(dir).output().expect("npm is required");
@@ -114,15 +157,24 @@ fn npm(dir: &Path, args: &[&str]) {
 
 /// Heavy (componentize-js is ~400 MB of node modules, a build takes minutes),
 /// so not part of every `cargo test`: `cargo test --test all -- --ignored languages`.
-#[test]
+#[tokio::test]
 #[ignore = "needs npm and several minutes; run with --ignored"]
-fn the_js_template_and_example_test_build_and_answer() {
+async fn the_js_template_and_example_test_build_and_answer() {
     let (tmp, dir) = new_project("jsshout", "js");
-    npm(&dir, &["install", "--no-audit", "--no-fund"]);
-    npm(&dir, &["test"]);
-    npm(&dir, &["run", "build"]);
+    let built = dir.clone();
+    tokio::task::spawn_blocking(move || {
+        npm(&built, &["install", "--no-audit", "--no-fund"]);
+        npm(&built, &["test"]);
+        npm(&built, &["run", "build"]);
+    })
+    .await
+    .unwrap();
     let wasm = dir.join("jsshout.wasm");
-    assert_eq!(run_plugin(tmp.path(), &wasm, "hello", &["--set", "suffix=!!"]).unwrap(), "HELLO!!");
+    let state = tmp.path().join("state");
+    assert_eq!(run_plugin(&state, &wasm, "hello", &["--set", "suffix=!!"]).unwrap(), "HELLO!!");
+    asks_the_model_and_the_web(&state, &wasm, "jsshout").await;
+
+    // The example stays on contract 0.1: a 0.1 component keeps loading.
 
     let example = tmp.path().join("examples/js-agent");
     std::fs::create_dir_all(&example).unwrap();
@@ -132,8 +184,13 @@ fn the_js_template_and_example_test_build_and_answer() {
     std::fs::create_dir_all(tmp.path().join("wit")).unwrap();
     std::fs::copy(repo().join("wit/agent.wit"), tmp.path().join("wit/agent.wit")).unwrap();
     std::os::unix::fs::symlink(dir.join("node_modules"), example.join("node_modules")).unwrap();
-    npm(&example, &["test"]);
-    npm(&example, &["run", "build"]);
+    let built = example.clone();
+    tokio::task::spawn_blocking(move || {
+        npm(&built, &["test"]);
+        npm(&built, &["run", "build"]);
+    })
+    .await
+    .unwrap();
     let reply = run_plugin(tmp.path(), &example.join("wordcount.wasm"), "one two three", &[]).unwrap();
     assert_eq!(reply, "3 words (3 in this session)");
 }

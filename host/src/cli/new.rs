@@ -1,16 +1,15 @@
 //! `wasmclaw new agent`: a project that builds where it is created. The
-//! templates are embedded in the binary (`host/templates/`); a Rust project
-//! also gets the SDK and the contract this binary was built with
-//! (`build.rs` embeds them), as a path dependency, so it depends neither on
-//! this repository nor on a registry having the SDK.
+//! templates are embedded in the binary (`host/templates/`). A Rust project
+//! names the SDK this binary installs under `<stateDir>/sdk/<version>/`
+//! (`wasmclaw sdk`) as a path dependency and starts from the lock file the
+//! SDK was tested with, so it depends neither on this repository nor on a
+//! registry having the SDK; Python and JavaScript projects get the contract.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-mod embedded {
-    include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
-}
+use super::sdk::{self, embedded};
 
 /// Languages a project can be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -37,6 +36,8 @@ const RUST: &[Template] = &[
 
 const PYTHON: &[Template] = &[
     ("app.py", include_str!("../../templates/python/app.py")),
+    ("fetch.py", include_str!("../../templates/python/fetch.py")),
+    ("wit/world.wit", include_str!("../../templates/python/world.wit")),
     ("test_app.py", include_str!("../../templates/python/test_app.py")),
     ("wasmclaw_testing.py", include_str!("../../templates/python/wasmclaw_testing.py")),
     ("pyproject.toml", include_str!("../../templates/python/pyproject.toml")),
@@ -49,16 +50,38 @@ const JS: &[Template] = &[
     ("agent.js", include_str!("../../templates/js/agent.js")),
     ("logic.js", include_str!("../../templates/js/logic.js")),
     ("logic.test.js", include_str!("../../templates/js/logic.test.js")),
+    ("wasmclaw-testing.js", include_str!("../../templates/js/wasmclaw-testing.js")),
+    ("wit/world.wit", include_str!("../../templates/js/world.wit")),
     ("package.json", include_str!("../../templates/js/package.json")),
     (".gitignore", include_str!("../../templates/js/gitignore")),
     ("gateway.json5", include_str!("../../templates/js/gateway.json5")),
     ("README.md", include_str!("../../templates/js/README.md")),
 ];
 
+/// The standard WASI 0.2 interfaces a world that imports `wasi:http` needs,
+/// by path in a Python or JavaScript project (the versions the gateway serves).
+const WASI_DEPS: &[Template] = &[
+    ("wit/deps/cli/cli.wit", include_str!("../../../examples/python-fetch/wit/deps/cli/cli.wit")),
+    ("wit/deps/clocks/clocks.wit", include_str!("../../../examples/python-fetch/wit/deps/clocks/clocks.wit")),
+    (
+        "wit/deps/filesystem/filesystem.wit",
+        include_str!("../../../examples/python-fetch/wit/deps/filesystem/filesystem.wit"),
+    ),
+    ("wit/deps/http/http.wit", include_str!("../../../examples/python-fetch/wit/deps/http/http.wit")),
+    ("wit/deps/io/io.wit", include_str!("../../../examples/python-fetch/wit/deps/io/io.wit")),
+    ("wit/deps/random/random.wit", include_str!("../../../examples/python-fetch/wit/deps/random/random.wit")),
+    ("wit/deps/sockets/sockets.wit", include_str!("../../../examples/python-fetch/wit/deps/sockets/sockets.wit")),
+];
+
 /// Write a new agent project `name` in `dir` (default `./name`) and say what to do next.
 pub fn agent(name: &str, lang: Lang, dir: Option<&Path>) -> anyhow::Result<()> {
     let dir = dir.map_or_else(|| PathBuf::from(name), Path::to_path_buf);
-    let files = project(name, lang)?;
+    check_name(name)?;
+    let sdk = match lang {
+        Lang::Rust => sdk::install(&crate::config::Config::default().state_dir())?,
+        Lang::Python | Lang::Js => PathBuf::new(),
+    };
+    let files = project(name, lang, &sdk)?;
     if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         anyhow::bail!("{} already exists and is not empty", dir.display());
     }
@@ -80,8 +103,9 @@ pub fn agent(name: &str, lang: Lang, dir: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The files of project `name`: path in the project → contents.
-pub fn project(name: &str, lang: Lang) -> anyhow::Result<Vec<(String, String)>> {
+/// The files of project `name`: path in the project → contents. A Rust
+/// project names the SDK crate in `sdk` (see [`sdk::install`]).
+pub fn project(name: &str, lang: Lang, sdk: &Path) -> anyhow::Result<Vec<(String, String)>> {
     check_name(name)?;
     let (templates, with_sdk) = match lang {
         Lang::Rust => (RUST, true),
@@ -93,18 +117,23 @@ pub fn project(name: &str, lang: Lang) -> anyhow::Result<Vec<(String, String)>> 
             .replace("{{type_name}}", &type_name(name))
             .replace("{{component}}", &component(name, lang))
             .replace("{{wasmclaw_version}}", env!("CARGO_PKG_VERSION"))
+            .replace("{{sdk_path}}", &sdk::toml_path(sdk))
     };
     let mut files: Vec<(String, String)> =
         templates.iter().map(|(path, text)| (path.to_string(), fill(text))).collect();
-    // Every language builds against the contract; Rust also gets the SDK, and
-    // starts from the dependency versions the SDK was tested with.
-    for (path, text) in embedded::SDK_FILES {
-        if with_sdk || path.starts_with("wit/") {
-            files.push((path.to_string(), text.to_string()));
-        }
-    }
     if with_sdk {
+        // The dependency versions the SDK was tested with: the project builds offline.
         files.push(("Cargo.lock".into(), embedded::CARGO_LOCK.into()));
+        return Ok(files);
+    }
+    // Python and JavaScript: the project's world (`wit/world.wit`) includes
+    // contract 0.2 from `wit/deps`; Python's imports `wasi:http` too (the
+    // engine componentize-js embeds brings its own).
+    let contract = embedded::SDK_FILES.iter().find(|(path, _)| *path == "wit/v0.2/agent.wit");
+    let (_, contract) = contract.expect("build.rs embeds contract 0.2");
+    files.push(("wit/deps/agent/agent.wit".into(), contract.to_string()));
+    if lang == Lang::Python {
+        files.extend(WASI_DEPS.iter().map(|(path, text)| (path.to_string(), text.to_string())));
     }
     Ok(files)
 }
@@ -153,41 +182,53 @@ mod tests {
     }
 
     #[test]
-    fn a_rust_project_carries_a_standalone_sdk_and_the_contract() {
-        let files = project("shout", Lang::Rust).unwrap();
+    fn a_rust_project_names_the_installed_sdk_instead_of_a_copy() {
+        let sdk = Path::new("/home/a/.wasmclaw/sdk/1.2.3/wasmclaw-sdk");
+        let files = project("shout", Lang::Rust, sdk).unwrap();
         let file = |name: &str| &files.iter().find(|(p, _)| p == name).unwrap_or_else(|| panic!("no {name}")).1;
         assert!(file("src/lib.rs").contains("struct Shout;"));
         assert!(file("gateway.json5").contains("target/wasm32-wasip2/release/shout.wasm"));
         assert!(!files.iter().any(|(_, text)| text.contains("{{")), "every placeholder is filled");
-        // The SDK builds outside this workspace: no inheritance, no self-dependency.
+        let manifest = file("Cargo.toml");
+        let named = manifest.matches(r#"wasmclaw-sdk = { path = "/home/a/.wasmclaw/sdk/1.2.3/wasmclaw-sdk""#).count();
+        assert_eq!(named, 2, "the dependency and the dev-dependency (with `testing`): {manifest}");
+        assert!(files.iter().all(|(p, _)| !p.starts_with("wasmclaw-sdk/") && !p.starts_with("wit/")), "no copy");
+        assert!(file("Cargo.lock").contains("name = \"wit-bindgen\""));
+    }
+
+    #[test]
+    fn the_embedded_sdk_builds_outside_this_workspace() {
+        let file =
+            |name: &str| embedded::SDK_FILES.iter().find(|(p, _)| *p == name).unwrap_or_else(|| panic!("{name}")).1;
+        // No inheritance, no self-dependency.
         let manifest = file("wasmclaw-sdk/Cargo.toml");
         assert!(!manifest.contains("workspace"), "{manifest}");
         assert!(!manifest.contains("dev-dependencies"), "{manifest}");
         assert!(manifest.contains("wit-bindgen"), "{manifest}");
         assert!(file("wasmclaw-sdk/src/lib.rs").contains("path: \"../wit/v0.2\""));
         assert!(file("wit/v0.2/agent.wit").contains("package wasmclaw:agent@0.2.0"));
-        assert!(file("wit/agent.wit").contains("package wasmclaw:agent@"));
-        assert!(files.iter().any(|(p, _)| p == "wasmclaw-sdk/src/testing.rs"));
+        assert!(file("wasmclaw-sdk/src/testing.rs").contains("pub struct TestHost"));
     }
 
     #[test]
-    fn the_examples_use_the_templates_harness_and_entry_point() {
-        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-        let read = |path: &str| std::fs::read_to_string(examples.join(path)).unwrap();
-        assert_eq!(
-            read("python-agent/wasmclaw_testing.py"),
-            include_str!("../../templates/python/wasmclaw_testing.py")
-        );
-        assert_eq!(read("js-agent/agent.js"), include_str!("../../templates/js/agent.js"));
-    }
-
-    #[test]
-    fn other_languages_get_the_contract_but_no_rust() {
+    fn other_languages_get_a_world_on_contract_0_2_with_its_deps_but_no_rust() {
         for lang in [Lang::Python, Lang::Js] {
-            let files = project("hello", lang).unwrap();
-            assert!(files.iter().any(|(p, _)| p == "wit/agent.wit"));
+            let files = project("hello", lang, Path::new("")).unwrap();
+            let file = |name: &str| &files.iter().find(|(p, _)| p == name).unwrap_or_else(|| panic!("no {name}")).1;
+            assert!(file("wit/world.wit").contains("include wasmclaw:agent/agent@0.2.0;"));
+            assert!(file("wit/deps/agent/agent.wit").contains("package wasmclaw:agent@0.2.0;"));
+            // Only the world and its deps: a second package beside world.wit would not parse.
+            assert!(files.iter().filter(|(p, _)| p.starts_with("wit/") && !p.starts_with("wit/deps/")).count() == 1);
+            for dep in ["cli", "clocks", "filesystem", "http", "io", "random", "sockets"] {
+                let path = format!("wit/deps/{dep}/{dep}.wit");
+                match lang {
+                    Lang::Python => assert!(file(&path).contains(&format!("package wasi:{dep}@0.2.12;"))),
+                    _ => assert!(files.iter().all(|(p, _)| *p != path), "{path}"),
+                }
+            }
             assert!(files.iter().all(|(p, _)| !p.starts_with("wasmclaw-sdk/") && p != "Cargo.lock"));
-            assert!(files.iter().any(|(p, text)| p == "gateway.json5" && text.contains("hello.wasm")));
+            assert!(file("gateway.json5").contains("hello.wasm"));
+            assert!(!files.iter().any(|(_, text)| text.contains("{{")), "every placeholder is filled");
         }
     }
 }

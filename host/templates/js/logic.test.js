@@ -1,31 +1,37 @@
 // Unit tests on a fake gateway: `node --test` (no build, no gateway).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { run } from './logic.js';
+import * as agent from './logic.js';
+import { FakeHost } from './wasmclaw-testing.js';
 
-/** A fake gateway: config, session state, and what the agent emitted and logged. */
-function fakeHost(config = {}) {
-  const state = new Map();
-  const seen = { events: [], logs: [] };
-  const host = {
-    emit: (event) => seen.events.push(event),
-    config: (key) => config[key],
-    history: () => [],
-    state: { get: (key) => state.get(key), set: (key, value) => state.set(key, value) },
-    llm: () => { throw { tag: 'unavailable', val: 'no model in unit tests' }; },
-    log: (level, message) => seen.logs.push([level, message]),
-  };
-  return { host, seen, state };
-}
+test('shouts with the configured suffix and counts turns', async () => {
+  const host = new FakeHost({ config: { suffix: '!!!' } });
+  assert.equal((await host.run(agent, 'hello')).text(), 'HELLO!!!');
+  const run = await host.run(agent, 'again');
+  assert.equal(run.text(), 'AGAIN!!!');
+  assert.equal(new TextDecoder().decode(host.state.get('turns')), '2');
+  assert.deepEqual(run.logs.at(-1), ['info', 'turn 2 of this session']);
+});
 
-const request = (text) => ({ messages: [{ role: 'user', content: text, toolCalls: [] }], tools: [], params: '{}' });
+test('asks the model with the system prompt and the history', async () => {
+  const host = new FakeHost({ config: { systemPrompt: 'Be brief.' } }).llmReply('Paris.').llmReply('Rome.');
+  assert.equal((await host.run(agent, 'ask: Capital of France?')).text(), 'Paris.');
+  const run = await host.run(agent, 'ask: And of Italy?');
+  assert.equal(run.text(), 'Rome.');
+  const sent = run.llmRequests[0].messages;
+  assert.deepEqual(sent.map((m) => m.role), ['system', 'user', 'assistant', 'user']);
+  assert.deepEqual(sent.at(-1).content, [{ tag: 'text', val: 'And of Italy?' }]);
+});
 
-test('shouts with the configured suffix and counts turns', () => {
-  const { host, seen, state } = fakeHost({ suffix: '!!!' });
-  run(request('hello'), host);
-  run(request('again'), host);
-  const text = seen.events.filter((e) => e.tag === 'text').map((e) => e.val).join('');
-  assert.equal(text, 'HELLO!!!AGAIN!!!');
-  assert.equal(new TextDecoder().decode(state.get('turns')), '2');
-  assert.deepEqual(seen.logs.at(-1), ['info', 'turn 2 of this session']);
+test('fetches through the gateway, which adds the credential and denies what it does not allow', async () => {
+  const url = 'https://api.example.com/today';
+  const host = new FakeHost()
+    .httpCredential('https://api.example.com', 'Authorization', 'Bearer k-1')
+    .httpResponse('GET', url, 200, 'sunny, your key was Bearer k-1');
+  const run = await host.run(agent, `fetch: ${url}`);
+  assert.equal(run.text(), '200 sunny, your key was [REDACTED]');
+  assert.deepEqual(run.httpRequests[0].headers, [['authorization', 'Bearer k-1']]);
+  assert.deepEqual(run.httpRequests[0].injected, ['authorization']);
+  const denied = await new FakeHost().run(agent, 'fetch: https://elsewhere.example/');
+  assert.match(denied.text(), /^cannot fetch https:\/\/elsewhere\.example\/: the gateway does not allow this URL/);
 });

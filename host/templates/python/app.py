@@ -1,5 +1,11 @@
 """{{name}}: an agent for the wasmclaw gateway, in Python (componentize-py).
 
+- `ask: QUESTION` asks the agent's model (`llm`, with `config.systemPrompt`
+  and the session's history) and streams its answer;
+- `fetch: URL` GETs the URL through the gateway (`fetch.py`, `wasi:http`:
+  only what the agent's `http.allow` names) and quotes the answer;
+- anything else is repeated, louder, with the configured suffix.
+
 `python -m unittest test_app` runs test_app.py natively against a fake gateway
 (wasmclaw_testing.py); `componentize-py -d wit -w agent componentize app -o
 {{name}}.wasm` builds the component. README.md has the whole loop.
@@ -10,19 +16,35 @@ import traceback
 
 import wit_world
 from componentize_py_types import Err
-from wit_world.imports import config, log, output, session
-from wit_world.imports.types import AgentError_Failed, AgentInfo, Event_Text, Role, RunRequest
+from wit_world.imports import config, llm, log, output, session
+from wit_world.imports.wasmclaw_agent_types import (
+    AgentError_Failed,
+    AgentError_Unavailable,
+    AgentInfo,
+    ContentPart_Text,
+    Event_Text,
+    Message,
+    Role,
+    RunRequest,
+)
+
+import fetch
+
+#: How much of a fetched body the answer quotes.
+MAX_QUOTE = 500
 
 
 class WitWorld(wit_world.WitWorld):
     """The component's exports: `info` and `run`."""
 
     def info(self) -> AgentInfo:
-        return AgentInfo(name="{{name}}", version="0.1.0", description="Repeats the last message, louder")
+        return AgentInfo(
+            name="{{name}}", version="0.1.0", description="Shouts back, asks the model (ask:) or fetches a URL (fetch:)"
+        )
 
     def run(self, req: RunRequest) -> None:
         try:
-            shout(req)
+            answer(req)
         except Err:
             raise  # an agent error: the client gets its status and message
         except Exception as e:
@@ -33,7 +55,40 @@ class WitWorld(wit_world.WitWorld):
             raise
 
 
-def shout(req: RunRequest) -> None:
+def answer(req: RunRequest) -> None:
+    last = next((m for m in reversed(req.messages) if m.role == Role.USER), None)
+    text = text_of(last) if last else ""
+    if text.startswith("ask:"):
+        ask(text[len("ask:"):].strip(), req.params)
+    elif text.startswith("fetch:"):
+        url = text[len("fetch:"):].strip()
+        try:
+            status, body = fetch.get(url)
+            say(f"{status} {body.decode('utf-8', errors='replace')[:MAX_QUOTE]}")
+        except fetch.FetchError as e:
+            say(f"cannot fetch {url}: {e}")
+    else:
+        shout(text)
+
+
+def ask(question: str, params: str) -> None:
+    """Stream the model's answer to `question`, with the system prompt and the session's history."""
+    system = config.get("systemPrompt")
+    messages = ([message(Role.SYSTEM, system)] if system else []) + session.history() + [message(Role.USER, question)]
+    request = llm.CompletionRequest(messages=messages, tools=[], params=params, model=None)
+    try:
+        with llm.complete(request) as completion:
+            while (event := completion.next()) is not None:
+                emit(event)
+    except Err as e:
+        if isinstance(e.value, llm.LlmError_RateLimited | llm.LlmError_Unavailable | llm.LlmError_Timeout
+                      | llm.LlmError_Unauthorized | llm.LlmError_BadRequest):
+            # The gateway tells the client what the provider did (429, 502, 504 …).
+            raise Err(AgentError_Unavailable(f"the model failed: {e.value}"))
+        raise
+
+
+def shout(text: str) -> None:
     # Settings from the gateway config (`agents.entries.<id>.config`, or `--set suffix=…`).
     suffix = config.get("suffix") or "!"
     # State kept per session, saved only when the run succeeds.
@@ -44,14 +99,26 @@ def shout(req: RunRequest) -> None:
     except Err as e:
         raise Err(AgentError_Failed(f"cannot keep the turn count: {e.value}"))
     log.write(log.Level.INFO, f"turn {turns} of this session")
-    text = next((m.content for m in reversed(req.messages) if m.role == Role.USER), "")
     say(text.upper())
     say(suffix)
 
 
+def text_of(m: Message) -> str:
+    """A message's text parts, joined (images, audio and files left out)."""
+    return "\n".join(part.value for part in m.content if isinstance(part, ContentPart_Text))
+
+
+def message(role: Role, text: str) -> Message:
+    return Message(role=role, content=[ContentPart_Text(text)], name=None, tool_call_id=None, tool_calls=[])
+
+
 def say(text: str) -> None:
+    emit(Event_Text(text))
+
+
+def emit(event) -> None:
     """Stream a piece of the reply; stop quietly once the client is gone."""
     try:
-        output.emit(Event_Text(text))
+        output.emit(event)
     except Err as e:
         raise Err(AgentError_Failed(f"output closed: {e.value}"))

@@ -1,18 +1,38 @@
-"""A fake wasmclaw gateway for unit tests, in plain Python.
+"""A fake wasmclaw gateway for unit tests, in plain Python (contract 0.2).
 
 The bindings componentize-py generates (`componentize-py -d wit -w agent
 bindings .`) declare the gateway's functions; FakeHost.run replaces them for
 the duration of one run with fakes that serve config values, session history
-and state, and scripted model answers, and that record what the agent emitted
-and logged. Like the gateway, a host keeps its session: a run that succeeds
-adds its turn to the history and keeps its state writes; a failed one does not.
+and state, scripted model answers and scripted HTTP answers (to `fetch.get`),
+and that record what the agent emitted, logged, asked the model and sent out.
+Like the gateway, a host keeps its session: a run that succeeds adds its turn
+to the history and keeps its state writes; a failed one does not.
 """
 
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from unittest import mock
 
 from componentize_py_types import Err
-from wit_world.imports import config, llm, log, output, session, types
+from wit_world.imports import config, llm, log, output, session, tool_activity
+from wit_world.imports import wasmclaw_agent_types as types
+from wit_world.imports.wasi_http_types import ErrorCode_HttpRequestDenied
+
+try:
+    import fetch  # the project's wasi:http client, if it has one
+except ImportError:
+    fetch = None
+
+
+@dataclass
+class FakeRequest:
+    """One outbound request, as the fake gateway passed it on."""
+
+    method: str
+    url: str
+    headers: list  # (name, value), the agent's then the injected ones
+    injected: list  # names of the headers the gateway's credentials added
+    status: int | None  # None: denied
 
 
 class FakeRun:
@@ -22,6 +42,8 @@ class FakeRun:
         self.events = []  # every event emitted, in order
         self.logs = []  # (log.Level, message)
         self.llm_requests = []  # every llm.CompletionRequest
+        self.http_requests = []  # every FakeRequest
+        self.tool_reports = []  # ("called", ToolCall) or ("returned", call_id, output, is_error)
         self.error = None  # the AgentError the run failed with, if any
         self.panic = None  # what the agent reported with log.panicked
 
@@ -48,6 +70,17 @@ class _Completion:
         return None
 
 
+def message(role, text: str) -> types.Message:
+    """A message with one text part."""
+    content = [types.ContentPart_Text(text)] if text else []
+    return types.Message(role=role, content=content, name=None, tool_call_id=None, tool_calls=[])
+
+
+def _under(prefix: str, url: str) -> bool:
+    rest = url[len(prefix):] if url.startswith(prefix) else None
+    return rest is not None and (rest == "" or prefix.endswith("/") or rest[0] in "/?#")
+
+
 class FakeHost:
     """A fake gateway for one agent's session."""
 
@@ -56,6 +89,8 @@ class FakeHost:
         self.history = list(history or [])
         self.state = dict(state or {})
         self.llm_answers = []  # lists of events, or an Err to fail `complete`
+        self.http_answers = {}  # (METHOD, url) -> [(status, body)], in order; the last repeats
+        self.credentials = []  # (url prefix, header, value)
 
     def llm_reply(self, text: str) -> "FakeHost":
         """Script the model's next answer: `text` in one piece."""
@@ -67,17 +102,28 @@ class FakeHost:
         self.llm_answers.append(Err(error))
         return self
 
-    def request(self, message: str) -> types.RunRequest:
+    def http_response(self, method: str, url: str, status: int, body: bytes | str) -> "FakeHost":
+        """Answer `method url` (exactly) with `status` and `body`. Anything not scripted is denied."""
+        body = body.encode() if isinstance(body, str) else body
+        self.http_answers.setdefault((method.upper(), url), []).append((status, body))
+        return self
+
+    def http_credential(self, url_match: str, header: str, value: str) -> "FakeHost":
+        """The gateway adds `header: value` to requests under `url_match` (`http.credentials`);
+        answers never show the value to the agent."""
+        self.credentials.append((url_match, header.lower(), value))
+        return self
+
+    def request(self, text: str) -> types.RunRequest:
         """The request a client sending one user message would produce."""
-        user = types.Message(role=types.Role.USER, content=message, name=None, tool_call_id=None, tool_calls=[])
         return types.RunRequest(
             run_id="test-run", agent_id="test", session_key="agent:test:unit",
-            messages=[user], tools=[], user=None, params="{}",
+            messages=[message(types.Role.USER, text)], tools=[], user=None, params="{}",
         )
 
-    def run(self, world, message: str) -> FakeRun:
+    def run(self, world, text: str) -> FakeRun:
         """Run `world` (your WitWorld) on one user message."""
-        return self.run_request(world, self.request(message))
+        return self.run_request(world, self.request(text))
 
     def run_request(self, world, req: types.RunRequest) -> FakeRun:
         run, state = FakeRun(), dict(self.state)
@@ -91,6 +137,18 @@ class FakeHost:
                 raise answer
             return _Completion(answer)
 
+        def get(url, headers=()):
+            headers = list(headers)
+            secrets = [(h, v) for prefix, h, v in self.credentials if _under(prefix, url)]
+            answers = self.http_answers.get(("GET", url))
+            status, body = (answers.pop(0) if len(answers) > 1 else answers[0]) if answers else (None, b"")
+            run.http_requests.append(FakeRequest("GET", url, headers + secrets, [h for h, _ in secrets], status))
+            if status is None:
+                raise fetch.FetchError(ErrorCode_HttpRequestDenied())
+            for _, value in secrets:
+                body = body.replace(value.encode(), b"[REDACTED]")
+            return status, body
+
         fakes = [
             (config, "get", self.config.get),
             (session, "history", lambda: list(self.history)),
@@ -98,10 +156,14 @@ class FakeHost:
             (session, "set", state.__setitem__),
             (session, "delete", lambda key: state.pop(key, None)),
             (output, "emit", run.events.append),
-            (log, "write", lambda level, message: run.logs.append((level, message))),
-            (log, "panicked", lambda message: setattr(run, "panic", message)),
+            (log, "write", lambda level, text: run.logs.append((level, text))),
+            (log, "panicked", lambda text: setattr(run, "panic", text)),
             (llm, "complete", complete),
+            (tool_activity, "called", lambda call: run.tool_reports.append(("called", call))),
+            (tool_activity, "returned", lambda *result: run.tool_reports.append(("returned", *result))),
         ]
+        if fetch is not None:
+            fakes.append((fetch, "get", get))
         with ExitStack() as stack:
             for module, name, fake in fakes:
                 stack.enter_context(mock.patch.object(module, name, fake))
@@ -110,7 +172,7 @@ class FakeHost:
             except Err as e:
                 run.error = e.value
         if run.error is None:
-            reply = types.Message(role=types.Role.ASSISTANT, content=run.text(), name=None, tool_call_id=None, tool_calls=[])
-            self.history += [m for m in req.messages if m.role != types.Role.SYSTEM] + [reply]
+            turn = [m for m in req.messages if m.role != types.Role.SYSTEM]
+            self.history += turn + [message(types.Role.ASSISTANT, run.text())]
             self.state = state
         return run

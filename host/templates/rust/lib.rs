@@ -21,8 +21,8 @@ impl Agent for {{type_name}} {
         session::set_json("turns", &turns)?;
         log::info!("turn {turns} of this session");
         let text = req.last_user_text().unwrap_or_default().to_uppercase();
-        out.text(&text)?;
-        out.text(&suffix)?;
+        out.text(text)?;
+        out.text(suffix)?;
         Ok(())
     }
 }

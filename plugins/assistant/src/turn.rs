@@ -15,7 +15,8 @@
 
 use std::collections::BTreeMap;
 
-use wasmclaw_sdk::{AgentError, Event, FinishReason, Message, Output, ToolCall, ToolCallDelta, ToolSpec, llm, tools};
+use wasmclaw_sdk::llm::{self, CompletionRequest, ToolCallAssembly};
+use wasmclaw_sdk::{AgentError, Event, FinishReason, Message, Output, ToolCall, ToolCallDelta, ToolSpec, tools};
 
 use crate::servers::ServerTools;
 
@@ -36,7 +37,7 @@ pub struct Turn {
 struct Answer {
     text: String,
     /// Server tool calls by the model's index, assembled from their pieces.
-    server_calls: BTreeMap<u32, ToolCall>,
+    server_calls: ToolCallAssembly,
     /// The model's index → the index the client sees, for its own tools.
     client_index: BTreeMap<u32, u32>,
     saw_usage: bool,
@@ -51,11 +52,9 @@ impl Turn {
         let mut rounds = 0;
         let mut saw_usage = false;
         loop {
-            let request = llm::CompletionRequest {
-                messages: self.messages.clone(),
-                tools: tools.clone(),
+            let request = CompletionRequest {
                 params: self.params.clone(),
-                model: None,
+                ..CompletionRequest::new(self.messages.clone()).with_tools(tools.clone())
             };
             let answer = self.stream(&request, out)?;
             saw_usage |= answer.saw_usage;
@@ -63,8 +62,8 @@ impl Turn {
                 return finish(out, saw_usage, answer.finish);
             }
             if rounds == self.max_rounds {
-                let names: Vec<&str> = answer.server_calls.values().map(|c| c.name.as_str()).collect();
-                out.text(&format!(
+                let names: Vec<&str> = answer.server_calls.calls().map(|c| c.name.as_str()).collect();
+                out.text(format!(
                     "\n\n[Stopped: the model asked for more tool calls ({}) after {rounds} rounds, the limit set by \
                      maxToolRounds.]",
                     names.join(", ")
@@ -72,7 +71,7 @@ impl Turn {
                 return finish(out, saw_usage, Some(FinishReason::Length));
             }
             rounds += 1;
-            let calls: Vec<ToolCall> = answer.server_calls.into_values().collect();
+            let calls: Vec<ToolCall> = answer.server_calls.into_calls();
             self.messages.push(Message { tool_calls: calls.clone(), ..Message::assistant(answer.text) });
             for call in &calls {
                 let result = tools::run(call, || self.servers.call(call));
@@ -86,15 +85,15 @@ impl Turn {
     }
 
     /// Stream one completion: text and the client's calls go out as they come.
-    fn stream(&self, request: &llm::CompletionRequest, out: &Output) -> Result<Answer, AgentError> {
+    fn stream(&self, request: &CompletionRequest, out: &Output) -> Result<Answer, AgentError> {
         let mut answer = Answer::default();
         for event in llm::stream(request)? {
             match event? {
                 Event::Text(t) => {
                     answer.text.push_str(&t);
-                    out.text(&t)?;
+                    out.text(t)?;
                 }
-                Event::Reasoning(t) => out.reasoning(&t)?,
+                Event::Reasoning(t) => out.reasoning(t)?,
                 Event::ToolCall(delta) => self.tool_call(delta, &mut answer, out)?,
                 // Reported once at the end, summed over the turn's completions.
                 Event::Usage(_) => answer.saw_usage = true,
@@ -106,19 +105,11 @@ impl Turn {
 
     /// Route a tool call piece: the first piece's name says whose tool it is.
     fn tool_call(&self, delta: ToolCallDelta, answer: &mut Answer, out: &Output) -> Result<(), AgentError> {
-        if let Some(call) = answer.server_calls.get_mut(&delta.index) {
-            call.arguments.push_str(&delta.arguments);
-            return Ok(());
-        }
         let known = answer.client_index.get(&delta.index).copied();
-        let server = known.is_none() && delta.name.as_deref().is_some_and(|n| self.servers.offers(n));
+        let server = answer.server_calls.get(delta.index).is_some()
+            || known.is_none() && delta.name.as_deref().is_some_and(|n| self.servers.offers(n));
         if server {
-            let call = ToolCall {
-                id: delta.id.unwrap_or_default(),
-                name: delta.name.unwrap_or_default(),
-                arguments: delta.arguments,
-            };
-            answer.server_calls.insert(delta.index, call);
+            answer.server_calls.push(&delta);
             return Ok(());
         }
         let next = answer.client_index.len() as u32;

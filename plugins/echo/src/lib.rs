@@ -19,7 +19,7 @@ impl Agent for Echo {
         let text = req.last_user_message().map(echo).unwrap_or_default();
         let earlier = session::user_turns();
         if earlier > 0 {
-            out.text(&format!("[turn {}] ", earlier + 1))?;
+            out.text(format!("[turn {}] ", earlier + 1))?;
         }
         for piece in words(&text) {
             out.text(piece)?;
