@@ -94,7 +94,7 @@ pub fn agent(name: &str, lang: Lang, dir: Option<&Path>) -> anyhow::Result<()> {
     let cd = dir.display();
     let next = match lang {
         Lang::Rust => format!(
-            "  cd {cd}\n  cargo test\n  cargo build --target wasm32-wasip2 --release\n  wasmclaw dev {}",
+            "  cd {cd}\n  cargo test\n  wasmclaw dev   # builds, serves {}, rebuilds on every save",
             component(name, lang)
         ),
         Lang::Python | Lang::Js => format!("  cd {cd}   # then follow README.md"),
