@@ -37,6 +37,7 @@ mod pg_tls;
 mod providers;
 mod registry;
 mod responses;
+mod responses_items;
 mod secrets;
 mod sessions;
 mod shutdown;
