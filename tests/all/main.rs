@@ -14,6 +14,7 @@ mod cli;
 mod cluster;
 mod cluster_auth;
 mod cluster_registry;
+mod codex;
 mod config;
 mod connections;
 mod content_parts;

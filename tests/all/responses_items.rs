@@ -33,16 +33,16 @@ fn principals_config(url: &str) -> String {
     )
 }
 
-const ALICE: &str = "alice-secret-1";
+pub(crate) const ALICE: &str = "alice-secret-1";
 const BOB: &str = "bob-secret-2";
 
-fn start(url: &str) -> TestGateway {
+pub(crate) fn start(url: &str) -> TestGateway {
     let env = [("OPENCLAW_GATEWAY_TOKEN", TOKEN), ("ALICE_TOKEN", ALICE), ("BOB_TOKEN", BOB)];
     TestGateway::start_with(&principals_config(url), &env).unwrap_or_else(|log| panic!("gateway failed:\n{log}"))
 }
 
 /// `(role, text)` of each message the provider was sent, system prompt left out.
-fn dialogue(body: &Value) -> Vec<(String, String)> {
+pub(crate) fn dialogue(body: &Value) -> Vec<(String, String)> {
     let messages = body["messages"].as_array().unwrap_or_else(|| panic!("no messages: {body}"));
     messages
         .iter()
@@ -196,13 +196,13 @@ fn the_python_sdk_pages_input_items() {
 /// A chat-completions provider that answers each request with the next
 /// scripted assistant message (text and tool calls together, which the mock
 /// provider does not script), streamed when asked.
-struct ScriptedProvider {
-    url: String,
-    requests: Arc<Mutex<Vec<Value>>>,
+pub(crate) struct ScriptedProvider {
+    pub url: String,
+    pub requests: Arc<Mutex<Vec<Value>>>,
 }
 
 impl ScriptedProvider {
-    fn start(replies: Vec<Value>) -> Self {
+    pub fn start(replies: Vec<Value>) -> Self {
         use axum::routing::post;
         let script = Arc::new(Mutex::new(VecDeque::from(replies)));
         let requests = Arc::new(Mutex::new(Vec::new()));
