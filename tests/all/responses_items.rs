@@ -110,6 +110,8 @@ fn codex_tools() -> Value {
         ]},
         {"type": "web_search", "external_web_access": false},
         {"type": "custom", "name": "apply_patch", "description": "Patches files", "format": {"type": "text"}},
+        // A name is the client's text: it must not forge a log line.
+        {"type": "custom", "name": "x\nINFO forged: left out tools"},
     ])
 }
 

@@ -66,7 +66,8 @@ pub async fn create(
     if !translated.left_out.is_empty() {
         tracing::info!(
             agent = %agent,
-            left_out = %translated.left_out.join(", "),
+            // Debug-quoted: tool names are the client's text.
+            left_out = ?translated.left_out,
             "responses: left out tools this gateway does not serve (hosted tools); the agent sees only function tools"
         );
     }
@@ -92,7 +93,7 @@ pub async fn create(
         agent: agent.to_string(),
         session_key: handle.session.key.clone(),
         id: meta.id.clone(),
-        input: items::kept(request.input.as_ref(), &meta.id).to_string(),
+        input: if request.keep() { items::kept(request.input.as_ref(), &meta.id).to_string() } else { String::new() },
     };
     let mut response = if request.streaming() {
         let wire = stream::ResponsesWire { encoder: Encoder::new(meta, true), keeper };
