@@ -18,7 +18,7 @@ use crate::pg;
 use crate::support::*;
 
 /// Echo as `main`, both OpenAI endpoints on.
-fn echo_config() -> String {
+pub fn echo_config() -> String {
     r#"{
   gateway: { http: { endpoints: { chatCompletions: { enabled: true }, responses: { enabled: true } } } },
   agents: { entries: { main: { plugin: "echo" } } },
@@ -60,19 +60,19 @@ fn sse_events(raw: &str) -> Vec<(String, Value)> {
         .collect()
 }
 
-fn post(gw: &TestGateway, token: &str, body: Value) -> reqwest::RequestBuilder {
+pub fn post(gw: &TestGateway, token: &str, body: Value) -> reqwest::RequestBuilder {
     reqwest::Client::new().post(gw.url("/v1/responses")).bearer_auth(token).json(&body)
 }
 
 /// Status and JSON body of a request.
-async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
+pub async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
     let res = request.send().await.unwrap();
     let status = res.status().as_u16();
     (status, res.json().await.unwrap())
 }
 
 /// The text of a `response` object's message items.
-fn output_text(response: &Value) -> String {
+pub fn output_text(response: &Value) -> String {
     let items = response["output"].as_array().unwrap_or_else(|| panic!("no output: {response}"));
     items
         .iter()
@@ -201,7 +201,8 @@ async fn a_response_is_its_owners_alone_and_errors_name_the_field() {
 
     // Bad input: 400 naming the Responses field.
     for (input, param) in [
-        (json!([{"type": "item_reference", "id": "x"}]), "input[0].type"),
+        (json!([{"type": "item_reference", "id": "x"}]), "input[0].id"),
+        (json!([{"type": "computer_call_output", "call_id": "x"}]), "input[0].type"),
         (json!([]), "input"),
         (json!([{"role": "user", "content": "x"}, {"type": "function_call_output"}]), "input[1].call_id"),
     ] {

@@ -57,6 +57,9 @@ pub const POSTGRES: &[&str] = &[
     // to the main secret. A previous version's inserts get that default too.
     "ALTER TABLE sessions ADD COLUMN owner TEXT NOT NULL DEFAULT 'operator';
      CREATE INDEX sessions_by_owner ON sessions (owner, updated_at);",
+    // 5: stored responses keep their input items (`/v1/responses/{id}/input_items`);
+    // rows from before have none.
+    "ALTER TABLE responses ADD COLUMN input TEXT NOT NULL DEFAULT '[]';",
 ];
 
 /// Advisory lock key (two-int form, so it cannot meet a lane's bigint key)

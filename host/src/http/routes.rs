@@ -87,6 +87,7 @@ fn table(gw: &Gateway) -> Vec<Route> {
         rows.push(row("/v1/responses", Method::POST, Needs(Write), post(responses::create)));
         rows.push(row("/v1/responses/{id}", Method::GET, Needs(Read), get(responses::retrieve)));
         rows.push(row("/v1/responses/{id}", Method::DELETE, Needs(Write), delete(responses::delete)));
+        rows.push(row("/v1/responses/{id}/input_items", Method::GET, Needs(Read), get(responses::input_items)));
     }
     rows
 }

@@ -22,6 +22,9 @@ pub struct StoredResponse {
     pub session_key: String,
     /// The response object as JSON text, exactly as the client received it.
     pub body: String,
+    /// The input items it answered (references resolved, each with an `id`),
+    /// as a JSON array; `[]` for rows stored before input was kept.
+    pub input: String,
     /// Milliseconds since the Unix epoch.
     pub created_at: u64,
 }
@@ -37,12 +40,16 @@ pub(super) const SQLITE_MIGRATION: &str = "CREATE TABLE responses (
      );
      CREATE INDEX responses_by_session ON responses (session_key);";
 
-const COLUMNS: &str = "id, owner, agent_id, session_key, body, created_at";
+/// The SQLite step that keeps each response's input items (`input_items`).
+pub(super) const SQLITE_INPUT_MIGRATION: &str = "ALTER TABLE responses ADD COLUMN input TEXT NOT NULL DEFAULT '[]';";
+
+const COLUMNS: &str = "id, owner, agent_id, session_key, body, created_at, input";
 
 pub(super) fn sqlite_put(conn: &Connection, r: &StoredResponse) -> rusqlite::Result<()> {
     conn.execute(
-        "INSERT INTO responses (id, owner, agent_id, session_key, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![r.id, r.owner, r.agent, r.session_key, r.body, r.created_at as i64],
+        "INSERT INTO responses (id, owner, agent_id, session_key, body, created_at, input) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![r.id, r.owner, r.agent, r.session_key, r.body, r.created_at as i64, r.input],
     )?;
     Ok(())
 }
@@ -56,6 +63,7 @@ pub(super) fn sqlite_get(conn: &Connection, id: &str) -> rusqlite::Result<Option
             session_key: r.get(3)?,
             body: r.get(4)?,
             created_at: r.get::<_, i64>(5)? as u64,
+            input: r.get(6)?,
         })
     })
     .optional()
@@ -74,8 +82,9 @@ pub(super) async fn postgres_put(pg: &Postgres, r: &StoredResponse) -> Result<()
     let created_at = r.created_at as i64;
     client
         .execute(
-            "INSERT INTO responses (id, owner, agent_id, session_key, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&r.id, &r.owner, &r.agent, &r.session_key, &r.body, &created_at],
+            "INSERT INTO responses (id, owner, agent_id, session_key, body, created_at, input) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[&r.id, &r.owner, &r.agent, &r.session_key, &r.body, &created_at, &r.input],
         )
         .await
         .map_err(pg_error)?;
@@ -93,6 +102,7 @@ pub(super) async fn postgres_get(pg: &Postgres, id: &str) -> Result<Option<Store
         session_key: r.get(3),
         body: r.get(4),
         created_at: r.get::<_, i64>(5) as u64,
+        input: r.get(6),
     }))
 }
 
@@ -115,6 +125,7 @@ mod tests {
             session_key: session.into(),
             body: format!(r#"{{"id":"{id}"}}"#),
             created_at: 1,
+            input: r#"[{"type":"message","id":"msg_1","role":"user","content":[]}]"#.into(),
         }
     }
 

@@ -66,6 +66,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE sessions ADD COLUMN owner TEXT NOT NULL DEFAULT 'operator';
      CREATE INDEX sessions_by_owner ON sessions (owner, updated_at);
      CREATE INDEX sessions_by_activity ON sessions (updated_at, key);",
+    // 5: stored responses keep their input items (`/v1/responses/{id}/input_items`).
+    super::responses::SQLITE_INPUT_MIGRATION,
 ];
 
 /// SQLite-backed [`SessionStore`].

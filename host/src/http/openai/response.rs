@@ -197,9 +197,10 @@ impl ChunkEncoder {
 }
 
 impl Encoder for ChunkEncoder {
-    /// The first chunk: the assistant role with empty content.
+    /// The first chunk: the assistant role only. No `content: ""`: a reply
+    /// that only calls tools would read as an empty text part (the AI SDK's).
     fn start(&self) -> Option<String> {
-        Some(self.delta(Delta { role: Some("assistant"), content: Some(""), tool_calls: None }))
+        Some(self.delta(Delta { role: Some("assistant"), content: None, tool_calls: None }))
     }
 
     /// Chunks for one event (none for usage/finish, which arrive at the end).
@@ -235,5 +236,41 @@ impl Encoder for ChunkEncoder {
         if self.include_usage {
             out.push(self.chunk(&[], Some(self.usage.into())));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::chat::ToolCallDelta as CallEvent;
+
+    fn chunks(events: &[Event]) -> Vec<Value> {
+        let mut encoder = ChunkEncoder::new(Completion::new("openclaw".into()), false);
+        let mut out: Vec<String> = encoder.start().into_iter().collect();
+        for event in events {
+            encoder.event(event, &mut out);
+        }
+        encoder.finish(&mut out);
+        out.iter().map(|c| serde_json::from_str(c).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_reply_that_only_calls_tools_never_carries_content() {
+        let call = CallEvent { index: 0, id: Some("call_1".into()), name: Some("f".into()), arguments: "{}".into() };
+        let chunks = chunks(&[Event::ToolCall(call), Event::Finish(FinishReason::ToolCalls)]);
+        assert_eq!(chunks[0]["choices"][0]["delta"], json!({"role": "assistant"}), "the first chunk is the role only");
+        for chunk in &chunks {
+            assert!(chunk["choices"][0]["delta"].get("content").is_none(), "no content in {chunk}");
+        }
+        assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "tool_calls");
+    }
+
+    #[test]
+    fn text_appears_only_as_the_agent_writes_it() {
+        let chunks = chunks(&[Event::Text(String::new()), Event::Text("hi".into())]);
+        let contents: Vec<&Value> = chunks.iter().filter_map(|c| c["choices"][0]["delta"].get("content")).collect();
+        assert_eq!(contents, [&json!("hi")]);
     }
 }

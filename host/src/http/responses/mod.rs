@@ -13,9 +13,13 @@
 //! Stored responses belong to the principal that created them: for anyone
 //! else an id does not exist (404).
 
+mod items;
 mod object;
 mod request;
 mod stream;
+mod tools;
+
+pub use items::list as input_items;
 
 use std::sync::Arc;
 
@@ -34,7 +38,7 @@ use crate::gateway::Gateway;
 use crate::runs::RunInput;
 use crate::sessions::{self, SessionKey, StoredResponse, access};
 use object::{Encoder, Meta};
-use request::ResponsesRequest;
+use request::{Input, ResponsesRequest};
 
 /// `POST /v1/responses`. Auth has already passed (router middleware).
 pub async fn create(
@@ -44,7 +48,10 @@ pub async fn create(
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = super::chat::read_request(&gw, &headers, body).await?;
-    let request = ResponsesRequest::parse(&bytes)?;
+    let mut request = ResponsesRequest::parse(&bytes)?;
+    if let Some(Input::Items(items)) = &mut request.input {
+        items::resolve_references(&gw, &caller, items).await?;
+    }
     let agent = resolve_agent(&gw, &headers, request.model.as_deref())?;
     let explicit_session = header_text(&headers, SESSION_HEADER)?;
     let session = match &request.previous_response_id {
@@ -56,6 +63,15 @@ pub async fn create(
         None => sessions::resolve(&agent, explicit_session, request.user.as_deref(), caller.name())?,
     };
     let translated = request.translate()?;
+    if !translated.left_out.is_empty() {
+        tracing::info!(
+            agent = %agent,
+            // Debug-quoted: tool names are the client's text.
+            left_out = ?translated.left_out,
+            "responses: left out tools this gateway does not serve (hosted tools); the agent sees only function tools"
+        );
+    }
+    let namespaced = translated.namespaced;
     let input = RunInput {
         caller: caller.clone(),
         agent: agent.clone(),
@@ -69,13 +85,15 @@ pub async fn create(
     let mut handle = gw.agents.start(input)?;
     let session_key = HeaderValue::from_str(&handle.session.key).map_err(|e| ApiError::internal(e.to_string()))?;
     let model = request.model.clone().unwrap_or_else(|| "openclaw".into());
-    let meta = Meta::new(model, request.previous_response_id.clone(), request.keep(), echo(&request));
+    let mut meta = Meta::new(model, request.previous_response_id.clone(), request.keep(), echo(&request));
+    meta.namespaced = namespaced;
     let keeper = Keeper {
         gw: (request.keep() && handle.session.persistent).then(|| gw.clone()),
         owner: caller.name().to_string(),
         agent: agent.to_string(),
         session_key: handle.session.key.clone(),
         id: meta.id.clone(),
+        input: if request.keep() { items::kept(request.input.as_ref(), &meta.id).to_string() } else { String::new() },
     };
     let mut response = if request.streaming() {
         let wire = stream::ResponsesWire { encoder: Encoder::new(meta, true), keeper };
@@ -189,6 +207,8 @@ pub struct Keeper {
     agent: String,
     session_key: String,
     id: String,
+    /// The input items as `input_items` lists them (JSON array).
+    input: String,
 }
 
 impl Keeper {
@@ -202,6 +222,7 @@ impl Keeper {
             session_key: self.session_key.clone(),
             body: response.to_string(),
             created_at: sessions::now_ms(),
+            input: self.input.clone(),
         };
         gw.agents.sessions().put_response(stored).await?;
         Ok(())

@@ -5,6 +5,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use super::tools::Namespaced;
 use crate::chat::{Event, FinishReason, ToolCallDelta, Usage};
 use crate::http::error::ApiError;
 
@@ -18,18 +19,36 @@ pub struct Meta {
     pub store: bool,
     /// Request fields the object repeats (`instructions`, `tools`, `temperature`, …).
     pub echo: Map<String, Value>,
+    /// Namespaced tools by flat name: their calls go out as `namespace` + `name`.
+    pub namespaced: Namespaced,
 }
 
 impl Meta {
     /// A new `resp_…` id for `model` (echoed as the client sent it).
     pub fn new(model: String, previous_response_id: Option<String>, store: bool, echo: Map<String, Value>) -> Self {
         let created_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        Self { id: new_id("resp"), created_at, model, previous_response_id, store, echo }
+        let id = new_id("resp");
+        Self { id, created_at, model, previous_response_id, store, echo, namespaced: Namespaced::default() }
+    }
+
+    /// The id of output item `index`: `{prefix}_{response}_{index}`, so that an
+    /// `item_reference` finds its response by primary key ([`response_of`]).
+    fn item_id(&self, prefix: &str, index: usize) -> String {
+        let response = self.id.strip_prefix("resp_").unwrap_or(&self.id);
+        format!("{prefix}_{response}_{index}")
     }
 }
 
 fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The `resp_…` id an output item id was made under, if it is one of ours.
+pub fn response_of(item_id: &str) -> Option<String> {
+    let (_, rest) = item_id.split_once('_')?;
+    let (response, index) = rest.rsplit_once('_')?;
+    let ours = response.len() == 32 && response.bytes().all(|b| b.is_ascii_hexdigit()) && index.parse::<u32>().is_ok();
+    ours.then(|| format!("resp_{response}"))
 }
 
 /// One output item as it grows.
@@ -40,16 +59,22 @@ enum Item {
 }
 
 impl Item {
-    fn json(&self) -> Value {
+    fn json(&self, namespaced: &Namespaced) -> Value {
         match self {
             Item::Message { id, text, done } => {
                 let content = if *done { json!([output_text(text)]) } else { json!([]) };
                 json!({"type": "message", "id": id, "status": status(*done), "role": "assistant", "content": content})
             }
-            Item::Call { id, call_id, name, arguments, done } => json!({
-                "type": "function_call", "id": id, "call_id": call_id, "name": name,
-                "arguments": arguments, "status": status(*done),
-            }),
+            Item::Call { id, call_id, name, arguments, done } => {
+                let mut item = json!({
+                    "type": "function_call", "id": id, "call_id": call_id, "name": name,
+                    "arguments": arguments, "status": status(*done),
+                });
+                if let Some((namespace, name)) = namespaced.split(name) {
+                    (item["name"], item["namespace"]) = (json!(name), json!(namespace));
+                }
+                item
+            }
         }
     }
 }
@@ -171,12 +196,10 @@ impl Encoder {
 
     fn open_message_item(&mut self) -> usize {
         let index = self.items.len();
-        let item = Item::Message { id: new_id("msg"), text: String::new(), done: false };
-        let id = match &item {
-            Item::Message { id, .. } => id.clone(),
-            Item::Call { .. } => unreachable!(),
-        };
-        self.emit("response.output_item.added", json!({"output_index": index, "item": item.json()}));
+        let id = self.meta.item_id("msg", index);
+        let item = Item::Message { id: id.clone(), text: String::new(), done: false };
+        let json = item.json(&self.meta.namespaced);
+        self.emit("response.output_item.added", json!({"output_index": index, "item": json}));
         self.items.push(item);
         let part = json!({"type": "output_text", "text": "", "annotations": []});
         self.emit(
@@ -200,7 +223,7 @@ impl Encoder {
         let mut part = at;
         part["part"] = json!({"type": "output_text", "text": text, "annotations": []});
         self.emit("response.content_part.done", part);
-        let item = self.items[index].json();
+        let item = self.items[index].json(&self.meta.namespaced);
         self.emit("response.output_item.done", json!({"output_index": index, "item": item}));
     }
 
@@ -212,8 +235,10 @@ impl Encoder {
                 let index = self.items.len();
                 let call_id = delta.id.clone().unwrap_or_else(|| new_id("call"));
                 let name = delta.name.clone().unwrap_or_default();
-                let item = Item::Call { id: new_id("fc"), call_id, name, arguments: String::new(), done: false };
-                self.emit("response.output_item.added", json!({"output_index": index, "item": item.json()}));
+                let id = self.meta.item_id("fc", index);
+                let item = Item::Call { id, call_id, name, arguments: String::new(), done: false };
+                let json = item.json(&self.meta.namespaced);
+                self.emit("response.output_item.added", json!({"output_index": index, "item": json}));
                 self.items.push(item);
                 self.calls.push((delta.index, index));
                 index
@@ -246,9 +271,10 @@ impl Encoder {
                 continue;
             }
             *done = true;
+            let name = self.meta.namespaced.split(name).map_or(name.as_str(), |(_, inner)| inner);
             let payload = json!({"item_id": id, "output_index": index, "name": name, "arguments": arguments});
             self.emit("response.function_call_arguments.done", payload);
-            let item = self.items[index].json();
+            let item = self.items[index].json(&self.meta.namespaced);
             self.emit("response.output_item.done", json!({"output_index": index, "item": item}));
         }
         let status = if self.finish == Some(FinishReason::Length) { "incomplete" } else { "completed" };
@@ -270,8 +296,11 @@ impl Encoder {
 
     /// The `response` object in its current state.
     fn object(&self, status: &str, error: Option<&ApiError>) -> Value {
-        let output: Vec<Value> =
-            if status == "in_progress" { Vec::new() } else { self.items.iter().map(Item::json).collect() };
+        let output: Vec<Value> = if status == "in_progress" {
+            Vec::new()
+        } else {
+            self.items.iter().map(|i| i.json(&self.meta.namespaced)).collect()
+        };
         let usage = self.usage.unwrap_or_default();
         let usage = (status != "in_progress").then(|| {
             json!({
@@ -368,5 +397,33 @@ mod tests {
         assert_eq!(response["status"], "incomplete");
         assert_eq!(response["output"][0]["content"][0]["text"], "");
         assert!(encoder.take().is_empty(), "no events unless streaming");
+    }
+
+    #[test]
+    fn a_namespaced_call_goes_out_with_its_namespace_and_item_ids_name_their_response() {
+        let declared = super::super::tools::chat_tools(&[serde_json::json!({
+            "type": "namespace", "name": "multi_agent_v1", "tools": [{"type": "function", "name": "spawn_agent"}],
+        })])
+        .unwrap();
+        let mut meta = meta();
+        meta.namespaced = declared.namespaced;
+        let mut encoder = Encoder::new(meta.clone(), true);
+        encoder.event(&Event::Text("Spawning.".into()));
+        encoder.event(&Event::ToolCall(ToolCallDelta {
+            index: 0,
+            id: Some("c1".into()),
+            name: Some("multi_agent_v1__spawn_agent".into()),
+            arguments: "{}".into(),
+        }));
+        let response = encoder.finish();
+        let call = &response["output"][1];
+        assert_eq!((call["name"].as_str(), call["namespace"].as_str()), (Some("spawn_agent"), Some("multi_agent_v1")));
+        let done = encoder.take().into_iter().find(|(k, _)| *k == "response.function_call_arguments.done").unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&done.1).unwrap()["name"], "spawn_agent");
+        for item in response["output"].as_array().unwrap() {
+            assert_eq!(response_of(item["id"].as_str().unwrap()).as_deref(), Some(meta.id.as_str()), "{item}");
+        }
+        assert_eq!(response_of("msg_abc"), None);
+        assert_eq!(response_of(&meta.id), None, "a response id is not an item id");
     }
 }

@@ -11,6 +11,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::tools::{self, Namespaced};
 use crate::chat::{Message, ToolSpec};
 use crate::http::error::ApiError;
 use crate::http::openai::ChatRequest;
@@ -56,6 +57,10 @@ pub struct Translated {
     pub messages: Vec<Message>,
     pub tools: Vec<ToolSpec>,
     pub params: Value,
+    /// The flat names of namespaced function tools, to name their calls back.
+    pub namespaced: Namespaced,
+    /// Hosted tools left out of what reaches the agent (`web_search`, …).
+    pub left_out: Vec<String>,
 }
 
 impl ResponsesRequest {
@@ -98,11 +103,11 @@ impl ResponsesRequest {
         let (messages, origins) = self.chat_messages()?;
         let mut chat = Map::new();
         chat.insert("messages".into(), Value::Array(messages));
-        if let Some(tools) = &self.tools {
-            let tools = tools.iter().enumerate().map(|(i, t)| chat_tool(i, t)).collect::<Result<Vec<_>, _>>()?;
-            chat.insert("tools".into(), Value::Array(tools));
+        let tools = tools::chat_tools(self.tools.as_deref().unwrap_or_default())?;
+        if self.tools.is_some() {
+            chat.insert("tools".into(), Value::Array(tools.tools));
         }
-        self.chat_params(&mut chat);
+        self.chat_params(&mut chat)?;
         let body = serde_json::to_vec(&Value::Object(chat)).map_err(|e| ApiError::internal(e.to_string()))?;
         let rename = |e: ApiError| ApiError { param: e.param.map(|p| responses_param(&p, &origins)), ..e };
         let request = ChatRequest::parse(&body).map_err(rename)?;
@@ -110,6 +115,8 @@ impl ResponsesRequest {
             messages: request.agent_messages().map_err(rename)?,
             tools: request.agent_tools().map_err(rename)?,
             params: request.params().map_err(rename)?,
+            namespaced: tools.namespaced,
+            left_out: tools.left_out,
         })
     }
 
@@ -145,7 +152,7 @@ impl ResponsesRequest {
     }
 
     /// Responses parameters under their chat names; unknown fields as sent.
-    fn chat_params(&self, chat: &mut Map<String, Value>) {
+    fn chat_params(&self, chat: &mut Map<String, Value>) -> Result<(), ApiError> {
         let mut put = |key: &str, value: Option<Value>| {
             if let Some(v) = value.filter(|v| !v.is_null()) {
                 chat.insert(key.into(), v);
@@ -157,7 +164,7 @@ impl ResponsesRequest {
         put("max_completion_tokens", self.max_output_tokens.map(Value::from));
         put("parallel_tool_calls", self.parallel_tool_calls.map(Value::from));
         put("metadata", self.metadata.clone());
-        put("tool_choice", self.tool_choice.as_ref().map(chat_tool_choice));
+        put("tool_choice", self.tool_choice.as_ref().map(tools::chat_tool_choice).transpose()?);
         put("response_format", self.text.as_ref().and_then(chat_response_format));
         put("reasoning_effort", self.reasoning.as_ref().and_then(|r| r.get("effort")).cloned());
         for (key, value) in &self.rest {
@@ -165,6 +172,7 @@ impl ResponsesRequest {
                 put(key, Some(value.clone()));
             }
         }
+        Ok(())
     }
 }
 
@@ -191,9 +199,14 @@ fn chat_message(item: &Value, path: &str, last: Option<&mut Value>) -> Result<Op
                     .and_then(Value::as_str)
                     .ok_or_else(|| bad(format!("A function_call item needs `{name}`"), &format!("{path}.{name}")))
             };
+            // A call of a namespaced tool goes to the agent under the flat name it was declared by.
+            let name = match item.get("namespace").and_then(Value::as_str) {
+                Some(namespace) => Namespaced::flat(namespace, field("name")?),
+                None => field("name")?.to_string(),
+            };
             let call = json!({
                 "id": field("call_id")?, "type": "function",
-                "function": {"name": field("name")?, "arguments": field("arguments")?},
+                "function": {"name": name, "arguments": field("arguments")?},
             });
             // Parallel calls, and a call after the text that came with it, are one assistant message.
             if let Some(last) = last.filter(|m| m["role"] == "assistant") {
@@ -275,34 +288,6 @@ fn chat_part(part: &Value, path: &str) -> Result<Value, ApiError> {
         // Unknown parts go to the parser as they are: it decides, and says which.
         _ => part.clone(),
     })
-}
-
-/// A flat Responses function tool in the chat shape; other tool types are
-/// refused by the chat parser, which names them.
-fn chat_tool(index: usize, tool: &Value) -> Result<Value, ApiError> {
-    if tool.get("type").and_then(Value::as_str) != Some("function") {
-        let kind = tool.get("type").cloned().unwrap_or(Value::Null);
-        return Err(ApiError::invalid_request(
-            format!("Unsupported tool type {kind}; only \"function\" tools are supported"),
-            Some(format!("tools[{index}].type")),
-        ));
-    }
-    let mut function = Map::new();
-    for key in ["name", "description", "parameters", "strict"] {
-        if let Some(v) = tool.get(key).filter(|v| !v.is_null()) {
-            function.insert(key.into(), v.clone());
-        }
-    }
-    Ok(json!({"type": "function", "function": function}))
-}
-
-/// `{"type":"function","name":…}` becomes `{"type":"function","function":{"name":…}}`;
-/// `auto`, `none` and `required` are the same in both APIs.
-fn chat_tool_choice(choice: &Value) -> Value {
-    match (choice.get("type").and_then(Value::as_str), choice.get("name")) {
-        (Some("function"), Some(name)) => json!({"type": "function", "function": {"name": name}}),
-        _ => choice.clone(),
-    }
 }
 
 /// `text.format` as chat's `response_format`; plain text needs none.
@@ -388,6 +373,32 @@ mod tests {
     }
 
     #[test]
+    fn codex_default_tools_reach_the_agent_as_functions_only() {
+        let t = translate(json!({
+            "input": [
+                {"type": "function_call", "call_id": "c1", "name": "spawn_agent", "namespace": "multi_agent_v1", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+            ],
+            "tools": [
+                {"type": "web_search"},
+                {"type": "namespace", "name": "multi_agent_v1", "description": "", "tools": [
+                    {"type": "function", "name": "spawn_agent", "parameters": {"type": "object"}},
+                ]},
+            ],
+            "tool_choice": "auto",
+        }))
+        .unwrap();
+        let names: Vec<&str> = t.tools.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["multi_agent_v1__spawn_agent"]);
+        assert_eq!(t.left_out, ["web_search"]);
+        assert_eq!(t.messages[0].tool_calls[0].name, "multi_agent_v1__spawn_agent", "history uses the flat name too");
+        assert_eq!(t.namespaced.split("multi_agent_v1__spawn_agent"), Some(("multi_agent_v1", "spawn_agent")));
+        let forced =
+            translate(json!({"input": "x", "tools": [{"type": "web_search"}], "tool_choice": {"type": "web_search"}}));
+        assert_eq!(forced.err().unwrap().param.as_deref(), Some("tool_choice"));
+    }
+
+    #[test]
     fn image_and_file_parts_take_the_chat_completions_shape() {
         let image = json!({"type": "input_image", "image_url": "data:image/png;base64,AAAA", "detail": "low"});
         assert_eq!(
@@ -414,8 +425,8 @@ mod tests {
         assert_eq!((err.status.as_u16(), err.param.as_deref()), (400, Some("temperature")), "{}", err.message);
         let err = translate(json!({"input": []})).err().unwrap();
         assert_eq!(err.param.as_deref(), Some("input"));
-        let err = translate(json!({"input": "x", "tools": [{"type": "web_search"}]})).err().unwrap();
-        assert_eq!(err.param.as_deref(), Some("tools[0].type"));
+        let err = translate(json!({"input": "x", "tools": [{"type": "function"}]})).err().unwrap();
+        assert_eq!(err.param.as_deref(), Some("tools[0].name"), "{}", err.message);
         assert_eq!(
             responses_param("messages[1].content[0]", &["instructions".into(), "input[4]".into()]),
             "input[4].content[0]"
