@@ -17,6 +17,7 @@ mod cluster_registry;
 mod config;
 mod connections;
 mod content_parts;
+mod conversations;
 mod db;
 mod guest_log;
 mod hardening;

@@ -57,6 +57,8 @@ pub const POSTGRES: &[&str] = &[
     // to the main secret. A previous version's inserts get that default too.
     "ALTER TABLE sessions ADD COLUMN owner TEXT NOT NULL DEFAULT 'operator';
      CREATE INDEX sessions_by_owner ON sessions (owner, updated_at);",
+    // 5: conversations (`/v1/conversations`) and their items (sessions/conversations.rs).
+    crate::sessions::CONVERSATIONS_POSTGRES,
 ];
 
 /// Advisory lock key (two-int form, so it cannot meet a lane's bigint key)

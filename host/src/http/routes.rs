@@ -14,7 +14,7 @@ use axum::response::Response;
 use axum::routing::{MethodRouter, delete, get, post, put};
 
 use super::error::ApiError;
-use super::{admin, chat, completions, health, models, responses, sessions, ui};
+use super::{admin, chat, completions, conversations, health, models, responses, sessions, ui};
 use crate::auth::{Principal, Scope};
 use crate::config::MetricsAccess;
 use crate::gateway::Gateway;
@@ -87,6 +87,14 @@ fn table(gw: &Gateway) -> Vec<Route> {
         rows.push(row("/v1/responses", Method::POST, Needs(Write), post(responses::create)));
         rows.push(row("/v1/responses/{id}", Method::GET, Needs(Read), get(responses::retrieve)));
         rows.push(row("/v1/responses/{id}", Method::DELETE, Needs(Write), delete(responses::delete)));
+        // Conversations: a session its owner keeps (http/conversations.rs).
+        let conversation = "/v1/conversations/{id}";
+        rows.push(row("/v1/conversations", Method::POST, Needs(Write), post(conversations::create)));
+        rows.push(row(conversation, Method::GET, Needs(Read), get(conversations::retrieve)));
+        rows.push(row(conversation, Method::POST, Needs(Write), post(conversations::update)));
+        rows.push(row(conversation, Method::DELETE, Needs(Write), delete(conversations::delete)));
+        rows.push(row("/v1/conversations/{id}/items", Method::GET, Needs(Read), get(conversations::list_items)));
+        rows.push(row("/v1/conversations/{id}/items", Method::POST, Needs(Write), post(conversations::add_items)));
     }
     rows
 }

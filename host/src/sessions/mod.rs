@@ -4,6 +4,7 @@
 //! is the one rule for who may read, run in or delete a session.
 
 pub mod access;
+mod conversations;
 mod key;
 mod lanes;
 mod page;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 pub use access::{Access, MAIN_SECRET_OWNER, Visible};
 pub use key::{InvalidSessionKey, MAX_KEY_BYTES, SessionKey, main_key, resolve};
 pub use page::{Cursor, DEFAULT_PAGE, InvalidPage, MAX_PAGE, SessionPage, SessionQuery, parse as parse_page};
+pub use conversations::{Conversation, ConversationItem, ItemPage, ItemQuery, POSTGRES_MIGRATION as CONVERSATIONS_POSTGRES};
 pub use responses::StoredResponse;
 pub use store::{
     MAX_STATE_KEY_BYTES, MAX_STATE_TOTAL_BYTES, MAX_STATE_VALUE_BYTES, SessionData, SessionOwner, SessionStore,

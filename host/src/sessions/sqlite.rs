@@ -10,6 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::lanes::{LaneTicket, Lanes};
 use super::page::{SessionPage, SessionQuery};
+use super::conversations::{self, Conversation, ConversationItem, ItemPage, ItemQuery};
 use super::responses::{self, StoredResponse};
 use super::store::{
     SessionData, SessionOwner, SessionStore, SessionSummary, StateChanges, StoreError, StoreFuture, StoredMessage,
@@ -66,6 +67,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE sessions ADD COLUMN owner TEXT NOT NULL DEFAULT 'operator';
      CREATE INDEX sessions_by_owner ON sessions (owner, updated_at);
      CREATE INDEX sessions_by_activity ON sessions (updated_at, key);",
+    // 5: conversations (`/v1/conversations`) and their items.
+    super::conversations::SQLITE_MIGRATION,
 ];
 
 /// SQLite-backed [`SessionStore`].
@@ -181,6 +184,34 @@ impl SessionStore for SqliteStore {
     fn delete_response(&self, id: &str) -> StoreFuture<bool> {
         let id = id.to_string();
         self.blocking(move |db| db.with(|conn| responses::sqlite_delete(conn, &id)))
+    }
+
+    fn create_conversation(&self, conversation: Conversation, items: Vec<ConversationItem>) -> StoreFuture<()> {
+        self.blocking(move |db| db.with(|conn| conversations::sqlite_create(conn, &conversation, &items)))
+    }
+
+    fn conversation(&self, id: &str) -> StoreFuture<Option<Conversation>> {
+        let id = id.to_string();
+        self.blocking(move |db| db.with(|conn| conversations::sqlite_get(conn, &id)))
+    }
+
+    fn update_conversation(&self, conversation: Conversation) -> StoreFuture<bool> {
+        self.blocking(move |db| db.with(|conn| conversations::sqlite_update(conn, &conversation)))
+    }
+
+    fn delete_conversation(&self, id: &str) -> StoreFuture<bool> {
+        let id = id.to_string();
+        self.blocking(move |db| db.with(|conn| conversations::sqlite_delete(conn, &id)))
+    }
+
+    fn add_conversation_items(&self, id: &str, settle: Vec<String>, items: Vec<ConversationItem>) -> StoreFuture<()> {
+        let id = id.to_string();
+        self.blocking(move |db| db.with(|conn| conversations::sqlite_add_items(conn, &id, &settle, &items)))
+    }
+
+    fn conversation_items(&self, id: &str, query: ItemQuery) -> StoreFuture<ItemPage> {
+        let id = id.to_string();
+        self.blocking(move |db| db.with(|conn| conversations::sqlite_items(conn, &id, &query)))
     }
 }
 

@@ -13,6 +13,7 @@
 //! Stored responses belong to the principal that created them: for anyone
 //! else an id does not exist (404).
 
+mod conversation;
 mod object;
 mod request;
 mod stream;
@@ -33,6 +34,8 @@ use crate::chat::AgentId;
 use crate::gateway::Gateway;
 use crate::runs::RunInput;
 use crate::sessions::{self, SessionKey, StoredResponse, access};
+pub use conversation::check_input;
+use conversation::ConversationTurn;
 use object::{Encoder, Meta};
 use request::ResponsesRequest;
 
@@ -44,16 +47,19 @@ pub async fn create(
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = super::chat::read_request(&gw, &headers, body).await?;
-    let request = ResponsesRequest::parse(&bytes)?;
+    let mut request = ResponsesRequest::parse(&bytes)?;
     let agent = resolve_agent(&gw, &headers, request.model.as_deref())?;
     let explicit_session = header_text(&headers, SESSION_HEADER)?;
-    let session = match &request.previous_response_id {
-        Some(id) => continued_session(&gw, &caller, &agent, id, explicit_session).await?,
-        None if explicit_session.is_none() && request.user.as_deref().is_none_or(str::is_empty) && request.keep() => {
+    let joined = conversation::join(&gw, &caller, &agent, &mut request, explicit_session).await?;
+    let (joined_session, conversation) = joined.unzip();
+    let session = match (joined_session, &request.previous_response_id) {
+        (Some(session), _) => session,
+        (None, Some(id)) => continued_session(&gw, &caller, &agent, id, explicit_session).await?,
+        (None, None) if explicit_session.is_none() && request.user.as_deref().is_none_or(str::is_empty) && request.keep() => {
             // Kept so that a later `previous_response_id` has a conversation to continue.
             SessionKey { key: format!("agent:{agent}:openai-response:{}", uuid::Uuid::new_v4()), persistent: true }
         }
-        None => sessions::resolve(&agent, explicit_session, request.user.as_deref(), caller.name())?,
+        (None, None) => sessions::resolve(&agent, explicit_session, request.user.as_deref(), caller.name())?,
     };
     let translated = request.translate()?;
     let input = RunInput {
@@ -69,9 +75,15 @@ pub async fn create(
     let mut handle = gw.agents.start(input)?;
     let session_key = HeaderValue::from_str(&handle.session.key).map_err(|e| ApiError::internal(e.to_string()))?;
     let model = request.model.clone().unwrap_or_else(|| "openclaw".into());
-    let meta = Meta::new(model, request.previous_response_id.clone(), request.keep(), echo(&request));
+    let mut echoed = echo(&request);
+    if let Some(turn) = &conversation {
+        echoed.insert("conversation".into(), json!({"id": turn.id}));
+    }
+    let meta = Meta::new(model, request.previous_response_id.clone(), request.keep(), echoed);
     let keeper = Keeper {
-        gw: (request.keep() && handle.session.persistent).then(|| gw.clone()),
+        gw: gw.clone(),
+        store: request.keep() && handle.session.persistent,
+        conversation,
         owner: caller.name().to_string(),
         agent: agent.to_string(),
         session_key: handle.session.key.clone(),
@@ -180,11 +192,15 @@ fn echo(request: &ResponsesRequest) -> Map<String, Value> {
     echo
 }
 
-/// Keeps a finished response when the client asked for `store` (written after
-/// the turn has committed, so its session exists).
+/// Keeps a finished response when the client asked for `store`, and adds
+/// it to its conversation (written after the turn has committed, so its
+/// session exists).
 pub struct Keeper {
-    /// `None` when nothing is kept.
-    gw: Option<Arc<Gateway>>,
+    gw: Arc<Gateway>,
+    /// Keep the response object.
+    store: bool,
+    /// The conversation it ran in.
+    conversation: Option<ConversationTurn>,
     owner: String,
     agent: String,
     session_key: String,
@@ -194,7 +210,12 @@ pub struct Keeper {
 impl Keeper {
     /// Store `response` (a finished object) if asked to.
     pub async fn keep(&self, response: &Value) -> Result<(), ApiError> {
-        let Some(gw) = &self.gw else { return Ok(()) };
+        if let Some(turn) = &self.conversation {
+            turn.record(&self.gw, response).await?;
+        }
+        if !self.store {
+            return Ok(());
+        }
         let stored = StoredResponse {
             id: self.id.clone(),
             owner: self.owner.clone(),
@@ -203,7 +224,7 @@ impl Keeper {
             body: response.to_string(),
             created_at: sessions::now_ms(),
         };
-        gw.agents.sessions().put_response(stored).await?;
+        self.gw.agents.sessions().put_response(stored).await?;
         Ok(())
     }
 }
