@@ -145,9 +145,13 @@ async fn a_conversation_in_postgres_goes_on_from_another_instance() {
     let run = |input: &str| json!({"model": "openclaw", "input": input, "conversation": id});
     let (_, first) = send(post(&two, TOKEN, "/v1/responses", run("on two"))).await;
     assert_eq!(output_text(&first), "on two", "{first}");
-    let (_, added) =
-        send(post(&one, TOKEN, &format!("/v1/conversations/{id}/items"), json!({"items": [{"role": "user", "content": "more"}]})))
-            .await;
+    let (_, added) = send(post(
+        &one,
+        TOKEN,
+        &format!("/v1/conversations/{id}/items"),
+        json!({"items": [{"role": "user", "content": "more"}]}),
+    ))
+    .await;
     assert_eq!(added["data"].as_array().map(Vec::len), Some(1), "{added}");
     let (_, second) = send(post(&one, TOKEN, "/v1/responses", run("back on one"))).await;
     assert_eq!(output_text(&second), "[turn 3] back on one", "{second}");
@@ -158,7 +162,8 @@ async fn a_conversation_in_postgres_goes_on_from_another_instance() {
     assert_eq!((page["data"].as_array().unwrap().len(), &page["has_more"]), (4, &json!(true)), "{page}");
     let after = page["last_id"].as_str().unwrap();
     let (_, rest) = send(get(&one, TOKEN, &format!("/v1/conversations/{id}/items?limit=10&after={after}"))).await;
-    let texts: Vec<&str> = rest["data"].as_array().unwrap().iter().map(|i| i["content"][0]["text"].as_str().unwrap()).collect();
+    let texts: Vec<&str> =
+        rest["data"].as_array().unwrap().iter().map(|i| i["content"][0]["text"].as_str().unwrap()).collect();
     assert_eq!(texts, ["more", "on two", "on two", "hello"], "newest first: {rest}");
     assert_eq!(rest["has_more"], json!(false));
 }

@@ -216,7 +216,8 @@ fn stored_item(item: Value) -> Value {
     if kind == "message"
         && let Some(Value::String(text)) = item.get("content")
     {
-        let part = if item.get("role").and_then(Value::as_str) == Some("assistant") { "output_text" } else { "input_text" };
+        let part =
+            if item.get("role").and_then(Value::as_str) == Some("assistant") { "output_text" } else { "input_text" };
         let content = json!([{"type": part, "text": text}]);
         item.insert("content".into(), content);
     }

@@ -122,7 +122,11 @@ fn list_sql(descending: bool, placeholder: fn(usize) -> String, truth: &str) -> 
     )
 }
 
-pub(super) fn sqlite_create(conn: &mut Connection, c: &Conversation, items: &[ConversationItem]) -> rusqlite::Result<()> {
+pub(super) fn sqlite_create(
+    conn: &mut Connection,
+    c: &Conversation,
+    items: &[ConversationItem],
+) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     tx.execute(
         &format!("INSERT INTO conversations ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
@@ -268,9 +272,12 @@ pub(super) async fn postgres_add_items(
     let mut client = pg.client().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
     for item in settle {
-        tx.execute("UPDATE conversation_items SET pending = FALSE WHERE conversation_id = $1 AND id = $2", &[&id, item])
-            .await
-            .map_err(pg_error)?;
+        tx.execute(
+            "UPDATE conversation_items SET pending = FALSE WHERE conversation_id = $1 AND id = $2",
+            &[&id, item],
+        )
+        .await
+        .map_err(pg_error)?;
     }
     pg_insert_items(&tx, id, items).await?;
     tx.commit().await.map_err(pg_error)
@@ -316,7 +323,10 @@ mod tests {
         };
         store.create_conversation(conv.clone(), vec![item("a", true), item("b", true)]).await.unwrap();
         assert_eq!(store.conversation("conv_a").await.unwrap(), Some(conv.clone()));
-        store.add_conversation_items("conv_a", vec!["a".into()], vec![item("c", false), item("d", false)]).await.unwrap();
+        store
+            .add_conversation_items("conv_a", vec!["a".into()], vec![item("c", false), item("d", false)])
+            .await
+            .unwrap();
         store.add_conversation_items("conv_a", vec![], vec![item("e", true)]).await.unwrap();
 
         let all = store.conversation_items("conv_a", query(None, false, 10, false)).await.unwrap();

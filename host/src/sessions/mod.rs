@@ -18,9 +18,11 @@ mod store;
 use std::sync::Arc;
 
 pub use access::{Access, MAIN_SECRET_OWNER, Visible};
+pub use conversations::{
+    Conversation, ConversationItem, ItemPage, ItemQuery, POSTGRES_MIGRATION as CONVERSATIONS_POSTGRES,
+};
 pub use key::{InvalidSessionKey, MAX_KEY_BYTES, SessionKey, main_key, resolve};
 pub use page::{Cursor, DEFAULT_PAGE, InvalidPage, MAX_PAGE, SessionPage, SessionQuery, parse as parse_page};
-pub use conversations::{Conversation, ConversationItem, ItemPage, ItemQuery, POSTGRES_MIGRATION as CONVERSATIONS_POSTGRES};
 pub use responses::StoredResponse;
 pub use store::{
     MAX_STATE_KEY_BYTES, MAX_STATE_TOTAL_BYTES, MAX_STATE_VALUE_BYTES, SessionData, SessionOwner, SessionStore,

@@ -7,9 +7,9 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use super::conversations::{self, Conversation, ConversationItem, ItemPage, ItemQuery};
 use super::lanes::{LaneTicket, Lanes};
 use super::page::{SessionPage, SessionQuery};
-use super::conversations::{self, Conversation, ConversationItem, ItemPage, ItemQuery};
 use super::responses::{self, StoredResponse};
 use super::store::{
     SessionData, SessionOwner, SessionStore, SessionSummary, StateChanges, StoreError, StoreFuture, StoredMessage,

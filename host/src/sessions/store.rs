@@ -7,8 +7,8 @@ use std::time::SystemTime;
 
 use futures::future::BoxFuture;
 
-use super::page::{SessionPage, SessionQuery};
 use super::conversations::{Conversation, ConversationItem, ItemPage, ItemQuery};
+use super::page::{SessionPage, SessionQuery};
 use super::responses::StoredResponse;
 use crate::chat::{Message, Role, ToolCall};
 

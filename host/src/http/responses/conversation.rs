@@ -55,7 +55,9 @@ pub async fn join(
     let id = match request.rest.get("conversation") {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::String(id)) => id.clone(),
-        Some(Value::Object(c)) if c.get("id").is_some_and(Value::is_string) => c["id"].as_str().unwrap_or_default().into(),
+        Some(Value::Object(c)) if c.get("id").is_some_and(Value::is_string) => {
+            c["id"].as_str().unwrap_or_default().into()
+        }
         Some(_) => return Err(bad("`conversation` must be an id or an object with `id`".into(), "conversation")),
     };
     if request.previous_response_id.is_some() {
@@ -71,7 +73,10 @@ pub async fn join(
     }
     let key = conversation.session_key.clone().unwrap_or_else(|| format!("agent:{agent}:openai-conversation:{id}"));
     if explicit_session.is_some_and(|k| k != key) {
-        return Err(bad(format!("Conversation {id:?} has its own session; leave out {SESSION_HEADER}"), SESSION_HEADER));
+        return Err(bad(
+            format!("Conversation {id:?} has its own session; leave out {SESSION_HEADER}"),
+            SESSION_HEADER,
+        ));
     }
     let store = gw.agents.sessions();
     if conversation.agent.is_none() {
@@ -85,7 +90,10 @@ pub async fn join(
     let query = ItemQuery { after: None, descending: false, limit: MAX_PENDING, pending_only: true };
     let pending = store.conversation_items(&id, query).await?;
     if pending.has_more {
-        return Err(bad(format!("Conversation {id:?} has more than {MAX_PENDING} items added since its last response"), "conversation"));
+        return Err(bad(
+            format!("Conversation {id:?} has more than {MAX_PENDING} items added since its last response"),
+            "conversation",
+        ));
     }
     let own = match request.input.take() {
         None => Vec::new(),

@@ -34,8 +34,8 @@ use crate::chat::AgentId;
 use crate::gateway::Gateway;
 use crate::runs::RunInput;
 use crate::sessions::{self, SessionKey, StoredResponse, access};
-pub use conversation::check_input;
 use conversation::ConversationTurn;
+pub use conversation::check_input;
 use object::{Encoder, Meta};
 use request::ResponsesRequest;
 
@@ -55,7 +55,9 @@ pub async fn create(
     let session = match (joined_session, &request.previous_response_id) {
         (Some(session), _) => session,
         (None, Some(id)) => continued_session(&gw, &caller, &agent, id, explicit_session).await?,
-        (None, None) if explicit_session.is_none() && request.user.as_deref().is_none_or(str::is_empty) && request.keep() => {
+        (None, None)
+            if explicit_session.is_none() && request.user.as_deref().is_none_or(str::is_empty) && request.keep() =>
+        {
             // Kept so that a later `previous_response_id` has a conversation to continue.
             SessionKey { key: format!("agent:{agent}:openai-response:{}", uuid::Uuid::new_v4()), persistent: true }
         }
