@@ -9,6 +9,7 @@ mod pg;
 mod support;
 
 mod author;
+mod background;
 mod chat_surface;
 mod cli;
 mod cluster;

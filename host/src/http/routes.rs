@@ -87,6 +87,7 @@ fn table(gw: &Gateway) -> Vec<Route> {
         rows.push(row("/v1/responses", Method::POST, Needs(Write), post(responses::create)));
         rows.push(row("/v1/responses/{id}", Method::GET, Needs(Read), get(responses::retrieve)));
         rows.push(row("/v1/responses/{id}", Method::DELETE, Needs(Write), delete(responses::delete)));
+        rows.push(row("/v1/responses/{id}/cancel", Method::POST, Needs(Write), post(responses::cancel)));
         // Conversations: a session its owner keeps (http/conversations.rs).
         let conversation = "/v1/conversations/{id}";
         rows.push(row("/v1/conversations", Method::POST, Needs(Write), post(conversations::create)));

@@ -200,7 +200,8 @@ impl BackgroundRuns {
                 }
             }
         });
-        let mut response = Sse::new(body).keep_alive(KeepAlive::new().interval(keep_alive).text("ping")).into_response();
+        let mut response =
+            Sse::new(body).keep_alive(KeepAlive::new().interval(keep_alive).text("ping")).into_response();
         response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
         Some(Ok(response))
     }
@@ -209,6 +210,7 @@ impl BackgroundRuns {
 /// Drop finished runs kept too long, and the owner's oldest finished ones
 /// over `keep` (the stored objects stay).
 fn forget_finished(runs: &mut HashMap<String, Arc<Run>>, owner: &str, keep: usize) {
+    let keep = keep.max(1);
     runs.retain(|_, r| r.lock().finished.is_none_or(|at| at.elapsed() < KEEP_FINISHED));
     let mut finished: Vec<(Instant, String)> = runs
         .iter()

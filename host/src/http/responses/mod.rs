@@ -13,6 +13,7 @@
 //! Stored responses belong to the principal that created them: for anyone
 //! else an id does not exist (404).
 
+mod background;
 mod conversation;
 mod object;
 mod request;
@@ -22,9 +23,10 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::chat::{MODEL_HEADER, SESSION_HEADER, header_text, resolve_agent};
@@ -34,6 +36,7 @@ use crate::chat::AgentId;
 use crate::gateway::Gateway;
 use crate::runs::RunInput;
 use crate::sessions::{self, SessionKey, StoredResponse, access};
+pub use background::BackgroundRuns;
 use conversation::ConversationTurn;
 pub use conversation::check_input;
 use object::{Encoder, Meta};
@@ -48,6 +51,12 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let bytes = super::chat::read_request(&gw, &headers, body).await?;
     let mut request = ResponsesRequest::parse(&bytes)?;
+    let background = request.rest.get("background").is_some_and(|b| *b == Value::Bool(true));
+    if background && !request.keep() {
+        // As OpenAI: a background response is fetched later, so it must be kept.
+        let message = "A background response must be stored; leave out `store: false`";
+        return Err(ApiError::invalid_request(message, Some("background".into())));
+    }
     let agent = resolve_agent(&gw, &headers, request.model.as_deref())?;
     let explicit_session = header_text(&headers, SESSION_HEADER)?;
     let joined = conversation::join(&gw, &caller, &agent, &mut request, explicit_session).await?;
@@ -81,6 +90,7 @@ pub async fn create(
     if let Some(turn) = &conversation {
         echoed.insert("conversation".into(), json!({"id": turn.id}));
     }
+    echoed.insert("background".into(), Value::Bool(background));
     let meta = Meta::new(model, request.previous_response_id.clone(), request.keep(), echoed);
     let keeper = Keeper {
         gw: gw.clone(),
@@ -91,7 +101,21 @@ pub async fn create(
         session_key: handle.session.key.clone(),
         id: meta.id.clone(),
     };
-    let mut response = if request.streaming() {
+    let mut response = if background {
+        let config = &gw.config.gateway.http.endpoints.responses;
+        let limits = background::Limits {
+            per_principal: config.max_background_per_principal,
+            event_bytes: config.background_event_bytes,
+        };
+        let id = meta.id.clone();
+        let encoder = Encoder::new(meta, true);
+        let object = gw.background.start(limits, &caller, agent.as_str(), encoder, keeper, handle)?;
+        if request.streaming() {
+            gw.background.resume(&caller, &id, None, keep_alive(&gw)).unwrap_or_else(|| Err(not_found(&id, None)))?
+        } else {
+            Json(object).into_response()
+        }
+    } else if request.streaming() {
         let wire = stream::ResponsesWire { encoder: Encoder::new(meta, true), keeper };
         super::chat::respond_streaming(&gw, handle, wire).await?
     } else {
@@ -108,15 +132,60 @@ pub async fn create(
     Ok(response)
 }
 
-/// `GET /v1/responses/{id}`: a stored response, as it was returned.
+/// `?stream=true&starting_after=N` on `GET /v1/responses/{id}` (text, so a
+/// bad value gets the OpenAI error shape).
+#[derive(Debug, Deserialize)]
+pub struct RetrieveQuery {
+    stream: Option<String>,
+    starting_after: Option<String>,
+}
+
+/// `GET /v1/responses/{id}`: a background response as it stands (or its
+/// events again, `stream=true`), else a stored response as it was returned.
 pub async fn retrieve(
     State(gw): State<Arc<Gateway>>,
     Extension(caller): Extension<Principal>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    Query(query): Query<RetrieveQuery>,
+) -> Result<Response, ApiError> {
+    if query.stream.as_deref() == Some("true") {
+        let starting_after = match query.starting_after.as_deref() {
+            None => None,
+            Some(n) => Some(n.parse::<u64>().map_err(|_| {
+                ApiError::invalid_request("`starting_after` must be a sequence number", Some("starting_after".into()))
+            })?),
+        };
+        if let Some(resumed) = gw.background.resume(&caller, &id, starting_after, keep_alive(&gw)) {
+            return resumed;
+        }
+        owned(&gw, &caller, &id, None).await?;
+        let message = "Only a background response can be streamed again, for a while after it started";
+        return Err(ApiError::invalid_request(message, Some("stream".into())));
+    }
+    if let Some(object) = gw.background.object(&caller, &id) {
+        return Ok(Json(object).into_response());
+    }
     let stored = owned(&gw, &caller, &id, None).await?;
-    let body = serde_json::from_str(&stored.body).map_err(|e| ApiError::internal(format!("stored response: {e}")))?;
-    Ok(Json(body))
+    let body: Value =
+        serde_json::from_str(&stored.body).map_err(|e| ApiError::internal(format!("stored response: {e}")))?;
+    Ok(Json(body).into_response())
+}
+
+/// `POST /v1/responses/{id}/cancel`: stop a background response.
+pub async fn cancel(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(object) = gw.background.cancel(&caller, &id) {
+        return Ok(Json(object));
+    }
+    owned(&gw, &caller, &id, None).await?;
+    Err(ApiError::invalid_request("Only a background response can be cancelled", None))
+}
+
+fn keep_alive(gw: &Gateway) -> std::time::Duration {
+    std::time::Duration::from_millis(gw.config.gateway.http.sse_keep_alive_ms)
 }
 
 /// `DELETE /v1/responses/{id}`: forget a stored response (its session stays).
