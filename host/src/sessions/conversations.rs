@@ -343,8 +343,8 @@ mod tests {
         let bound = Conversation { agent: Some("main".into()), session_key: Some("k".into()), ..conv };
         assert!(store.update_conversation(bound.clone()).await.unwrap());
         assert_eq!(store.conversation("conv_a").await.unwrap(), Some(bound));
-        assert!(store.delete_conversation("conv_a".into()).await.unwrap());
-        assert!(!store.delete_conversation("conv_a".into()).await.unwrap());
+        assert!(store.delete_conversation("conv_a").await.unwrap());
+        assert!(!store.delete_conversation("conv_a").await.unwrap());
         let gone = store.conversation_items("conv_a", query(None, false, 10, false)).await.unwrap();
         assert!(gone.items.is_empty(), "items go with their conversation");
     }
