@@ -1,13 +1,18 @@
 //! `/v1/conversations` (issue 27, item 3): the official `openai` SDK drives
-//! a conversation through the real gateway; a conversation is its owner's
+//! a conversation through the real gateway, and the Agents SDK keeps its
+//! `OpenAIConversationsSession` in one; a conversation is its owner's
 //! alone (another token gets 404, as for an unknown id); a conversation kept
 //! in PostgreSQL goes on from another instance.
+
+use std::path::Path;
+use std::process::Command;
 
 use reqwest::{Client, RequestBuilder};
 use serde_json::{Value, json};
 
 use crate::openai_sdk::run_sdk_script;
 use crate::pg;
+use crate::responses::python_with_agents;
 use crate::support::*;
 
 /// Echo as `main` and `beta`, the Responses endpoint on, and three tokens.
@@ -60,6 +65,20 @@ fn output_text(response: &Value) -> String {
 fn python_sdk_creates_adds_runs_lists_updates_and_deletes() {
     let gw = TestGateway::start(echo_config());
     run_sdk_script(&gw, "conversations_check.py");
+}
+
+#[test]
+fn the_agents_sdk_keeps_its_session_in_a_conversation() {
+    let gw = TestGateway::start(echo_config());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/sdk/agents_conversations_check.py");
+    let out = Command::new(python_with_agents()).arg(script).arg(gw.url("/v1")).arg(TOKEN).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("all checks passed"),
+        "stdout:\n{stdout}\nstderr:\n{}\ngateway log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
 }
 
 #[tokio::test]
