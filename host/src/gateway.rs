@@ -40,8 +40,6 @@ pub struct Gateway {
     pub ws_handshakes: Arc<crate::auth::ClientPlaces>,
     /// When this gateway started serving (for its uptime).
     pub started: std::time::Instant,
-    /// Background responses (`/v1/responses` with `background: true`) of this process.
-    pub background: Arc<crate::http::BackgroundRuns>,
     ready: AtomicBool,
     draining: tokio::sync::watch::Sender<bool>,
     grace_over: tokio::sync::watch::Sender<bool>,
@@ -64,7 +62,6 @@ impl Gateway {
         let gw = Arc::new(Self {
             ws_handshakes,
             started: std::time::Instant::now(),
-            background: Arc::default(),
             lockout,
             shared_lockout,
             config,

@@ -58,7 +58,22 @@ pub const POSTGRES: &[&str] = &[
     "ALTER TABLE sessions ADD COLUMN owner TEXT NOT NULL DEFAULT 'operator';
      CREATE INDEX sessions_by_owner ON sessions (owner, updated_at);",
     // 5: conversations (`/v1/conversations`) and their items (sessions/conversations.rs).
-    crate::sessions::CONVERSATIONS_POSTGRES,
+    "CREATE TABLE conversations (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        agent_id TEXT,
+        session_key TEXT,
+        created_at BIGINT NOT NULL
+     );
+     CREATE TABLE conversation_items (
+        seq BIGSERIAL PRIMARY KEY,
+        conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+        id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        pending BOOLEAN NOT NULL
+     );
+     CREATE INDEX conversation_items_by_conversation ON conversation_items (conversation_id, seq);",
 ];
 
 /// Advisory lock key (two-int form, so it cannot meet a lane's bigint key)

@@ -33,7 +33,6 @@ pub use admin::DIGEST_HEADER;
 pub use chat::{AGENT_HEADER, MODEL_HEADER, SESSION_HEADER};
 use error::ApiError;
 pub use listener::{ConnectionLimits, fd_limit, raise_fd_limit, serve};
-pub use responses::BackgroundRuns;
 pub use sessions::transcript_json;
 
 use crate::auth::Principal;

@@ -86,24 +86,6 @@ pub(super) const SQLITE_MIGRATION: &str = "CREATE TABLE conversations (
      );
      CREATE INDEX conversation_items_by_conversation ON conversation_items (conversation_id, seq);";
 
-/// The PostgreSQL schema step (`db/migrations.rs`).
-pub const POSTGRES_MIGRATION: &str = "CREATE TABLE conversations (
-        id TEXT PRIMARY KEY,
-        owner TEXT NOT NULL,
-        metadata TEXT NOT NULL,
-        agent_id TEXT,
-        session_key TEXT,
-        created_at BIGINT NOT NULL
-     );
-     CREATE TABLE conversation_items (
-        seq BIGSERIAL PRIMARY KEY,
-        conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
-        id TEXT NOT NULL,
-        body TEXT NOT NULL,
-        pending BOOLEAN NOT NULL
-     );
-     CREATE INDEX conversation_items_by_conversation ON conversation_items (conversation_id, seq);";
-
 const COLUMNS: &str = "id, owner, metadata, agent_id, session_key, created_at";
 
 /// The listing query; `$1` conversation, `$2` after, `$3` pending only, `$4` limit.

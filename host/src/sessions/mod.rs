@@ -18,9 +18,7 @@ mod store;
 use std::sync::Arc;
 
 pub use access::{Access, MAIN_SECRET_OWNER, Visible};
-pub use conversations::{
-    Conversation, ConversationItem, ItemPage, ItemQuery, POSTGRES_MIGRATION as CONVERSATIONS_POSTGRES,
-};
+pub use conversations::{Conversation, ConversationItem, ItemPage, ItemQuery};
 pub use key::{InvalidSessionKey, MAX_KEY_BYTES, SessionKey, main_key, resolve};
 pub use page::{Cursor, DEFAULT_PAGE, InvalidPage, MAX_PAGE, SessionPage, SessionQuery, parse as parse_page};
 pub use responses::StoredResponse;

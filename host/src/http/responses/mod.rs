@@ -46,6 +46,7 @@ use request::ResponsesRequest;
 pub async fn create(
     State(gw): State<Arc<Gateway>>,
     Extension(caller): Extension<Principal>,
+    Extension(background_runs): Extension<Arc<BackgroundRuns>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -109,9 +110,9 @@ pub async fn create(
         };
         let id = meta.id.clone();
         let encoder = Encoder::new(meta, true);
-        let object = gw.background.start(limits, &caller, agent.as_str(), encoder, keeper, handle)?;
+        let object = background_runs.start(limits, &caller, agent.as_str(), encoder, keeper, handle)?;
         if request.streaming() {
-            gw.background.resume(&caller, &id, None, keep_alive(&gw)).unwrap_or_else(|| Err(not_found(&id, None)))?
+            background_runs.resume(&caller, &id, None, keep_alive(&gw)).unwrap_or_else(|| Err(not_found(&id, None)))?
         } else {
             Json(object).into_response()
         }
@@ -145,6 +146,7 @@ pub struct RetrieveQuery {
 pub async fn retrieve(
     State(gw): State<Arc<Gateway>>,
     Extension(caller): Extension<Principal>,
+    Extension(background): Extension<Arc<BackgroundRuns>>,
     Path(id): Path<String>,
     Query(query): Query<RetrieveQuery>,
 ) -> Result<Response, ApiError> {
@@ -155,14 +157,14 @@ pub async fn retrieve(
                 ApiError::invalid_request("`starting_after` must be a sequence number", Some("starting_after".into()))
             })?),
         };
-        if let Some(resumed) = gw.background.resume(&caller, &id, starting_after, keep_alive(&gw)) {
+        if let Some(resumed) = background.resume(&caller, &id, starting_after, keep_alive(&gw)) {
             return resumed;
         }
         owned(&gw, &caller, &id, None).await?;
         let message = "Only a background response can be streamed again, for a while after it started";
         return Err(ApiError::invalid_request(message, Some("stream".into())));
     }
-    if let Some(object) = gw.background.object(&caller, &id) {
+    if let Some(object) = background.object(&caller, &id) {
         return Ok(Json(object).into_response());
     }
     let stored = owned(&gw, &caller, &id, None).await?;
@@ -175,9 +177,10 @@ pub async fn retrieve(
 pub async fn cancel(
     State(gw): State<Arc<Gateway>>,
     Extension(caller): Extension<Principal>,
+    Extension(background): Extension<Arc<BackgroundRuns>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    if let Some(object) = gw.background.cancel(&caller, &id) {
+    if let Some(object) = background.cancel(&caller, &id) {
         return Ok(Json(object));
     }
     owned(&gw, &caller, &id, None).await?;
