@@ -8,7 +8,8 @@
 //! `maxBackgroundPerPrincipal` runs in flight per principal (more is a 429),
 //! and as many finished ones, each kept for [`KEEP_FINISHED`]; each run keeps
 //! at most `backgroundEventBytes` of events (the oldest go first, and a
-//! resume before them is refused). The finished object is stored like any
+//! resume before them is refused, and a live reader that falls that far
+//! behind gets an `error` event rather than a silent gap). The finished object is stored like any
 //! other (`store` is required), so it outlives this memory.
 
 use std::collections::{HashMap, VecDeque};
@@ -184,20 +185,23 @@ impl BackgroundRuns {
             )));
         }
         let changes = run.changed.subscribe();
-        let body = futures::stream::unfold((run, changes, next), |(run, mut changes, next)| async move {
+        let body = futures::stream::unfold((run, changes, Some(next)), |(run, mut changes, next)| async move {
+            let next = next?;
             loop {
-                let (event, done) = {
-                    let state = run.lock();
-                    let event = state.events.iter().find(|(seq, ..)| *seq >= next).cloned();
-                    (event, state.finished.is_some())
+                let step = run.lock().after(next);
+                let (kind, data, then) = match step {
+                    Next::Event(seq, kind, data) => (kind, data, Some(seq + 1)),
+                    Next::Gap(first_kept) => ("error", gap_error(next, first_kept), None),
+                    Next::End => return None,
+                    Next::Wait => {
+                        if changes.changed().await.is_err() {
+                            return None;
+                        }
+                        continue;
+                    }
                 };
-                if let Some((seq, kind, data)) = event {
-                    let sse: Result<SseEvent, Infallible> = Ok(SseEvent::default().event(kind).data(data));
-                    return Some((sse, (run, changes, seq + 1)));
-                }
-                if done || changes.changed().await.is_err() {
-                    return None;
-                }
+                let sse: Result<SseEvent, Infallible> = Ok(SseEvent::default().event(kind).data(data));
+                return Some((sse, (run, changes, then)));
             }
         });
         let mut response =
@@ -223,6 +227,44 @@ fn forget_finished(runs: &mut HashMap<String, Arc<Run>>, owner: &str, keep: usiz
             runs.remove(id);
         }
     }
+}
+
+/// What a follower at sequence number `next` gets.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    Event(u64, &'static str, String),
+    /// The events from `next` on went before the follower read them (the byte bound).
+    Gap(u64),
+    /// Nothing yet: wait for a change.
+    Wait,
+    End,
+}
+
+impl State {
+    fn after(&self, next: u64) -> Next {
+        if next < self.first_kept {
+            return Next::Gap(self.first_kept);
+        }
+        if let Some((seq, kind, data)) = self.events.iter().find(|(seq, ..)| *seq >= next) {
+            return Next::Event(*seq, kind, data.clone());
+        }
+        if self.finished.is_some() { Next::End } else { Next::Wait }
+    }
+}
+
+/// The `error` event that ends a stream whose reader fell behind the kept events.
+fn gap_error(next: u64, first_kept: u64) -> String {
+    serde_json::json!({
+        "type": "error",
+        "code": "events_dropped",
+        "message": format!(
+            "This stream fell behind: events {next}..{first_kept} are no longer kept \
+             (gateway.http.endpoints.responses.backgroundEventBytes); fetch the response instead"
+        ),
+        "param": null,
+        "sequence_number": next,
+    })
+    .to_string()
 }
 
 impl Run {
@@ -276,5 +318,31 @@ impl Run {
             state.finished = Some(Instant::now());
         }
         self.changed.send_modify(|n| *n += 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(kept: &[u64], first_kept: u64, finished: bool) -> State {
+        State {
+            object: Value::Null,
+            events: kept.iter().map(|n| (*n, "response.output_text.delta", format!("{{\"n\":{n}}}"))).collect(),
+            bytes: 0,
+            first_kept,
+            finished: finished.then(Instant::now),
+        }
+    }
+
+    #[test]
+    fn a_follower_that_fell_behind_the_kept_events_is_told_so() {
+        let s = state(&[5, 6], 5, false);
+        assert_eq!(s.after(5), Next::Event(5, "response.output_text.delta", r#"{"n":5}"#.into()));
+        assert_eq!(s.after(7), Next::Wait);
+        assert_eq!(state(&[5, 6], 5, true).after(7), Next::End);
+        // Events 2..5 went before this follower read them: not a silent skip to 5.
+        assert_eq!(s.after(2), Next::Gap(5));
+        assert_eq!(state(&[], 9, true).after(3), Next::Gap(9));
     }
 }
