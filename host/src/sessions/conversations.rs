@@ -144,7 +144,7 @@ pub(super) fn sqlite_get(conn: &Connection, id: &str) -> rusqlite::Result<Option
 
 pub(super) fn sqlite_update(conn: &Connection, c: &Conversation) -> rusqlite::Result<bool> {
     let changed = conn.execute(
-        "UPDATE conversations SET metadata = ?2, agent_id = ?3, session_key = ?4 WHERE id = ?1",
+        "UPDATE conversations SET metadata = ?2, agent_id = COALESCE(agent_id, ?3), session_key = COALESCE(session_key, ?4) WHERE id = ?1",
         params![c.id, c.metadata, c.agent, c.session_key],
     )?;
     Ok(changed > 0)
@@ -232,7 +232,7 @@ pub(super) async fn postgres_update(pg: &Postgres, c: &Conversation) -> Result<b
     let client = pg.client().await?;
     let changed = client
         .execute(
-            "UPDATE conversations SET metadata = $2, agent_id = $3, session_key = $4 WHERE id = $1",
+            "UPDATE conversations SET metadata = $2, agent_id = COALESCE(agent_id, $3), session_key = COALESCE(session_key, $4) WHERE id = $1",
             &[&c.id, &c.metadata, &c.agent, &c.session_key],
         )
         .await
@@ -324,7 +324,15 @@ mod tests {
 
         let bound = Conversation { agent: Some("main".into()), session_key: Some("k".into()), ..conv };
         assert!(store.update_conversation(bound.clone()).await.unwrap());
-        assert_eq!(store.conversation("conv_a").await.unwrap(), Some(bound));
+        assert_eq!(store.conversation("conv_a").await.unwrap(), Some(bound.clone()));
+        // A metadata update that loaded the conversation before it was bound
+        // keeps the binding: a conversation's agent and session never change.
+        let stale = Conversation { metadata: r#"{"a":"b"}"#.into(), agent: None, session_key: None, ..bound.clone() };
+        assert!(store.update_conversation(stale.clone()).await.unwrap());
+        let rebound = Conversation { agent: Some("beta".into()), session_key: Some("other".into()), ..stale.clone() };
+        assert!(store.update_conversation(rebound).await.unwrap());
+        let expected = Conversation { metadata: r#"{"a":"b"}"#.into(), ..bound };
+        assert_eq!(store.conversation("conv_a").await.unwrap(), Some(expected));
         assert!(store.delete_conversation("conv_a").await.unwrap());
         assert!(!store.delete_conversation("conv_a").await.unwrap());
         let gone = store.conversation_items("conv_a", query(None, false, 10, false)).await.unwrap();

@@ -118,7 +118,8 @@ pub trait SessionStore: Send + Sync {
     fn create_conversation(&self, conversation: Conversation, items: Vec<ConversationItem>) -> StoreFuture<()>;
     /// A conversation by id, whoever owns it (callers check the owner).
     fn conversation(&self, id: &str) -> StoreFuture<Option<Conversation>>;
-    /// Write a conversation's metadata, agent and session; false if there is none.
+    /// Write a conversation's metadata, and its agent and session if it has none yet
+    /// (they never change once set); false if there is no such conversation.
     fn update_conversation(&self, conversation: Conversation) -> StoreFuture<bool>;
     /// Forget a conversation and its items (not its session); false if there was none.
     fn delete_conversation(&self, id: &str) -> StoreFuture<bool>;
