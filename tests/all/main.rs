@@ -9,6 +9,7 @@ mod pg;
 mod support;
 
 mod author;
+mod background;
 mod chat_surface;
 mod cli;
 mod cluster;
@@ -18,6 +19,7 @@ mod codex;
 mod config;
 mod connections;
 mod content_parts;
+mod conversations;
 mod db;
 mod dev;
 mod guest_log;

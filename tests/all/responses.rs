@@ -320,7 +320,7 @@ async fn a_stream_pings_while_silent_fails_visibly_and_a_hang_up_cancels_the_run
 }
 
 /// `openai-agents` in its own venv (`target/openai-agents-venv`), created on first use.
-fn python_with_agents() -> PathBuf {
+pub fn python_with_agents() -> PathBuf {
     static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     PYTHON
         .get_or_init(|| python_venv("openai-agents-venv", "openai-agents>=0.2,<1", |bin| imports(bin, "agents")))

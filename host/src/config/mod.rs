@@ -494,7 +494,38 @@ pub struct HttpEndpoints {
     pub chat_completions: EndpointToggle,
     /// `/v1/responses` (OpenClaw's key for its OpenResponses endpoint).
     #[serde(default)]
-    pub responses: EndpointToggle,
+    pub responses: ResponsesEndpoint,
+}
+
+/// `gateway.http.endpoints.responses`: the toggle and the bounds of background responses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ResponsesEndpoint {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Background responses one principal may have running at once.
+    #[serde(default = "default_background_per_principal")]
+    pub max_background_per_principal: usize,
+    /// Bytes of SSE events a background response keeps for a resumed stream.
+    #[serde(default = "default_background_event_bytes")]
+    pub background_event_bytes: usize,
+}
+
+impl Default for ResponsesEndpoint {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_background_per_principal: default_background_per_principal(),
+            background_event_bytes: default_background_event_bytes(),
+        }
+    }
+}
+
+fn default_background_per_principal() -> usize {
+    8
+}
+fn default_background_event_bytes() -> usize {
+    4 << 20
 }
 
 /// An endpoint that is off unless enabled.

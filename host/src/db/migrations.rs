@@ -60,6 +60,23 @@ pub const POSTGRES: &[&str] = &[
     // 5: stored responses keep their input items (`/v1/responses/{id}/input_items`);
     // rows from before have none.
     "ALTER TABLE responses ADD COLUMN input TEXT NOT NULL DEFAULT '[]';",
+    // 6: conversations (`/v1/conversations`) and their items (sessions/conversations.rs).
+    "CREATE TABLE conversations (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        agent_id TEXT,
+        session_key TEXT,
+        created_at BIGINT NOT NULL
+     );
+     CREATE TABLE conversation_items (
+        seq BIGSERIAL PRIMARY KEY,
+        conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+        id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        pending BOOLEAN NOT NULL
+     );
+     CREATE INDEX conversation_items_by_conversation ON conversation_items (conversation_id, seq);",
 ];
 
 /// Advisory lock key (two-int form, so it cannot meet a lane's bigint key)

@@ -161,6 +161,22 @@ impl ApiError {
         }
     }
 
+    /// 429: the caller has as many background responses running as it may.
+    pub fn too_many_background(max: usize) -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                Some("too_many_background_responses"),
+                format!(
+                    "This credential already has {max} background responses running; wait for one to finish or \
+                     cancel one (gateway.http.endpoints.responses.maxBackgroundPerPrincipal)"
+                ),
+            )
+        }
+    }
+
     /// 503 while the gateway drains for shutdown.
     pub fn shutting_down() -> Self {
         Self {

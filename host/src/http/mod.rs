@@ -3,6 +3,7 @@
 mod admin;
 mod chat;
 mod completions;
+mod conversations;
 mod cors;
 pub mod error;
 mod health;

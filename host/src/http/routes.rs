@@ -14,7 +14,7 @@ use axum::response::Response;
 use axum::routing::{MethodRouter, delete, get, post, put};
 
 use super::error::ApiError;
-use super::{admin, chat, completions, health, models, responses, sessions, ui};
+use super::{admin, chat, completions, conversations, health, models, responses, sessions, ui};
 use crate::auth::{Principal, Scope};
 use crate::config::MetricsAccess;
 use crate::gateway::Gateway;
@@ -88,6 +88,15 @@ fn table(gw: &Gateway) -> Vec<Route> {
         rows.push(row("/v1/responses/{id}", Method::GET, Needs(Read), get(responses::retrieve)));
         rows.push(row("/v1/responses/{id}", Method::DELETE, Needs(Write), delete(responses::delete)));
         rows.push(row("/v1/responses/{id}/input_items", Method::GET, Needs(Read), get(responses::input_items)));
+        rows.push(row("/v1/responses/{id}/cancel", Method::POST, Needs(Write), post(responses::cancel)));
+        // Conversations: a session its owner keeps (http/conversations.rs).
+        let conversation = "/v1/conversations/{id}";
+        rows.push(row("/v1/conversations", Method::POST, Needs(Write), post(conversations::create)));
+        rows.push(row(conversation, Method::GET, Needs(Read), get(conversations::retrieve)));
+        rows.push(row(conversation, Method::POST, Needs(Write), post(conversations::update)));
+        rows.push(row(conversation, Method::DELETE, Needs(Write), delete(conversations::delete)));
+        rows.push(row("/v1/conversations/{id}/items", Method::GET, Needs(Read), get(conversations::list_items)));
+        rows.push(row("/v1/conversations/{id}/items", Method::POST, Needs(Write), post(conversations::add_items)));
     }
     rows
 }
@@ -135,7 +144,11 @@ pub fn router(gw: &Arc<Gateway>) -> Router<Arc<Gateway>> {
         let not_allowed = move || async move { ApiError::method_not_allowed(allow) };
         router = router.route(path, handler.fallback(not_allowed));
     }
-    router.route_layer(middleware::from_fn_with_state((gw.clone(), Arc::new(access)), authorize))
+    // Background responses of this gateway, for the handlers that start, show and cancel them.
+    let background = Arc::new(responses::BackgroundRuns::default());
+    router
+        .route_layer(middleware::from_fn_with_state((gw.clone(), Arc::new(access)), authorize))
+        .layer(axum::Extension(background))
 }
 
 /// The one access check of the HTTP door: credentials, lock-out and scope,

@@ -42,6 +42,15 @@ pub fn is_owner(caller: &Principal, owner: &str, agent: &str) -> bool {
     owner == caller.name() && caller.may_use_named(agent)
 }
 
+/// True when `caller` owns a conversation of `owner`, bound to `agent` once
+/// a response has run in it: the same rule as for its session.
+pub fn owns_conversation(caller: &Principal, owner: &str, agent: Option<&str>) -> bool {
+    match agent {
+        Some(agent) => is_owner(caller, owner, agent),
+        None => owner == caller.name(),
+    }
+}
+
 /// True for the principals that see every session.
 fn reads_all(caller: &Principal) -> bool {
     caller.allows(Scope::Admin) && caller.may_use_every_agent()

@@ -4,6 +4,7 @@
 //! is the one rule for who may read, run in or delete a session.
 
 pub mod access;
+mod conversations;
 mod key;
 mod lanes;
 mod page;
@@ -17,6 +18,7 @@ mod store;
 use std::sync::Arc;
 
 pub use access::{Access, MAIN_SECRET_OWNER, Visible};
+pub use conversations::{Conversation, ConversationItem, ItemPage, ItemQuery};
 pub use key::{InvalidSessionKey, MAX_KEY_BYTES, SessionKey, main_key, resolve};
 pub use page::{Cursor, DEFAULT_PAGE, InvalidPage, MAX_PAGE, SessionPage, SessionQuery, parse as parse_page};
 pub use responses::StoredResponse;

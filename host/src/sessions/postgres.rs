@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use super::conversations::{self, Conversation, ConversationItem, ItemPage, ItemQuery};
 use super::lanes::{LaneTicket, Lanes};
 use super::page::{SessionPage, SessionQuery};
 use super::responses::{self, StoredResponse};
@@ -189,6 +190,36 @@ impl SessionStore for PostgresStore {
     fn delete_response(&self, id: &str) -> StoreFuture<bool> {
         let (pg, id) = (self.pg.clone(), id.to_string());
         Box::pin(async move { responses::postgres_delete(&pg, &id).await })
+    }
+
+    fn create_conversation(&self, conversation: Conversation, items: Vec<ConversationItem>) -> StoreFuture<()> {
+        let pg = self.pg.clone();
+        Box::pin(async move { conversations::postgres_create(&pg, &conversation, &items).await })
+    }
+
+    fn conversation(&self, id: &str) -> StoreFuture<Option<Conversation>> {
+        let (pg, id) = (self.pg.clone(), id.to_string());
+        Box::pin(async move { conversations::postgres_get(&pg, &id).await })
+    }
+
+    fn update_conversation(&self, conversation: Conversation) -> StoreFuture<bool> {
+        let pg = self.pg.clone();
+        Box::pin(async move { conversations::postgres_update(&pg, &conversation).await })
+    }
+
+    fn delete_conversation(&self, id: &str) -> StoreFuture<bool> {
+        let (pg, id) = (self.pg.clone(), id.to_string());
+        Box::pin(async move { conversations::postgres_delete(&pg, &id).await })
+    }
+
+    fn add_conversation_items(&self, id: &str, settle: Vec<String>, items: Vec<ConversationItem>) -> StoreFuture<()> {
+        let (pg, id) = (self.pg.clone(), id.to_string());
+        Box::pin(async move { conversations::postgres_add_items(&pg, &id, &settle, &items).await })
+    }
+
+    fn conversation_items(&self, id: &str, query: ItemQuery) -> StoreFuture<ItemPage> {
+        let (pg, id) = (self.pg.clone(), id.to_string());
+        Box::pin(async move { conversations::postgres_items(&pg, &id, &query).await })
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::conversations::{self, Conversation, ConversationItem, ItemPage, ItemQuery};
 use super::lanes::{LaneTicket, Lanes};
 use super::page::{SessionPage, SessionQuery};
 use super::responses::{self, StoredResponse};
@@ -68,6 +69,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX sessions_by_activity ON sessions (updated_at, key);",
     // 5: stored responses keep their input items (`/v1/responses/{id}/input_items`).
     super::responses::SQLITE_INPUT_MIGRATION,
+    // 6: conversations (`/v1/conversations`) and their items.
+    super::conversations::SQLITE_MIGRATION,
 ];
 
 /// SQLite-backed [`SessionStore`].
@@ -183,6 +186,34 @@ impl SessionStore for SqliteStore {
     fn delete_response(&self, id: &str) -> StoreFuture<bool> {
         let id = id.to_string();
         self.blocking(move |db| db.with(|conn| responses::sqlite_delete(conn, &id)))
+    }
+
+    fn create_conversation(&self, conversation: Conversation, items: Vec<ConversationItem>) -> StoreFuture<()> {
+        self.blocking(move |db| db.with(|conn| conversations::sqlite_create(conn, &conversation, &items)))
+    }
+
+    fn conversation(&self, id: &str) -> StoreFuture<Option<Conversation>> {
+        let id = id.to_string();
+        self.blocking(move |db| db.with(|conn| conversations::sqlite_get(conn, &id)))
+    }
+
+    fn update_conversation(&self, conversation: Conversation) -> StoreFuture<bool> {
+        self.blocking(move |db| db.with(|conn| conversations::sqlite_update(conn, &conversation)))
+    }
+
+    fn delete_conversation(&self, id: &str) -> StoreFuture<bool> {
+        let id = id.to_string();
+        self.blocking(move |db| db.with(|conn| conversations::sqlite_delete(conn, &id)))
+    }
+
+    fn add_conversation_items(&self, id: &str, settle: Vec<String>, items: Vec<ConversationItem>) -> StoreFuture<()> {
+        let id = id.to_string();
+        self.blocking(move |db| db.with(|conn| conversations::sqlite_add_items(conn, &id, &settle, &items)))
+    }
+
+    fn conversation_items(&self, id: &str, query: ItemQuery) -> StoreFuture<ItemPage> {
+        let id = id.to_string();
+        self.blocking(move |db| db.with(|conn| conversations::sqlite_items(conn, &id, &query)))
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use futures::future::BoxFuture;
 
+use super::conversations::{Conversation, ConversationItem, ItemPage, ItemQuery};
 use super::page::{SessionPage, SessionQuery};
 use super::responses::StoredResponse;
 use crate::chat::{Message, Role, ToolCall};
@@ -113,6 +114,19 @@ pub trait SessionStore: Send + Sync {
     fn response(&self, id: &str) -> StoreFuture<Option<StoredResponse>>;
     /// Forget a stored response (not its session); false if there was none.
     fn delete_response(&self, id: &str) -> StoreFuture<bool>;
+    /// Keep a new conversation with its first items.
+    fn create_conversation(&self, conversation: Conversation, items: Vec<ConversationItem>) -> StoreFuture<()>;
+    /// A conversation by id, whoever owns it (callers check the owner).
+    fn conversation(&self, id: &str) -> StoreFuture<Option<Conversation>>;
+    /// Write a conversation's metadata, and its agent and session if it has none yet
+    /// (they never change once set); false if there is no such conversation.
+    fn update_conversation(&self, conversation: Conversation) -> StoreFuture<bool>;
+    /// Forget a conversation and its items (not its session); false if there was none.
+    fn delete_conversation(&self, id: &str) -> StoreFuture<bool>;
+    /// Mark the pending items `settle` names as sent and append `items`, in one write.
+    fn add_conversation_items(&self, id: &str, settle: Vec<String>, items: Vec<ConversationItem>) -> StoreFuture<()>;
+    /// One page of a conversation's items.
+    fn conversation_items(&self, id: &str, query: ItemQuery) -> StoreFuture<ItemPage>;
 }
 
 /// Writes a turn for the backend that began it.

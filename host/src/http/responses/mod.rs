@@ -13,6 +13,8 @@
 //! Stored responses belong to the principal that created them: for anyone
 //! else an id does not exist (404).
 
+mod background;
+mod conversation;
 mod items;
 mod object;
 mod request;
@@ -25,9 +27,10 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::chat::{MODEL_HEADER, SESSION_HEADER, header_text, resolve_agent};
@@ -37,6 +40,9 @@ use crate::chat::AgentId;
 use crate::gateway::Gateway;
 use crate::runs::RunInput;
 use crate::sessions::{self, SessionKey, StoredResponse, access};
+pub use background::BackgroundRuns;
+use conversation::ConversationTurn;
+pub use conversation::check_input;
 use object::{Encoder, Meta};
 use request::{Input, ResponsesRequest};
 
@@ -44,6 +50,7 @@ use request::{Input, ResponsesRequest};
 pub async fn create(
     State(gw): State<Arc<Gateway>>,
     Extension(caller): Extension<Principal>,
+    Extension(background_runs): Extension<Arc<BackgroundRuns>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -52,15 +59,26 @@ pub async fn create(
     if let Some(Input::Items(items)) = &mut request.input {
         items::resolve_references(&gw, &caller, items).await?;
     }
+    let background = request.rest.get("background").is_some_and(|b| *b == Value::Bool(true));
+    if background && !request.keep() {
+        // As OpenAI: a background response is fetched later, so it must be kept.
+        let message = "A background response must be stored; leave out `store: false`";
+        return Err(ApiError::invalid_request(message, Some("background".into())));
+    }
     let agent = resolve_agent(&gw, &headers, request.model.as_deref())?;
     let explicit_session = header_text(&headers, SESSION_HEADER)?;
-    let session = match &request.previous_response_id {
-        Some(id) => continued_session(&gw, &caller, &agent, id, explicit_session).await?,
-        None if explicit_session.is_none() && request.user.as_deref().is_none_or(str::is_empty) && request.keep() => {
+    let joined = conversation::join(&gw, &caller, &agent, &mut request, explicit_session).await?;
+    let (joined_session, conversation) = joined.unzip();
+    let session = match (joined_session, &request.previous_response_id) {
+        (Some(session), _) => session,
+        (None, Some(id)) => continued_session(&gw, &caller, &agent, id, explicit_session).await?,
+        (None, None)
+            if explicit_session.is_none() && request.user.as_deref().is_none_or(str::is_empty) && request.keep() =>
+        {
             // Kept so that a later `previous_response_id` has a conversation to continue.
             SessionKey { key: format!("agent:{agent}:openai-response:{}", uuid::Uuid::new_v4()), persistent: true }
         }
-        None => sessions::resolve(&agent, explicit_session, request.user.as_deref(), caller.name())?,
+        (None, None) => sessions::resolve(&agent, explicit_session, request.user.as_deref(), caller.name())?,
     };
     let translated = request.translate()?;
     if !translated.left_out.is_empty() {
@@ -85,17 +103,38 @@ pub async fn create(
     let mut handle = gw.agents.start(input)?;
     let session_key = HeaderValue::from_str(&handle.session.key).map_err(|e| ApiError::internal(e.to_string()))?;
     let model = request.model.clone().unwrap_or_else(|| "openclaw".into());
-    let mut meta = Meta::new(model, request.previous_response_id.clone(), request.keep(), echo(&request));
+    let mut echoed = echo(&request);
+    if let Some(turn) = &conversation {
+        echoed.insert("conversation".into(), json!({"id": turn.id}));
+    }
+    echoed.insert("background".into(), Value::Bool(background));
+    let mut meta = Meta::new(model, request.previous_response_id.clone(), request.keep(), echoed);
     meta.namespaced = namespaced;
     let keeper = Keeper {
-        gw: (request.keep() && handle.session.persistent).then(|| gw.clone()),
+        gw: gw.clone(),
+        store: request.keep() && handle.session.persistent,
+        conversation,
         owner: caller.name().to_string(),
         agent: agent.to_string(),
         session_key: handle.session.key.clone(),
         id: meta.id.clone(),
         input: if request.keep() { items::kept(request.input.as_ref(), &meta.id).to_string() } else { String::new() },
     };
-    let mut response = if request.streaming() {
+    let mut response = if background {
+        let config = &gw.config.gateway.http.endpoints.responses;
+        let limits = background::Limits {
+            per_principal: config.max_background_per_principal,
+            event_bytes: config.background_event_bytes,
+        };
+        let id = meta.id.clone();
+        let encoder = Encoder::new(meta, true);
+        let object = background_runs.start(limits, &caller, agent.as_str(), encoder, keeper, handle)?;
+        if request.streaming() {
+            background_runs.resume(&caller, &id, None, keep_alive(&gw)).unwrap_or_else(|| Err(not_found(&id, None)))?
+        } else {
+            Json(object).into_response()
+        }
+    } else if request.streaming() {
         let wire = stream::ResponsesWire { encoder: Encoder::new(meta, true), keeper };
         super::chat::respond_streaming(&gw, handle, wire).await?
     } else {
@@ -112,15 +151,62 @@ pub async fn create(
     Ok(response)
 }
 
-/// `GET /v1/responses/{id}`: a stored response, as it was returned.
+/// `?stream=true&starting_after=N` on `GET /v1/responses/{id}` (text, so a
+/// bad value gets the OpenAI error shape).
+#[derive(Debug, Deserialize)]
+pub struct RetrieveQuery {
+    stream: Option<String>,
+    starting_after: Option<String>,
+}
+
+/// `GET /v1/responses/{id}`: a background response as it stands (or its
+/// events again, `stream=true`), else a stored response as it was returned.
 pub async fn retrieve(
     State(gw): State<Arc<Gateway>>,
     Extension(caller): Extension<Principal>,
+    Extension(background): Extension<Arc<BackgroundRuns>>,
+    Path(id): Path<String>,
+    Query(query): Query<RetrieveQuery>,
+) -> Result<Response, ApiError> {
+    if query.stream.as_deref() == Some("true") {
+        let starting_after = match query.starting_after.as_deref() {
+            None => None,
+            Some(n) => Some(n.parse::<u64>().map_err(|_| {
+                ApiError::invalid_request("`starting_after` must be a sequence number", Some("starting_after".into()))
+            })?),
+        };
+        if let Some(resumed) = background.resume(&caller, &id, starting_after, keep_alive(&gw)) {
+            return resumed;
+        }
+        owned(&gw, &caller, &id, None).await?;
+        let message = "Only a background response can be streamed again, for a while after it started";
+        return Err(ApiError::invalid_request(message, Some("stream".into())));
+    }
+    if let Some(object) = background.object(&caller, &id) {
+        return Ok(Json(object).into_response());
+    }
+    let stored = owned(&gw, &caller, &id, None).await?;
+    let body: Value =
+        serde_json::from_str(&stored.body).map_err(|e| ApiError::internal(format!("stored response: {e}")))?;
+    Ok(Json(body).into_response())
+}
+
+/// `POST /v1/responses/{id}/cancel`: stop a background response.
+pub async fn cancel(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Principal>,
+    Extension(background): Extension<Arc<BackgroundRuns>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let stored = owned(&gw, &caller, &id, None).await?;
-    let body = serde_json::from_str(&stored.body).map_err(|e| ApiError::internal(format!("stored response: {e}")))?;
-    Ok(Json(body))
+    if let Some(object) = background.cancel(&caller, &id) {
+        return Ok(Json(object));
+    }
+    owned(&gw, &caller, &id, None).await?;
+    Err(ApiError::invalid_request("Only a background response can be cancelled", None))
+}
+
+fn keep_alive(gw: &Gateway) -> std::time::Duration {
+    std::time::Duration::from_millis(gw.config.gateway.http.sse_keep_alive_ms)
 }
 
 /// `DELETE /v1/responses/{id}`: forget a stored response (its session stays).
@@ -198,11 +284,15 @@ fn echo(request: &ResponsesRequest) -> Map<String, Value> {
     echo
 }
 
-/// Keeps a finished response when the client asked for `store` (written after
-/// the turn has committed, so its session exists).
+/// Keeps a finished response when the client asked for `store`, and adds
+/// it to its conversation (written after the turn has committed, so its
+/// session exists).
 pub struct Keeper {
-    /// `None` when nothing is kept.
-    gw: Option<Arc<Gateway>>,
+    gw: Arc<Gateway>,
+    /// Keep the response object.
+    store: bool,
+    /// The conversation it ran in.
+    conversation: Option<ConversationTurn>,
     owner: String,
     agent: String,
     session_key: String,
@@ -214,7 +304,12 @@ pub struct Keeper {
 impl Keeper {
     /// Store `response` (a finished object) if asked to.
     pub async fn keep(&self, response: &Value) -> Result<(), ApiError> {
-        let Some(gw) = &self.gw else { return Ok(()) };
+        if let Some(turn) = &self.conversation {
+            turn.record(&self.gw, response).await?;
+        }
+        if !self.store {
+            return Ok(());
+        }
         let stored = StoredResponse {
             id: self.id.clone(),
             owner: self.owner.clone(),
@@ -224,7 +319,7 @@ impl Keeper {
             created_at: sessions::now_ms(),
             input: self.input.clone(),
         };
-        gw.agents.sessions().put_response(stored).await?;
+        self.gw.agents.sessions().put_response(stored).await?;
         Ok(())
     }
 }

@@ -77,14 +77,6 @@ impl ResponsesRequest {
             }
         })?;
         de.end().map_err(|e| ApiError::invalid_request(format!("Malformed JSON body: {e}"), None))?;
-        for unsupported in ["background", "conversation"] {
-            if request.rest.get(unsupported).is_some_and(|v| !v.is_null() && *v != Value::Bool(false)) {
-                return Err(ApiError::invalid_request(
-                    format!("`{unsupported}` is not supported; continue a conversation with `previous_response_id`"),
-                    Some(unsupported.into()),
-                ));
-            }
-        }
         Ok(request)
     }
 
