@@ -107,6 +107,9 @@ fi
 cat >"$STATE/gateway.json5" <<EOF
 { gateway: { bind: "127.0.0.1", $HTTP $AUTH }, agents: { entries: { main: { plugin: "echo" }, $HOSTILE } } }
 EOF
+# Created here: the gateway's shell opens it only once scheduled, and the
+# loop below must not read a file that is not there yet (set -e would end us).
+: >"$STATE/stdout"
 WASMCLAW_STATE_DIR="$STATE" OPENCLAW_GATEWAY_TOKEN="$TOKEN" WASMCLAW_LOG=info WASMCLAW_DATABASE_URL="$DATABASE_URL" \
   "$BIN" gateway --port 0 --config "$STATE/gateway.json5" >"$STATE/stdout" 2>"$STATE/gateway.log" &
 GATEWAY_PID=$!

@@ -195,6 +195,44 @@ async fn the_same_user_names_one_session_per_token() {
     assert_eq!(history(&gw, BOB, &alice_key).await.0, 404);
 }
 
+/// The key `user` derives for the principal `owner` (docs/WIRE.md §3.1): anyone can compute it.
+fn user_key(owner: Option<&str>, user: &str) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    if let Some(owner) = owner {
+        hash.update((owner.len() as u64).to_le_bytes());
+        hash.update(owner.as_bytes());
+    }
+    hash.update(user.as_bytes());
+    format!("agent:main:openai-user:{}", &hex::encode(hash.finalize())[..32])
+}
+
+#[tokio::test]
+async fn nobody_takes_the_session_another_principals_user_will_name() {
+    let gw = start();
+    let as_dave = |text: &str| {
+        let mut body = ask("openclaw", text);
+        body["user"] = json!("dave");
+        body
+    };
+    let (alice_dave, operator_dave) = (user_key(Some("alice"), "dave"), user_key(None, "dave"));
+    // Bob names both keys before their owners ever used them: no session comes of it.
+    for key in [&alice_dave, &operator_dave] {
+        let (status, body, _) = chat(&gw, BOB, Some(key.as_str()), ask("openclaw", "squat")).await;
+        assert_eq!((status, not_found_code(&body)), (404, Some("session_not_found".into())), "{key}: {body}");
+        assert_eq!(history(&gw, TOKEN, key).await.0, 404, "{key} was created by Bob");
+    }
+    let (status, reply, key) = chat(&gw, ALICE, None, as_dave("alice's dave")).await;
+    assert_eq!((status, content(&reply), key.as_str()), (200, "alice's dave".to_string(), alice_dave.as_str()));
+    let (status, reply, key) = chat(&gw, TOKEN, None, as_dave("operator's dave")).await;
+    assert_eq!((status, content(&reply), key.as_str()), (200, "operator's dave".to_string(), operator_dave.as_str()));
+    // Its owner still continues a derived session by naming its key.
+    let (status, reply, _) = chat(&gw, ALICE, Some(alice_dave.as_str()), ask("openclaw", "by key")).await;
+    assert_eq!((status, content(&reply)), (200, "[turn 2] by key".to_string()));
+    // And Bob still cannot, now that it exists.
+    assert_eq!(chat(&gw, BOB, Some(alice_dave.as_str()), ask("openclaw", "join")).await.0, 404);
+}
+
 async fn respond(gw: &TestGateway, token: &str, key: Option<&str>, body: Value) -> (u16, Value) {
     let mut req = reqwest::Client::new().post(gw.url("/v1/responses")).bearer_auth(token).json(&body);
     if let Some(key) = key {

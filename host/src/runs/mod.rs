@@ -353,15 +353,23 @@ impl Job {
             return self.agent.run(request, events, None).await.map(drop);
         };
         let mut turn = begin.await?;
-        if let Some(existing) = &turn.existing {
-            // Refused exactly as an unknown session would be read: the
-            // caller learns nothing of another principal's session.
-            if !access::permits(&self.caller, existing, Access::Run) {
-                return Err(RunError::SessionNotFound(request.session_key));
+        match &turn.existing {
+            Some(existing) => {
+                // Refused exactly as an unknown session would be read: the
+                // caller learns nothing of another principal's session.
+                if !access::permits(&self.caller, existing, Access::Run) {
+                    return Err(RunError::SessionNotFound(request.session_key));
+                }
+                if existing.agent != request.agent_id {
+                    let owner = existing.agent.clone();
+                    return Err(StoreError::WrongAgent { key: request.session_key, owner }.into());
+                }
             }
-            if existing.agent != request.agent_id {
-                let owner = existing.agent.clone();
-                return Err(StoreError::WrongAgent { key: request.session_key, owner }.into());
+            None => {
+                let user = request.user.as_deref();
+                if !access::may_create(&self.caller, &self.agent.id, &request.session_key, user) {
+                    return Err(RunError::SessionNotFound(request.session_key));
+                }
             }
         }
         let session = std::mem::take(&mut turn.session);

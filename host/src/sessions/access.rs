@@ -10,8 +10,10 @@
 //! written into their transcript. For everyone else another principal's
 //! session does not exist (404, as an unknown one).
 
+use super::key::{user_key, user_key_prefix};
 use super::store::{SessionOwner, SessionStore, StoreError};
 use crate::auth::{Principal, Scope};
+use crate::chat::AgentId;
 
 /// The owner the main secret's sessions record, and every session made
 /// before sessions had owners.
@@ -49,6 +51,15 @@ pub fn owns_conversation(caller: &Principal, owner: &str, agent: Option<&str>) -
         Some(agent) => is_owner(caller, owner, agent),
         None => owner == caller.name(),
     }
+}
+
+/// True when a run of `caller` that sent `user` may create the session `key`
+/// of `agent` (it does not exist yet). A key of the form `user` derives is
+/// made only by the request that derives it: anyone can compute another
+/// principal's, and taking it first would lock its owner out of its `user`.
+pub fn may_create(caller: &Principal, agent: &AgentId, key: &str, user: Option<&str>) -> bool {
+    !key.starts_with(&user_key_prefix(agent))
+        || user.filter(|u| !u.is_empty()).is_some_and(|u| user_key(agent, u, caller.name()) == key)
 }
 
 /// True for the principals that see every session.
@@ -99,7 +110,6 @@ pub async fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::AgentId;
 
     fn session(owner: &str, agent: &str) -> SessionOwner {
         SessionOwner { owner: owner.into(), agent: agent.into() }
@@ -135,6 +145,23 @@ mod tests {
         // An owner that lost the agent loses its sessions of that agent.
         let narrowed = token("app", vec![Scope::Write], Some(&["beta"]));
         assert!(all.iter().all(|a| !permits(&narrowed, &mine, *a)));
+    }
+
+    #[test]
+    fn only_the_request_that_derives_a_user_key_creates_it() {
+        let main = AgentId::parse("main").unwrap();
+        let (app, other) = (token("app", vec![Scope::Write], None), token("other", vec![Scope::Write], None));
+        let apps = user_key(&main, "carol", "app");
+        assert!(may_create(&app, &main, &apps, Some("carol")));
+        assert!(!may_create(&app, &main, &apps, None), "named, not derived");
+        assert!(!may_create(&other, &main, &apps, Some("carol")), "another principal's");
+        assert!(!may_create(&app, &main, &apps, Some("dave")));
+        let operators = user_key(&main, "carol", MAIN_SECRET_OWNER);
+        assert!(
+            !may_create(&app, &main, &operators, None)
+                && may_create(&Principal::operator(), &main, &operators, Some("carol"))
+        );
+        assert!(may_create(&other, &main, "my-chat", None) && may_create(&other, &main, "agent:main:x", None));
     }
 
     #[test]

@@ -42,19 +42,29 @@ pub fn resolve(
         return Ok(SessionKey { key: key.to_string(), persistent: true });
     }
     if let Some(user) = user.filter(|u| !u.is_empty()) {
-        let mut hash = Sha256::new();
-        // The main secret keeps the key it always had, so sessions made
-        // before owners existed stay its own; every other principal's `user`
-        // names its own session. Length-prefixed: no two pairs hash alike.
-        if owner != MAIN_SECRET_OWNER {
-            hash.update((owner.len() as u64).to_le_bytes());
-            hash.update(owner.as_bytes());
-        }
-        hash.update(user.as_bytes());
-        let hash = hex::encode(hash.finalize());
-        return Ok(SessionKey { key: format!("agent:{agent}:openai-user:{}", &hash[..32]), persistent: true });
+        return Ok(SessionKey { key: user_key(agent, user, owner), persistent: true });
     }
     Ok(SessionKey { key: format!("agent:{agent}:openai:{}", uuid::Uuid::new_v4()), persistent: false })
+}
+
+/// The session `user` names for principal `owner`. Anyone can compute it, so
+/// only a request that derives it may create it (see `access::may_create`).
+pub(super) fn user_key(agent: &AgentId, user: &str, owner: &str) -> String {
+    let mut hash = Sha256::new();
+    // The main secret keeps the key it always had, so sessions made
+    // before owners existed stay its own; every other principal's `user`
+    // names its own session. Length-prefixed: no two pairs hash alike.
+    if owner != MAIN_SECRET_OWNER {
+        hash.update((owner.len() as u64).to_le_bytes());
+        hash.update(owner.as_bytes());
+    }
+    hash.update(user.as_bytes());
+    format!("{}{}", user_key_prefix(agent), &hex::encode(hash.finalize())[..32])
+}
+
+/// What every key derived from `user` for `agent` starts with.
+pub(super) fn user_key_prefix(agent: &AgentId) -> String {
+    format!("agent:{agent}:openai-user:")
 }
 
 /// The WebSocket's default session of `agent` for principal `owner`: OpenClaw's
