@@ -45,7 +45,8 @@ impl HttpExchange {
 type ToolFn = Arc<dyn Fn(&Value) -> Result<String, String> + Send + Sync>;
 
 /// An MCP server for unit tests: its tools answer from Rust closures, over
-/// the same JSON-RPC requests `wasmclaw_sdk::mcp` sends a real one.
+/// the same JSON-RPC requests `wasmclaw_sdk::mcp` sends a real one. It speaks
+/// the handshake revisions (`2025-11-25`): the client falls back to them.
 #[derive(Clone)]
 pub struct FakeMcpServer {
     name: String,
@@ -93,7 +94,7 @@ impl FakeMcpServer {
         };
         let result = match method {
             "initialize" => Ok(json!({
-                "protocolVersion": crate::mcp::PROTOCOL_VERSION,
+                "protocolVersion": crate::mcp::version::HANDSHAKE_VERSIONS[0],
                 "capabilities": {"tools": {}},
                 "serverInfo": {"name": self.name, "version": "0"},
             })),

@@ -140,8 +140,12 @@ fn a_fake_mcp_server_lists_its_tools_and_runs_the_calls_the_agent_makes() {
     assert_eq!(results[0], "the sum is 5");
     assert_eq!(results[1], "cannot divide by zero");
     assert!(results[2].contains("Unknown tool: nope"), "{results:?}");
-    // Every request after `initialize` carried the session; each carried the credential.
-    assert!(run.http_requests.iter().skip(1).all(|r| r.header("mcp-session-id") == Some("fake-mcp-session")));
+    // The fake speaks the handshake revisions: the client's stateless try
+    // (`server/discover`) is refused, then every request after `initialize`
+    // carries the session; each carries the credential.
+    assert_eq!(run.http_requests[0].header("mcp-protocol-version"), Some("2026-07-28"));
+    assert_eq!(run.http_requests[2].header("mcp-protocol-version"), Some("2025-11-25"));
+    assert!(run.http_requests.iter().skip(2).all(|r| r.header("mcp-session-id") == Some("fake-mcp-session")));
     assert!(run.http_requests.iter().all(|r| r.injected == ["authorization"]));
     assert_eq!(run.server_tool_calls().len(), 3);
 }

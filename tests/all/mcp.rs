@@ -28,23 +28,30 @@ fn install_mcp() -> PathBuf {
 }
 
 /// `tests/mcp/server.py` on a free loopback port, until dropped.
-struct McpServer {
+pub(crate) struct McpServer {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     dir: tempfile::TempDir,
+    /// `--versions`: the protocol revisions it speaks (all the SDK's when `None`).
+    versions: Option<String>,
 }
 
 impl McpServer {
     /// Start it (`json`: answer with application/json instead of SSE) and
     /// wait, with a deadline, until it accepts connections.
-    fn start(json: bool) -> Self {
+    pub(crate) fn start(json: bool) -> Self {
+        Self::start_pinned(json, None)
+    }
+
+    /// Start one that speaks only the comma-separated protocol revisions `versions`.
+    pub(crate) fn start_pinned(json: bool, versions: Option<&str>) -> Self {
         // Its own statement: the listener must be closed before the server binds the port.
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Self::start_on(port, json)
+        Self::start_on(port, json, versions)
     }
 
     /// Start it on `port` (a restart of one that was there).
-    fn start_on(port: u16, json: bool) -> Self {
+    fn start_on(port: u16, json: bool, versions: Option<&str>) -> Self {
         let python = python_with_mcp();
         let dir = tempfile::tempdir().unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/mcp/server.py");
@@ -53,8 +60,11 @@ impl McpServer {
         if json {
             cmd.arg("--json");
         }
+        if let Some(versions) = versions {
+            cmd.arg("--versions").arg(versions);
+        }
         let child = cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap();
-        let mut server = Self { child, port, dir };
+        let mut server = Self { child, port, dir, versions: versions.map(str::to_string) };
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Some(status) = server.child.try_wait().unwrap() {
@@ -66,12 +76,12 @@ impl McpServer {
         server
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/mcp", self.port)
     }
 
-    /// Every request the server received: method and the headers it logged.
-    fn seen(&self) -> Vec<Value> {
+    /// Every request the server received: method, JSON-RPC method (`rpc`) and the headers it logged.
+    pub(crate) fn seen(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(self.dir.path().join("seen.jsonl")).unwrap_or_default();
         text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
@@ -85,11 +95,11 @@ impl Drop for McpServer {
 }
 
 /// An assistant agent entry on the mock provider: `http` and `config` blocks as given.
-fn agent(id: &str, http: &str, config: &str) -> String {
+pub(crate) fn agent(id: &str, http: &str, config: &str) -> String {
     format!(r#"{id}: {{ plugin: "assistant", provider: "mock", model: "mock-model", {http} config: {{ {config} }} }},"#)
 }
 
-fn gateway(mock: &MockProvider, agents: &[String]) -> TestGateway {
+pub(crate) fn gateway(mock: &MockProvider, agents: &[String]) -> TestGateway {
     let config = format!(
         r#"{{ gateway: {{ http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} }},
           providers: {{ mock: {{ baseUrl: "{}" }} }},
@@ -106,7 +116,7 @@ fn roles(body: &Value) -> Vec<&str> {
     body["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect()
 }
 
-fn tool_names(body: &Value) -> Vec<&str> {
+pub(crate) fn tool_names(body: &Value) -> Vec<&str> {
     body["tools"].as_array().map_or(vec![], |t| t.iter().map(|t| t["function"]["name"].as_str().unwrap()).collect())
 }
 
@@ -221,11 +231,11 @@ async fn a_server_tool_round_reaches_the_model_the_transcript_and_websocket_clie
     assert_eq!((messages[2]["toolCallId"].as_str(), messages[2]["toolName"].as_str()), (Some("call_add"), Some("add")));
     assert_eq!(messages[2]["content"][0]["text"], "the sum is 5");
 
-    // Each run opened one session and kept its id; every request named the protocol version.
+    // The server speaks every revision: both runs went stateless, in the newest.
     let seen = server.seen();
-    let opened = seen.iter().filter(|s| s["session"].is_null()).count();
-    assert_eq!(opened, 2, "only each run's initialize goes without a session id: {seen:?}");
-    assert!(seen.iter().all(|s| s["version"] == "2025-06-18"), "{seen:?}");
+    assert!(seen.iter().all(|s| s["version"] == "2026-07-28" && s["session"].is_null()), "{seen:?}");
+    assert!(seen.iter().all(|s| s["rpc"] != "initialize"), "no handshake: {seen:?}");
+    assert_eq!(seen.iter().filter(|s| s["rpc"] == "server/discover").count(), 2, "one discovery per run: {seen:?}");
 
     let log = gw.wait_for_log("the tool calls' debug lines", |l| l.matches("server tool call").count() >= 2).await;
     let line = log.lines().find(|l| l.contains("server tool call") && l.contains("tool=\"divide\"")).expect(&log);
@@ -269,8 +279,8 @@ async fn rounds_are_limited_origins_must_be_allowed_and_credentials_stay_in_the_
     assert_eq!(mock.requests().len(), 3, "two rounds, then no fourth completion");
     assert_eq!(
         json_server.seen().iter().filter(|s| s["method"] == "POST").count(),
-        7,
-        "initialize, initialized, three pages of tools/list, two calls"
+        6,
+        "server/discover, three pages of tools/list, two calls"
     );
 
     // An origin outside http.allow: a warning naming the key, no tools, still an answer.
@@ -299,7 +309,8 @@ async fn rounds_are_limited_origins_must_be_allowed_and_credentials_stay_in_the_
 
 #[tokio::test]
 async fn a_server_that_restarts_mid_run_gets_a_new_session_and_the_call_goes_through() {
-    let server = tokio::task::spawn_blocking(|| McpServer::start(false)).await.unwrap();
+    // Sessions exist only before 2026-07-28.
+    let server = tokio::task::spawn_blocking(|| McpServer::start_pinned(false, Some("2025-11-25"))).await.unwrap();
     let mock = MockProvider::start();
     let http = format!(r#"http: {{ allow: ["{}"] }},"#, server.url());
     let gw = gateway(&mock, &[agent("research", &http, &format!(r#"mcpServers: "{}""#, server.url()))]);
@@ -310,11 +321,12 @@ async fn a_server_that_restarts_mid_run_gets_a_new_session_and_the_call_goes_thr
     mock.push(Reply::text(&["Nine."]));
     let answer = tokio::spawn(gw.chat(ask("agent:research", "add 4 and 5")).send());
 
-    // initialize, initialized, three pages of tools/list
-    eventually("the tools listed", async || (server.seen().len() >= 5).then_some(())).await;
-    let port = server.port;
+    // the refused server/discover, initialize, initialized, three pages of tools/list
+    eventually("the tools listed", async || (server.seen().len() >= 6).then_some(())).await;
+    let (port, versions) = (server.port, server.versions.clone());
     drop(server);
-    let restarted = tokio::task::spawn_blocking(move || McpServer::start_on(port, false)).await.unwrap();
+    let restarted =
+        tokio::task::spawn_blocking(move || McpServer::start_on(port, false, versions.as_deref())).await.unwrap();
 
     let res = answer.await.unwrap().unwrap();
     assert_eq!(content(&res.json().await.unwrap()), "Nine.");

@@ -1,14 +1,21 @@
 """A tool server for wasmclaw's MCP tests: the official MCP Python SDK's
 server (FastMCP, named MCPServer since mcp 2) over Streamable HTTP, on loopback.
 
-usage: server.py PORT SEEN_FILE [--json]
+usage: server.py PORT SEEN_FILE [--json] [--versions V1,V2,...]
 
 `tools/list` answers one tool per page, so clients must follow `nextCursor`.
 
 Every HTTP request's method, Authorization, Mcp-Session-Id and
 MCP-Protocol-Version headers are appended to SEEN_FILE as a JSON line, so a
-test can check what reached the server. `--json` answers with
-application/json instead of an SSE stream.
+test can check what reached the server, with the JSON-RPC method of the body
+(`rpc`). `--json` answers with application/json instead of an SSE stream.
+
+`--versions` pins the protocol revisions the server speaks (the SDK speaks
+all of them): a modern request (per-request `_meta`, 2026-07-28) to a server
+pinned to handshake revisions only gets the plain 400 a handshake-era server
+answers to a request without a session; `initialize` to a server pinned to
+modern revisions only gets a 400 naming them; an `initialize` offering a
+revision outside the pin is answered with the newest pinned one.
 """
 
 import json
@@ -18,10 +25,14 @@ import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ListToolsResult
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, KNOWN_PROTOCOL_VERSIONS
 
 port = int(sys.argv[1])
 seen_file = sys.argv[2]
 json_response = "--json" in sys.argv[3:]
+pinned = None
+if "--versions" in sys.argv:
+    pinned = sys.argv[sys.argv.index("--versions") + 1].split(",")
 
 
 
@@ -63,19 +74,76 @@ def whoami() -> str:
 app = server.streamable_http_app(json_response=json_response)
 
 
+async def plain(send, status, body):
+    """A whole response with a plain-text body."""
+    headers = [(b"content-type", b"text/plain")] if body else []
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body.encode()})
+
+
+def refusal(version, body):
+    """Why a server pinned to `pinned` refuses this request, or None (and a rewritten body)."""
+    rpc = body.get("method") if isinstance(body, dict) else None
+    handshake = [v for v in pinned if v in HANDSHAKE_PROTOCOL_VERSIONS]
+    if rpc == "initialize":
+        if not handshake:
+            return f"this server speaks only {pinned} and has no initialize"
+        offered = body.get("params", {}).get("protocolVersion")
+        if offered not in handshake:
+            # Answered by the SDK with the version asked for: ask for the newest pinned one.
+            newest = max(handshake, key=KNOWN_PROTOCOL_VERSIONS.index)
+            body["params"]["protocolVersion"] = newest
+        return None
+    if version is not None and version not in pinned:
+        if version in HANDSHAKE_PROTOCOL_VERSIONS or not any(v not in HANDSHAKE_PROTOCOL_VERSIONS for v in pinned):
+            # What a handshake-era server answers to a request with no session.
+            return "Bad Request: Missing session ID"
+    return None
+
+
 async def recording(scope, receive, send):
-    if scope["type"] == "http":
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        last_authorization["value"] = headers.get("authorization", "")
-        line = {
-            "method": scope["method"],
-            "authorization": headers.get("authorization"),
-            "session": headers.get("mcp-session-id"),
-            "version": headers.get("mcp-protocol-version"),
-        }
-        with open(seen_file, "a", encoding="utf-8") as f:
-            f.write(json.dumps(line) + "\n")
-    await app(scope, receive, send)
+    if scope["type"] != "http":
+        await app(scope, receive, send)
+        return
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    last_authorization["value"] = headers.get("authorization", "")
+    raw = b""
+    while True:
+        message = await receive()
+        raw += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = None
+    line = {
+        "method": scope["method"],
+        "rpc": body.get("method") if isinstance(body, dict) else None,
+        "authorization": headers.get("authorization"),
+        "session": headers.get("mcp-session-id"),
+        "version": headers.get("mcp-protocol-version"),
+    }
+    with open(seen_file, "a", encoding="utf-8") as f:
+        f.write(json.dumps(line) + "\n")
+    if pinned is not None and scope["method"] == "POST":
+        why = refusal(headers.get("mcp-protocol-version"), body)
+        if why is not None:
+            await plain(send, 400, why)
+            return
+        raw = json.dumps(body).encode() if body is not None else raw
+        scope = dict(scope)
+        scope["headers"] = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
+        scope["headers"].append((b"content-length", str(len(raw)).encode()))
+    replayed = {"done": False}
+
+    async def replay():
+        if not replayed["done"]:
+            replayed["done"] = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+        return await receive()
+
+    await app(scope, replay, send)
 
 
 uvicorn.run(recording, host="127.0.0.1", port=port, log_level="warning")

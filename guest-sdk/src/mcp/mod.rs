@@ -17,19 +17,33 @@
 //! # }
 //! ```
 //!
-//! Covered: `initialize` then `notifications/initialized`, `tools/list` (all
-//! pages), `tools/call`; answers as `application/json` or as an SSE stream
+//! Protocol revisions: the stateless `2026-07-28` first (`server/discover`,
+//! then every request self-contained: `_meta` with the revision, the
+//! `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` headers, no session);
+//! a server that answers it with no recognized modern error gets the
+//! handshake of `2025-11-25`, accepting `2025-06-18`, `2025-03-26` or
+//! `2024-11-05` if it answers one of those (see [`version`]). Covered:
+//! `initialize` then `notifications/initialized`, `tools/list` (all pages),
+//! `tools/call`; answers as `application/json` or as an SSE stream
 //! (`text/event-stream`); the `Mcp-Session-Id` the server assigns (and a new
-//! session when the server answers 404 to it); the `MCP-Protocol-Version` header. Not covered: server-to-client requests
-//! (sampling, elicitation), resumption, resources and prompts.
+//! session when the server answers 404 to it). Not covered: server-to-client
+//! requests (sampling, elicitation, MRTR input requests),
+//! `subscriptions/listen`, resumption, resources and prompts, `x-mcp-header`
+//! parameter headers.
 
 use serde_json::{Value, json};
 
 use crate::ToolSpec;
 use crate::http::{self, HttpError};
 
-/// The protocol revision this client asks for; the server may answer with another it supports.
-pub const PROTOCOL_VERSION: &str = "2025-06-18";
+mod results;
+pub mod version;
+
+use results::{parse_tool, rpc_result, sse_messages, tool_result};
+use version::{Era, HANDSHAKE_VERSIONS, MODERN_VERSIONS};
+
+/// The newest protocol revision this client offers; it falls back to older ones per server.
+pub const PROTOCOL_VERSION: &str = MODERN_VERSIONS[0];
 
 /// Why an MCP request failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,43 +109,89 @@ pub struct ToolResult {
     pub is_error: bool,
 }
 
-/// A session with one MCP server.
+/// A connection to one MCP server: stateless (modern revisions) or a session.
 #[derive(Debug, Clone)]
 pub struct McpClient {
     url: String,
+    /// Set only in a handshake-era session.
     session_id: Option<String>,
     protocol_version: String,
+    /// Whether the revision is a modern one: no session, `_meta` on every request.
+    stateless: bool,
     next_id: u64,
     server_name: String,
 }
 
 impl McpClient {
-    /// Open a session: `initialize`, then `notifications/initialized`.
+    /// Find the revision to speak: a modern request first, the `initialize`
+    /// handshake for servers that answer it as handshake-era servers do.
     pub fn connect(url: &str) -> Result<Self, McpError> {
         let mut client = Self {
             url: url.to_string(),
             session_id: None,
             protocol_version: PROTOCOL_VERSION.to_string(),
+            stateless: true,
             next_id: 1,
             server_name: String::new(),
         };
-        client.initialize()?;
+        client.discover()?;
         Ok(client)
     }
 
-    /// The handshake that opens a session.
+    /// `server/discover` in the newest modern revision, once more in another
+    /// modern revision the server names, else the handshake.
+    fn discover(&mut self) -> Result<(), McpError> {
+        for _ in 0..2 {
+            let (id, response) = self.send("server/discover", &json!({}))?;
+            let message = answer(&response, id);
+            match version::era_of(response.status, message.as_ref()) {
+                Era::Modern => {
+                    let message = message.ok_or_else(|| McpError::Protocol("server/discover has no answer".into()))?;
+                    let result = rpc_result(message)?;
+                    let info = result
+                        .get("serverInfo")
+                        .or_else(|| result.pointer("/_meta/io.modelcontextprotocol~1serverInfo"));
+                    self.server_name =
+                        info.and_then(|i| i.get("name")).and_then(Value::as_str).unwrap_or_default().to_string();
+                    return Ok(());
+                }
+                Era::RetryWith(modern) if modern != self.protocol_version => self.protocol_version = modern.to_string(),
+                Era::RetryWith(modern) => {
+                    return Err(McpError::Protocol(format!("the server refused protocol version {modern} it lists")));
+                }
+                Era::Handshake(offer) => {
+                    self.stateless = false;
+                    self.protocol_version = offer.to_string();
+                    return self.initialize();
+                }
+                Era::NoCommonVersion(supported) => {
+                    return Err(McpError::Protocol(format!(
+                        "the server speaks protocol versions {supported:?}; this client {MODERN_VERSIONS:?} and {HANDSHAKE_VERSIONS:?}"
+                    )));
+                }
+            }
+        }
+        Err(McpError::Protocol("no protocol version agreed with the server".into()))
+    }
+
+    /// The handshake that opens a session (handshake-era revisions).
     fn initialize(&mut self) -> Result<(), McpError> {
         let params = json!({
-            "protocolVersion": PROTOCOL_VERSION,
+            "protocolVersion": self.protocol_version,
             "capabilities": {},
             "clientInfo": {"name": "wasmclaw", "version": env!("CARGO_PKG_VERSION")},
         });
         let result = self.request("initialize", params)?;
-        if let Some(version) = result.get("protocolVersion").and_then(Value::as_str) {
-            self.protocol_version = version.to_string();
-        }
+        let answered = result.get("protocolVersion").and_then(Value::as_str);
+        self.protocol_version =
+            version::handshake_answer(&self.protocol_version, answered).map_err(McpError::Protocol)?.to_string();
         self.server_name = result.pointer("/serverInfo/name").and_then(Value::as_str).unwrap_or_default().to_string();
         self.notify("notifications/initialized")
+    }
+
+    /// The protocol revision agreed with the server.
+    pub fn protocol_version(&self) -> &str {
+        &self.protocol_version
     }
 
     /// The server's URL.
@@ -139,7 +199,7 @@ impl McpClient {
         &self.url
     }
 
-    /// The name the server gave in `initialize` (empty if none).
+    /// The name the server gave in `initialize` or `server/discover` (empty if none).
     pub fn server_name(&self) -> &str {
         &self.server_name
     }
@@ -192,23 +252,31 @@ impl McpClient {
             self.initialize()?;
             (id, response) = self.send(method, &params)?;
         }
-        let response = response.error_for_status()?;
-        let content_type = response.header("content-type").unwrap_or_default().to_ascii_lowercase();
-        let message = if content_type.starts_with("text/event-stream") {
-            sse_messages(&response.text()).into_iter().find(|m| m.get("id") == Some(&json!(id)))
-        } else {
-            response.json::<Value>().ok()
+        match answer(&response, id) {
+            // Modern servers answer errors with a 4xx and the JSON-RPC error; it says more than the status.
+            Some(message) if message.get("error").is_some() || (200..300).contains(&response.status) => {
+                rpc_result(message)
+            }
+            _ => {
+                let content_type = response.header("content-type").unwrap_or_default().to_string();
+                response.error_for_status()?;
+                Err(McpError::Protocol(format!("no answer to {method} in the response ({content_type})")))
+            }
         }
-        .ok_or_else(|| McpError::Protocol(format!("no answer to {method} in the response ({content_type})")))?;
-        rpc_result(message)
     }
 
     /// POST one request; its id and the raw response (keeping any session id it assigns).
     fn send(&mut self, method: &str, params: &Value) -> Result<(u64, http::Response), McpError> {
         let id = self.next_id;
         self.next_id += 1;
-        let response = self.post(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))?;
-        if let Some(session) = response.header("mcp-session-id") {
+        let mut params = params.clone();
+        if self.stateless {
+            params["_meta"] = version::request_meta(&self.protocol_version);
+        }
+        let name = params.get("name").and_then(Value::as_str).map(version::header_value);
+        let response =
+            self.post(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}), method, name)?;
+        if let Some(session) = response.header("mcp-session-id").filter(|_| !self.stateless) {
             self.session_id = Some(session.to_string());
         }
         Ok((id, response))
@@ -216,15 +284,22 @@ impl McpClient {
 
     /// A JSON-RPC notification (the server answers 202 with no body).
     fn notify(&mut self, method: &str) -> Result<(), McpError> {
-        self.post(&json!({"jsonrpc": "2.0", "method": method}))?.error_for_status()?;
+        self.post(&json!({"jsonrpc": "2.0", "method": method}), method, None)?.error_for_status()?;
         Ok(())
     }
 
-    fn post(&self, body: &Value) -> Result<http::Response, McpError> {
+    fn post(&self, body: &Value, method: &str, name: Option<String>) -> Result<http::Response, McpError> {
         let mut request = http::request("POST", &self.url)
             .header("accept", "application/json, text/event-stream")
             .header("mcp-protocol-version", &self.protocol_version)
             .json(body)?;
+        if self.stateless {
+            // Mirrored so that proxies can route without reading the body; the server checks they agree.
+            request = request.header("mcp-method", method);
+            if let Some(name) = name.filter(|_| method == "tools/call") {
+                request = request.header("mcp-name", &name);
+            }
+        }
         if let Some(session) = &self.session_id {
             request = request.header("mcp-session-id", session);
         }
@@ -232,113 +307,12 @@ impl McpClient {
     }
 }
 
-/// The JSON-RPC messages of an SSE body: the `data` of each event, joined per event.
-fn sse_messages(body: &str) -> Vec<Value> {
-    let mut messages = Vec::new();
-    let mut data = String::new();
-    for line in body.lines().chain([""]) {
-        if line.is_empty() {
-            if !data.is_empty() {
-                if let Ok(message) = serde_json::from_str(&data) {
-                    messages.push(message);
-                }
-                data.clear();
-            }
-        } else if let Some(value) = line.strip_prefix("data:") {
-            if !data.is_empty() {
-                data.push('\n');
-            }
-            data.push_str(value.strip_prefix(' ').unwrap_or(value));
-        }
-    }
-    messages
-}
-
-/// A JSON-RPC response's `result`, or its error.
-fn rpc_result(mut message: Value) -> Result<Value, McpError> {
-    if let Some(error) = message.get("error") {
-        return Err(McpError::Rpc {
-            code: error.get("code").and_then(Value::as_i64).unwrap_or_default(),
-            message: error.get("message").and_then(Value::as_str).unwrap_or_default().to_string(),
-        });
-    }
-    message
-        .get_mut("result")
-        .map(Value::take)
-        .ok_or_else(|| McpError::Protocol("a JSON-RPC response with neither result nor error".into()))
-}
-
-fn parse_tool(tool: &Value) -> Option<McpTool> {
-    Some(McpTool {
-        name: tool.get("name")?.as_str()?.to_string(),
-        description: tool.get("description").and_then(Value::as_str).unwrap_or_default().to_string(),
-        input_schema: tool.get("inputSchema").cloned().unwrap_or_else(|| json!({"type": "object"})),
-    })
-}
-
-/// A `tools/call` result as text for the model.
-fn tool_result(result: &Value) -> ToolResult {
-    let is_error = result.get("isError").and_then(Value::as_bool).unwrap_or(false);
-    let parts: Vec<String> = result
-        .get("content")
-        .and_then(Value::as_array)
-        .map(|content| content.iter().map(content_text).collect())
-        .unwrap_or_default();
-    let text = match result.get("structuredContent") {
-        // Structured output without text parts: the model gets it as JSON.
-        Some(structured) if parts.is_empty() => structured.to_string(),
-        _ => parts.join("\n"),
-    };
-    ToolResult { text, is_error }
-}
-
-fn content_text(part: &Value) -> String {
-    let field = |name: &str| part.get(name).and_then(Value::as_str).unwrap_or_default();
-    match field("type") {
-        "text" => field("text").to_string(),
-        "resource" => match part.pointer("/resource/text").and_then(Value::as_str) {
-            Some(text) => text.to_string(),
-            None => format!("[resource {}]", part.pointer("/resource/uri").and_then(Value::as_str).unwrap_or("")),
-        },
-        "resource_link" => format!("[resource {}]", field("uri")),
-        kind => format!("[{kind} {}]", field("mimeType")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sse_bodies_yield_each_event_s_message() {
-        let body = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n\
-                    id: 7\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\ndata: \"result\":{}}\n\n";
-        let messages = sse_messages(body);
-        assert_eq!(messages.len(), 2);
-        assert_eq!(messages[1]["id"], 2);
-    }
-
-    #[test]
-    fn rpc_errors_and_results_are_told_apart() {
-        let error = json!({"jsonrpc": "2.0", "id": 1, "error": {"code": -32602, "message": "Unknown tool: x"}});
-        assert_eq!(rpc_result(error), Err(McpError::Rpc { code: -32602, message: "Unknown tool: x".into() }));
-        assert_eq!(rpc_result(json!({"id": 1, "result": {"a": 1}})), Ok(json!({"a": 1})));
-    }
-
-    #[test]
-    fn tool_results_become_text_for_the_model() {
-        let result = json!({"content": [{"type": "text", "text": "3"}, {"type": "image", "mimeType": "image/png", "data": ""}], "isError": false});
-        assert_eq!(tool_result(&result), ToolResult { text: "3\n[image image/png]".into(), is_error: false });
-        let failed = json!({"content": [{"type": "text", "text": "division by zero"}], "isError": true});
-        assert!(tool_result(&failed).is_error);
-        let structured = json!({"content": [], "structuredContent": {"sum": 3}});
-        assert_eq!(tool_result(&structured).text, r#"{"sum":3}"#);
-    }
-
-    #[test]
-    fn tools_without_a_schema_take_an_object() {
-        let tool = parse_tool(&json!({"name": "now"})).expect("a named tool");
-        assert_eq!(tool.to_tool_spec().parameters, r#"{"type":"object"}"#);
-        assert!(parse_tool(&json!({"description": "no name"})).is_none());
+/// The JSON-RPC message answering request `id`: the body, or its event in an SSE stream.
+fn answer(response: &http::Response, id: u64) -> Option<Value> {
+    let content_type = response.header("content-type").unwrap_or_default().to_ascii_lowercase();
+    if content_type.starts_with("text/event-stream") {
+        sse_messages(&response.text()).into_iter().find(|m| m.get("id") == Some(&json!(id)))
+    } else {
+        serde_json::from_slice(&response.body).ok()
     }
 }
