@@ -38,6 +38,7 @@ mod openai_sdk;
 mod origins;
 mod outbound;
 mod outbound_edges;
+mod outbound_oauth;
 mod owners;
 mod pg_tls;
 mod providers;

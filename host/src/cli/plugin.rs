@@ -287,7 +287,8 @@ mod tests {
         assert_eq!((entry.config["suffix"].as_str(), entry.config["keep"].as_str()), ("?", "1"));
         let http = entry.http.as_ref().unwrap();
         assert_eq!(http.allow, ["https://a.example", "http://127.0.0.1:9"]);
-        assert_eq!((http.credentials[0].header.as_str(), http.credentials[0].value_env.as_str()), ("X-Key", "PATH"));
+        let c = &http.credentials[0];
+        assert_eq!((c.header.as_deref(), c.value_env.as_deref()), (Some("X-Key"), Some("PATH")));
         assert!(config.providers.contains_key("local"));
     }
 }

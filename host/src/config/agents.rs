@@ -116,18 +116,34 @@ pub struct AgentHttpConfig {
     pub limits: HttpLimitsConfig,
 }
 
-/// One injected header: the value comes from the environment.
+/// One injected header: a value from the environment (`header`, `prefix`,
+/// `valueEnv`), or an OAuth token the host fetches (`oauth`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CredentialConfig {
     /// An allow-list pattern the request must match.
     #[serde(rename = "match")]
     pub matches: String,
-    pub header: String,
+    /// Default `Authorization`.
+    pub header: Option<String>,
     /// Put before the value (`"Bearer "`).
     #[serde(default)]
     pub prefix: String,
-    pub value_env: String,
+    pub value_env: Option<String>,
+    pub oauth: Option<OAuthConfig>,
+}
+
+/// The OAuth 2.0 client-credentials grant (RFC 6749 §4.4), with the RFC 8707
+/// `resource` indicator; id and secret come from the environment.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OAuthConfig {
+    /// https (plain http only to a loopback host).
+    pub token_url: String,
+    pub client_id_env: String,
+    pub client_secret_env: String,
+    pub scope: Option<String>,
+    pub resource: Option<String>,
 }
 
 /// Per-run outbound HTTP limits.

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use agents::{AgentEntry, AgentHttpConfig, AgentsConfig, CredentialConfig, HttpLimitsConfig, LimitsConfig};
+pub use agents::{
+    AgentEntry, AgentHttpConfig, AgentsConfig, CredentialConfig, HttpLimitsConfig, LimitsConfig, OAuthConfig,
+};
 pub use providers::{HeaderValueConfig, ProviderConfig};
 pub use secret::Secret;
 pub use tokens::{TokenConfig, TokenRateLimit};

@@ -15,8 +15,8 @@ use crate::config::{AgentEntry, AgentHttpConfig, Config, HttpLimitsConfig, Limit
 use crate::providers::ModelRoute;
 use crate::registry::{Record, RegistryError, StoredVersion};
 use crate::runtime::{
-    AgentSettings, AgentSlot, AgentSource, AgentVersion, AllowRule, Credential, HttpLimits, HttpPolicy, LoadError,
-    RunLimits, shipped,
+    AgentSettings, AgentSlot, AgentSource, AgentVersion, AllowRule, Credential, CredentialValue, HttpLimits,
+    HttpPolicy, LoadError, RunLimits, TokenSource, shipped,
 };
 
 /// Why an install, rollback or removal did not happen.
@@ -309,17 +309,45 @@ fn http_policy(id: &str, config: &AgentHttpConfig, limits: &HttpLimitsConfig) ->
     let mut credentials = Vec::new();
     for (i, c) in config.credentials.iter().enumerate() {
         let at = key(&format!("credentials[{i}]"));
-        let header = http::HeaderName::from_bytes(c.header.as_bytes())
-            .map_err(|_| InstallError::Source(format!("{at}.header: {:?} is not a header name", c.header)))?;
-        let value = std::env::var(&c.value_env).ok().filter(|v| !v.is_empty()).ok_or_else(|| {
-            InstallError::Source(format!("{at}.valueEnv: environment variable {} is not set", c.value_env))
-        })?;
-        credentials.push(Credential {
-            rule: rule(&c.matches, format!("{at}.match"))?,
-            header,
-            value: Secret::new(format!("{}{value}", c.prefix)),
-            secret: Secret::new(value),
-        });
+        let header = c.header.as_deref().unwrap_or("Authorization");
+        let header = http::HeaderName::from_bytes(header.as_bytes())
+            .map_err(|_| InstallError::Source(format!("{at}.header: {header:?} is not a header name")))?;
+        let env = |name: &str, field: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| InstallError::Source(format!("{at}.{field}: environment variable {name} is not set")))
+        };
+        let value = match (&c.value_env, &c.oauth) {
+            (Some(name), None) => {
+                let value = env(name, "valueEnv")?;
+                CredentialValue::Static {
+                    value: Secret::new(format!("{}{value}", c.prefix)),
+                    secret: Secret::new(value),
+                }
+            }
+            (None, Some(o)) => {
+                if c.header.is_some() || !c.prefix.is_empty() {
+                    return Err(InstallError::Source(format!(
+                        "{at}: an oauth credential is sent as `Authorization: Bearer …`; remove header and prefix"
+                    )));
+                }
+                let id = env(&o.client_id_env, "oauth.clientIdEnv")?;
+                let secret = env(&o.client_secret_env, "oauth.clientSecretEnv")?;
+                let source = TokenSource::new(
+                    format!("{at}.oauth"),
+                    &o.token_url,
+                    Secret::new(id),
+                    Secret::new(secret),
+                    o.scope.clone(),
+                    o.resource.clone(),
+                )
+                .map_err(|e| InstallError::Source(format!("{at}.oauth.tokenUrl: {e}")))?;
+                CredentialValue::OAuth(Arc::new(source))
+            }
+            _ => return Err(InstallError::Source(format!("{at}: set exactly one of valueEnv and oauth"))),
+        };
+        credentials.push(Credential { rule: rule(&c.matches, format!("{at}.match"))?, header, value });
     }
     let d = HttpLimits::default();
     let limits = config.limits.or(limits);

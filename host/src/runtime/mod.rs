@@ -19,7 +19,9 @@ use wasmtime::Engine;
 use wasmtime::component::Linker;
 
 pub use agent::{AgentSettings, AgentSource, AgentVersion, LoadError, RunLimits, RunOutcome};
-pub use capabilities::http::{AllowRule, Credential, HttpLimits, HttpPolicy, name_dev_flags_in_denials};
+pub use capabilities::http::{
+    AllowRule, Credential, CredentialValue, HttpLimits, HttpPolicy, TokenSource, name_dev_flags_in_denials,
+};
 pub use engine::{Allocation, EngineLimits};
 pub use error::RunError;
 pub use registry::{AgentRegistry, AgentSlot};

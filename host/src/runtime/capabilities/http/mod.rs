@@ -4,6 +4,7 @@
 //! are added after the check and redacted from what comes back. The
 //! standard interface means any WASI HTTP client works in a guest.
 
+mod oauth;
 mod policy;
 mod redact;
 mod send;
@@ -13,7 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpHooks};
 
-pub use policy::{AllowRule, Credential, HttpLimits, HttpPolicy, Target, is_internal};
+pub use oauth::TokenSource;
+pub use policy::{AllowRule, Credential, CredentialValue, HttpLimits, HttpPolicy, Target, is_internal};
 
 use super::memory::RunMemory;
 use crate::chat::AgentId;

@@ -4,6 +4,9 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use super::oauth::TokenSource;
 use crate::config::Secret;
 
 /// One allow rule: `scheme://host[:port][/path-prefix]`.
@@ -183,10 +186,21 @@ fn decoded_path(path: &str) -> String {
 pub struct Credential {
     pub rule: AllowRule,
     pub header: http::HeaderName,
-    /// `prefix` + the variable's value.
-    pub value: Secret,
-    /// The variable's value alone, redacted wherever it shows up.
-    pub secret: Secret,
+    pub value: CredentialValue,
+}
+
+/// Where a credential's value comes from.
+#[derive(Clone)]
+pub enum CredentialValue {
+    /// From the environment, read at load.
+    Static {
+        /// `prefix` + the variable's value.
+        value: Secret,
+        /// The variable's value alone, redacted wherever it shows up.
+        secret: Secret,
+    },
+    /// An OAuth access token the host fetches and refreshes (`Bearer` + token).
+    OAuth(Arc<TokenSource>),
 }
 
 impl std::fmt::Debug for Credential {

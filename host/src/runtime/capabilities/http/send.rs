@@ -12,8 +12,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::{Error, WasiBody};
 
+use super::oauth::resource_metadata;
 use super::redact::redact;
-use super::{Admitted, SendResult, Shared, is_internal};
+use super::{Admitted, CredentialValue, SendResult, Shared, is_internal};
+use crate::config::Secret;
 use crate::runtime::capabilities::memory::{MemoryHold, RunMemory};
 
 /// Resolves names to public addresses only: the address connected to is one
@@ -78,19 +80,75 @@ pub(super) async fn send(
     let outcome = tokio::time::timeout(limits.timeout, async {
         let (mut parts, body) = request.into_parts();
         let mut request_hold = memory.hold();
-        let body = collect_within(body, &mut request_hold, memory.max()).await?;
+        let body = Bytes::from(collect_within(body, &mut request_hold, memory.max()).await?);
         if !credentials.is_empty() {
             // A compressed answer could carry the credential past redaction.
             parts.headers.insert(http::header::ACCEPT_ENCODING, http::HeaderValue::from_static("identity"));
         }
-        let mut builder = client(!literal).request(parts.method, parts.uri.to_string()).headers(parts.headers);
+        // The injected value replaces the guest's: a server reading the first of two could take the guest's.
         for credential in &credentials {
-            builder = builder.header(credential.header.clone(), credential.value.expose());
+            parts.headers.remove(&credential.header);
         }
-        let response = builder.body(body).send().await.map_err(|e| send_error(&e))?;
+        // Every value injected, redacted from the answer.
+        let mut secrets: Vec<Secret> = Vec::new();
+        let mut retried = false;
+        let response = loop {
+            let mut builder =
+                client(!literal).request(parts.method.clone(), parts.uri.to_string()).headers(parts.headers.clone());
+            let mut tokens = Vec::new();
+            for credential in &credentials {
+                match &credential.value {
+                    CredentialValue::Static { value, secret } => {
+                        builder = builder.header(credential.header.clone(), value.expose());
+                        secrets.push(secret.clone());
+                    }
+                    CredentialValue::OAuth(source) => {
+                        let token = source.token().await.map_err(|e| Error::InternalError(Some(e.0)))?;
+                        builder = builder.header(credential.header.clone(), format!("Bearer {}", token.expose()));
+                        secrets.push(token.clone());
+                        tokens.push((source, token));
+                    }
+                }
+            }
+            let response = builder.body(body.clone()).send().await.map_err(|e| send_error(&e))?;
+            if response.status() != http::StatusCode::UNAUTHORIZED || tokens.is_empty() {
+                break response;
+            }
+            // Revoked or expired early: drop the token and try once with a fresh one.
+            for (source, token) in &tokens {
+                source.forget(token).await;
+            }
+            if retried {
+                let url = resource_metadata(response.headers())
+                    .filter(|url| !secrets.iter().any(|s| url.contains(s.expose())));
+                let keys: Vec<&str> = tokens.iter().map(|(source, _)| source.key.as_str()).collect();
+                let keys = keys.join(", ");
+                let metadata = url.map_or_else(String::new, |url| {
+                    format!("; its protected resource metadata (RFC 9728) is at {url}")
+                });
+                tracing::warn!(
+                    %agent, run_id, origin, path = target.path,
+                    "outbound HTTP: the server refused a fresh OAuth token from {keys}{metadata}"
+                );
+                return Err(Error::InternalError(Some(format!(
+                    "wasmclaw: {origin} answered 401 to a fresh OAuth token ({keys}){metadata}"
+                ))));
+            }
+            tracing::info!(%agent, run_id, origin, path = target.path, "outbound HTTP: 401, retrying once with a fresh OAuth token");
+            retried = true;
+        };
         drop(request_hold);
         let status = response.status();
         let mut headers = response.headers().clone();
+        if status == http::StatusCode::UNAUTHORIZED
+            && let Some(url) = resource_metadata(&headers).filter(|url| !secrets.iter().any(|s| url.contains(s.expose())))
+        {
+            tracing::warn!(
+                %agent, run_id, origin, path = target.path, resource_metadata = url,
+                "outbound HTTP answered 401 naming its protected resource metadata (RFC 9728): \
+                 an oauth credential in agents.entries.{agent}.http.credentials can authorize it"
+            );
+        }
         if !credentials.is_empty()
             && let Some(encoding) = headers.get(http::header::CONTENT_ENCODING)
             && !encoding.as_bytes().eq_ignore_ascii_case(b"identity")
@@ -113,11 +171,11 @@ pub(super) async fn send(
                 return Err(over_memory("response", memory.max()));
             }
         }
-        if !credentials.is_empty() {
+        if !secrets.is_empty() {
             // Scanning megabytes for every spelling is CPU work: off the async workers.
             (headers, bytes) = tokio::task::spawn_blocking(move || {
-                for credential in &credentials {
-                    redact(&mut headers, &mut bytes, credential.secret.expose());
+                for secret in &secrets {
+                    redact(&mut headers, &mut bytes, secret.expose());
                 }
                 (headers, bytes)
             })
