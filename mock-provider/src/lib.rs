@@ -13,7 +13,7 @@ mod script;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +37,9 @@ pub struct Reply {
     pub token_delay: Duration,
     /// `finish_reason` of a text reply.
     pub finish: &'static str,
+    /// When set, the first token waits (after `first_token_delay`) until the
+    /// test sets it: a reply timed by an event, not by a guess at the machine's speed.
+    pub gate: Option<Arc<AtomicBool>>,
 }
 
 /// The shapes of reply.
@@ -62,7 +65,7 @@ pub enum ReplyKind {
 
 impl Reply {
     fn of(kind: ReplyKind) -> Self {
-        Self { kind, first_token_delay: Duration::ZERO, token_delay: Duration::ZERO, finish: "stop" }
+        Self { kind, first_token_delay: Duration::ZERO, token_delay: Duration::ZERO, finish: "stop", gate: None }
     }
 
     /// Echo the last user message.
@@ -120,6 +123,12 @@ impl Reply {
     /// Wait before the first token.
     pub fn with_first_token_delay(mut self, delay: Duration) -> Self {
         self.first_token_delay = delay;
+        self
+    }
+
+    /// Hold the first token until `gate` is set.
+    pub fn with_gate(mut self, gate: Arc<AtomicBool>) -> Self {
+        self.gate = Some(gate);
         self
     }
 
@@ -443,6 +452,11 @@ fn paced(
                     };
                     if !delay.is_zero() && !data.starts_with("[DONE]") {
                         tokio::time::sleep(delay).await;
+                    }
+                    if let (1, Some(gate)) = (i, &reply.gate) {
+                        while !gate.load(Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
                     }
                     Some((Ok(Event::default().data(data)), (it, guard, false)))
                 }

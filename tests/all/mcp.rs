@@ -8,6 +8,8 @@
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -312,24 +314,29 @@ async fn a_server_that_restarts_mid_run_gets_a_new_session_and_the_call_goes_thr
     // Sessions exist only before 2026-07-28.
     let server = tokio::task::spawn_blocking(|| McpServer::start_pinned(false, Some("2025-11-25"))).await.unwrap();
     let mock = MockProvider::start();
-    let http = format!(r#"http: {{ allow: ["{}"] }},"#, server.url());
+    // A restart on a busy machine can take a while: the run's time budget must not be the limit.
+    let http = format!(r#"http: {{ allow: ["{}"] }}, limits: {{ timeoutMs: 180000 }},"#, server.url());
     let gw = gateway(&mock, &[agent("research", &http, &format!(r#"mcpServers: "{}""#, server.url()))]);
-    // The model takes its time: the server restarts between the listing and the call.
-    mock.push(
-        Reply::tool_call("call_add", "add", r#"{"a": 4, "b": 5}"#).with_first_token_delay(Duration::from_secs(8)),
-    );
+    // The model answers only once the server has restarted between the listing
+    // and the call (a gate, not a delay: a busy machine starts Python slowly).
+    let restarted_gate = Arc::new(AtomicBool::new(false));
+    mock.push(Reply::tool_call("call_add", "add", r#"{"a": 4, "b": 5}"#).with_gate(restarted_gate.clone()));
     mock.push(Reply::text(&["Nine."]));
     let answer = tokio::spawn(gw.chat(ask("agent:research", "add 4 and 5")).send());
 
-    // the refused server/discover, initialize, initialized, three pages of tools/list
-    eventually("the tools listed", async || (server.seen().len() >= 6).then_some(())).await;
+    // The listing has ended (its last answer read, not only its last request
+    // received) once the model is asked, with the server's tools offered.
+    eventually("the model asked with the tools listed", async || mock.requests().first().map(|r| r.body.clone())).await;
+    assert!(mock.requests()[0].body["tools"].to_string().contains("\"add\""), "the server's tools are offered");
     let (port, versions) = (server.port, server.versions.clone());
     drop(server);
     let restarted =
         tokio::task::spawn_blocking(move || McpServer::start_on(port, false, versions.as_deref())).await.unwrap();
+    restarted_gate.store(true, Ordering::SeqCst);
 
     let res = answer.await.unwrap().unwrap();
-    assert_eq!(content(&res.json().await.unwrap()), "Nine.");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(content(&body), "Nine.", "{body}");
     let to_model = mock.requests().last().unwrap().body.clone();
     let result = to_model["messages"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(result["content"], "the sum is 9", "the call reached the new server: {result}");

@@ -295,9 +295,17 @@ impl TestGateway {
     /// with a fresh id goes through, and the log is read once that id is in
     /// it (stderr is one ordered pipe). For checks that a line is absent.
     pub async fn settled_log(&self) -> String {
-        let id = format!("log-barrier-{}", uuid::Uuid::new_v4());
-        let res = reqwest::Client::new().get(self.url("/health")).header("x-request-id", &id).send().await.unwrap();
-        assert!(res.status().is_success(), "{}", res.status());
+        // A connection cap may still count a connection the test just closed:
+        // a refused barrier is sent again, each time under a fresh id.
+        let deadline = Instant::now() + PATIENCE;
+        let id = loop {
+            let id = format!("log-barrier-{}", uuid::Uuid::new_v4());
+            match reqwest::Client::new().get(self.url("/health")).header("x-request-id", &id).send().await {
+                Ok(res) if res.status().is_success() => break id,
+                other => assert!(Instant::now() < deadline, "the barrier request never went through: {other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         self.wait_for_log(&format!("the barrier request {id}"), |log| log.contains(&id)).await
     }
 
