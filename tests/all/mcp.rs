@@ -26,7 +26,7 @@ fn python_with_mcp() -> PathBuf {
 }
 
 fn install_mcp() -> PathBuf {
-    python_venv("mcp-venv", "mcp>=2.3,<3", |bin| imports(bin, "mcp.server.mcpserver, uvicorn")).join("python")
+    python_venv("mcp-venv", MCP_PACKAGE, |bin| imports(bin, "mcp.server.mcpserver, uvicorn")).join("python")
 }
 
 /// `tests/mcp/server.py` on a free loopback port, until dropped.

@@ -17,7 +17,7 @@ fn python_with_openai() -> PathBuf {
 }
 
 fn install_sdk() -> PathBuf {
-    python_venv("openai-sdk-venv", "openai>=1.40,<3", |bin| imports(bin, "openai")).join("python")
+    python_venv("openai-sdk-venv", OPENAI_SDK, |bin| imports(bin, "openai")).join("python")
 }
 
 #[test]

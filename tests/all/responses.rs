@@ -322,9 +322,7 @@ async fn a_stream_pings_while_silent_fails_visibly_and_a_hang_up_cancels_the_run
 /// `openai-agents` in its own venv (`target/openai-agents-venv`), created on first use.
 pub fn python_with_agents() -> PathBuf {
     static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    PYTHON
-        .get_or_init(|| python_venv("openai-agents-venv", "openai-agents>=0.2,<1", |bin| imports(bin, "agents")))
-        .join("python")
+    PYTHON.get_or_init(|| python_venv("openai-agents-venv", OPENAI_AGENTS, |bin| imports(bin, "agents"))).join("python")
 }
 
 /// An `input_image` reaches a 0.2 agent, and through the assistant the

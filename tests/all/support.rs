@@ -29,7 +29,7 @@ pub const NOT_AN_AGENT_WASM: &str = env!("WASMCLAW_FIXTURE_NOT_AN_AGENT");
 pub fn python_venv(name: &str, requirement: &str, ready: impl Fn(&Path) -> bool) -> PathBuf {
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target").join(name);
     let bin = venv.join("bin");
-    if !ready(&bin) {
+    if !ready(&bin) || !pinned(&bin, requirement) {
         let status = Command::new("python3").arg("-m").arg("venv").arg(&venv).status().expect("python3 is required");
         assert!(status.success(), "python3 -m venv failed (Debian: apt-get install python3-venv)");
         let status = Command::new(bin.join("pip"))
@@ -39,6 +39,23 @@ pub fn python_venv(name: &str, requirement: &str, ready: impl Fn(&Path) -> bool)
         assert!(status.success(), "pip install {requirement} failed (needs access to PyPI)");
     }
     bin
+}
+
+// The Python clients the tests install and drive, pinned; README's "Clients" table names them.
+/// The official `openai` SDK (tests/all/openai_sdk.rs, conversations.rs, background.rs).
+pub const OPENAI_SDK: &str = "openai==2.54.0";
+/// The OpenAI Agents SDK (tests/all/responses.rs).
+pub const OPENAI_AGENTS: &str = "openai-agents==0.24.0";
+/// The MCP Python SDK the test servers run on (tests/all/mcp.rs, mcp_versions.rs).
+pub const MCP_PACKAGE: &str = "mcp==2.3.0";
+/// Playwright, driving headless Chromium (tests/all/ui.rs).
+pub const PLAYWRIGHT: &str = "playwright==1.65.3";
+
+/// Whether a `name==version` requirement is what the venv has; a range is taken as met.
+fn pinned(bin: &Path, requirement: &str) -> bool {
+    let Some((name, version)) = requirement.split_once("==") else { return true };
+    let code = format!("import importlib.metadata as m; assert m.version({name:?}) == {version:?}");
+    Command::new(bin.join("python")).args(["-c", &code]).output().is_ok_and(|o| o.status.success())
 }
 
 /// Whether the venv `bin`'s Python can `import` the given modules.

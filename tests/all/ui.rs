@@ -30,7 +30,7 @@ fn install_playwright() -> PathBuf {
         "{CHROMIUM} is missing: the control page tests need Debian's Chromium (apt-get install chromium; .ci/run does)"
     );
     // The package only: browsers come from Debian, never from `playwright install`.
-    python_venv("ui-venv", "playwright>=1.40,<2", |bin| imports(bin, "playwright.sync_api")).join("python")
+    python_venv("ui-venv", PLAYWRIGHT, |bin| imports(bin, "playwright.sync_api")).join("python")
 }
 
 /// Run `tests/ui/<script>` against `gw` with the URL and token in its environment.
