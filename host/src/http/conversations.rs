@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
+use super::openai::{PageQuery, Paging};
 use crate::auth::Principal;
 use crate::gateway::Gateway;
 use crate::sessions::{Conversation, ConversationItem, ItemPage, ItemQuery, access, now_ms};
@@ -106,20 +107,12 @@ pub async fn delete(
     Ok(Json(json!({"id": id, "object": "conversation.deleted", "deleted": true})))
 }
 
-/// `?limit&order&after` (text, so a bad one gets the OpenAI error shape).
-#[derive(Debug, Deserialize)]
-pub struct ItemsQuery {
-    limit: Option<String>,
-    order: Option<String>,
-    after: Option<String>,
-}
-
 /// `GET /v1/conversations/{id}/items`: one page, newest first unless `order=asc`.
 pub async fn list_items(
     State(gw): State<Arc<Gateway>>,
     Extension(caller): Extension<Principal>,
     Path(id): Path<String>,
-    Query(query): Query<ItemsQuery>,
+    Query(query): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let query = item_query(&query)?;
     owned(&gw, &caller, &id, None).await?;
@@ -224,19 +217,9 @@ fn stored_item(item: Value) -> Value {
     Value::Object(item)
 }
 
-fn item_query(query: &ItemsQuery) -> Result<ItemQuery, ApiError> {
-    let limit = match &query.limit {
-        None => 20,
-        Some(text) => text.parse::<usize>().ok().filter(|n| (1..=100).contains(n)).ok_or_else(|| {
-            ApiError::invalid_request("`limit` must be an integer from 1 to 100", Some("limit".into()))
-        })?,
-    };
-    let descending = match query.order.as_deref() {
-        None | Some("desc") => true,
-        Some("asc") => false,
-        Some(_) => return Err(ApiError::invalid_request("`order` must be \"asc\" or \"desc\"", Some("order".into()))),
-    };
-    Ok(ItemQuery { after: query.after.clone().filter(|a| !a.is_empty()), descending, limit, pending_only: false })
+fn item_query(query: &PageQuery) -> Result<ItemQuery, ApiError> {
+    let Paging { limit, descending, after, .. } = query.paging()?;
+    Ok(ItemQuery { after, descending, limit, pending_only: false })
 }
 
 /// `metadata` checked against OpenAI's limits: at most 16 string pairs.
@@ -317,13 +300,5 @@ mod tests {
         assert!(metadata(Some(&json!({"a": 1}))).is_err());
         let many: Map<String, Value> = (0..17).map(|i| (format!("k{i}"), json!("v"))).collect();
         assert!(metadata(Some(&Value::Object(many))).is_err());
-    }
-
-    #[test]
-    fn listing_parameters_default_as_openai_does() {
-        let q = item_query(&ItemsQuery { limit: None, order: None, after: None }).unwrap();
-        assert_eq!((q.limit, q.descending), (20, true));
-        assert!(item_query(&ItemsQuery { limit: Some("0".into()), order: None, after: None }).is_err());
-        assert!(item_query(&ItemsQuery { limit: None, order: Some("up".into()), after: None }).is_err());
     }
 }

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Extension, Path, Query, State};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::object;
@@ -19,12 +18,8 @@ use super::request::Input;
 use crate::auth::Principal;
 use crate::gateway::Gateway;
 use crate::http::error::ApiError;
+use crate::http::openai::{PageQuery, Paging};
 use crate::sessions::access;
-
-/// Items per page when a client names no `limit` (as OpenAI's).
-const DEFAULT_LIMIT: usize = 20;
-/// The most items one page holds (as OpenAI's).
-const MAX_LIMIT: usize = 100;
 
 fn invalid(message: String, param: &str) -> ApiError {
     ApiError::invalid_request(message, Some(param.to_string()))
@@ -94,15 +89,6 @@ pub fn kept(input: Option<&Input>, response_id: &str) -> Value {
     Value::Array(items.collect())
 }
 
-/// `?limit=&order=&after=&before=`, as OpenAI pages list endpoints.
-#[derive(Debug, Deserialize)]
-pub struct PageQuery {
-    limit: Option<String>,
-    order: Option<String>,
-    after: Option<String>,
-    before: Option<String>,
-}
-
 /// `GET /v1/responses/{id}/input_items`: the input a stored response
 /// answered, newest first unless `order=asc`.
 pub async fn list(
@@ -119,16 +105,9 @@ pub async fn list(
 
 /// One page of `items` (kept in input order) as OpenAI's `list` object.
 fn page(mut items: Vec<Value>, query: &PageQuery) -> Result<Value, ApiError> {
-    let limit = match query.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(text) => text.parse::<usize>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
-            invalid(format!("`limit` must be an integer from 1 to {MAX_LIMIT}; got {text:?}"), "limit")
-        })?,
-    };
-    match query.order.as_deref() {
-        None | Some("desc") => items.reverse(),
-        Some("asc") => {}
-        Some(other) => return Err(invalid(format!("`order` must be \"asc\" or \"desc\"; got {other:?}"), "order")),
+    let Paging { limit, descending, after, before } = query.paging()?;
+    if descending {
+        items.reverse();
     }
     let position = |cursor: &str, param: &str| {
         items
@@ -136,8 +115,8 @@ fn page(mut items: Vec<Value>, query: &PageQuery) -> Result<Value, ApiError> {
             .position(|item| item["id"] == cursor)
             .ok_or_else(|| invalid(format!("No input item with id {cursor:?} in this response"), param))
     };
-    let start = query.after.as_deref().map(|c| position(c, "after").map(|p| p + 1)).transpose()?.unwrap_or(0);
-    let end = query.before.as_deref().map(|c| position(c, "before")).transpose()?.unwrap_or(items.len());
+    let start = after.as_deref().map(|c| position(c, "after").map(|p| p + 1)).transpose()?.unwrap_or(0);
+    let end = before.as_deref().map(|c| position(c, "before")).transpose()?.unwrap_or(items.len());
     let window = if start < end { &items[start..end] } else { &[][..] };
     let data = &window[..window.len().min(limit)];
     let id_of = |item: Option<&Value>| item.map_or(Value::Null, |i| i["id"].clone());
@@ -155,8 +134,7 @@ mod tests {
     use super::*;
 
     fn query(limit: Option<&str>, order: Option<&str>, after: Option<&str>, before: Option<&str>) -> PageQuery {
-        let own = |s: Option<&str>| s.map(str::to_string);
-        PageQuery { limit: own(limit), order: own(order), after: own(after), before: own(before) }
+        PageQuery::new(limit, order, after, before)
     }
 
     fn ids(page: &Value) -> Vec<&str> {
