@@ -191,10 +191,17 @@ impl ApiError {
     }
 
     /// 503 while the session database cannot be reached: a retry soon may work.
-    pub fn store_unavailable(message: impl Into<String>) -> Self {
+    /// The driver's words (addresses, timeouts, settings) go to the log, not to the client.
+    pub fn store_unavailable(detail: impl std::fmt::Display) -> Self {
+        let message = logged("the session database is unavailable", detail);
         Self {
             retry_after: Some(1),
-            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", Some("session_store_unavailable"), message)
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                Some("session_store_unavailable"),
+                format!("The session database is unavailable; retry shortly ({message})"),
+            )
         }
     }
 
@@ -300,10 +307,20 @@ impl From<AuthFailure> for ApiError {
     }
 }
 
+/// Log `detail` at warn under the request id; what the client is told instead.
+fn logged(what: &str, detail: impl std::fmt::Display) -> String {
+    let id = request_id().filter(|id| !id.is_empty());
+    tracing::warn!(request_id = id.as_deref().unwrap_or("-"), detail = %detail, "{what}; the client was sent only the request id");
+    match id {
+        Some(id) => format!("the gateway logged the details under request id {id}"),
+        None => "the gateway logged the details".to_string(),
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(_) => Self::store_unavailable(format!("{e}; retry shortly")),
+            StoreError::Unavailable(_) => Self::store_unavailable(e),
             StoreError::WrongAgent { .. } => Self::invalid_request(e.to_string(), None),
             e => Self::internal(e),
         }
@@ -336,7 +353,15 @@ impl From<InstallError> for ApiError {
             InstallError::Source(_) => with(StatusCode::BAD_REQUEST, "invalid_source"),
             InstallError::Registry(crate::registry::RegistryError::Unavailable(_)) => Self {
                 retry_after: Some(5),
-                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", Some("database_unavailable"), message)
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server_error",
+                    Some("database_unavailable"),
+                    format!(
+                        "The agent registry's database is unavailable; retry in a few seconds ({})",
+                        logged("the registry database is unavailable", &message)
+                    ),
+                )
             },
             InstallError::Registry(e) => Self { code: Some("registry_error"), ..Self::internal(e) },
         }
