@@ -64,6 +64,7 @@ impl Memo {
     }
 
     /// Bytes kept now, every shelf together.
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.lock().total
     }
@@ -117,6 +118,7 @@ impl MemoShelf {
     }
 
     /// Bytes this shelf keeps now.
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.0.memo.lock().shelves.get(&self.0.id).map_or(0, |s| s.bytes)
     }
