@@ -6,7 +6,7 @@
 
 #[cfg(target_arch = "wasm32")]
 mod imp {
-    use crate::bindings::wasmclaw::agent::{config, llm, log, output, session, tool_activity};
+    use crate::bindings::wasmclaw::agent::{config, llm, log, memo, output, session, tool_activity};
     use crate::{EmitError, Event, Message, ToolCall};
 
     /// A model completion in progress: the host's resource.
@@ -71,12 +71,27 @@ mod imp {
     pub fn tool_returned(call_id: &str, output: &str, is_error: bool) {
         tool_activity::returned(call_id, output, is_error)
     }
+
+    /// `memo.get`.
+    pub fn memo_get(key: &str) -> Option<Vec<u8>> {
+        memo::get(key)
+    }
+
+    /// `memo.set`.
+    pub fn memo_set(key: &str, value: &[u8], ttl_ms: u64) -> Result<(), String> {
+        memo::set(key, value, ttl_ms)
+    }
+
+    /// `memo.remove`.
+    pub fn memo_remove(key: &str) {
+        memo::remove(key)
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use crate::native::{
-    Completion, complete, config_get, emit, history, log, next, state_delete, state_get, state_set, tool_called,
-    tool_returned,
+    Completion, complete, config_get, emit, history, log, memo_get, memo_remove, memo_set, next, state_delete,
+    state_get, state_set, tool_called, tool_returned,
 };
 #[cfg(target_arch = "wasm32")]
 pub use imp::*;

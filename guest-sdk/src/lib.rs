@@ -54,6 +54,7 @@ mod host;
 mod llm_text;
 pub mod log;
 pub mod mcp;
+pub mod memo;
 mod message;
 #[cfg(not(target_arch = "wasm32"))]
 #[cfg_attr(not(feature = "testing"), allow(dead_code))]

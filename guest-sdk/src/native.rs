@@ -5,6 +5,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use crate::fake_web::{FakeWeb, HttpExchange};
 use crate::http::{HttpError, Response};
@@ -17,6 +18,10 @@ use crate::{EmitError, Event, Message, ToolCall};
 const MAX_STATE_KEY_BYTES: usize = 256;
 const MAX_STATE_VALUE_BYTES: usize = 64 << 10;
 const MAX_STATE_TOTAL_BYTES: usize = 1 << 20;
+/// The host's limits on memo entries (the per-version share is not faked).
+const MAX_MEMO_KEY_BYTES: usize = 256;
+const MAX_MEMO_VALUE_BYTES: usize = 256 << 10;
+const MAX_MEMO_TTL: Duration = Duration::from_secs(24 * 3600);
 
 const NO_HOST: &str = "this wasmclaw-sdk call needs the gateway, and this code runs natively outside it. \
      In unit tests, enable the SDK's `testing` feature and run the agent with `wasmclaw_sdk::testing::TestHost`";
@@ -38,6 +43,8 @@ pub(crate) struct FakeRun {
     pub web: FakeWeb,
     /// Every outbound request, in order.
     pub http: Vec<HttpExchange>,
+    /// The memo as the host keeps it across runs: value and expiry.
+    pub memo: BTreeMap<String, (Vec<u8>, Instant)>,
 }
 
 /// One scripted answer of the model.
@@ -185,4 +192,32 @@ pub fn http_send(
         run.http.push(exchange);
         answer
     })
+}
+
+/// `memo.get`: unless expired.
+pub fn memo_get(key: &str) -> Option<Vec<u8>> {
+    with(|run| run.memo.get(key).filter(|(_, expires)| *expires > Instant::now()).map(|(v, _)| v.clone()))
+}
+
+/// `memo.set`, within the gateway's limits for one entry.
+pub fn memo_set(key: &str, value: &[u8], ttl_ms: u64) -> Result<(), String> {
+    with(|run| {
+        if key.len() > MAX_MEMO_KEY_BYTES {
+            return Err(format!("memo key is {} bytes; the limit is {MAX_MEMO_KEY_BYTES}", key.len()));
+        }
+        if value.len() > MAX_MEMO_VALUE_BYTES {
+            return Err(format!("memo value is {} bytes; the limit is {MAX_MEMO_VALUE_BYTES}", value.len()));
+        }
+        run.memo.remove(key);
+        if ttl_ms > 0 {
+            let expires = Instant::now() + Duration::from_millis(ttl_ms).min(MAX_MEMO_TTL);
+            run.memo.insert(key.to_string(), (value.to_vec(), expires));
+        }
+        Ok(())
+    })
+}
+
+/// `memo.remove`.
+pub fn memo_remove(key: &str) {
+    with(|run| run.memo.remove(key));
 }

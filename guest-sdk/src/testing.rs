@@ -6,6 +6,9 @@
 //! ([`TestRun::http_requests`], with the credentials the gateway would add
 //! shown as added) is recorded, and so are the tools it ran itself
 //! ([`crate::tools`]: `TestRun::tool_reports`, `server_tool_calls`, `transcript`).
+//! The [`crate::memo`] lives across the runs of one host, as it lives across
+//! the runs of one agent version in the gateway ([`TestHost::memo`],
+//! [`TestHost::clear_memo`]).
 //!
 //! ```
 //! use wasmclaw_sdk::testing::TestHost;
@@ -37,6 +40,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::AssertUnwindSafe;
+use std::time::Instant;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -59,6 +63,8 @@ pub struct TestHost {
     completions: VecDeque<Scripted>,
     emit_limit: Option<usize>,
     web: FakeWeb,
+    /// What the gateway keeps across runs of the agent version (`memo`).
+    memo: BTreeMap<String, (Vec<u8>, Instant)>,
     runs: u32,
 }
 
@@ -78,6 +84,7 @@ impl TestHost {
             completions: VecDeque::new(),
             emit_limit: None,
             web: FakeWeb::default(),
+            memo: BTreeMap::new(),
             runs: 0,
         }
     }
@@ -176,6 +183,18 @@ impl TestHost {
         self
     }
 
+    /// Empty the memo, as a new version of the agent (or an expiry of
+    /// everything) would. Runs of one host otherwise share it, like runs of
+    /// one agent version in the gateway.
+    pub fn clear_memo(&mut self) {
+        self.memo.clear();
+    }
+
+    /// A memo entry as the host keeps it now (expired ones included).
+    pub fn memo(&self, key: &str) -> Option<&[u8]> {
+        self.memo.get(key).map(|(v, _)| v.as_slice())
+    }
+
     /// The session's messages so far, oldest first.
     pub fn session(&self) -> &[Message] {
         &self.history
@@ -223,6 +242,7 @@ impl TestHost {
             completions: std::mem::take(&mut self.completions),
             emit_limit: self.emit_limit,
             web: std::mem::take(&mut self.web),
+            memo: std::mem::take(&mut self.memo),
             ..FakeRun::default()
         });
         crate::llm_text::reset_usage();
@@ -230,6 +250,8 @@ impl TestHost {
         let fake = crate::native::take().expect("the fake run is still installed");
         self.completions = fake.completions;
         self.web = fake.web;
+        // Kept whether the run succeeded or not: a cache, not session state.
+        self.memo = fake.memo;
         let result = result.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         let run = TestRun {
             result,

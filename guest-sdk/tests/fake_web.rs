@@ -149,3 +149,67 @@ fn a_fake_mcp_server_lists_its_tools_and_runs_the_calls_the_agent_makes() {
     assert!(run.http_requests.iter().all(|r| r.injected == ["authorization"]));
     assert_eq!(run.server_tool_calls().len(), 3);
 }
+
+/// Like `Researcher`, but keeps the server's tool list for later runs (`McpClient::cached`).
+#[derive(Default)]
+struct CachingResearcher;
+
+impl Agent for CachingResearcher {
+    fn info() -> AgentInfo {
+        AgentInfo::new("caching-researcher", "0.1.0", "Reuses an MCP server's tool list across runs")
+    }
+
+    fn run(&self, req: RunRequest, out: &Output) -> Result<(), AgentError> {
+        let (mut server, tools) = McpClient::cached(TOOLS, std::time::Duration::from_secs(300))?;
+        let specs = tools.iter().map(|t| t.to_tool_spec()).collect();
+        let request = llm::CompletionRequest { tools: specs, ..llm::CompletionRequest::new(req.messages) };
+        let answer = llm::complete_text(&request)?;
+        for call in &answer.tool_calls {
+            match server.call_tool(&call.name, &call.arguments) {
+                Ok(result) => out.text(&result.text)?,
+                Err(e) => out.text(e.to_string())?,
+            }
+        }
+        out.text(&answer.text)?;
+        Ok(())
+    }
+}
+
+fn rpcs(run: &wasmclaw_sdk::testing::TestRun) -> Vec<String> {
+    let rpc = |r: &wasmclaw_sdk::testing::HttpExchange| r.json().and_then(|j| j["method"].as_str().map(String::from));
+    run.http_requests.iter().filter_map(rpc).collect()
+}
+
+#[test]
+fn a_cached_tool_list_is_reused_by_later_runs_until_a_call_says_the_tool_is_unknown() {
+    let server = FakeMcpServer::new("calc").tool("add", "Add", json!({"type": "object"}), |_| Ok("3".into()));
+    let mut host = TestHost::new()
+        .mcp_server(TOOLS, server)
+        .llm_reply("listed.")
+        .llm_reply("quiet.")
+        .llm_events([call("c1", "add", "{}")])
+        .llm_events([call("c2", "gone", "{}")]);
+
+    let first = host.run::<CachingResearcher>("hi").ok();
+    assert_eq!(rpcs(&first), ["server/discover", "initialize", "notifications/initialized", "tools/list"]);
+    assert!(host.memo("wasmclaw-sdk/mcp/tools http://127.0.0.1:9100/mcp").is_some(), "the list is kept");
+
+    // A run that calls no tool asks the server nothing; one that calls opens its own session.
+    let quiet = host.run::<CachingResearcher>("hi").ok();
+    assert!(quiet.http_requests.is_empty(), "{:?}", rpcs(&quiet));
+    assert_eq!(quiet.llm_requests[0].tools[0].name, "add", "the kept list is offered");
+    let calling = host.run::<CachingResearcher>("add").ok();
+    assert_eq!(rpcs(&calling), ["initialize", "notifications/initialized", "tools/call"]);
+    assert_eq!(calling.text(), "3");
+
+    // A call the server does not know: the list is forgotten, the next run lists again.
+    let unknown = host.run::<CachingResearcher>("gone?").ok();
+    assert!(unknown.text().contains("Unknown tool"), "{}", unknown.text());
+    assert!(host.memo("wasmclaw-sdk/mcp/tools http://127.0.0.1:9100/mcp").is_none());
+    host = host.llm_reply("again");
+    let relisted = host.run::<CachingResearcher>("hi").ok();
+    assert_eq!(rpcs(&relisted).last().map(String::as_str), Some("tools/list"));
+    host.clear_memo();
+    let fresh = host.llm_reply("fresh").run::<CachingResearcher>("hi").ok();
+    assert!(rpcs(&fresh).contains(&"tools/list".to_string()), "a new version lists again");
+}

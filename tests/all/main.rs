@@ -32,6 +32,7 @@ mod internal_errors;
 mod languages;
 mod limits;
 mod mcp;
+mod mcp_cache;
 mod mcp_versions;
 mod mock_tools;
 mod openai_sdk;

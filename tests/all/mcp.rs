@@ -47,13 +47,18 @@ impl McpServer {
 
     /// Start one that speaks only the comma-separated protocol revisions `versions`.
     pub(crate) fn start_pinned(json: bool, versions: Option<&str>) -> Self {
+        Self::start_with(json, versions, &[])
+    }
+
+    /// Start one with more of `server.py`'s flags (`--mutable`, `--list-ttl-ms N`).
+    pub(crate) fn start_with(json: bool, versions: Option<&str>, flags: &[&str]) -> Self {
         // Its own statement: the listener must be closed before the server binds the port.
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Self::start_on(port, json, versions)
+        Self::start_on(port, json, versions, flags)
     }
 
     /// Start it on `port` (a restart of one that was there).
-    fn start_on(port: u16, json: bool, versions: Option<&str>) -> Self {
+    fn start_on(port: u16, json: bool, versions: Option<&str>, flags: &[&str]) -> Self {
         let python = python_with_mcp();
         let dir = tempfile::tempdir().unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/mcp/server.py");
@@ -65,6 +70,7 @@ impl McpServer {
         if let Some(versions) = versions {
             cmd.arg("--versions").arg(versions);
         }
+        cmd.args(flags);
         let child = cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap();
         let mut server = Self { child, port, dir, versions: versions.map(str::to_string) };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -331,7 +337,7 @@ async fn a_server_that_restarts_mid_run_gets_a_new_session_and_the_call_goes_thr
     let (port, versions) = (server.port, server.versions.clone());
     drop(server);
     let restarted =
-        tokio::task::spawn_blocking(move || McpServer::start_on(port, false, versions.as_deref())).await.unwrap();
+        tokio::task::spawn_blocking(move || McpServer::start_on(port, false, versions.as_deref(), &[])).await.unwrap();
     restarted_gate.store(true, Ordering::SeqCst);
 
     let res = answer.await.unwrap().unwrap();

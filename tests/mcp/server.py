@@ -1,7 +1,7 @@
 """A tool server for wasmclaw's MCP tests: the official MCP Python SDK's
 server (FastMCP, named MCPServer since mcp 2) over Streamable HTTP, on loopback.
 
-usage: server.py PORT SEEN_FILE [--json] [--versions V1,V2,...]
+usage: server.py PORT SEEN_FILE [--json] [--versions V1,V2,...] [--mutable] [--list-ttl-ms MS]
 
 `tools/list` answers one tool per page, so clients must follow `nextCursor`.
 
@@ -16,6 +16,14 @@ pinned to handshake revisions only gets the plain 400 a handshake-era server
 answers to a request without a session; `initialize` to a server pinned to
 modern revisions only gets a 400 naming them; an `initialize` offering a
 revision outside the pin is answered with the newest pinned one.
+
+`--mutable` adds two tools that change the tool set: `grow` adds `multiply`
+and says so (`notifications/tools/list_changed` in the call's SSE stream),
+`shrink` removes `add` without a word (a later call of it answers "Unknown
+tool"). The log line of a `tools/list` names its `cursor` (null for the first page).
+
+`--list-ttl-ms` sets the `ttlMs` of `tools/list` results (2026-07-28's cache
+directive: how long a client may reuse the list); the SDK's default is 0.
 """
 
 import json
@@ -33,6 +41,8 @@ json_response = "--json" in sys.argv[3:]
 pinned = None
 if "--versions" in sys.argv:
     pinned = sys.argv[sys.argv.index("--versions") + 1].split(",")
+mutable = "--mutable" in sys.argv[3:]
+list_ttl_ms = int(sys.argv[sys.argv.index("--list-ttl-ms") + 1]) if "--list-ttl-ms" in sys.argv else 0
 
 
 
@@ -43,7 +53,7 @@ class PagedServer(MCPServer):
         tools = await self.list_tools()
         start = int(params.cursor) if params is not None and params.cursor else 0
         more = str(start + 1) if start + 1 < len(tools) else None
-        return ListToolsResult(tools=tools[start : start + 1], next_cursor=more)
+        return ListToolsResult(tools=tools[start : start + 1], next_cursor=more, ttl_ms=list_ttl_ms)
 
 
 server = PagedServer("wasmclaw-test-tools")
@@ -70,6 +80,28 @@ def whoami() -> str:
     """Echo the Authorization header the server received (a careless server)."""
     return f"you sent authorization: {last_authorization['value']}"
 
+
+def multiply(a: int, b: int) -> str:
+    """Multiply two integers."""
+    return f"the product is {a * b}"
+
+
+if mutable:
+
+    @server.tool()
+    def grow() -> str:
+        """Add the tool `multiply` (and tell the client its list changed)."""
+        server.add_tool(multiply)
+        return "multiply added"
+
+    @server.tool()
+    def shrink() -> str:
+        """Remove the tool `add`, telling nobody."""
+        server.remove_tool("add")
+        return "add removed"
+
+
+LIST_CHANGED = b'event: message\r\ndata: {"jsonrpc":"2.0","method":"notifications/tools/list_changed"}\r\n\r\n'
 
 app = server.streamable_http_app(json_response=json_response)
 
@@ -123,6 +155,8 @@ async def recording(scope, receive, send):
         "authorization": headers.get("authorization"),
         "session": headers.get("mcp-session-id"),
         "version": headers.get("mcp-protocol-version"),
+        "cursor": ((body.get("params") or {}).get("cursor") if isinstance(body, dict) else None),
+        "tool": ((body.get("params") or {}).get("name") if isinstance(body, dict) else None),
     }
     with open(seen_file, "a", encoding="utf-8") as f:
         f.write(json.dumps(line) + "\n")
@@ -143,6 +177,22 @@ async def recording(scope, receive, send):
             return {"type": "http.request", "body": raw, "more_body": False}
         return await receive()
 
+    if mutable and line["rpc"] == "tools/call" and line["tool"] == "grow":
+        # The notification rides the call's stream, ahead of its answer.
+        sse = {"value": False, "told": False}
+
+        async def telling(message):
+            if message["type"] == "http.response.start":
+                content_type = dict(message.get("headers", [])).get(b"content-type", b"")
+                sse["value"] = content_type.startswith(b"text/event-stream")
+            elif message["type"] == "http.response.body" and sse["value"] and not sse["told"] and message.get("body"):
+                sse["told"] = True
+                message = dict(message)
+                message["body"] = LIST_CHANGED + message["body"]
+            await send(message)
+
+        await app(scope, replay, telling)
+        return
     await app(scope, replay, send)
 
 

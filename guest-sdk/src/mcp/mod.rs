@@ -30,12 +30,21 @@
 //! requests (sampling, elicitation, MRTR input requests),
 //! `subscriptions/listen`, resumption, resources and prompts, `x-mcp-header`
 //! parameter headers.
+//!
+//! Across runs: [`McpClient::cached`] reuses the tool list an earlier run of
+//! the same agent version listed (kept in the gateway's [`crate::memo`], see
+//! [`cache`] for when it is asked again), and opens the connection only
+//! when a tool is called.
 
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::ToolSpec;
 use crate::http::{self, HttpError};
 
+mod cache;
 mod results;
 pub mod version;
 
@@ -81,7 +90,7 @@ impl From<McpError> for crate::AgentError {
 }
 
 /// A tool a server offers.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct McpTool {
     pub name: String,
     pub description: String,
@@ -120,6 +129,14 @@ pub struct McpClient {
     stateless: bool,
     next_id: u64,
     server_name: String,
+    /// Set by [`Self::cached`]: how long a listing is kept for later runs.
+    keep_tools: Option<Duration>,
+    /// A client from the memo before the server first answered it: the
+    /// revision is an earlier run's, and a handshake-era server has no
+    /// session for this run yet.
+    unconfirmed: bool,
+    /// The server said its tools changed during the listing under way.
+    list_changed: bool,
 }
 
 impl McpClient {
@@ -133,9 +150,64 @@ impl McpClient {
             stateless: true,
             next_id: 1,
             server_name: String::new(),
+            keep_tools: None,
+            unconfirmed: false,
+            list_changed: false,
         };
         client.discover()?;
         Ok(client)
+    }
+
+    /// A client for `url` and its tools, reusing what an earlier run of this
+    /// agent version listed less than `keep` ago: then no request is made
+    /// until a tool is called (a handshake-era server gets its `initialize`
+    /// then). Otherwise it connects and lists now, and keeps the list for
+    /// `keep` (zero keeps nothing). The list is asked again sooner when the
+    /// server sends `notifications/tools/list_changed`, a call answers
+    /// "unknown tool", or its session ends.
+    pub fn cached(url: &str, keep: Duration) -> Result<(Self, Vec<McpTool>), McpError> {
+        if let Some(known) = cache::recall(url).filter(|_| !keep.is_zero()) {
+            let client = Self {
+                url: url.to_string(),
+                session_id: None,
+                protocol_version: known.protocol_version,
+                stateless: known.stateless,
+                next_id: 1,
+                server_name: known.server_name,
+                keep_tools: Some(keep),
+                unconfirmed: true,
+                list_changed: false,
+            };
+            return Ok((client, known.tools));
+        }
+        let mut client = Self::connect(url)?;
+        client.keep_tools = Some(keep).filter(|k| !k.is_zero());
+        let tools = client.list_tools()?;
+        Ok((client, tools))
+    }
+
+    /// Connect a client made from the memo. A handshake-era server gets a
+    /// session in the revision agreed before (else the revision is found
+    /// again); a stateless one needs nothing: its first request tells.
+    fn resume(&mut self) -> Result<(), McpError> {
+        if !self.unconfirmed || self.stateless {
+            return Ok(());
+        }
+        self.unconfirmed = false;
+        if self.initialize().is_err() {
+            self.forget_tools();
+            self.protocol_version = PROTOCOL_VERSION.to_string();
+            self.stateless = true;
+            self.discover()?;
+        }
+        Ok(())
+    }
+
+    /// Ask the server for its tools again on the next run.
+    fn forget_tools(&self) {
+        if self.keep_tools.is_some() {
+            cache::forget(&self.url);
+        }
     }
 
     /// `server/discover` in the newest modern revision, once more in another
@@ -206,8 +278,14 @@ impl McpClient {
 
     /// Every tool the server offers, following `nextCursor` across pages.
     pub fn list_tools(&mut self) -> Result<Vec<McpTool>, McpError> {
+        self.resume()?;
+        self.list_changed = false;
         let mut tools = Vec::new();
         let mut cursor: Option<String> = None;
+        // How long this run's list may be reused: the agent's choice, cut to
+        // the shortest `ttlMs` a page carries (2026-07-28's cache directive;
+        // 0 means stale at once, so nothing is kept).
+        let mut keep = self.keep_tools;
         // A server that repeats a cursor forever must not keep the run busy.
         for _ in 0..100 {
             let params = match &cursor {
@@ -220,8 +298,20 @@ impl McpClient {
                 .and_then(Value::as_array)
                 .ok_or_else(|| McpError::Protocol("tools/list result has no `tools` list".into()))?;
             tools.extend(page.iter().filter_map(parse_tool));
+            if let Some(ttl_ms) = result.get("ttlMs").and_then(Value::as_u64) {
+                keep = keep.map(|k| k.min(Duration::from_millis(ttl_ms)));
+            }
             cursor = result.get("nextCursor").and_then(Value::as_str).map(str::to_string);
             if cursor.is_none() {
+                if let Some(keep) = keep.filter(|k| !k.is_zero() && !self.list_changed) {
+                    let known = cache::Remembered {
+                        protocol_version: self.protocol_version.clone(),
+                        stateless: self.stateless,
+                        server_name: self.server_name.clone(),
+                        tools: tools.clone(),
+                    };
+                    cache::remember(&self.url, &known, keep);
+                }
                 return Ok(tools);
             }
         }
@@ -237,8 +327,13 @@ impl McpClient {
             serde_json::from_str(arguments)
                 .map_err(|e| McpError::Protocol(format!("the arguments are not JSON: {e}")))?
         };
-        let result = self.request("tools/call", json!({"name": name, "arguments": arguments}))?;
-        Ok(tool_result(&result))
+        self.resume()?;
+        let answer = self.request("tools/call", json!({"name": name, "arguments": arguments})).map(|r| tool_result(&r));
+        if cache::unknown_tool(&answer) {
+            // The list this run offered is out of date.
+            self.forget_tools();
+        }
+        answer
     }
 
     /// A JSON-RPC request; its `result`.
@@ -247,11 +342,22 @@ impl McpClient {
         let (mut id, mut response) = self.send(method, &params)?;
         if response.status == 404 && had_session {
             // The server forgot the session (it restarted, or the session
-            // expired): the protocol says to open a new one. Once.
+            // expired): the protocol says to open a new one. Once. Its tools
+            // may have changed with it.
+            self.forget_tools();
             self.session_id = None;
             self.initialize()?;
             (id, response) = self.send(method, &params)?;
         }
+        if self.unconfirmed && refused_revision(&response, id) {
+            // The revision kept from an earlier run no longer holds: the
+            // server did not run the request. Find the revision again, once.
+            self.unconfirmed = false;
+            self.forget_tools();
+            self.discover()?;
+            (id, response) = self.send(method, &params)?;
+        }
+        self.unconfirmed = false;
         match answer(&response, id) {
             // Modern servers answer errors with a 4xx and the JSON-RPC error; it says more than the status.
             Some(message) if message.get("error").is_some() || (200..300).contains(&response.status) => {
@@ -278,6 +384,10 @@ impl McpClient {
             self.post(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}), method, name)?;
         if let Some(session) = response.header("mcp-session-id").filter(|_| !self.stateless) {
             self.session_id = Some(session.to_string());
+        }
+        if is_sse(&response) && cache::says_list_changed(&sse_messages(&response.text())) {
+            self.list_changed = true;
+            self.forget_tools();
         }
         Ok((id, response))
     }
@@ -307,10 +417,26 @@ impl McpClient {
     }
 }
 
+/// Whether the answer is an SSE stream (else a JSON body).
+fn is_sse(response: &http::Response) -> bool {
+    response.header("content-type").unwrap_or_default().to_ascii_lowercase().starts_with("text/event-stream")
+}
+
+/// Whether a modern request was refused for its revision (an
+/// `UnsupportedProtocolVersionError`, or a plain 4xx as handshake-era
+/// servers answer a request without a session): the server did not run it.
+fn refused_revision(response: &http::Response, id: u64) -> bool {
+    match answer(response, id) {
+        Some(message) => {
+            matches!(version::era_of(response.status, Some(&message)), Era::RetryWith(_) | Era::NoCommonVersion(_))
+        }
+        None => (400..500).contains(&response.status) && response.status != 404,
+    }
+}
+
 /// The JSON-RPC message answering request `id`: the body, or its event in an SSE stream.
 fn answer(response: &http::Response, id: u64) -> Option<Value> {
-    let content_type = response.header("content-type").unwrap_or_default().to_ascii_lowercase();
-    if content_type.starts_with("text/event-stream") {
+    if is_sse(response) {
         sse_messages(&response.text()).into_iter().find(|m| m.get("id") == Some(&json!(id)))
     } else {
         serde_json::from_slice(&response.body).ok()

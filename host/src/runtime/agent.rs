@@ -208,7 +208,7 @@ impl AgentVersion {
             .map_err(|e| LoadError::Link(format!("(supported: {}) {e}", super::wit::WORLDS.join(", "))))?;
         let slots = settings.limits.max_concurrent.map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
         let mut version = Self {
-            capabilities: Capabilities::prepare(&id, &settings, metrics),
+            capabilities: Capabilities::prepare(&id, &settings, metrics, &runtime.memo),
             id,
             digest,
             info: AgentInfo::default(),

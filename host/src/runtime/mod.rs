@@ -38,6 +38,8 @@ pub struct Runtime {
     cache: Option<Arc<cache::CompileCache>>,
     /// Where capabilities count what agents do (outbound HTTP).
     metrics: Arc<crate::metrics::Metrics>,
+    /// What agent versions keep across runs (`memo`), under one byte cap.
+    memo: capabilities::memo::Memo,
 }
 
 impl Runtime {
@@ -51,7 +53,7 @@ impl Runtime {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         wit::add_to_linker(&mut linker)?;
         let cache = cache_dir.map(|dir| Arc::new(cache::CompileCache::new(dir, &engine)));
-        Ok(Self { engine, linker, allocation, cache, metrics: Default::default() })
+        Ok(Self { engine, linker, allocation, cache, metrics: Default::default(), memo: Default::default() })
     }
 
     /// Count what agents do in `metrics` (the gateway's own).
@@ -102,7 +104,8 @@ mod tests {
         // A pool with room for far more memories than one component may take.
         let runtime = Runtime::new(&EngineLimits { max_instances: 64, ..EngineLimits::default() }, None).unwrap();
         let id = AgentId::parse("many").unwrap();
-        let capabilities = Capabilities::prepare(&id, &AgentSettings::default(), &Default::default());
+        let capabilities =
+            Capabilities::prepare(&id, &AgentSettings::default(), &Default::default(), &Default::default());
         for (n, fits) in [(4, true), (capabilities::memory::MAX_MEMORIES + 1, false)] {
             // The pooling allocator refuses at compile time (so at install);
             // the on-demand one through the store's limiter at instantiation.

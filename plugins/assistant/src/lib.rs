@@ -11,6 +11,9 @@
 //! - `mcpServers` (comma-separated URLs, each also in the agent's `http.allow`):
 //!   their tools are listed at the start of the run and offered next to the
 //!   client's. The assistant runs the calls of those tools itself (see [`turn`]).
+//!   Each list is reused by later runs for `mcpToolsTtlSeconds` (default 300;
+//!   `SECONDS` for every server, `URL=SECONDS` for one, comma-separated; 0
+//!   lists every run), sooner when the server says its tools changed.
 
 mod servers;
 mod turn;
@@ -30,7 +33,11 @@ impl Agent for Assistant {
         if let Some(prompt) = config::get("systemPrompt").filter(|p| !p.trim().is_empty()) {
             messages.insert(0, Message::system(prompt));
         }
-        let servers = servers::ServerTools::connect(&config::get("mcpServers").unwrap_or_default(), &req.tools);
+        let servers = servers::ServerTools::connect(
+            &config::get("mcpServers").unwrap_or_default(),
+            &config::get("mcpToolsTtlSeconds").unwrap_or_default(),
+            &req.tools,
+        );
         let max_rounds =
             config::get("maxToolRounds").and_then(|v| v.trim().parse().ok()).unwrap_or(turn::DEFAULT_MAX_TOOL_ROUNDS);
         turn::Turn { messages, client_tools: req.tools, params: req.params, servers, max_rounds }.run(out)

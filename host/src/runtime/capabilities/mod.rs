@@ -8,6 +8,7 @@ pub mod config;
 pub mod http;
 pub mod llm;
 pub mod log;
+pub mod memo;
 pub mod memory;
 pub mod output;
 pub mod session;
@@ -33,6 +34,7 @@ pub struct Capabilities {
     config: config::ConfigCapability,
     http: http::HttpCapability,
     llm: llm::LlmCapability,
+    memo: memo::MemoShelf,
     memory: memory::MemoryCapability,
     output: output::OutputCapability,
 }
@@ -50,13 +52,14 @@ pub struct RunContext {
 }
 
 impl Capabilities {
-    /// Prepare once per agent version.
-    pub fn prepare(agent: &AgentId, settings: &AgentSettings, metrics: &Arc<Metrics>) -> Self {
+    /// Prepare once per agent version; `memo` is the process's, where the version gets a shelf of its own.
+    pub fn prepare(agent: &AgentId, settings: &AgentSettings, metrics: &Arc<Metrics>, memo: &memo::Memo) -> Self {
         Self {
             agent: agent.clone(),
             config: config::ConfigCapability::new(settings.config.clone()),
             http: http::HttpCapability::new(agent, settings.http.clone(), metrics.clone()),
             llm: llm::LlmCapability::new(agent, settings.llm.clone()),
+            memo: memo.shelf(agent.as_str()),
             memory: memory::MemoryCapability::new(settings.limits.memory_bytes),
             output: output::OutputCapability::new(settings.limits.output_bytes),
         }
@@ -76,6 +79,7 @@ impl Capabilities {
             config: self.config.instantiate(),
             http: self.http.instantiate(&run.run_id, memory.account()),
             llm: self.llm.instantiate(run.model),
+            memo: memo::MemoState::new(self.memo.clone()),
             memory,
             output: self.output.instantiate(run.events, keep_reply),
             session: session::SessionState::new(run.session.unwrap_or_default()),
@@ -93,6 +97,7 @@ pub struct RunState {
     pub config: config::ConfigState,
     pub http: http::HttpState,
     pub llm: llm::LlmState,
+    pub memo: memo::MemoState,
     pub memory: memory::MemoryLimiter,
     pub output: output::OutputState,
     pub session: session::SessionState,

@@ -1,7 +1,8 @@
-//! `wasmclaw:agent@0.2.0`: the generated bindings, their conversions to the
+//! `wasmclaw:agent@0.2.1`: the generated bindings, their conversions to the
 //! host's own types, and the host side of every import. Same shape as
 //! `v0_1`; what differs is content: a 0.2 message carries its parts, which
-//! map one to one onto `chat::ContentPart`.
+//! map one to one onto `chat::ContentPart`. 0.2.1 added `memo`; components
+//! built for 0.2.0 link against these bindings unchanged (they do not import it).
 
 use wasmtime::component::{HasSelf, Linker, Resource};
 
@@ -32,10 +33,10 @@ wasmtime::component::bindgen!({
 });
 
 // `self::` because the generated module shares the crate's name.
-use self::wasmclaw::agent::{config, llm, log, output, session, tool_activity, types};
+use self::wasmclaw::agent::{config, llm, log, memo, output, session, tool_activity, types};
 
 /// The world's name, as logs and errors show it.
-pub const WORLD: &str = "wasmclaw:agent@0.2.0";
+pub const WORLD: &str = "wasmclaw:agent@0.2.1";
 
 /// Link every import of this world.
 pub fn add_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
@@ -74,6 +75,21 @@ impl session::Host for RunState {
 
     fn delete(&mut self, key: String) -> wasmtime::Result<()> {
         self.session.delete(key);
+        Ok(())
+    }
+}
+
+impl memo::Host for RunState {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        Ok(self.memo.get(&key))
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: u64) -> wasmtime::Result<Result<(), String>> {
+        Ok(self.memo.set(key, value, ttl_ms))
+    }
+
+    fn remove(&mut self, key: String) -> wasmtime::Result<()> {
+        self.memo.remove(&key);
         Ok(())
     }
 }
