@@ -112,11 +112,14 @@ with sync_playwright() as pw:
     box.fill(WORDS)
     box.press("Enter")
     wait_for(first, "chat.send", lambda: wire.answered("chat.send"))
-    final = wait_for(
+    wait_for(
         first,
         "the final chat event",
         lambda: [e for e in wire.events if e["event"] == "chat" and e["payload"].get("state") == "final"],
     )
+    # The session's subscribers hear of the new messages.
+    for event in ("session.message", "sessions.changed"):
+        wait_for(first, event, lambda: [e for e in wire.events if e["event"] == event])
     # The agent's echo of the words, drawn as the assistant's message.
     expect(first.locator(".chat-group.assistant").get_by_text(WORDS).first).to_be_visible()
     no_unknown_methods(wire)
@@ -131,6 +134,8 @@ with sync_playwright() as pw:
     assert not connect2.get("auth", {}).get("token"), f"the second tab had the shared token: {connect2['auth']}"
     assert connect2["auth"].get("deviceToken"), connect2["auth"]
     assert not [e for e in wire2.refusals() if "AUTH_TOKEN_MISMATCH" in json.dumps(e)], wire2.refusals()
+    listed = wait_for(second, "sessions.list", lambda: wire2.answered("sessions.list"))[0]["payload"]["sessions"]
+    assert any(s["key"] == "agent:main:main" for s in listed), listed
     expect(second.locator(".chat-group.user").get_by_text(WORDS).first).to_be_visible()
     expect(second.locator(".chat-group.assistant").get_by_text(WORDS).first).to_be_visible()
     no_unknown_methods(wire2)
@@ -142,11 +147,13 @@ with sync_playwright() as pw:
     third = context.new_page()
     wire3 = Wire(third)
     third.goto(f"{STATIC}/")
-    refused = wait_for(
+    wait_for(
         third,
         "the refused connect",
         lambda: [e for e in wire3.refusals() if e.get("details", {}).get("code") == "AUTH_DEVICE_TOKEN_MISMATCH"],
     )
+    # And stays refused: whatever the UI retries, no connect succeeds.
+    third.wait_for_timeout(3000)
     assert wire3.hello() is None, "a revoked device token connected"
     assert wire3.connects()[0]["auth"].get("deviceToken"), wire3.connects()[0]
 

@@ -375,6 +375,10 @@ async fn sessions_list(call: Call) -> Answer {
     };
     let (limit, after) =
         sessions::parse_page(limit, params["cursor"].as_str()).map_err(|e| WsError::invalid(e.message))?;
+    // No wasmclaw session is spawned by another (OpenClaw's sub-agent sessions).
+    if params["spawnedBy"].is_string() {
+        return Ok(Some(json!({"sessions": [], "nextCursor": null, "defaults": session_defaults(&call)})));
+    }
     let query = SessionQuery { agent, visible: Visible::to(&call.principal), after, limit };
     let page = call.gw.agents.sessions().list(query).await.map_err(store_error)?;
     let sessions: Vec<Value> = page

@@ -33,8 +33,8 @@ pub fn announce(message: SessionMessage) {
     let _ = feed().send(message);
 }
 
-/// One connection's subscriptions: the session keys it follows (`None` in
-/// the set's place once it follows every session it may read).
+/// One connection's subscriptions: the session keys whose messages it
+/// follows, and whether it follows changes of every session it may read.
 #[derive(Default)]
 pub struct Subscriptions {
     keys: Mutex<HashSet<String>>,
@@ -44,8 +44,7 @@ pub struct Subscriptions {
 
 impl Subscriptions {
     fn follows(&self, key: &str) -> bool {
-        self.all.load(std::sync::atomic::Ordering::Relaxed)
-            || self.keys.lock().unwrap_or_else(|p| p.into_inner()).contains(key)
+        self.keys.lock().unwrap_or_else(|p| p.into_inner()).contains(key)
     }
 }
 
@@ -66,7 +65,8 @@ fn forward(call: &Call, subs: &Arc<Subscriptions>) {
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
             };
-            if !subs.follows(&message.key) {
+            let (one, every) = (subs.follows(&message.key), subs.all.load(std::sync::atomic::Ordering::Relaxed));
+            if !one && !every {
                 continue;
             }
             // Another principal's session stays invisible.
@@ -76,7 +76,10 @@ fn forward(call: &Call, subs: &Arc<Subscriptions>) {
             }
             let payload = json!({"sessionKey": message.key, "key": message.key, "agentId": message.agent,
                                  "hasActiveRun": false, "reason": "message", "updatedAt": now_ms()});
-            if !out.event("session.message", payload).await {
+            if one && !out.event("session.message", payload.clone()).await {
+                return;
+            }
+            if every && !out.event("sessions.changed", payload).await {
                 return;
             }
         }
@@ -102,7 +105,7 @@ pub async fn messages_unsubscribe(call: Call) -> Answer {
     Ok(Some(json!({"subscribed": false, "key": key})))
 }
 
-/// `sessions.subscribe`: every session the caller may read.
+/// `sessions.subscribe`: push `sessions.changed` when a run of any session the caller may read ends.
 pub async fn sessions_subscribe(call: Call) -> Answer {
     let subs = call.out.subscriptions();
     subs.all.store(true, std::sync::atomic::Ordering::Relaxed);
