@@ -311,3 +311,25 @@ async fn every_method_of_the_control_ui_bundle_that_wasmclaw_serves_answers() {
         assert!(!answer.to_string().contains("unknown method"), "{method}: {answer}");
     }
 }
+
+#[tokio::test]
+async fn on_postgres_a_device_paired_on_one_instance_works_on_another_until_revoked_on_either() {
+    let server = crate::pg::Server::start();
+    let url = server.database().await;
+    let env = [("OPENCLAW_GATEWAY_TOKEN", TOKEN), ("WASMCLAW_DATABASE_URL", url.as_str())];
+    let start = || TestGateway::start_with("{}", &env).unwrap_or_else(|log| panic!("gateway failed to start:\n{log}"));
+    let (a, b) = (start(), start());
+    let k = key(9);
+    let hello = connect_with(&a, |n| ui_connect(&k, n, n, json!({"token": TOKEN}))).await;
+    let device_token = hello["payload"]["auth"]["deviceToken"].as_str().unwrap().to_string();
+    let on_b = connect_with(&b, |n| ui_connect(&k, n, n, json!({"deviceToken": device_token}))).await;
+    assert_eq!(on_b["ok"], true, "{on_b}");
+    // Only the digest is stored.
+    let db = crate::pg::connect(&url).await;
+    let stored: String = db.query_one("SELECT token_digest FROM devices", &[]).await.unwrap().get(0);
+    assert_ne!(stored, device_token);
+    let id = hex::encode(sha2::Sha256::digest(k.public_key().as_ref()));
+    assert_eq!(admin(&a).await.call("device.token.revoke", json!({"deviceId": id})).await["payload"]["revoked"], true);
+    let after = connect_with(&b, |n| ui_connect(&k, n, n, json!({"deviceToken": device_token}))).await;
+    assert_eq!(after["error"]["details"]["code"], "AUTH_DEVICE_TOKEN_MISMATCH", "{after}");
+}
