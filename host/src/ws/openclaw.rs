@@ -13,6 +13,8 @@ use tokio::sync::broadcast;
 
 use super::frames::{WsError, now_ms};
 use super::methods::{Answer, Call, agent_model, chat_history_payload, session_defaults};
+use crate::auth::Principal;
+use crate::gateway::Gateway;
 use crate::sessions::{Access, access};
 
 /// A session of which a run just ended: subscribers reload its messages.
@@ -28,9 +30,16 @@ fn feed() -> &'static broadcast::Sender<SessionMessage> {
     FEED.get_or_init(|| broadcast::channel(256).0)
 }
 
-/// Tell every subscribed connection of this process that `key` has new messages.
-pub fn announce(message: SessionMessage) {
-    let _ = feed().send(message);
+/// Once run `run_id` has ended, tell every subscribed connection of this
+/// process that session `key` has new messages.
+pub fn announce_when_done(gw: &Gateway, owner: &Principal, run_id: &str, key: &str, agent: String) {
+    let Some(mut result) = gw.agents.board().result(owner, run_id) else { return };
+    let message = SessionMessage { key: key.to_string(), agent };
+    tokio::spawn(async move {
+        if result.wait_for(Option::is_some).await.is_ok() {
+            let _ = feed().send(message);
+        }
+    });
 }
 
 /// One connection's subscriptions: the session keys whose messages it

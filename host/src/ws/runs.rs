@@ -102,15 +102,7 @@ async fn try_start(call: &Call, door: Door) -> Result<(), WsError> {
         Door::Chat => json!({"runId": run_id, "status": "started"}),
     };
     out.push(ok(id, accepted)).await;
-    // Subscribers (`sessions.messages.subscribe`) reload the session once the run has ended.
-    if let Some(mut result) = gw.agents.board().result(&call.principal, &run_id) {
-        let message = super::openclaw::SessionMessage { key: key.clone(), agent: agent_name };
-        tokio::spawn(async move {
-            if result.wait_for(Option::is_some).await.is_ok() {
-                super::openclaw::announce(message);
-            }
-        });
-    }
+    super::openclaw::announce_when_done(gw, &call.principal, &run_id, &key, agent_name);
     let stream = Stream::new(out.clone(), run_id, key, door);
     tokio::spawn(stream.drive(handle, tracking, id.clone()));
     Ok(())
