@@ -333,3 +333,27 @@ async fn on_postgres_a_device_paired_on_one_instance_works_on_another_until_revo
     let after = connect_with(&b, |n| ui_connect(&k, n, n, json!({"deviceToken": device_token}))).await;
     assert_eq!(after["error"]["details"]["code"], "AUTH_DEVICE_TOKEN_MISMATCH", "{after}");
 }
+
+#[tokio::test]
+async fn a_device_token_is_no_wider_than_the_token_that_paired_it() {
+    let config = r#"{ gateway: { auth: { tokens: [{ name: "reader", tokenEnv: "READER_TOKEN", scopes: ["operator.read"] }] } } }"#;
+    let gw = TestGateway::start_with(config, &[("OPENCLAW_GATEWAY_TOKEN", TOKEN), ("READER_TOKEN", "reader-secret-1")])
+        .unwrap_or_else(|log| panic!("gateway failed to start:\n{log}"));
+    let k = key(11);
+    // The UI asks for admin, read and write; the reader's token holds read only.
+    let hello = connect_with(&gw, |n| ui_connect(&k, n, n, json!({"token": "reader-secret-1"}))).await;
+    assert_eq!(hello["payload"]["auth"]["scopes"], json!(["operator.read"]), "{hello}");
+    let device_token = hello["payload"]["auth"]["deviceToken"].as_str().unwrap().to_string();
+    let (mut c, challenge) = Client::open(&gw).await;
+    let nonce = challenge["payload"]["nonce"].as_str().unwrap().to_string();
+    let again = c.call("connect", ui_connect(&k, &nonce, &nonce, json!({"deviceToken": device_token}))).await;
+    assert_eq!(again["payload"]["auth"]["scopes"], json!(["operator.read"]), "{again}");
+    let listed = c.call("device.pair.list", json!({})).await;
+    assert_eq!(listed["ok"], false, "a reader's device may not list devices: {listed}");
+    let sent = c.call("chat.send", json!({"sessionKey": "main", "message": "hi", "idempotencyKey": "k1"})).await;
+    assert_eq!(sent["ok"], false, "a reader's device may not run: {sent}");
+    // The device acts as the reader: its admin list shows who paired it.
+    let mut admin = admin(&gw).await;
+    let paired = admin.call("device.pair.list", json!({})).await;
+    assert_eq!(paired["payload"]["paired"][0]["principal"], "reader", "{paired}");
+}
