@@ -357,3 +357,27 @@ async fn a_device_token_is_no_wider_than_the_token_that_paired_it() {
     let paired = admin.call("device.pair.list", json!({})).await;
     assert_eq!(paired["payload"]["paired"][0]["principal"], "reader", "{paired}");
 }
+
+#[tokio::test]
+async fn a_credential_pairs_at_most_256_devices_and_removing_one_makes_room() {
+    let gw = TestGateway::start("{}");
+    for seed in 0..=255u8 {
+        let mut bytes = [7u8; 32];
+        bytes[0] = seed;
+        let k = Ed25519KeyPair::from_seed_unchecked(&bytes).unwrap();
+        let hello = connect_with(&gw, |n| ui_connect(&k, n, n, json!({"token": TOKEN}))).await;
+        assert!(hello["payload"]["auth"]["deviceToken"].is_string(), "device {seed}: {hello}");
+    }
+    let one_more = key(200);
+    let hello = connect_with(&gw, |n| ui_connect(&one_more, n, n, json!({"token": TOKEN}))).await;
+    assert_eq!(hello["ok"], true, "the credential still connects: {hello}");
+    assert!(hello["payload"]["auth"]["deviceToken"].is_null(), "a 257th device was paired: {hello}");
+    gw.wait_for_log("the limit named", |log| log.contains("forget old ones with device.pair.remove")).await;
+    let mut admin = admin(&gw).await;
+    let listed = admin.call("device.pair.list", json!({})).await;
+    let first = listed["payload"]["paired"][0]["deviceId"].clone();
+    assert_eq!(listed["payload"]["paired"].as_array().unwrap().len(), 256);
+    assert_eq!(admin.call("device.pair.remove", json!({"deviceId": first})).await["payload"]["removed"], true);
+    let hello = connect_with(&gw, |n| ui_connect(&one_more, n, n, json!({"token": TOKEN}))).await;
+    assert!(hello["payload"]["auth"]["deviceToken"].is_string(), "{hello}");
+}

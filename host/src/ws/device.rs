@@ -13,6 +13,9 @@ use crate::config::AuthMode;
 use crate::gateway::Gateway;
 use crate::sessions::{PairedDevice, StoreError};
 
+/// Devices one principal may have paired at once (revoked ones count until removed).
+pub const MAX_DEVICES_PER_PRINCIPAL: usize = 256;
+
 /// A connect that authenticated.
 pub struct Authenticated {
     pub principal: Principal,
@@ -127,6 +130,27 @@ pub async fn pair(gw: &Gateway, device: &ProvenDevice, principal: &Principal, cl
     if gw.auth.mode() == AuthMode::None {
         return None;
     }
+    let store = gw.agents.sessions();
+    // A credential may pair only so many devices: the table stays bounded.
+    match store.devices().await {
+        Ok(devices) => {
+            let known = devices.iter().any(|d| d.id == device.id);
+            let held = devices.iter().filter(|d| d.principal == principal.name()).count();
+            if !known && held >= MAX_DEVICES_PER_PRINCIPAL {
+                tracing::warn!(
+                    principal = principal.name(),
+                    limit = MAX_DEVICES_PER_PRINCIPAL,
+                    "device not paired (no device token issued): this credential has paired the most devices it may; \
+                     forget old ones with device.pair.remove"
+                );
+                return None;
+            }
+        }
+        Err(e) => {
+            tracing::warn!(device = %device.id, error = %e, "device not paired (no device token issued): sessions database failed");
+            return None;
+        }
+    }
     let token = device::new_token();
     let paired = PairedDevice {
         id: device.id.clone(),
@@ -138,7 +162,7 @@ pub async fn pair(gw: &Gateway, device: &ProvenDevice, principal: &Principal, cl
         created_at: now_ms(),
         revoked_at: None,
     };
-    match gw.agents.sessions().pair_device(paired).await {
+    match store.pair_device(paired).await {
         Ok(()) => Some(token),
         Err(e) => {
             tracing::warn!(device = %device.id, error = %e, "device not paired (no device token issued): sessions database failed");
