@@ -164,6 +164,7 @@ async fn openclaw_control_ui_chats_opens_a_second_tab_and_a_revoked_device_is_re
         .env("WASMCLAW_UI_URL", &gw.base)
         .env("WASMCLAW_UI_TOKEN", TOKEN)
         .env("OPENCLAW_UI_STATIC", &statics)
+        .env("WASMCLAW_UI_SCREENSHOTS", root().join("target/ui-screenshots"))
         .env("OPENCLAW_UI_GATEWAY_WS", gw.base.replace("http://", "ws://"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -305,6 +306,10 @@ async fn every_method_of_the_control_ui_bundle_that_wasmclaw_serves_answers() {
     for method in START_AND_CHAT {
         assert!(served.iter().any(|s| s == method), "{method} is not served");
     }
+    // The config the UI shows holds no secret.
+    let config = c.call("config.get", json!({})).await;
+    assert_eq!(config["ok"], true, "{config}");
+    assert!(!config.to_string().contains(TOKEN), "config.get showed the token: {config}");
     for method in bundle.iter().filter(|m| served.contains(m)) {
         // Empty params: some answer, and never "unknown method".
         let answer = c.call(method, json!({"sessionKey": "main", "key": "main", "agentId": "main"})).await;

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from common import TOKEN, done, expect, launch, step, sync_playwright
+from common import SHOTS, TOKEN, done, expect, launch, step, sync_playwright
 
 STATIC = os.environ["OPENCLAW_UI_STATIC"]
 GATEWAY_WS = os.environ["OPENCLAW_UI_GATEWAY_WS"]
@@ -122,6 +122,8 @@ with sync_playwright() as pw:
         wait_for(first, event, lambda: [e for e in wire.events if e["event"] == event])
     # The agent's echo of the words, drawn as the assistant's message.
     expect(first.locator(".chat-group.assistant").get_by_text(WORDS).first).to_be_visible()
+    os.makedirs(SHOTS, exist_ok=True)
+    first.screenshot(path=os.path.join(SHOTS, "openclaw-control-ui-chat.png"))
     no_unknown_methods(wire)
     print("METHODS " + " ".join(wire.methods()), flush=True)
 
@@ -138,6 +140,7 @@ with sync_playwright() as pw:
     assert any(s["key"] == "agent:main:main" for s in listed), listed
     expect(second.locator(".chat-group.user").get_by_text(WORDS).first).to_be_visible()
     expect(second.locator(".chat-group.assistant").get_by_text(WORDS).first).to_be_visible()
+    second.screenshot(path=os.path.join(SHOTS, "openclaw-control-ui-second-tab.png"))
     no_unknown_methods(wire2)
     print("METHODS " + " ".join(wire2.methods()), flush=True)
 
