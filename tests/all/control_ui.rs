@@ -306,6 +306,9 @@ async fn every_method_of_the_control_ui_bundle_that_wasmclaw_serves_answers() {
     for method in START_AND_CHAT {
         assert!(served.iter().any(|s| s == method), "{method} is not served");
     }
+    // The UI's question for sub-agent sessions (none here), with its limit of 10000.
+    let spawned = c.call("sessions.list", json!({"spawnedBy": "agent:main:main", "limit": 10000})).await;
+    assert_eq!(spawned["payload"]["sessions"], json!([]), "{spawned}");
     // The config the UI shows holds no secret.
     let config = c.call("config.get", json!({})).await;
     assert_eq!(config["ok"], true, "{config}");

@@ -363,22 +363,19 @@ async fn chat_abort(call: Call) -> Answer {
 /// One page of the sessions the caller may read (`limit`, `cursor` as on HTTP).
 async fn sessions_list(call: Call) -> Answer {
     let params = &call.params;
+    // No wasmclaw session is spawned by another (OpenClaw's sub-agent
+    // sessions); the UI asks for them with a limit of 10000, past the page size.
+    if params["spawnedBy"].is_string() {
+        return Ok(Some(json!({"sessions": [], "nextCursor": null, "defaults": session_defaults(&call)})));
+    }
     let agent = params["agentId"].as_str().map(str::to_string);
     let limit = match &params["limit"] {
         Value::Null => None,
-        // OpenClaw's UI asks for up to 10000 at once: that many is a full page.
-        Value::Number(n) if n.as_u64().is_some_and(|n| n > sessions::MAX_PAGE as u64) => {
-            Some(sessions::MAX_PAGE as u64)
-        }
         // Not a whole number: out of range on purpose, so the error names the bounds.
         other => Some(other.as_u64().unwrap_or(0)),
     };
     let (limit, after) =
         sessions::parse_page(limit, params["cursor"].as_str()).map_err(|e| WsError::invalid(e.message))?;
-    // No wasmclaw session is spawned by another (OpenClaw's sub-agent sessions).
-    if params["spawnedBy"].is_string() {
-        return Ok(Some(json!({"sessions": [], "nextCursor": null, "defaults": session_defaults(&call)})));
-    }
     let query = SessionQuery { agent, visible: Visible::to(&call.principal), after, limit };
     let page = call.gw.agents.sessions().list(query).await.map_err(store_error)?;
     let sessions: Vec<Value> = page
