@@ -19,6 +19,7 @@ mod codex;
 mod config;
 mod connections;
 mod content_parts;
+mod control_ui;
 mod conversations;
 mod db;
 mod dev;

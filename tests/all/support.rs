@@ -611,7 +611,6 @@ pub fn connect_params(token: &str) -> Value {
         "client": {"id": "cli", "version": "2026.9.6", "platform": "linux", "deviceFamily": "Linux",
                    "mode": "cli", "instanceId": uuid::Uuid::new_v4().to_string()},
         "caps": [], "auth": {"token": token}, "role": "operator", "scopes": ["operator.write"],
-        "device": {"id": "dev-1", "publicKey": "ignored", "signature": "ignored", "signedAt": 1},
     })
 }
 

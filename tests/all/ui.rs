@@ -19,7 +19,7 @@ fn root() -> PathBuf {
 }
 
 /// Every browser test needs the venv; the first one to ask creates it, the others wait.
-fn python_with_playwright() -> PathBuf {
+pub(crate) fn python_with_playwright() -> PathBuf {
     static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     PYTHON.get_or_init(install_playwright).clone()
 }

@@ -2,6 +2,7 @@
 //! secret becomes a [`Principal`] with scopes, or nothing.
 
 mod client;
+pub mod device;
 mod lockout;
 mod principal;
 mod rate;
@@ -98,6 +99,16 @@ impl Authenticator {
             }
         }
         found
+    }
+
+    /// The principal a credential named `name` stands for now (the main
+    /// secret is `operator`): what a paired device acts as. `None` once the
+    /// config no longer has that token, so its devices stop working too.
+    pub fn principal_named(&self, name: &str) -> Option<Principal> {
+        if self.operator.name() == name {
+            return Some(self.operator.clone());
+        }
+        self.tokens.iter().find(|(_, p)| p.name() == name).map(|(_, p)| p.clone())
     }
 
     #[cfg(test)]

@@ -77,6 +77,17 @@ pub const POSTGRES: &[&str] = &[
         pending BOOLEAN NOT NULL
      );
      CREATE INDEX conversation_items_by_conversation ON conversation_items (conversation_id, seq);",
+    // 7: paired devices (sessions/devices.rs): a device token's SHA-256, never the token.
+    "CREATE TABLE devices (
+        id TEXT PRIMARY KEY,
+        public_key TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        token_digest TEXT UNIQUE,
+        created_at BIGINT NOT NULL,
+        revoked_at BIGINT
+     );",
 ];
 
 /// Advisory lock key (two-int form, so it cannot meet a lane's bigint key)

@@ -5,6 +5,7 @@
 
 pub mod access;
 mod conversations;
+mod devices;
 mod key;
 mod lanes;
 mod page;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 pub use access::{Access, MAIN_SECRET_OWNER, Visible};
 pub use conversations::{Conversation, ConversationItem, ItemPage, ItemQuery};
+pub use devices::PairedDevice;
 pub use key::{InvalidSessionKey, MAX_KEY_BYTES, SessionKey, main_key, resolve};
 pub use page::{Cursor, DEFAULT_PAGE, InvalidPage, MAX_PAGE, SessionPage, SessionQuery, parse as parse_page};
 pub use responses::StoredResponse;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::conversations::{self, Conversation, ConversationItem, ItemPage, ItemQuery};
+use super::devices::{self, PairedDevice};
 use super::lanes::{LaneTicket, Lanes};
 use super::page::{SessionPage, SessionQuery};
 use super::responses::{self, StoredResponse};
@@ -220,6 +221,31 @@ impl SessionStore for PostgresStore {
     fn conversation_items(&self, id: &str, query: ItemQuery) -> StoreFuture<ItemPage> {
         let (pg, id) = (self.pg.clone(), id.to_string());
         Box::pin(async move { conversations::postgres_items(&pg, &id, &query).await })
+    }
+
+    fn pair_device(&self, device: PairedDevice) -> StoreFuture<()> {
+        let pg = self.pg.clone();
+        Box::pin(async move { devices::postgres_pair(&pg, &device).await })
+    }
+
+    fn device_by_token(&self, digest: &str) -> StoreFuture<Option<PairedDevice>> {
+        let (pg, digest) = (self.pg.clone(), digest.to_string());
+        Box::pin(async move { devices::postgres_by_token(&pg, &digest).await })
+    }
+
+    fn devices(&self) -> StoreFuture<Vec<PairedDevice>> {
+        let pg = self.pg.clone();
+        Box::pin(async move { devices::postgres_list(&pg).await })
+    }
+
+    fn revoke_device(&self, id: &str) -> StoreFuture<bool> {
+        let (pg, id) = (self.pg.clone(), id.to_string());
+        Box::pin(async move { devices::postgres_revoke(&pg, &id, now_ms()).await })
+    }
+
+    fn remove_device(&self, id: &str) -> StoreFuture<bool> {
+        let (pg, id) = (self.pg.clone(), id.to_string());
+        Box::pin(async move { devices::postgres_remove(&pg, &id).await })
     }
 }
 

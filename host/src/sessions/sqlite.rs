@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::conversations::{self, Conversation, ConversationItem, ItemPage, ItemQuery};
+use super::devices::{self, PairedDevice};
 use super::lanes::{LaneTicket, Lanes};
 use super::page::{SessionPage, SessionQuery};
 use super::responses::{self, StoredResponse};
@@ -71,6 +72,8 @@ const MIGRATIONS: &[&str] = &[
     super::responses::SQLITE_INPUT_MIGRATION,
     // 6: conversations (`/v1/conversations`) and their items.
     super::conversations::SQLITE_MIGRATION,
+    // 7: paired devices and their token digests.
+    super::devices::SQLITE_MIGRATION,
 ];
 
 /// SQLite-backed [`SessionStore`].
@@ -214,6 +217,29 @@ impl SessionStore for SqliteStore {
     fn conversation_items(&self, id: &str, query: ItemQuery) -> StoreFuture<ItemPage> {
         let id = id.to_string();
         self.blocking(move |db| db.with(|conn| conversations::sqlite_items(conn, &id, &query)))
+    }
+
+    fn pair_device(&self, device: PairedDevice) -> StoreFuture<()> {
+        self.blocking(move |db| db.with(|conn| devices::sqlite_pair(conn, &device)))
+    }
+
+    fn device_by_token(&self, digest: &str) -> StoreFuture<Option<PairedDevice>> {
+        let digest = digest.to_string();
+        self.blocking(move |db| db.with(|conn| devices::sqlite_by_token(conn, &digest)))
+    }
+
+    fn devices(&self) -> StoreFuture<Vec<PairedDevice>> {
+        self.blocking(move |db| db.with(|conn| devices::sqlite_list(conn)))
+    }
+
+    fn revoke_device(&self, id: &str) -> StoreFuture<bool> {
+        let id = id.to_string();
+        self.blocking(move |db| db.with(|conn| devices::sqlite_revoke(conn, &id, now_ms())))
+    }
+
+    fn remove_device(&self, id: &str) -> StoreFuture<bool> {
+        let id = id.to_string();
+        self.blocking(move |db| db.with(|conn| devices::sqlite_remove(conn, &id)))
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use futures::future::BoxFuture;
 
 use super::conversations::{Conversation, ConversationItem, ItemPage, ItemQuery};
+use super::devices::PairedDevice;
 use super::page::{SessionPage, SessionQuery};
 use super::responses::StoredResponse;
 use crate::chat::{Message, Role, ToolCall};
@@ -127,6 +128,16 @@ pub trait SessionStore: Send + Sync {
     fn add_conversation_items(&self, id: &str, settle: Vec<String>, items: Vec<ConversationItem>) -> StoreFuture<()>;
     /// One page of a conversation's items.
     fn conversation_items(&self, id: &str, query: ItemQuery) -> StoreFuture<ItemPage>;
+    /// Pair a device, or pair it again with a fresh token (`sessions/devices.rs`).
+    fn pair_device(&self, device: PairedDevice) -> StoreFuture<()>;
+    /// The device whose current token has this digest; none once revoked.
+    fn device_by_token(&self, digest: &str) -> StoreFuture<Option<PairedDevice>>;
+    /// Every paired device, revoked ones included.
+    fn devices(&self) -> StoreFuture<Vec<PairedDevice>>;
+    /// Revoke a device's token; false if it had none.
+    fn revoke_device(&self, id: &str) -> StoreFuture<bool>;
+    /// Forget a device; false if there was none.
+    fn remove_device(&self, id: &str) -> StoreFuture<bool>;
 }
 
 /// Writes a turn for the backend that began it.

@@ -135,13 +135,15 @@ pub struct Outbox {
     /// Set when the connection stops serving; what is still queued may be
     /// written, but nothing new is wanted.
     ended: Arc<watch::Sender<bool>>,
+    /// The sessions this connection follows (`sessions.messages.subscribe`).
+    subscriptions: Arc<super::openclaw::Subscriptions>,
 }
 
 impl Outbox {
     /// An outbox of `capacity` frames and the receiving end for the writer.
     pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Queued>) {
         let (tx, rx) = mpsc::channel(capacity);
-        (Self { tx, ended: Arc::new(watch::channel(false).0) }, rx)
+        (Self { tx, ended: Arc::new(watch::channel(false).0), subscriptions: Arc::default() }, rx)
     }
 
     /// Queue a frame without waiting; false if the outbox is full or gone.
@@ -163,6 +165,11 @@ impl Outbox {
     /// Queue an event, waiting for room.
     pub async fn event(&self, event: &'static str, payload: Value) -> bool {
         self.push(Outgoing::Event { event, payload }).await
+    }
+
+    /// The sessions this connection follows.
+    pub fn subscriptions(&self) -> Arc<super::openclaw::Subscriptions> {
+        self.subscriptions.clone()
     }
 
     /// The connection has stopped serving: [`closed`](Self::closed) resolves from now on.

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::frames::{Outbox, WsError, codes, err, now_ms, ok};
 use super::runs::{self, Door};
+use super::{device, openclaw};
 use crate::auth::{Principal, Scope};
 use crate::chat::{AgentId, Message, Role};
 use crate::gateway::Gateway;
@@ -28,7 +29,7 @@ pub struct Call {
 }
 
 /// `Ok(None)`: the handler answers on its own (runs answer later, or twice).
-type Answer = Result<Option<Value>, WsError>;
+pub(super) type Answer = Result<Option<Value>, WsError>;
 
 /// One row of the table.
 pub struct Method {
@@ -46,6 +47,15 @@ macro_rules! method {
     };
     ($name:literal, $scope:ident, $handler:path; counted) => {
         Method { name: $name, scope: Scope::$scope, counted: true, handler: |call| Box::pin($handler(call)) }
+    };
+    // A feature wasmclaw does not have: its empty answer (`openclaw::empty`).
+    ($name:literal, $scope:ident; empty) => {
+        Method {
+            name: $name,
+            scope: Scope::$scope,
+            counted: false,
+            handler: |_| Box::pin(async { Ok(Some(openclaw::empty($name))) }),
+        }
     };
 }
 
@@ -67,6 +77,41 @@ pub const METHODS: &[Method] = &[
     method!("agents.rollback", Admin, agents_rollback; counted),
     method!("agents.remove", Admin, agents_remove; counted),
     method!("metrics.recent", Read, metrics_recent),
+    // OpenClaw's Control UI (ws/openclaw.rs), with data wasmclaw has.
+    method!("chat.startup", Read, openclaw::chat_startup),
+    method!("sessions.describe", Read, openclaw::sessions_describe),
+    method!("sessions.subscribe", Read, openclaw::sessions_subscribe),
+    method!("sessions.unsubscribe", Read, openclaw::sessions_unsubscribe),
+    method!("sessions.messages.subscribe", Read, openclaw::messages_subscribe),
+    method!("sessions.messages.unsubscribe", Read, openclaw::messages_unsubscribe),
+    method!("agent.identity.get", Read, openclaw::agent_identity),
+    method!("models.authStatus", Read, openclaw::models_auth_status),
+    method!("config.get", Read, openclaw::config_get),
+    method!("system.info", Read, openclaw::system_info),
+    // Paired devices (ws/device.rs).
+    method!("device.pair.list", Admin, device::pair_list),
+    method!("device.token.revoke", Admin, device::token_revoke),
+    method!("device.pair.remove", Admin, device::pair_remove),
+    // OpenClaw features wasmclaw does not have: empty answers.
+    method!("chat.metadata", Read; empty),
+    method!("progressCard.get", Read; empty),
+    method!("tasks.list", Read; empty),
+    method!("talk.catalog", Read; empty),
+    method!("question.list", Read; empty),
+    method!("exec.approval.list", Read; empty),
+    method!("plugin.approval.list", Read; empty),
+    method!("openclaw.approval.list", Read; empty),
+    method!("cron.list", Read; empty),
+    method!("cron.status", Read; empty),
+    method!("cron.runs", Read; empty),
+    method!("update.status", Read; empty),
+    method!("environments.list", Read; empty),
+    method!("node.list", Read; empty),
+    method!("channels.status", Read; empty),
+    method!("plugins.list", Read; empty),
+    method!("sessions.observer.visibility", Read; empty),
+    method!("sessions.branches.list", Read; empty),
+    method!("sessions.companion.state", Read; empty),
 ];
 
 /// Events a client may receive.
@@ -174,7 +219,36 @@ async fn status(call: Call) -> Answer {
 
 async fn agents_list(call: Call) -> Answer {
     let default = call.gw.agents.default_agent().to_string();
-    Ok(Some(json!({"defaultId": default, "mainKey": "main", "agents": visible_agents(&call)})))
+    let mut agents = visible_agents(&call);
+    // OpenClaw's UI reads each agent's model (`model.primary`).
+    for agent in &mut agents {
+        let model =
+            call.gw.config.agents.entries.as_ref().and_then(|e| e.get(agent["id"].as_str().unwrap_or_default()));
+        agent["model"] = json!({"primary": model_name(agent["id"].as_str().unwrap_or_default(), model)});
+    }
+    Ok(Some(json!({"defaultId": default, "mainKey": "main", "agents": agents})))
+}
+
+/// `provider/model` of an agent's configured model, else `wasmclaw/<agent id>`.
+fn model_name(id: &str, entry: Option<&crate::config::AgentEntry>) -> String {
+    match entry.and_then(|e| e.provider.as_deref().zip(e.model.as_deref())) {
+        Some((provider, model)) => format!("{provider}/{model}"),
+        None => format!("wasmclaw/{id}"),
+    }
+}
+
+/// [`model_name`] of a loaded agent.
+pub(super) fn agent_model(call: &Call, v: &AgentVersion) -> String {
+    let id = v.id.to_string();
+    model_name(&id, call.gw.config.agents.entries.as_ref().and_then(|e| e.get(&id)))
+}
+
+/// The default agent's model, as OpenClaw's `sessions.list` `defaults` tells it.
+pub(super) fn session_defaults(call: &Call) -> Value {
+    let id = call.gw.agents.default_agent().to_string();
+    let primary = model_name(&id, call.gw.config.agents.entries.as_ref().and_then(|e| e.get(&id)));
+    let (provider, model) = primary.split_once('/').unwrap_or(("wasmclaw", primary.as_str()));
+    json!({"modelProvider": provider, "model": model, "contextTokens": null, "agentId": id})
 }
 
 /// Runs and failures per agent the caller may see, in buckets over the last minutes.
@@ -229,7 +303,7 @@ fn key_param<'p>(params: &'p Value, name: &str) -> Result<&'p str, WsError> {
     params[name].as_str().filter(|k| !k.is_empty()).ok_or_else(|| WsError::invalid(format!("missing {name}")))
 }
 
-fn store_error(e: StoreError) -> WsError {
+pub(super) fn store_error(e: StoreError) -> WsError {
     match e {
         StoreError::Unavailable(_) => {
             WsError { retryable: true, ..WsError::new(codes::UNAVAILABLE, format!("{e}; retry shortly")) }
@@ -239,6 +313,11 @@ fn store_error(e: StoreError) -> WsError {
 }
 
 async fn chat_history(call: Call) -> Answer {
+    chat_history_payload(&call).await.map(Some)
+}
+
+/// `chat.history`'s answer (also the start of `chat.startup`'s).
+pub(super) async fn chat_history_payload(call: &Call) -> Result<Value, WsError> {
     let params = &call.params;
     let key = key_param(params, "sessionKey")?.to_string();
     let limit = params["limit"].as_u64().unwrap_or(200) as usize;
@@ -255,7 +334,7 @@ async fn chat_history(call: Call) -> Answer {
         stored.iter().flat_map(|m| &m.message.tool_calls).map(|c| (c.id.as_str(), c.name.as_str())).collect();
     let messages: Vec<Value> =
         stored.iter().rev().take(limit).rev().map(|m| history_message(&m.message, m.created_at, &names)).collect();
-    Ok(Some(json!({"sessionKey": key, "messages": messages})))
+    Ok(json!({"sessionKey": key, "messages": messages}))
 }
 
 /// One transcript message in OpenClaw's history shape: text parts, the
@@ -284,6 +363,11 @@ async fn chat_abort(call: Call) -> Answer {
 /// One page of the sessions the caller may read (`limit`, `cursor` as on HTTP).
 async fn sessions_list(call: Call) -> Answer {
     let params = &call.params;
+    // No wasmclaw session is spawned by another (OpenClaw's sub-agent
+    // sessions); the UI asks for them with a limit of 10000, past the page size.
+    if params["spawnedBy"].is_string() {
+        return Ok(Some(json!({"sessions": [], "nextCursor": null, "defaults": session_defaults(&call)})));
+    }
     let agent = params["agentId"].as_str().map(str::to_string);
     let limit = match &params["limit"] {
         Value::Null => None,
@@ -302,7 +386,8 @@ async fn sessions_list(call: Call) -> Answer {
                    "messageCount": s.message_count})
         })
         .collect();
-    Ok(Some(json!({"sessions": sessions, "nextCursor": page.next.map(|c| c.encode())})))
+    let defaults = session_defaults(&call);
+    Ok(Some(json!({"sessions": sessions, "nextCursor": page.next.map(|c| c.encode()), "defaults": defaults})))
 }
 
 async fn sessions_delete(call: Call) -> Answer {

@@ -2,8 +2,10 @@
 //! gateway port. Handshake, then requests and events; runs go through the
 //! same path as HTTP.
 
+mod device;
 mod frames;
 mod methods;
+mod openclaw;
 mod runs;
 mod socket;
 
@@ -19,7 +21,6 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 use crate::auth::{ClientPlace, NoPlace, Principal, Scope};
-use crate::config::AuthMode;
 use crate::gateway::Gateway;
 use frames::{Outbox, Outgoing, PROTOCOL, Queued, err, now_ms, ok};
 pub use frames::{Request, WsError, decode};
@@ -138,13 +139,14 @@ async fn connection(gw: Arc<Gateway>, conn: Conn<socket::Io>, peer: std::net::Ip
     let (out, mut rx) = Outbox::new(OUTBOX_FRAMES);
     // Until connect: the library reads one frame at a time, each at most 64 KiB.
     let mut ws = socket::open(conn, PRE_CONNECT_MAX).await;
+    let nonce = uuid::Uuid::new_v4().to_string();
     let greeted = tokio::time::timeout(CONNECT_TIMEOUT, async {
-        let challenge = json!({"nonce": uuid::Uuid::new_v4().to_string(), "ts": now_ms()});
+        let challenge = json!({"nonce": nonce, "ts": now_ms()});
         let challenge = json!({"type": "event", "event": "connect.challenge", "payload": challenge, "seq": 1});
         if ws.send(Message::Text(challenge.to_string().into())).await.is_err() {
             return None;
         }
-        Some(handshake(&gw, &out, &mut ws, &conn_id, peer).await)
+        Some(handshake(&gw, &out, &mut ws, &conn_id, peer, &nonce).await)
     })
     .await;
     // Connected or not, this connection is no longer a pending handshake.
@@ -215,6 +217,7 @@ async fn handshake(
     stream: &mut Socket,
     conn_id: &str,
     peer: std::net::IpAddr,
+    nonce: &str,
 ) -> Result<Principal, Outgoing> {
     let policy_close = |reason: &str| Outgoing::Close { code: close::POLICY, reason: reason.into() };
     let text = loop {
@@ -254,18 +257,16 @@ async fn handshake(
         e.retryable = true;
         return Err(reject(&req.id, e));
     }
-    let presented = p["auth"]["token"].as_str().or_else(|| p["auth"]["password"].as_str()).unwrap_or_default();
-    let Some(principal) = gw.auth.authenticate(presented) else {
-        gw.auth_failed(peer);
-        let (message, detail) = match gw.auth.mode() {
-            AuthMode::Password => ("unauthorized: gateway password mismatch", "AUTH_PASSWORD_MISMATCH"),
-            AuthMode::Token | AuthMode::None => ("unauthorized: gateway token mismatch", "AUTH_TOKEN_MISMATCH"),
-        };
-        let mut e = WsError::invalid(message);
-        e.details = Some(json!({"code": detail}));
-        tracing::info!(client = %p["client"]["id"], "websocket connect refused: wrong credentials");
-        return Err(reject(&req.id, e));
+    let authenticated = match device::authenticate(gw, p, nonce).await {
+        Ok(a) => a,
+        Err(refused) => {
+            if refused.counts {
+                gw.auth_failed(peer);
+            }
+            return Err(reject(&req.id, refused.error));
+        }
     };
+    let principal = authenticated.principal;
     let policy = &gw.config.gateway.ws;
     let role = p["role"].as_str().unwrap_or("operator");
     // A client asks for the least it needs; it gets what it asked for and
@@ -278,6 +279,13 @@ async fn handshake(
         None => principal,
     };
     let scopes: Vec<&str> = principal.scopes().iter().map(|s| s.name()).collect();
+    let client_id = p["client"]["id"].as_str().unwrap_or_default();
+    let mut auth = json!({"role": role, "scopes": scopes});
+    if let Some(proven) = authenticated.device.as_ref().filter(|_| !authenticated.by_device_token)
+        && let Some(token) = device::pair(gw, proven, &principal, client_id).await
+    {
+        auth["deviceToken"] = json!(token);
+    }
     out.send(ok(
         &req.id,
         json!({
@@ -285,7 +293,7 @@ async fn handshake(
             "protocol": PROTOCOL,
             "server": {"version": env!("CARGO_PKG_VERSION"), "connId": conn_id, "name": "wasmclaw"},
             "features": {"methods": methods::names(), "events": methods::EVENTS},
-            "auth": {"role": role, "scopes": scopes},
+            "auth": auth,
             "policy": {
                 "maxPayload": max_payload(gw, &principal),
                 "maxBufferedBytes": max_payload(gw, &principal) * 2,
@@ -295,6 +303,7 @@ async fn handshake(
     ));
     tracing::info!(
         conn_id, principal = principal.name(), client = %p["client"]["id"], version = %p["client"]["version"],
+        device = authenticated.device.as_ref().map_or("", |d| d.id.as_str()), by_device_token = authenticated.by_device_token,
         "websocket client connected"
     );
     Ok(principal)

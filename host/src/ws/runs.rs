@@ -88,6 +88,7 @@ async fn try_start(call: &Call, door: Door) -> Result<(), WsError> {
     let key = p.session_key.clone().unwrap_or_else(|| sessions::main_key(&agent, call.principal.name()));
     let owner = call.principal.name();
     let session = sessions::resolve(&agent, Some(&key), None, owner).map_err(|e| WsError::invalid(e.to_string()))?;
+    let agent_name = agent.to_string();
     let (handle, tracking) = match begin(call, p, agent, session, &key, door)? {
         Begun::Started(handle, tracking) => (handle, tracking),
         Begun::Replay(run_id, result) => {
@@ -101,6 +102,7 @@ async fn try_start(call: &Call, door: Door) -> Result<(), WsError> {
         Door::Chat => json!({"runId": run_id, "status": "started"}),
     };
     out.push(ok(id, accepted)).await;
+    super::openclaw::announce_when_done(gw, &call.principal, &run_id, &key, agent_name);
     let stream = Stream::new(out.clone(), run_id, key, door);
     tokio::spawn(stream.drive(handle, tracking, id.clone()));
     Ok(())

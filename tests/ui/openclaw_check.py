@@ -1,0 +1,165 @@
+"""OpenClaw's own Control UI (the pinned `openclaw` npm package's files,
+served by the Rust test on another loopback port) against wasmclaw: the UI
+connects with the token from its link, lists sessions and agents, chats with
+the echo agent and shows the answer; a second tab of the same browser
+connects with the device token the first one was issued (no
+AUTH_TOKEN_MISMATCH) and sees the chat; once the test has revoked the
+device, a third tab's connect with that token is refused. Every method the
+UI calls is recorded from the wire: none may be unknown to the gateway.
+
+Talks to the Rust test over stdout/stdin: prints `DEVICE <id>`, then waits
+for one line (the test revokes the device meanwhile)."""
+
+import json
+import os
+import sys
+import time
+
+from common import SHOTS, TOKEN, done, expect, launch, step, sync_playwright
+
+STATIC = os.environ["OPENCLAW_UI_STATIC"]
+GATEWAY_WS = os.environ["OPENCLAW_UI_GATEWAY_WS"]
+WORDS = "hello from the OpenClaw Control UI"
+
+
+class Wire:
+    """Every frame of one page's gateway WebSocket(s), decoded."""
+
+    def __init__(self, page):
+        self.sent = {}  # request id -> (method, params)
+        self.answers = []  # (method, res frame)
+        self.events = []
+        page.on("websocket", self.attach)
+
+    def attach(self, ws):
+        ws.on("framesent", self.on_sent)
+        ws.on("framereceived", self.on_received)
+
+    def on_sent(self, payload):
+        frame = json.loads(payload)
+        if frame.get("type") == "req":
+            self.sent[frame["id"]] = (frame["method"], frame.get("params"))
+
+    def on_received(self, payload):
+        frame = json.loads(payload)
+        if frame.get("type") == "res":
+            self.answers.append((self.sent.get(frame["id"], ("?", None))[0], frame))
+        elif frame.get("type") == "event" and frame.get("event") != "tick":
+            self.events.append(frame)
+
+    def methods(self):
+        return sorted({m for m, _ in self.sent.values()})
+
+    def answered(self, method, ok=True):
+        return [f for m, f in self.answers if m == method and f["ok"] == ok]
+
+    def connects(self):
+        return [p for m, p in self.sent.values() if m == "connect"]
+
+    def hello(self):
+        oks = self.answered("connect")
+        return oks[-1]["payload"] if oks else None
+
+    def refusals(self):
+        return [f["error"] for m, f in self.answers if not f["ok"]]
+
+
+def wait_for(page, what, probe, timeout=60):
+    """Poll `probe` until it is truthy. Playwright delivers frame events only
+    while it runs, so the wait is the page's, never a plain sleep."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        page.wait_for_timeout(100)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def no_unknown_methods(wire):
+    unknown = [e for e in wire.refusals() if "unknown method" in e.get("message", "")]
+    assert not unknown, f"the gateway did not know methods the UI calls: {unknown}"
+
+
+with sync_playwright() as pw:
+    browser = launch(pw)
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+
+    step("the UI opens with the gateway and token from its link, and connects")
+    first = context.new_page()
+    wire = Wire(first)
+    # The fragment never reaches a server; the UI asks before switching gateways.
+    first.goto(f"{STATIC}/#gatewayUrl={GATEWAY_WS}&token={TOKEN}")
+    confirm = first.locator("openclaw-gateway-url-confirmation .btn.primary")
+    confirm.click()
+    hello = wait_for(first, "hello-ok", wire.hello)
+    connect = wire.connects()[-1]
+    assert connect["client"]["id"] == "openclaw-control-ui", connect
+    assert connect.get("device", {}).get("signature"), f"the UI signed no device proof: {connect}"
+    device_id = connect["device"]["id"]
+    assert hello["auth"].get("deviceToken"), f"hello-ok issued no device token: {hello['auth']}"
+    assert "operator.admin" in hello["auth"]["scopes"], hello["auth"]
+
+    step("it lists sessions (with defaults) and agents (with a model)")
+    sessions = wait_for(first, "sessions.list", lambda: wire.answered("sessions.list"))[-1]["payload"]
+    assert sessions["defaults"]["model"], sessions
+    agents = wait_for(first, "agents.list", lambda: wire.answered("agents.list"))[-1]["payload"]
+    assert any(a["id"] == "main" and a["model"]["primary"] for a in agents["agents"]), agents
+
+    step("it chats with the echo agent and shows the answer")
+    box = first.get_by_role("textbox", name="Chat composer")
+    expect(box).to_be_visible()
+    box.fill(WORDS)
+    box.press("Enter")
+    wait_for(first, "chat.send", lambda: wire.answered("chat.send"))
+    wait_for(
+        first,
+        "the final chat event",
+        lambda: [e for e in wire.events if e["event"] == "chat" and e["payload"].get("state") == "final"],
+    )
+    # The session's subscribers hear of the new messages.
+    for event in ("session.message", "sessions.changed"):
+        wait_for(first, event, lambda: [e for e in wire.events if e["event"] == event])
+    # The agent's echo of the words, drawn as the assistant's message.
+    expect(first.locator(".chat-group.assistant").get_by_text(WORDS).first).to_be_visible()
+    os.makedirs(SHOTS, exist_ok=True)
+    first.screenshot(path=os.path.join(SHOTS, "openclaw-control-ui-chat.png"))
+    no_unknown_methods(wire)
+    print("METHODS " + " ".join(wire.methods()), flush=True)
+
+    step("a second tab connects with the device token, without the shared token, and sees the chat")
+    second = context.new_page()
+    wire2 = Wire(second)
+    second.goto(f"{STATIC}/")
+    hello2 = wait_for(second, "the second tab's hello-ok", wire2.hello)
+    connect2 = wire2.connects()[-1]
+    assert not connect2.get("auth", {}).get("token"), f"the second tab had the shared token: {connect2['auth']}"
+    assert connect2["auth"].get("deviceToken"), connect2["auth"]
+    assert not [e for e in wire2.refusals() if "AUTH_TOKEN_MISMATCH" in json.dumps(e)], wire2.refusals()
+    listed = wait_for(second, "sessions.list", lambda: wire2.answered("sessions.list"))[0]["payload"]["sessions"]
+    assert any(s["key"] == "agent:main:main" for s in listed), listed
+    expect(second.locator(".chat-group.user").get_by_text(WORDS).first).to_be_visible()
+    expect(second.locator(".chat-group.assistant").get_by_text(WORDS).first).to_be_visible()
+    second.screenshot(path=os.path.join(SHOTS, "openclaw-control-ui-second-tab.png"))
+    no_unknown_methods(wire2)
+    print("METHODS " + " ".join(wire2.methods()), flush=True)
+
+    step("after the device is revoked, a further connect with its token is refused")
+    print(f"DEVICE {device_id}", flush=True)
+    assert sys.stdin.readline().strip() == "revoked"
+    third = context.new_page()
+    wire3 = Wire(third)
+    third.goto(f"{STATIC}/")
+    wait_for(
+        third,
+        "the refused connect",
+        lambda: [e for e in wire3.refusals() if e.get("details", {}).get("code") == "AUTH_DEVICE_TOKEN_MISMATCH"],
+    )
+    # And stays refused: whatever the UI retries, no connect succeeds.
+    third.wait_for_timeout(3000)
+    assert wire3.hello() is None, "a revoked device token connected"
+    assert wire3.connects()[0]["auth"].get("deviceToken"), wire3.connects()[0]
+
+    context.close()
+    browser.close()
+    done()
