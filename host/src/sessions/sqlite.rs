@@ -17,6 +17,7 @@ use super::store::{
     Transcript, Turn, TurnWriter, now_ms, refused_write, role_from_name, role_name, tool_calls_from_json,
     tool_calls_json,
 };
+use super::usage;
 use crate::chat::Message;
 
 /// Schema steps; `PRAGMA user_version` records how many have run.
@@ -71,6 +72,10 @@ const MIGRATIONS: &[&str] = &[
     super::responses::SQLITE_INPUT_MIGRATION,
     // 6: conversations (`/v1/conversations`) and their items.
     super::conversations::SQLITE_MIGRATION,
+    // 7: the controlui branch's step; this placeholder is replaced by it at merge.
+    "-- placeholder for the controlui step",
+    // 8: the usage ledger (`sessions/usage.rs`).
+    super::usage::SQLITE_MIGRATION,
 ];
 
 /// SQLite-backed [`SessionStore`].
@@ -214,6 +219,27 @@ impl SessionStore for SqliteStore {
     fn conversation_items(&self, id: &str, query: ItemQuery) -> StoreFuture<ItemPage> {
         let id = id.to_string();
         self.blocking(move |db| db.with(|conn| conversations::sqlite_items(conn, &id, &query)))
+    }
+
+    fn record_usage(&self, rows: Vec<crate::usage::UsageRow>) -> StoreFuture<()> {
+        self.blocking(move |db| db.with(|conn| usage::sqlite_record(conn, &rows)))
+    }
+
+    fn usage_totals(&self, query: crate::usage::UsageQuery) -> StoreFuture<Vec<crate::usage::UsageTotals>> {
+        self.blocking(move |db| db.with(|conn| usage::sqlite_totals(conn, &query)))
+    }
+
+    fn reserve_budget(&self, slot: crate::usage::BudgetSlot, charge: crate::usage::Charge) -> StoreFuture<bool> {
+        self.blocking(move |db| db.with(|conn| usage::sqlite_reserve(conn, &slot, &charge)))
+    }
+
+    fn settle_budget(
+        &self,
+        slot: crate::usage::BudgetSlot,
+        reserved: crate::usage::Charge,
+        spent: crate::usage::Charge,
+    ) -> StoreFuture<()> {
+        self.blocking(move |db| db.with(|conn| usage::sqlite_settle(conn, &slot, &reserved, &spent)))
     }
 }
 

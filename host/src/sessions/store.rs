@@ -127,6 +127,20 @@ pub trait SessionStore: Send + Sync {
     fn add_conversation_items(&self, id: &str, settle: Vec<String>, items: Vec<ConversationItem>) -> StoreFuture<()>;
     /// One page of a conversation's items.
     fn conversation_items(&self, id: &str, query: ItemQuery) -> StoreFuture<ItemPage>;
+    /// Add rows to the usage ledger, all or nothing; a row already there (same run and model) stays.
+    fn record_usage(&self, rows: Vec<crate::usage::UsageRow>) -> StoreFuture<()>;
+    /// The ledger's rows `query` selects, summed per group, ordered by key.
+    fn usage_totals(&self, query: crate::usage::UsageQuery) -> StoreFuture<Vec<crate::usage::UsageTotals>>;
+    /// Reserve `charge` on a budget's window unless what was spent plus what
+    /// is reserved already reached a limit; whether it was reserved.
+    fn reserve_budget(&self, slot: crate::usage::BudgetSlot, charge: crate::usage::Charge) -> StoreFuture<bool>;
+    /// Give back a reservation and count what the run spent instead.
+    fn settle_budget(
+        &self,
+        slot: crate::usage::BudgetSlot,
+        reserved: crate::usage::Charge,
+        spent: crate::usage::Charge,
+    ) -> StoreFuture<()>;
 }
 
 /// Writes a turn for the backend that began it.

@@ -47,6 +47,8 @@ pub struct RunContext {
     pub session: Option<SessionData>,
     /// The model the client chose for this run, replacing the entry's.
     pub model: Option<String>,
+    /// Where the run's model calls are metered.
+    pub meter: crate::usage::Meter,
 }
 
 impl Capabilities {
@@ -56,10 +58,15 @@ impl Capabilities {
             agent: agent.clone(),
             config: config::ConfigCapability::new(settings.config.clone()),
             http: http::HttpCapability::new(agent, settings.http.clone(), metrics.clone()),
-            llm: llm::LlmCapability::new(agent, settings.llm.clone()),
+            llm: llm::LlmCapability::new(agent, settings.llm.clone(), metrics.clone()),
             memory: memory::MemoryCapability::new(settings.limits.memory_bytes),
             output: output::OutputCapability::new(settings.limits.output_bytes),
         }
+    }
+
+    /// The model capability, whose rule decides a client's per-run model.
+    pub fn llm(&self) -> &llm::LlmCapability {
+        &self.llm
     }
 
     /// A fresh state for one run.
@@ -75,7 +82,7 @@ impl Capabilities {
             table: ResourceTable::new(),
             config: self.config.instantiate(),
             http: self.http.instantiate(&run.run_id, memory.account()),
-            llm: self.llm.instantiate(run.model),
+            llm: self.llm.instantiate(run.model, run.meter),
             memory,
             output: self.output.instantiate(run.events, keep_reply),
             session: session::SessionState::new(run.session.unwrap_or_default()),

@@ -1,0 +1,140 @@
+//! Budgets that block: before a run starts it reserves an estimate on the
+//! caller's budget (`gateway.auth.tokens[].budget`) and the agent's
+//! (`agents.entries.<id>.budget`); it is refused when what was spent in the
+//! window plus the reservations of runs in flight already reached a limit.
+//! When it ends (however it ends) the reservation is settled to the metered
+//! figure. The counters live in the session store, so on PostgreSQL every
+//! instance shares them.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use crate::config::{BudgetConfig, Config};
+use crate::runtime::RunError;
+use crate::sessions::SessionStore;
+use crate::usage::{BudgetSlot, Charge, Price, Tokens};
+
+/// A budget in force, with the config key that sets it.
+#[derive(Debug, Clone)]
+struct Budget {
+    /// `token:<name>` or `agent:<id>`: how messages and the counters name it.
+    name: String,
+    key: String,
+    config: BudgetConfig,
+}
+
+impl Budget {
+    fn slot(&self, now_ms: i64) -> (BudgetSlot, Option<i64>) {
+        let (start, end) = self.config.window.bounds(now_ms);
+        let slot = BudgetSlot {
+            budget: self.name.clone(),
+            window_start: start,
+            max_tokens: self.config.tokens,
+            max_cost: self.config.usd,
+        };
+        (slot, end)
+    }
+
+    fn limit_text(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(usd) = self.config.usd {
+            parts.push(format!("${usd}"));
+        }
+        if let Some(tokens) = self.config.tokens {
+            parts.push(format!("{tokens} tokens"));
+        }
+        format!("{} per {}", parts.join(" / "), self.config.window.name())
+    }
+}
+
+/// The budgets of the tokens, by name (agents' come with their entry).
+pub(super) struct Budgets {
+    tokens: BTreeMap<String, Budget>,
+    reserve_tokens: u64,
+}
+
+/// Reservations a run holds, settled when it ends.
+pub(super) type Holds = Arc<Mutex<Vec<(BudgetSlot, Charge)>>>;
+
+impl Budgets {
+    pub(super) fn from_config(config: &Config) -> Self {
+        let tokens = config
+            .gateway
+            .auth
+            .tokens
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                let budget = Budget {
+                    name: format!("token:{}", t.name),
+                    key: format!("gateway.auth.tokens[{i}].budget"),
+                    config: t.budget?,
+                };
+                Some((t.name.clone(), budget))
+            })
+            .collect();
+        Self { tokens, reserve_tokens: config.agents.budget_reserve_tokens }
+    }
+
+    /// What a run reserves: its `max_completion_tokens` / `max_tokens`, else
+    /// `agents.budgetReserveTokens`, as output tokens at the model's price.
+    pub(super) fn estimate(&self, params: &serde_json::Value, price: Option<Price>) -> Charge {
+        let tokens = ["max_completion_tokens", "max_tokens"]
+            .iter()
+            .find_map(|k| params.get(*k).and_then(serde_json::Value::as_u64))
+            .unwrap_or(self.reserve_tokens);
+        let cost = price.map(|p| p.cost(&Tokens { output: tokens, ..Tokens::default() })).unwrap_or_default();
+        Charge { tokens, cost }
+    }
+
+    /// Reserve `charge` on the caller's and the agent's budgets (those that
+    /// exist); refused with the first budget that is spent. On refusal,
+    /// nothing stays reserved.
+    pub(super) async fn reserve(
+        &self,
+        store: &dyn SessionStore,
+        principal: &str,
+        agent: &str,
+        agent_budget: Option<BudgetConfig>,
+        charge: Charge,
+        holds: &Holds,
+    ) -> Result<(), RunError> {
+        let agent_budget = agent_budget.map(|config| Budget {
+            name: format!("agent:{agent}"),
+            key: format!("agents.entries.{agent}.budget"),
+            config,
+        });
+        let now = crate::sessions::now_ms() as i64;
+        for budget in self.tokens.get(principal).into_iter().chain(agent_budget.as_ref()) {
+            let (slot, end) = budget.slot(now);
+            let taken = store.reserve_budget(slot.clone(), charge).await?;
+            if !taken {
+                let retry_after = end.map(|end| ((end - now).max(0) as u64).div_ceil(1000).max(1));
+                let resets = end.map_or("it never resets (window \"total\")".to_string(), |end| {
+                    format!("it resets at {}T00:00:00Z", crate::usage::calendar::format_day(end))
+                });
+                tracing::info!(budget = %budget.name, principal, agent, "run refused: budget spent; raise {} to allow more", budget.key);
+                let message = format!(
+                    "budget {:?} is spent ({}; {}); raise {} to allow more",
+                    budget.name,
+                    budget.limit_text(),
+                    resets,
+                    budget.key
+                );
+                return Err(RunError::BudgetExceeded { message, retry_after });
+            }
+            holds.lock().unwrap().push((slot, charge));
+        }
+        Ok(())
+    }
+}
+
+/// Give back every reservation of a run and count what it spent instead.
+pub(super) async fn settle(store: &dyn SessionStore, holds: &Holds, spent: Charge) {
+    let holds = std::mem::take(&mut *holds.lock().unwrap());
+    for (slot, reserved) in holds {
+        if let Err(e) = store.settle_budget(slot.clone(), reserved, spent).await {
+            tracing::warn!(budget = %slot.budget, error = %e, "cannot settle a run's budget reservation");
+        }
+    }
+}
