@@ -77,6 +77,18 @@ async fn a_token_budget_refuses_the_run_that_finds_it_spent() {
     assert_refused(&send(&gw, CI_TOKEN, small("openclaw:main")).await, "token:ci");
     let (status, _, _) = send(&gw, TOKEN, small("openclaw:main")).await;
     assert_eq!(status, 200, "the main secret has no budget");
+
+    // The WebSocket door refuses the same way, with the same code.
+    let (mut ws, _) = Client::open(&gw).await;
+    let hello = ws.call("connect", connect_params(CI_TOKEN)).await;
+    assert_eq!(hello["ok"], true, "{hello}");
+    let id = ws.request("agent", Some(json!({"message": "hi", "agentId": "main"}))).await;
+    ws.response(&id).await;
+    let done = ws.response(&id).await;
+    assert_eq!(done["payload"]["status"], "error", "{done}");
+    assert_eq!(done["payload"]["error"]["code"], "budget_exceeded", "{done}");
+    assert!(done["payload"]["summary"].as_str().unwrap().contains("token:ci"), "{done}");
+    assert_eq!(mock.requests().len(), 3, "only the main secret's run reached the provider");
 }
 
 #[tokio::test]

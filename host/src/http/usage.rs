@@ -22,7 +22,7 @@ pub struct UsageParams {
     agent: Option<String>,
 }
 
-/// `GET /usage`: `{"usage": [{"<groupBy>": …, "inputTokens": …, …}]}`.
+/// `GET /usage`: `{"usage": [{"<groupBy>": …, "inputTokens": …, …}], "budgets": […]}`.
 pub async fn get(
     State(gw): State<Arc<Gateway>>,
     Extension(caller): Extension<Principal>,
@@ -34,5 +34,6 @@ pub async fn get(
             .map_err(|(param, message)| ApiError::invalid_request(message, Some(param.into())))?;
     let rows = gw.agents.usage(&caller, group_by, from, to, params.agent).await?;
     let rows: Vec<Value> = rows.iter().map(|r| r.to_json(group_by.key())).collect();
-    Ok(Json(json!({ "usage": rows })))
+    let budgets = gw.agents.budgets(&caller).await?;
+    Ok(Json(json!({ "usage": rows, "budgets": budgets })))
 }

@@ -129,6 +129,47 @@ impl Budgets {
     }
 }
 
+impl Budgets {
+    /// Every budget `caller` may see, as `usage.get` and `GET /usage` list
+    /// them: its own token's, and the agents' it may use (every token's
+    /// too for those that read all usage).
+    pub(super) async fn report(
+        &self,
+        store: &dyn SessionStore,
+        caller: &crate::auth::Principal,
+        agents: &BTreeMap<String, crate::config::AgentEntry>,
+    ) -> Result<Vec<serde_json::Value>, crate::sessions::StoreError> {
+        let all = crate::sessions::access::usage_owner(caller).is_none();
+        let tokens = self.tokens.iter().filter(|(name, _)| all || *name == caller.name()).map(|(_, b)| b.clone());
+        let agents = agents.iter().filter(|(id, _)| caller.may_use_named(id)).filter_map(|(id, e)| {
+            Some(Budget { name: format!("agent:{id}"), key: format!("agents.entries.{id}.budget"), config: e.budget? })
+        });
+        let now = crate::sessions::now_ms() as i64;
+        let mut out = Vec::new();
+        for budget in tokens.chain(agents) {
+            let (slot, end) = budget.slot(now);
+            let (spent, reserved) = store.budget_counters(slot).await?;
+            let c = &budget.config;
+            // The share left of the tighter limit, 0 to 1.
+            let share =
+                |spent: u64, limit: u64| if limit == 0 { 0.0 } else { 1.0 - (spent as f64 / limit as f64).min(1.0) };
+            let remaining =
+                [c.tokens.map(|t| share(spent.tokens, t)), c.usd.map(|u| share(spent.cost.picos(), u.picos()))]
+                    .into_iter()
+                    .flatten()
+                    .fold(1.0_f64, f64::min);
+            out.push(serde_json::json!({
+                "name": budget.name, "window": c.window.name(), "resetsAt": end,
+                "usd": c.usd.map(|u| u.usd()), "tokens": c.tokens,
+                "spentUsd": spent.cost.usd(), "spentTokens": spent.tokens,
+                "reservedUsd": reserved.cost.usd(), "reservedTokens": reserved.tokens,
+                "remaining": remaining,
+            }));
+        }
+        Ok(out)
+    }
+}
+
 /// Give back every reservation of a run and count what it spent instead.
 pub(super) async fn settle(store: &dyn SessionStore, holds: &Holds, spent: Charge) {
     let holds = std::mem::take(&mut *holds.lock().unwrap());

@@ -246,6 +246,11 @@ impl Agents {
         self.sessions.usage_totals(query).await
     }
 
+    /// The budgets `caller` may see, with what their windows spent and hold.
+    pub async fn budgets(&self, caller: &Principal) -> Result<Vec<serde_json::Value>, StoreError> {
+        self.budgets.report(self.sessions.as_ref(), caller, &self.entries.load()).await
+    }
+
     /// Runs that doors track for waits, aborts and retries.
     pub fn board(&self) -> &RunBoard {
         &self.board

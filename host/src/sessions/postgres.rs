@@ -237,6 +237,14 @@ impl SessionStore for PostgresStore {
         Box::pin(async move { super::usage::postgres_reserve(&pg, &slot, &charge).await })
     }
 
+    fn budget_counters(
+        &self,
+        slot: crate::usage::BudgetSlot,
+    ) -> StoreFuture<(crate::usage::Charge, crate::usage::Charge)> {
+        let pg = self.pg.clone();
+        Box::pin(async move { super::usage::postgres_counters(&pg, &slot).await })
+    }
+
     fn settle_budget(
         &self,
         slot: crate::usage::BudgetSlot,

@@ -233,6 +233,13 @@ impl SessionStore for SqliteStore {
         self.blocking(move |db| db.with(|conn| usage::sqlite_reserve(conn, &slot, &charge)))
     }
 
+    fn budget_counters(
+        &self,
+        slot: crate::usage::BudgetSlot,
+    ) -> StoreFuture<(crate::usage::Charge, crate::usage::Charge)> {
+        self.blocking(move |db| db.with(|conn| usage::sqlite_counters(conn, &slot)))
+    }
+
     fn settle_budget(
         &self,
         slot: crate::usage::BudgetSlot,

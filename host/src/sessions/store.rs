@@ -134,6 +134,11 @@ pub trait SessionStore: Send + Sync {
     /// Reserve `charge` on a budget's window unless what was spent plus what
     /// is reserved already reached a limit; whether it was reserved.
     fn reserve_budget(&self, slot: crate::usage::BudgetSlot, charge: crate::usage::Charge) -> StoreFuture<bool>;
+    /// What a budget's window has spent and has reserved now.
+    fn budget_counters(
+        &self,
+        slot: crate::usage::BudgetSlot,
+    ) -> StoreFuture<(crate::usage::Charge, crate::usage::Charge)>;
     /// Give back a reservation and count what the run spent instead.
     fn settle_budget(
         &self,

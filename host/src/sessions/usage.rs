@@ -236,6 +236,31 @@ pub(super) async fn postgres_settle(
     Ok(())
 }
 
+const COUNTERS: &str = "SELECT spent_tokens, spent_picos, reserved_tokens, reserved_picos FROM budget_counters \
+     WHERE budget = $1 AND window_start = $2";
+
+/// (spent, reserved) from a counter row; none yet is nothing spent.
+fn counters(n: Option<[i64; 4]>) -> (Charge, Charge) {
+    let [st, sp, rt, rp] = n.unwrap_or_default().map(|v| v.max(0) as u64);
+    (Charge { tokens: st, cost: Cost::from_picos(sp) }, Charge { tokens: rt, cost: Cost::from_picos(rp) })
+}
+
+pub(super) fn sqlite_counters(conn: &Connection, slot: &BudgetSlot) -> rusqlite::Result<(Charge, Charge)> {
+    use rusqlite::OptionalExtension;
+    let row = conn
+        .query_row(&sqlite_sql(COUNTERS), params![slot.budget, slot.window_start], |r| {
+            Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?])
+        })
+        .optional()?;
+    Ok(counters(row))
+}
+
+pub(super) async fn postgres_counters(pg: &Postgres, slot: &BudgetSlot) -> Result<(Charge, Charge), StoreError> {
+    let client = pg.client().await?;
+    let row = client.query_opt(COUNTERS, &[&slot.budget, &slot.window_start]).await.map_err(pg_error)?;
+    Ok(counters(row.map(|r| [r.get(0), r.get(1), r.get(2), r.get(3)])))
+}
+
 fn pg_error(e: tokio_postgres::Error) -> StoreError {
     crate::db::DbError::from(e).into()
 }

@@ -378,6 +378,8 @@ async fn usage_get(call: Call) -> Answer {
     let (group_by, from, to) =
         crate::usage::parse_range(text("groupBy").as_deref(), text("from").as_deref(), text("to").as_deref(), now)
             .map_err(|(_, message)| WsError::invalid(message))?;
-    let rows = call.gw.agents.usage(&call.principal, group_by, from, to, text("agentId")).await.map_err(store_error)?;
-    Ok(Some(json!({"usage": rows.iter().map(|r| r.to_json(group_by.key())).collect::<Vec<_>>()})))
+    let agents = &call.gw.agents;
+    let rows = agents.usage(&call.principal, group_by, from, to, text("agentId")).await.map_err(store_error)?;
+    let budgets = agents.budgets(&call.principal).await.map_err(store_error)?;
+    Ok(Some(json!({"usage": rows.iter().map(|r| r.to_json(group_by.key())).collect::<Vec<_>>(), "budgets": budgets})))
 }
