@@ -142,10 +142,20 @@ async fn two_instances_on_postgres_share_one_budget() {
             .unwrap_or_else(|log| panic!("gateway failed to start:\n{log}"))
     };
     let (a, b) = (start(), start());
-    assert_eq!(send(&a, CI_TOKEN, small("openclaw:main")).await.0, 200);
-    assert_eq!(send(&b, CI_TOKEN, small("openclaw:main")).await.0, 200);
+    for gw in [&a, &b] {
+        let (status, body, _) = send(gw, CI_TOKEN, small("openclaw:main")).await;
+        assert_eq!(status, 200, "{body}\n{}", gw.log());
+    }
     // 20 of 20 spent, half on each instance: both refuse.
     assert_refused(&send(&a, CI_TOKEN, small("openclaw:main")).await, "token:ci");
     assert_refused(&send(&b, CI_TOKEN, small("openclaw:main")).await, "token:ci");
     assert_eq!(mock.requests().len(), 2);
+    // Either instance answers /usage for both.
+    let usage = eventually("both runs in the shared ledger", async || {
+        let body = b.get_json("/usage?groupBy=token").await;
+        (body["usage"][0]["runs"] == 2).then_some(body)
+    })
+    .await;
+    assert_eq!(usage["usage"][0]["token"], "ci", "{usage}");
+    assert_eq!(usage["usage"][0]["outputTokens"], 6);
 }

@@ -151,7 +151,7 @@ async fn prices_add_up_exactly_in_the_metrics() {
 
     // Cached prompt tokens are counted apart and priced at their own rate.
     mock.set_default(Reply::text(&["cached"]).with_details(2, 0));
-    let body: Value = gw.chat(ask("openclaw:main", "hi")).send().await.unwrap().json().await.unwrap();
+    let body: Value = gw.chat(ask("openclaw:main", "one two three four")).send().await.unwrap().json().await.unwrap();
     assert_eq!(content(&body), "cached");
     gw.wait_for_metrics(&[
         r#"wasmclaw_llm_tokens_total{kind="cached_input",agent="main",model="small",provider="mock",token="operator"} 2"#,
@@ -274,8 +274,10 @@ async fn the_ledger_sums_runs_by_agent_token_model_and_day_and_each_token_sees_i
     let res = reqwest::Client::new().get(gw.url("/usage")).send().await.unwrap();
     assert_eq!(res.status(), 401, "operator.read is needed");
 
-    // The WebSocket method answers the same.
-    let mut ws = Client::connect(&gw).await;
+    // The WebSocket method answers the same, under the same rule.
+    let (mut ws, _) = Client::open(&gw).await;
+    let hello = ws.call("connect", connect_params(ALICE)).await;
+    assert_eq!(hello["ok"], true, "{hello}");
     let answer = ws.call("usage.get", json!({"groupBy": "token"})).await;
-    assert_eq!(answer["payload"]["usage"], by_token["usage"], "{answer}");
+    assert_eq!(answer["payload"]["usage"], alice["usage"], "{answer}");
 }

@@ -22,6 +22,8 @@ pub(super) struct LlmCounters {
 struct Counts {
     tokens: Tokens,
     picos: u64,
+    /// Usage reports counted: a key seen only unmetered has no token lines.
+    reports: u64,
     unmetered: u64,
 }
 
@@ -37,6 +39,7 @@ impl LlmCounters {
         counts.tokens.output += tokens.output;
         counts.tokens.cached_input += tokens.cached_input;
         counts.picos = counts.picos.saturating_add(picos);
+        counts.reports += 1;
     }
 
     pub(super) fn unmetered(&mut self, key: (&str, &str, &str, &str)) {
@@ -53,7 +56,7 @@ impl LlmCounters {
             "wasmclaw_llm_tokens_total",
             "Tokens model calls used, as providers reported them (input includes cached_input).",
         );
-        for ((agent, model, provider, token), c) in visible() {
+        for ((agent, model, provider, token), c) in visible().filter(|(_, c)| c.reports > 0) {
             for (kind, n) in
                 [("input", c.tokens.input), ("output", c.tokens.output), ("cached_input", c.tokens.cached_input)]
             {
@@ -65,7 +68,7 @@ impl LlmCounters {
         }
         head(out, "wasmclaw_llm_cost_usd_total", "What model calls cost at providers.<name>.models.<model>.price.");
         let mut cost: BTreeMap<(&str, &str, &str), u64> = BTreeMap::new();
-        for ((agent, model, _, token), c) in visible() {
+        for ((agent, model, _, token), c) in visible().filter(|(_, c)| c.reports > 0) {
             let sum = cost.entry((agent, model, token)).or_default();
             *sum = sum.saturating_add(c.picos);
         }

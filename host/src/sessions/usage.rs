@@ -151,7 +151,8 @@ const BUDGET_ROW: &str = "INSERT INTO budget_counters (budget, window_start) VAL
 const RESERVE: &str = "UPDATE budget_counters \
      SET reserved_tokens = reserved_tokens + $3, reserved_picos = reserved_picos + $4 \
      WHERE budget = $1 AND window_start = $2 \
-       AND ($5 < 0 OR spent_tokens + reserved_tokens < $5) AND ($6 < 0 OR spent_picos + reserved_picos < $6)";
+       AND (CAST($5 AS BIGINT) < 0 OR spent_tokens + reserved_tokens < $5) \
+       AND (CAST($6 AS BIGINT) < 0 OR spent_picos + reserved_picos < $6)";
 const SETTLE: &str = "UPDATE budget_counters \
      SET reserved_tokens = GREATEST(reserved_tokens - $3, 0), reserved_picos = GREATEST(reserved_picos - $4, 0), \
          spent_tokens = spent_tokens + $5, spent_picos = spent_picos + $6 \
