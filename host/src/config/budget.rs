@@ -42,10 +42,7 @@ impl TryFrom<BudgetFields> for BudgetConfig {
 
     fn try_from(b: BudgetFields) -> Result<Self, String> {
         if b.timezone.as_deref().is_some_and(|tz| tz != "UTC") {
-            return Err(format!(
-                "timezone {:?} is not supported; windows are UTC (set \"UTC\" or leave it out)",
-                b.timezone.unwrap_or_default()
-            ));
+            return Err("windows are UTC: timezone must be UTC or left out".into());
         }
         if b.usd.is_none() && b.tokens.is_none() {
             return Err("set usd, tokens or both".into());
@@ -79,6 +76,57 @@ impl BudgetWindow {
             Self::Week => "week",
             Self::Month => "month",
             Self::Total => "total",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::Config;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("/etc/wasmclaw/gateway.json5")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn prices_and_budgets_are_read_exactly_and_bad_ones_name_their_key() {
+        let config = parse(
+            r#"{ providers: { p: { baseUrl: "http://127.0.0.1:9/v1",
+                   models: { m: { price: { inputPerMTok: 0.15, outputPerMTok: 0.6 } } } } },
+                 agents: { entries: { main: { plugin: "echo", budget: { usd: 12.5, window: "month" } } } } }"#,
+        )
+        .unwrap();
+        let price = config.providers["p"].price("m").unwrap();
+        let tokens = crate::usage::Tokens { input: 1_000_000, output: 1_000_000, ..Default::default() };
+        assert_eq!(price.cost(&tokens).to_string(), "0.75");
+        assert_eq!(config.providers["p"].price("other"), None);
+        let budget = config.agent_entries()["main"].budget.unwrap();
+        assert_eq!(
+            (budget.usd.map(|u| u.to_string()), budget.window),
+            (Some("12.5".into()), super::BudgetWindow::Month)
+        );
+
+        for (text, key, why) in [
+            (
+                r#"{ providers: { p: { baseUrl: "http://x/v1", models: { m: { price: { inputPerMTok: -1, outputPerMTok: 1 } } } } } }"#,
+                "providers.p.models.m.price",
+                "not a price",
+            ),
+            (
+                r#"{ agents: { entries: { main: { plugin: "echo", budget: { window: "day" } } } } }"#,
+                "agents.entries.main.budget",
+                "set usd, tokens or both",
+            ),
+            (
+                r#"{ agents: { entries: { main: { plugin: "echo", budget: { tokens: 5, window: "day", timezone: "Europe/Paris" } } } } }"#,
+                "agents.entries.main.budget",
+                "windows are UTC",
+            ),
+        ] {
+            let message = parse(text).err().expect("refused");
+            assert!(message.contains(key) && message.contains(why), "{message}");
         }
     }
 }

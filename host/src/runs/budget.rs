@@ -179,3 +179,36 @@ pub(super) async fn settle(store: &dyn SessionStore, holds: &Holds, spent: Charg
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BudgetWindow;
+    use crate::usage::Cost;
+
+    fn budgets() -> Budgets {
+        Budgets { tokens: BTreeMap::new(), reserve_tokens: 1024 }
+    }
+
+    #[test]
+    fn a_run_reserves_its_token_limit_else_the_default_at_the_output_price() {
+        let price = Price::per_mtok(1.0, 2.0, None).unwrap();
+        let b = budgets();
+        let capped = b.estimate(&serde_json::json!({"max_tokens": 100}), Some(price));
+        assert_eq!(capped, Charge { tokens: 100, cost: Cost::from_picos(200_000_000) });
+        let newer = b.estimate(&serde_json::json!({"max_completion_tokens": 7, "max_tokens": 100}), None);
+        assert_eq!(newer, Charge { tokens: 7, cost: Cost::default() }, "the newer name first; no price, no cost");
+        assert_eq!(b.estimate(&serde_json::json!({}), None).tokens, 1024);
+    }
+
+    #[test]
+    fn a_budget_names_its_limits_and_its_window() {
+        let config = BudgetConfig { usd: Some(Cost::from_usd(2.5)), tokens: Some(1000), window: BudgetWindow::Week };
+        let budget = Budget { name: "token:ci".into(), key: "gateway.auth.tokens[0].budget".into(), config };
+        assert_eq!(budget.limit_text(), "$2.5 / 1000 tokens per week");
+        let monday = crate::usage::calendar::parse_day("2026-11-30").unwrap();
+        let (slot, end) = budget.slot(monday + 5 * crate::usage::calendar::DAY_MS);
+        assert_eq!((slot.window_start, end), (monday, Some(monday + 7 * crate::usage::calendar::DAY_MS)));
+        assert_eq!((slot.max_tokens, slot.max_cost), (Some(1000), Some(Cost::from_usd(2.5))));
+    }
+}
