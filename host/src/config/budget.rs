@@ -125,7 +125,7 @@ mod tests {
                 "windows are UTC",
             ),
         ] {
-            let message = parse(text).err().expect("refused");
+            let message = parse(text).expect_err("refused");
             assert!(message.contains(key) && message.contains(why), "{message}");
         }
     }
