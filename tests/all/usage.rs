@@ -130,6 +130,17 @@ async fn a_call_without_usage_is_counted_unmetered_not_guessed() {
     assert!(!metrics.contains(r#"wasmclaw_llm_tokens_total{kind="input",agent="main""#), "{metrics}");
     let log = gw.wait_for_log("the unmetered call", |l| l.contains("recorded unmetered")).await;
     assert!(log.contains("stream_options.include_usage"), "the log says what to look at:\n{log}");
+    // The ledger shows the call as unmetered, with no tokens made up for it.
+    let row = eventually("the run in the ledger", async || {
+        let body = gw.get_json("/usage?groupBy=agent").await;
+        body["usage"].as_array().and_then(|rows| rows.first().cloned())
+    })
+    .await;
+    assert_eq!(
+        (&row["agent"], &row["llmCalls"], &row["unmeteredCalls"], &row["inputTokens"], &row["costUsd"]),
+        (&json!("main"), &json!(1), &json!(1), &json!(0), &json!(0)),
+        "{row}"
+    );
 }
 
 #[tokio::test]
