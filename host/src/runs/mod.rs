@@ -5,6 +5,7 @@ mod board;
 mod budget;
 mod install;
 mod ledger;
+mod settle;
 mod watch;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::providers::Providers;
 use crate::registry::RegistryStore;
 use crate::runtime::{AgentRegistry, AgentVersion, EngineLimits, RunError, Runtime};
 use crate::sessions::{Access, SessionKey, SessionStore, StoreError, StoreFuture, Turn, access};
+use settle::{BudgetCheck, Outcome, Settle};
 
 pub use board::{Claim, Finished, IdempotencyScope, ParamsDigest, Reservation, RunBoard, RunEnd, RunResult, Tracking};
 pub use install::{AgentsChanged, InstallError, agent_id_of, component_digest, run_limits};
@@ -350,74 +352,6 @@ impl Agents {
             metrics: Some(self.metrics.clone()),
         })
     }
-}
-
-/// Records how a run ended in the metrics, including runs whose task was
-/// aborted because their client went away (those never reach the end).
-struct Outcome {
-    metrics: Arc<crate::metrics::Metrics>,
-    agent: AgentId,
-    started: std::time::Instant,
-    recorded: bool,
-}
-
-impl Outcome {
-    fn record(&mut self, failure: Option<&'static str>) {
-        self.recorded = true;
-        self.metrics.run_finished(self.agent.as_str(), self.started.elapsed(), failure);
-    }
-}
-
-impl Drop for Outcome {
-    fn drop(&mut self) {
-        if !self.recorded {
-            self.record(Some(RunError::Cancelled.kind()));
-        }
-    }
-}
-
-/// Writes a run's metered usage to the ledger when its task ends, however
-/// it ends (aborted runs too: their model calls were paid for).
-struct Settle {
-    ledger: ledger::LedgerWriter,
-    store: Arc<dyn SessionStore>,
-    meter: crate::usage::Meter,
-    holds: budget::Holds,
-    run_id: String,
-    agent: AgentId,
-}
-
-impl Settle {
-    /// What the run spent, as budgets count it.
-    fn spent(&self) -> crate::usage::Charge {
-        let used = self.meter.total();
-        crate::usage::Charge { tokens: used.tokens.total(), cost: used.cost }
-    }
-
-    /// Settle before the run's end is reported, so the caller's next run
-    /// sees what this one spent.
-    async fn finish(mut self) {
-        budget::settle(self.store.as_ref(), &std::mem::take(&mut self.holds), self.spent()).await;
-    }
-}
-
-impl Drop for Settle {
-    fn drop(&mut self) {
-        self.ledger.record(&self.run_id, self.agent.as_str(), &self.meter);
-        // An aborted run settles here, in the background.
-        let (store, holds, spent) = (self.store.clone(), std::mem::take(&mut self.holds), self.spent());
-        if !holds.lock().unwrap().is_empty() {
-            tokio::spawn(async move { budget::settle(store.as_ref(), &holds, spent).await });
-        }
-    }
-}
-
-/// What a run reserves on budgets before it starts.
-struct BudgetCheck {
-    budgets: Arc<budget::Budgets>,
-    agent_budget: Option<crate::config::BudgetConfig>,
-    estimate: crate::usage::Charge,
-    holds: budget::Holds,
 }
 
 /// One run's work inside its task.
