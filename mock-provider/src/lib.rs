@@ -40,6 +40,20 @@ pub struct Reply {
     /// When set, the first token waits (after `first_token_delay`) until the
     /// test sets it: a reply timed by an event, not by a guess at the machine's speed.
     pub gate: Option<Arc<AtomicBool>>,
+    /// What the reply says it used (`usage`, when the client asks for it).
+    pub usage: UsageReport,
+}
+
+/// The `usage` a reply reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageReport {
+    /// Prompt words and reply pieces counted; `cached` of the prompt tokens
+    /// reported as cached, `reasoning` added to the completion as reasoning.
+    Counted { cached: u32, reasoning: u32 },
+    /// Exactly these prompt and completion tokens.
+    Exact { prompt: u32, completion: u32 },
+    /// No usage at all, as a provider without `stream_options` support.
+    Missing,
 }
 
 /// The shapes of reply.
@@ -65,7 +79,14 @@ pub enum ReplyKind {
 
 impl Reply {
     fn of(kind: ReplyKind) -> Self {
-        Self { kind, first_token_delay: Duration::ZERO, token_delay: Duration::ZERO, finish: "stop", gate: None }
+        Self {
+            kind,
+            first_token_delay: Duration::ZERO,
+            token_delay: Duration::ZERO,
+            finish: "stop",
+            gate: None,
+            usage: UsageReport::Counted { cached: 0, reasoning: 0 },
+        }
     }
 
     /// Echo the last user message.
@@ -129,6 +150,25 @@ impl Reply {
     /// Hold the first token until `gate` is set.
     pub fn with_gate(mut self, gate: Arc<AtomicBool>) -> Self {
         self.gate = Some(gate);
+        self
+    }
+
+    /// Report `cached` of the prompt tokens as cached and `reasoning`
+    /// completion tokens spent reasoning (added to the completion).
+    pub fn with_details(mut self, cached: u32, reasoning: u32) -> Self {
+        self.usage = UsageReport::Counted { cached, reasoning };
+        self
+    }
+
+    /// Report exactly these token counts.
+    pub fn with_usage(mut self, prompt: u32, completion: u32) -> Self {
+        self.usage = UsageReport::Exact { prompt, completion };
+        self
+    }
+
+    /// Report no usage, even when asked.
+    pub fn without_usage(mut self) -> Self {
+        self.usage = UsageReport::Missing;
         self
     }
 
@@ -368,8 +408,7 @@ impl Pieces {
             return out;
         }
         out.push(chunk(json!({}), Some(self.finish(reply))));
-        if include_usage {
-            let usage = usage(prompt_tokens, self.completion_tokens());
+        if let Some(usage) = usage(reply.usage, prompt_tokens, self.completion_tokens()).filter(|_| include_usage) {
             out.push(
                 json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": model,
                        "choices": [], "usage": usage})
@@ -393,12 +432,19 @@ impl Pieces {
         };
         json!({"id": "chatcmpl-mock", "object": "chat.completion", "created": 0, "model": model,
                "choices": [{"index": 0, "message": message, "finish_reason": self.finish(reply)}],
-               "usage": usage(prompt_tokens, self.completion_tokens())})
+               "usage": usage(reply.usage, prompt_tokens, self.completion_tokens())})
     }
 }
 
-fn usage(prompt: u32, completion: u32) -> Value {
-    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+fn usage(report: UsageReport, prompt: u32, completion: u32) -> Option<Value> {
+    let (prompt, completion, cached, reasoning) = match report {
+        UsageReport::Missing => return None,
+        UsageReport::Exact { prompt, completion } => (prompt, completion, 0, 0),
+        UsageReport::Counted { cached, reasoning } => (prompt, completion + reasoning, cached.min(prompt), reasoning),
+    };
+    Some(json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+                "prompt_tokens_details": {"cached_tokens": cached},
+                "completion_tokens_details": {"reasoning_tokens": reasoning}}))
 }
 
 fn split_words(text: &str) -> Vec<String> {

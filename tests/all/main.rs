@@ -10,6 +10,7 @@ mod support;
 
 mod author;
 mod background;
+mod budgets;
 mod chat_surface;
 mod cli;
 mod cluster;
@@ -54,6 +55,7 @@ mod shutdown;
 mod tokens;
 mod ui;
 mod ui_serving;
+mod usage;
 mod worlds;
 mod ws;
 mod ws_hardening;

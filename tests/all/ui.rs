@@ -99,6 +99,34 @@ fn ui_browser_installs_rolls_back_removes_and_follows_changes_made_elsewhere() {
 }
 
 #[test]
+fn ui_browser_shows_usage_cost_per_day_and_budgets_left() {
+    let mock = MockProvider::start();
+    mock.set_default(Reply::text(&["ok"]).with_usage(1_000_000, 1_000_000));
+    // $0.30 a run; the agent's $3 budget has 70% left after three.
+    let config = page_config(&mock.url(), "")
+        .replace(
+            r#"mock: { baseUrl: ""#,
+            r#"mock: { models: { "mock-model": { price: { inputPerMTok: 0.1, outputPerMTok: 0.2 } } }, baseUrl: ""#,
+        )
+        .replace(r#"model: "mock-model" }"#, r#"model: "mock-model", budget: { usd: 3, window: "month" } }"#);
+    assert!(config.contains("price") && config.contains("budget"), "{config}");
+    let gw = TestGateway::start(&config);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        for _ in 0..3 {
+            let res = gw.chat(ask("openclaw:tools", "hi")).send().await.unwrap();
+            assert_eq!(res.status(), 200);
+        }
+        eventually("three runs in the ledger", async || {
+            let body = gw.get_json("/usage").await;
+            (body["usage"][0]["runs"] == 3).then_some(())
+        })
+        .await;
+    });
+    run_browser_check(&gw, "usage_check.py", &[]);
+}
+
+#[test]
 fn ui_browser_shows_the_lockout_and_its_retry_time() {
     let limit =
         r#", auth: { rateLimit: { maxAttempts: 2, windowMs: 60000, lockoutMs: 60000, exemptLoopback: false } }"#;

@@ -187,6 +187,7 @@ mod tests {
             scopes: vec!["operator.write".into()],
             agents: Some(vec!["main".into()]),
             rate_limit: None,
+            budget: None,
         }];
         let err = Authenticator::from_config(&config, |_| None).err().unwrap().to_string();
         assert!(err.contains("WEB_APP_TOKEN") && err.contains("tokens[0].tokenEnv"), "{err}");

@@ -24,6 +24,14 @@ pub struct AgentsConfig {
     /// Runs in flight across all agents; beyond it, 503 with `Retry-After`.
     #[serde(default = "default_max_runs")]
     pub max_concurrent_runs: usize,
+    /// Tokens a run under a budget reserves when its request sets no
+    /// `max_tokens` / `max_completion_tokens`.
+    #[serde(default = "default_reserve_tokens")]
+    pub budget_reserve_tokens: u64,
+}
+
+fn default_reserve_tokens() -> u64 {
+    1024
 }
 
 /// `agents.limits` and `agents.entries.<id>.limits`: unset fields inherit.
@@ -69,6 +77,7 @@ impl Default for AgentsConfig {
             max_component_bytes: default_max_component(),
             limits: LimitsConfig::default(),
             max_concurrent_runs: default_max_runs(),
+            budget_reserve_tokens: default_reserve_tokens(),
         }
     }
 }
@@ -98,6 +107,8 @@ pub struct AgentEntry {
     pub allow_model_override: bool,
     /// Outbound HTTP (`wasi:http`); absent = every request denied.
     pub http: Option<AgentHttpConfig>,
+    /// What runs of this agent may spend per window, whoever asks.
+    pub budget: Option<super::BudgetConfig>,
 }
 
 /// `agents.entries.<id>.http`: where the agent may send requests, and what
@@ -177,6 +188,7 @@ impl AgentEntry {
             model: None,
             allow_model_override: false,
             http: None,
+            budget: None,
         }
     }
 }

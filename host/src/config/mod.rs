@@ -2,6 +2,7 @@
 //! environment variables that may supply secrets.
 
 mod agents;
+mod budget;
 mod providers;
 mod secret;
 mod tokens;
@@ -14,7 +15,8 @@ use serde::Deserialize;
 pub use agents::{
     AgentEntry, AgentHttpConfig, AgentsConfig, CredentialConfig, HttpLimitsConfig, LimitsConfig, OAuthConfig,
 };
-pub use providers::{HeaderValueConfig, ProviderConfig};
+pub use budget::{BudgetConfig, BudgetWindow};
+pub use providers::{HeaderValueConfig, ModelConfig, PriceConfig, ProviderConfig};
 pub use secret::Secret;
 pub use tokens::{TokenConfig, TokenRateLimit};
 

@@ -27,6 +27,41 @@ pub struct ProviderConfig {
     /// Retries of a failed connection or 5xx answer, before anything reaches the client.
     #[serde(default = "default_retries")]
     pub max_retries: u32,
+    /// What the operator knows about each model, by the name agents ask for.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelConfig>,
+}
+
+/// `providers.<name>.models.<model>`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ModelConfig {
+    /// USD per million tokens; without it the model's calls are counted but cost nothing.
+    pub price: Option<PriceConfig>,
+}
+
+/// `price: { inputPerMTok, outputPerMTok, cachedInputPerMTok? }`, kept exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "PriceFields")]
+pub struct PriceConfig(pub crate::usage::Price);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PriceFields {
+    #[serde(rename = "inputPerMTok")]
+    input: f64,
+    #[serde(rename = "outputPerMTok")]
+    output: f64,
+    #[serde(rename = "cachedInputPerMTok")]
+    cached_input: Option<f64>,
+}
+
+impl TryFrom<PriceFields> for PriceConfig {
+    type Error = String;
+
+    fn try_from(p: PriceFields) -> Result<Self, String> {
+        crate::usage::Price::per_mtok(p.input, p.output, p.cached_input).map(Self)
+    }
 }
 
 /// A header value: the value itself, or `{ valueEnv: "VAR" }` to keep it out of the file.
@@ -84,6 +119,11 @@ impl ProviderConfig {
                 },
             })
             .collect()
+    }
+
+    /// The price of `model` on this provider, if the operator set one.
+    pub fn price(&self, model: &str) -> Option<crate::usage::Price> {
+        self.models.get(model)?.price.map(|p| p.0)
     }
 
     /// The key to send, from the file or the environment.

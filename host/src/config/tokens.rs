@@ -24,6 +24,8 @@ pub struct TokenConfig {
     pub agents: Option<Vec<String>>,
     #[serde(default)]
     pub rate_limit: Option<TokenRateLimit>,
+    /// What this token's runs may spend per window.
+    pub budget: Option<super::BudgetConfig>,
 }
 
 /// `rateLimit` of a token.

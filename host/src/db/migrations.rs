@@ -88,6 +88,32 @@ pub const POSTGRES: &[&str] = &[
         created_at BIGINT NOT NULL,
         revoked_at BIGINT
      );",
+    // 8: the usage ledger, one row per run and model (sessions/usage.rs).
+    "CREATE TABLE usage (
+        run_id TEXT NOT NULL,
+        model TEXT NOT NULL,
+        at_ms BIGINT NOT NULL,
+        agent_id TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        input_tokens BIGINT NOT NULL,
+        output_tokens BIGINT NOT NULL,
+        cached_input_tokens BIGINT NOT NULL,
+        reasoning_tokens BIGINT NOT NULL,
+        cost_picos BIGINT NOT NULL,
+        llm_calls BIGINT NOT NULL,
+        unmetered_calls BIGINT NOT NULL,
+        PRIMARY KEY (run_id, model)
+     );
+     CREATE INDEX usage_by_time ON usage (at_ms);
+     CREATE TABLE budget_counters (
+        budget TEXT NOT NULL,
+        window_start BIGINT NOT NULL,
+        spent_tokens BIGINT NOT NULL DEFAULT 0,
+        spent_picos BIGINT NOT NULL DEFAULT 0,
+        reserved_tokens BIGINT NOT NULL DEFAULT 0,
+        reserved_picos BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (budget, window_start)
+     );",
 ];
 
 /// Advisory lock key (two-int form, so it cannot meet a lane's bigint key)

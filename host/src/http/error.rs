@@ -400,6 +400,10 @@ impl From<RunError> for ApiError {
             }
             RunError::Internal(detail) => Self::internal(detail),
             RunError::Upstream(upstream) => Self::from(upstream),
+            RunError::BudgetExceeded { retry_after, .. } => Self {
+                retry_after,
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", Some("budget_exceeded"), message)
+            },
         }
     }
 }

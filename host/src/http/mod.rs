@@ -16,6 +16,7 @@ mod routes;
 mod sessions;
 mod stream;
 mod ui;
+mod usage;
 
 use std::sync::Arc;
 

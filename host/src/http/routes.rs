@@ -14,7 +14,7 @@ use axum::response::Response;
 use axum::routing::{MethodRouter, delete, get, post, put};
 
 use super::error::ApiError;
-use super::{admin, chat, completions, conversations, health, models, responses, sessions, ui};
+use super::{admin, chat, completions, conversations, health, models, responses, sessions, ui, usage};
 use crate::auth::{Principal, Scope};
 use crate::config::MetricsAccess;
 use crate::gateway::Gateway;
@@ -55,6 +55,7 @@ fn table(gw: &Gateway) -> Vec<Route> {
         row("/sessions", Method::GET, Needs(Read), get(sessions::list)),
         row("/sessions/{key}", Method::DELETE, Needs(Write), delete(sessions::reset)),
         row("/sessions/{key}/history", Method::GET, Needs(Read), get(sessions::history)),
+        row("/usage", Method::GET, Needs(Read), get(usage::get)),
         row("/admin/agents", Method::GET, Needs(Read), get(admin::list)),
         row("/admin/agents/{id}", Method::GET, Needs(Read), get(admin::show)),
         // The component limit applies here, not the chat body limit.

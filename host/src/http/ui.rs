@@ -45,6 +45,7 @@ const ASSETS: &[Asset] = &[
     asset!("agents.js", "text/javascript; charset=utf-8"),
     asset!("sessions.js", "text/javascript; charset=utf-8"),
     asset!("status.js", "text/javascript; charset=utf-8"),
+    asset!("usage.js", "text/javascript; charset=utf-8"),
 ];
 
 /// The `ETag` of each asset, in [`ASSETS`] order: computed once.

@@ -1,6 +1,7 @@
 //! Prometheus metrics: what an operator watches. Counters and fixed-bucket
 //! histograms behind one mutex each; recording is a map lookup and an add.
 
+mod llm;
 mod recent;
 
 use std::collections::BTreeMap;
@@ -77,6 +78,8 @@ pub struct Metrics {
     agent_http_seconds: Mutex<BTreeMap<String, Histogram>>,
     /// Runs and failures per agent over the last minutes (the control page's charts).
     recent: Mutex<recent::Recent>,
+    /// Model tokens and cost.
+    llm: Mutex<llm::LlmCounters>,
 }
 
 /// Why the listener closed a new connection without serving it.
@@ -248,6 +251,25 @@ impl Metrics {
         }
     }
 
+    /// A model call of `agent` on `model` at `provider`, for the principal
+    /// `token`, used `tokens` costing `picos` pico-dollars.
+    pub fn llm_usage(
+        &self,
+        agent: &str,
+        model: &str,
+        provider: &str,
+        token: &str,
+        tokens: &crate::usage::Tokens,
+        picos: u64,
+    ) {
+        self.llm.lock().unwrap().used((agent, model, provider, token), tokens, picos);
+    }
+
+    /// A model call ended without its provider reporting usage.
+    pub fn llm_unmetered(&self, agent: &str, model: &str, provider: &str, token: &str) {
+        self.llm.lock().unwrap().unmetered((agent, model, provider, token));
+    }
+
     /// `accept` failed (e.g. out of file descriptors).
     pub fn accept_error(&self) {
         self.accept_errors.fetch_add(1, Ordering::Relaxed);
@@ -385,6 +407,7 @@ impl Metrics {
             "Finished runs' replies dropped early by gateway.ws.maxResultBytes(PerPrincipal).",
         );
         let _ = writeln!(out, "wasmclaw_ws_run_results_dropped_total {}", load(&self.run_results_dropped));
+        self.llm.lock().unwrap().render(&mut out, view);
         out
     }
 }

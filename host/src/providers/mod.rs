@@ -77,6 +77,8 @@ pub struct Provider {
     timeout: Duration,
     max_retries: u32,
     client: reqwest::Client,
+    /// `models.<model>.price`, by model.
+    prices: BTreeMap<String, crate::usage::Price>,
 }
 
 impl Provider {
@@ -103,12 +105,18 @@ impl Provider {
         let endpoint = format!("{}/chat/completions", config.base_url.trim().trim_end_matches('/'));
         let timeout = Duration::from_millis(config.timeout_ms);
         let secrets = secrets.into();
-        Ok(Self { name: name.into(), endpoint, key, secrets, timeout, max_retries: config.max_retries, client })
+        let prices = config.models.keys().filter_map(|m| Some((m.clone(), config.price(m)?))).collect();
+        Ok(Self { name: name.into(), endpoint, key, secrets, timeout, max_retries: config.max_retries, client, prices })
     }
 
     /// The name the operator gave it.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// What a million tokens of `model` cost here, if the operator said.
+    pub fn price(&self, model: &str) -> Option<crate::usage::Price> {
+        self.prices.get(model).copied()
     }
 
     /// Start a streaming completion. Connection failures and 5xx answers are

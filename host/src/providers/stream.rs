@@ -13,6 +13,7 @@ use super::ProviderError;
 use super::wire;
 use crate::chat::Event;
 use crate::config::Secret;
+use crate::usage::Call;
 
 type SseEvents = Pin<Box<dyn Stream<Item = Result<eventsource_stream::Event, String>> + Send>>;
 
@@ -33,6 +34,8 @@ pub struct CompletionStream {
     idle: Duration,
     saw_finish: bool,
     done: bool,
+    /// The host's meter for this call, fed the provider's usage.
+    call: Option<Call>,
 }
 
 impl CompletionStream {
@@ -50,7 +53,13 @@ impl CompletionStream {
         });
         let events = body.eventsource().map(|r| r.map_err(|e| e.to_string()));
         let events = Box::pin(events);
-        Self { provider, secrets, events, pending: VecDeque::new(), idle, saw_finish: false, done: false }
+        Self { provider, secrets, events, pending: VecDeque::new(), idle, saw_finish: false, done: false, call: None }
+    }
+
+    /// Meter this completion as `call`; it settles when the stream is dropped.
+    pub fn metered(mut self, call: Call) -> Self {
+        self.call = Some(call);
+        self
     }
 
     /// The next event, `None` once the provider has finished.
@@ -85,9 +94,17 @@ impl CompletionStream {
                 Ok(Some(Ok(event))) if event.data.trim() == "[DONE]" => self.done = true,
                 Ok(Some(Ok(event))) => {
                     let mut events = Vec::new();
-                    if let Err(message) = wire::chunk_events(&event.data, &mut events) {
-                        self.done = true;
-                        return Err(unavailable(message));
+                    match wire::chunk_events(&event.data, &mut events) {
+                        Err(message) => {
+                            self.done = true;
+                            return Err(unavailable(message));
+                        }
+                        Ok(Some(tokens)) => {
+                            if let Some(call) = &mut self.call {
+                                call.report(tokens);
+                            }
+                        }
+                        Ok(None) => {}
                     }
                     self.saw_finish |= events.iter().any(|e| matches!(e, Event::Finish(_)));
                     self.pending.extend(events);

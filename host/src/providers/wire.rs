@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::chat::{ContentPart, Event, FinishReason, Message, Role, ToolCallDelta, ToolSpec, Usage};
+use crate::usage::Tokens;
 
 /// Keys the host sets itself; an agent's `params` cannot override them.
 const RESERVED: [&str; 5] = ["model", "messages", "stream", "stream_options", "tools"];
@@ -133,11 +134,37 @@ struct UsageIn {
     prompt_tokens: u32,
     #[serde(default)]
     completion_tokens: u32,
+    prompt_tokens_details: Option<PromptDetails>,
+    completion_tokens_details: Option<CompletionDetails>,
 }
 
-/// The events in one `data:` payload, in wire order. `Err` carries the
-/// provider's own message when it reports an error inside the stream.
-pub fn chunk_events(data: &str, out: &mut Vec<Event>) -> Result<(), String> {
+#[derive(Deserialize)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct CompletionDetails {
+    #[serde(default)]
+    reasoning_tokens: Option<u32>,
+}
+
+impl UsageIn {
+    fn tokens(&self) -> Tokens {
+        Tokens {
+            input: self.prompt_tokens.into(),
+            output: self.completion_tokens.into(),
+            cached_input: self.prompt_tokens_details.as_ref().and_then(|d| d.cached_tokens).unwrap_or(0).into(),
+            reasoning: self.completion_tokens_details.as_ref().and_then(|d| d.reasoning_tokens).unwrap_or(0).into(),
+        }
+    }
+}
+
+/// The events in one `data:` payload, in wire order, and the usage it
+/// reports (with the details the guest's event has no room for). `Err`
+/// carries the provider's own message when it reports an error inside the stream.
+pub fn chunk_events(data: &str, out: &mut Vec<Event>) -> Result<Option<Tokens>, String> {
     let chunk: Chunk = serde_json::from_str(data).map_err(|e| format!("unreadable stream chunk: {e}"))?;
     if let Some(error) = chunk.error {
         let message = error.get("message").and_then(Value::as_str).map_or_else(|| error.to_string(), str::to_string);
@@ -170,10 +197,9 @@ pub fn chunk_events(data: &str, out: &mut Vec<Event>) -> Result<(), String> {
             }));
         }
     }
-    if let Some(u) = chunk.usage {
-        out.push(Event::Usage(Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }));
-    }
-    Ok(())
+    let Some(u) = chunk.usage else { return Ok(None) };
+    out.push(Event::Usage(Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }));
+    Ok(Some(u.tokens()))
 }
 
 /// The `error.message` of an error body, else the start of the body itself.
@@ -195,11 +221,24 @@ mod tests {
     fn stream_chunks_become_events_in_order() {
         let mut events = Vec::new();
         let data = r#"{"choices":[{"index":0,"delta":{"content":"Hi","tool_calls":[{"index":1,"id":"c1","type":"function","function":{"name":"f","arguments":""}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
-        chunk_events(data, &mut events).unwrap();
+        let tokens = chunk_events(data, &mut events).unwrap();
+        assert_eq!(tokens, Some(Tokens { input: 3, output: 4, cached_input: 0, reasoning: 0 }));
         assert!(matches!(&events[0], Event::Text(t) if t == "Hi"));
         assert!(matches!(&events[1], Event::ToolCall(c) if c.index == 1 && c.id.as_deref() == Some("c1")));
         assert!(matches!(events[2], Event::Finish(FinishReason::ToolCalls)));
         assert!(matches!(events[3], Event::Usage(Usage { prompt_tokens: 3, completion_tokens: 4 })));
+    }
+
+    #[test]
+    fn cached_and_reasoning_tokens_are_read_from_the_details() {
+        let data = r#"{"choices":[],"usage":{"prompt_tokens":100,"completion_tokens":40,"total_tokens":140,
+            "prompt_tokens_details":{"cached_tokens":64},"completion_tokens_details":{"reasoning_tokens":30}}}"#;
+        let mut events = Vec::new();
+        let tokens = chunk_events(data, &mut events).unwrap();
+        assert_eq!(tokens, Some(Tokens { input: 100, output: 40, cached_input: 64, reasoning: 30 }));
+        assert!(matches!(events[..], [Event::Usage(Usage { prompt_tokens: 100, completion_tokens: 40 })]));
+        let none = chunk_events(r#"{"choices":[{"delta":{"content":"x"}}],"usage":null}"#, &mut Vec::new());
+        assert_eq!(none, Ok(None), "a chunk with no usage reports none");
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! its events, report how it ended. Nothing here knows about OpenAI JSON.
 
 mod board;
+mod budget;
 mod install;
+mod ledger;
+mod settle;
 mod watch;
 
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use crate::providers::Providers;
 use crate::registry::RegistryStore;
 use crate::runtime::{AgentRegistry, AgentVersion, EngineLimits, RunError, Runtime};
 use crate::sessions::{Access, SessionKey, SessionStore, StoreError, StoreFuture, Turn, access};
+use settle::{BudgetCheck, Outcome, Settle};
 
 pub use board::{Claim, Finished, IdempotencyScope, ParamsDigest, Reservation, RunBoard, RunEnd, RunResult, Tracking};
 pub use install::{AgentsChanged, InstallError, agent_id_of, component_digest, run_limits};
@@ -81,6 +85,10 @@ pub struct Agents {
     entries: arc_swap::ArcSwap<std::collections::BTreeMap<String, crate::config::AgentEntry>>,
     /// The durable registry the live one is rebuilt from.
     store: Arc<dyn RegistryStore>,
+    /// Where finished runs' usage goes.
+    ledger: ledger::LedgerWriter,
+    /// The tokens' budgets and how runs reserve on them.
+    budgets: Arc<budget::Budgets>,
 }
 
 impl Agents {
@@ -106,7 +114,7 @@ impl Agents {
             runtime,
             registry: AgentRegistry::default(),
             default_agent,
-            sessions,
+            sessions: sessions.clone(),
             board: RunBoard::new(
                 board::ResultLimits {
                     total: config.gateway.ws.max_result_bytes,
@@ -124,6 +132,8 @@ impl Agents {
             entries: arc_swap::ArcSwap::from_pointee(config.agent_entries()),
             store,
             database,
+            ledger: ledger::LedgerWriter::spawn(sessions.clone()),
+            budgets: Arc::new(budget::Budgets::from_config(config)),
         };
         // What served before the restart serves again; then config entries
         // that changed since they last installed take over their ids.
@@ -223,6 +233,26 @@ impl Agents {
         self.database.as_ref()
     }
 
+    /// The usage ledger summed by `group_by` over `[from_ms, to_ms)`, as
+    /// much of it as `caller` may read (`sessions::access::usage_owner`).
+    pub async fn usage(
+        &self,
+        caller: &Principal,
+        group_by: crate::usage::GroupBy,
+        from_ms: i64,
+        to_ms: i64,
+        agent: Option<String>,
+    ) -> Result<Vec<crate::usage::UsageTotals>, StoreError> {
+        let principal = crate::sessions::access::usage_owner(caller);
+        let query = crate::usage::UsageQuery { group_by, from_ms, to_ms, principal, agent };
+        self.sessions.usage_totals(query).await
+    }
+
+    /// The budgets `caller` may see, with what their windows spent and hold.
+    pub async fn budgets(&self, caller: &Principal) -> Result<Vec<serde_json::Value>, StoreError> {
+        self.budgets.report(self.sessions.as_ref(), caller, &self.entries.load()).await
+    }
+
     /// Runs that doors track for waits, aborts and retries.
     pub fn board(&self) -> &RunBoard {
         &self.board
@@ -235,22 +265,8 @@ impl Agents {
             .filter(|id| input.caller.may_use(id))
             .and_then(|id| self.registry.get(id))
             .ok_or_else(|| RunError::UnknownAgent(input.agent.to_string()))?;
-        if input.model.is_some() {
-            let id = &agent.id;
-            match &agent.settings().llm {
-                Some(route) if route.allow_override => {}
-                Some(_) => {
-                    return Err(RunError::InvalidRequest(format!(
-                        "agent {id:?} may not run on a model chosen per request \
-                         (agents.entries.{id}.allowModelOverride is off)"
-                    )));
-                }
-                None => {
-                    return Err(RunError::InvalidRequest(format!(
-                        "agent {id:?} has no model provider, so no model can be chosen for it"
-                    )));
-                }
-            }
+        if let Some(model) = &input.model {
+            agent.check_run_model(model).map_err(RunError::InvalidRequest)?;
         }
         // Refuse at once rather than queue without bound: 503 + Retry-After.
         let Ok(global_slot) = self.run_slots.clone().try_acquire_owned() else {
@@ -268,6 +284,7 @@ impl Agents {
             .persistent
             .then(|| self.sessions.begin_turn(&input.session.key, input.agent.as_str(), input.caller.name()));
         let turn = new_turn(&input.messages);
+        let input_params = input.params.clone();
         let request = RunRequest {
             run_id: run_id.clone(),
             agent_id: input.agent.to_string(),
@@ -279,7 +296,32 @@ impl Agents {
             model: input.model,
         };
         let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
-        let job = Job { agent: agent.clone(), caller: input.caller, begin, turn };
+        let meter = crate::usage::Meter::new(input.caller.name());
+        let route = agent.settings().llm.as_ref();
+        let price = route.and_then(|r| r.provider.price(request.model.as_deref().unwrap_or(&r.model)));
+        let budget = BudgetCheck {
+            budgets: self.budgets.clone(),
+            agent_budget: self.entries.load().get(agent.id.as_str()).and_then(|e| e.budget),
+            estimate: self.budgets.estimate(&input_params, price),
+            holds: Default::default(),
+        };
+        let settle = Settle {
+            ledger: self.ledger.clone(),
+            store: self.sessions.clone(),
+            meter: meter.clone(),
+            holds: budget.holds.clone(),
+            run_id: run_id.clone(),
+            agent: agent.id.clone(),
+        };
+        let job = Job {
+            agent: agent.clone(),
+            caller: input.caller,
+            begin,
+            turn,
+            meter,
+            budget,
+            store: self.sessions.clone(),
+        };
         let (log_run_id, log_agent, metrics) = (run_id.clone(), agent.id.clone(), self.metrics.clone());
         // The run logs under the caller's span (e.g. the HTTP request id).
         let task = tokio::spawn(tracing::Instrument::instrument(
@@ -288,6 +330,7 @@ impl Agents {
                 let started = std::time::Instant::now();
                 let mut outcome = Outcome { metrics, agent: log_agent.clone(), started, recorded: false };
                 let result = job.run(request, events_tx).await;
+                settle.finish().await;
                 outcome.record(result.as_ref().err().map(RunError::kind));
                 let (run_id, agent, ms) = (log_run_id, log_agent, started.elapsed().as_secs_f64() * 1000.0);
                 match &result {
@@ -311,30 +354,6 @@ impl Agents {
     }
 }
 
-/// Records how a run ended in the metrics, including runs whose task was
-/// aborted because their client went away (those never reach the end).
-struct Outcome {
-    metrics: Arc<crate::metrics::Metrics>,
-    agent: AgentId,
-    started: std::time::Instant,
-    recorded: bool,
-}
-
-impl Outcome {
-    fn record(&mut self, failure: Option<&'static str>) {
-        self.recorded = true;
-        self.metrics.run_finished(self.agent.as_str(), self.started.elapsed(), failure);
-    }
-}
-
-impl Drop for Outcome {
-    fn drop(&mut self) {
-        if !self.recorded {
-            self.record(Some(RunError::Cancelled.kind()));
-        }
-    }
-}
-
 /// One run's work inside its task.
 struct Job {
     agent: Arc<AgentVersion>,
@@ -344,13 +363,22 @@ struct Job {
     begin: Option<StoreFuture<Turn>>,
     /// The client's new messages, appended with the reply on success.
     turn: Vec<Message>,
+    /// The run's model usage, metered by the `llm` capability.
+    meter: crate::usage::Meter,
+    budget: BudgetCheck,
+    store: Arc<dyn SessionStore>,
 }
 
 impl Job {
     async fn run(self, request: RunRequest, events: mpsc::Sender<Event>) -> Result<(), RunError> {
+        let b = &self.budget;
+        let principal = self.caller.name();
+        b.budgets
+            .reserve(self.store.as_ref(), principal, self.agent.id.as_str(), b.agent_budget, b.estimate, &b.holds)
+            .await?;
         let Some(begin) = self.begin else {
             // Per-request session: nothing to load, nothing kept.
-            return self.agent.run(request, events, None).await.map(drop);
+            return self.agent.run(request, events, None, self.meter).await.map(drop);
         };
         let mut turn = begin.await?;
         match &turn.existing {
@@ -373,7 +401,7 @@ impl Job {
             }
         }
         let session = std::mem::take(&mut turn.session);
-        let outcome = self.agent.run(request, events, Some(session)).await?;
+        let outcome = self.agent.run(request, events, Some(session), self.meter.clone()).await?;
         let mut messages = self.turn;
         messages.extend(outcome.reply.to_messages());
         turn.commit(messages, outcome.state_changes).await?;

@@ -253,7 +253,13 @@ impl AgentVersion {
     }
 
     async fn call_info(&self) -> Result<AgentInfo, RunError> {
-        let mut store = self.store(RunContext { run_id: String::new(), events: None, session: None, model: None });
+        let mut store = self.store(RunContext {
+            run_id: String::new(),
+            events: None,
+            session: None,
+            model: None,
+            meter: Default::default(),
+        });
         match tokio::time::timeout(INFO_BUDGET, self.pre.info(&mut store)).await {
             Err(_) => Err(Exhausted::Time(INFO_BUDGET).into()),
             Ok(Ok(info)) => Ok(info),
@@ -261,9 +267,17 @@ impl AgentVersion {
         }
     }
 
+    /// Whether a client may run this agent on `model` (`allowModelOverride`);
+    /// `Err` says why not and which key to change.
+    pub fn check_run_model(&self, model: &str) -> Result<(), String> {
+        self.capabilities.llm().check_run_model(model)
+    }
+
     /// Run one turn in a fresh store, streaming events into `events`.
     /// `session: None` is a throw-away session: empty history, and the
-    /// outcome's reply stays empty because nothing will be stored.
+    /// outcome's reply stays empty because nothing will be stored. Model
+    /// calls are metered into `meter`; a run that made any ends with the
+    /// metered usage as its `Usage` event (the guest's own claims are not passed on).
     ///
     /// Dropping the returned future cancels the run and frees the instance.
     pub async fn run(
@@ -271,10 +285,12 @@ impl AgentVersion {
         req: RunRequest,
         events: mpsc::Sender<Event>,
         session: Option<SessionData>,
+        meter: crate::usage::Meter,
     ) -> Result<RunOutcome, RunError> {
         let _counted = InFlight::enter(&self.in_flight);
         let model = req.model.clone();
-        let mut store = self.store(RunContext { run_id: req.run_id.clone(), events: Some(events), session, model });
+        let run = RunContext { run_id: req.run_id.clone(), events: Some(events), session, model, meter: meter.clone() };
+        let mut store = self.store(run);
         let budget = self.settings.limits.time_budget;
         let Ok(returned) = tokio::time::timeout(budget, self.pre.run(&mut store, req)).await else {
             return Err(Exhausted::Time(budget).into());
@@ -285,6 +301,10 @@ impl AgentVersion {
         match returned {
             Ok(Ok(())) => {
                 let state = store.data_mut();
+                let usage = meter.total();
+                if usage.llm_calls > 0 {
+                    state.output.metered(&usage).await;
+                }
                 Ok(RunOutcome { reply: state.output.take_reply(), state_changes: state.session.take_changes() })
             }
             // Gave up after a model call failed: the client hears why (429, 502, 504).

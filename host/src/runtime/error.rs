@@ -41,6 +41,13 @@ pub enum RunError {
     Upstream(crate::providers::ProviderError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// A budget of the caller or the agent is spent for its window.
+    #[error("{message}")]
+    BudgetExceeded {
+        message: String,
+        /// Seconds until the window resets; `None` for a `total` budget.
+        retry_after: Option<u64>,
+    },
 }
 
 /// A guest's own error. Its message is guest text: escaped, as the run's
@@ -73,6 +80,7 @@ impl RunError {
             Self::Cancelled => "cancelled",
             Self::Upstream(_) => "upstream",
             Self::Internal(_) => "internal",
+            Self::BudgetExceeded { .. } => "budget_exceeded",
         }
     }
 

@@ -117,6 +117,7 @@ mod tests {
                         events: None,
                         session: None,
                         model: None,
+                        meter: Default::default(),
                     });
                     let mut store = wasmtime::Store::new(&runtime.engine, state);
                     store.limiter(|s| &mut s.memory);

@@ -62,6 +62,12 @@ pub fn may_create(caller: &Principal, agent: &AgentId, key: &str, user: Option<&
         || user.filter(|u| !u.is_empty()).is_some_and(|u| user_key(agent, u, caller.name()) == key)
 }
 
+/// Whose usage `caller` may read: `None` for everyone's (the principals
+/// that read every session), else its own name.
+pub fn usage_owner(caller: &Principal) -> Option<String> {
+    (!reads_all(caller)).then(|| caller.name().to_string())
+}
+
 /// True for the principals that see every session.
 fn reads_all(caller: &Principal) -> bool {
     caller.allows(Scope::Admin) && caller.may_use_every_agent()

@@ -12,6 +12,7 @@ mod page;
 mod postgres;
 mod responses;
 mod sqlite;
+mod usage;
 
 pub use sqlite::SqliteStore;
 mod store;

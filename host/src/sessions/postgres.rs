@@ -247,6 +247,39 @@ impl SessionStore for PostgresStore {
         let (pg, id) = (self.pg.clone(), id.to_string());
         Box::pin(async move { devices::postgres_remove(&pg, &id).await })
     }
+
+    fn record_usage(&self, rows: Vec<crate::usage::UsageRow>) -> StoreFuture<()> {
+        let pg = self.pg.clone();
+        Box::pin(async move { super::usage::postgres_record(&pg, &rows).await })
+    }
+
+    fn usage_totals(&self, query: crate::usage::UsageQuery) -> StoreFuture<Vec<crate::usage::UsageTotals>> {
+        let pg = self.pg.clone();
+        Box::pin(async move { super::usage::postgres_totals(&pg, &query).await })
+    }
+
+    fn reserve_budget(&self, slot: crate::usage::BudgetSlot, charge: crate::usage::Charge) -> StoreFuture<bool> {
+        let pg = self.pg.clone();
+        Box::pin(async move { super::usage::postgres_reserve(&pg, &slot, &charge).await })
+    }
+
+    fn budget_counters(
+        &self,
+        slot: crate::usage::BudgetSlot,
+    ) -> StoreFuture<(crate::usage::Charge, crate::usage::Charge)> {
+        let pg = self.pg.clone();
+        Box::pin(async move { super::usage::postgres_counters(&pg, &slot).await })
+    }
+
+    fn settle_budget(
+        &self,
+        slot: crate::usage::BudgetSlot,
+        reserved: crate::usage::Charge,
+        spent: crate::usage::Charge,
+    ) -> StoreFuture<()> {
+        let pg = self.pg.clone();
+        Box::pin(async move { super::usage::postgres_settle(&pg, &slot, &reserved, &spent).await })
+    }
 }
 
 /// The session's owner and the history and state for a turn (nothing for a

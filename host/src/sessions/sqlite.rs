@@ -18,6 +18,7 @@ use super::store::{
     Transcript, Turn, TurnWriter, now_ms, refused_write, role_from_name, role_name, tool_calls_from_json,
     tool_calls_json,
 };
+use super::usage;
 use crate::chat::Message;
 
 /// Schema steps; `PRAGMA user_version` records how many have run.
@@ -74,6 +75,8 @@ const MIGRATIONS: &[&str] = &[
     super::conversations::SQLITE_MIGRATION,
     // 7: paired devices and their token digests.
     super::devices::SQLITE_MIGRATION,
+    // 8: the usage ledger (`sessions/usage.rs`).
+    super::usage::SQLITE_MIGRATION,
 ];
 
 /// SQLite-backed [`SessionStore`].
@@ -240,6 +243,34 @@ impl SessionStore for SqliteStore {
     fn remove_device(&self, id: &str) -> StoreFuture<bool> {
         let id = id.to_string();
         self.blocking(move |db| db.with(|conn| devices::sqlite_remove(conn, &id)))
+    }
+
+    fn record_usage(&self, rows: Vec<crate::usage::UsageRow>) -> StoreFuture<()> {
+        self.blocking(move |db| db.with(|conn| usage::sqlite_record(conn, &rows)))
+    }
+
+    fn usage_totals(&self, query: crate::usage::UsageQuery) -> StoreFuture<Vec<crate::usage::UsageTotals>> {
+        self.blocking(move |db| db.with(|conn| usage::sqlite_totals(conn, &query)))
+    }
+
+    fn reserve_budget(&self, slot: crate::usage::BudgetSlot, charge: crate::usage::Charge) -> StoreFuture<bool> {
+        self.blocking(move |db| db.with(|conn| usage::sqlite_reserve(conn, &slot, &charge)))
+    }
+
+    fn budget_counters(
+        &self,
+        slot: crate::usage::BudgetSlot,
+    ) -> StoreFuture<(crate::usage::Charge, crate::usage::Charge)> {
+        self.blocking(move |db| db.with(|conn| usage::sqlite_counters(conn, &slot)))
+    }
+
+    fn settle_budget(
+        &self,
+        slot: crate::usage::BudgetSlot,
+        reserved: crate::usage::Charge,
+        spent: crate::usage::Charge,
+    ) -> StoreFuture<()> {
+        self.blocking(move |db| db.with(|conn| usage::sqlite_settle(conn, &slot, &reserved, &spent)))
     }
 }
 

@@ -138,6 +138,25 @@ pub trait SessionStore: Send + Sync {
     fn revoke_device(&self, id: &str) -> StoreFuture<bool>;
     /// Forget a device; false if there was none.
     fn remove_device(&self, id: &str) -> StoreFuture<bool>;
+    /// Add rows to the usage ledger, all or nothing; a row already there (same run and model) stays.
+    fn record_usage(&self, rows: Vec<crate::usage::UsageRow>) -> StoreFuture<()>;
+    /// The ledger's rows `query` selects, summed per group, ordered by key.
+    fn usage_totals(&self, query: crate::usage::UsageQuery) -> StoreFuture<Vec<crate::usage::UsageTotals>>;
+    /// Reserve `charge` on a budget's window unless what was spent plus what
+    /// is reserved already reached a limit; whether it was reserved.
+    fn reserve_budget(&self, slot: crate::usage::BudgetSlot, charge: crate::usage::Charge) -> StoreFuture<bool>;
+    /// What a budget's window has spent and has reserved now.
+    fn budget_counters(
+        &self,
+        slot: crate::usage::BudgetSlot,
+    ) -> StoreFuture<(crate::usage::Charge, crate::usage::Charge)>;
+    /// Give back a reservation and count what the run spent instead.
+    fn settle_budget(
+        &self,
+        slot: crate::usage::BudgetSlot,
+        reserved: crate::usage::Charge,
+        spent: crate::usage::Charge,
+    ) -> StoreFuture<()>;
 }
 
 /// Writes a turn for the backend that began it.

@@ -112,6 +112,7 @@ pub const METHODS: &[Method] = &[
     method!("sessions.observer.visibility", Read; empty),
     method!("sessions.branches.list", Read; empty),
     method!("sessions.companion.state", Read; empty),
+    method!("usage.get", Read, usage_get),
 ];
 
 /// Events a client may receive.
@@ -449,4 +450,21 @@ fn install_error(e: crate::runs::InstallError) -> WsError {
         crate::runs::InstallError::Registry(e) => WsError::internal(e),
         e => WsError::invalid(e.to_string()),
     }
+}
+
+/// `usage.get`: `GET /usage` over the socket (`groupBy`, `from`, `to`, `agentId`).
+async fn usage_get(call: Call) -> Answer {
+    let p = &call.params;
+    let text = |key: &str| match &p[key] {
+        Value::Number(n) => Some(n.to_string()),
+        other => other.as_str().map(str::to_string),
+    };
+    let now = now_ms() as i64;
+    let (group_by, from, to) =
+        crate::usage::parse_range(text("groupBy").as_deref(), text("from").as_deref(), text("to").as_deref(), now)
+            .map_err(|(_, message)| WsError::invalid(message))?;
+    let agents = &call.gw.agents;
+    let rows = agents.usage(&call.principal, group_by, from, to, text("agentId")).await.map_err(store_error)?;
+    let budgets = agents.budgets(&call.principal).await.map_err(store_error)?;
+    Ok(Some(json!({"usage": rows.iter().map(|r| r.to_json(group_by.key())).collect::<Vec<_>>(), "budgets": budgets})))
 }

@@ -215,6 +215,9 @@ fn final_answer(run_id: &str, finished: &Finished) -> Value {
     let text = &finished.text;
     let payloads = if text.is_empty() { json!([]) } else { json!([{"text": text}]) };
     let mut answer = json!({"runId": run_id, "status": status, "summary": summary, "result": {"payloads": payloads}});
+    if let RunEnd::Failed(e @ RunError::BudgetExceeded { .. }) = &finished.end {
+        answer["error"] = json!({"code": e.kind(), "message": e.to_string()});
+    }
     if finished.dropped {
         // Past gateway.ws.maxResultBytes*: the ending is known, the text is gone.
         answer["resultDropped"] = json!(true);
@@ -482,9 +485,13 @@ impl Stream {
                 frames.extend(self.chat_event("aborted", json!({"message": message})));
             }
             RunEnd::Failed(e) => {
-                let data = json!({"phase": "error", "error": e.to_string(), "endedAt": now_ms()});
+                let mut data = json!({"phase": "error", "error": e.to_string(), "endedAt": now_ms()});
+                let mut chat = json!({"errorMessage": e.to_string()});
+                if let RunError::BudgetExceeded { .. } = e {
+                    (data["code"], chat["errorCode"]) = (json!(e.kind()), json!(e.kind()));
+                }
                 frames.push(self.agent_event("lifecycle", data));
-                frames.extend(self.chat_event("error", json!({"errorMessage": e.to_string()})));
+                frames.extend(self.chat_event("error", chat));
             }
         }
         frames

@@ -4,6 +4,7 @@
 // counters) as small SVG bar charts. Refreshed every few seconds while shown.
 
 import { $, h, svg, duration } from "./dom.js";
+import * as usage from "./usage.js";
 
 const REFRESH_MS = 3000;
 let conn;
@@ -31,6 +32,7 @@ async function refresh() {
   const value = (r) => (r.status === "fulfilled" ? r.value : null);
   facts(value(health), value(status), value(ready), [health, status].find((r) => r.status === "rejected")?.reason);
   charts(value(recent), recent.status === "rejected" ? recent.reason : null);
+  await usage.refresh(conn);
 }
 
 /** `/ready` needs no credential; its body says why an instance is not ready. */

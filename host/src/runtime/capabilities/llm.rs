@@ -1,12 +1,17 @@
 //! `llm`: model calls through the agent's provider. The route (URL, key,
 //! model) stays on the host; the guest only sees events and typed failures.
+//! Model access is decided here ([`permitted`]: for a client's per-run model
+//! and an agent's per-call one alike), and every call is metered here from
+//! the provider's own usage, into the run's [`Meter`] and the metrics.
 
 use std::sync::Arc;
 
 use wasmtime::component::{Resource, ResourceTable};
 
 use crate::chat::{AgentId, Event, Message, ToolSpec};
+use crate::metrics::Metrics;
 use crate::providers::{CompletionStream, ModelRoute, ProviderError};
+use crate::usage::{Cost, Labels, Meter, Sink, Tokens};
 
 /// Completions one run may hold open at once; each is an upstream connection.
 const MAX_OPEN_COMPLETIONS: usize = 4;
@@ -29,27 +34,68 @@ pub struct CompletionRequest {
     pub model: Option<String>,
 }
 
+/// The one rule of model access: the entry's model, or one chosen per run
+/// (by the client) or per call (by the agent) when the entry sets
+/// `allowModelOverride`. `Err` says which key to change.
+fn permitted(agent: &AgentId, route: &ModelRoute, requested: Option<&str>) -> Result<String, String> {
+    match requested {
+        Some(model) if model != route.model && !route.allow_override => Err(format!(
+            "agent {agent:?} may not run on a model other than its own \
+             (agents.entries.{agent}.allowModelOverride is off)"
+        )),
+        Some(model) => Ok(model.to_string()),
+        None => Ok(route.model.clone()),
+    }
+}
+
 /// Where the agent's model calls go.
 pub struct LlmCapability {
     agent: Arc<AgentId>,
     route: Option<ModelRoute>,
+    sink: Arc<dyn Sink>,
 }
 
 impl LlmCapability {
-    /// Prepare from the entry's `provider`/`model`.
-    pub fn new(agent: &AgentId, route: Option<ModelRoute>) -> Self {
-        Self { agent: Arc::new(agent.clone()), route }
+    /// Prepare from the entry's `provider`/`model`; usage is counted in `metrics`.
+    pub fn new(agent: &AgentId, route: Option<ModelRoute>, metrics: Arc<Metrics>) -> Self {
+        Self { agent: Arc::new(agent.clone()), route, sink: Arc::new(MetricsSink(metrics)) }
+    }
+
+    /// Whether a run may use `model` (chosen by its client), before it starts.
+    pub fn check_run_model(&self, model: &str) -> Result<(), String> {
+        let id = &self.agent;
+        match &self.route {
+            Some(route) => permitted(id, route, Some(model)).map(drop),
+            None => Err(format!("agent {id:?} has no model provider, so no model can be chosen for it")),
+        }
     }
 
     /// Per run: no failure seen, no completion open; `model`, when the client
-    /// chose one (checked against `allowModelOverride` before the run),
-    /// replaces the entry's for every call of this run.
-    pub fn instantiate(&self, model: Option<String>) -> LlmState {
-        let mut route = self.route.clone();
-        if let (Some(route), Some(model)) = (route.as_mut(), model) {
-            route.model = model;
+    /// chose one, is asked for on every call of this run that names none;
+    /// every call is metered into `meter`.
+    pub fn instantiate(&self, model: Option<String>, meter: Meter) -> LlmState {
+        LlmState {
+            agent: self.agent.clone(),
+            route: self.route.clone(),
+            run_model: model,
+            meter,
+            sink: self.sink.clone(),
+            failure: None,
+            open: 0,
         }
-        LlmState { agent: self.agent.clone(), route, failure: None, open: 0 }
+    }
+}
+
+/// Usage into the Prometheus counters.
+struct MetricsSink(Arc<Metrics>);
+
+impl Sink for MetricsSink {
+    fn used(&self, l: &Labels, tokens: &Tokens, cost: Cost) {
+        self.0.llm_usage(&l.agent, &l.model, &l.provider, &l.token, tokens, cost.picos());
+    }
+
+    fn unmetered(&self, l: &Labels) {
+        self.0.llm_unmetered(&l.agent, &l.model, &l.provider, &l.token);
     }
 }
 
@@ -57,6 +103,10 @@ impl LlmCapability {
 pub struct LlmState {
     agent: Arc<AgentId>,
     route: Option<ModelRoute>,
+    /// The client's model for this run, if it chose one.
+    run_model: Option<String>,
+    meter: Meter,
+    sink: Arc<dyn Sink>,
     /// The last failure the agent saw, cleared by a later success: a run that
     /// then fails is reported to the client as this failure.
     failure: Option<ProviderError>,
@@ -77,14 +127,9 @@ impl LlmState {
                 "agent {id:?} has no model provider; set agents.entries.{id}.provider and .model"
             ))));
         };
-        let model = match req.model {
-            Some(model) if model != route.model && !route.allow_override => {
-                return Ok(Err(LlmFailure::BadRequest(format!(
-                    "agent {id:?} may not choose its model (agents.entries.{id}.allowModelOverride is off)"
-                ))));
-            }
-            Some(model) => model,
-            None => route.model.clone(),
+        let model = match permitted(id, &route, req.model.as_deref().or(self.run_model.as_deref())) {
+            Ok(model) => model,
+            Err(why) => return Ok(Err(LlmFailure::BadRequest(why))),
         };
         if self.open >= MAX_OPEN_COMPLETIONS {
             return Ok(Err(LlmFailure::BadRequest(format!(
@@ -95,7 +140,17 @@ impl LlmState {
             Ok(stream) => {
                 self.failure = None;
                 self.open += 1;
-                Ok(Ok(table.push(stream)?))
+                let price = route.provider.price(&model);
+                // A name the operator never configured must not become a label.
+                let known = model == route.model || price.is_some();
+                let labels = Labels {
+                    agent: id.to_string(),
+                    provider: route.provider.name().to_string(),
+                    model: if known { model } else { "other".into() },
+                    token: self.meter.principal().to_string(),
+                };
+                let call = self.meter.start_call(labels, price, self.sink.clone());
+                Ok(Ok(table.push(stream.metered(call))?))
             }
             Err(e) => Ok(Err(self.failed(e))),
         }

@@ -49,6 +49,8 @@ pub struct RunContext {
     pub session: Option<SessionData>,
     /// The model the client chose for this run, replacing the entry's.
     pub model: Option<String>,
+    /// Where the run's model calls are metered.
+    pub meter: crate::usage::Meter,
 }
 
 impl Capabilities {
@@ -58,11 +60,16 @@ impl Capabilities {
             agent: agent.clone(),
             config: config::ConfigCapability::new(settings.config.clone()),
             http: http::HttpCapability::new(agent, settings.http.clone(), metrics.clone()),
-            llm: llm::LlmCapability::new(agent, settings.llm.clone()),
+            llm: llm::LlmCapability::new(agent, settings.llm.clone(), metrics.clone()),
             memo: memo.shelf(agent.as_str()),
             memory: memory::MemoryCapability::new(settings.limits.memory_bytes),
             output: output::OutputCapability::new(settings.limits.output_bytes),
         }
+    }
+
+    /// The model capability, whose rule decides a client's per-run model.
+    pub fn llm(&self) -> &llm::LlmCapability {
+        &self.llm
     }
 
     /// A fresh state for one run.
@@ -78,7 +85,7 @@ impl Capabilities {
             table: ResourceTable::new(),
             config: self.config.instantiate(),
             http: self.http.instantiate(&run.run_id, memory.account()),
-            llm: self.llm.instantiate(run.model),
+            llm: self.llm.instantiate(run.model, run.meter),
             memo: memo::MemoState::new(self.memo.clone()),
             memory,
             output: self.output.instantiate(run.events, keep_reply),

@@ -79,9 +79,39 @@ impl OutputState {
             self.refused = Some(delta.index);
             wasmtime::bail!("tool call index {} is beyond the limit of {MAX_TOOL_CALLS}", delta.index);
         }
+        if let Event::Usage(claim) = &ev {
+            // The host meters usage itself; what the agent says is its claim
+            // only. It still costs budget, so it cannot be sent for free.
+            tracing::debug!(
+                prompt_tokens = claim.prompt_tokens,
+                completion_tokens = claim.completion_tokens,
+                "the agent's own usage claim (not passed on)"
+            );
+            if event_size(&ev) > self.budget {
+                self.stop = Some(OutputStop::Limit);
+                self.told = true;
+                return Ok(Err(OutputStop::Limit));
+            }
+            self.budget -= event_size(&ev);
+            return Ok(Ok(()));
+        }
         let sent = self.send(ev).await;
         self.told = self.stop.is_some();
         sent
+    }
+
+    /// The run's usage as the host metered it, its last event. Not counted
+    /// against the agent's budget, and not sent if the stream already stopped.
+    pub async fn metered(&mut self, usage: &crate::usage::RunUsage) {
+        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        let ev = Event::Usage(crate::chat::Usage {
+            prompt_tokens: clamp(usage.tokens.input),
+            completion_tokens: clamp(usage.tokens.output),
+        });
+        if self.accepts() {
+            self.budget = self.budget.saturating_add(event_size(&ev));
+            let _ = self.send(ev).await;
+        }
     }
 
     /// Put a report (server-side tool activity) in the stream, in order
@@ -199,17 +229,43 @@ mod tests {
     async fn events_without_text_still_cost_budget() {
         let (tx, mut rx) = mpsc::channel(1024);
         let mut out = OutputCapability::new(EVENT_COST * 10).instantiate(Some(tx), false);
-        let usage = || Event::Usage(Usage { prompt_tokens: 1, completion_tokens: 1 });
+        let finish = || Event::Finish(crate::chat::FinishReason::Stop);
         for _ in 0..10 {
-            out.emit(usage()).await.unwrap().unwrap();
+            out.emit(finish()).await.unwrap().unwrap();
         }
-        assert_eq!(out.emit(usage()).await.unwrap(), Err(OutputStop::Limit));
+        assert_eq!(out.emit(finish()).await.unwrap(), Err(OutputStop::Limit));
         assert_eq!(out.exhausted(), Some(Exhausted::Output));
         let mut passed = 0;
         while rx.try_recv().is_ok() {
             passed += 1;
         }
         assert_eq!(passed, 10);
+    }
+
+    #[tokio::test]
+    async fn an_agents_usage_claim_costs_budget_but_is_not_passed_on() {
+        let (tx, mut rx) = mpsc::channel(1024);
+        let mut out = OutputCapability::new(EVENT_COST * 10).instantiate(Some(tx), true);
+        let claim = || Event::Usage(Usage { prompt_tokens: 999, completion_tokens: 999 });
+        for _ in 0..10 {
+            out.emit(claim()).await.unwrap().unwrap();
+        }
+        assert_eq!(out.emit(claim()).await.unwrap(), Err(OutputStop::Limit), "a claim loop meets the limit");
+        assert!(rx.try_recv().is_err(), "no claim reaches the client");
+        assert_eq!(out.take_reply().usage, None, "nor the stored reply");
+
+        // The host's own figure goes out, even after the agent's budget is spent.
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut out = OutputCapability::new(EVENT_COST).instantiate(Some(tx), true);
+        out.emit(claim()).await.unwrap().unwrap();
+        let metered = crate::usage::RunUsage {
+            tokens: crate::usage::Tokens { input: 7, output: 2, ..Default::default() },
+            llm_calls: 1,
+            ..Default::default()
+        };
+        out.metered(&metered).await;
+        assert_eq!(rx.try_recv().unwrap(), Event::Usage(Usage { prompt_tokens: 7, completion_tokens: 2 }));
+        assert_eq!(out.take_reply().usage, Some(Usage { prompt_tokens: 7, completion_tokens: 2 }));
     }
 
     #[tokio::test]

@@ -1,0 +1,161 @@
+//! Budgets that block (issue 25): a token's or an agent's budget refuses the
+//! run that finds it spent, with 429 `budget_exceeded`, `Retry-After` at the
+//! window's reset and the budget's name; runs in flight count by their
+//! reservations; on PostgreSQL two instances share the counters.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde_json::{Value, json};
+use wasmclaw_mock_provider::{MockProvider, Reply};
+
+use crate::pg;
+use crate::support::*;
+
+const CI_TOKEN: &str = "ci-token-51d0e7";
+
+/// `ci` may spend 20 tokens a day; the agent `paid` $0.00002 in total, at
+/// $1 per million tokens either way (10 tokens a run = $0.00001).
+fn config(mock: &MockProvider) -> String {
+    format!(
+        r#"{{
+  gateway: {{
+    auth: {{ mode: "token", tokens: [
+      {{ name: "ci", token: "{CI_TOKEN}", scopes: ["operator.read", "operator.write"],
+         budget: {{ tokens: 20, window: "day", timezone: "UTC" }} }},
+    ] }},
+    http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }},
+  }},
+  providers: {{ mock: {{ baseUrl: "{}", models: {{ small: {{ price: {{ inputPerMTok: 1, outputPerMTok: 1 }} }} }} }} }},
+  agents: {{ entries: {{
+    main: {{ plugin: "assistant", provider: "mock", model: "small" }},
+    paid: {{ plugin: "assistant", provider: "mock", model: "small", budget: {{ usd: 0.00002, window: "total" }} }},
+  }} }},
+}}"#,
+        mock.url()
+    )
+}
+
+/// A small request: it reserves 5 tokens, not the default 1024.
+fn small(model: &str) -> Value {
+    json!({"model": model, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+async fn send(gw: &TestGateway, token: &str, body: Value) -> (u16, Value, Option<String>) {
+    let res = reqwest::Client::new().post(gw.url("/v1/chat/completions")).bearer_auth(token).json(&body).send().await;
+    let res = res.unwrap();
+    let status = res.status().as_u16();
+    let retry = res.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+    (status, res.json().await.unwrap(), retry)
+}
+
+fn assert_refused(answer: &(u16, Value, Option<String>), budget: &str) {
+    let (status, body, _) = answer;
+    assert_eq!(*status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "budget_exceeded", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains(budget), "the budget is named: {message}");
+}
+
+#[tokio::test]
+async fn a_token_budget_refuses_the_run_that_finds_it_spent() {
+    let mock = MockProvider::start();
+    mock.set_default(Reply::text(&["ok"]).with_usage(7, 3));
+    let gw = TestGateway::start(&config(&mock));
+    for run in 1..=2 {
+        let (status, body, _) = send(&gw, CI_TOKEN, small("openclaw:main")).await;
+        assert_eq!(status, 200, "run {run} fits (10 of 20 tokens each): {body}");
+    }
+    let refused = send(&gw, CI_TOKEN, small("openclaw:main")).await;
+    assert_refused(&refused, "token:ci");
+    let message = refused.1["error"]["message"].as_str().unwrap();
+    assert!(message.contains("gateway.auth.tokens[0].budget"), "names the key to raise: {message}");
+    let retry: u64 = refused.2.as_deref().expect("Retry-After at the day's end").parse().unwrap();
+    assert!((1..=86_400).contains(&retry), "the window resets within a day: {retry}");
+    assert_eq!(mock.requests().len(), 2, "the refused run never reached the provider");
+    // The steady state: it stays refused, and another principal is not affected.
+    assert_refused(&send(&gw, CI_TOKEN, small("openclaw:main")).await, "token:ci");
+    let (status, _, _) = send(&gw, TOKEN, small("openclaw:main")).await;
+    assert_eq!(status, 200, "the main secret has no budget");
+
+    // The WebSocket door refuses the same way, with the same code.
+    let (mut ws, _) = Client::open(&gw).await;
+    let hello = ws.call("connect", connect_params(CI_TOKEN)).await;
+    assert_eq!(hello["ok"], true, "{hello}");
+    let id = ws.request("agent", Some(json!({"message": "hi", "agentId": "main"}))).await;
+    ws.response(&id).await;
+    let done = ws.response(&id).await;
+    assert_eq!(done["payload"]["status"], "error", "{done}");
+    assert_eq!(done["payload"]["error"]["code"], "budget_exceeded", "{done}");
+    assert!(done["payload"]["summary"].as_str().unwrap().contains("token:ci"), "{done}");
+    assert_eq!(mock.requests().len(), 3, "only the main secret's run reached the provider");
+}
+
+#[tokio::test]
+async fn an_agent_budget_in_dollars_refuses_whoever_asks() {
+    let mock = MockProvider::start();
+    mock.set_default(Reply::text(&["ok"]).with_usage(7, 3));
+    let gw = TestGateway::start(&config(&mock));
+    assert_eq!(send(&gw, TOKEN, small("openclaw:paid")).await.0, 200);
+    // A second principal spends the rest: the budget is the agent's.
+    assert_eq!(send(&gw, CI_TOKEN, small("openclaw:paid")).await.0, 200);
+    let refused = send(&gw, TOKEN, small("openclaw:paid")).await;
+    assert_refused(&refused, "agent:paid");
+    assert_eq!(refused.2, None, "a total budget never resets: no Retry-After");
+    assert_eq!(send(&gw, TOKEN, small("openclaw:main")).await.0, 200, "other agents run on");
+}
+
+#[tokio::test]
+async fn runs_in_flight_count_by_their_reservations() {
+    let mock = MockProvider::start();
+    let gate = Arc::new(AtomicBool::new(false));
+    mock.set_default(Reply::text(&["ok"]).with_usage(2, 1).with_gate(gate.clone()));
+    let gw = Arc::new(TestGateway::start(&config(&mock)));
+    // Each reserves 8 of ci's 20 tokens: the third still starts (16 < 20),
+    // the fourth finds 24 reserved and is refused while they run.
+    let reserving = |gw: Arc<TestGateway>| async move {
+        let mut body = small("openclaw:main");
+        body["max_tokens"] = json!(8);
+        send(&gw, CI_TOKEN, body).await
+    };
+    let running: Vec<_> = (0..3).map(|_| tokio::spawn(reserving(gw.clone()))).collect();
+    eventually("three runs at the provider", async || (mock.requests().len() == 3).then_some(())).await;
+    assert_refused(&reserving(gw.clone()).await, "token:ci");
+    gate.store(true, Ordering::SeqCst);
+    for run in running {
+        let (status, body, _) = run.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    // Settled to what they used (3 tokens each): 9 of 20 spent, room again.
+    let (status, body, _) = reserving(gw.clone()).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn two_instances_on_postgres_share_one_budget() {
+    let db = pg::Server::start();
+    let url = db.database().await;
+    let mock = MockProvider::start();
+    mock.set_default(Reply::text(&["ok"]).with_usage(7, 3));
+    let start = || {
+        TestGateway::start_with(&config(&mock), &[("OPENCLAW_GATEWAY_TOKEN", TOKEN), ("WASMCLAW_DATABASE_URL", &url)])
+            .unwrap_or_else(|log| panic!("gateway failed to start:\n{log}"))
+    };
+    let (a, b) = (start(), start());
+    for gw in [&a, &b] {
+        let (status, body, _) = send(gw, CI_TOKEN, small("openclaw:main")).await;
+        assert_eq!(status, 200, "{body}\n{}", gw.log());
+    }
+    // 20 of 20 spent, half on each instance: both refuse.
+    assert_refused(&send(&a, CI_TOKEN, small("openclaw:main")).await, "token:ci");
+    assert_refused(&send(&b, CI_TOKEN, small("openclaw:main")).await, "token:ci");
+    assert_eq!(mock.requests().len(), 2);
+    // Either instance answers /usage for both.
+    let usage = eventually("both runs in the shared ledger", async || {
+        let body = b.get_json("/usage?groupBy=token").await;
+        (body["usage"][0]["runs"] == 2).then_some(body)
+    })
+    .await;
+    assert_eq!(usage["usage"][0]["token"], "ci", "{usage}");
+    assert_eq!(usage["usage"][0]["outputTokens"], 6);
+}
