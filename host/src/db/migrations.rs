@@ -77,6 +77,11 @@ pub const POSTGRES: &[&str] = &[
         pending BOOLEAN NOT NULL
      );
      CREATE INDEX conversation_items_by_conversation ON conversation_items (conversation_id, seq);",
+    // 7: (another branch's step; the order is fixed at merge)
+    // 8: (another branch's step; the order is fixed at merge)
+    // 9: an agent's rollout (`registry::RolloutRecord` as JSON) lives in its
+    // record; a previous version's writes leave it as it is.
+    "ALTER TABLE agents ADD COLUMN rollout TEXT;",
 ];
 
 /// Advisory lock key (two-int form, so it cannot meet a lane's bigint key)

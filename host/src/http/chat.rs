@@ -43,6 +43,7 @@ pub async fn completions(
         params: request.params()?,
     };
     let (handle, session_key) = start(&gw, caller, &headers, turn)?;
+    let version = super::rollout::version_value(&handle.agent);
     let completion = Completion::new(request.model.clone().unwrap_or_else(|| "openclaw".into()));
     let mut response = if request.streaming() {
         let encoder = ChunkEncoder::new(completion, request.include_usage());
@@ -52,6 +53,7 @@ pub async fn completions(
         Json(completion.whole(&reply)).into_response()
     };
     response.headers_mut().insert(SESSION_HEADER, session_key);
+    response.headers_mut().insert(super::rollout::VERSION_HEADER, version);
     Ok(response)
 }
 

@@ -35,6 +35,7 @@ pub async fn completions(
         params: request.params()?,
     };
     let (handle, session_key) = chat::start(&gw, caller, &headers, turn)?;
+    let version = super::rollout::version_value(&handle.agent);
     let completion = Completion::legacy(request.model.clone().unwrap_or_else(|| "openclaw".into()));
     let mut response = if request.streaming() {
         chat::respond_streaming(&gw, handle, stream::DataLines(request.encoder(completion))).await?
@@ -43,5 +44,6 @@ pub async fn completions(
         Json(request.whole(&completion, &reply)).into_response()
     };
     response.headers_mut().insert(SESSION_HEADER, session_key);
+    response.headers_mut().insert(super::rollout::VERSION_HEADER, version);
     Ok(response)
 }

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::files::Blobs;
-use super::{Record, RegistryError, RegistryFuture, RegistryStore, StoredVersion, now_ms};
+use super::rollout::{self, Versions};
+use super::{Record, RegistryError, RegistryFuture, RegistryStore, RolloutEnd, RolloutRecord, StoredVersion, now_ms};
 
 /// SQLite-backed [`RegistryStore`].
 pub struct SqliteRegistry {
@@ -42,18 +43,21 @@ impl SqliteRegistry {
     }
 }
 
-const COLUMNS: &str = "id, current_digest, current_source, previous_digest, previous_source, updated_at, revision";
+const COLUMNS: &str =
+    "id, current_digest, current_source, previous_digest, previous_source, updated_at, revision, rollout";
 
 fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     let version = |digest: Option<String>, source: Option<String>| {
         digest.map(|digest| StoredVersion { digest, source: source.unwrap_or_default() })
     };
+    let id: String = row.get(0)?;
     Ok(Record {
-        id: row.get(0)?,
         current: version(row.get(1)?, row.get(2)?),
         previous: version(row.get(3)?, row.get(4)?),
         updated_at: row.get::<_, i64>(5)? as u64,
         revision: row.get::<_, i64>(6)? as u64,
+        rollout: rollout::from_text(&id, row.get(7)?),
+        id,
     })
 }
 
@@ -65,17 +69,17 @@ fn record(conn: &Connection, id: &str) -> rusqlite::Result<Option<Record>> {
 fn write(
     conn: &mut Connection,
     id: &str,
-    change: impl FnOnce(Option<&Record>) -> Option<(Option<StoredVersion>, Option<StoredVersion>)>,
+    change: impl FnOnce(Option<&Record>) -> Option<Versions>,
 ) -> rusqlite::Result<Option<Record>> {
     let tx = conn.transaction()?;
-    let Some((current, previous)) = change(record(&tx, id)?.as_ref()) else { return Ok(None) };
+    let Some(Versions { current, previous, rollout }) = change(record(&tx, id)?.as_ref()) else { return Ok(None) };
     let revision: i64 = tx.query_row("SELECT COALESCE(MAX(revision), 0) + 1 FROM agents", [], |r| r.get(0))?;
     let updated_at = now_ms();
     tx.execute(
-        "INSERT INTO agents (id, current_digest, current_source, previous_digest, previous_source, updated_at, revision)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO agents (id, current_digest, current_source, previous_digest, previous_source, updated_at, revision, rollout)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (id) DO UPDATE SET current_digest = ?2, current_source = ?3, previous_digest = ?4,
-           previous_source = ?5, updated_at = ?6, revision = ?7",
+           previous_source = ?5, updated_at = ?6, revision = ?7, rollout = ?8",
         params![
             id,
             current.as_ref().map(|v| &v.digest),
@@ -83,11 +87,12 @@ fn write(
             previous.as_ref().map(|v| &v.digest),
             previous.as_ref().map(|v| &v.source),
             updated_at as i64,
-            revision
+            revision,
+            rollout::to_text(rollout.as_ref()),
         ],
     )?;
     tx.commit()?;
-    Ok(Some(Record { id: id.to_string(), current, previous, updated_at, revision: revision as u64 }))
+    Ok(Some(Record { id: id.to_string(), current, previous, updated_at, revision: revision as u64, rollout }))
 }
 
 impl RegistryStore for SqliteRegistry {
@@ -120,14 +125,22 @@ impl RegistryStore for SqliteRegistry {
         self.blocking(move |conn| {
             write(conn, &id, |old| {
                 let old = old?;
-                Some((Some(old.previous.clone()?), Some(old.current.clone()?)))
+                Some(Versions {
+                    current: Some(old.previous.clone()?),
+                    previous: Some(old.current.clone()?),
+                    rollout: None,
+                })
             })
         })
     }
 
     fn remove(&self, id: &str) -> RegistryFuture<Option<Record>> {
         let id = id.to_string();
-        self.blocking(move |conn| write(conn, &id, |old| old.and_then(|r| r.current.as_ref()).map(|_| (None, None))))
+        self.blocking(move |conn| {
+            write(conn, &id, |old| {
+                old.and_then(|r| r.current.as_ref()).map(|_| Versions { current: None, previous: None, rollout: None })
+            })
+        })
     }
 
     fn records(&self) -> RegistryFuture<Vec<Record>> {
@@ -157,6 +170,16 @@ impl RegistryStore for SqliteRegistry {
                 stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect();
             Ok(rows?.into_iter().filter(|(o, _)| o.starts_with(&prefix)).collect())
         })
+    }
+
+    fn start_rollout(&self, id: &str, started: RolloutRecord) -> RegistryFuture<Option<Record>> {
+        let id = id.to_string();
+        self.blocking(move |conn| write(conn, &id, |old| rollout::started(old, started)))
+    }
+
+    fn end_rollout(&self, id: &str, only: Option<&str>, end: RolloutEnd) -> RegistryFuture<Option<Record>> {
+        let (id, only) = (id.to_string(), only.map(str::to_string));
+        self.blocking(move |conn| write(conn, &id, |old| rollout::ended(old, only.as_deref(), end)))
     }
 
     fn set_origin(&self, origin: &str, fingerprint: Option<&str>) -> RegistryFuture<()> {

@@ -3,6 +3,7 @@
 
 mod board;
 mod install;
+mod rollout;
 mod watch;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::sessions::{Access, SessionKey, SessionStore, StoreError, StoreFuture,
 
 pub use board::{Claim, Finished, IdempotencyScope, ParamsDigest, Reservation, RunBoard, RunEnd, RunResult, Tracking};
 pub use install::{AgentsChanged, InstallError, agent_id_of, component_digest, run_limits};
+pub use rollout::{Candidate, RolloutSpec};
 pub use watch::{Watcher, follow_registry, watch_agents_dir, watch_config};
 
 /// Events buffered between a run and its consumer; beyond this the guest waits.
@@ -81,6 +83,11 @@ pub struct Agents {
     entries: arc_swap::ArcSwap<std::collections::BTreeMap<String, crate::config::AgentEntry>>,
     /// The durable registry the live one is rebuilt from.
     store: Arc<dyn RegistryStore>,
+    /// Canary rollouts as they serve here.
+    rollouts: crate::rollout::Rollouts,
+    /// Rollbacks runs decide, acted on by `rollout::watch_trips`.
+    trips: mpsc::UnboundedSender<crate::rollout::Trip>,
+    trips_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<crate::rollout::Trip>>>,
 }
 
 impl Agents {
@@ -102,6 +109,8 @@ impl Agents {
         let metrics: Arc<crate::metrics::Metrics> = Default::default();
         let runtime = Runtime::new(&engine, Some(config.state_dir().join("cache")))?.with_metrics(metrics.clone());
         let default_agent = AgentId::parse(&config.agents.default).context("default agent validated by config")?;
+        // Unbounded, yet at most one trip per rollout is ever sent.
+        let (trips, trips_rx) = mpsc::unbounded_channel();
         let agents = Self {
             runtime,
             registry: AgentRegistry::default(),
@@ -124,6 +133,9 @@ impl Agents {
             entries: arc_swap::ArcSwap::from_pointee(config.agent_entries()),
             store,
             database,
+            rollouts: Default::default(),
+            trips,
+            trips_rx: std::sync::Mutex::new(Some(trips_rx)),
         };
         // What served before the restart serves again; then config entries
         // that changed since they last installed take over their ids.
@@ -184,6 +196,11 @@ impl Agents {
         &self.registry
     }
 
+    /// Canary rollouts as they serve on this instance.
+    pub fn rollouts(&self) -> &crate::rollout::Rollouts {
+        &self.rollouts
+    }
+
     /// The agents `caller` may see and use, sorted by id.
     pub fn visible(&self, caller: &Principal) -> Vec<Arc<AgentVersion>> {
         self.registry.list().into_iter().filter(|v| caller.may_use(&v.id)).collect()
@@ -231,10 +248,13 @@ impl Agents {
     /// Start a run. Fails at once for an unknown agent; everything else is
     /// reported through the handle.
     pub fn start(&self, input: RunInput) -> Result<RunHandle, RunError> {
-        let agent = Some(&input.agent)
+        let stable = Some(&input.agent)
             .filter(|id| input.caller.may_use(id))
             .and_then(|id| self.registry.get(id))
             .ok_or_else(|| RunError::UnknownAgent(input.agent.to_string()))?;
+        let run_id = uuid::Uuid::new_v4().to_string();
+        // The one place a run meets a rollout's candidate instead of the current version.
+        let crate::rollout::Routed { version: agent, tally } = self.rollouts.route(stable, &input.session.key, &run_id);
         if input.model.is_some() {
             let id = &agent.id;
             match &agent.settings().llm {
@@ -261,7 +281,6 @@ impl Agents {
             tracing::warn!(agent = %agent.id, limit = agent.limits().max_concurrent, "run refused: agent at limits.maxConcurrentRuns");
             return Err(RunError::NoCapacity);
         };
-        let run_id = uuid::Uuid::new_v4().to_string();
         // Begun here, synchronously, so runs on one key keep their arrival order.
         let begin = input
             .session
@@ -281,6 +300,7 @@ impl Agents {
         let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
         let job = Job { agent: agent.clone(), caller: input.caller, begin, turn };
         let (log_run_id, log_agent, metrics) = (run_id.clone(), agent.id.clone(), self.metrics.clone());
+        let (version, trips) = (agent.digest.clone(), self.trips.clone());
         // The run logs under the caller's span (e.g. the HTTP request id).
         let task = tokio::spawn(tracing::Instrument::instrument(
             async move {
@@ -289,11 +309,15 @@ impl Agents {
                 let mut outcome = Outcome { metrics, agent: log_agent.clone(), started, recorded: false };
                 let result = job.run(request, events_tx).await;
                 outcome.record(result.as_ref().err().map(RunError::kind));
+                if let Some(trip) = tally.and_then(|t| t.record(started.elapsed(), result.as_ref().map(|_| ()))) {
+                    let _ = trips.send(trip);
+                }
                 let (run_id, agent, ms) = (log_run_id, log_agent, started.elapsed().as_secs_f64() * 1000.0);
+                let version = &version[..12];
                 match &result {
-                    Ok(()) => tracing::debug!(run_id, %agent, ms, "run finished"),
-                    Err(RunError::Cancelled) => tracing::info!(run_id, %agent, ms, "run cancelled"),
-                    Err(e) => tracing::warn!(run_id, %agent, ms, error = %e, "run failed"),
+                    Ok(()) => tracing::debug!(run_id, %agent, version, ms, "run finished"),
+                    Err(RunError::Cancelled) => tracing::info!(run_id, %agent, version, ms, "run cancelled"),
+                    Err(e) => tracing::warn!(run_id, %agent, version, ms, error = %e, "run failed"),
                 }
                 result
             },
@@ -394,7 +418,17 @@ impl From<StoreError> for RunError {
 
 /// The `&'static` name of an action another instance reported.
 fn action_name(action: &str) -> Option<&'static str> {
-    ["installed", "rolled-back", "removed"].into_iter().find(|a| *a == action)
+    [
+        "installed",
+        "rolled-back",
+        "removed",
+        "rollout-started",
+        "rollout-promoted",
+        "rollout-rolled-back",
+        "rollout-ended",
+    ]
+    .into_iter()
+    .find(|a| *a == action)
 }
 
 /// The messages a client adds in this turn: everything after the last

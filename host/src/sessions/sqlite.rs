@@ -71,6 +71,10 @@ const MIGRATIONS: &[&str] = &[
     super::responses::SQLITE_INPUT_MIGRATION,
     // 6: conversations (`/v1/conversations`) and their items.
     super::conversations::SQLITE_MIGRATION,
+    // 7: (another branch's step; the order is fixed at merge)
+    // 8: (another branch's step; the order is fixed at merge)
+    // 9: an agent's rollout (`registry::RolloutRecord` as JSON) lives in its record.
+    "ALTER TABLE agents ADD COLUMN rollout TEXT;",
 ];
 
 /// SQLite-backed [`SessionStore`].
