@@ -45,7 +45,7 @@ async fn rollout(gw: &TestGateway) -> Value {
 /// One chat turn of `main` (in `user`'s session when given): status, the
 /// version header, the reply text.
 async fn turn(client: &reqwest::Client, gw: &TestGateway, user: Option<&str>, text: &str) -> (u16, String, String) {
-    let mut body = ask("main", text);
+    let mut body = ask("agent:main", text);
     if let Some(user) = user {
         body["user"] = json!(user);
     }
@@ -230,7 +230,9 @@ async fn promote_makes_the_candidate_current_and_delete_leaves_stable_serving() 
     assert_eq!(status, 200, "the candidate's bytes are kept: its digest is enough");
     let res = admin(&gw, reqwest::Method::POST, "/main/rollout/promote").send().await.unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(res.json::<Value>().await.unwrap()["state"], "promoted");
+    let promoted: Value = res.json().await.unwrap();
+    assert_eq!(promoted["state"], "promoted");
+    assert_eq!((&promoted["stable"]["digest"], &promoted["candidate"]["digest"]), (&json!(stable), &json!(candidate)));
     for _ in 0..20 {
         assert_eq!(turn(&client, &gw, None, "hi").await, (200, candidate.clone(), "faults:hi".into()));
     }

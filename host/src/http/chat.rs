@@ -49,8 +49,11 @@ pub async fn completions(
         let encoder = ChunkEncoder::new(completion, request.include_usage());
         respond_streaming(&gw, handle, stream::DataLines(encoder)).await?
     } else {
-        let reply = handle.collect().await?;
-        Json(completion.whole(&reply)).into_response()
+        // A failed run names its version too: that is how a failing candidate is found.
+        match handle.collect().await {
+            Ok(reply) => Json(completion.whole(&reply)).into_response(),
+            Err(e) => ApiError::from(e).into_response(),
+        }
     };
     response.headers_mut().insert(SESSION_HEADER, session_key);
     response.headers_mut().insert(super::rollout::VERSION_HEADER, version);

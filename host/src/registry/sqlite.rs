@@ -240,4 +240,45 @@ mod tests {
         store.set_origin("entry:main", None).await.unwrap();
         assert!(store.origin("entry:main").await.unwrap().is_none());
     }
+
+    #[tokio::test]
+    async fn a_rollout_is_kept_with_its_record_and_ended_by_an_install_of_another_version() {
+        use crate::registry::{RolloutEnd, RolloutRecord, RolloutState};
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("gateway.sqlite");
+        crate::sessions::SqliteStore::open(&db, 10).unwrap();
+        let open = || SqliteRegistry::open(&db, dir.path().join("components")).unwrap();
+        let store = open();
+        let rollout = RolloutRecord {
+            id: "r1".into(),
+            candidate: version("b", "admin-api"),
+            weight: 30,
+            sticky: crate::config::Sticky::Session,
+            auto_rollback: Some(crate::config::AutoRollback {
+                min_runs: 5,
+                max_error_rate: Some(0.1),
+                max_p95_ratio: None,
+            }),
+            state: RolloutState::Running,
+            reason: None,
+            source: "admin-api".into(),
+            started_at: 7,
+        };
+        assert!(store.start_rollout("main", rollout.clone()).await.unwrap().is_none(), "nothing serves main yet");
+        let a = store.install("main", version("a", "admin-api")).await.unwrap();
+        let started = store.start_rollout("main", rollout.clone()).await.unwrap().unwrap();
+        assert!(started.revision > a.revision);
+        drop(store);
+
+        let store = open();
+        assert_eq!(store.record("main").await.unwrap().unwrap().rollout, Some(rollout.clone()));
+        let back = store.end_rollout("main", Some("r1"), RolloutEnd::RollBack("slow".into())).await.unwrap().unwrap();
+        assert_eq!(back.rollout.as_ref().map(|r| r.state), Some(RolloutState::RolledBack));
+        assert_eq!(back.current.as_ref().unwrap().digest, "a");
+        // Reinstalling the version serving keeps the rollout; another version ends it.
+        let same = store.install("main", version("a", "admin-api")).await.unwrap();
+        assert!(same.rollout.is_some());
+        let other = store.install("main", version("c", "admin-api")).await.unwrap();
+        assert!(other.rollout.is_none());
+    }
 }

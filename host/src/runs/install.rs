@@ -168,7 +168,12 @@ impl Agents {
         slot: Option<&AgentSlot>,
         fresh: Option<&Arc<AgentVersion>>,
     ) -> Option<Arc<crate::rollout::LiveRollout>> {
-        let (rollout, stable) = (record.rollout.as_ref()?, slot?.current.digest.clone());
+        let rollout = record.rollout.as_ref()?;
+        // Once promoted, the candidate is current: the stable it was measured against is the previous.
+        let stable = match rollout.state {
+            crate::registry::RolloutState::Promoted => record.previous.as_ref()?.digest.clone(),
+            _ => slot?.current.digest.clone(),
+        };
         let candidate = self
             .version_of(id, &rollout.candidate, fresh)
             .await
