@@ -363,3 +363,37 @@ async fn a_rollout_and_its_rollback_reach_every_instance_on_postgresql() {
     let c = instance();
     assert_eq!(rollout(&c).await["state"], "rolledBack");
 }
+
+#[tokio::test]
+async fn rollouts_over_the_websocket() {
+    let gw = TestGateway::start(&config(""));
+    let (mut admin, _) = Client::open(&gw).await;
+    let mut params = connect_params(TOKEN);
+    params["scopes"] = json!(["operator.admin"]);
+    assert_eq!(admin.call("connect", params).await["ok"], true);
+    let candidate = sha256_of(FAULTS_WASM);
+    let res = admin
+        .call("agents.rollout", json!({"agentId": "main", "candidate": {"component": faults_b64()}, "weight": 100}))
+        .await;
+    assert_eq!(
+        (res["payload"]["state"].as_str(), res["payload"]["candidate"]["digest"].as_str()),
+        (Some("running"), Some(candidate.as_str())),
+        "{res}"
+    );
+    let changed = admin.until(|f| f["event"] == "agents.changed").await;
+    assert_eq!(changed["payload"]["action"], "rollout-started");
+    let client = reqwest::Client::new();
+    assert_eq!(turn(&client, &gw, None, "hi").await.1, candidate);
+    let res = admin.call("agents.rollout.get", json!({"agentId": "main"})).await;
+    assert_eq!(res["payload"]["candidate"]["runs"], 1, "{res}");
+    let res = admin.call("agents.rollout", json!({"agentId": "main", "candidate": {}, "weight": 5})).await;
+    assert_eq!(res["ok"], false, "a bad request is refused: {res}");
+    assert!(res["error"]["message"].as_str().unwrap().contains("candidate"), "{res}");
+    let res = admin.call("agents.rollout.promote", json!({"agentId": "main"})).await;
+    assert_eq!(res["payload"]["state"], "promoted", "{res}");
+    let res = admin.call("agents.rollout.end", json!({"agentId": "main"})).await;
+    assert_eq!(res["payload"]["ended"], true, "{res}");
+    let res = admin.call("agents.rollout.get", json!({"agentId": "main"})).await;
+    assert_eq!(res["ok"], false, "no rollout once ended: {res}");
+    assert_eq!(turn(&client, &gw, None, "hi").await.1, candidate, "the promoted candidate stays current");
+}

@@ -65,6 +65,25 @@ impl LiveRollout {
         }
     }
 
+    /// What it is and how each version does, as the admin API and WebSocket show it.
+    pub fn summary(&self) -> serde_json::Value {
+        let (state, reason) = self.state();
+        let version = |digest: &str, r: Reading| serde_json::json!({"digest": format!("sha256:{digest}"), "runs": r.runs, "errors": r.errors, "p95Ms": r.p95_ms});
+        serde_json::json!({
+            "agent": self.agent.to_string(),
+            "id": self.record.id,
+            "state": state.as_str(),
+            "reason": reason,
+            "weight": self.record.weight,
+            "sticky": self.record.sticky,
+            "autoRollback": self.record.auto_rollback,
+            "source": self.record.source,
+            "startedAt": self.record.started_at,
+            "stable": version(&self.stable_digest, self.stable_stats.read()),
+            "candidate": version(&self.candidate.digest, self.candidate_stats.read()),
+        })
+    }
+
     fn running(&self) -> bool {
         self.state().0 == RolloutState::Running
     }

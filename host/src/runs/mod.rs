@@ -22,7 +22,7 @@ use crate::sessions::{Access, SessionKey, SessionStore, StoreError, StoreFuture,
 
 pub use board::{Claim, Finished, IdempotencyScope, ParamsDigest, Reservation, RunBoard, RunEnd, RunResult, Tracking};
 pub use install::{AgentsChanged, InstallError, agent_id_of, component_digest, run_limits};
-pub use rollout::{Candidate, RolloutSpec};
+pub use rollout::{Candidate, InvalidRollout, RolloutRequest, RolloutSpec};
 pub use watch::{Watcher, follow_registry, watch_agents_dir, watch_config};
 
 /// Events buffered between a run and its consumer; beyond this the guest waits.

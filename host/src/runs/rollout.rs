@@ -26,6 +26,81 @@ pub struct RolloutSpec {
     pub auto_rollback: Option<AutoRollback>,
 }
 
+/// A request to start (or widen) a rollout, the same JSON through every door.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RolloutRequest {
+    candidate: CandidateRequest,
+    weight: u8,
+    #[serde(default)]
+    sticky: Sticky,
+    auto_rollback: Option<AutoRollback>,
+    shadow: Option<ShadowRequest>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CandidateRequest {
+    /// The component, base64.
+    component: Option<String>,
+    /// `sha256:<hex>` (or bare hex) of a component the registry keeps.
+    digest: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShadowRequest {
+    sample: f64,
+}
+
+/// A field of a [`RolloutRequest`] that cannot be used: `param` names it.
+#[derive(Debug)]
+pub struct InvalidRollout {
+    pub param: String,
+    pub message: String,
+}
+
+impl RolloutRequest {
+    /// The candidate and spec asked for, checked.
+    pub fn check(self) -> Result<(Candidate, RolloutSpec), InvalidRollout> {
+        let invalid = |param: &str, message: String| InvalidRollout { param: param.into(), message };
+        if self.weight > 100 {
+            return Err(invalid("weight", format!("weight {} is over 100", self.weight)));
+        }
+        if let Some(Err((field, message))) = self.auto_rollback.map(|a| a.check()) {
+            return Err(invalid(&format!("autoRollback.{field}"), message));
+        }
+        if self.shadow.is_some_and(|s| s.sample != 0.0) {
+            let message = "shadow runs are not available yet: they answer from recorded runs, which this gateway \
+                           does not record yet; send no `shadow` (or `sample: 0`)";
+            return Err(invalid("shadow.sample", message.into()));
+        }
+        let candidate = match (self.candidate.component, self.candidate.digest) {
+            (Some(b64), None) => {
+                use base64::Engine as _;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .map_err(|e| invalid("candidate.component", format!("not base64: {e}")))?;
+                Candidate::Component(bytes.into())
+            }
+            (None, Some(digest)) => {
+                let hex = digest.strip_prefix("sha256:").unwrap_or(&digest).to_ascii_lowercase();
+                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    let message = format!("{digest:?} is not a sha256 digest (sha256:<64 hex digits>)");
+                    return Err(invalid("candidate.digest", message));
+                }
+                Candidate::Digest(hex)
+            }
+            _ => {
+                let message = "candidate needs exactly one of `component` (base64) and `digest` (sha256:…)";
+                return Err(invalid("candidate", message.into()));
+            }
+        };
+        let spec = RolloutSpec { weight: self.weight, sticky: self.sticky, auto_rollback: self.auto_rollback };
+        Ok((candidate, spec))
+    }
+}
+
 impl Agents {
     /// Serve `candidate` beside `id`'s current version to `spec.weight`
     /// percent of traffic. The same candidate again (while running) keeps
