@@ -157,10 +157,13 @@ pub fn meets_candidate(rollout_id: &str, key: &str, weight: u8) -> bool {
     n % 100 < u64::from(weight)
 }
 
+/// What an id shows, at the registry revision it came from (`None`: no rollout).
+type Shown = (u64, Option<Arc<LiveRollout>>);
+
 /// Every id's live rollout, each at the registry revision it came from.
 #[derive(Default)]
 pub struct Rollouts {
-    live: ArcSwap<HashMap<AgentId, (u64, Option<Arc<LiveRollout>>)>>,
+    live: ArcSwap<HashMap<AgentId, Shown>>,
 }
 
 impl Rollouts {
