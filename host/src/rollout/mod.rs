@@ -268,6 +268,15 @@ mod tests {
     }
 
     #[test]
+    fn only_the_versions_own_failures_count_against_it() {
+        assert_eq!(counts_against_version(&RunError::Cancelled), None, "the client left");
+        assert_eq!(counts_against_version(&RunError::NoCapacity), None);
+        assert_eq!(counts_against_version(&RunError::SessionNotFound("k".into())), None);
+        assert_eq!(counts_against_version(&RunError::Trapped("unreachable".into())), Some(true));
+        assert_eq!(counts_against_version(&RunError::Failed("no".into())), Some(true));
+    }
+
+    #[test]
     fn widening_the_weight_only_moves_sessions_to_the_candidate() {
         for i in 0..1000 {
             let key = format!("s{i}");
