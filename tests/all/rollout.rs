@@ -316,6 +316,22 @@ async fn a_rollout_from_config_and_from_the_cli() {
     assert!(printed.contains("running") && printed.contains("100"), "{printed}");
     let res = gw.chat(ask("agent:other", "hi")).send().await.unwrap();
     assert_eq!(content(&res.json().await.unwrap()), "faults:hi");
+
+    // Dropping the key from the entry ends the rollout the config started;
+    // the one started through the API stays.
+    std::fs::write(
+        gw.state_dir().join("gateway.json5"),
+        config.replace(&format!(r#", rollout: {{ plugin: "{FAULTS_WASM}", weight: 100 }}"#), ""),
+    )
+    .unwrap();
+    eventually("the config's rollout ended", async || {
+        let res = admin(&gw, reqwest::Method::GET, "/main/rollout").send().await.unwrap();
+        (res.status() == 404).then_some(())
+    })
+    .await;
+    assert_eq!(turn(&client, &gw, None, "hi").await.2, "hi");
+    let other = admin(&gw, reqwest::Method::GET, "/other/rollout").send().await.unwrap();
+    assert_eq!(other.json::<Value>().await.unwrap()["state"], "running");
 }
 
 #[tokio::test]
