@@ -7,6 +7,7 @@
 mod dev;
 mod new;
 mod plugin;
+mod rollout;
 mod sdk;
 
 use std::io::Write;
@@ -141,6 +142,17 @@ pub enum AgentsAction {
     Rollback { id: String },
     /// Stop serving `id`.
     Remove { id: String },
+    /// Serve FILE beside `id`'s current version to a share of traffic (a canary).
+    Rollout {
+        id: String,
+        file: PathBuf,
+        /// Percent of sessions (and stateless requests) the candidate serves.
+        #[arg(long)]
+        weight: u8,
+        /// `session` (a session keeps its version) or `none`.
+        #[arg(long, default_value = "session")]
+        sticky: String,
+    },
 }
 
 /// `wasmclaw new …`
@@ -229,6 +241,9 @@ async fn agents_admin(url: &str, action: AgentsAction) -> anyhow::Result<()> {
         }
         AgentsAction::Rollback { id } => client.post(format!("{base}/{id}/rollback")),
         AgentsAction::Remove { id } => client.delete(format!("{base}/{id}")),
+        AgentsAction::Rollout { id, file, weight, sticky } => {
+            rollout::request(&client, &base, id, file, *weight, sticky)?
+        }
     };
     let response = request.bearer_auth(secret).send().await.with_context(|| format!("cannot reach {url}"))?;
     let status = response.status();
@@ -252,6 +267,7 @@ async fn agents_admin(url: &str, action: AgentsAction) -> anyhow::Result<()> {
             }
         }
         AgentsAction::Remove { id } => writeln!(out, "removed {id}")?,
+        AgentsAction::Rollout { .. } => writeln!(out, "{}", rollout::line(&body))?,
         _ => writeln!(out, "{}", line(&body))?,
     }
     Ok(())

@@ -11,6 +11,7 @@ pub mod http;
 pub mod metrics;
 pub mod providers;
 pub mod registry;
+pub mod rollout;
 pub mod runs;
 pub mod runtime;
 pub mod sessions;

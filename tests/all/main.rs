@@ -48,6 +48,7 @@ mod providers;
 mod registry;
 mod responses;
 mod responses_items;
+mod rollout;
 mod sdk;
 mod secrets;
 mod sessions;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `agents.*`
 #[derive(Debug, Clone, Deserialize)]
@@ -87,7 +87,7 @@ fn default_max_component() -> usize {
 }
 
 /// `agents.entries.<id>`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AgentEntry {
     /// A shipped plugin name (`echo`) or a path to a `.wasm` component.
@@ -109,6 +109,65 @@ pub struct AgentEntry {
     pub http: Option<AgentHttpConfig>,
     /// What runs of this agent may spend per window, whoever asks.
     pub budget: Option<super::BudgetConfig>,
+    /// A candidate version served beside `plugin` to a share of the traffic.
+    pub rollout: Option<RolloutConfig>,
+}
+
+/// `agents.entries.<id>.rollout`: a canary of another component for the same id.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RolloutConfig {
+    /// The candidate: a shipped plugin name or a path to a `.wasm` component.
+    pub plugin: String,
+    /// Percent of sessions (and of stateless requests) the candidate serves, 0–100.
+    pub weight: u8,
+    #[serde(default)]
+    pub sticky: Sticky,
+    pub auto_rollback: Option<AutoRollback>,
+}
+
+/// Whether a session keeps meeting the version it first met during a rollout.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sticky {
+    /// A session (its key, or the key `user` derives) always meets the same version.
+    #[default]
+    Session,
+    /// Every run is split by weight on its own.
+    None,
+}
+
+/// When a rollout's candidate is taken out of traffic on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AutoRollback {
+    /// Candidate runs (and, for the latency rule, stable runs) before any rule is judged.
+    #[serde(default = "default_min_runs")]
+    pub min_runs: u64,
+    /// Roll back when the candidate's share of failed runs exceeds this (0–1).
+    pub max_error_rate: Option<f64>,
+    /// Roll back when the candidate's p95 run time exceeds this many times the stable's.
+    pub max_p95_ratio: Option<f64>,
+}
+
+impl AutoRollback {
+    /// The first field out of range, as (field, why).
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.min_runs == 0 {
+            return Err(("minRuns", "must be at least 1".into()));
+        }
+        if let Some(rate) = self.max_error_rate.filter(|r| !(0.0..=1.0).contains(r)) {
+            return Err(("maxErrorRate", format!("{rate} is not between 0 and 1")));
+        }
+        if let Some(ratio) = self.max_p95_ratio.filter(|r| !(r.is_finite() && *r > 0.0)) {
+            return Err(("maxP95Ratio", format!("{ratio} is not a positive number")));
+        }
+        Ok(())
+    }
+}
+
+fn default_min_runs() -> u64 {
+    20
 }
 
 /// `agents.entries.<id>.http`: where the agent may send requests, and what
@@ -189,6 +248,7 @@ impl AgentEntry {
             allow_model_override: false,
             http: None,
             budget: None,
+            rollout: None,
         }
     }
 }

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use agents::{
-    AgentEntry, AgentHttpConfig, AgentsConfig, CredentialConfig, HttpLimitsConfig, LimitsConfig, OAuthConfig,
+    AgentEntry, AgentHttpConfig, AgentsConfig, AutoRollback, CredentialConfig, HttpLimitsConfig, LimitsConfig,
+    OAuthConfig, RolloutConfig, Sticky,
 };
 pub use budget::{BudgetConfig, BudgetWindow};
 pub use providers::{HeaderValueConfig, ModelConfig, PriceConfig, ProviderConfig};
@@ -677,6 +678,18 @@ impl Config {
                 if entry.model.as_deref().is_none_or(|m| m.trim().is_empty()) {
                     let message = "an agent with a provider needs a `model`".to_string();
                     return Err(value_error(&format!("agents.entries.{id}.model"), message));
+                }
+            }
+            if let Some(rollout) = &entry.rollout {
+                let key = format!("agents.entries.{id}.rollout");
+                if rollout.plugin.trim().is_empty() {
+                    return Err(value_error(&format!("{key}.plugin"), "must not be empty".into()));
+                }
+                if rollout.weight > 100 {
+                    return Err(value_error(&format!("{key}.weight"), format!("{} is over 100", rollout.weight)));
+                }
+                if let Some(Err((field, message))) = rollout.auto_rollback.map(|a| a.check()) {
+                    return Err(value_error(&format!("{key}.autoRollback.{field}"), message));
                 }
             }
         }

@@ -114,6 +114,9 @@ pub const POSTGRES: &[&str] = &[
         reserved_picos BIGINT NOT NULL DEFAULT 0,
         PRIMARY KEY (budget, window_start)
      );",
+    // 9: an agent's rollout (`registry::RolloutRecord` as JSON) lives in its
+    // record; a previous version's writes leave it as it is.
+    "ALTER TABLE agents ADD COLUMN rollout TEXT;",
 ];
 
 /// Advisory lock key (two-int form, so it cannot meet a lane's bigint key)

@@ -93,7 +93,7 @@ pub async fn remove(
 }
 
 /// A valid id the caller may use; another caller's agent is as unknown as a missing one.
-fn parse_id(caller: &Principal, raw: &str) -> Result<AgentId, ApiError> {
+pub(super) fn parse_id(caller: &Principal, raw: &str) -> Result<AgentId, ApiError> {
     let id = AgentId::parse(raw).ok_or_else(|| {
         ApiError::invalid_request(
             format!("{raw:?} is not a valid agent id ([a-z0-9][a-z0-9_-]{{0,63}})"),

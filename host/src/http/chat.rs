@@ -43,15 +43,20 @@ pub async fn completions(
         params: request.params()?,
     };
     let (handle, session_key) = start(&gw, caller, &headers, turn)?;
+    let version = super::rollout::version_value(&handle.agent);
     let completion = Completion::new(request.model.clone().unwrap_or_else(|| "openclaw".into()));
     let mut response = if request.streaming() {
         let encoder = ChunkEncoder::new(completion, request.include_usage());
         respond_streaming(&gw, handle, stream::DataLines(encoder)).await?
     } else {
-        let reply = handle.collect().await?;
-        Json(completion.whole(&reply)).into_response()
+        // A failed run names its version too: that is how a failing candidate is found.
+        match handle.collect().await {
+            Ok(reply) => Json(completion.whole(&reply)).into_response(),
+            Err(e) => ApiError::from(e).into_response(),
+        }
     };
     response.headers_mut().insert(SESSION_HEADER, session_key);
+    response.headers_mut().insert(super::rollout::VERSION_HEADER, version);
     Ok(response)
 }
 

@@ -35,13 +35,17 @@ pub async fn completions(
         params: request.params()?,
     };
     let (handle, session_key) = chat::start(&gw, caller, &headers, turn)?;
+    let version = super::rollout::version_value(&handle.agent);
     let completion = Completion::legacy(request.model.clone().unwrap_or_else(|| "openclaw".into()));
     let mut response = if request.streaming() {
         chat::respond_streaming(&gw, handle, stream::DataLines(request.encoder(completion))).await?
     } else {
-        let reply = handle.collect().await?;
-        Json(request.whole(&completion, &reply)).into_response()
+        match handle.collect().await {
+            Ok(reply) => Json(request.whole(&completion, &reply)).into_response(),
+            Err(e) => ApiError::from(e).into_response(),
+        }
     };
     response.headers_mut().insert(SESSION_HEADER, session_key);
+    response.headers_mut().insert(super::rollout::VERSION_HEADER, version);
     Ok(response)
 }

@@ -351,6 +351,9 @@ impl From<InstallError> for ApiError {
             InstallError::NotFound(_) => with(StatusCode::NOT_FOUND, "agent_not_found"),
             InstallError::NoPrevious(_) => with(StatusCode::CONFLICT, "no_previous_version"),
             InstallError::Source(_) => with(StatusCode::BAD_REQUEST, "invalid_source"),
+            InstallError::NoRollout(_) => with(StatusCode::NOT_FOUND, "rollout_not_found"),
+            InstallError::RolloutOver { .. } => with(StatusCode::CONFLICT, "rollout_not_running"),
+            InstallError::UnknownComponent(_) => with(StatusCode::NOT_FOUND, "component_not_found"),
             InstallError::Registry(crate::registry::RegistryError::Unavailable(_)) => Self {
                 retry_after: Some(5),
                 ..Self::new(

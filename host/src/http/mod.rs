@@ -12,6 +12,7 @@ mod models;
 pub mod openai;
 mod origin;
 mod responses;
+mod rollout;
 mod routes;
 mod sessions;
 mod stream;
@@ -125,9 +126,15 @@ async fn metrics(State(gw): State<Arc<Gateway>>, principal: Option<axum::Extensi
     let body = match principal {
         Some(axum::Extension(p)) if !p.may_use_every_agent() => {
             let may_use = |agent: &str| p.may_use_named(agent);
-            metrics.render_for(&gauges, &crate::metrics::View::restricted(&may_use, p.name()))
+            let mut body = metrics.render_for(&gauges, &crate::metrics::View::restricted(&may_use, p.name()));
+            gw.agents.rollouts().render(&mut body, &may_use);
+            body
         }
-        _ => metrics.render(&gauges),
+        _ => {
+            let mut body = metrics.render(&gauges);
+            gw.agents.rollouts().render(&mut body, &|_| true);
+            body
+        }
     };
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

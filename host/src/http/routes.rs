@@ -14,7 +14,7 @@ use axum::response::Response;
 use axum::routing::{MethodRouter, delete, get, post, put};
 
 use super::error::ApiError;
-use super::{admin, chat, completions, conversations, health, models, responses, sessions, ui, usage};
+use super::{admin, chat, completions, conversations, health, models, responses, rollout, sessions, ui, usage};
 use crate::auth::{Principal, Scope};
 use crate::config::MetricsAccess;
 use crate::gateway::Gateway;
@@ -62,6 +62,16 @@ fn table(gw: &Gateway) -> Vec<Route> {
         row("/admin/agents/{id}", Method::PUT, Needs(Admin), put(admin::install).layer(DefaultBodyLimit::disable())),
         row("/admin/agents/{id}", Method::DELETE, Needs(Admin), delete(admin::remove)),
         row("/admin/agents/{id}/rollback", Method::POST, Needs(Admin), post(admin::rollback)),
+        row("/admin/agents/{id}/rollout", Method::GET, Needs(Read), get(rollout::show)),
+        // A candidate's component comes base64 in the JSON: the component limit applies.
+        row(
+            "/admin/agents/{id}/rollout",
+            Method::PUT,
+            Needs(Admin),
+            put(rollout::start).layer(DefaultBodyLimit::disable()),
+        ),
+        row("/admin/agents/{id}/rollout", Method::DELETE, Needs(Admin), delete(rollout::end)),
+        row("/admin/agents/{id}/rollout/promote", Method::POST, Needs(Admin), post(rollout::promote)),
     ];
     let config = &gw.config.gateway;
     if config.metrics.enabled {

@@ -6,6 +6,7 @@
 
 mod files;
 mod postgres;
+mod rollout;
 mod sqlite;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 pub use postgres::PostgresRegistry;
+pub use rollout::{RolloutEnd, RolloutRecord, RolloutState};
 pub use sqlite::SqliteRegistry;
 
 use crate::config::Config;
@@ -27,7 +29,7 @@ pub fn open(config: &Config, db: Option<&Arc<crate::db::Postgres>>) -> Result<Ar
 }
 
 /// A component and where it came from (`AgentSource` as text).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredVersion {
     /// sha256 of the bytes, hex.
     pub digest: String,
@@ -36,7 +38,7 @@ pub struct StoredVersion {
 
 /// One agent id's durable state. `current: None` is a removal, kept so it
 /// outlives a restart.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     pub id: String,
     pub current: Option<StoredVersion>,
@@ -45,6 +47,8 @@ pub struct Record {
     pub updated_at: u64,
     /// Grows with every change of any id; newer wins.
     pub revision: u64,
+    /// A candidate beside `current`, running or ended.
+    pub rollout: Option<RolloutRecord>,
 }
 
 /// A change another instance made (cluster mode).
@@ -91,26 +95,32 @@ pub trait RegistryStore: Send + Sync {
     fn origins(&self, prefix: &str) -> RegistryFuture<Vec<(String, String)>>;
     /// Record (or with `None` forget) what `origin` installed.
     fn set_origin(&self, origin: &str, fingerprint: Option<&str>) -> RegistryFuture<()>;
+    /// Start `rollout` beside `id`'s current version (replacing any rollout);
+    /// `None` when nothing serves `id`.
+    fn start_rollout(&self, id: &str, rollout: RolloutRecord) -> RegistryFuture<Option<Record>>;
+    /// End `id`'s rollout (only the one named `only`, if given); `None` when
+    /// there is no such rollout, or `end` needs it running and it is not.
+    fn end_rollout(&self, id: &str, only: Option<&str>, end: RolloutEnd) -> RegistryFuture<Option<Record>>;
     /// Changes made by other instances; `None` when this is the only one.
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
         None
     }
 }
 
-/// Current and previous after installing `version` over `old`: the old
-/// current becomes the rollback target, unless it is the very same version
-/// (a re-upload, or instances starting at once with the same config), which
-/// keeps the rollback target pointing at something else.
-fn installed_over(
-    old: Option<&Record>,
-    version: StoredVersion,
-) -> Option<(Option<StoredVersion>, Option<StoredVersion>)> {
+/// An id's record after installing `version` over `old`: the old current
+/// becomes the rollback target, unless it is the very same version (a
+/// re-upload, or instances starting at once with the same config), which
+/// keeps the rollback target pointing at something else and any rollout
+/// going. A new version ends a rollout: it was measured against the old one.
+fn installed_over(old: Option<&Record>, version: StoredVersion) -> Option<rollout::Versions> {
     let old_current = old.and_then(|r| r.current.clone());
+    let same = old_current.as_ref().is_some_and(|c| c.digest == version.digest);
     let previous = match old_current {
-        Some(current) if current.digest == version.digest => old.and_then(|r| r.previous.clone()),
+        Some(_) if same => old.and_then(|r| r.previous.clone()),
         current => current,
     };
-    Some((Some(version), previous))
+    let rollout = old.and_then(|r| r.rollout.clone()).filter(|_| same);
+    Some(rollout::Versions { current: Some(version), previous, rollout })
 }
 
 /// sha256 of `bytes`, hex.
@@ -119,6 +129,6 @@ pub fn digest(bytes: &[u8]) -> String {
 }
 
 /// Milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

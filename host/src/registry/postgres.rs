@@ -7,7 +7,10 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 use tokio_postgres::Row;
 
-use super::{Change, Record, RegistryError, RegistryFuture, RegistryStore, StoredVersion, now_ms};
+use super::rollout::{self, Versions};
+use super::{
+    Change, Record, RegistryError, RegistryFuture, RegistryStore, RolloutEnd, RolloutRecord, StoredVersion, now_ms,
+};
 use crate::db::{DbError, Notice, Postgres};
 
 /// The channel agent changes are announced on.
@@ -74,7 +77,7 @@ impl PostgresRegistry {
         &self,
         id: &str,
         action: &'static str,
-        change: impl FnOnce(Option<&Record>) -> Option<(Option<StoredVersion>, Option<StoredVersion>)> + Send + 'static,
+        change: impl FnOnce(Option<&Record>) -> Option<Versions> + Send + 'static,
     ) -> RegistryFuture<Option<Record>> {
         let (db, id, instance) = (self.db.clone(), id.to_string(), self.instance.clone());
         Box::pin(async move {
@@ -83,14 +86,14 @@ impl PostgresRegistry {
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&crate::db::key_hash(&format!("agent:{id}"))]).await?;
             let old = tx.query_opt(&format!("SELECT {COLUMNS} FROM agents WHERE id = $1"), &[&id]).await?;
             let old = old.as_ref().map(read_record);
-            let Some((current, previous)) = change(old.as_ref()) else { return Ok(None) };
+            let Some(Versions { current, previous, rollout }) = change(old.as_ref()) else { return Ok(None) };
             let revision: i64 = tx.query_one("SELECT nextval('agent_revisions')", &[]).await?.get(0);
             let updated_at = now_ms();
             tx.execute(
-                "INSERT INTO agents (id, current_digest, current_source, previous_digest, previous_source, updated_at, revision)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                "INSERT INTO agents (id, current_digest, current_source, previous_digest, previous_source, updated_at, revision, rollout)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT (id) DO UPDATE SET current_digest = $2, current_source = $3, previous_digest = $4,
-                   previous_source = $5, updated_at = $6, revision = $7",
+                   previous_source = $5, updated_at = $6, revision = $7, rollout = $8",
                 &[
                     &id,
                     &current.as_ref().map(|v| &v.digest),
@@ -99,13 +102,14 @@ impl PostgresRegistry {
                     &previous.as_ref().map(|v| &v.source),
                     &(updated_at as i64),
                     &revision,
+                    &rollout::to_text(rollout.as_ref()),
                 ],
             )
             .await?;
             let payload = serde_json::json!({"id": id, "revision": revision, "action": action, "instance": instance});
             tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload.to_string()]).await?;
             tx.commit().await?;
-            Ok(Some(Record { id, current, previous, updated_at, revision: revision as u64 }))
+            Ok(Some(Record { id, current, previous, updated_at, revision: revision as u64, rollout }))
         })
     }
 }
@@ -123,18 +127,21 @@ fn parse(payload: &str, me: &str) -> Option<Change> {
     })
 }
 
-const COLUMNS: &str = "id, current_digest, current_source, previous_digest, previous_source, updated_at, revision";
+const COLUMNS: &str =
+    "id, current_digest, current_source, previous_digest, previous_source, updated_at, revision, rollout";
 
 fn read_record(row: &Row) -> Record {
     let version = |digest: Option<String>, source: Option<String>| {
         digest.map(|digest| StoredVersion { digest, source: source.unwrap_or_default() })
     };
+    let id: String = row.get(0);
     Record {
-        id: row.get(0),
         current: version(row.get(1), row.get(2)),
         previous: version(row.get(3), row.get(4)),
         updated_at: row.get::<_, i64>(5) as u64,
         revision: row.get::<_, i64>(6) as u64,
+        rollout: rollout::from_text(&id, row.get(7)),
+        id,
     }
 }
 
@@ -186,12 +193,14 @@ impl RegistryStore for PostgresRegistry {
     fn rollback(&self, id: &str) -> RegistryFuture<Option<Record>> {
         self.write(id, "rolled-back", |old| {
             let old = old?;
-            Some((Some(old.previous.clone()?), Some(old.current.clone()?)))
+            Some(Versions { current: Some(old.previous.clone()?), previous: Some(old.current.clone()?), rollout: None })
         })
     }
 
     fn remove(&self, id: &str) -> RegistryFuture<Option<Record>> {
-        self.write(id, "removed", |old| old.and_then(|r| r.current.as_ref()).map(|_| (None, None)))
+        self.write(id, "removed", |old| {
+            old.and_then(|r| r.current.as_ref()).map(|_| Versions { current: None, previous: None, rollout: None })
+        })
     }
 
     fn records(&self) -> RegistryFuture<Vec<Record>> {
@@ -228,6 +237,15 @@ impl RegistryStore for PostgresRegistry {
                 .await?;
             Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
         })
+    }
+
+    fn start_rollout(&self, id: &str, started: RolloutRecord) -> RegistryFuture<Option<Record>> {
+        self.write(id, "rollout-started", |old| rollout::started(old, started))
+    }
+
+    fn end_rollout(&self, id: &str, only: Option<&str>, end: RolloutEnd) -> RegistryFuture<Option<Record>> {
+        let only = only.map(str::to_string);
+        self.write(id, end.action(), move |old| rollout::ended(old, only.as_deref(), end))
     }
 
     fn set_origin(&self, origin: &str, fingerprint: Option<&str>) -> RegistryFuture<()> {

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::files::Blobs;
-use super::{Record, RegistryError, RegistryFuture, RegistryStore, StoredVersion, now_ms};
+use super::rollout::{self, Versions};
+use super::{Record, RegistryError, RegistryFuture, RegistryStore, RolloutEnd, RolloutRecord, StoredVersion, now_ms};
 
 /// SQLite-backed [`RegistryStore`].
 pub struct SqliteRegistry {
@@ -42,18 +43,21 @@ impl SqliteRegistry {
     }
 }
 
-const COLUMNS: &str = "id, current_digest, current_source, previous_digest, previous_source, updated_at, revision";
+const COLUMNS: &str =
+    "id, current_digest, current_source, previous_digest, previous_source, updated_at, revision, rollout";
 
 fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     let version = |digest: Option<String>, source: Option<String>| {
         digest.map(|digest| StoredVersion { digest, source: source.unwrap_or_default() })
     };
+    let id: String = row.get(0)?;
     Ok(Record {
-        id: row.get(0)?,
         current: version(row.get(1)?, row.get(2)?),
         previous: version(row.get(3)?, row.get(4)?),
         updated_at: row.get::<_, i64>(5)? as u64,
         revision: row.get::<_, i64>(6)? as u64,
+        rollout: rollout::from_text(&id, row.get(7)?),
+        id,
     })
 }
 
@@ -65,17 +69,17 @@ fn record(conn: &Connection, id: &str) -> rusqlite::Result<Option<Record>> {
 fn write(
     conn: &mut Connection,
     id: &str,
-    change: impl FnOnce(Option<&Record>) -> Option<(Option<StoredVersion>, Option<StoredVersion>)>,
+    change: impl FnOnce(Option<&Record>) -> Option<Versions>,
 ) -> rusqlite::Result<Option<Record>> {
     let tx = conn.transaction()?;
-    let Some((current, previous)) = change(record(&tx, id)?.as_ref()) else { return Ok(None) };
+    let Some(Versions { current, previous, rollout }) = change(record(&tx, id)?.as_ref()) else { return Ok(None) };
     let revision: i64 = tx.query_row("SELECT COALESCE(MAX(revision), 0) + 1 FROM agents", [], |r| r.get(0))?;
     let updated_at = now_ms();
     tx.execute(
-        "INSERT INTO agents (id, current_digest, current_source, previous_digest, previous_source, updated_at, revision)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO agents (id, current_digest, current_source, previous_digest, previous_source, updated_at, revision, rollout)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (id) DO UPDATE SET current_digest = ?2, current_source = ?3, previous_digest = ?4,
-           previous_source = ?5, updated_at = ?6, revision = ?7",
+           previous_source = ?5, updated_at = ?6, revision = ?7, rollout = ?8",
         params![
             id,
             current.as_ref().map(|v| &v.digest),
@@ -83,11 +87,12 @@ fn write(
             previous.as_ref().map(|v| &v.digest),
             previous.as_ref().map(|v| &v.source),
             updated_at as i64,
-            revision
+            revision,
+            rollout::to_text(rollout.as_ref()),
         ],
     )?;
     tx.commit()?;
-    Ok(Some(Record { id: id.to_string(), current, previous, updated_at, revision: revision as u64 }))
+    Ok(Some(Record { id: id.to_string(), current, previous, updated_at, revision: revision as u64, rollout }))
 }
 
 impl RegistryStore for SqliteRegistry {
@@ -120,14 +125,22 @@ impl RegistryStore for SqliteRegistry {
         self.blocking(move |conn| {
             write(conn, &id, |old| {
                 let old = old?;
-                Some((Some(old.previous.clone()?), Some(old.current.clone()?)))
+                Some(Versions {
+                    current: Some(old.previous.clone()?),
+                    previous: Some(old.current.clone()?),
+                    rollout: None,
+                })
             })
         })
     }
 
     fn remove(&self, id: &str) -> RegistryFuture<Option<Record>> {
         let id = id.to_string();
-        self.blocking(move |conn| write(conn, &id, |old| old.and_then(|r| r.current.as_ref()).map(|_| (None, None))))
+        self.blocking(move |conn| {
+            write(conn, &id, |old| {
+                old.and_then(|r| r.current.as_ref()).map(|_| Versions { current: None, previous: None, rollout: None })
+            })
+        })
     }
 
     fn records(&self) -> RegistryFuture<Vec<Record>> {
@@ -157,6 +170,16 @@ impl RegistryStore for SqliteRegistry {
                 stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect();
             Ok(rows?.into_iter().filter(|(o, _)| o.starts_with(&prefix)).collect())
         })
+    }
+
+    fn start_rollout(&self, id: &str, started: RolloutRecord) -> RegistryFuture<Option<Record>> {
+        let id = id.to_string();
+        self.blocking(move |conn| write(conn, &id, |old| rollout::started(old, started)))
+    }
+
+    fn end_rollout(&self, id: &str, only: Option<&str>, end: RolloutEnd) -> RegistryFuture<Option<Record>> {
+        let (id, only) = (id.to_string(), only.map(str::to_string));
+        self.blocking(move |conn| write(conn, &id, |old| rollout::ended(old, only.as_deref(), end)))
     }
 
     fn set_origin(&self, origin: &str, fingerprint: Option<&str>) -> RegistryFuture<()> {
@@ -216,5 +239,46 @@ mod tests {
         assert_eq!(store.origins("entry:").await.unwrap().len(), 1);
         store.set_origin("entry:main", None).await.unwrap();
         assert!(store.origin("entry:main").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_rollout_is_kept_with_its_record_and_ended_by_an_install_of_another_version() {
+        use crate::registry::{RolloutEnd, RolloutRecord, RolloutState};
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("gateway.sqlite");
+        crate::sessions::SqliteStore::open(&db, 10).unwrap();
+        let open = || SqliteRegistry::open(&db, dir.path().join("components")).unwrap();
+        let store = open();
+        let rollout = RolloutRecord {
+            id: "r1".into(),
+            candidate: version("b", "admin-api"),
+            weight: 30,
+            sticky: crate::config::Sticky::Session,
+            auto_rollback: Some(crate::config::AutoRollback {
+                min_runs: 5,
+                max_error_rate: Some(0.1),
+                max_p95_ratio: None,
+            }),
+            state: RolloutState::Running,
+            reason: None,
+            source: "admin-api".into(),
+            started_at: 7,
+        };
+        assert!(store.start_rollout("main", rollout.clone()).await.unwrap().is_none(), "nothing serves main yet");
+        let a = store.install("main", version("a", "admin-api")).await.unwrap();
+        let started = store.start_rollout("main", rollout.clone()).await.unwrap().unwrap();
+        assert!(started.revision > a.revision);
+        drop(store);
+
+        let store = open();
+        assert_eq!(store.record("main").await.unwrap().unwrap().rollout, Some(rollout.clone()));
+        let back = store.end_rollout("main", Some("r1"), RolloutEnd::RollBack("slow".into())).await.unwrap().unwrap();
+        assert_eq!(back.rollout.as_ref().map(|r| r.state), Some(RolloutState::RolledBack));
+        assert_eq!(back.current.as_ref().unwrap().digest, "a");
+        // Reinstalling the version serving keeps the rollout; another version ends it.
+        let same = store.install("main", version("a", "admin-api")).await.unwrap();
+        assert!(same.rollout.is_some());
+        let other = store.install("main", version("c", "admin-api")).await.unwrap();
+        assert!(other.rollout.is_none());
     }
 }

@@ -32,6 +32,12 @@ pub enum InstallError {
     NoPrevious(String),
     #[error("{0}")]
     Source(String),
+    #[error("agent {0:?} has no rollout")]
+    NoRollout(String),
+    #[error("the rollout of agent {id:?} is {state}; start a new one (PUT /admin/agents/{id}/rollout)")]
+    RolloutOver { id: String, state: &'static str },
+    #[error("no component with digest {0} is kept in the registry; send the component instead")]
+    UnknownComponent(String),
     /// The durable registry could not keep the change, so nothing changed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -41,7 +47,8 @@ pub enum InstallError {
 #[derive(Debug, Clone)]
 pub struct AgentsChanged {
     pub id: String,
-    /// `installed`, `rolled-back` or `removed`.
+    /// `installed`, `rolled-back`, `removed`, or for a canary `rollout-started`,
+    /// `rollout-promoted`, `rollout-rolled-back`, `rollout-ended`.
     pub action: &'static str,
     /// Digest now serving, if any.
     pub digest: Option<String>,
@@ -144,15 +151,47 @@ impl Agents {
                 Some(AgentSlot { current, previous })
             }
         };
+        let rollout = self.live_rollout(&id, record, slot.as_ref(), fresh).await;
         if self.registry.apply(&id, slot, record.revision) {
+            self.rollouts.apply(&id, rollout, record.revision);
             self.announce(&id, action, self.registry.get(&id).as_ref());
         }
         self.registry.get(&id)
     }
 
+    /// `record`'s rollout beside `slot`, its candidate loaded; counts carry
+    /// over from the rollout shown now when it is the same one.
+    async fn live_rollout(
+        &self,
+        id: &AgentId,
+        record: &Record,
+        slot: Option<&AgentSlot>,
+        fresh: Option<&Arc<AgentVersion>>,
+    ) -> Option<Arc<crate::rollout::LiveRollout>> {
+        let rollout = record.rollout.as_ref()?;
+        // Once promoted, the candidate is current: the stable it was measured against is the previous.
+        let stable = match rollout.state {
+            crate::registry::RolloutState::Promoted => record.previous.as_ref()?.digest.clone(),
+            _ => slot?.current.digest.clone(),
+        };
+        let candidate = self
+            .version_of(id, &rollout.candidate, fresh)
+            .await
+            .inspect_err(|e| tracing::error!(agent = %id, digest = %rollout.candidate.digest, error = %e, "rollout candidate cannot be loaded; stable serves all traffic"))
+            .ok()?;
+        let before = self.rollouts.get(id);
+        Some(Arc::new(crate::rollout::LiveRollout::new(
+            id.clone(),
+            rollout.clone(),
+            stable,
+            candidate,
+            before.as_deref(),
+        )))
+    }
+
     /// The loaded version for `stored`: `fresh`, one already serving, or
     /// loaded from the registry's bytes.
-    async fn version_of(
+    pub(super) async fn version_of(
         &self,
         id: &AgentId,
         stored: &StoredVersion,
@@ -161,7 +200,7 @@ impl Agents {
         if let Some(v) = fresh.filter(|v| v.digest == stored.digest) {
             return Ok(v.clone());
         }
-        if let Some(v) = self.registry.find(id, &stored.digest) {
+        if let Some(v) = self.registry.find(id, &stored.digest).or_else(|| self.rollouts.find(id, &stored.digest)) {
             return Ok(v);
         }
         let bytes = self.store.component(&stored.digest).await?.ok_or_else(|| {
@@ -221,13 +260,14 @@ impl Agents {
         if !force && known && self.store.origin(&origin).await?.as_deref() == Some(fingerprint.as_str()) {
             return Ok(false);
         }
-        self.install(agent_id, bytes, source).await?;
+        self.install(agent_id.clone(), bytes, source).await?;
+        self.apply_entry_rollout(config, &agent_id, entry.rollout.as_ref()).await?;
         self.store.set_origin(&origin, Some(&fingerprint)).await?;
         Ok(true)
     }
 
     /// The settings of agent `id`: its entry's, else the defaults.
-    fn settings_for(&self, id: &AgentId) -> Result<AgentSettings, InstallError> {
+    pub(super) fn settings_for(&self, id: &AgentId) -> Result<AgentSettings, InstallError> {
         match self.entries.load().get(id.as_str()) {
             Some(entry) => self.entry_settings(id.as_str(), entry),
             None => Ok(AgentSettings { limits: run_limits(&self.default_limits), ..AgentSettings::default() }),

@@ -5,6 +5,7 @@ mod board;
 mod budget;
 mod install;
 mod ledger;
+mod rollout;
 mod settle;
 mod watch;
 
@@ -25,6 +26,7 @@ use settle::{BudgetCheck, Outcome, Settle};
 
 pub use board::{Claim, Finished, IdempotencyScope, ParamsDigest, Reservation, RunBoard, RunEnd, RunResult, Tracking};
 pub use install::{AgentsChanged, InstallError, agent_id_of, component_digest, run_limits};
+pub use rollout::{Candidate, InvalidRollout, RolloutRequest, RolloutSpec};
 pub use watch::{Watcher, follow_registry, watch_agents_dir, watch_config};
 
 /// Events buffered between a run and its consumer; beyond this the guest waits.
@@ -89,6 +91,11 @@ pub struct Agents {
     ledger: ledger::LedgerWriter,
     /// The tokens' budgets and how runs reserve on them.
     budgets: Arc<budget::Budgets>,
+    /// Canary rollouts as they serve here.
+    rollouts: crate::rollout::Rollouts,
+    /// Rollbacks runs decide, acted on by `rollout::watch_trips`.
+    trips: mpsc::UnboundedSender<crate::rollout::Trip>,
+    trips_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<crate::rollout::Trip>>>,
 }
 
 impl Agents {
@@ -110,6 +117,8 @@ impl Agents {
         let metrics: Arc<crate::metrics::Metrics> = Default::default();
         let runtime = Runtime::new(&engine, Some(config.state_dir().join("cache")))?.with_metrics(metrics.clone());
         let default_agent = AgentId::parse(&config.agents.default).context("default agent validated by config")?;
+        // Unbounded, yet at most one trip per rollout is ever sent.
+        let (trips, trips_rx) = mpsc::unbounded_channel();
         let agents = Self {
             runtime,
             registry: AgentRegistry::default(),
@@ -134,6 +143,9 @@ impl Agents {
             database,
             ledger: ledger::LedgerWriter::spawn(sessions.clone()),
             budgets: Arc::new(budget::Budgets::from_config(config)),
+            rollouts: Default::default(),
+            trips,
+            trips_rx: std::sync::Mutex::new(Some(trips_rx)),
         };
         // What served before the restart serves again; then config entries
         // that changed since they last installed take over their ids.
@@ -192,6 +204,11 @@ impl Agents {
     /// The live registry.
     pub fn registry(&self) -> &AgentRegistry {
         &self.registry
+    }
+
+    /// Canary rollouts as they serve on this instance.
+    pub fn rollouts(&self) -> &crate::rollout::Rollouts {
+        &self.rollouts
     }
 
     /// The agents `caller` may see and use, sorted by id.
@@ -261,10 +278,13 @@ impl Agents {
     /// Start a run. Fails at once for an unknown agent; everything else is
     /// reported through the handle.
     pub fn start(&self, input: RunInput) -> Result<RunHandle, RunError> {
-        let agent = Some(&input.agent)
+        let stable = Some(&input.agent)
             .filter(|id| input.caller.may_use(id))
             .and_then(|id| self.registry.get(id))
             .ok_or_else(|| RunError::UnknownAgent(input.agent.to_string()))?;
+        let run_id = uuid::Uuid::new_v4().to_string();
+        // The one place a run meets a rollout's candidate instead of the current version.
+        let crate::rollout::Routed { version: agent, tally } = self.rollouts.route(stable, &input.session.key, &run_id);
         if let Some(model) = &input.model {
             agent.check_run_model(model).map_err(RunError::InvalidRequest)?;
         }
@@ -277,7 +297,6 @@ impl Agents {
             tracing::warn!(agent = %agent.id, limit = agent.limits().max_concurrent, "run refused: agent at limits.maxConcurrentRuns");
             return Err(RunError::NoCapacity);
         };
-        let run_id = uuid::Uuid::new_v4().to_string();
         // Begun here, synchronously, so runs on one key keep their arrival order.
         let begin = input
             .session
@@ -323,6 +342,7 @@ impl Agents {
             store: self.sessions.clone(),
         };
         let (log_run_id, log_agent, metrics) = (run_id.clone(), agent.id.clone(), self.metrics.clone());
+        let (version, trips) = (agent.digest.clone(), self.trips.clone());
         // The run logs under the caller's span (e.g. the HTTP request id).
         let task = tokio::spawn(tracing::Instrument::instrument(
             async move {
@@ -332,11 +352,15 @@ impl Agents {
                 let result = job.run(request, events_tx).await;
                 settle.finish().await;
                 outcome.record(result.as_ref().err().map(RunError::kind));
+                if let Some(trip) = tally.and_then(|t| t.record(started.elapsed(), result.as_ref().map(|_| ()))) {
+                    let _ = trips.send(trip);
+                }
                 let (run_id, agent, ms) = (log_run_id, log_agent, started.elapsed().as_secs_f64() * 1000.0);
+                let version = &version[..12];
                 match &result {
-                    Ok(()) => tracing::debug!(run_id, %agent, ms, "run finished"),
-                    Err(RunError::Cancelled) => tracing::info!(run_id, %agent, ms, "run cancelled"),
-                    Err(e) => tracing::warn!(run_id, %agent, ms, error = %e, "run failed"),
+                    Ok(()) => tracing::debug!(run_id, %agent, version, ms, "run finished"),
+                    Err(RunError::Cancelled) => tracing::info!(run_id, %agent, version, ms, "run cancelled"),
+                    Err(e) => tracing::warn!(run_id, %agent, version, ms, error = %e, "run failed"),
                 }
                 result
             },
@@ -422,7 +446,17 @@ impl From<StoreError> for RunError {
 
 /// The `&'static` name of an action another instance reported.
 fn action_name(action: &str) -> Option<&'static str> {
-    ["installed", "rolled-back", "removed"].into_iter().find(|a| *a == action)
+    [
+        "installed",
+        "rolled-back",
+        "removed",
+        "rollout-started",
+        "rollout-promoted",
+        "rollout-rolled-back",
+        "rollout-ended",
+    ]
+    .into_iter()
+    .find(|a| *a == action)
 }
 
 /// The messages a client adds in this turn: everything after the last

@@ -237,8 +237,10 @@ fn watched_dirs(config: &Config) -> BTreeSet<PathBuf> {
     config.source.iter().map(|p| parent(p)).chain(referenced_files(config).iter().map(|p| parent(p))).collect()
 }
 
-/// Follow the other instances' changes (cluster mode); a no-op on one machine.
+/// Act on the rollbacks this instance's runs decide, and follow the other
+/// instances' changes (cluster mode; nothing to follow on one machine).
 pub fn follow_registry(agents: &Arc<Agents>) {
+    super::rollout::watch_trips(agents);
     let Some(mut changes) = agents.store.changes() else { return };
     let weak = Arc::downgrade(agents);
     tokio::spawn(async move {

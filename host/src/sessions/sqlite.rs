@@ -77,6 +77,8 @@ const MIGRATIONS: &[&str] = &[
     super::devices::SQLITE_MIGRATION,
     // 8: the usage ledger (`sessions/usage.rs`).
     super::usage::SQLITE_MIGRATION,
+    // 9: an agent's rollout (`registry::RolloutRecord` as JSON) lives in its record.
+    "ALTER TABLE agents ADD COLUMN rollout TEXT;",
 ];
 
 /// SQLite-backed [`SessionStore`].

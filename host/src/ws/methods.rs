@@ -76,6 +76,10 @@ pub const METHODS: &[Method] = &[
     method!("agents.install", Admin, agents_install; counted),
     method!("agents.rollback", Admin, agents_rollback; counted),
     method!("agents.remove", Admin, agents_remove; counted),
+    method!("agents.rollout", Admin, agents_rollout; counted),
+    method!("agents.rollout.get", Read, agents_rollout_get),
+    method!("agents.rollout.promote", Admin, agents_rollout_promote; counted),
+    method!("agents.rollout.end", Admin, agents_rollout_end; counted),
     method!("metrics.recent", Read, metrics_recent),
     // OpenClaw's Control UI (ws/openclaw.rs), with data wasmclaw has.
     method!("chat.startup", Read, openclaw::chat_startup),
@@ -429,6 +433,37 @@ async fn agents_remove(call: Call) -> Answer {
     let id = agent_param(&call.principal, &call.params)?;
     let removed = call.gw.agents.remove(&id).await.map_err(install_error)?;
     Ok(Some(json!({"id": removed.id.to_string(), "removed": true})))
+}
+
+/// `agents.rollout`: the admin API's `PUT …/rollout` body beside `agentId`.
+async fn agents_rollout(call: Call) -> Answer {
+    let id = agent_param(&call.principal, &call.params)?;
+    let mut body = call.params.clone();
+    body.as_object_mut().map(|o| (o.remove("agentId"), o.remove("id")));
+    let request: crate::runs::RolloutRequest =
+        serde_json::from_value(body).map_err(|e| WsError::invalid(format!("invalid rollout: {e}")))?;
+    let (candidate, spec) = request.check().map_err(|e| WsError::invalid(format!("{}: {}", e.param, e.message)))?;
+    let rollout = call.gw.agents.start_rollout(&id, candidate, spec, AgentSource::WebSocket).await;
+    Ok(Some(rollout.map_err(install_error)?.summary()))
+}
+
+async fn agents_rollout_get(call: Call) -> Answer {
+    let id = agent_param(&call.principal, &call.params)?;
+    let rollout = call.gw.agents.rollouts().get(&id);
+    Ok(Some(rollout.ok_or_else(|| install_error(crate::runs::InstallError::NoRollout(id.to_string())))?.summary()))
+}
+
+async fn agents_rollout_promote(call: Call) -> Answer {
+    let id = agent_param(&call.principal, &call.params)?;
+    let rollout = call.gw.agents.end_rollout(&id, crate::registry::RolloutEnd::Promote).await.map_err(install_error)?;
+    let rollout = rollout.ok_or_else(|| install_error(crate::runs::InstallError::NoRollout(id.to_string())))?;
+    Ok(Some(rollout.summary()))
+}
+
+async fn agents_rollout_end(call: Call) -> Answer {
+    let id = agent_param(&call.principal, &call.params)?;
+    call.gw.agents.end_rollout(&id, crate::registry::RolloutEnd::Remove).await.map_err(install_error)?;
+    Ok(Some(json!({"agentId": id.to_string(), "ended": true})))
 }
 
 /// The `agentId` (or `id`) param; an agent the caller may not use is as unknown as a missing one.

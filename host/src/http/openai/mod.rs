@@ -7,6 +7,6 @@ mod response;
 mod text;
 
 pub use page::{PageQuery, Paging};
-pub use request::ChatRequest;
+pub use request::{ChatRequest, parse_json};
 pub use response::{ChunkEncoder, Completion};
 pub use text::TextRequest;

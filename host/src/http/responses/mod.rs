@@ -101,6 +101,7 @@ pub async fn create(
         model: header_text(&headers, MODEL_HEADER)?.map(str::to_string),
     };
     let mut handle = gw.agents.start(input)?;
+    let version = super::rollout::version_value(&handle.agent);
     let session_key = HeaderValue::from_str(&handle.session.key).map_err(|e| ApiError::internal(e.to_string()))?;
     let model = request.model.clone().unwrap_or_else(|| "openclaw".into());
     let mut echoed = echo(&request);
@@ -148,6 +149,7 @@ pub async fn create(
         Json(object).into_response()
     };
     response.headers_mut().insert(SESSION_HEADER, session_key);
+    response.headers_mut().insert(super::rollout::VERSION_HEADER, version);
     Ok(response)
 }
 
