@@ -14,6 +14,7 @@ pub mod registry;
 pub mod runs;
 pub mod runtime;
 pub mod sessions;
+pub mod telemetry;
 pub mod ws;
 
 /// The top-level modules depend on each other without cycles, so each can be

@@ -50,6 +50,7 @@ mod secrets;
 mod sessions;
 mod shutdown;
 mod tokens;
+mod traces;
 mod ui;
 mod ui_serving;
 mod worlds;

@@ -5,8 +5,8 @@ usage: server.py PORT SEEN_FILE [--json] [--versions V1,V2,...]
 
 `tools/list` answers one tool per page, so clients must follow `nextCursor`.
 
-Every HTTP request's method, Authorization, Mcp-Session-Id and
-MCP-Protocol-Version headers are appended to SEEN_FILE as a JSON line, so a
+Every HTTP request's method, Authorization, Mcp-Session-Id,
+MCP-Protocol-Version and traceparent headers are appended to SEEN_FILE as a JSON line, so a
 test can check what reached the server, with the JSON-RPC method of the body
 (`rpc`). `--json` answers with application/json instead of an SSE stream.
 
@@ -123,6 +123,7 @@ async def recording(scope, receive, send):
         "authorization": headers.get("authorization"),
         "session": headers.get("mcp-session-id"),
         "version": headers.get("mcp-protocol-version"),
+        "traceparent": headers.get("traceparent"),
     }
     with open(seen_file, "a", encoding="utf-8") as f:
         f.write(json.dumps(line) + "\n")

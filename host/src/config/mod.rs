@@ -4,6 +4,7 @@
 mod agents;
 mod providers;
 mod secret;
+mod telemetry;
 mod tokens;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ pub use agents::{
 };
 pub use providers::{HeaderValueConfig, ProviderConfig};
 pub use secret::Secret;
+pub use telemetry::{OtlpConfig, TelemetryConfig};
 pub use tokens::{TokenConfig, TokenRateLimit};
 
 /// Port the gateway listens on when nothing else is said (OpenClaw's).
@@ -37,6 +39,9 @@ pub struct Config {
     /// Model providers agents may call, by name.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// Traces over OTLP (off unless an endpoint is set).
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// Folder of the file the config came from; relative plugin paths resolve against it.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,

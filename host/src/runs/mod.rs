@@ -18,6 +18,7 @@ use crate::providers::Providers;
 use crate::registry::RegistryStore;
 use crate::runtime::{AgentRegistry, AgentVersion, EngineLimits, RunError, Runtime};
 use crate::sessions::{Access, SessionKey, SessionStore, StoreError, StoreFuture, Turn, access};
+use crate::telemetry;
 
 pub use board::{Claim, Finished, IdempotencyScope, ParamsDigest, Reservation, RunBoard, RunEnd, RunResult, Tracking};
 pub use install::{AgentsChanged, InstallError, agent_id_of, component_digest, run_limits};
@@ -281,13 +282,18 @@ impl Agents {
         let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
         let job = Job { agent: agent.clone(), caller: input.caller, begin, turn };
         let (log_run_id, log_agent, metrics) = (run_id.clone(), agent.id.clone(), self.metrics.clone());
+        // The trace's `invoke_agent` span (none while tracing is off), a child of the door's.
+        let trace = telemetry::invoke_agent(agent.id.as_str(), &agent.digest, &input.session.key, &run_id);
         // The run logs under the caller's span (e.g. the HTTP request id).
         let task = tokio::spawn(tracing::Instrument::instrument(
             async move {
                 let _slots = (global_slot, agent_slot);
                 let started = std::time::Instant::now();
                 let mut outcome = Outcome { metrics, agent: log_agent.clone(), started, recorded: false };
-                let result = job.run(request, events_tx).await;
+                let result = telemetry::in_run(trace.clone(), job.run(request, events_tx)).await;
+                if let Err(e) = &result {
+                    telemetry::failed(&trace, e.kind());
+                }
                 outcome.record(result.as_ref().err().map(RunError::kind));
                 let (run_id, agent, ms) = (log_run_id, log_agent, started.elapsed().as_secs_f64() * 1000.0);
                 match &result {

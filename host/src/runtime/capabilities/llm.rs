@@ -49,7 +49,7 @@ impl LlmCapability {
         if let (Some(route), Some(model)) = (route.as_mut(), model) {
             route.model = model;
         }
-        LlmState { agent: self.agent.clone(), route, failure: None, open: 0 }
+        LlmState { agent: self.agent.clone(), route, failure: None, open: 0, traces: Default::default() }
     }
 }
 
@@ -62,6 +62,8 @@ pub struct LlmState {
     failure: Option<ProviderError>,
     /// `completion` resources the agent holds now.
     open: usize,
+    /// The `chat` span of each completion held, by resource; empty while tracing is off.
+    traces: std::collections::HashMap<u32, crate::telemetry::ChatSpan>,
 }
 
 impl LlmState {
@@ -91,13 +93,22 @@ impl LlmState {
                 "at most {MAX_OPEN_COMPLETIONS} completions may be open at once; drop one first"
             ))));
         }
-        match route.provider.start(&model, &req.messages, &req.tools, &req.params).await {
+        let chat = crate::telemetry::ChatSpan::start(route.provider.name(), &model, &req.params, &req.messages);
+        let started = route.provider.start(&model, &req.messages, &req.tools, &req.params);
+        match tracing::Instrument::instrument(started, chat.span().clone()).await {
             Ok(stream) => {
                 self.failure = None;
                 self.open += 1;
-                Ok(Ok(table.push(stream)?))
+                let stream = table.push(stream)?;
+                if !chat.span().is_none() {
+                    self.traces.insert(stream.rep(), chat);
+                }
+                Ok(Ok(stream))
             }
-            Err(e) => Ok(Err(self.failed(e))),
+            Err(e) => {
+                chat.failed(e.kind());
+                Ok(Err(self.failed(e)))
+            }
         }
     }
 
@@ -110,7 +121,15 @@ impl LlmState {
     ) -> wasmtime::Result<Result<Option<T>, LlmFailure>> {
         loop {
             // An event the guest's world cannot carry is skipped, not an end.
-            match table.get_mut(this)?.next().await {
+            let next = table.get_mut(this)?.next().await;
+            if let Some(chat) = self.traces.get_mut(&this.rep()) {
+                match &next {
+                    Ok(Some(event)) => chat.observe(event),
+                    Ok(None) => drop(self.traces.remove(&this.rep())),
+                    Err(e) => chat.failed(e.kind()),
+                }
+            }
+            match next {
                 Ok(Some(event)) => match to_guest(event) {
                     Some(event) => return Ok(Ok(Some(event))),
                     None => continue,
@@ -123,6 +142,7 @@ impl LlmState {
 
     /// The guest dropped a completion: close the upstream request.
     pub fn close(&mut self, table: &mut ResourceTable, this: Resource<CompletionStream>) -> wasmtime::Result<()> {
+        self.traces.remove(&this.rep());
         table.delete(this)?;
         self.open -= 1;
         Ok(())
