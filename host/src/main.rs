@@ -41,6 +41,9 @@ async fn main() -> std::process::ExitCode {
             tracing_subscriber::registry().with(logs).with(t.layer()).init();
         }
     }
+    if let Some(tracing) = &tracing {
+        tracing.announce();
+    }
     let result = wasmclaw::cli::run(cli).await;
     if let Some(tracing) = tracing {
         tracing.shutdown().await;

@@ -18,6 +18,7 @@ use crate::support::*;
 /// The caller's trace, continued when the gateway trusts it.
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_ID: &str = "00f067aa0ba902b7";
+const OTLP_KEY: &str = "Bearer otlp-secret-93f1c";
 
 fn traceparent() -> String {
     format!("00-{TRACE_ID}-{PARENT_ID}-01")
@@ -156,8 +157,11 @@ async fn a_run_is_one_trace_continuing_the_callers_through_model_tool_and_mcp_ca
     let server = tokio::task::spawn_blocking(|| McpServer::start(false)).await.unwrap();
     let receiver = tokio::task::spawn_blocking(Receiver::start).await.unwrap();
     let mock = MockProvider::start();
-    let telemetry = format!(r#"telemetry: {{ otlp: {{ endpoint: "{}" }} }},"#, receiver.url());
-    let gw = gateway(&mock, &telemetry, &research(&server, true), &[]);
+    let telemetry = format!(
+        r#"telemetry: {{ otlp: {{ endpoint: "{}", headers: {{ authorization: {{ valueEnv: "OTLP_TEST_KEY" }} }} }} }},"#,
+        receiver.url()
+    );
+    let gw = gateway(&mock, &telemetry, &research(&server, true), &[("OTLP_TEST_KEY", OTLP_KEY)]);
     add_round(&gw, &mock, Some(&traceparent())).await;
     let spans = receiver.run_spans().await;
 
@@ -167,7 +171,11 @@ async fn a_run_is_one_trace_continuing_the_callers_through_model_tool_and_mcp_ca
         assert_eq!(span["path"], "/v1/traces");
         assert_eq!(span["contentType"], "application/x-protobuf");
         assert_eq!(span["resource"]["service.name"], "wasmclaw");
+        assert_eq!(span["authorization"], OTLP_KEY, "the configured header reaches the collector");
     }
+    let log = gw.log();
+    assert!(log.contains(&format!("collector={}", receiver.url())) && log.contains("traces: exporting"), "{log}");
+    assert!(!log.contains(OTLP_KEY), "a header value is a secret: {log}");
     let server_span = one(&spans, "POST /v1/chat/completions");
     assert_eq!(server_span["kind"], "SPAN_KIND_SERVER");
     assert_eq!(server_span["parentSpanId"], PARENT_ID, "the server span continues the caller's");
@@ -342,5 +350,5 @@ async fn nothing_is_traced_when_telemetry_is_off() {
     let seen = server.seen();
     assert!(!seen.is_empty());
     assert!(seen.iter().all(|l| l["traceparent"].is_null()), "propagateTrace has nothing to send: {seen:?}");
-    assert!(!gw.log().contains("opentelemetry"), "{}", gw.log());
+    assert!(!gw.log().contains("traces: exporting"), "{}", gw.log());
 }

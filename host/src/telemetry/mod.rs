@@ -53,6 +53,9 @@ pub fn enabled() -> bool {
 pub struct Tracing {
     provider: SdkTracerProvider,
     tracer: opentelemetry_sdk::trace::SdkTracer,
+    /// Where spans go, for the start-up log line: scheme and host only.
+    collector: String,
+    ratio: f64,
 }
 
 impl Tracing {
@@ -109,7 +112,8 @@ impl Tracing {
         let loopback = config.gateway.bind.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
         let trust_incoming = telemetry.trust_incoming_traceparent.unwrap_or(loopback);
         let _ = SETTINGS.set(Settings { capture_content: telemetry.capture_content, trust_incoming });
-        Ok(Some(Self { provider, tracer }))
+        let collector = origin(endpoint.or(from_env.as_deref()).unwrap_or_default());
+        Ok(Some(Self { provider, tracer, collector, ratio }))
     }
 
     /// The layer that exports the gateway's trace spans (and only those).
@@ -123,6 +127,15 @@ impl Tracing {
             .with_threads(false)
             .with_location(false)
             .with_filter(tracing_subscriber::filter::filter_fn(|meta| meta.target() == RUN_SPAN_TARGET))
+    }
+
+    /// Say where spans go (once the log is set up); never the headers.
+    pub fn announce(&self) {
+        tracing::info!(
+            collector = %self.collector,
+            sample_ratio = self.ratio,
+            "traces: exporting over OTLP/HTTP (telemetry.otlp.endpoint)"
+        );
     }
 
     /// The log filter's addition: trace spans are for the exporter, not the log.
@@ -141,6 +154,18 @@ impl Tracing {
     }
 }
 
+/// `scheme://host:port` of `url`, without credentials, path or query.
+fn origin(url: &str) -> String {
+    match url.parse::<http::Uri>() {
+        Ok(uri) => {
+            let authority = uri.authority().map_or("", |a| a.as_str());
+            let host = authority.rsplit('@').next().unwrap_or_default();
+            format!("{}://{host}", uri.scheme_str().unwrap_or("http"))
+        }
+        Err(_) => "(not a URL)".into(),
+    }
+}
+
 /// The traces URL of a base endpoint, as the OTLP exporters derive it from
 /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
 fn traces_url(endpoint: &str) -> String {
@@ -155,5 +180,13 @@ mod tests {
         assert_eq!(super::traces_url("http://127.0.0.1:4318"), "http://127.0.0.1:4318/v1/traces");
         assert_eq!(super::traces_url("http://c:4318/otlp/"), "http://c:4318/otlp/v1/traces");
         assert_eq!(super::traces_url("http://c:4318/v1/traces"), "http://c:4318/v1/traces");
+    }
+
+    #[test]
+    fn the_logged_collector_has_no_credentials_path_or_query() {
+        assert_eq!(
+            super::origin("https://user:pw@otlp.example.com:4318/v1/traces?key=k"),
+            "https://otlp.example.com:4318"
+        );
     }
 }
