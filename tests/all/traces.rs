@@ -352,3 +352,26 @@ async fn nothing_is_traced_when_telemetry_is_off() {
     assert!(seen.iter().all(|l| l["traceparent"].is_null()), "propagateTrace has nothing to send: {seen:?}");
     assert!(!gw.log().contains("traces: exporting"), "{}", gw.log());
 }
+
+#[tokio::test]
+async fn a_websocket_run_hangs_under_its_frames_server_span() {
+    let receiver = tokio::task::spawn_blocking(Receiver::start).await.unwrap();
+    let mock = MockProvider::start();
+    let telemetry = format!(r#"telemetry: {{ otlp: {{ endpoint: "{}" }} }},"#, receiver.url());
+    let gw = gateway(&mock, &telemetry, &agent("research", "", ""), &[]);
+    mock.push(Reply::text(&["Hello over WebSocket."]));
+    let mut c = Client::connect(&gw).await;
+    let key = "agent:research:ws-trace";
+    let started = c.call("chat.send", json!({"sessionKey": key, "message": "hi", "idempotencyKey": "w1"})).await;
+    assert_eq!(started["payload"]["status"], "started", "{started}");
+    let spans = receiver.run_spans().await;
+    let invoke = one(&spans, "invoke_agent research");
+    let server = spans.iter().find(|s| s["spanId"] == invoke["parentSpanId"]).unwrap();
+    assert_eq!(server["name"], "ws chat.send");
+    assert_eq!(server["kind"], "SPAN_KIND_SERVER");
+    assert_eq!(attr(server, "rpc.method"), "chat.send");
+    assert_eq!(server["traceId"], invoke["traceId"]);
+    assert_eq!(attr(invoke, "gen_ai.conversation.id"), key);
+    let chat = one(&spans, "chat mock-model");
+    assert_eq!(chat["parentSpanId"], invoke["spanId"]);
+}
