@@ -375,3 +375,20 @@ async fn a_websocket_run_hangs_under_its_frames_server_span() {
     let chat = one(&spans, "chat mock-model");
     assert_eq!(chat["parentSpanId"], invoke["spanId"]);
 }
+
+#[tokio::test]
+async fn a_sample_ratio_of_zero_exports_nothing_and_still_tells_the_provider() {
+    let receiver = tokio::task::spawn_blocking(Receiver::start).await.unwrap();
+    let mock = MockProvider::start();
+    let telemetry = format!(r#"telemetry: {{ otlp: {{ endpoint: "{}" }}, sampleRatio: 0 }},"#, receiver.url());
+    let gw = gateway(&mock, &telemetry, &agent("research", "", ""), &[]);
+    mock.push(Reply::text(&["Hello."]));
+    let res = gw.chat(ask("agent:research", "hi")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    // The provider still gets the trace, marked not sampled, so it need not record it either.
+    let sent = mock.requests()[0].headers.get("traceparent").unwrap().to_str().unwrap().to_string();
+    assert!(sent.starts_with("00-") && sent.ends_with("-00"), "{sent}");
+    // OTEL_BSP_SCHEDULE_DELAY is 100 ms here: a second is ten export rounds.
+    let until = Instant::now() + Duration::from_secs(1);
+    holds_until("nothing is exported", until, async || receiver.spans().is_empty()).await;
+}
