@@ -18,6 +18,7 @@ mod process;
 mod soak;
 mod streams;
 mod swap;
+mod tracing_cost;
 mod ws_idle;
 
 use std::path::PathBuf;
@@ -129,6 +130,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wanted("assistant") {
         results.insert("assistant".into(), assistant::run(args.rate, args.cell_seconds).await?);
+    }
+    if wanted("tracing") {
+        results.insert("tracing".into(), tracing_cost::run(args.cell_seconds, 3).await?);
     }
     if wanted("streams") {
         results.insert("streams".into(), streams::run(&args.streams).await?);

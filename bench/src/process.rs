@@ -14,20 +14,32 @@ pub struct ServerProcess {
     _state: tempfile::TempDir,
 }
 
+/// The release gateway binary, built first if needed (into `CARGO_TARGET_DIR`
+/// when the harness was built with one).
+fn release_binary() -> anyhow::Result<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "--release", "--quiet", "-p", "wasmclaw", "--bin", "wasmclaw"])
+        .status()?;
+    anyhow::ensure!(status.success(), "building the release wasmclaw binary failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    Ok(target.join("release/wasmclaw"))
+}
+
 impl ServerProcess {
-    /// The release `wasmclaw` binary with `config` (JSON5), built first if needed.
+    /// The release `wasmclaw` binary with `config` (JSON5), built first if
+    /// needed; or the binary `WASMCLAW_BENCH_BINARY` names, as it is.
     pub fn wasmclaw(config: &str) -> anyhow::Result<Self> {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(&root)
-            .args(["build", "--release", "--quiet", "-p", "wasmclaw", "--bin", "wasmclaw"])
-            .status()?;
-        anyhow::ensure!(status.success(), "building the release wasmclaw binary failed");
+        let binary = match std::env::var_os("WASMCLAW_BENCH_BINARY") {
+            Some(binary) => PathBuf::from(binary),
+            None => release_binary()?,
+        };
         let state = tempfile::tempdir()?;
         let path = state.path().join("gateway.json5");
         std::fs::write(&path, config)?;
-        let mut cmd = Command::new(root.join("target/release/wasmclaw"));
+        let mut cmd = Command::new(binary);
         cmd.args(["gateway", "--port", "0", "--config"])
             .arg(&path)
             .env("WASMCLAW_STATE_DIR", state.path())

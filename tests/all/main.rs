@@ -54,6 +54,7 @@ mod secrets;
 mod sessions;
 mod shutdown;
 mod tokens;
+mod traces;
 mod ui;
 mod ui_serving;
 mod usage;

@@ -5,8 +5,8 @@ usage: server.py PORT SEEN_FILE [--json] [--versions V1,V2,...] [--mutable] [--l
 
 `tools/list` answers one tool per page, so clients must follow `nextCursor`.
 
-Every HTTP request's method, Authorization, Mcp-Session-Id and
-MCP-Protocol-Version headers are appended to SEEN_FILE as a JSON line, so a
+Every HTTP request's method, Authorization, Mcp-Session-Id,
+MCP-Protocol-Version and traceparent headers are appended to SEEN_FILE as a JSON line, so a
 test can check what reached the server, with the JSON-RPC method of the body
 (`rpc`). `--json` answers with application/json instead of an SSE stream.
 
@@ -157,6 +157,7 @@ async def recording(scope, receive, send):
         "version": headers.get("mcp-protocol-version"),
         "cursor": ((body.get("params") or {}).get("cursor") if isinstance(body, dict) else None),
         "tool": ((body.get("params") or {}).get("name") if isinstance(body, dict) else None),
+        "traceparent": headers.get("traceparent"),
     }
     with open(seen_file, "a", encoding="utf-8") as f:
         f.write(json.dumps(line) + "\n")

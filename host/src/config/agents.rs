@@ -184,6 +184,9 @@ pub struct AgentHttpConfig {
     /// Per-run limits; unset fields come from `agents.limits.http`.
     #[serde(default)]
     pub limits: HttpLimitsConfig,
+    /// Send the run's W3C `traceparent` with every request (tracing on only).
+    #[serde(default)]
+    pub propagate_trace: bool,
 }
 
 /// One injected header: a value from the environment (`header`, `prefix`,

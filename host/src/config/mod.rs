@@ -5,6 +5,7 @@ mod agents;
 mod budget;
 mod providers;
 mod secret;
+mod telemetry;
 mod tokens;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ pub use agents::{
 pub use budget::{BudgetConfig, BudgetWindow};
 pub use providers::{HeaderValueConfig, ModelConfig, PriceConfig, ProviderConfig};
 pub use secret::Secret;
+pub use telemetry::{OtlpConfig, TelemetryConfig};
 pub use tokens::{TokenConfig, TokenRateLimit};
 
 /// Port the gateway listens on when nothing else is said (OpenClaw's).
@@ -40,6 +42,9 @@ pub struct Config {
     /// Model providers agents may call, by name.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// Traces over OTLP (off unless an endpoint is set).
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// Folder of the file the config came from; relative plugin paths resolve against it.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,

@@ -380,9 +380,13 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnectionService {
         request.extensions_mut().insert(ConnectInfo(self.peer));
         let busy = Busy::new(self.activity.clone());
         let router = self.router.clone();
+        // None while tracing is off; else it lasts until the body is sent (a stream's end).
+        let span = crate::telemetry::server_span(&request, self.peer);
         Box::pin(async move {
-            let Ok(response) = router.oneshot(request.map(axum::body::Body::new)).await;
-            Ok(response.map(|body| TrackedBody { body, _busy: busy }))
+            let routed = router.oneshot(request.map(axum::body::Body::new));
+            let Ok(response) = tracing::Instrument::instrument(routed, span.clone()).await;
+            crate::telemetry::responded(&span, response.status().as_u16());
+            Ok(response.map(|body| TrackedBody { body, _busy: busy, _span: span }))
         })
     }
 }
@@ -391,6 +395,8 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnectionService {
 struct TrackedBody {
     body: axum::body::Body,
     _busy: Busy,
+    /// The request's server span, ended when the body is.
+    _span: tracing::Span,
 }
 
 impl hyper::body::Body for TrackedBody {

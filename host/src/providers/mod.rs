@@ -156,6 +156,10 @@ impl Provider {
         if let Some(key) = &self.key {
             request = request.bearer_auth(key.expose());
         }
+        // The model call's `chat` span, when tracing is on.
+        if let Some(traceparent) = crate::telemetry::inject(&tracing::Span::current()) {
+            request = request.header("traceparent", traceparent);
+        }
         let provider = self.name.clone();
         let ms = self.timeout.as_millis() as u64;
         let response = match tokio::time::timeout(self.timeout, request.send()).await {

@@ -396,7 +396,7 @@ fn http_policy(id: &str, config: &AgentHttpConfig, limits: &HttpLimitsConfig) ->
         max_response_bytes: limits.max_response_bytes.unwrap_or(d.max_response_bytes),
         timeout: limits.timeout_ms.map_or(d.timeout, std::time::Duration::from_millis),
     };
-    Ok(HttpPolicy { allow, credentials, limits })
+    Ok(HttpPolicy { allow, credentials, limits, propagate_trace: config.propagate_trace })
 }
 
 /// Built-in run limits overridden by whatever the config sets.

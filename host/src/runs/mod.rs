@@ -22,6 +22,7 @@ use crate::providers::Providers;
 use crate::registry::RegistryStore;
 use crate::runtime::{AgentRegistry, AgentVersion, EngineLimits, RunError, Runtime};
 use crate::sessions::{Access, SessionKey, SessionStore, StoreError, StoreFuture, Turn, access};
+use crate::telemetry;
 use settle::{BudgetCheck, Outcome, Settle};
 
 pub use board::{Claim, Finished, IdempotencyScope, ParamsDigest, Reservation, RunBoard, RunEnd, RunResult, Tracking};
@@ -343,13 +344,18 @@ impl Agents {
         };
         let (log_run_id, log_agent, metrics) = (run_id.clone(), agent.id.clone(), self.metrics.clone());
         let (version, trips) = (agent.digest.clone(), self.trips.clone());
+        // The trace's `invoke_agent` span (none while tracing is off), a child of the door's.
+        let trace = telemetry::invoke_agent(agent.id.as_str(), &agent.digest, &input.session.key, &run_id);
         // The run logs under the caller's span (e.g. the HTTP request id).
         let task = tokio::spawn(tracing::Instrument::instrument(
             async move {
                 let _slots = (global_slot, agent_slot);
                 let started = std::time::Instant::now();
                 let mut outcome = Outcome { metrics, agent: log_agent.clone(), started, recorded: false };
-                let result = job.run(request, events_tx).await;
+                let result = telemetry::in_run(trace.clone(), job.run(request, events_tx)).await;
+                if let Err(e) = &result {
+                    telemetry::failed(&trace, e.kind());
+                }
                 settle.finish().await;
                 outcome.record(result.as_ref().err().map(RunError::kind));
                 if let Some(trip) = tally.and_then(|t| t.record(started.elapsed(), result.as_ref().map(|_| ()))) {

@@ -23,12 +23,15 @@ pub struct LogContext {
     /// The span the run was started under (an HTTP request's, with its id).
     /// Kept explicitly: guest output is written from wasmtime's own tasks.
     span: tracing::Span,
+    /// The run's trace span (none while tracing is off): each line is also an event of it.
+    trace: tracing::Span,
 }
 
 impl LogContext {
     /// Lines of `agent`'s run `run_id`, under the current span.
     pub fn new(agent: &str, run_id: Option<&str>) -> Self {
-        Self { agent: agent.into(), run_id: run_id.map(Into::into), span: tracing::Span::current() }
+        let (span, trace) = (tracing::Span::current(), crate::telemetry::run_span());
+        Self { agent: agent.into(), run_id: run_id.map(Into::into), span, trace }
     }
 
     /// The agent's id.
@@ -40,6 +43,9 @@ impl LogContext {
     pub fn line(&self, level: Level, stream: Option<&'static str>, text: &str) {
         let text = escape_controls(cut(text.trim_end(), MAX_LINE));
         let (agent, run_id) = (&*self.agent, self.run_id.as_deref());
+        if !self.trace.is_none() {
+            crate::telemetry::log_event(&self.trace, level, stream, &text);
+        }
         macro_rules! line {
             ($level:expr) => {
                 tracing::event!(target: "guest", parent: &self.span, $level, agent, run_id, stream, "{text}")
@@ -58,6 +64,9 @@ impl LogContext {
     pub fn panicked(&self, message: &str) {
         let (agent, run_id) = (&*self.agent, self.run_id.as_deref());
         tracing::error!(target: "guest", parent: &self.span, agent, run_id, "agent panicked: {message}");
+        if !self.trace.is_none() {
+            crate::telemetry::log_event(&self.trace, Level::ERROR, None, &format!("agent panicked: {message}"));
+        }
     }
 }
 

@@ -144,7 +144,10 @@ fn begin(
     let input = RunInput::user_message(call.principal.clone(), agent, session, p.message);
     // The run's log lines, the agent's own included, carry the frame's id as their request id.
     let request_id = super::frames::request_id(&call.id);
-    let span = tracing::info_span!("ws_request", request_id = %request_id);
+    // The frame's trace server span (none while tracing is off) is the run's parent.
+    let server = crate::telemetry::ws_server_span(door.method());
+    let span = server.in_scope(|| tracing::info_span!("ws_request", request_id = %request_id));
+    let _server = server.enter();
     let handle = span.in_scope(|| call.gw.agents.start(input)).map_err(|e| match e {
         RunError::UnknownAgent(a) => WsError::invalid(format!("unknown agent {a:?}")),
         RunError::Internal(detail) => WsError::internal(detail),

@@ -82,6 +82,7 @@ impl LlmCapability {
             sink: self.sink.clone(),
             failure: None,
             open: 0,
+            traces: Default::default(),
         }
     }
 }
@@ -112,6 +113,8 @@ pub struct LlmState {
     failure: Option<ProviderError>,
     /// `completion` resources the agent holds now.
     open: usize,
+    /// The `chat` span of each completion held, by resource; empty while tracing is off.
+    traces: std::collections::HashMap<u32, crate::telemetry::ChatSpan>,
 }
 
 impl LlmState {
@@ -136,7 +139,9 @@ impl LlmState {
                 "at most {MAX_OPEN_COMPLETIONS} completions may be open at once; drop one first"
             ))));
         }
-        match route.provider.start(&model, &req.messages, &req.tools, &req.params).await {
+        let chat = crate::telemetry::ChatSpan::start(route.provider.name(), &model, &req.params, &req.messages);
+        let started = route.provider.start(&model, &req.messages, &req.tools, &req.params);
+        match tracing::Instrument::instrument(started, chat.span().clone()).await {
             Ok(stream) => {
                 self.failure = None;
                 self.open += 1;
@@ -150,9 +155,16 @@ impl LlmState {
                     token: self.meter.principal().to_string(),
                 };
                 let call = self.meter.start_call(labels, price, self.sink.clone());
-                Ok(Ok(table.push(stream.metered(call))?))
+                let stream = table.push(stream.metered(call))?;
+                if !chat.span().is_none() {
+                    self.traces.insert(stream.rep(), chat);
+                }
+                Ok(Ok(stream))
             }
-            Err(e) => Ok(Err(self.failed(e))),
+            Err(e) => {
+                chat.failed(e.kind());
+                Ok(Err(self.failed(e)))
+            }
         }
     }
 
@@ -165,7 +177,15 @@ impl LlmState {
     ) -> wasmtime::Result<Result<Option<T>, LlmFailure>> {
         loop {
             // An event the guest's world cannot carry is skipped, not an end.
-            match table.get_mut(this)?.next().await {
+            let next = table.get_mut(this)?.next().await;
+            if let Some(chat) = self.traces.get_mut(&this.rep()) {
+                match &next {
+                    Ok(Some(event)) => chat.observe(event),
+                    Ok(None) => drop(self.traces.remove(&this.rep())),
+                    Err(e) => chat.failed(e.kind()),
+                }
+            }
+            match next {
                 Ok(Some(event)) => match to_guest(event) {
                     Some(event) => return Ok(Ok(Some(event))),
                     None => continue,
@@ -178,6 +198,7 @@ impl LlmState {
 
     /// The guest dropped a completion: close the upstream request.
     pub fn close(&mut self, table: &mut ResourceTable, this: Resource<CompletionStream>) -> wasmtime::Result<()> {
+        self.traces.remove(&this.rep());
         table.delete(this)?;
         self.open -= 1;
         Ok(())

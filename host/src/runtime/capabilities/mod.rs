@@ -59,7 +59,7 @@ impl Capabilities {
         Self {
             agent: agent.clone(),
             config: config::ConfigCapability::new(settings.config.clone()),
-            http: http::HttpCapability::new(agent, settings.http.clone(), metrics.clone()),
+            http: http::HttpCapability::new(agent, settings.http.clone(), &settings.config, metrics.clone()),
             llm: llm::LlmCapability::new(agent, settings.llm.clone(), metrics.clone()),
             memo: memo.shelf(agent.as_str()),
             memory: memory::MemoryCapability::new(settings.limits.memory_bytes),

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use super::output::OutputState;
 use crate::chat::{Event, ToolActivity, ToolCall, ToolResult};
+use crate::telemetry;
 
 /// Most calls timed at once; later ones are still streamed, not timed.
 const MAX_TIMED: usize = 256;
@@ -17,9 +18,10 @@ const MAX_TIMED: usize = 256;
 pub struct ToolActivityState {
     agent: String,
     run_id: String,
-    /// Call id → tool name and start, until its result. Only calls the
-    /// stream took, so their ids and names were paid for in output budget.
-    started: HashMap<String, (String, Instant)>,
+    /// Call id → tool name, start and `execute_tool` span (none while
+    /// tracing is off), until its result. Only calls the stream took, so
+    /// their ids and names were paid for in output budget.
+    started: HashMap<String, (String, Instant, tracing::Span)>,
 }
 
 impl ToolActivityState {
@@ -33,11 +35,12 @@ impl ToolActivityState {
         if !output.accepts() {
             return;
         }
-        let timed = (self.started.len() < MAX_TIMED).then(|| (call.id.clone(), call.name.clone()));
+        let timed =
+            (self.started.len() < MAX_TIMED).then(|| (call.id.clone(), call.name.clone(), telemetry::tool_span(&call)));
         if output.report(Event::ServerTool(ToolActivity::Called(call))).await
-            && let Some((id, name)) = timed
+            && let Some((id, name, span)) = timed
         {
-            self.started.insert(id, (name, Instant::now()));
+            self.started.insert(id, (name, Instant::now(), span));
         }
     }
 
@@ -45,15 +48,18 @@ impl ToolActivityState {
     pub async fn returned(&mut self, output: &mut OutputState, result: ToolResult) {
         let outcome = if result.is_error { "error" } else { "ok" };
         match self.started.remove(&result.call_id) {
-            Some((tool, started)) => tracing::debug!(
-                agent = self.agent,
-                run_id = self.run_id,
-                tool,
-                call_id = result.call_id,
-                ms = started.elapsed().as_millis() as u64,
-                outcome,
-                "server tool call"
-            ),
+            Some((tool, started, span)) => {
+                telemetry::tool_returned(&span, &result);
+                tracing::debug!(
+                    agent = self.agent,
+                    run_id = self.run_id,
+                    tool,
+                    call_id = result.call_id,
+                    ms = started.elapsed().as_millis() as u64,
+                    outcome,
+                    "server tool call"
+                )
+            }
             None if output.accepts() => tracing::debug!(
                 agent = self.agent,
                 run_id = self.run_id,

@@ -20,6 +20,7 @@ pub use policy::{AllowRule, Credential, CredentialValue, HttpLimits, HttpPolicy,
 use super::memory::RunMemory;
 use crate::chat::AgentId;
 use crate::metrics::Metrics;
+use crate::telemetry;
 
 /// Under `wasmclaw dev` there is no config file to edit: denials name the
 /// command-line flag that allows the request instead of the config key.
@@ -41,12 +42,23 @@ struct Shared {
     /// `None`: the agent has no `http` block; every request is denied.
     policy: Option<HttpPolicy>,
     metrics: Arc<Metrics>,
+    /// The agent's MCP servers (`config.mcpServers`): their client spans name the JSON-RPC method.
+    mcp_servers: Vec<String>,
 }
 
 impl HttpCapability {
-    /// Prepare from the agent's policy.
-    pub fn new(agent: &AgentId, policy: Option<HttpPolicy>, metrics: Arc<Metrics>) -> Self {
-        Self { shared: Arc::new(Shared { agent: agent.clone(), policy, metrics }) }
+    /// Prepare from the agent's policy and settings (`config`).
+    pub fn new(
+        agent: &AgentId,
+        policy: Option<HttpPolicy>,
+        config: &std::collections::BTreeMap<String, String>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let mcp_servers = config
+            .get("mcpServers")
+            .map(|list| list.split([',', ' ', '\n']).filter(|s| !s.is_empty()).map(String::from).collect())
+            .unwrap_or_default();
+        Self { shared: Arc::new(Shared { agent: agent.clone(), policy, metrics, mcp_servers }) }
     }
 
     /// Per run: no request sent yet; bodies count against `memory`.
@@ -98,8 +110,13 @@ impl WasiHttpHooks for RunHooks {
         match self.admit(&request) {
             Ok(admitted) => {
                 let memory = self.memory.clone();
+                let span = telemetry::HttpClientSpan::start(request.method(), request.uri());
+                let mcp = !span.span().is_none() && self.shared.is_mcp(request.uri());
+                let propagate = self.shared.policy.as_ref().is_some_and(|p| p.propagate_trace);
+                let trace = send::Trace { span, mcp, propagate };
                 Box::new(
-                    send::send(self.shared.clone(), self.run_id.clone(), request, admitted, memory).in_current_span(),
+                    send::send(self.shared.clone(), self.run_id.clone(), request, admitted, memory, trace)
+                        .in_current_span(),
                 )
             }
             // Take the body the guest is writing before refusing: clients such
@@ -112,6 +129,14 @@ impl WasiHttpHooks for RunHooks {
                 Err(e)
             }),
         }
+    }
+}
+
+impl Shared {
+    /// True when `uri` is one of the agent's MCP servers (or under one).
+    fn is_mcp(&self, uri: &http::Uri) -> bool {
+        let url = uri.to_string();
+        self.mcp_servers.iter().any(|server| url.starts_with(server.trim_end_matches('/')))
     }
 }
 

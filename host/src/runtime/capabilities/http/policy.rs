@@ -229,6 +229,8 @@ pub struct HttpPolicy {
     pub allow: Vec<AllowRule>,
     pub credentials: Vec<Credential>,
     pub limits: HttpLimits,
+    /// `http.propagateTrace`: requests carry the run's `traceparent`.
+    pub propagate_trace: bool,
 }
 
 impl HttpPolicy {

@@ -17,6 +17,7 @@ use super::redact::redact;
 use super::{Admitted, CredentialValue, SendResult, Shared, is_internal};
 use crate::config::Secret;
 use crate::runtime::capabilities::memory::{MemoryHold, RunMemory};
+use crate::telemetry;
 
 /// Resolves names to public addresses only: the address connected to is one
 /// of these, so a name that points inside cannot be used to get there.
@@ -64,6 +65,14 @@ fn client(strict: bool) -> &'static reqwest::Client {
     if strict { STRICT.get_or_init(|| build(true)) } else { OPEN.get_or_init(|| build(false)) }
 }
 
+/// An outbound request's client span, whether it goes to an MCP server, and
+/// whether it carries the span's `traceparent` (`http.propagateTrace`).
+pub(super) struct Trace {
+    pub span: telemetry::HttpClientSpan,
+    pub mcp: bool,
+    pub propagate: bool,
+}
+
 /// Send `request` and read the whole response within the run's limits. The
 /// request and response bodies the host buffers count against the run's
 /// memory (`memory`) for as long as they are held.
@@ -73,6 +82,7 @@ pub(super) async fn send(
     request: http::Request<WasiBody>,
     admitted: Admitted,
     memory: Arc<RunMemory>,
+    trace: Trace,
 ) -> SendResult {
     let started = Instant::now();
     let Admitted { target, label, literal, credentials, limits } = admitted;
@@ -81,6 +91,15 @@ pub(super) async fn send(
         let (mut parts, body) = request.into_parts();
         let mut request_hold = memory.hold();
         let body = Bytes::from(collect_within(body, &mut request_hold, memory.max()).await?);
+        if trace.mcp {
+            trace.span.mcp(&body);
+        }
+        // After naming the span: a span whose context was taken keeps its name.
+        if trace.propagate
+            && let Some(traceparent) = telemetry::inject(trace.span.span())
+        {
+            parts.headers.insert("traceparent", traceparent);
+        }
         if !credentials.is_empty() {
             // A compressed answer could carry the credential past redaction.
             parts.headers.insert(http::header::ACCEPT_ENCODING, http::HeaderValue::from_static("identity"));
@@ -191,6 +210,10 @@ pub(super) async fn send(
         Ok((status, ..)) => status.as_str().to_string(),
         Err(e) => error_label(e).to_string(),
     };
+    match &outcome {
+        Ok((status, ..)) => trace.span.answered(status.as_u16()),
+        Err(e) => trace.span.failed(error_label(e)),
+    }
     shared.metrics.agent_http(agent.as_str(), Some(&label), &outcome_label, Some(started.elapsed()));
     // The run's span carries the client's request id.
     match &outcome {

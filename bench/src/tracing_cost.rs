@@ -1,0 +1,132 @@
+//! What traces cost: the assistant path (streamed, 16 tokens from the mock
+//! provider) through gateways that differ only in telemetry, measured
+//! closed-loop with `wrk`, interleaved round by round. "Off" runs twice (two
+//! identical processes): their difference is the run's noise floor, which is
+//! what "off costs nothing measurable" is measured against. "On" samples every
+//! trace (`sampleRatio: 1.0`) and exports to a local OTLP/HTTP sink that
+//! decodes each export and counts its spans, so the table says that the spans
+//! were really sent, not dropped.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use prost::Message;
+use serde_json::{Value, json};
+use wasmclaw_mock_provider::{MockProvider, Reply};
+
+use crate::load;
+use crate::process::ServerProcess;
+
+/// Connections of each wrk cell: past the knee on two cores, as in `assistant`.
+const CONNECTIONS: usize = 16;
+
+/// Spans and export requests the sink received.
+#[derive(Default)]
+struct Sink {
+    exports: AtomicU64,
+    spans: AtomicU64,
+}
+
+async fn export(State(sink): State<Arc<Sink>>, body: Bytes) -> &'static str {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    let spans = ExportTraceServiceRequest::decode(body)
+        .map(|r| r.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len() as u64).sum())
+        .unwrap_or(0);
+    sink.exports.fetch_add(1, Ordering::Relaxed);
+    sink.spans.fetch_add(spans, Ordering::Relaxed);
+    ""
+}
+
+/// The sink's span count once the exporter has sent what it had (it sends
+/// at least every 5 s, `OTEL_BSP_SCHEDULE_DELAY`): unchanged over 6 s, or after 30 s.
+async fn settled(sink: &Sink) -> u64 {
+    let mut last = sink.spans.load(Ordering::Relaxed);
+    for _ in 0..5 {
+        tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+        let now = sink.spans.load(Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
+}
+
+fn gateway(mock: &MockProvider, telemetry: &str) -> anyhow::Result<ServerProcess> {
+    ServerProcess::wasmclaw(&format!(
+        r#"{{ gateway: {{ http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} }},
+  {telemetry}
+  providers: {{ mock: {{ baseUrl: "{}" }} }},
+  agents: {{ maxConcurrentRuns: 2000, entries: {{ main: {{ plugin: "assistant", provider: "mock", model: "m" }} }} }} }}"#,
+        mock.url()
+    ))
+}
+
+/// Run the scenario (`rounds` interleaved cells of `seconds` each) and print its table.
+pub async fn run(seconds: u64, rounds: usize) -> anyhow::Result<Value> {
+    anyhow::ensure!(load::have_wrk(), "the tracing scenario needs wrk (apt-get install wrk)");
+    let mock = MockProvider::start_on(0, 1);
+    mock.set_default(Reply::tokens(16));
+    let sink = Arc::new(Sink::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sink_url = format!("http://{}", listener.local_addr()?);
+    let app = axum::Router::new().route("/v1/traces", post(export)).with_state(sink.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let off_a = gateway(&mock, "")?;
+    let off_b = gateway(&mock, "")?;
+    let on = gateway(&mock, &format!(r#"telemetry: {{ otlp: {{ endpoint: "{sink_url}" }}, sampleRatio: 1.0 }},"#))?;
+    let body = json!({"model": "openclaw", "stream": true, "messages": [{"role": "user", "content": "hello"}]});
+    let url = |g: &ServerProcess| format!("{}/v1/chat/completions", g.base);
+    for g in [&off_a, &off_b, &on] {
+        load::wrk(&url(g), &body, CONNECTIONS, 1)?; // warm-up
+    }
+    let (mut a, mut b, mut t) = (Vec::new(), Vec::new(), Vec::new());
+    let mut on_requests = 0.0;
+    // The warm-up's spans arrive within the exporter's schedule: count from after them.
+    let spans_before = settled(&sink).await;
+    for _ in 0..rounds {
+        a.push(load::wrk(&url(&off_a), &body, CONNECTIONS, seconds)?);
+        let cell = load::wrk(&url(&on), &body, CONNECTIONS, seconds)?;
+        on_requests += cell.rps * seconds as f64;
+        t.push(cell);
+        b.push(load::wrk(&url(&off_b), &body, CONNECTIONS, seconds)?);
+    }
+    let spans = settled(&sink).await - spans_before;
+    let median = |cells: &[load::Throughput], f: fn(&load::Throughput) -> f64| {
+        let mut v: Vec<f64> = cells.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (ra, rb, rt) = (median(&a, |c| c.rps), median(&b, |c| c.rps), median(&t, |c| c.rps));
+    let (pa, pt) = (median(&a, |c| c.p50_ms), median(&t, |c| c.p50_ms));
+    let errors: u64 = a.iter().chain(&b).chain(&t).map(|c| c.errors).sum();
+    let per_request = spans as f64 / on_requests.max(1.0);
+    println!(
+        "\ntraces: assistant via the mock (16 tokens, streamed), wrk {CONNECTIONS} connections, {rounds}×{seconds} s interleaved"
+    );
+    println!("  | tracing | req/s (median) | vs off A | p50 |");
+    println!("  | off (A) | {ra:.0} | 100 % | {pa:.3} ms |");
+    println!(
+        "  | off (B, same config: noise) | {rb:.0} | {:.1} % | {:.3} ms |",
+        rb / ra * 100.0,
+        median(&b, |c| c.p50_ms)
+    );
+    println!("  | on, sampleRatio 1.0 → local sink | {rt:.0} | {:.1} % | {pt:.3} ms |", rt / ra * 100.0);
+    println!("  | metering (issue 25, usage) | — | — | — |");
+    println!(
+        "  exported: {spans} spans in {} requests, {per_request:.2} spans per traced request; {errors} errors",
+        sink.exports.load(Ordering::Relaxed)
+    );
+    println!("  target: on ≥ 90 % of off; off within the noise of off vs off");
+    Ok(json!({
+        "connections": CONNECTIONS, "seconds": seconds, "rounds": rounds,
+        "off_a_rps": ra, "off_b_rps": rb, "on_rps": rt,
+        "on_vs_off": rt / ra, "off_b_vs_off_a": rb / ra,
+        "off_p50_ms": pa, "on_p50_ms": pt,
+        "spans_exported": spans, "spans_per_request": per_request, "errors": errors,
+    }))
+}
