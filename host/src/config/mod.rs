@@ -2,11 +2,14 @@
 //! environment variables that may supply secrets.
 
 mod agents;
+mod auth;
 mod budget;
+mod http;
 mod providers;
 mod secret;
 mod telemetry;
 mod tokens;
+mod ws;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,11 +20,14 @@ pub use agents::{
     AgentEntry, AgentHttpConfig, AgentsConfig, AutoRollback, CredentialConfig, HttpLimitsConfig, LimitsConfig,
     OAuthConfig, RolloutConfig, Sticky,
 };
+pub use auth::{AuthConfig, AuthMode, RateLimitConfig};
 pub use budget::{BudgetConfig, BudgetWindow};
+pub use http::{CorsConfig, EndpointToggle, HttpConfig, HttpEndpoints, ResponsesEndpoint};
 pub use providers::{HeaderValueConfig, ModelConfig, PriceConfig, ProviderConfig};
 pub use secret::Secret;
 pub use telemetry::{OtlpConfig, TelemetryConfig};
 pub use tokens::{TokenConfig, TokenRateLimit};
+pub use ws::WsConfig;
 
 /// Port the gateway listens on when nothing else is said (OpenClaw's).
 pub const DEFAULT_PORT: u16 = 18789;
@@ -125,97 +131,11 @@ pub enum MetricsAccess {
     Loopback,
 }
 
+fn default_true() -> bool {
+    true
+}
+
 fn default_grace() -> u64 {
-    30_000
-}
-
-/// `gateway.ws.*`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct WsConfig {
-    /// Idle connections get a `tick` event this often.
-    #[serde(default = "default_tick")]
-    pub tick_interval_ms: u64,
-    /// Largest frame a connection without `operator.admin` may send after
-    /// `connect` (OpenClaw's default); admins get room for a component upload.
-    #[serde(default = "default_ws_max_payload")]
-    pub max_payload_bytes: usize,
-    /// Upgraded connections that have not completed `connect` yet; more are
-    /// refused with `503` before the upgrade.
-    #[serde(default = "default_pending_handshakes")]
-    pub max_pending_handshakes: usize,
-    /// Of those, at most this many from one client address (IPv6: one /64);
-    /// default three quarters, so one address can never take them all.
-    #[serde(default)]
-    pub max_pending_handshakes_per_client: Option<usize>,
-    /// A client that takes no bytes for this long while frames wait for it
-    /// is disconnected (reading slowly is fine, not reading is not).
-    #[serde(default = "default_send_timeout")]
-    pub send_timeout_ms: u64,
-    /// Bytes of finished runs' replies kept for `agent.wait` and retries, in
-    /// all; beyond it the largest principal's oldest replies are dropped.
-    #[serde(default = "default_result_bytes")]
-    pub max_result_bytes: usize,
-    /// The same, per principal.
-    #[serde(default = "default_result_bytes_per_principal")]
-    pub max_result_bytes_per_principal: usize,
-}
-
-impl Default for WsConfig {
-    fn default() -> Self {
-        Self {
-            tick_interval_ms: default_tick(),
-            max_payload_bytes: default_ws_max_payload(),
-            max_pending_handshakes: default_pending_handshakes(),
-            max_pending_handshakes_per_client: None,
-            send_timeout_ms: default_send_timeout(),
-            max_result_bytes: default_result_bytes(),
-            max_result_bytes_per_principal: default_result_bytes_per_principal(),
-        }
-    }
-}
-
-impl WsConfig {
-    /// Pending handshakes one client may hold: as configured, else the most
-    /// that still leaves a quarter of the places to everyone else.
-    pub fn pending_handshakes_per_client(&self) -> usize {
-        let max = self.max_pending_handshakes;
-        self.max_pending_handshakes_per_client.unwrap_or(max - max / 4).clamp(1, max.max(1))
-    }
-
-    /// Largest frame after connect: room for a base64 component upload.
-    pub fn max_payload(&self, max_component_bytes: usize) -> usize {
-        (max_component_bytes / 3 + 1) * 4 + (64 << 10)
-    }
-
-    /// Largest frame after connect for a client that may (`admin`) or may
-    /// not install agents: only installs need room for a component.
-    pub fn max_payload_for(&self, admin: bool, max_component_bytes: usize) -> usize {
-        if admin { self.max_payload(max_component_bytes).max(self.max_payload_bytes) } else { self.max_payload_bytes }
-    }
-}
-
-fn default_result_bytes() -> usize {
-    64 << 20
-}
-
-fn default_result_bytes_per_principal() -> usize {
-    16 << 20
-}
-
-fn default_tick() -> u64 {
-    15_000
-}
-
-fn default_ws_max_payload() -> usize {
-    2 << 20
-}
-
-fn default_pending_handshakes() -> usize {
-    128
-}
-
-fn default_send_timeout() -> u64 {
     30_000
 }
 
@@ -294,256 +214,6 @@ pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
         _ => return None,
     };
     (seconds > 0).then(|| std::time::Duration::from_secs(seconds))
-}
-
-/// `gateway.auth.*`
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct AuthConfig {
-    #[serde(default)]
-    pub mode: AuthMode,
-    pub token: Option<Secret>,
-    pub password: Option<Secret>,
-    #[serde(default)]
-    pub rate_limit: RateLimitConfig,
-    /// Named tokens beside the main secret, each with its own scopes.
-    #[serde(default)]
-    pub tokens: Vec<TokenConfig>,
-}
-
-/// `gateway.auth.rateLimit`: failed attempts per client IP.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RateLimitConfig {
-    #[serde(default = "default_max_attempts")]
-    pub max_attempts: u32,
-    #[serde(default = "default_window_ms")]
-    pub window_ms: u64,
-    #[serde(default = "default_lockout_ms")]
-    pub lockout_ms: u64,
-    #[serde(default = "default_true")]
-    pub exempt_loopback: bool,
-}
-
-impl Default for RateLimitConfig {
-    fn default() -> Self {
-        Self {
-            max_attempts: default_max_attempts(),
-            window_ms: default_window_ms(),
-            lockout_ms: default_lockout_ms(),
-            exempt_loopback: true,
-        }
-    }
-}
-
-fn default_max_attempts() -> u32 {
-    10
-}
-fn default_window_ms() -> u64 {
-    60_000
-}
-fn default_lockout_ms() -> u64 {
-    300_000
-}
-fn default_true() -> bool {
-    true
-}
-
-/// Which shared secret clients present.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthMode {
-    #[default]
-    Token,
-    Password,
-    /// No credentials at all; allowed only when bound to loopback.
-    None,
-}
-
-/// `gateway.http.*`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct HttpConfig {
-    #[serde(default)]
-    pub endpoints: HttpEndpoints,
-    /// Largest request body accepted, in bytes (413 beyond).
-    #[serde(default = "default_max_body")]
-    pub max_body_bytes: usize,
-    /// Time a client has to deliver its whole request body (408 beyond).
-    #[serde(default = "default_read_timeout")]
-    pub read_timeout_ms: u64,
-    /// A `: ping` comment goes out after this long without a stream event.
-    #[serde(default = "default_sse_keep_alive")]
-    pub sse_keep_alive_ms: u64,
-    /// Time a client has to send a whole request head, from connecting or from its previous response.
-    #[serde(default = "default_header_read_timeout")]
-    pub header_read_timeout_ms: u64,
-    /// A connection with no request in progress is closed after this long without a byte from the
-    /// client; default 5000, or `headerReadTimeoutMs` if that is shorter (see [`Self::idle_timeout_ms`]).
-    #[serde(rename = "idleTimeoutMs")]
-    pub idle_timeout: Option<u64>,
-    /// Open connections at most (HTTP and WebSocket); default: sized from the file-descriptor limit.
-    pub max_connections: Option<usize>,
-    /// Open connections per client address at most; default: three quarters of `maxConnections`.
-    pub max_connections_per_client: Option<usize>,
-    /// Which browser origins may call the HTTP API (CORS); off by default.
-    #[serde(default)]
-    pub cors: CorsConfig,
-}
-
-/// `gateway.http.cors.*`
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct CorsConfig {
-    /// Origins (`https://app.example.com`, or `*` for any) whose pages may
-    /// call the API; empty: no CORS headers, no preflight answered.
-    #[serde(default)]
-    pub allowed_origins: Vec<String>,
-}
-
-impl CorsConfig {
-    /// An origin is `*` or `scheme://host[:port]`, nothing after it.
-    fn validate(&self) -> Result<(), String> {
-        for origin in &self.allowed_origins {
-            let origin = origin.trim_end_matches('/');
-            let well_formed = origin == "*"
-                || origin.split_once("://").is_some_and(|(scheme, rest)| {
-                    !scheme.is_empty() && !rest.is_empty() && !rest.contains(['/', '?', '#', ' '])
-                });
-            if !well_formed {
-                return Err(format!(
-                    "{origin:?} is not an origin; write scheme://host[:port], e.g. https://app.example.com, or \"*\""
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-fn default_header_read_timeout() -> u64 {
-    10_000
-}
-
-/// Idle timeout when none is configured (and the header timeout is not shorter).
-const DEFAULT_IDLE_TIMEOUT_MS: u64 = 5_000;
-
-impl HttpConfig {
-    /// The idle timeout in force: the configured one, else the default capped by the header timeout.
-    pub fn idle_timeout_ms(&self) -> u64 {
-        self.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT_MS.min(self.header_read_timeout_ms))
-    }
-
-    /// Check the connection keys; `Err` names the key and what is wrong with it.
-    fn validate(&self) -> Result<(), (String, String)> {
-        let error = |key: &str, message: String| Err((format!("gateway.http.{key}"), message));
-        if self.header_read_timeout_ms == 0 {
-            return error("headerReadTimeoutMs", "must be at least 1".into());
-        }
-        match self.idle_timeout {
-            Some(0) => return error("idleTimeoutMs", "must be at least 1".into()),
-            // hyper starts the header clock as soon as a connection goes idle,
-            // so a longer idle timeout would silently never apply.
-            Some(idle) if idle > self.header_read_timeout_ms => {
-                return error(
-                    "idleTimeoutMs",
-                    format!(
-                        "{idle} is longer than gateway.http.headerReadTimeoutMs ({}); an idle connection is \
-                         closed when its next request head is late, so raise headerReadTimeoutMs too",
-                        self.header_read_timeout_ms
-                    ),
-                );
-            }
-            _ => {}
-        }
-        if let Err(message) = self.cors.validate() {
-            return error("cors.allowedOrigins", message);
-        }
-        if self.max_connections == Some(0) {
-            return error("maxConnections", "must be at least 1".into());
-        }
-        match (self.max_connections_per_client, self.max_connections) {
-            (Some(0), _) => error("maxConnectionsPerClient", "must be at least 1".into()),
-            (Some(per_client), Some(max)) if per_client > max => error(
-                "maxConnectionsPerClient",
-                format!("{per_client} is more than gateway.http.maxConnections ({max})"),
-            ),
-            _ => Ok(()),
-        }
-    }
-}
-
-fn default_sse_keep_alive() -> u64 {
-    15_000
-}
-
-fn default_read_timeout() -> u64 {
-    30_000
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            endpoints: HttpEndpoints::default(),
-            max_body_bytes: default_max_body(),
-            read_timeout_ms: default_read_timeout(),
-            sse_keep_alive_ms: default_sse_keep_alive(),
-            header_read_timeout_ms: default_header_read_timeout(),
-            idle_timeout: None,
-            max_connections: None,
-            max_connections_per_client: None,
-            cors: CorsConfig::default(),
-        }
-    }
-}
-
-/// `gateway.http.endpoints.*`
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct HttpEndpoints {
-    #[serde(default)]
-    pub chat_completions: EndpointToggle,
-    /// `/v1/responses` (OpenClaw's key for its OpenResponses endpoint).
-    #[serde(default)]
-    pub responses: ResponsesEndpoint,
-}
-
-/// `gateway.http.endpoints.responses`: the toggle and the bounds of background responses.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ResponsesEndpoint {
-    #[serde(default)]
-    pub enabled: bool,
-    /// Background responses one principal may have running at once.
-    #[serde(default = "default_background_per_principal")]
-    pub max_background_per_principal: usize,
-    /// Bytes of SSE events a background response keeps for a resumed stream.
-    #[serde(default = "default_background_event_bytes")]
-    pub background_event_bytes: usize,
-}
-
-impl Default for ResponsesEndpoint {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            max_background_per_principal: default_background_per_principal(),
-            background_event_bytes: default_background_event_bytes(),
-        }
-    }
-}
-
-fn default_background_per_principal() -> usize {
-    8
-}
-fn default_background_event_bytes() -> usize {
-    4 << 20
-}
-
-/// An endpoint that is off unless enabled.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct EndpointToggle {
-    #[serde(default)]
-    pub enabled: bool,
 }
 
 fn default_port() -> u16 {
