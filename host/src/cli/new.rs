@@ -37,6 +37,7 @@ const RUST: &[Template] = &[
 const PYTHON: &[Template] = &[
     ("app.py", include_str!("../../templates/python/app.py")),
     ("fetch.py", include_str!("../../templates/python/fetch.py")),
+    ("mcp.py", include_str!("../../templates/python/mcp.py")),
     ("wit/world.wit", include_str!("../../templates/python/world.wit")),
     ("test_app.py", include_str!("../../templates/python/test_app.py")),
     ("wasmclaw_testing.py", include_str!("../../templates/python/wasmclaw_testing.py")),
@@ -49,6 +50,7 @@ const PYTHON: &[Template] = &[
 const JS: &[Template] = &[
     ("agent.js", include_str!("../../templates/js/agent.js")),
     ("logic.js", include_str!("../../templates/js/logic.js")),
+    ("mcp.js", include_str!("../../templates/js/mcp.js")),
     ("logic.test.js", include_str!("../../templates/js/logic.test.js")),
     ("wasmclaw-testing.js", include_str!("../../templates/js/wasmclaw-testing.js")),
     ("wit/world.wit", include_str!("../../templates/js/world.wit")),
