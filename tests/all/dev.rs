@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 use crate::author::{as_author, dev_reply, new_project};
 use crate::support::*;
 
-/// A build on a busy 2-core machine: cargo or componentize-py after a save.
-const BUILD_PATIENCE: Duration = Duration::from_secs(300);
+/// A build on a busy 2-core machine (cargo, componentize-py or componentize-js
+/// after a save) and the gateway compiling what it built: an interpreter
+/// component (12–18 MB) took over 5 min for both under load 16 (2.5 min to build).
+const BUILD_PATIENCE: Duration = Duration::from_secs(600);
 
 /// Wait up to `within` until `probe` returns `Some`, panicking with `what` and `gw`'s log.
 async fn within<T>(gw: &TestGateway, what: &str, within: Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> T {

@@ -49,7 +49,7 @@ fn test_and_build_python(dir: &Path, wit: &Path, output: &str) -> PathBuf {
 }
 
 #[tokio::test]
-async fn a_new_python_agent_on_contract_0_2_passes_its_tests_builds_and_asks_the_model_and_the_web() {
+async fn a_new_python_agent_on_contract_0_2_passes_its_tests_builds_and_asks_the_model_the_web_and_a_tool() {
     let (tmp, dir) = new_project("pyshout", "python");
     let wasm = tokio::task::spawn_blocking(move || test_and_build_python(&dir, &dir.join("wit"), "pyshout.wasm"))
         .await
@@ -152,7 +152,7 @@ async fn asks_the_model_the_web_and_a_tool(state: &Path, wasm: &Path, id: &str, 
     gw.wait_for_log("the denial", |l| l.contains("outbound HTTP denied") && l.contains(&format!("agent={id}"))).await;
 
     assert_eq!(reply(r#"tool: add {"a": 2, "b": 3}"#).await, "the sum is 5", "{}", gw.log());
-    assert_eq!(reply(r#"tool: divide {"a": 1, "b": 0}"#).await, "divide failed: cannot divide by zero");
+    assert_eq!(reply(r#"tool: divide {"a": 1, "b": 0}"#).await, "divide failed: Error executing tool divide: cannot divide by zero");
     let calls = tools.seen().iter().filter(|r| r["rpc"] == "tools/call").count();
     assert_eq!(calls, 2, "both calls reached the server");
 
