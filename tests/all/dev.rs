@@ -1,7 +1,7 @@
 //! `wasmclaw dev` as an author runs it: inside a project (Rust, Python,
 //! JavaScript) it builds, serves, rebuilds on save and keeps the last good
-//! build over a broken one; it takes the project's `gateway.json5` entry and `--allow`/`--credential`
-//! flags for outbound HTTP; it binds before it builds.
+//! build over a broken one; it takes the project's `gateway.json5` entry and
+//! `--allow`/`--credential` flags for outbound HTTP; it binds before it builds.
 
 use std::net::SocketAddr;
 use std::path::Path;
