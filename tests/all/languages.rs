@@ -152,7 +152,10 @@ async fn asks_the_model_the_web_and_a_tool(state: &Path, wasm: &Path, id: &str, 
     gw.wait_for_log("the denial", |l| l.contains("outbound HTTP denied") && l.contains(&format!("agent={id}"))).await;
 
     assert_eq!(reply(r#"tool: add {"a": 2, "b": 3}"#).await, "the sum is 5", "{}", gw.log());
-    assert_eq!(reply(r#"tool: divide {"a": 1, "b": 0}"#).await, "divide failed: Error executing tool divide: cannot divide by zero");
+    assert_eq!(
+        reply(r#"tool: divide {"a": 1, "b": 0}"#).await,
+        "divide failed: Error executing tool divide: cannot divide by zero"
+    );
     let calls = tools.seen().iter().filter(|r| r["rpc"] == "tools/call").count();
     assert_eq!(calls, 2, "both calls reached the server");
 
