@@ -1,7 +1,7 @@
-//! `wasmclaw dev` as an author runs it: inside a project it builds, serves,
-//! rebuilds on save and keeps the last good build over a broken one; it
-//! takes the project's `gateway.json5` entry and `--allow`/`--credential`
-//! flags for outbound HTTP; it binds before it builds.
+//! `wasmclaw dev` as an author runs it: inside a project (Rust, Python,
+//! JavaScript) it builds, serves, rebuilds on save and keeps the last good
+//! build over a broken one; it takes the project's `gateway.json5` entry and
+//! `--allow`/`--credential` flags for outbound HTTP; it binds before it builds.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 use crate::author::{as_author, dev_reply, new_project};
 use crate::support::*;
 
-/// A build on a busy 2-core machine: cargo or componentize-py after a save.
-const BUILD_PATIENCE: Duration = Duration::from_secs(300);
+/// A build on a busy 2-core machine (cargo, componentize-py or componentize-js
+/// after a save) and the gateway compiling what it built: an interpreter
+/// component (12–18 MB) took over 5 min for both under load 16 (2.5 min to build).
+const BUILD_PATIENCE: Duration = Duration::from_secs(600);
 
 /// Wait up to `within` until `probe` returns `Some`, panicking with `what` and `gw`'s log.
 async fn within<T>(gw: &TestGateway, what: &str, within: Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
@@ -98,6 +100,9 @@ async fn dev_builds_a_rust_project_serves_it_and_rebuilds_on_save() {
     assert_eq!(dev_reply(&gw, "Hello").await, "HELLO?!");
     let log = gw.log();
     assert!(log.contains("serving with the project's entry") && builds(&log) == 1, "{log}");
+    // What the description says, the answer above does: the message repeated, louder.
+    let agent = gw.get_json("/admin/agents/saver").await;
+    assert_eq!(agent["description"], "Repeats the last message, louder", "{agent}");
 
     let source = dir.join("src/lib.rs");
     let took = save_until(&gw, &source, ("to_uppercase()", "to_lowercase()"), "hello?!").await;
@@ -124,6 +129,31 @@ async fn dev_builds_a_python_project_and_rebuilds_on_save() {
     eprintln!("python: save to answer {:.1} s", took.as_secs_f64());
     let broken = ("import json\n", "import json\ndef broken(:\n    pass\n");
     broken_then_fixed(&gw, &source, broken, "hello!", ("say(text.lower())", "say(text.upper())"), "HELLO!").await;
+}
+
+#[tokio::test]
+async fn dev_builds_a_js_project_and_rebuilds_on_save() {
+    let (tmp, dir) = new_project("jsdev", "js");
+    let linked = dir.clone();
+    tokio::task::spawn_blocking(move || crate::languages::link_node_modules(&linked)).await.unwrap();
+    let gw = TestGateway::start_prepared(dev_in(&dir, tmp.path(), &[]), tmp.path(), BUILD_PATIENCE)
+        .unwrap_or_else(|log| panic!("{log}"));
+    assert_eq!(dev_reply(&gw, "Hello").await, "HELLO!");
+    assert!(gw.log().contains("building command=npm run build"), "{}", gw.log());
+    let source = dir.join("logic.js");
+    let took = save_until(&gw, &source, ("val: text.toUpperCase()", "val: text.toLowerCase()"), "hello!").await;
+    eprintln!("js: save to answer {:.1} s", took.as_secs_f64());
+    let log = gw.settled_log().await;
+    assert_eq!(builds(&log), 2, "one build per save: {log}");
+    assert!(log.contains("saved=logic.js"), "{log}");
+    // A syntax error fails componentize-js; the last good version keeps serving.
+    let failed = |log: &str| log.matches("build failed; the last good version keeps serving").count();
+    edit(&source, "function shout(", "function shout((");
+    within(&gw, "the failed build", BUILD_PATIENCE, async || (failed(&gw.log()) > 0).then_some(())).await;
+    let before = builds(&gw.settled_log().await);
+    let until = Instant::now() + Duration::from_secs(2);
+    holds_until("the last good version keeps serving", until, async || dev_reply(&gw, "Hello").await == "hello!").await;
+    assert_eq!(builds(&gw.settled_log().await), before, "no build without a save");
 }
 
 /// A loopback server answering every path with the `authorization` it got.

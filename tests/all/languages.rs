@@ -1,7 +1,8 @@
 //! Agents in Python (componentize-py) and JavaScript (componentize-js) under
 //! the same contract: the templates' unit tests pass, they build, and they
 //! answer through the real gateway. componentize-py is installed from PyPI
-//! into `target/componentize-py-venv` on first use (CI has `python3`+`venv`).
+//! into `target/componentize-py-venv` on first use (CI has `python3`+`venv`),
+//! componentize-js from npm into `target/js-node-modules` (CI has `npm`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -48,7 +49,7 @@ fn test_and_build_python(dir: &Path, wit: &Path, output: &str) -> PathBuf {
 }
 
 #[tokio::test]
-async fn a_new_python_agent_on_contract_0_2_passes_its_tests_builds_and_asks_the_model_and_the_web() {
+async fn a_new_python_agent_on_contract_0_2_passes_its_tests_builds_and_asks_the_model_the_web_and_a_tool() {
     let (tmp, dir) = new_project("pyshout", "python");
     let wasm = tokio::task::spawn_blocking(move || test_and_build_python(&dir, &dir.join("wit"), "pyshout.wasm"))
         .await
@@ -57,7 +58,7 @@ async fn a_new_python_agent_on_contract_0_2_passes_its_tests_builds_and_asks_the
     let state = tmp.path().join("state");
     assert_eq!(run_plugin(&state, &wasm, "hello", &["--set", "suffix=!!"]).unwrap(), "HELLO!!");
 
-    asks_the_model_and_the_web(&state, &wasm, "pyshout").await;
+    asks_the_model_the_web_and_a_tool(&state, &wasm, "pyshout", false).await;
 }
 
 #[tokio::test]
@@ -108,26 +109,34 @@ async fn the_python_example_answers_through_the_gateway_with_a_model_and_reports
 
 /// Agent `id` (a template's component, contract 0.2) through the gateway:
 /// `ask: …` reaches the model with the system prompt, `fetch: URL` the web
-/// within the agent's `http.allow`, and a URL outside it is refused.
-async fn asks_the_model_and_the_web(state: &Path, wasm: &Path, id: &str) {
+/// within the agent's `http.allow`, and a URL outside it is refused;
+/// `tool: NAME {…}` calls a tool of a real MCP server (the official SDK's,
+/// answering as an SSE stream unless `json`). Every command the agent's
+/// description names is one of these, and anything else is shouted back.
+async fn asks_the_model_the_web_and_a_tool(state: &Path, wasm: &Path, id: &str, json: bool) {
     let app = axum::Router::new().route("/today", axum::routing::get(|| async { "sunny" }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let web = format!("http://{}/today", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let tools = tokio::task::spawn_blocking(move || crate::mcp::McpServer::start(json)).await.unwrap();
     let mock = MockProvider::start();
     mock.push(Reply::text(&["Par", "is."]));
     let config = format!(
         r#"{{ gateway: {{ http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} }},
           providers: {{ mock: {{ baseUrl: "{}" }} }},
           agents: {{ entries: {{ {id}: {{ plugin: "{}", provider: "mock", model: "m",
-            config: {{ systemPrompt: "Be brief." }}, http: {{ allow: ["{web}"] }} }} }} }} }}"#,
+            config: {{ systemPrompt: "Be brief.", mcpServer: "{mcp}" }},
+            http: {{ allow: ["{web}", "{mcp}"] }} }} }} }} }}"#,
         mock.url(),
-        wasm.display()
+        wasm.display(),
+        mcp = tools.url(),
     );
     let gw = TestGateway::start_in(state, &config);
     let reply = async |text: &str| {
         let res = gw.chat(ask(&format!("agent:{id}"), text)).send().await.unwrap();
+        let status = res.status();
         let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(status, 200, "{text:?}: {body}");
         content(&body)
     };
     assert_eq!(reply("ask: Capital of France?").await, "Paris.");
@@ -141,6 +150,32 @@ async fn asks_the_model_and_the_web(state: &Path, wasm: &Path, id: &str) {
     let refused = reply(&format!("fetch: {elsewhere}")).await;
     assert!(refused.starts_with(&format!("cannot fetch {elsewhere}: ")), "{refused}");
     gw.wait_for_log("the denial", |l| l.contains("outbound HTTP denied") && l.contains(&format!("agent={id}"))).await;
+
+    assert_eq!(reply(r#"tool: add {"a": 2, "b": 3}"#).await, "the sum is 5", "{}", gw.log());
+    assert_eq!(
+        reply(r#"tool: divide {"a": 1, "b": 0}"#).await,
+        "divide failed: Error executing tool divide: cannot divide by zero"
+    );
+    let calls = tools.seen().iter().filter(|r| r["rpc"] == "tools/call").count();
+    assert_eq!(calls, 2, "both calls reached the server");
+
+    // The description says what the agent does: each command it names is
+    // answered by something other than the shout every other message gets.
+    let agent = gw.get_json(&format!("/admin/agents/{id}")).await;
+    let description = agent["description"].as_str().unwrap_or_default();
+    assert_eq!(commands_named(description), ["ask:", "fetch:", "tool:"], "{description}");
+    assert!(description.starts_with("Shouts back"), "{description}");
+    assert_eq!(reply("hello").await, "HELLO!");
+    mock.push(Reply::text(&["a model answer"]));
+    for command in commands_named(description) {
+        let answer = reply(&format!("{command} x")).await;
+        assert_ne!(answer, format!("{} X!", command.to_uppercase()), "{command} is not handled");
+    }
+}
+
+/// The commands (`ask:` …) a template's description names, in parentheses.
+fn commands_named(description: &str) -> Vec<&str> {
+    description.split('(').skip(1).filter_map(|rest| rest.split_once(')')).map(|(inside, _)| inside).collect()
 }
 
 /// `npm` in `dir`; panics with its output unless it succeeds.
@@ -155,27 +190,56 @@ fn npm(dir: &Path, args: &[&str]) {
     );
 }
 
-/// Heavy (componentize-js is ~400 MB of node modules, a build takes minutes),
-/// so not part of every `cargo test`: `cargo test --test all -- --ignored languages`.
+/// Link `dir/node_modules` to the modules its `package.json`'s
+/// `devDependencies` install, installed once under
+/// `target/js-node-modules/<hash of them>`: `npm install` of componentize-js
+/// (~400 MB) is the same for every project and was most of a JS test's time.
+pub fn link_node_modules(dir: &Path) {
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("package.json")).unwrap()).unwrap();
+    let wanted = manifest["devDependencies"].to_string();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new(); // fixed keys: the same name every run
+    std::hash::Hash::hash(&wanted, &mut hasher);
+    let key = std::hash::Hasher::finish(&hasher);
+    let cache = repo().join("target/js-node-modules").join(format!("{key:016x}"));
+    let _one_install = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+    if !cache.join("node_modules/.bin/componentize-js").exists() {
+        let staging = cache.with_extension(format!("partial-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging).unwrap();
+        let package = serde_json::json!({"name": "js-node-modules", "private": true, "devDependencies": manifest["devDependencies"]});
+        std::fs::write(staging.join("package.json"), package.to_string()).unwrap();
+        npm(&staging, &["install", "--no-audit", "--no-fund"]);
+        // Another test process may have finished first: keep its copy.
+        if std::fs::rename(&staging, &cache).is_err() {
+            std::fs::remove_dir_all(&staging).unwrap();
+        }
+    }
+    std::os::unix::fs::symlink(cache.join("node_modules"), dir.join("node_modules")).unwrap();
+}
+
 #[tokio::test]
-#[ignore = "needs npm and several minutes; run with --ignored"]
-async fn the_js_template_and_example_test_build_and_answer() {
+async fn a_new_js_agent_on_contract_0_2_passes_its_tests_builds_and_asks_the_model_the_web_and_a_tool() {
     let (tmp, dir) = new_project("jsshout", "js");
     let built = dir.clone();
     tokio::task::spawn_blocking(move || {
-        npm(&built, &["install", "--no-audit", "--no-fund"]);
+        link_node_modules(&built);
         npm(&built, &["test"]);
         npm(&built, &["run", "build"]);
     })
     .await
     .unwrap();
     let wasm = dir.join("jsshout.wasm");
+    // The CLI's run also fills the compile cache the gateway below starts from.
     let state = tmp.path().join("state");
     assert_eq!(run_plugin(&state, &wasm, "hello", &["--set", "suffix=!!"]).unwrap(), "HELLO!!");
-    asks_the_model_and_the_web(&state, &wasm, "jsshout").await;
+    asks_the_model_the_web_and_a_tool(&state, &wasm, "jsshout", true).await;
+}
 
-    // The example stays on contract 0.1: a 0.1 component keeps loading.
-
+#[tokio::test]
+async fn the_js_example_stays_on_contract_0_1_and_still_tests_builds_and_answers() {
+    let tmp = tempfile::tempdir().unwrap();
     let example = tmp.path().join("examples/js-agent");
     std::fs::create_dir_all(&example).unwrap();
     for file in ["agent.js", "logic.js", "logic.test.js", "package.json"] {
@@ -183,9 +247,9 @@ async fn the_js_template_and_example_test_build_and_answer() {
     }
     std::fs::create_dir_all(tmp.path().join("wit")).unwrap();
     std::fs::copy(repo().join("wit/agent.wit"), tmp.path().join("wit/agent.wit")).unwrap();
-    std::os::unix::fs::symlink(dir.join("node_modules"), example.join("node_modules")).unwrap();
     let built = example.clone();
     tokio::task::spawn_blocking(move || {
+        link_node_modules(&built);
         npm(&built, &["test"]);
         npm(&built, &["run", "build"]);
     })

@@ -27,6 +27,9 @@ type Template = (&'static str, &'static str);
 
 const RUST: &[Template] = &[
     ("Cargo.toml", include_str!("../../templates/rust/Cargo.toml")),
+    // The toolchain and wasm target `cargo install` of this wasmclaw used, so a
+    // default toolchain without `wasm32-wasip2` does not fail the first build.
+    ("rust-toolchain.toml", include_str!("../../../rust-toolchain.toml")),
     (".cargo/config.toml", include_str!("../../templates/rust/cargo-config.toml")),
     (".gitignore", include_str!("../../templates/rust/gitignore")),
     ("src/lib.rs", include_str!("../../templates/rust/lib.rs")),
@@ -37,6 +40,7 @@ const RUST: &[Template] = &[
 const PYTHON: &[Template] = &[
     ("app.py", include_str!("../../templates/python/app.py")),
     ("fetch.py", include_str!("../../templates/python/fetch.py")),
+    ("mcp.py", include_str!("../../templates/python/mcp.py")),
     ("wit/world.wit", include_str!("../../templates/python/world.wit")),
     ("test_app.py", include_str!("../../templates/python/test_app.py")),
     ("wasmclaw_testing.py", include_str!("../../templates/python/wasmclaw_testing.py")),
@@ -49,6 +53,7 @@ const PYTHON: &[Template] = &[
 const JS: &[Template] = &[
     ("agent.js", include_str!("../../templates/js/agent.js")),
     ("logic.js", include_str!("../../templates/js/logic.js")),
+    ("mcp.js", include_str!("../../templates/js/mcp.js")),
     ("logic.test.js", include_str!("../../templates/js/logic.test.js")),
     ("wasmclaw-testing.js", include_str!("../../templates/js/wasmclaw-testing.js")),
     ("wit/world.wit", include_str!("../../templates/js/world.wit")),
@@ -194,6 +199,9 @@ mod tests {
         assert_eq!(named, 2, "the dependency and the dev-dependency (with `testing`): {manifest}");
         assert!(files.iter().all(|(p, _)| !p.starts_with("wasmclaw-sdk/") && !p.starts_with("wit/")), "no copy");
         assert!(file("Cargo.lock").contains("name = \"wit-bindgen\""));
+        // Outside this repository the author's default toolchain may lack the
+        // wasm target; the project names the one `cargo install` already used.
+        assert!(file("rust-toolchain.toml").contains(r#"targets = ["wasm32-wasip2"]"#));
     }
 
     #[test]

@@ -4,6 +4,8 @@
   and the session's history) and streams its answer;
 - `fetch: URL` GETs the URL through the gateway (`fetch.py`, `wasi:http`:
   only what the agent's `http.allow` names) and quotes the answer;
+- `tool: NAME {"arg": …}` calls tool NAME of the MCP server at
+  `config.mcpServer` (`mcp.py`, through the gateway like `fetch:`);
 - anything else is repeated, louder, with the configured suffix.
 
 `python -m unittest test_app` runs test_app.py natively against a fake gateway
@@ -29,9 +31,12 @@ from wit_world.imports.wasmclaw_agent_types import (
 )
 
 import fetch
+import mcp
 
 #: How much of a fetched body the answer quotes.
 MAX_QUOTE = 500
+#: What `info()` tells the gateway (and `GET /admin/agents`) this agent does.
+DESCRIPTION = "Shouts back, asks the model (ask:), fetches a URL (fetch:) or calls an MCP tool (tool:)"
 
 
 class WitWorld(wit_world.WitWorld):
@@ -39,7 +44,7 @@ class WitWorld(wit_world.WitWorld):
 
     def info(self) -> AgentInfo:
         return AgentInfo(
-            name="{{name}}", version="0.1.0", description="Shouts back, asks the model (ask:) or fetches a URL (fetch:)"
+            name="{{name}}", version="0.1.0", description=DESCRIPTION
         )
 
     def run(self, req: RunRequest) -> None:
@@ -65,8 +70,10 @@ def answer(req: RunRequest) -> None:
         try:
             status, body = fetch.get(url)
             say(f"{status} {body.decode('utf-8', errors='replace')[:MAX_QUOTE]}")
-        except fetch.FetchError as e:
+        except (fetch.FetchError, ValueError) as e:  # refused or failed, or not an http(s) URL
             say(f"cannot fetch {url}: {e}")
+    elif text.startswith("tool:"):
+        call_tool(text[len("tool:"):].strip())
     else:
         shout(text)
 
@@ -86,6 +93,26 @@ def ask(question: str, params: str) -> None:
             # The gateway tells the client what the provider did (429, 502, 504 …).
             raise Err(AgentError_Unavailable(f"the model failed: {e.value}"))
         raise
+
+
+def call_tool(command: str) -> None:
+    """`NAME {"arg": …}`: call tool NAME of the MCP server at `config.mcpServer`, quote its answer."""
+    name, _, arguments = command.partition(" ")
+    server = config.get("mcpServer")
+    if not server:
+        say("no MCP server: set config.mcpServer to its URL (and put that URL in http.allow)")
+        return
+    try:
+        arguments = json.loads(arguments or "{}")
+    except ValueError as e:
+        say(f"the arguments of {name} are not JSON: {e}")
+        return
+    try:
+        result = mcp.McpClient.connect(server).call_tool(name, arguments)
+    except mcp.McpError as e:
+        say(f"cannot call {name}: {e}")
+    else:
+        say(f"{name} failed: {result.text}" if result.is_error else result.text)
 
 
 def shout(text: str) -> None:

@@ -5,6 +5,7 @@ the agent's allow-list, limits and credentials, and a refused request comes
 back as the standard `error-code` (raised here as `FetchError`).
 """
 
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from componentize_py_types import Err, Ok
@@ -18,7 +19,12 @@ from wit_world.imports.wasi_http_types import (
     ErrorCode_HttpResponseTimeout,
     ErrorCode_InternalError,
     Fields,
+    Method_Delete,
     Method_Get,
+    Method_Other,
+    Method_Patch,
+    Method_Post,
+    Method_Put,
     OutgoingBody,
     OutgoingRequest,
     Scheme_Http,
@@ -26,6 +32,21 @@ from wit_world.imports.wasi_http_types import (
 )
 
 READ_SIZE = 16 * 1024
+#: `blocking_write_and_flush` takes at most 4096 bytes at a time.
+WRITE_SIZE = 4096
+METHODS = {"GET": Method_Get, "POST": Method_Post, "PUT": Method_Put, "PATCH": Method_Patch, "DELETE": Method_Delete}
+
+
+class Response(NamedTuple):
+    """A whole response: status, headers (lower-case names) and body."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        """The first value of header `name`, if the response has it."""
+        return next((v for n, v in self.headers if n == name.lower()), None)
 
 
 class FetchError(Exception):
@@ -42,20 +63,29 @@ def get(url: str, headers: list[tuple[str, str]] = ()) -> tuple[int, bytes]:
     Credentials are not the agent's business: the gateway adds the ones its
     `http.credentials` configure for this URL.
     """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"not an http(s) URL: {url}")
-    request = OutgoingRequest(Fields.from_list([(name, value.encode()) for name, value in headers]))
-    request.set_method(Method_Get())
-    request.set_scheme(Scheme_Https() if parts.scheme == "https" else Scheme_Http())
-    request.set_authority(parts.netloc)
-    request.set_path_with_query(parts.path + (f"?{parts.query}" if parts.query else "") or "/")
-    body = request.body()
+    response = request("GET", url, headers)
+    return response.status, response.body
+
+
+def request(method: str, url: str, headers: list[tuple[str, str]] = (), body: bytes = b"") -> Response:
+    """Send `method url` with `headers` and `body`; returns the whole response."""
+    parts = parse_url(url)
+    method = method.upper()
+    outgoing = OutgoingRequest(Fields.from_list([(name, value.encode()) for name, value in headers]))
+    outgoing.set_method(METHODS[method]() if method in METHODS else Method_Other(method))
+    outgoing.set_scheme(Scheme_Https() if parts.scheme == "https" else Scheme_Http())
+    outgoing.set_authority(parts.netloc)
+    outgoing.set_path_with_query(parts.path + (f"?{parts.query}" if parts.query else "") or "/")
+    outgoing_body = outgoing.body()
     try:
-        future = outgoing_handler.handle(request, None)
+        future = outgoing_handler.handle(outgoing, None)
     except Err as e:
         raise FetchError(e.value)
-    OutgoingBody.finish(body, None)
+    if body:
+        with outgoing_body.write() as stream:
+            for at in range(0, len(body), WRITE_SIZE):
+                stream.blocking_write_and_flush(body[at:at + WRITE_SIZE])
+    OutgoingBody.finish(outgoing_body, None)
     # Resources are closed explicitly, children first: the host refuses to
     # drop one whose child is still open, and Python's collector keeps no order.
     with future:
@@ -68,6 +98,8 @@ def get(url: str, headers: list[tuple[str, str]] = ()) -> tuple[int, bytes]:
         raise FetchError(result.value.value)
     with result.value.value as response:
         status = response.status()
+        with response.headers() as fields:
+            received = [(name.lower(), value.decode(errors="replace")) for name, value in fields.entries()]
         with response.consume() as incoming, incoming.stream() as stream:
             data = bytearray()
             while True:
@@ -77,7 +109,15 @@ def get(url: str, headers: list[tuple[str, str]] = ()) -> tuple[int, bytes]:
                     if isinstance(e.value, StreamError_Closed):
                         break
                     raise FetchError(ErrorCode_InternalError("the response body broke off"))
-    return status, bytes(data)
+    return Response(status, received, bytes(data))
+
+
+def parse_url(url: str):
+    """`url`'s parts; a ValueError unless it is an http(s) URL with a host."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"not an http(s) URL: {url}")
+    return parts
 
 
 def describe(code: ErrorCode) -> str:
