@@ -151,6 +151,23 @@ async fn serve_static(dir: PathBuf) -> String {
     base
 }
 
+/// Start `tests/ui/<script>` against `gw`, with the UI served from `statics`.
+fn ui_check(python: &Path, script: &str, gw: &TestGateway, statics: &str) -> std::process::Child {
+    Command::new(python)
+        .arg(root().join("tests/ui").join(script))
+        .current_dir(root().join("tests/ui"))
+        .env("WASMCLAW_UI_URL", &gw.base)
+        .env("WASMCLAW_UI_TOKEN", TOKEN)
+        .env("OPENCLAW_UI_STATIC", statics)
+        .env("WASMCLAW_UI_SCREENSHOTS", root().join("target/ui-screenshots"))
+        .env("OPENCLAW_UI_GATEWAY_WS", gw.base.replace("http://", "ws://"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn openclaw_control_ui_chats_opens_a_second_tab_and_a_revoked_device_is_refused() {
     let ui = control_ui();
@@ -158,19 +175,7 @@ async fn openclaw_control_ui_chats_opens_a_second_tab_and_a_revoked_device_is_re
     let statics = serve_static(ui).await;
     let config = format!(r#"{{ gateway: {{ controlUi: {{ allowedOrigins: ["{statics}"] }} }} }}"#);
     let gw = TestGateway::start(&config);
-    let mut child = Command::new(python)
-        .arg(root().join("tests/ui/openclaw_check.py"))
-        .current_dir(root().join("tests/ui"))
-        .env("WASMCLAW_UI_URL", &gw.base)
-        .env("WASMCLAW_UI_TOKEN", TOKEN)
-        .env("OPENCLAW_UI_STATIC", &statics)
-        .env("WASMCLAW_UI_SCREENSHOTS", root().join("target/ui-screenshots"))
-        .env("OPENCLAW_UI_GATEWAY_WS", gw.base.replace("http://", "ws://"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = ui_check(&python, "openclaw_check.py", &gw, &statics);
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut seen = String::new();
     let mut device = None;
@@ -213,6 +218,25 @@ async fn openclaw_control_ui_chats_opens_a_second_tab_and_a_revoked_device_is_re
     assert!(missing.is_empty(), "the UI called methods START_AND_CHAT does not list: {missing:?}");
     let log = gw.log();
     assert!(!log.contains(TOKEN), "the secret reached the gateway's log");
+}
+
+/// Issue 27: after a send and its reply the UI shows each once, nothing
+/// pending, in the sending tab and in a second one.
+#[tokio::test(flavor = "multi_thread")]
+async fn openclaw_control_ui_shows_a_sent_message_and_its_reply_once_with_nothing_pending() {
+    let ui = control_ui();
+    let python = crate::ui::python_with_playwright();
+    let statics = serve_static(ui).await;
+    let config = format!(r#"{{ gateway: {{ controlUi: {{ allowedOrigins: ["{statics}"] }} }} }}"#);
+    let gw = TestGateway::start(&config);
+    let out = ui_check(&python, "openclaw_once_check.py", &gw, &statics).wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && seen.contains("all checks passed"),
+        "{seen}\nstderr:\n{}\ngateway log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
 }
 
 /// A connect of the Control UI's shape, with a device proof signed by `key`
