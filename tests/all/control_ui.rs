@@ -239,6 +239,41 @@ async fn openclaw_control_ui_shows_a_sent_message_and_its_reply_once_with_nothin
     );
 }
 
+/// Issue 27 on PostgreSQL: history read on another instance marks the user's
+/// message with the sender's key and the reply as the `final` event does;
+/// a message stored before step 10 keeps only its place.
+#[tokio::test]
+async fn on_postgres_history_marks_a_runs_messages_for_the_control_ui_and_older_ones_by_place() {
+    let server = crate::pg::Server::start();
+    let url = server.database().await;
+    let env = [("OPENCLAW_GATEWAY_TOKEN", TOKEN), ("WASMCLAW_DATABASE_URL", url.as_str())];
+    let start = || TestGateway::start_with("{}", &env).unwrap_or_else(|log| panic!("gateway failed to start:\n{log}"));
+    let (a, b) = (start(), start());
+    // A message as an earlier version stored it: no run.
+    let db = crate::pg::connect(&url).await;
+    db.batch_execute(
+        "INSERT INTO sessions (key, agent_id, owner, created_at, updated_at) VALUES ('agent:main:main', 'main', 'operator', 1, 1);
+         INSERT INTO messages (session_key, role, content, created_at) VALUES ('agent:main:main', 'user', 'older', 1);",
+    )
+    .await
+    .unwrap();
+    let mut c = Client::connect(&a).await;
+    let sent =
+        c.call("chat.send", json!({"sessionKey": "main", "message": "marked", "idempotencyKey": "ui-key-1"})).await;
+    let run_id = sent["payload"]["runId"].as_str().unwrap().to_string();
+    let last = c.until(|f| f["event"] == "chat" && f["payload"]["state"] == "final").await;
+    let reply_meta = &last["payload"]["message"]["__openclaw"];
+    assert_eq!(*reply_meta, json!({"runId": run_id, "idempotencyKey": format!("{run_id}:assistant")}), "{last}");
+    let history = Client::connect(&b).await.call("chat.history", json!({"sessionKey": "main"})).await;
+    let metas: Vec<&Value> =
+        history["payload"]["messages"].as_array().unwrap().iter().map(|m| &m["__openclaw"]).collect();
+    assert_eq!(metas.len(), 3, "{history}");
+    assert_eq!(*metas[0], json!({"id": "msg-1", "seq": 1}));
+    assert_eq!(*metas[1], json!({"id": "msg-2", "seq": 2, "runId": run_id, "idempotencyKey": "ui-key-1:user"}));
+    assert_eq!(metas[2]["idempotencyKey"], reply_meta["idempotencyKey"]);
+    assert_eq!((metas[2]["seq"].as_u64(), metas[2]["runTerminal"].as_bool()), (Some(3), Some(true)));
+}
+
 /// A connect of the Control UI's shape, with a device proof signed by `key`
 /// over `nonce` (and `signed_nonce` inside the payload).
 fn ui_connect(key: &Ed25519KeyPair, nonce: &str, signed_nonce: &str, auth: Value) -> Value {
