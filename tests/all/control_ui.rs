@@ -252,8 +252,8 @@ async fn on_postgres_history_marks_a_runs_messages_for_the_control_ui_and_older_
     // A message as an earlier version stored it: no run.
     let db = crate::pg::connect(&url).await;
     db.batch_execute(
-        "INSERT INTO sessions (key, agent_id, owner, created_at, updated_at) VALUES ('agent:main:main', 'main', 'operator', 1, 1);
-         INSERT INTO messages (session_key, role, content, created_at) VALUES ('agent:main:main', 'user', 'older', 1);",
+        "INSERT INTO sessions (key, agent_id, owner, created_at, updated_at) VALUES ('main', 'main', 'operator', 1, 1);
+         INSERT INTO messages (session_key, role, content, created_at) VALUES ('main', 'user', 'older', 1);",
     )
     .await
     .unwrap();
