@@ -151,6 +151,23 @@ async fn serve_static(dir: PathBuf) -> String {
     base
 }
 
+/// Start `tests/ui/<script>` against `gw`, with the UI served from `statics`.
+fn ui_check(python: &Path, script: &str, gw: &TestGateway, statics: &str) -> std::process::Child {
+    Command::new(python)
+        .arg(root().join("tests/ui").join(script))
+        .current_dir(root().join("tests/ui"))
+        .env("WASMCLAW_UI_URL", &gw.base)
+        .env("WASMCLAW_UI_TOKEN", TOKEN)
+        .env("OPENCLAW_UI_STATIC", statics)
+        .env("WASMCLAW_UI_SCREENSHOTS", root().join("target/ui-screenshots"))
+        .env("OPENCLAW_UI_GATEWAY_WS", gw.base.replace("http://", "ws://"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn openclaw_control_ui_chats_opens_a_second_tab_and_a_revoked_device_is_refused() {
     let ui = control_ui();
@@ -158,19 +175,7 @@ async fn openclaw_control_ui_chats_opens_a_second_tab_and_a_revoked_device_is_re
     let statics = serve_static(ui).await;
     let config = format!(r#"{{ gateway: {{ controlUi: {{ allowedOrigins: ["{statics}"] }} }} }}"#);
     let gw = TestGateway::start(&config);
-    let mut child = Command::new(python)
-        .arg(root().join("tests/ui/openclaw_check.py"))
-        .current_dir(root().join("tests/ui"))
-        .env("WASMCLAW_UI_URL", &gw.base)
-        .env("WASMCLAW_UI_TOKEN", TOKEN)
-        .env("OPENCLAW_UI_STATIC", &statics)
-        .env("WASMCLAW_UI_SCREENSHOTS", root().join("target/ui-screenshots"))
-        .env("OPENCLAW_UI_GATEWAY_WS", gw.base.replace("http://", "ws://"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = ui_check(&python, "openclaw_check.py", &gw, &statics);
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut seen = String::new();
     let mut device = None;
@@ -213,6 +218,60 @@ async fn openclaw_control_ui_chats_opens_a_second_tab_and_a_revoked_device_is_re
     assert!(missing.is_empty(), "the UI called methods START_AND_CHAT does not list: {missing:?}");
     let log = gw.log();
     assert!(!log.contains(TOKEN), "the secret reached the gateway's log");
+}
+
+/// Issue 27: after a send and its reply the UI shows each once, nothing
+/// pending, in the sending tab and in a second one.
+#[tokio::test(flavor = "multi_thread")]
+async fn openclaw_control_ui_shows_a_sent_message_and_its_reply_once_with_nothing_pending() {
+    let ui = control_ui();
+    let python = crate::ui::python_with_playwright();
+    let statics = serve_static(ui).await;
+    let config = format!(r#"{{ gateway: {{ controlUi: {{ allowedOrigins: ["{statics}"] }} }} }}"#);
+    let gw = TestGateway::start(&config);
+    let out = ui_check(&python, "openclaw_once_check.py", &gw, &statics).wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && seen.contains("all checks passed"),
+        "{seen}\nstderr:\n{}\ngateway log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
+}
+
+/// Issue 27 on PostgreSQL: history read on another instance marks the user's
+/// message with the sender's key and the reply as the `final` event does;
+/// a message stored before step 10 keeps only its place.
+#[tokio::test]
+async fn on_postgres_history_marks_a_runs_messages_for_the_control_ui_and_older_ones_by_place() {
+    let server = crate::pg::Server::start();
+    let url = server.database().await;
+    let env = [("OPENCLAW_GATEWAY_TOKEN", TOKEN), ("WASMCLAW_DATABASE_URL", url.as_str())];
+    let start = || TestGateway::start_with("{}", &env).unwrap_or_else(|log| panic!("gateway failed to start:\n{log}"));
+    let (a, b) = (start(), start());
+    // A message as an earlier version stored it: no run.
+    let db = crate::pg::connect(&url).await;
+    db.batch_execute(
+        "INSERT INTO sessions (key, agent_id, owner, created_at, updated_at) VALUES ('main', 'main', 'operator', 1, 1);
+         INSERT INTO messages (session_key, role, content, created_at) VALUES ('main', 'user', 'older', 1);",
+    )
+    .await
+    .unwrap();
+    let mut c = Client::connect(&a).await;
+    let sent =
+        c.call("chat.send", json!({"sessionKey": "main", "message": "marked", "idempotencyKey": "ui-key-1"})).await;
+    let run_id = sent["payload"]["runId"].as_str().unwrap().to_string();
+    let last = c.until(|f| f["event"] == "chat" && f["payload"]["state"] == "final").await;
+    let reply_meta = &last["payload"]["message"]["__openclaw"];
+    assert_eq!(*reply_meta, json!({"runId": run_id, "idempotencyKey": format!("{run_id}:assistant")}), "{last}");
+    let history = Client::connect(&b).await.call("chat.history", json!({"sessionKey": "main"})).await;
+    let metas: Vec<&Value> =
+        history["payload"]["messages"].as_array().unwrap().iter().map(|m| &m["__openclaw"]).collect();
+    assert_eq!(metas.len(), 3, "{history}");
+    assert_eq!(*metas[0], json!({"id": "msg-1", "seq": 1}));
+    assert_eq!(*metas[1], json!({"id": "msg-2", "seq": 2, "runId": run_id, "idempotencyKey": "ui-key-1:user"}));
+    assert_eq!(metas[2]["idempotencyKey"], reply_meta["idempotencyKey"]);
+    assert_eq!((metas[2]["seq"].as_u64(), metas[2]["runTerminal"].as_bool()), (Some(3), Some(true)));
 }
 
 /// A connect of the Control UI's shape, with a device proof signed by `key`

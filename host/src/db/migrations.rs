@@ -117,6 +117,9 @@ pub const POSTGRES: &[&str] = &[
     // 9: an agent's rollout (`registry::RolloutRecord` as JSON) lives in its
     // record; a previous version's writes leave it as it is.
     "ALTER TABLE agents ADD COLUMN rollout TEXT;",
+    // 10: which run wrote each message (`sessions::RunMark`); older rows have none.
+    "ALTER TABLE messages ADD COLUMN run_id TEXT;
+     ALTER TABLE messages ADD COLUMN idempotency_key TEXT;",
 ];
 
 /// Advisory lock key (two-int form, so it cannot meet a lane's bigint key)

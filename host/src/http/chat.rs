@@ -100,6 +100,7 @@ pub(super) fn start(
         user: turn.user.map(str::to_string),
         params: turn.params,
         model: header_text(headers, MODEL_HEADER)?.map(str::to_string),
+        idempotency_key: None,
     };
     let handle = gw.agents.start(input)?;
     let session_key = HeaderValue::from_str(&handle.session.key).map_err(|e| ApiError::internal(e.to_string()))?;

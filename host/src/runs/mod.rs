@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::providers::Providers;
 use crate::registry::RegistryStore;
 use crate::runtime::{AgentRegistry, AgentVersion, EngineLimits, RunError, Runtime};
-use crate::sessions::{Access, SessionKey, SessionStore, StoreError, StoreFuture, Turn, access};
+use crate::sessions::{Access, RunMark, SessionKey, SessionStore, StoreError, StoreFuture, Turn, access};
 use crate::telemetry;
 use settle::{BudgetCheck, Outcome, Settle};
 
@@ -47,6 +47,8 @@ pub struct RunInput {
     pub params: serde_json::Value,
     /// A per-run model (`x-openclaw-model`), for agents whose entry sets `allowModelOverride`.
     pub model: Option<String>,
+    /// The request's `idempotencyKey`, kept with the turn's messages (`sessions::RunMark`).
+    pub idempotency_key: Option<String>,
 }
 
 impl RunInput {
@@ -62,6 +64,7 @@ impl RunInput {
             user: None,
             params: serde_json::json!({}),
             model: None,
+            idempotency_key: None,
         }
     }
 }
@@ -334,6 +337,7 @@ impl Agents {
             agent: agent.id.clone(),
         };
         let job = Job {
+            mark: RunMark { run_id: run_id.clone(), idempotency_key: input.idempotency_key },
             agent: agent.clone(),
             caller: input.caller,
             begin,
@@ -386,6 +390,8 @@ impl Agents {
 
 /// One run's work inside its task.
 struct Job {
+    /// Stored with the turn's messages.
+    mark: RunMark,
     agent: Arc<AgentVersion>,
     /// Who asked: the session must be one they may run in.
     caller: Principal,
@@ -434,7 +440,7 @@ impl Job {
         let outcome = self.agent.run(request, events, Some(session), self.meter.clone()).await?;
         let mut messages = self.turn;
         messages.extend(outcome.reply.to_messages());
-        turn.commit(messages, outcome.state_changes).await?;
+        turn.commit_run(self.mark, messages, outcome.state_changes).await?;
         Ok(())
     }
 }

@@ -26,9 +26,9 @@ pub use key::{InvalidSessionKey, MAX_KEY_BYTES, SessionKey, main_key, resolve};
 pub use page::{Cursor, DEFAULT_PAGE, InvalidPage, MAX_PAGE, SessionPage, SessionQuery, parse as parse_page};
 pub use responses::StoredResponse;
 pub use store::{
-    MAX_STATE_KEY_BYTES, MAX_STATE_TOTAL_BYTES, MAX_STATE_VALUE_BYTES, SessionData, SessionOwner, SessionStore,
-    SessionSummary, StateChanges, StoreError, StoreFuture, StoredMessage, Transcript, Turn, TurnWriter, now_ms,
-    role_name,
+    MAX_STATE_KEY_BYTES, MAX_STATE_TOTAL_BYTES, MAX_STATE_VALUE_BYTES, RunMark, SessionData, SessionOwner,
+    SessionStore, SessionSummary, StateChanges, StoreError, StoreFuture, StoredMessage, Transcript, Turn, TurnWriter,
+    now_ms, role_name,
 };
 
 use crate::config::Config;

@@ -13,9 +13,9 @@ use super::lanes::{LaneTicket, Lanes};
 use super::page::{SessionPage, SessionQuery};
 use super::responses::{self, StoredResponse};
 use super::store::{
-    SessionData, SessionOwner, SessionStore, SessionSummary, StateChanges, StoreError, StoreFuture, StoredMessage,
-    Transcript, Turn, TurnWriter, now_ms, refused_write, role_from_name, role_name, tool_calls_from_json,
-    tool_calls_json,
+    RunMark, SessionData, SessionOwner, SessionStore, SessionSummary, StateChanges, StoreError, StoreFuture,
+    StoredMessage, Transcript, Turn, TurnWriter, now_ms, refused_write, role_from_name, role_name,
+    tool_calls_from_json, tool_calls_json,
 };
 use crate::chat::{Message, Role};
 use crate::db::{DbError, LaneLock, Postgres};
@@ -52,7 +52,7 @@ fn db(e: tokio_postgres::Error) -> StoreError {
 /// Query parameters, bound before pipelined queries borrow them.
 type Params<'a, const N: usize> = [&'a (dyn tokio_postgres::types::ToSql + Sync); N];
 
-const MESSAGE_COLUMNS: &str = "role, content, name, tool_call_id, tool_calls, created_at";
+const MESSAGE_COLUMNS: &str = "role, content, name, tool_call_id, tool_calls, created_at, run_id, idempotency_key";
 
 fn read_message(row: &tokio_postgres::Row) -> StoredMessage {
     let role: String = row.get(0);
@@ -68,6 +68,7 @@ fn read_message(row: &tokio_postgres::Row) -> StoredMessage {
             tool_calls: tool_calls_from_json(&tool_calls),
         },
         created_at: row.get::<_, i64>(5) as u64,
+        run: row.get::<_, Option<String>>(6).map(|run_id| RunMark { run_id, idempotency_key: row.get(7) }),
     }
 }
 
@@ -323,12 +324,12 @@ struct PostgresTurn {
 }
 
 impl TurnWriter for PostgresTurn {
-    fn commit(self: Box<Self>, messages: Vec<Message>, state: StateChanges) -> StoreFuture<()> {
+    fn commit(self: Box<Self>, run: Option<RunMark>, messages: Vec<Message>, state: StateChanges) -> StoreFuture<()> {
         let Self { pg, key, session, ticket, lock } = *self;
         // Spawned: the write runs to its end even if the run's task is
         // aborted, and the lane is released only after it.
         let write = tokio::spawn(async move {
-            let written = append_turn(&pg, &lock, &key, &session, &messages, &state).await;
+            let written = append_turn(&pg, &lock, &key, &session, run.as_ref(), &messages, &state).await;
             drop(lock);
             drop(ticket);
             written
@@ -345,9 +346,11 @@ async fn append_turn(
     lock: &LaneLock,
     key: &str,
     session: &SessionOwner,
+    run: Option<&RunMark>,
     turn: &[Message],
     state: &StateChanges,
 ) -> Result<(), StoreError> {
+    let (run_id, idempotency_key) = (run.map(|r| &r.run_id), run.and_then(|r| r.idempotency_key.as_ref()));
     let mut client = pg.client().await?;
     let tx = client.transaction().await.map_err(db)?;
     // Still ours? If the control connection dropped, another instance may be
@@ -369,15 +372,26 @@ async fn append_turn(
     if !turn.is_empty() {
         let insert = tx
             .prepare(
-                "INSERT INTO messages (session_key, role, content, name, tool_call_id, tool_calls, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO messages (session_key, role, content, name, tool_call_id, tool_calls, created_at,
+                                       run_id, idempotency_key)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .await
             .map_err(db)?;
         // One at a time: ids follow the order of the turn.
         for m in turn {
             let tool_calls = tool_calls_json(&m.tool_calls);
-            let params: Params<7> = [&key, &role_name(m.role), &m.content, &m.name, &m.tool_call_id, &tool_calls, &now];
+            let params: Params<9> = [
+                &key,
+                &role_name(m.role),
+                &m.content,
+                &m.name,
+                &m.tool_call_id,
+                &tool_calls,
+                &now,
+                &run_id,
+                &idempotency_key,
+            ];
             tx.execute(&insert, &params).await.map_err(db)?;
         }
     }

@@ -14,9 +14,9 @@ use super::lanes::{LaneTicket, Lanes};
 use super::page::{SessionPage, SessionQuery};
 use super::responses::{self, StoredResponse};
 use super::store::{
-    SessionData, SessionOwner, SessionStore, SessionSummary, StateChanges, StoreError, StoreFuture, StoredMessage,
-    Transcript, Turn, TurnWriter, now_ms, refused_write, role_from_name, role_name, tool_calls_from_json,
-    tool_calls_json,
+    RunMark, SessionData, SessionOwner, SessionStore, SessionSummary, StateChanges, StoreError, StoreFuture,
+    StoredMessage, Transcript, Turn, TurnWriter, now_ms, refused_write, role_from_name, role_name,
+    tool_calls_from_json, tool_calls_json,
 };
 use super::usage;
 use crate::chat::Message;
@@ -79,6 +79,9 @@ const MIGRATIONS: &[&str] = &[
     super::usage::SQLITE_MIGRATION,
     // 9: an agent's rollout (`registry::RolloutRecord` as JSON) lives in its record.
     "ALTER TABLE agents ADD COLUMN rollout TEXT;",
+    // 10: which run wrote each message (`store::RunMark`); older rows have none.
+    "ALTER TABLE messages ADD COLUMN run_id TEXT;
+     ALTER TABLE messages ADD COLUMN idempotency_key TEXT;",
 ];
 
 /// SQLite-backed [`SessionStore`].
@@ -286,14 +289,14 @@ struct SqliteTurn {
 }
 
 impl TurnWriter for SqliteTurn {
-    fn commit(self: Box<Self>, messages: Vec<Message>, state: StateChanges) -> StoreFuture<()> {
+    fn commit(self: Box<Self>, run: Option<RunMark>, messages: Vec<Message>, state: StateChanges) -> StoreFuture<()> {
         // Blocking work runs to its end even if the awaiting task is aborted,
         // and the ticket is dropped only after it: the lane stays taken until
         // the write is committed.
         let Self { db, key, agent, owner, ticket } = *self;
         Box::pin(on_blocking_pool(move || {
             let _ticket = ticket;
-            db.append_turn(&key, &SessionOwner { agent, owner }, &messages, &state)
+            db.append_turn(&key, &SessionOwner { agent, owner }, run.as_ref(), &messages, &state)
         }))
     }
 }
@@ -330,6 +333,10 @@ fn read_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
             tool_calls: tool_calls_from_json(&tool_calls),
         },
         created_at: row.get::<_, i64>(5)? as u64,
+        run: row
+            .get::<_, Option<String>>(6)?
+            .map(|run_id| Ok::<_, rusqlite::Error>(RunMark { run_id, idempotency_key: row.get(7)? }))
+            .transpose()?,
     })
 }
 
@@ -344,7 +351,7 @@ impl Db {
         self.with(|conn| {
             let Some(existing) = owner(conn, key)? else { return Ok((None, SessionData::default())) };
             let mut stmt = conn.prepare_cached(
-                "SELECT role, content, name, tool_call_id, tool_calls, created_at FROM
+                "SELECT role, content, name, tool_call_id, tool_calls, created_at, run_id, idempotency_key FROM
                    (SELECT * FROM messages WHERE session_key = ?1 ORDER BY id DESC LIMIT ?2)
                  ORDER BY id ASC",
             )?;
@@ -362,9 +369,11 @@ impl Db {
         &self,
         key: &str,
         session: &SessionOwner,
+        run: Option<&RunMark>,
         turn: &[Message],
         state: &StateChanges,
     ) -> Result<(), StoreError> {
+        let (run_id, idempotency_key) = (run.map(|r| &r.run_id), run.and_then(|r| r.idempotency_key.as_ref()));
         let outcome = self.with(|conn| {
             let tx = conn.transaction()?;
             let now = now_ms() as i64;
@@ -378,8 +387,9 @@ impl Db {
             )?;
             {
                 let mut insert = tx.prepare_cached(
-                    "INSERT INTO messages (session_key, role, content, name, tool_call_id, tool_calls, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT INTO messages (session_key, role, content, name, tool_call_id, tool_calls, created_at,
+                                           run_id, idempotency_key)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?;
                 for m in turn {
                     insert.execute(params![
@@ -389,7 +399,9 @@ impl Db {
                         m.name,
                         m.tool_call_id,
                         tool_calls_json(&m.tool_calls),
-                        now
+                        now,
+                        run_id,
+                        idempotency_key
                     ])?;
                 }
                 let mut put = tx.prepare_cached(
@@ -414,8 +426,8 @@ impl Db {
         self.with(|conn| {
             let Some(SessionOwner { agent, .. }) = owner(conn, key)? else { return Ok(None) };
             let mut stmt = conn.prepare_cached(
-                "SELECT role, content, name, tool_call_id, tool_calls, created_at FROM messages
-                 WHERE session_key = ?1 ORDER BY id",
+                "SELECT role, content, name, tool_call_id, tool_calls, created_at, run_id, idempotency_key
+                 FROM messages WHERE session_key = ?1 ORDER BY id",
             )?;
             let messages = stmt.query_map([key], read_message)?.collect::<rusqlite::Result<_>>()?;
             Ok(Some(Transcript { key: key.into(), agent, messages }))

@@ -26,6 +26,17 @@ pub struct StoredMessage {
     pub message: Message,
     /// Milliseconds since the Unix epoch.
     pub created_at: u64,
+    /// The run whose turn wrote it; `None` for messages stored before runs were recorded.
+    pub run: Option<RunMark>,
+}
+
+/// Which run wrote a turn's messages, so a client can match them to its request
+/// (OpenClaw's Control UI matches its own copy of a sent message by `idempotencyKey`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunMark {
+    pub run_id: String,
+    /// The `idempotencyKey` the request that started the run carried.
+    pub idempotency_key: Option<String>,
 }
 
 /// What a run needs before it starts.
@@ -164,7 +175,7 @@ pub trait TurnWriter: Send {
     /// Append `messages` and apply `state`, all or nothing. The session's
     /// lane stays taken until the write has ended, even if the returned
     /// future is dropped first.
-    fn commit(self: Box<Self>, messages: Vec<Message>, state: StateChanges) -> StoreFuture<()>;
+    fn commit(self: Box<Self>, run: Option<RunMark>, messages: Vec<Message>, state: StateChanges) -> StoreFuture<()>;
 }
 
 /// A turn in progress: it holds the session's lane until committed or dropped.
@@ -184,7 +195,12 @@ impl Turn {
 
     /// Keep the turn: the client's new messages and the reply, plus state writes.
     pub async fn commit(self, messages: Vec<Message>, state: StateChanges) -> Result<(), StoreError> {
-        self.writer.commit(messages, state).await
+        self.writer.commit(None, messages, state).await
+    }
+
+    /// [`Turn::commit`], recording which run wrote the messages.
+    pub async fn commit_run(self, run: RunMark, messages: Vec<Message>, state: StateChanges) -> Result<(), StoreError> {
+        self.writer.commit(Some(run), messages, state).await
     }
 }
 

@@ -337,8 +337,16 @@ pub(super) async fn chat_history_payload(call: &Call) -> Result<Value, WsError> 
     // Tool results name their tool, which only the call that asked for it says.
     let names: HashMap<&str, &str> =
         stored.iter().flat_map(|m| &m.message.tool_calls).map(|c| (c.id.as_str(), c.name.as_str())).collect();
-    let messages: Vec<Value> =
-        stored.iter().rev().take(limit).rev().map(|m| history_message(&m.message, m.created_at, &names)).collect();
+    let from = stored.len().saturating_sub(limit);
+    let messages: Vec<Value> = stored[from..]
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mut message = history_message(&m.message, m.created_at, &names);
+            message["__openclaw"] = super::openclaw::transcript_meta(&stored, from + i);
+            message
+        })
+        .collect();
     Ok(json!({"sessionKey": key, "messages": messages}))
 }
 

@@ -14,8 +14,45 @@ use tokio::sync::broadcast;
 use super::frames::{WsError, now_ms};
 use super::methods::{Answer, Call, agent_model, chat_history_payload, session_defaults};
 use crate::auth::Principal;
+use crate::chat::Role;
 use crate::gateway::Gateway;
-use crate::sessions::{Access, access};
+use crate::sessions::{Access, StoredMessage, access};
+
+/// The `__openclaw` metadata of transcript message `i`, by which OpenClaw's
+/// Control UI recognizes the messages it already shows: its position (`seq`,
+/// from 1, and an `id`), and for messages a run wrote, that run: the user's
+/// message carries `"<idempotencyKey>:user"` (the UI's key for its own copy
+/// of a message it sent), the reply `"<runId>:assistant"`, as the `chat`
+/// `final` event's message does. Messages stored before runs were recorded
+/// have only their position.
+pub fn transcript_meta(transcript: &[StoredMessage], i: usize) -> Value {
+    let seq = i + 1;
+    let mut meta = json!({"id": format!("msg-{seq}"), "seq": seq});
+    let m = &transcript[i];
+    let Some(run) = &m.run else { return meta };
+    meta["runId"] = json!(run.run_id);
+    match m.message.role {
+        Role::User => {
+            let key = run.idempotency_key.as_deref().unwrap_or(&run.run_id);
+            meta["idempotencyKey"] = json!(format!("{key}:user"));
+        }
+        Role::Assistant => {
+            meta["idempotencyKey"] = json!(assistant_key(&run.run_id));
+            // The run's last message: the UI then knows the run has ended.
+            let next_run = transcript.get(i + 1).and_then(|n| n.run.as_ref());
+            if next_run.is_none_or(|n| n.run_id != run.run_id) {
+                meta["runTerminal"] = json!(true);
+            }
+        }
+        _ => {}
+    }
+    meta
+}
+
+/// The idempotency key of run `run_id`'s reply, in history and in its `chat` `final` event.
+pub fn assistant_key(run_id: &str) -> String {
+    format!("{run_id}:assistant")
+}
 
 /// A session of which a run just ended: subscribers reload its messages.
 #[derive(Debug, Clone)]
@@ -227,5 +264,39 @@ pub fn empty(method: &str) -> Value {
         "sessions.branches.list" => json!({"branches": []}),
         "sessions.companion.state" => json!({"state": null}),
         _ => json!({}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::Message;
+    use crate::sessions::RunMark;
+
+    fn stored(role: Role, run: Option<(&str, Option<&str>)>) -> StoredMessage {
+        let run = run.map(|(id, key)| RunMark { run_id: id.into(), idempotency_key: key.map(Into::into) });
+        StoredMessage { message: Message::text(role, "x"), created_at: 1, run }
+    }
+
+    #[test]
+    fn a_runs_messages_carry_its_keys_and_its_last_reply_ends_it() {
+        let t = [
+            stored(Role::User, None),
+            stored(Role::User, Some(("r1", Some("client-1")))),
+            stored(Role::Assistant, Some(("r1", Some("client-1")))),
+            stored(Role::Tool, Some(("r1", Some("client-1")))),
+            stored(Role::Assistant, Some(("r1", Some("client-1")))),
+            stored(Role::User, Some(("r2", None))),
+        ];
+        let meta: Vec<Value> = (0..t.len()).map(|i| transcript_meta(&t, i)).collect();
+        // Stored before runs were recorded: its position only.
+        assert_eq!(meta[0], json!({"id": "msg-1", "seq": 1}));
+        assert_eq!(meta[1], json!({"id": "msg-2", "seq": 2, "runId": "r1", "idempotencyKey": "client-1:user"}));
+        // A reply the run went on from is not its end; its last one is.
+        assert_eq!(meta[2], json!({"id": "msg-3", "seq": 3, "runId": "r1", "idempotencyKey": "r1:assistant"}));
+        assert_eq!(meta[3], json!({"id": "msg-4", "seq": 4, "runId": "r1"}));
+        assert_eq!(meta[4]["runTerminal"], true);
+        // Without a client key, the user's message is keyed by the run.
+        assert_eq!(meta[5]["idempotencyKey"], "r2:user");
     }
 }

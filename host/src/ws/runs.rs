@@ -141,7 +141,8 @@ fn begin(
         }
         None => None,
     };
-    let input = RunInput::user_message(call.principal.clone(), agent, session, p.message);
+    let mut input = RunInput::user_message(call.principal.clone(), agent, session, p.message);
+    input.idempotency_key = p.idempotency_key;
     // The run's log lines, the agent's own included, carry the frame's id as their request id.
     let request_id = super::frames::request_id(&call.id);
     // The frame's trace server span (none while tracing is off) is the run's parent.
@@ -476,6 +477,10 @@ impl Stream {
         match end {
             RunEnd::Completed => {
                 frames.push(self.agent_event("lifecycle", json!({"phase": "end", "endedAt": now_ms()})));
+                // Marked as the history marks the stored reply, so the UI shows it once.
+                let mut message = message;
+                message["__openclaw"] =
+                    json!({"runId": self.run_id, "idempotencyKey": super::openclaw::assistant_key(&self.run_id)});
                 let mut extra = json!({"message": message, "stopReason": finish_reason_name(reply.finish_reason())});
                 if let Some(u) = reply.usage {
                     extra["usage"] = json!({"inputTokens": u.prompt_tokens, "outputTokens": u.completion_tokens});

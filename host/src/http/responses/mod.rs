@@ -99,6 +99,7 @@ pub async fn create(
         user: request.user.clone(),
         params: translated.params,
         model: header_text(&headers, MODEL_HEADER)?.map(str::to_string),
+        idempotency_key: None,
     };
     let mut handle = gw.agents.start(input)?;
     let version = super::rollout::version_value(&handle.agent);

@@ -135,3 +135,32 @@ fn a_corrupt_file_is_an_error_naming_it() {
     let err = SqliteStore::open(&path, 10).err().expect("corrupt file must not open").to_string();
     assert!(err.contains("bad.sqlite"), "{err}");
 }
+
+#[tokio::test]
+async fn a_turn_keeps_the_run_that_wrote_it_and_messages_stored_before_have_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sqlite");
+    {
+        // A file as the previous version left it: nine steps, one message.
+        let conn = Connection::open(&path).unwrap();
+        for step in &MIGRATIONS[..9] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 9).unwrap();
+        conn.execute("INSERT INTO sessions (key, agent_id, created_at, updated_at) VALUES ('k', 'main', 1, 1)", [])
+            .unwrap();
+        conn.execute(
+            "INSERT INTO messages (session_key, role, content, created_at) VALUES ('k', 'user', 'old', 1)",
+            [],
+        )
+        .unwrap();
+    }
+    let store = open(&path);
+    let turn = store.begin_turn("k", "main", "operator").await.unwrap();
+    let run = RunMark { run_id: "r1".into(), idempotency_key: Some("k1".into()) };
+    turn.commit_run(run.clone(), vec![msg(Role::User, "new"), msg(Role::Assistant, "new")], StateChanges::new())
+        .await
+        .unwrap();
+    let runs: Vec<_> = store.transcript("k").await.unwrap().unwrap().messages.into_iter().map(|m| m.run).collect();
+    assert_eq!(runs, [None, Some(run.clone()), Some(run)]);
+}
