@@ -79,6 +79,7 @@ pub const METHODS: &[Method] = &[
     method!("agents.rollout", Admin, agents_rollout; counted),
     method!("agents.rollout.get", Read, agents_rollout_get),
     method!("agents.rollout.promote", Admin, agents_rollout_promote; counted),
+    method!("agents.rollout.rollback", Admin, agents_rollout_rollback; counted),
     method!("agents.rollout.end", Admin, agents_rollout_end; counted),
     method!("metrics.recent", Read, metrics_recent),
     // OpenClaw's Control UI (ws/openclaw.rs), with data wasmclaw has.
@@ -271,11 +272,19 @@ async fn metrics_recent(call: Call) -> Answer {
     Ok(Some(json!({"ts": now_ms(), "bucketMs": bucket_ms, "agents": series})))
 }
 
-/// The agents the caller may use, each with its rollback target.
+/// The agents the caller may use, each with its rollback target and its rollout (running or ended).
 fn visible_agents(call: &Call) -> Vec<Value> {
     let registry = call.gw.agents.registry();
+    let rollouts = call.gw.agents.rollouts();
     let visible = call.gw.agents.visible(&call.principal);
-    visible.iter().map(|v| agent_json_full(v, registry.slot(&v.id).and_then(|s| s.previous).as_deref())).collect()
+    visible
+        .iter()
+        .map(|v| {
+            let mut agent = agent_json_full(v, registry.slot(&v.id).and_then(|s| s.previous).as_deref());
+            agent["rollout"] = json!(rollouts.get(&v.id).map(|r| r.summary()));
+            agent
+        })
+        .collect()
 }
 
 /// [`agent_json`] plus when it loaded, its runs in flight and the version a rollback returns to.
@@ -464,6 +473,15 @@ async fn agents_rollout_get(call: Call) -> Answer {
 async fn agents_rollout_promote(call: Call) -> Answer {
     let id = agent_param(&call.principal, &call.params)?;
     let rollout = call.gw.agents.end_rollout(&id, crate::registry::RolloutEnd::Promote).await.map_err(install_error)?;
+    let rollout = rollout.ok_or_else(|| install_error(crate::runs::InstallError::NoRollout(id.to_string())))?;
+    Ok(Some(rollout.summary()))
+}
+
+/// `agents.rollout.rollback`: an operator's rollback, kept as `rolledBack` with who did it.
+async fn agents_rollout_rollback(call: Call) -> Answer {
+    let id = agent_param(&call.principal, &call.params)?;
+    let end = crate::registry::RolloutEnd::rolled_back_by(call.principal.name());
+    let rollout = call.gw.agents.end_rollout(&id, end).await.map_err(install_error)?;
     let rollout = rollout.ok_or_else(|| install_error(crate::runs::InstallError::NoRollout(id.to_string())))?;
     Ok(Some(rollout.summary()))
 }
