@@ -319,9 +319,7 @@ fn key_param<'p>(params: &'p Value, name: &str) -> Result<&'p str, WsError> {
 
 pub(super) fn store_error(e: StoreError) -> WsError {
     match e {
-        StoreError::Unavailable(_) => {
-            WsError { retryable: true, ..WsError::new(codes::UNAVAILABLE, format!("{e}; retry shortly")) }
-        }
+        StoreError::Unavailable(_) => WsError::unavailable("session database", e),
         e => WsError::internal(e),
     }
 }
@@ -506,7 +504,7 @@ fn install_error(e: crate::runs::InstallError) -> WsError {
     use crate::registry::RegistryError;
     match e {
         crate::runs::InstallError::Registry(RegistryError::Unavailable(_)) => {
-            WsError { retryable: true, ..WsError::new(super::frames::codes::UNAVAILABLE, e.to_string()) }
+            WsError::unavailable("agent registry's database", e)
         }
         crate::runs::InstallError::Registry(e) => WsError::internal(e),
         e => WsError::invalid(e.to_string()),

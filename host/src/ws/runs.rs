@@ -152,6 +152,7 @@ fn begin(
     let handle = span.in_scope(|| call.gw.agents.start(input)).map_err(|e| match e {
         RunError::UnknownAgent(a) => WsError::invalid(format!("unknown agent {a:?}")),
         RunError::Internal(detail) => WsError::internal(detail),
+        RunError::StoreUnavailable(detail) => WsError::unavailable("session database", detail),
         other => WsError::new(codes::UNAVAILABLE, other.to_string()),
     })?;
     let tracking = match reservation {
@@ -203,13 +204,25 @@ pub async fn wait(call: Call) -> Result<Option<Value>, WsError> {
     }
 }
 
+/// What a client is told of a run that failed as `e`. A database's own
+/// words (addresses, errno, settings) stay in the log, where the run's
+/// failure is written with them (`runs`), as the HTTP doors do.
+fn failure_text(e: &RunError) -> String {
+    match e {
+        RunError::StoreUnavailable(_) => {
+            "The session database is unavailable; retry shortly (the gateway logged the details)".to_string()
+        }
+        e => e.to_string(),
+    }
+}
+
 /// `status` and `summary` of a run's ending, as OpenClaw's CLI reads them.
 fn outcome(end: &RunEnd) -> (&'static str, String) {
     match end {
         RunEnd::Completed => ("ok", "completed".to_string()),
         RunEnd::Aborted => ("aborted", "aborted".to_string()),
         RunEnd::Failed(e @ RunError::Timeout(_)) => ("timeout", e.to_string()),
-        RunEnd::Failed(e) => ("error", e.to_string()),
+        RunEnd::Failed(e) => ("error", failure_text(e)),
     }
 }
 
@@ -493,8 +506,9 @@ impl Stream {
                 frames.extend(self.chat_event("aborted", json!({"message": message})));
             }
             RunEnd::Failed(e) => {
-                let mut data = json!({"phase": "error", "error": e.to_string(), "endedAt": now_ms()});
-                let mut chat = json!({"errorMessage": e.to_string()});
+                let text = failure_text(e);
+                let mut data = json!({"phase": "error", "error": text, "endedAt": now_ms()});
+                let mut chat = json!({"errorMessage": text});
                 if let RunError::BudgetExceeded { .. } = e {
                     (data["code"], chat["errorCode"]) = (json!(e.kind()), json!(e.kind()));
                 }
