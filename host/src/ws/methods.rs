@@ -376,8 +376,12 @@ fn history_message(m: &Message, created_at: u64, names: &HashMap<&str, &str>) ->
 
 async fn chat_abort(call: Call) -> Answer {
     let key = key_param(&call.params, "sessionKey")?;
-    let aborted = call.gw.agents.board().abort(&call.principal, key, call.params["runId"].as_str());
-    Ok(Some(json!({"ok": true, "aborted": !aborted.is_empty(), "runIds": aborted})))
+    // `chat.send` named its run by the client's key; a run id is taken as it is.
+    let run = call.params["runId"].as_str().map(|r| runs::run_of_key(&call, key, r).unwrap_or_else(|| r.to_string()));
+    let aborted = call.gw.agents.board().abort(&call.principal, key, run.as_deref());
+    // Named as `chat.send` named them: by the client's key where it sent one.
+    let ids: Vec<String> = aborted.into_iter().map(|(id, client_key)| client_key.unwrap_or(id)).collect();
+    Ok(Some(json!({"ok": true, "aborted": !ids.is_empty(), "runIds": ids})))
 }
 
 /// One page of the sessions the caller may read (`limit`, `cursor` as on HTTP).

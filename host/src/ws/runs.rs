@@ -45,6 +45,17 @@ pub enum Door {
 }
 
 impl Door {
+    /// The id a client knows run `run_id` by. `chat.send` answers and
+    /// streams under the client's `idempotencyKey`, as OpenClaw's gateway
+    /// does (its run id is that key); `agent` under wasmclaw's run id, which
+    /// `agent.wait` takes.
+    fn wire_id<'a>(self, run_id: &'a str, client_key: Option<&'a str>) -> &'a str {
+        match (self, client_key) {
+            (Door::Chat, Some(key)) => key,
+            _ => run_id,
+        }
+    }
+
     fn method(self) -> &'static str {
         match self {
             Door::Agent => "agent",
@@ -75,11 +86,7 @@ async fn try_start(call: &Call, door: Door) -> Result<(), WsError> {
     let p = RunParams::deserialize(params).map_err(|e| WsError::invalid(format!("invalid params: {e}")))?;
     let agent = match (&p.agent_id, &p.session_key) {
         (Some(a), _) => AgentId::parse(a).ok_or_else(|| WsError::invalid(format!("{a:?} is not an agent id")))?,
-        (None, Some(key)) => key
-            .strip_prefix("agent:")
-            .and_then(|rest| rest.split(':').next())
-            .and_then(AgentId::parse)
-            .unwrap_or_else(|| gw.agents.default_agent().clone()),
+        (None, Some(key)) => agent_of(gw, key),
         (None, None) if door == Door::Chat => return Err(WsError::invalid("chat.send needs a sessionKey")),
         (None, None) => gw.agents.default_agent().clone(),
     };
@@ -89,23 +96,42 @@ async fn try_start(call: &Call, door: Door) -> Result<(), WsError> {
     let owner = call.principal.name();
     let session = sessions::resolve(&agent, Some(&key), None, owner).map_err(|e| WsError::invalid(e.to_string()))?;
     let agent_name = agent.to_string();
+    let client_key = p.idempotency_key.clone();
     let (handle, tracking) = match begin(call, p, agent, session, &key, door)? {
         Begun::Started(handle, tracking) => (handle, tracking),
         Begun::Replay(run_id, result) => {
-            replay(out, id, door, run_id, result).await;
+            let wire_id = door.wire_id(&run_id, client_key.as_deref()).to_string();
+            replay(out, id, door, wire_id, result).await;
             return Ok(());
         }
     };
     let run_id = handle.run_id.clone();
+    let wire_id = door.wire_id(&run_id, client_key.as_deref()).to_string();
     let accepted = match door {
-        Door::Agent => json!({"runId": run_id, "status": "accepted", "acceptedAt": now_ms()}),
-        Door::Chat => json!({"runId": run_id, "status": "started"}),
+        Door::Agent => json!({"runId": wire_id, "status": "accepted", "acceptedAt": now_ms()}),
+        Door::Chat => json!({"runId": wire_id, "status": "started"}),
     };
     out.push(ok(id, accepted)).await;
     super::openclaw::announce_when_done(gw, &call.principal, &run_id, &key, agent_name);
-    let stream = Stream::new(out.clone(), run_id, key, door);
+    let stream = Stream::new(out.clone(), run_id, wire_id, key, door);
     tokio::spawn(stream.drive(handle, tracking, id.clone()));
     Ok(())
+}
+
+/// The agent a session key names (`agent:<id>:…`), else the default agent.
+fn agent_of(gw: &crate::gateway::Gateway, session_key: &str) -> AgentId {
+    session_key
+        .strip_prefix("agent:")
+        .and_then(|rest| rest.split(':').next())
+        .and_then(AgentId::parse)
+        .unwrap_or_else(|| gw.agents.default_agent().clone())
+}
+
+/// The wasmclaw run a `chat.send` client names by its `idempotencyKey` in session `session_key`.
+pub fn run_of_key(call: &Call, session_key: &str, client_key: &str) -> Option<String> {
+    let agent = agent_of(&call.gw, session_key);
+    let scope = IdempotencyScope::new(&call.principal, agent.as_str(), session_key, client_key);
+    call.gw.agents.board().run_of(&scope)
 }
 
 /// What [`begin`] did.
@@ -270,7 +296,10 @@ enum Stop {
 /// One run's translation into events on its connection.
 struct Stream {
     out: Outbox,
+    /// wasmclaw's id of the run, as the log names it.
     run_id: String,
+    /// The id the client knows the run by ([`Door::wire_id`]), in every event.
+    wire_id: String,
     session_key: String,
     door: Door,
     seq: u64,
@@ -282,11 +311,12 @@ struct Stream {
 }
 
 impl Stream {
-    fn new(out: Outbox, run_id: String, session_key: String, door: Door) -> Self {
+    fn new(out: Outbox, run_id: String, wire_id: String, session_key: String, door: Door) -> Self {
         let written = Arc::new(Semaphore::new(1));
         Self {
             out,
             run_id,
+            wire_id,
             session_key,
             door,
             seq: 0,
@@ -299,7 +329,7 @@ impl Stream {
 
     fn agent_event(&mut self, stream: &str, data: Value) -> Outgoing {
         self.seq += 1;
-        let payload = json!({"runId": self.run_id, "seq": self.seq, "stream": stream, "ts": now_ms(),
+        let payload = json!({"runId": self.wire_id, "seq": self.seq, "stream": stream, "ts": now_ms(),
                              "sessionKey": self.session_key, "data": data});
         Outgoing::Event { event: "agent", payload }
     }
@@ -310,7 +340,7 @@ impl Stream {
         }
         self.chat_seq += 1;
         let mut payload =
-            json!({"runId": self.run_id, "sessionKey": self.session_key, "seq": self.chat_seq, "state": state});
+            json!({"runId": self.wire_id, "sessionKey": self.session_key, "seq": self.chat_seq, "state": state});
         if let (Some(p), Value::Object(extra)) = (payload.as_object_mut(), extra) {
             p.extend(extra);
         }
@@ -385,7 +415,7 @@ impl Stream {
             return;
         }
         if self.door == Door::Agent {
-            out.push(ok(&request_id, final_answer(&self.run_id, &finished))).await;
+            out.push(ok(&request_id, final_answer(&self.wire_id, &finished))).await;
         }
     }
 
@@ -493,7 +523,7 @@ impl Stream {
                 // Marked as the history marks the stored reply, so the UI shows it once.
                 let mut message = message;
                 message["__openclaw"] =
-                    json!({"runId": self.run_id, "idempotencyKey": super::openclaw::assistant_key(&self.run_id)});
+                    json!({"runId": self.wire_id, "idempotencyKey": super::openclaw::assistant_key(&self.wire_id)});
                 let mut extra = json!({"message": message, "stopReason": finish_reason_name(reply.finish_reason())});
                 if let Some(u) = reply.usage {
                     extra["usage"] = json!({"inputTokens": u.prompt_tokens, "outputTokens": u.completion_tokens});
