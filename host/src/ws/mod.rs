@@ -2,7 +2,9 @@
 //! gateway port. Handshake, then requests and events; runs go through the
 //! same path as HTTP.
 
+mod agents;
 mod device;
+mod events;
 mod frames;
 mod methods;
 mod openclaw;
