@@ -40,6 +40,9 @@ pub struct Gateway {
     pub ws_handshakes: Arc<crate::auth::ClientPlaces>,
     /// When this gateway started serving (for its uptime).
     pub started: std::time::Instant,
+    /// Devices whose token was revoked or that were removed here: the
+    /// WebSocket connections of that device close (`ws`).
+    pub devices_gone: tokio::sync::broadcast::Sender<String>,
     ready: AtomicBool,
     draining: tokio::sync::watch::Sender<bool>,
     grace_over: tokio::sync::watch::Sender<bool>,
@@ -62,6 +65,7 @@ impl Gateway {
         let gw = Arc::new(Self {
             ws_handshakes,
             started: std::time::Instant::now(),
+            devices_gone: tokio::sync::broadcast::channel(16).0,
             lockout,
             shared_lockout,
             config,

@@ -42,6 +42,8 @@ pub struct Reply {
     pub gate: Option<Arc<AtomicBool>>,
     /// What the reply says it used (`usage`, when the client asks for it).
     pub usage: UsageReport,
+    /// The `model` the reply names; the request's when `None`.
+    pub model: Option<String>,
 }
 
 /// The `usage` a reply reports.
@@ -86,6 +88,7 @@ impl Reply {
             finish: "stop",
             gate: None,
             usage: UsageReport::Counted { cached: 0, reasoning: 0 },
+            model: None,
         }
     }
 
@@ -157,6 +160,12 @@ impl Reply {
     /// completion tokens spent reasoning (added to the completion).
     pub fn with_details(mut self, cached: u32, reasoning: u32) -> Self {
         self.usage = UsageReport::Counted { cached, reasoning };
+        self
+    }
+
+    /// Name `model` as the model that answered (as a provider names a snapshot).
+    pub fn with_model(mut self, model: &str) -> Self {
+        self.model = Some(model.into());
         self
     }
 
@@ -291,7 +300,8 @@ async fn completions(State(shared): State<Arc<Shared>>, headers: HeaderMap, Json
         .pop_front()
         .or_else(|| shared.default.lock().unwrap().clone())
         .unwrap_or_else(Reply::echo);
-    let model = body.get("model").and_then(Value::as_str).unwrap_or("mock").to_string();
+    let asked = body.get("model").and_then(Value::as_str).unwrap_or("mock");
+    let model = reply.model.clone().unwrap_or_else(|| asked.to_string());
     let prompt_tokens = body["messages"]
         .as_array()
         .into_iter()

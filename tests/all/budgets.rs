@@ -159,3 +159,61 @@ async fn two_instances_on_postgres_share_one_budget() {
     assert_eq!(usage["usage"][0]["token"], "ci", "{usage}");
     assert_eq!(usage["usage"][0]["outputTokens"], 6);
 }
+
+#[tokio::test]
+async fn a_dead_instance_s_reservation_stops_counting_after_the_run_deadline() {
+    let db = pg::Server::start();
+    let url = db.database().await;
+    let mock = MockProvider::start();
+    // The first call never answers while its instance lives; later ones do.
+    let never = Arc::new(AtomicBool::new(false));
+    mock.push(Reply::text(&["late"]).with_usage(1, 1).with_gate(never));
+    mock.set_default(Reply::text(&["ok"]).with_usage(2, 1));
+    // `main`'s runs end within 2 s, so a reservation counts for 2 s plus the margin at most.
+    let config = config(&mock).replace(
+        r#"main: { plugin: "assistant", provider: "mock", model: "small" }"#,
+        r#"main: { plugin: "assistant", provider: "mock", model: "small", limits: { timeoutMs: 2000 } }"#,
+    );
+    assert!(config.contains("timeoutMs"), "{config}");
+    let start = || {
+        TestGateway::start_with(&config, &[("OPENCLAW_GATEWAY_TOKEN", TOKEN), ("WASMCLAW_DATABASE_URL", &url)])
+            .unwrap_or_else(|log| panic!("gateway failed to start:\n{log}"))
+    };
+    let (mut a, b) = (start(), start());
+
+    // A run on `a` reserves all 20 of ci's tokens, then `a` dies mid-run: it never settles.
+    let all = |gw: &TestGateway| {
+        let mut body = small("openclaw:main");
+        body["max_tokens"] = json!(20);
+        reqwest::Client::new().post(gw.url("/v1/chat/completions")).bearer_auth(CI_TOKEN).json(&body).send()
+    };
+    let doomed = tokio::spawn(all(&a));
+    eventually("the run on a at the provider", async || (!mock.requests().is_empty()).then_some(())).await;
+    a.kill9();
+    let _ = doomed.await;
+    assert_refused(&send(&b, CI_TOKEN, small("openclaw:main")).await, "token:ci");
+
+    // Past the dead run's deadline and margin, b admits runs again (no sleep: asked until it does).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let admitted = loop {
+        let answer = send(&b, CI_TOKEN, small("openclaw:main")).await;
+        if answer.0 == 200 {
+            break answer;
+        }
+        assert_refused(&answer, "token:ci");
+        assert!(std::time::Instant::now() < deadline, "b still refuses a minute later:\n{}", b.log());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(admitted.1["choices"][0]["message"]["content"], "ok", "{}", admitted.1);
+    let log = b.wait_for_log("the expiry logged", |log| log.contains("never settled")).await;
+    assert!(log.lines().any(|l| l.contains("never settled") && l.contains("token:ci")), "{log}");
+
+    // Steady state: nothing stays held, and only b's run counts as spent (3 tokens).
+    let budget = eventually("no reservation held", async || {
+        let body = b.get_json("/usage").await;
+        let ci = body["budgets"].as_array()?.iter().find(|x| x["name"] == "token:ci")?.clone();
+        (ci["reservedTokens"] == 0).then_some(ci)
+    })
+    .await;
+    assert_eq!(budget["spentTokens"], 3, "{budget}");
+}

@@ -448,3 +448,40 @@ async fn a_credential_pairs_at_most_256_devices_and_removing_one_makes_room() {
     let hello = connect_with(&gw, |n| ui_connect(&one_more, n, n, json!({"token": TOKEN}))).await;
     assert!(hello["payload"]["auth"]["deviceToken"].is_string(), "{hello}");
 }
+
+/// [`connect_with`], keeping the connection: the client and its `hello-ok` (or refusal).
+async fn open_with(gw: &TestGateway, make: impl FnOnce(&str) -> Value) -> (Client, Value) {
+    let (mut c, challenge) = Client::open(gw).await;
+    let nonce = challenge["payload"]["nonce"].as_str().unwrap().to_string();
+    let hello = c.call("connect", make(&nonce)).await;
+    (c, hello)
+}
+
+#[tokio::test]
+async fn revoking_or_removing_a_device_closes_its_open_connections_as_openclaw_does() {
+    let gw = TestGateway::start("{}");
+    let (k1, k2) = (key(21), key(22));
+    let id = |k: &Ed25519KeyPair| hex::encode(sha2::Sha256::digest(k.public_key().as_ref()));
+    // Device 1: paired with the secret, and a second tab on its device token. Device 2: paired.
+    let (mut paired1, hello) = open_with(&gw, |n| ui_connect(&k1, n, n, json!({"token": TOKEN}))).await;
+    let token1 = hello["payload"]["auth"]["deviceToken"].as_str().unwrap().to_string();
+    let (mut tab1, hello) = open_with(&gw, |n| ui_connect(&k1, n, n, json!({"deviceToken": token1}))).await;
+    assert_eq!(hello["ok"], true, "{hello}");
+    let (mut paired2, hello) = open_with(&gw, |n| ui_connect(&k2, n, n, json!({"token": TOKEN}))).await;
+    assert_eq!(hello["ok"], true, "{hello}");
+    let mut admin = admin(&gw).await;
+
+    let revoked = admin.call("device.token.revoke", json!({"deviceId": id(&k1)})).await;
+    assert_eq!(revoked["payload"]["revoked"], true, "{revoked}");
+    // OpenClaw's close for a revoked or removed device: 4001 "device removed".
+    assert_eq!(tab1.closed().await, (4001, "device removed".to_string()));
+    assert_eq!(paired1.closed().await, (4001, "device removed".to_string()));
+    // Another device and a client without one are left alone.
+    assert_eq!(paired2.call("health", json!({})).await["ok"], true);
+
+    let removed = admin.call("device.pair.remove", json!({"deviceId": id(&k2)})).await;
+    assert_eq!(removed["payload"]["removed"], true, "{removed}");
+    assert_eq!(paired2.closed().await, (4001, "device removed".to_string()));
+    assert_eq!(admin.call("health", json!({})).await["ok"], true, "the admin's own connection stays open");
+    gw.wait_for_log("the close logged", |log| log.contains("the device was revoked or removed")).await;
+}

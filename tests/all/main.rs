@@ -61,3 +61,4 @@ mod usage;
 mod worlds;
 mod ws;
 mod ws_hardening;
+mod ws_outage;

@@ -137,10 +137,14 @@ fn research(server: &McpServer, propagate: bool) -> String {
     agent("research", &http, &format!(r#"mcpServers: "{}""#, server.url()))
 }
 
+/// The model name the mock's replies carry in [`add_round`].
+const SNAPSHOT: &str = "mock-model-2026-01-01";
+
 /// One turn in which the model calls the server's `add`, then answers.
 async fn add_round(gw: &TestGateway, mock: &MockProvider, traceparent: Option<&str>) -> Value {
-    mock.push(Reply::tool_call("call_add", "add", r#"{"a": 2, "b": 3}"#));
-    mock.push(Reply::text(&["Two and three ", "make five."]));
+    // The provider answers with a dated snapshot of the model asked for, as OpenAI does.
+    mock.push(Reply::tool_call("call_add", "add", r#"{"a": 2, "b": 3}"#).with_model(SNAPSHOT));
+    mock.push(Reply::text(&["Two and three ", "make five."]).with_model(SNAPSHOT));
     let mut request = gw.chat(ask("agent:research", "please add 2 and 3 (secret sauce)"));
     if let Some(traceparent) = traceparent {
         request = request.header("traceparent", traceparent);
@@ -201,6 +205,7 @@ async fn a_run_is_one_trace_continuing_the_callers_through_model_tool_and_mcp_ca
         assert_eq!(attr(chat, "gen_ai.operation.name"), "chat");
         assert_eq!(attr(chat, "gen_ai.provider.name"), "mock");
         assert_eq!(attr(chat, "gen_ai.request.model"), "mock-model");
+        assert_eq!(attr(chat, "gen_ai.response.model"), SNAPSHOT, "the model the reply names: {chat:#}");
         assert!(attr(chat, "gen_ai.usage.input_tokens").as_i64().is_some_and(|n| n > 0), "{chat:#}");
         assert!(attr(chat, "gen_ai.usage.output_tokens").as_i64().is_some_and(|n| n > 0), "{chat:#}");
     }

@@ -33,6 +33,9 @@ fn install_playwright() -> PathBuf {
     python_venv("ui-venv", PLAYWRIGHT, |bin| imports(bin, "playwright.sync_api")).join("python")
 }
 
+/// The reader token's secret in [`ui_browser_shows_rollouts_promotes_rolls_back_and_follows_auto_rollback`].
+const READER: &str = "reader-secret-ui-5";
+
 /// Run `tests/ui/<script>` against `gw` with the URL and token in its environment.
 fn run_browser_check(gw: &TestGateway, script: &str, env: &[(&str, &str)]) {
     let python = python_with_playwright();
@@ -96,6 +99,31 @@ fn ui_browser_installs_rolls_back_removes_and_follows_changes_made_elsewhere() {
             ("WASMCLAW_UI_NOT_AN_AGENT_WASM", NOT_AN_AGENT_WASM),
         ],
     );
+}
+
+#[test]
+fn ui_browser_shows_rollouts_promotes_rolls_back_and_follows_auto_rollback() {
+    // `failing`'s config makes the candidate (the faults fixture) fail; echo ignores it.
+    let config = r#"{
+  gateway: {
+    http: { endpoints: { chatCompletions: { enabled: true } } },
+    auth: { tokens: [{ name: "reader", tokenEnv: "READER_TOKEN", scopes: ["operator.read"] }] },
+  },
+  agents: { entries: {
+    main: { plugin: "echo" },
+    other: { plugin: "echo" },
+    failing: { plugin: "echo", config: { fault: "failed" } },
+  } },
+}"#;
+    let gw = TestGateway::start_with(config, &[("OPENCLAW_GATEWAY_TOKEN", TOKEN), ("READER_TOKEN", READER)])
+        .unwrap_or_else(|log| panic!("gateway failed to start:\n{log}"));
+    run_browser_check(
+        &gw,
+        "rollout_check.py",
+        &[("WASMCLAW_UI_FAULTS_WASM", FAULTS_WASM), ("WASMCLAW_UI_READER_TOKEN", READER)],
+    );
+    let log = gw.log();
+    assert!(!log.contains(READER), "the reader's secret reached the gateway's log:\n{log}");
 }
 
 #[test]

@@ -350,3 +350,54 @@ async fn websocket_connects_share_the_auth_lock_out() {
     let res = gw.chat(ask("openclaw", "hi")).send().await.unwrap();
     assert_eq!(res.status(), 429);
 }
+
+#[tokio::test]
+async fn chat_send_names_its_run_by_the_client_s_idempotency_key_as_openclaw_does() {
+    let gw = TestGateway::start(&ws_config(""));
+    let mut c = Client::connect(&gw).await;
+    let key = "agent:main:named";
+    let send = json!({"sessionKey": key, "message": "hi", "idempotencyKey": "client-run-7"});
+    let started = c.call("chat.send", send.clone()).await;
+    assert_eq!(
+        (started["payload"]["runId"].as_str(), started["payload"]["status"].as_str()),
+        (Some("client-run-7"), Some("started")),
+        "{started}"
+    );
+    let lifecycle = c.until(|f| f["event"] == "agent" && f["payload"]["stream"] == "lifecycle").await;
+    assert_eq!(lifecycle["payload"]["runId"], "client-run-7", "{lifecycle}");
+    let fin = c.until(|f| f["event"] == "chat" && f["payload"]["state"] == "final").await;
+    assert_eq!(fin["payload"]["runId"], "client-run-7", "{fin}");
+    let mark = json!({"runId": "client-run-7", "idempotencyKey": "client-run-7:assistant"});
+    assert_eq!(fin["payload"]["message"]["__openclaw"], mark, "{fin}");
+    // History marks the run's messages the same way.
+    let history = c.call("chat.history", json!({"sessionKey": key})).await;
+    let metas: Vec<&serde_json::Value> =
+        history["payload"]["messages"].as_array().unwrap().iter().map(|m| &m["__openclaw"]).collect();
+    assert_eq!(metas[0]["runId"], "client-run-7", "{history}");
+    assert_eq!((&metas[1]["runId"], &metas[1]["idempotencyKey"]), (&mark["runId"], &mark["idempotencyKey"]));
+    // A retry is answered with the same id, and no second run.
+    let again = c.call("chat.send", send).await;
+    assert_eq!(
+        (again["payload"]["runId"].as_str(), again["payload"]["cached"].as_bool()),
+        (Some("client-run-7"), Some(true))
+    );
+
+    // chat.abort takes the id chat.send answered.
+    let slow = "agent:slow:named";
+    let send =
+        json!({"sessionKey": slow, "message": "one two three four five six seven", "idempotencyKey": "client-run-8"});
+    assert_eq!(c.call("chat.send", send).await["payload"]["runId"], "client-run-8");
+    c.until(|f| f["event"] == "chat" && f["payload"]["state"] == "delta" && f["payload"]["runId"] == "client-run-8")
+        .await;
+    let aborted = c.call("chat.abort", json!({"sessionKey": slow, "runId": "client-run-8"})).await;
+    assert_eq!(
+        (aborted["payload"]["aborted"].as_bool(), &aborted["payload"]["runIds"]),
+        (Some(true), &json!(["client-run-8"])),
+        "{aborted}"
+    );
+    let end = c.until(|f| f["event"] == "chat" && f["payload"]["state"] != "delta").await;
+    assert_eq!(
+        (end["payload"]["state"].as_str(), end["payload"]["runId"].as_str()),
+        (Some("aborted"), Some("client-run-8"))
+    );
+}

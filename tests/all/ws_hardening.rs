@@ -276,7 +276,8 @@ async fn idempotency_keys_belong_to_the_caller_agent_and_session() {
         chat_to_the_end(&mut b, json!({"sessionKey": "agent:main:s2", "message": "second", "idempotencyKey": "k"}))
             .await;
     assert_eq!(res["payload"]["status"], "started", "not a replay of another session's run: {res}");
-    assert_ne!(res["payload"]["runId"], first_run);
+    // Its own run, which `chat.send` names by the client's key, as OpenClaw does.
+    assert_eq!(res["payload"]["runId"], first_run);
     assert_eq!(fin["message"]["content"][0]["text"], "second");
     // Same key, another agent (and session), through `agent`.
     let id = b.request("agent", Some(json!({"message": "third", "agentId": "slow", "idempotencyKey": "k"}))).await;

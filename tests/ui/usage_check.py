@@ -2,7 +2,9 @@
 what is left of each budget, as the host metered them (issue 25). The
 gateway has served three priced runs of `tools` before the page opens."""
 
-from common import Page, done, expect, launch, step, sync_playwright
+import os
+
+from common import SHOTS, Page, done, expect, launch, step, sync_playwright
 
 with sync_playwright() as pw:
     browser = launch(pw)
@@ -27,6 +29,10 @@ with sync_playwright() as pw:
     budget = p.page.locator('[data-testid="budget-row"][data-budget="agent:tools"]')
     expect(budget).to_contain_text("70% left")
     expect(budget.get_by_test_id("budget-remaining")).to_have_attribute("value", "0.7")
+
+    step("a picture of the usage section (README's docs/usage.png is one of these)")
+    os.makedirs(SHOTS, exist_ok=True)
+    p.id("usage").screenshot(path=os.path.join(SHOTS, "usage-desktop.png"))
 
     p.close()
     done()

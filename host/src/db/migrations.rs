@@ -120,6 +120,9 @@ pub const POSTGRES: &[&str] = &[
     // 10: which run wrote each message (`sessions::RunMark`); older rows have none.
     "ALTER TABLE messages ADD COLUMN run_id TEXT;
      ALTER TABLE messages ADD COLUMN idempotency_key TEXT;",
+    // 11: each run's budget reservation, until it settles or expires
+    // (sessions/usage.rs); `budget_counters.reserved_*` are no longer used.
+    crate::sessions::HOLDS_MIGRATION,
 ];
 
 /// Advisory lock key (two-int form, so it cannot meet a lane's bigint key)

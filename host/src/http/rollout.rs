@@ -64,6 +64,18 @@ pub async fn promote(
     Ok(Json(rollout.summary()))
 }
 
+/// `POST /admin/agents/{id}/rollout/rollback`: all traffic back to stable, the rollout kept as `rolledBack`.
+pub async fn roll_back(
+    State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&caller, &id)?;
+    let rollout = gw.agents.end_rollout(&id, RolloutEnd::rolled_back_by(caller.name())).await?;
+    let rollout = rollout.ok_or_else(|| InstallError::NoRollout(id.to_string()))?;
+    Ok(Json(rollout.summary()))
+}
+
 /// `DELETE /admin/agents/{id}/rollout`
 pub async fn end(
     State(gw): State<Arc<Gateway>>,

@@ -72,6 +72,7 @@ fn table(gw: &Gateway) -> Vec<Route> {
         ),
         row("/admin/agents/{id}/rollout", Method::DELETE, Needs(Admin), delete(rollout::end)),
         row("/admin/agents/{id}/rollout/promote", Method::POST, Needs(Admin), post(rollout::promote)),
+        row("/admin/agents/{id}/rollout/rollback", Method::POST, Needs(Admin), post(rollout::roll_back)),
     ];
     let config = &gw.config.gateway;
     if config.metrics.enabled {

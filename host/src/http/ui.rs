@@ -43,6 +43,7 @@ const ASSETS: &[Asset] = &[
     asset!("connect.js", "text/javascript; charset=utf-8"),
     asset!("chat.js", "text/javascript; charset=utf-8"),
     asset!("agents.js", "text/javascript; charset=utf-8"),
+    asset!("rollouts.js", "text/javascript; charset=utf-8"),
     asset!("sessions.js", "text/javascript; charset=utf-8"),
     asset!("status.js", "text/javascript; charset=utf-8"),
     asset!("usage.js", "text/javascript; charset=utf-8"),

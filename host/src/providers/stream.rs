@@ -36,6 +36,8 @@ pub struct CompletionStream {
     done: bool,
     /// The host's meter for this call, fed the provider's usage.
     call: Option<Call>,
+    /// The model that answered, as the provider names it (`model` of its chunks).
+    model: Option<String>,
 }
 
 impl CompletionStream {
@@ -53,13 +55,28 @@ impl CompletionStream {
         });
         let events = body.eventsource().map(|r| r.map_err(|e| e.to_string()));
         let events = Box::pin(events);
-        Self { provider, secrets, events, pending: VecDeque::new(), idle, saw_finish: false, done: false, call: None }
+        Self {
+            provider,
+            secrets,
+            events,
+            pending: VecDeque::new(),
+            idle,
+            saw_finish: false,
+            done: false,
+            call: None,
+            model: None,
+        }
     }
 
     /// Meter this completion as `call`; it settles when the stream is dropped.
     pub fn metered(mut self, call: Call) -> Self {
         self.call = Some(call);
         self
+    }
+
+    /// The model that answered, once a chunk has named it.
+    pub fn response_model(&self) -> Option<&str> {
+        self.model.as_deref()
     }
 
     /// The next event, `None` once the provider has finished.
@@ -94,7 +111,7 @@ impl CompletionStream {
                 Ok(Some(Ok(event))) if event.data.trim() == "[DONE]" => self.done = true,
                 Ok(Some(Ok(event))) => {
                     let mut events = Vec::new();
-                    match wire::chunk_events(&event.data, &mut events) {
+                    match wire::chunk_events(&event.data, &mut events, &mut self.model) {
                         Err(message) => {
                             self.done = true;
                             return Err(unavailable(message));

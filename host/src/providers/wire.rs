@@ -93,7 +93,10 @@ fn tool_json(t: &ToolSpec) -> Result<Value, String> {
 }
 
 #[derive(Deserialize)]
-struct Chunk {
+struct Chunk<'a> {
+    /// The model that answered (borrowed: no copy per chunk).
+    #[serde(borrow)]
+    model: Option<std::borrow::Cow<'a, str>>,
     #[serde(default)]
     choices: Vec<Choice>,
     usage: Option<UsageIn>,
@@ -164,8 +167,12 @@ impl UsageIn {
 /// The events in one `data:` payload, in wire order, and the usage it
 /// reports (with the details the guest's event has no room for). `Err`
 /// carries the provider's own message when it reports an error inside the stream.
-pub fn chunk_events(data: &str, out: &mut Vec<Event>) -> Result<Option<Tokens>, String> {
+/// `model` gets the answering model's name from the first chunk that has one.
+pub fn chunk_events(data: &str, out: &mut Vec<Event>, model: &mut Option<String>) -> Result<Option<Tokens>, String> {
     let chunk: Chunk = serde_json::from_str(data).map_err(|e| format!("unreadable stream chunk: {e}"))?;
+    if model.is_none() {
+        *model = chunk.model.filter(|m| !m.is_empty()).map(|m| m.into_owned());
+    }
     if let Some(error) = chunk.error {
         let message = error.get("message").and_then(Value::as_str).map_or_else(|| error.to_string(), str::to_string);
         return Err(message);
@@ -221,7 +228,7 @@ mod tests {
     fn stream_chunks_become_events_in_order() {
         let mut events = Vec::new();
         let data = r#"{"choices":[{"index":0,"delta":{"content":"Hi","tool_calls":[{"index":1,"id":"c1","type":"function","function":{"name":"f","arguments":""}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
-        let tokens = chunk_events(data, &mut events).unwrap();
+        let tokens = chunk_events(data, &mut events, &mut None).unwrap();
         assert_eq!(tokens, Some(Tokens { input: 3, output: 4, cached_input: 0, reasoning: 0 }));
         assert!(matches!(&events[0], Event::Text(t) if t == "Hi"));
         assert!(matches!(&events[1], Event::ToolCall(c) if c.index == 1 && c.id.as_deref() == Some("c1")));
@@ -234,18 +241,32 @@ mod tests {
         let data = r#"{"choices":[],"usage":{"prompt_tokens":100,"completion_tokens":40,"total_tokens":140,
             "prompt_tokens_details":{"cached_tokens":64},"completion_tokens_details":{"reasoning_tokens":30}}}"#;
         let mut events = Vec::new();
-        let tokens = chunk_events(data, &mut events).unwrap();
+        let tokens = chunk_events(data, &mut events, &mut None).unwrap();
         assert_eq!(tokens, Some(Tokens { input: 100, output: 40, cached_input: 64, reasoning: 30 }));
         assert!(matches!(events[..], [Event::Usage(Usage { prompt_tokens: 100, completion_tokens: 40 })]));
-        let none = chunk_events(r#"{"choices":[{"delta":{"content":"x"}}],"usage":null}"#, &mut Vec::new());
+        let none = chunk_events(r#"{"choices":[{"delta":{"content":"x"}}],"usage":null}"#, &mut Vec::new(), &mut None);
         assert_eq!(none, Ok(None), "a chunk with no usage reports none");
     }
 
     #[test]
+    fn the_answering_model_is_read_from_the_first_chunk_that_names_it() {
+        let mut model = None;
+        chunk_events(r#"{"choices":[]}"#, &mut Vec::new(), &mut model).unwrap();
+        assert_eq!(model, None);
+        let first = r#"{"model":"gpt-4o-2024-08-06","choices":[{"delta":{"content":"a"}}]}"#;
+        chunk_events(first, &mut Vec::new(), &mut model).unwrap();
+        chunk_events(r#"{"model":"other","choices":[]}"#, &mut Vec::new(), &mut model).unwrap();
+        assert_eq!(model.as_deref(), Some("gpt-4o-2024-08-06"));
+        let mut escaped = None;
+        chunk_events(r#"{"model":"a\/b","choices":[]}"#, &mut Vec::new(), &mut escaped).unwrap();
+        assert_eq!(escaped.as_deref(), Some("a/b"), "an escaped name is read too");
+    }
+
+    #[test]
     fn an_error_inside_the_stream_is_reported() {
-        let err = chunk_events(r#"{"error":{"message":"overloaded"}}"#, &mut Vec::new()).unwrap_err();
+        let err = chunk_events(r#"{"error":{"message":"overloaded"}}"#, &mut Vec::new(), &mut None).unwrap_err();
         assert_eq!(err, "overloaded");
-        assert!(chunk_events("not json", &mut Vec::new()).is_err());
+        assert!(chunk_events("not json", &mut Vec::new(), &mut None).is_err());
     }
 
     #[test]

@@ -63,6 +63,11 @@ pub enum RolloutEnd {
 }
 
 impl RolloutEnd {
+    /// An operator's rollback, with who asked as its reason.
+    pub fn rolled_back_by(principal: &str) -> Self {
+        Self::RollBack(format!("rolled back by {principal}"))
+    }
+
     /// The change's name, as announced (`agents.changed`) and notified.
     pub fn action(&self) -> &'static str {
         match self {

@@ -303,15 +303,22 @@ impl RunBoard {
         Claim::New(Reservation { state, board: Arc::downgrade(&self.state), scope, params })
     }
 
+    /// The run an idempotency key names in its scope, while the board remembers it.
+    pub fn run_of(&self, scope: &IdempotencyScope) -> Option<String> {
+        self.lock().idempotency.get(scope).map(|known| known.run_id.clone())
+    }
+
     /// The result of `owner`'s run `run_id`.
     pub fn result(&self, owner: &Principal, run_id: &str) -> Option<RunResult> {
         self.lock().runs.get(run_id).filter(|e| e.owner == owner.name()).map(|e| e.result.clone())
     }
 
-    /// Ask `owner`'s running runs on a session (or just `run_id`) to stop; returns their ids.
-    pub fn abort(&self, owner: &Principal, session_key: &str, run_id: Option<&str>) -> Vec<String> {
+    /// Ask `owner`'s running runs on a session (or just `run_id`) to stop;
+    /// returns each one's id and the idempotency key it was started with.
+    pub fn abort(&self, owner: &Principal, session_key: &str, run_id: Option<&str>) -> Vec<(String, Option<String>)> {
+        let mut state = self.lock();
         let mut aborted = Vec::new();
-        for (id, entry) in self.lock().runs.iter_mut() {
+        for (id, entry) in state.runs.iter_mut() {
             if entry.owner == owner.name()
                 && entry.session_key == session_key
                 && run_id.is_none_or(|r| r == id)
@@ -321,7 +328,17 @@ impl RunBoard {
                 aborted.push(id.clone());
             }
         }
+        let key_of = |id: &str| {
+            let mut keys = state.idempotency.iter();
+            keys.find(|(scope, known)| known.run_id == id && scope.owner == owner.name()).map(|(s, _)| s.key.clone())
+        };
         aborted
+            .into_iter()
+            .map(|id| {
+                let key = key_of(&id);
+                (id, key)
+            })
+            .collect()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -456,10 +473,20 @@ mod tests {
         let me = Principal::operator();
         let mut a = board.track(&me, "a", "s1");
         let mut b = board.track(&me, "b", "s2");
-        assert_eq!(board.abort(&me, "s1", None), ["a"]);
+        assert_eq!(board.abort(&me, "s1", None), [("a".to_string(), None)]);
         assert!(a.abort.try_recv().is_ok());
         assert!(matches!(b.abort.try_recv(), Err(oneshot::error::TryRecvError::Empty)));
         assert!(board.abort(&me, "s1", None).is_empty(), "an abort is sent once");
+    }
+
+    #[test]
+    fn a_keyed_run_is_found_and_reported_by_its_key() {
+        let board = RunBoard::default();
+        let _run = start(&board, "r1", scope("s", "k"), [1; 32]);
+        assert_eq!(board.run_of(&scope("s", "k")).as_deref(), Some("r1"));
+        assert_eq!(board.run_of(&scope("other", "k")), None, "a key counts in its scope only");
+        let aborted = board.abort(&Principal::operator(), "s", Some("r1"));
+        assert_eq!(aborted, [("r1".to_string(), Some("k".to_string()))]);
     }
 
     #[test]

@@ -4,15 +4,18 @@
 //! window plus the reservations of runs in flight already reached a limit.
 //! When it ends (however it ends) the reservation is settled to the metered
 //! figure. The counters live in the session store, so on PostgreSQL every
-//! instance shares them.
+//! instance shares them. A reservation expires at the run's deadline plus
+//! [`HOLD_MARGIN`]: a run whose instance died never settles, and its
+//! reservation must not block the budget for the rest of the window.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::config::{BudgetConfig, Config};
 use crate::runtime::RunError;
 use crate::sessions::SessionStore;
-use crate::usage::{BudgetSlot, Charge, Price, Tokens};
+use crate::usage::{BudgetSlot, Charge, Hold, Price, Tokens};
 
 /// A budget in force, with the config key that sets it.
 #[derive(Debug, Clone)]
@@ -54,7 +57,12 @@ pub(super) struct Budgets {
 }
 
 /// Reservations a run holds, settled when it ends.
-pub(super) type Holds = Arc<Mutex<Vec<(BudgetSlot, Charge)>>>;
+pub(super) type Holds = Arc<Mutex<Vec<(BudgetSlot, Hold)>>>;
+
+/// How long past a run's deadline (`limits.timeoutMs`) its reservation still
+/// counts: time for the run to end and settle. A reservation older than that
+/// belongs to a run that can no longer be running (its instance stopped).
+pub const HOLD_MARGIN: Duration = Duration::from_secs(10);
 
 impl Budgets {
     pub(super) fn from_config(config: &Config) -> Self {
@@ -87,7 +95,15 @@ impl Budgets {
         Charge { tokens, cost }
     }
 
-    /// Reserve `charge` on the caller's and the agent's budgets (those that
+    /// What run `run_id`, which ends within `deadline`, holds on each budget:
+    /// `charge` until it settles or its deadline plus [`HOLD_MARGIN`] passed.
+    pub(super) fn hold(run_id: &str, charge: Charge, deadline: Duration) -> Hold {
+        let now = crate::sessions::now_ms() as i64;
+        let ttl = i64::try_from((deadline + HOLD_MARGIN).as_millis()).unwrap_or(i64::MAX);
+        Hold { run_id: run_id.to_string(), charge, expires_at: now.saturating_add(ttl) }
+    }
+
+    /// Reserve `hold` on the caller's and the agent's budgets (those that
     /// exist); refused with the first budget that is spent. On refusal,
     /// nothing stays reserved.
     pub(super) async fn reserve(
@@ -96,7 +112,7 @@ impl Budgets {
         principal: &str,
         agent: &str,
         agent_budget: Option<BudgetConfig>,
-        charge: Charge,
+        hold: Hold,
         holds: &Holds,
     ) -> Result<(), RunError> {
         let agent_budget = agent_budget.map(|config| Budget {
@@ -107,7 +123,7 @@ impl Budgets {
         let now = crate::sessions::now_ms() as i64;
         for budget in self.tokens.get(principal).into_iter().chain(agent_budget.as_ref()) {
             let (slot, end) = budget.slot(now);
-            let taken = store.reserve_budget(slot.clone(), charge).await?;
+            let taken = store.reserve_budget(slot.clone(), hold.clone()).await?;
             if !taken {
                 let retry_after = end.map(|end| ((end - now).max(0) as u64).div_ceil(1000).max(1));
                 let resets = end.map_or("it never resets (window \"total\")".to_string(), |end| {
@@ -123,7 +139,7 @@ impl Budgets {
                 );
                 return Err(RunError::BudgetExceeded { message, retry_after });
             }
-            holds.lock().unwrap().push((slot, charge));
+            holds.lock().unwrap().push((slot, hold.clone()));
         }
         Ok(())
     }
@@ -173,8 +189,8 @@ impl Budgets {
 /// Give back every reservation of a run and count what it spent instead.
 pub(super) async fn settle(store: &dyn SessionStore, holds: &Holds, spent: Charge) {
     let holds = std::mem::take(&mut *holds.lock().unwrap());
-    for (slot, reserved) in holds {
-        if let Err(e) = store.settle_budget(slot.clone(), reserved, spent).await {
+    for (slot, hold) in holds {
+        if let Err(e) = store.settle_budget(slot.clone(), hold.run_id, spent).await {
             tracing::warn!(budget = %slot.budget, error = %e, "cannot settle a run's budget reservation");
         }
     }

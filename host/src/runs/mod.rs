@@ -410,7 +410,14 @@ impl Job {
         let b = &self.budget;
         let principal = self.caller.name();
         b.budgets
-            .reserve(self.store.as_ref(), principal, self.agent.id.as_str(), b.agent_budget, b.estimate, &b.holds)
+            .reserve(
+                self.store.as_ref(),
+                principal,
+                self.agent.id.as_str(),
+                b.agent_budget,
+                budget::Budgets::hold(&request.run_id, b.estimate, self.agent.limits().time_budget),
+                &b.holds,
+            )
             .await?;
         let Some(begin) = self.begin else {
             // Per-request session: nothing to load, nothing kept.

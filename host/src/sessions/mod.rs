@@ -13,6 +13,7 @@ mod postgres;
 mod responses;
 mod sqlite;
 mod usage;
+pub(crate) use usage::HOLDS_MIGRATION;
 
 pub use sqlite::SqliteStore;
 mod store;

@@ -259,9 +259,10 @@ impl SessionStore for PostgresStore {
         Box::pin(async move { super::usage::postgres_totals(&pg, &query).await })
     }
 
-    fn reserve_budget(&self, slot: crate::usage::BudgetSlot, charge: crate::usage::Charge) -> StoreFuture<bool> {
+    fn reserve_budget(&self, slot: crate::usage::BudgetSlot, hold: crate::usage::Hold) -> StoreFuture<bool> {
         let pg = self.pg.clone();
-        Box::pin(async move { super::usage::postgres_reserve(&pg, &slot, &charge).await })
+        let now = super::now_ms() as i64;
+        Box::pin(async move { super::usage::postgres_reserve(&pg, &slot, &hold, now).await })
     }
 
     fn budget_counters(
@@ -269,17 +270,18 @@ impl SessionStore for PostgresStore {
         slot: crate::usage::BudgetSlot,
     ) -> StoreFuture<(crate::usage::Charge, crate::usage::Charge)> {
         let pg = self.pg.clone();
-        Box::pin(async move { super::usage::postgres_counters(&pg, &slot).await })
+        let now = super::now_ms() as i64;
+        Box::pin(async move { super::usage::postgres_counters(&pg, &slot, now).await })
     }
 
     fn settle_budget(
         &self,
         slot: crate::usage::BudgetSlot,
-        reserved: crate::usage::Charge,
+        run_id: String,
         spent: crate::usage::Charge,
     ) -> StoreFuture<()> {
         let pg = self.pg.clone();
-        Box::pin(async move { super::usage::postgres_settle(&pg, &slot, &reserved, &spent).await })
+        Box::pin(async move { super::usage::postgres_settle(&pg, &slot, &run_id, &spent).await })
     }
 }
 

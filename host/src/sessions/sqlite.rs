@@ -82,6 +82,8 @@ const MIGRATIONS: &[&str] = &[
     // 10: which run wrote each message (`store::RunMark`); older rows have none.
     "ALTER TABLE messages ADD COLUMN run_id TEXT;
      ALTER TABLE messages ADD COLUMN idempotency_key TEXT;",
+    // 11: each run's budget reservation, until it settles or expires (`sessions/usage.rs`).
+    super::usage::HOLDS_MIGRATION,
 ];
 
 /// SQLite-backed [`SessionStore`].
@@ -258,24 +260,26 @@ impl SessionStore for SqliteStore {
         self.blocking(move |db| db.with(|conn| usage::sqlite_totals(conn, &query)))
     }
 
-    fn reserve_budget(&self, slot: crate::usage::BudgetSlot, charge: crate::usage::Charge) -> StoreFuture<bool> {
-        self.blocking(move |db| db.with(|conn| usage::sqlite_reserve(conn, &slot, &charge)))
+    fn reserve_budget(&self, slot: crate::usage::BudgetSlot, hold: crate::usage::Hold) -> StoreFuture<bool> {
+        let now = super::now_ms() as i64;
+        self.blocking(move |db| db.with(|conn| usage::sqlite_reserve(conn, &slot, &hold, now)))
     }
 
     fn budget_counters(
         &self,
         slot: crate::usage::BudgetSlot,
     ) -> StoreFuture<(crate::usage::Charge, crate::usage::Charge)> {
-        self.blocking(move |db| db.with(|conn| usage::sqlite_counters(conn, &slot)))
+        let now = super::now_ms() as i64;
+        self.blocking(move |db| db.with(|conn| usage::sqlite_counters(conn, &slot, now)))
     }
 
     fn settle_budget(
         &self,
         slot: crate::usage::BudgetSlot,
-        reserved: crate::usage::Charge,
+        run_id: String,
         spent: crate::usage::Charge,
     ) -> StoreFuture<()> {
-        self.blocking(move |db| db.with(|conn| usage::sqlite_settle(conn, &slot, &reserved, &spent)))
+        self.blocking(move |db| db.with(|conn| usage::sqlite_settle(conn, &slot, &run_id, &spent)))
     }
 }
 

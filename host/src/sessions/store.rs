@@ -153,19 +153,20 @@ pub trait SessionStore: Send + Sync {
     fn record_usage(&self, rows: Vec<crate::usage::UsageRow>) -> StoreFuture<()>;
     /// The ledger's rows `query` selects, summed per group, ordered by key.
     fn usage_totals(&self, query: crate::usage::UsageQuery) -> StoreFuture<Vec<crate::usage::UsageTotals>>;
-    /// Reserve `charge` on a budget's window unless what was spent plus what
-    /// is reserved already reached a limit; whether it was reserved.
-    fn reserve_budget(&self, slot: crate::usage::BudgetSlot, charge: crate::usage::Charge) -> StoreFuture<bool>;
-    /// What a budget's window has spent and has reserved now.
+    /// Hold `hold` on a budget's window unless what was spent plus the live
+    /// holds already reached a limit (holds past their expiry are dropped
+    /// first); whether it was held.
+    fn reserve_budget(&self, slot: crate::usage::BudgetSlot, hold: crate::usage::Hold) -> StoreFuture<bool>;
+    /// What a budget's window has spent and has held (live holds only) now.
     fn budget_counters(
         &self,
         slot: crate::usage::BudgetSlot,
     ) -> StoreFuture<(crate::usage::Charge, crate::usage::Charge)>;
-    /// Give back a reservation and count what the run spent instead.
+    /// Drop run `run_id`'s hold and count what it spent instead.
     fn settle_budget(
         &self,
         slot: crate::usage::BudgetSlot,
-        reserved: crate::usage::Charge,
+        run_id: String,
         spent: crate::usage::Charge,
     ) -> StoreFuture<()>;
 }

@@ -7,7 +7,7 @@ use rusqlite::{Connection, params};
 
 use super::store::StoreError;
 use crate::db::Postgres;
-use crate::usage::{BudgetSlot, Charge, Cost, GroupBy, RunUsage, Tokens, UsageQuery, UsageRow, UsageTotals};
+use crate::usage::{BudgetSlot, Charge, Cost, GroupBy, Hold, RunUsage, Tokens, UsageQuery, UsageRow, UsageTotals};
 
 /// The SQLite schema step (appended to `sqlite.rs`'s migrations).
 pub(super) const SQLITE_MIGRATION: &str = "CREATE TABLE usage (
@@ -143,123 +143,166 @@ pub(super) async fn postgres_totals(pg: &Postgres, query: &UsageQuery) -> Result
         .collect())
 }
 
-/// Budget counters: one row per budget and window. A reservation is taken
-/// only while what was spent plus what is reserved stays below each limit
-/// (one conditional UPDATE, so concurrent instances cannot both pass the
-/// last place); settling gives the reservation back and adds what was spent.
+/// Budget counters: one row per budget and window with what was spent, and
+/// one hold per run in flight with what it reserved until it settles or
+/// expires (the run's deadline plus a margin: an instance that died mid-run
+/// never settles). A reservation is taken only while what was spent plus
+/// the live holds stays below each limit, under the counter row's lock, so
+/// concurrent instances cannot both pass the last place. The `reserved_*`
+/// columns of `budget_counters` are no longer used (holds replaced them).
 const BUDGET_ROW: &str = "INSERT INTO budget_counters (budget, window_start) VALUES ($1, $2) ON CONFLICT DO NOTHING";
-const RESERVE: &str = "UPDATE budget_counters \
-     SET reserved_tokens = reserved_tokens + $3, reserved_picos = reserved_picos + $4 \
-     WHERE budget = $1 AND window_start = $2 \
-       AND (CAST($5 AS BIGINT) < 0 OR spent_tokens + reserved_tokens < $5) \
-       AND (CAST($6 AS BIGINT) < 0 OR spent_picos + reserved_picos < $6)";
-const SETTLE: &str = "UPDATE budget_counters \
-     SET reserved_tokens = GREATEST(reserved_tokens - $3, 0), reserved_picos = GREATEST(reserved_picos - $4, 0), \
-         spent_tokens = spent_tokens + $5, spent_picos = spent_picos + $6 \
+const SPENT: &str = "SELECT spent_tokens, spent_picos FROM budget_counters WHERE budget = $1 AND window_start = $2";
+const EXPIRE: &str = "DELETE FROM budget_holds WHERE budget = $1 AND window_start = $2 AND expires_at <= $3";
+const HELD: &str = "SELECT CAST(COALESCE(SUM(tokens), 0) AS BIGINT), CAST(COALESCE(SUM(picos), 0) AS BIGINT) \
+     FROM budget_holds WHERE budget = $1 AND window_start = $2 AND expires_at > $3";
+const HOLD: &str = "INSERT INTO budget_holds (budget, window_start, run_id, tokens, picos, expires_at) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING";
+const RELEASE: &str = "DELETE FROM budget_holds WHERE budget = $1 AND window_start = $2 AND run_id = $3";
+const SPEND: &str = "UPDATE budget_counters SET spent_tokens = spent_tokens + $3, spent_picos = spent_picos + $4 \
      WHERE budget = $1 AND window_start = $2";
+
+/// The holds table (PostgreSQL step 11, SQLite step 11); SQLite's INTEGER is 64-bit.
+pub(crate) const HOLDS_MIGRATION: &str = "CREATE TABLE budget_holds (
+        budget TEXT NOT NULL,
+        window_start BIGINT NOT NULL,
+        run_id TEXT NOT NULL,
+        tokens BIGINT NOT NULL,
+        picos BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        PRIMARY KEY (budget, window_start, run_id)
+     );";
 
 fn signed(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// A limit as a parameter: -1 for none.
-fn limit(n: Option<u64>) -> i64 {
-    n.map_or(-1, signed)
+/// Whether `spent` plus `held` leaves room under `slot`'s limits.
+fn room(slot: &BudgetSlot, spent: [i64; 2], held: [i64; 2]) -> bool {
+    let under = |used: i64, max: Option<u64>| max.is_none_or(|max| used < signed(max));
+    under(spent[0].saturating_add(held[0]), slot.max_tokens)
+        && under(spent[1].saturating_add(held[1]), slot.max_cost.map(Cost::picos))
+}
+
+fn log_expired(slot: &BudgetSlot, expired: u64) {
+    if expired > 0 {
+        tracing::warn!(
+            budget = %slot.budget, expired,
+            "budget reservations of runs that never settled stopped counting (an instance stopped mid-run)"
+        );
+    }
 }
 
 fn sqlite_sql(sql: &str) -> String {
-    sql.replace('$', "?").replace("GREATEST(", "MAX(")
+    sql.replace('$', "?")
 }
 
-pub(super) fn sqlite_reserve(conn: &mut Connection, slot: &BudgetSlot, charge: &Charge) -> rusqlite::Result<bool> {
-    let tx = conn.transaction()?;
+pub(super) fn sqlite_reserve(
+    conn: &mut Connection,
+    slot: &BudgetSlot,
+    hold: &Hold,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute(&sqlite_sql(BUDGET_ROW), params![slot.budget, slot.window_start])?;
-    let taken = tx.execute(
-        &sqlite_sql(RESERVE),
-        params![
-            slot.budget,
-            slot.window_start,
-            signed(charge.tokens),
-            signed(charge.cost.picos()),
-            limit(slot.max_tokens),
-            limit(slot.max_cost.map(Cost::picos))
-        ],
-    )?;
+    let expired = tx.execute(&sqlite_sql(EXPIRE), params![slot.budget, slot.window_start, now])?;
+    let key = params![slot.budget, slot.window_start];
+    let spent = tx.query_row(&sqlite_sql(SPENT), key, |r| Ok([r.get(0)?, r.get(1)?]))?;
+    let held =
+        tx.query_row(&sqlite_sql(HELD), params![slot.budget, slot.window_start, now], |r| Ok([r.get(0)?, r.get(1)?]))?;
+    let taken = room(slot, spent, held);
+    if taken {
+        let (tokens, picos) = (signed(hold.charge.tokens), signed(hold.charge.cost.picos()));
+        tx.execute(
+            &sqlite_sql(HOLD),
+            params![slot.budget, slot.window_start, hold.run_id, tokens, picos, hold.expires_at],
+        )?;
+    }
     tx.commit()?;
-    Ok(taken == 1)
+    log_expired(slot, expired as u64);
+    Ok(taken)
 }
 
 pub(super) fn sqlite_settle(
-    conn: &Connection,
+    conn: &mut Connection,
     slot: &BudgetSlot,
-    reserved: &Charge,
+    run_id: &str,
     spent: &Charge,
 ) -> rusqlite::Result<()> {
-    conn.execute(
-        &sqlite_sql(SETTLE),
-        params![
-            slot.budget,
-            slot.window_start,
-            signed(reserved.tokens),
-            signed(reserved.cost.picos()),
-            signed(spent.tokens),
-            signed(spent.cost.picos())
-        ],
+    let tx = conn.transaction()?;
+    tx.execute(&sqlite_sql(RELEASE), params![slot.budget, slot.window_start, run_id])?;
+    tx.execute(
+        &sqlite_sql(SPEND),
+        params![slot.budget, slot.window_start, signed(spent.tokens), signed(spent.cost.picos())],
     )?;
-    Ok(())
+    tx.commit()
 }
 
-pub(super) async fn postgres_reserve(pg: &Postgres, slot: &BudgetSlot, charge: &Charge) -> Result<bool, StoreError> {
-    let client = pg.client().await?;
+pub(super) async fn postgres_reserve(
+    pg: &Postgres,
+    slot: &BudgetSlot,
+    hold: &Hold,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let mut client = pg.client().await?;
     client.execute(BUDGET_ROW, &[&slot.budget, &slot.window_start]).await.map_err(pg_error)?;
-    let (tokens, picos) = (signed(charge.tokens), signed(charge.cost.picos()));
-    let (max_tokens, max_picos) = (limit(slot.max_tokens), limit(slot.max_cost.map(Cost::picos)));
-    let taken = client
-        .execute(RESERVE, &[&slot.budget, &slot.window_start, &tokens, &picos, &max_tokens, &max_picos])
-        .await
-        .map_err(pg_error)?;
-    Ok(taken == 1)
+    let tx = client.transaction().await.map_err(pg_error)?;
+    // The row's lock orders reservations of one window across instances.
+    let row =
+        tx.query_one(&format!("{SPENT} FOR UPDATE"), &[&slot.budget, &slot.window_start]).await.map_err(pg_error)?;
+    let spent = [row.get(0), row.get(1)];
+    let expired = tx.execute(EXPIRE, &[&slot.budget, &slot.window_start, &now]).await.map_err(pg_error)?;
+    let row = tx.query_one(HELD, &[&slot.budget, &slot.window_start, &now]).await.map_err(pg_error)?;
+    let taken = room(slot, spent, [row.get(0), row.get(1)]);
+    if taken {
+        let (tokens, picos) = (signed(hold.charge.tokens), signed(hold.charge.cost.picos()));
+        let values: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+            [&slot.budget, &slot.window_start, &hold.run_id, &tokens, &picos, &hold.expires_at];
+        tx.execute(HOLD, &values).await.map_err(pg_error)?;
+    }
+    tx.commit().await.map_err(pg_error)?;
+    log_expired(slot, expired);
+    Ok(taken)
 }
 
 pub(super) async fn postgres_settle(
     pg: &Postgres,
     slot: &BudgetSlot,
-    reserved: &Charge,
+    run_id: &str,
     spent: &Charge,
 ) -> Result<(), StoreError> {
-    let client = pg.client().await?;
-    let figures =
-        [signed(reserved.tokens), signed(reserved.cost.picos()), signed(spent.tokens), signed(spent.cost.picos())];
-    client
-        .execute(SETTLE, &[&slot.budget, &slot.window_start, &figures[0], &figures[1], &figures[2], &figures[3]])
-        .await
-        .map_err(pg_error)?;
-    Ok(())
+    let mut client = pg.client().await?;
+    let tx = client.transaction().await.map_err(pg_error)?;
+    tx.execute(RELEASE, &[&slot.budget, &slot.window_start, &run_id]).await.map_err(pg_error)?;
+    let (tokens, picos) = (signed(spent.tokens), signed(spent.cost.picos()));
+    tx.execute(SPEND, &[&slot.budget, &slot.window_start, &tokens, &picos]).await.map_err(pg_error)?;
+    tx.commit().await.map_err(pg_error)
 }
 
-const COUNTERS: &str = "SELECT spent_tokens, spent_picos, reserved_tokens, reserved_picos FROM budget_counters \
-     WHERE budget = $1 AND window_start = $2";
-
-/// (spent, reserved) from a counter row; none yet is nothing spent.
-fn counters(n: Option<[i64; 4]>) -> (Charge, Charge) {
-    let [st, sp, rt, rp] = n.unwrap_or_default().map(|v| v.max(0) as u64);
+/// (spent, reserved) from the counter row and the live holds; none yet is nothing.
+fn counters(spent: Option<[i64; 2]>, held: [i64; 2]) -> (Charge, Charge) {
+    let [st, sp] = spent.unwrap_or_default().map(|v| v.max(0) as u64);
+    let [rt, rp] = held.map(|v| v.max(0) as u64);
     (Charge { tokens: st, cost: Cost::from_picos(sp) }, Charge { tokens: rt, cost: Cost::from_picos(rp) })
 }
 
-pub(super) fn sqlite_counters(conn: &Connection, slot: &BudgetSlot) -> rusqlite::Result<(Charge, Charge)> {
+pub(super) fn sqlite_counters(conn: &Connection, slot: &BudgetSlot, now: i64) -> rusqlite::Result<(Charge, Charge)> {
     use rusqlite::OptionalExtension;
-    let row = conn
-        .query_row(&sqlite_sql(COUNTERS), params![slot.budget, slot.window_start], |r| {
-            Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?])
-        })
-        .optional()?;
-    Ok(counters(row))
+    let key = params![slot.budget, slot.window_start];
+    let spent = conn.query_row(&sqlite_sql(SPENT), key, |r| Ok([r.get(0)?, r.get(1)?])).optional()?;
+    let held = conn
+        .query_row(&sqlite_sql(HELD), params![slot.budget, slot.window_start, now], |r| Ok([r.get(0)?, r.get(1)?]))?;
+    Ok(counters(spent, held))
 }
 
-pub(super) async fn postgres_counters(pg: &Postgres, slot: &BudgetSlot) -> Result<(Charge, Charge), StoreError> {
+pub(super) async fn postgres_counters(
+    pg: &Postgres,
+    slot: &BudgetSlot,
+    now: i64,
+) -> Result<(Charge, Charge), StoreError> {
     let client = pg.client().await?;
-    let row = client.query_opt(COUNTERS, &[&slot.budget, &slot.window_start]).await.map_err(pg_error)?;
-    Ok(counters(row.map(|r| [r.get(0), r.get(1), r.get(2), r.get(3)])))
+    let spent = client.query_opt(SPENT, &[&slot.budget, &slot.window_start]).await.map_err(pg_error)?;
+    let held = client.query_one(HELD, &[&slot.budget, &slot.window_start, &now]).await.map_err(pg_error)?;
+    Ok(counters(spent.map(|r| [r.get(0), r.get(1)]), [held.get(0), held.get(1)]))
 }
 
 fn pg_error(e: tokio_postgres::Error) -> StoreError {

@@ -126,6 +126,8 @@ pub fn failed(span: &Span, kind: &str) {
 /// `chat {model}`: one model call, from its start to the end of its stream.
 pub struct ChatSpan {
     span: Span,
+    /// `gen_ai.response.model` is set (once: every chunk names the same model).
+    model_known: bool,
     /// The reply text so far, with `captureContent` only.
     text: Option<String>,
 }
@@ -133,7 +135,7 @@ pub struct ChatSpan {
 impl ChatSpan {
     /// A call of `model` on `provider` with the request parameters `params` (JSON).
     pub fn start(provider: &str, model: &str, params: &str, messages: &[Message]) -> Self {
-        let Some(settings) = settings() else { return Self { span: Span::none(), text: None } };
+        let Some(settings) = settings() else { return Self { span: Span::none(), model_known: true, text: None } };
         let run = run_span();
         let span = tracing::info_span!(
             target: RUN_SPAN_TARGET, parent: &run, "chat",
@@ -154,12 +156,20 @@ impl ChatSpan {
         if settings.capture_content {
             span.set_attribute("gen_ai.input.messages", messages_json(messages));
         }
-        Self { span, text: settings.capture_content.then(String::new) }
+        Self { span, model_known: false, text: settings.capture_content.then(String::new) }
     }
 
     /// The span, to send its `traceparent` to the provider.
     pub fn span(&self) -> &Span {
         &self.span
+    }
+
+    /// The model that answered, as the provider's reply names it.
+    pub fn response_model(&mut self, model: Option<&str>) {
+        if let Some(model) = model.filter(|_| !self.model_known) {
+            self.span.record("gen_ai.response.model", model);
+            self.model_known = true;
+        }
     }
 
     /// An event of the stream, as the agent receives it.

@@ -137,6 +137,18 @@ pub struct BudgetSlot {
     pub max_cost: Option<Cost>,
 }
 
+/// One run's reservation on a budget's window. It counts until the run
+/// settles it or until `expires_at`, so the reservation of a run whose
+/// instance died (no settle will ever come) stops counting on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// The run holding it.
+    pub run_id: String,
+    pub charge: Charge,
+    /// Milliseconds since the epoch: the run's deadline plus a margin for its settling.
+    pub expires_at: i64,
+}
+
 /// Tokens and money, reserved or spent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Charge {

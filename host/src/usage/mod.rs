@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 pub use cost::{Cost, Price};
-pub use ledger::{BudgetSlot, Charge, GroupBy, UsageQuery, UsageRow, UsageTotals, parse_range};
+pub use ledger::{BudgetSlot, Charge, GroupBy, Hold, UsageQuery, UsageRow, UsageTotals, parse_range};
 
 /// Tokens one call (or several, summed) used, as the provider counted them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

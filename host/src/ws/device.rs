@@ -195,6 +195,8 @@ pub async fn token_revoke(call: super::methods::Call) -> super::methods::Answer 
     let id = device_param(&call.params)?;
     let revoked = call.gw.agents.sessions().revoke_device(id).await.map_err(super::methods::store_error)?;
     tracing::info!(device = id, by = call.principal.name(), revoked, "device token revoked");
+    // No receiver (no connection of any device) is not an error.
+    let _ = call.gw.devices_gone.send(id.to_string());
     Ok(Some(json!({"deviceId": id, "role": "operator", "revoked": revoked, "revokedAtMs": now_ms()})))
 }
 
@@ -203,5 +205,6 @@ pub async fn pair_remove(call: super::methods::Call) -> super::methods::Answer {
     let id = device_param(&call.params)?;
     let removed = call.gw.agents.sessions().remove_device(id).await.map_err(super::methods::store_error)?;
     tracing::info!(device = id, by = call.principal.name(), removed, "device removed");
+    let _ = call.gw.devices_gone.send(id.to_string());
     Ok(Some(json!({"deviceId": id, "removed": removed})))
 }

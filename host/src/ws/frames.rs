@@ -63,6 +63,13 @@ impl WsError {
         Self { code, message: message.into(), details: None, retryable: false, hidden: None }
     }
 
+    /// `UNAVAILABLE`, retryable: `what` (a database) cannot be reached. The
+    /// driver's words in `detail` (addresses, errno, settings) reach the log only.
+    pub fn unavailable(what: &str, detail: impl std::fmt::Display) -> Self {
+        let message = format!("The {what} is unavailable; retry shortly");
+        Self { retryable: true, hidden: Some(detail.to_string()), ..Self::new(codes::UNAVAILABLE, message) }
+    }
+
     /// `INTERNAL_ERROR` for a failure inside the gateway; `detail` reaches the log only.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         Self { hidden: Some(detail.to_string()), ..Self::new(codes::INTERNAL, "Internal error") }
@@ -99,8 +106,13 @@ pub fn err(id: &Value, error: &WsError) -> Outgoing {
     let mut e = error.json();
     if let Some(detail) = &error.hidden {
         let id = request_id(id);
-        tracing::error!(request_id = %id, detail = %detail, "internal error; the client was sent only the request id");
-        e["message"] = json!(format!("Internal error; the gateway logged the details under request id {id}"));
+        if error.code == codes::INTERNAL {
+            tracing::error!(request_id = %id, detail = %detail, "internal error; the client was sent only the request id");
+        } else {
+            let what = &error.message;
+            tracing::warn!(request_id = %id, detail = %detail, "{what}; the client was sent only the request id");
+        }
+        e["message"] = json!(format!("{}; the gateway logged the details under request id {id}", error.message));
     }
     Outgoing::Frame(json!({"type": "res", "id": id, "ok": false, "error": e}))
 }

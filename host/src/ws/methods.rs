@@ -6,17 +6,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use base64::Engine as _;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 
 use super::frames::{Outbox, WsError, codes, err, now_ms, ok};
 use super::runs::{self, Door};
-use super::{device, openclaw};
+use super::{agents, device, openclaw};
 use crate::auth::{Principal, Scope};
-use crate::chat::{AgentId, Message, Role};
+use crate::chat::{Message, Role};
 use crate::gateway::Gateway;
-use crate::runtime::{AgentSource, AgentVersion};
+use crate::runtime::AgentVersion;
 use crate::sessions::{self, Access, SessionQuery, StoreError, Visible, access, role_name};
 
 /// One request of a connected client, as a handler gets it.
@@ -73,13 +72,14 @@ pub const METHODS: &[Method] = &[
     method!("sessions.list", Read, sessions_list),
     method!("sessions.reset", Write, sessions_delete),
     method!("sessions.delete", Write, sessions_delete),
-    method!("agents.install", Admin, agents_install; counted),
-    method!("agents.rollback", Admin, agents_rollback; counted),
-    method!("agents.remove", Admin, agents_remove; counted),
-    method!("agents.rollout", Admin, agents_rollout; counted),
-    method!("agents.rollout.get", Read, agents_rollout_get),
-    method!("agents.rollout.promote", Admin, agents_rollout_promote; counted),
-    method!("agents.rollout.end", Admin, agents_rollout_end; counted),
+    method!("agents.install", Admin, agents::install; counted),
+    method!("agents.rollback", Admin, agents::rollback; counted),
+    method!("agents.remove", Admin, agents::remove; counted),
+    method!("agents.rollout", Admin, agents::rollout; counted),
+    method!("agents.rollout.get", Read, agents::rollout_get),
+    method!("agents.rollout.promote", Admin, agents::rollout_promote; counted),
+    method!("agents.rollout.rollback", Admin, agents::rollout_rollback; counted),
+    method!("agents.rollout.end", Admin, agents::rollout_end; counted),
     method!("metrics.recent", Read, metrics_recent),
     // OpenClaw's Control UI (ws/openclaw.rs), with data wasmclaw has.
     method!("chat.startup", Read, openclaw::chat_startup),
@@ -271,11 +271,19 @@ async fn metrics_recent(call: Call) -> Answer {
     Ok(Some(json!({"ts": now_ms(), "bucketMs": bucket_ms, "agents": series})))
 }
 
-/// The agents the caller may use, each with its rollback target.
+/// The agents the caller may use, each with its rollback target and its rollout (running or ended).
 fn visible_agents(call: &Call) -> Vec<Value> {
     let registry = call.gw.agents.registry();
+    let rollouts = call.gw.agents.rollouts();
     let visible = call.gw.agents.visible(&call.principal);
-    visible.iter().map(|v| agent_json_full(v, registry.slot(&v.id).and_then(|s| s.previous).as_deref())).collect()
+    visible
+        .iter()
+        .map(|v| {
+            let mut agent = agent_json_full(v, registry.slot(&v.id).and_then(|s| s.previous).as_deref());
+            agent["rollout"] = json!(rollouts.get(&v.id).map(|r| r.summary()));
+            agent
+        })
+        .collect()
 }
 
 /// [`agent_json`] plus when it loaded, its runs in flight and the version a rollback returns to.
@@ -299,20 +307,18 @@ async fn models_list(call: Call) -> Answer {
         .collect();
     Ok(Some(json!({"models": models})))
 }
-fn agent_json(v: &AgentVersion) -> Value {
+pub(super) fn agent_json(v: &AgentVersion) -> Value {
     json!({"id": v.id.to_string(), "name": v.info.name, "version": v.info.version,
            "description": v.info.description, "digest": v.digest, "source": v.source.to_string()})
 }
 
-fn key_param<'p>(params: &'p Value, name: &str) -> Result<&'p str, WsError> {
+pub(super) fn key_param<'p>(params: &'p Value, name: &str) -> Result<&'p str, WsError> {
     params[name].as_str().filter(|k| !k.is_empty()).ok_or_else(|| WsError::invalid(format!("missing {name}")))
 }
 
 pub(super) fn store_error(e: StoreError) -> WsError {
     match e {
-        StoreError::Unavailable(_) => {
-            WsError { retryable: true, ..WsError::new(codes::UNAVAILABLE, format!("{e}; retry shortly")) }
-        }
+        StoreError::Unavailable(_) => WsError::unavailable("session database", e),
         e => WsError::internal(e),
     }
 }
@@ -369,8 +375,12 @@ fn history_message(m: &Message, created_at: u64, names: &HashMap<&str, &str>) ->
 
 async fn chat_abort(call: Call) -> Answer {
     let key = key_param(&call.params, "sessionKey")?;
-    let aborted = call.gw.agents.board().abort(&call.principal, key, call.params["runId"].as_str());
-    Ok(Some(json!({"ok": true, "aborted": !aborted.is_empty(), "runIds": aborted})))
+    // `chat.send` named its run by the client's key; a run id is taken as it is.
+    let run = call.params["runId"].as_str().map(|r| runs::run_of_key(&call, key, r).unwrap_or_else(|| r.to_string()));
+    let aborted = call.gw.agents.board().abort(&call.principal, key, run.as_deref());
+    // Named as `chat.send` named them: by the client's key where it sent one.
+    let ids: Vec<String> = aborted.into_iter().map(|(id, client_key)| client_key.unwrap_or(id)).collect();
+    Ok(Some(json!({"ok": true, "aborted": !ids.is_empty(), "runIds": ids})))
 }
 
 /// One page of the sessions the caller may read (`limit`, `cursor` as on HTTP).
@@ -412,87 +422,6 @@ async fn sessions_delete(call: Call) -> Answer {
         None => false,
     };
     Ok(Some(json!({"ok": true, "key": key, "deleted": deleted})))
-}
-
-async fn agents_install(call: Call) -> Answer {
-    let params = &call.params;
-    let id = agent_param(&call.principal, params)?;
-    let encoded = key_param(params, "component")?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .map_err(|e| WsError::invalid(format!("component is not base64: {e}")))?;
-    if let Some(expected) = params["sha256"].as_str() {
-        let actual = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-        if !expected.eq_ignore_ascii_case(&actual) {
-            return Err(WsError::invalid(format!("sha256 is {expected} but the component's is {actual}")));
-        }
-    }
-    let version = call.gw.agents.install(id, bytes.into(), AgentSource::WebSocket).await.map_err(install_error)?;
-    Ok(Some(agent_json(&version)))
-}
-
-async fn agents_rollback(call: Call) -> Answer {
-    let id = agent_param(&call.principal, &call.params)?;
-    let version = call.gw.agents.rollback(&id).await.map_err(install_error)?;
-    Ok(Some(agent_json(&version)))
-}
-
-async fn agents_remove(call: Call) -> Answer {
-    let id = agent_param(&call.principal, &call.params)?;
-    let removed = call.gw.agents.remove(&id).await.map_err(install_error)?;
-    Ok(Some(json!({"id": removed.id.to_string(), "removed": true})))
-}
-
-/// `agents.rollout`: the admin API's `PUT …/rollout` body beside `agentId`.
-async fn agents_rollout(call: Call) -> Answer {
-    let id = agent_param(&call.principal, &call.params)?;
-    let mut body = call.params.clone();
-    body.as_object_mut().map(|o| (o.remove("agentId"), o.remove("id")));
-    let request: crate::runs::RolloutRequest =
-        serde_json::from_value(body).map_err(|e| WsError::invalid(format!("invalid rollout: {e}")))?;
-    let (candidate, spec) = request.check().map_err(|e| WsError::invalid(format!("{}: {}", e.param, e.message)))?;
-    let rollout = call.gw.agents.start_rollout(&id, candidate, spec, AgentSource::WebSocket).await;
-    Ok(Some(rollout.map_err(install_error)?.summary()))
-}
-
-async fn agents_rollout_get(call: Call) -> Answer {
-    let id = agent_param(&call.principal, &call.params)?;
-    let rollout = call.gw.agents.rollouts().get(&id);
-    Ok(Some(rollout.ok_or_else(|| install_error(crate::runs::InstallError::NoRollout(id.to_string())))?.summary()))
-}
-
-async fn agents_rollout_promote(call: Call) -> Answer {
-    let id = agent_param(&call.principal, &call.params)?;
-    let rollout = call.gw.agents.end_rollout(&id, crate::registry::RolloutEnd::Promote).await.map_err(install_error)?;
-    let rollout = rollout.ok_or_else(|| install_error(crate::runs::InstallError::NoRollout(id.to_string())))?;
-    Ok(Some(rollout.summary()))
-}
-
-async fn agents_rollout_end(call: Call) -> Answer {
-    let id = agent_param(&call.principal, &call.params)?;
-    call.gw.agents.end_rollout(&id, crate::registry::RolloutEnd::Remove).await.map_err(install_error)?;
-    Ok(Some(json!({"agentId": id.to_string(), "ended": true})))
-}
-
-/// The `agentId` (or `id`) param; an agent the caller may not use is as unknown as a missing one.
-fn agent_param(caller: &Principal, params: &Value) -> Result<AgentId, WsError> {
-    let raw = key_param(params, "agentId").or_else(|_| key_param(params, "id"))?;
-    let id = AgentId::parse(raw).ok_or_else(|| WsError::invalid(format!("{raw:?} is not an agent id")))?;
-    if !caller.may_use(&id) {
-        return Err(install_error(crate::runs::InstallError::NotFound(id.to_string())));
-    }
-    Ok(id)
-}
-
-fn install_error(e: crate::runs::InstallError) -> WsError {
-    use crate::registry::RegistryError;
-    match e {
-        crate::runs::InstallError::Registry(RegistryError::Unavailable(_)) => {
-            WsError { retryable: true, ..WsError::new(super::frames::codes::UNAVAILABLE, e.to_string()) }
-        }
-        crate::runs::InstallError::Registry(e) => WsError::internal(e),
-        e => WsError::invalid(e.to_string()),
-    }
 }
 
 /// `usage.get`: `GET /usage` over the socket (`groupBy`, `from`, `to`, `agentId`).

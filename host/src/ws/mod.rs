@@ -2,7 +2,9 @@
 //! gateway port. Handshake, then requests and events; runs go through the
 //! same path as HTTP.
 
+mod agents;
 mod device;
+mod events;
 mod frames;
 mod methods;
 mod openclaw;
@@ -44,6 +46,8 @@ mod close {
     pub const GOING_AWAY: u16 = 1001;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
+    /// OpenClaw's close for a connection whose device was revoked or removed.
+    pub const DEVICE_REMOVED: u16 = 4001;
 }
 
 /// An upgrade request on `/` (dispatched by the HTTP door): take a handshake
@@ -151,9 +155,9 @@ async fn connection(gw: Arc<Gateway>, conn: Conn<socket::Io>, peer: std::net::Ip
     .await;
     // Connected or not, this connection is no longer a pending handshake.
     drop(place);
-    let principal = match greeted {
+    let (principal, device) = match greeted {
         Ok(None) => return,
-        Ok(Some(Ok(principal))) => principal,
+        Ok(Some(Ok(connected))) => connected,
         Ok(Some(Err(close))) => return refuse(ws, &mut rx, close).await,
         Err(_) => {
             let close = Outgoing::Close { code: close::POLICY, reason: "connect timed out".into() };
@@ -175,7 +179,7 @@ async fn connection(gw: Arc<Gateway>, conn: Conn<socket::Io>, peer: std::net::Ip
         progress,
     };
     let mut writer = tokio::spawn(writer.run(sink, rx));
-    let end = serve(&gw, &out, &mut stream, max_payload, principal).await;
+    let end = serve(&gw, &out, &mut stream, max_payload, principal, device).await;
     // The runs this connection started stop now, whatever is still queued.
     out.end();
     drop(out);
@@ -209,8 +213,8 @@ async fn refuse(mut ws: Socket, rx: &mut tokio::sync::mpsc::Receiver<Queued>, cl
     }
 }
 
-/// Wait for `connect`; answer hello-ok and return who connected, or an
-/// error and the close to send.
+/// Wait for `connect`; answer hello-ok and return who connected (and the
+/// device that proved its key, if any), or an error and the close to send.
 async fn handshake(
     gw: &Gateway,
     out: &Outbox,
@@ -218,7 +222,7 @@ async fn handshake(
     conn_id: &str,
     peer: std::net::IpAddr,
     nonce: &str,
-) -> Result<Principal, Outgoing> {
+) -> Result<(Principal, Option<String>), Outgoing> {
     let policy_close = |reason: &str| Outgoing::Close { code: close::POLICY, reason: reason.into() };
     let text = loop {
         match stream.next().await {
@@ -306,7 +310,7 @@ async fn handshake(
         device = authenticated.device.as_ref().map_or("", |d| d.id.as_str()), by_device_token = authenticated.by_device_token,
         "websocket client connected"
     );
-    Ok(principal)
+    Ok((principal, authenticated.device.map(|d| d.id)))
 }
 
 /// How a connection ended.
@@ -324,8 +328,10 @@ async fn serve(
     stream: &mut futures::stream::SplitStream<Socket>,
     max_payload: usize,
     principal: Principal,
+    device: Option<String>,
 ) -> End {
     let mut changes = gw.agents.subscribe();
+    let mut devices_gone = gw.devices_gone.subscribe();
     let mut shutdown = gw.shutdown_signal();
     let in_flight = Arc::new(tokio::sync::Semaphore::new(REQUESTS_IN_FLIGHT));
     let mut place = None;
@@ -367,6 +373,14 @@ async fn serve(
             change = changes.recv() => {
                 if let Ok(change) = change {
                     out.event("agents.changed", json!({"id": change.id, "action": change.action, "digest": change.digest})).await;
+                }
+            }
+            // As OpenClaw does: a revoked or removed device loses its connections at once.
+            gone = devices_gone.recv(), if device.is_some() => {
+                if gone.is_ok_and(|id| Some(&id) == device.as_ref()) {
+                    tracing::info!(device = device.as_deref().unwrap_or_default(), "websocket closed: the device was revoked or removed");
+                    out.push(Outgoing::Close { code: close::DEVICE_REMOVED, reason: "device removed".into() }).await;
+                    return End::Closing;
                 }
             }
             // The writer gave up on the client (it stopped reading) or the socket failed.

@@ -22,22 +22,23 @@ use crate::sessions::{Access, StoredMessage, access};
 /// Control UI recognizes the messages it already shows: its position (`seq`,
 /// from 1, and an `id`), and for messages a run wrote, that run: the user's
 /// message carries `"<idempotencyKey>:user"` (the UI's key for its own copy
-/// of a message it sent), the reply `"<runId>:assistant"`, as the `chat`
-/// `final` event's message does. Messages stored before runs were recorded
+/// of a message it sent), the reply `"<idempotencyKey>:assistant"`, as the
+/// `chat` `final` event's message does (the run id where the client sent no key). Messages stored before runs were recorded
 /// have only their position.
 pub fn transcript_meta(transcript: &[StoredMessage], i: usize) -> Value {
     let seq = i + 1;
     let mut meta = json!({"id": format!("msg-{seq}"), "seq": seq});
     let m = &transcript[i];
     let Some(run) = &m.run else { return meta };
-    meta["runId"] = json!(run.run_id);
+    // The id the client knows the run by: its key, as `chat.send` answers it.
+    let key = run.idempotency_key.as_deref().unwrap_or(&run.run_id);
+    meta["runId"] = json!(key);
     match m.message.role {
         Role::User => {
-            let key = run.idempotency_key.as_deref().unwrap_or(&run.run_id);
             meta["idempotencyKey"] = json!(format!("{key}:user"));
         }
         Role::Assistant => {
-            meta["idempotencyKey"] = json!(assistant_key(&run.run_id));
+            meta["idempotencyKey"] = json!(assistant_key(key));
             // The run's last message: the UI then knows the run has ended.
             let next_run = transcript.get(i + 1).and_then(|n| n.run.as_ref());
             if next_run.is_none_or(|n| n.run_id != run.run_id) {
@@ -49,7 +50,7 @@ pub fn transcript_meta(transcript: &[StoredMessage], i: usize) -> Value {
     meta
 }
 
-/// The idempotency key of run `run_id`'s reply, in history and in its `chat` `final` event.
+/// The idempotency key of the reply of the run the client knows as `run_id`, in history and in its `chat` `final` event.
 pub fn assistant_key(run_id: &str) -> String {
     format!("{run_id}:assistant")
 }
@@ -291,12 +292,14 @@ mod tests {
         let meta: Vec<Value> = (0..t.len()).map(|i| transcript_meta(&t, i)).collect();
         // Stored before runs were recorded: its position only.
         assert_eq!(meta[0], json!({"id": "msg-1", "seq": 1}));
-        assert_eq!(meta[1], json!({"id": "msg-2", "seq": 2, "runId": "r1", "idempotencyKey": "client-1:user"}));
+        // The run is named by the client's key, as `chat.send` answered it.
+        assert_eq!(meta[1], json!({"id": "msg-2", "seq": 2, "runId": "client-1", "idempotencyKey": "client-1:user"}));
         // A reply the run went on from is not its end; its last one is.
-        assert_eq!(meta[2], json!({"id": "msg-3", "seq": 3, "runId": "r1", "idempotencyKey": "r1:assistant"}));
-        assert_eq!(meta[3], json!({"id": "msg-4", "seq": 4, "runId": "r1"}));
+        let reply = json!({"id": "msg-3", "seq": 3, "runId": "client-1", "idempotencyKey": "client-1:assistant"});
+        assert_eq!(meta[2], reply);
+        assert_eq!(meta[3], json!({"id": "msg-4", "seq": 4, "runId": "client-1"}));
         assert_eq!(meta[4]["runTerminal"], true);
         // Without a client key, the user's message is keyed by the run.
-        assert_eq!(meta[5]["idempotencyKey"], "r2:user");
+        assert_eq!((meta[5]["runId"].as_str(), meta[5]["idempotencyKey"].as_str()), (Some("r2"), Some("r2:user")));
     }
 }

@@ -1,10 +1,12 @@
 // Agents: what every id serves (`agents.list`), live through
 // `agents.changed` whoever made the change; install a component by dropping
 // it or choosing it (`PUT /admin/agents/{id}`, the raw bytes), roll back and
-// remove (`agents.rollback`, `agents.remove`).
+// remove (`agents.rollback`, `agents.remove`); rollouts below the table
+// (`rollouts.js`).
 
 import { currentPage } from "./app.js";
 import { $, h, say, shortDigest, shortWhen, when, confirmButton } from "./dom.js";
+import * as rollouts from "./rollouts.js";
 
 let conn;
 let file = null;
@@ -81,6 +83,7 @@ async function load() {
   const refocus = focused && [focused.closest("[data-agent-id]").dataset.agentId, focused.dataset.testid];
   $("agents-body").replaceChildren(...list.agents.map((a) => row(a, admin, list.defaultId)));
   $("agent-ids").replaceChildren(...list.agents.map((a) => h("option", { value: a.id })));
+  rollouts.draw(list.agents, admin, rolloutAct);
   changed.clear();
   if (refocus) {
     const [id, testid] = refocus;
@@ -118,6 +121,15 @@ async function act(method, id, done) {
       `(${shortDigest(agent.digest)}).`);
   } catch (e) {
     say(status, `${id}: ${e.message}`);
+  }
+  load();
+}
+
+async function rolloutAct(method, id, done) {
+  try {
+    rollouts.report($("rollouts-status"), id, done, await conn.call(method, { agentId: id }));
+  } catch (e) {
+    rollouts.report($("rollouts-status"), id, done, null, e);
   }
   load();
 }

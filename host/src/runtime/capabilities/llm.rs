@@ -177,8 +177,10 @@ impl LlmState {
     ) -> wasmtime::Result<Result<Option<T>, LlmFailure>> {
         loop {
             // An event the guest's world cannot carry is skipped, not an end.
-            let next = table.get_mut(this)?.next().await;
+            let stream = table.get_mut(this)?;
+            let next = stream.next().await;
             if let Some(chat) = self.traces.get_mut(&this.rep()) {
+                chat.response_model(stream.response_model());
                 match &next {
                     Ok(Some(event)) => chat.observe(event),
                     Ok(None) => drop(self.traces.remove(&this.rep())),
