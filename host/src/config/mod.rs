@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 pub use agents::{
     AgentEntry, AgentHttpConfig, AgentsConfig, AutoRollback, CredentialConfig, HttpLimitsConfig, LimitsConfig,
-    OAuthConfig, RolloutConfig, Sticky,
+    OAuthConfig, RecordConfig, RolloutConfig, Sticky,
 };
 pub use auth::{AuthConfig, AuthMode, RateLimitConfig};
 pub use budget::{BudgetConfig, BudgetWindow};
@@ -354,6 +354,9 @@ impl Config {
                     let message = "an agent with a provider needs a `model`".to_string();
                     return Err(value_error(&format!("agents.entries.{id}.model"), message));
                 }
+            }
+            if let Some(Err((field, message))) = entry.record.as_ref().map(|r| r.check()) {
+                return Err(value_error(&format!("agents.entries.{id}.record.{field}"), message));
             }
             if let Some(rollout) = &entry.rollout {
                 let key = format!("agents.entries.{id}.rollout");

@@ -5,6 +5,8 @@ mod board;
 mod budget;
 mod install;
 mod ledger;
+mod record;
+pub mod replay;
 mod rollout;
 mod settle;
 mod watch;
@@ -320,11 +322,14 @@ impl Agents {
         };
         let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
         let meter = crate::usage::Meter::new(input.caller.name());
+        let entries = self.entries.load();
+        let taping =
+            record::start(entries.get(agent.id.as_str()), &agent, &input.caller, &request, input.session.persistent);
         let route = agent.settings().llm.as_ref();
         let price = route.and_then(|r| r.provider.price(request.model.as_deref().unwrap_or(&r.model)));
         let budget = BudgetCheck {
             budgets: self.budgets.clone(),
-            agent_budget: self.entries.load().get(agent.id.as_str()).and_then(|e| e.budget),
+            agent_budget: entries.get(agent.id.as_str()).and_then(|e| e.budget),
             estimate: self.budgets.estimate(&input_params, price),
             holds: Default::default(),
         };
@@ -345,7 +350,9 @@ impl Agents {
             meter,
             budget,
             store: self.sessions.clone(),
+            tape: taping.as_ref().map(|t| t.tape.clone()).unwrap_or_default(),
         };
+        let sessions = self.sessions.clone();
         let (log_run_id, log_agent, metrics) = (run_id.clone(), agent.id.clone(), self.metrics.clone());
         let (version, trips) = (agent.digest.clone(), self.trips.clone());
         // The trace's `invoke_agent` span (none while tracing is off), a child of the door's.
@@ -361,6 +368,10 @@ impl Agents {
                     telemetry::failed(&trace, e.kind());
                 }
                 settle.finish().await;
+                if let Some(taping) = taping {
+                    // Kept off the response path: the client does not wait for the write.
+                    taping.finish(sessions, result.as_ref().err());
+                }
                 outcome.record(result.as_ref().err().map(RunError::kind));
                 if let Some(trip) = tally.and_then(|t| t.record(started.elapsed(), result.as_ref().map(|_| ()))) {
                     let _ = trips.send(trip);
@@ -403,6 +414,8 @@ struct Job {
     meter: crate::usage::Meter,
     budget: BudgetCheck,
     store: Arc<dyn SessionStore>,
+    /// Off unless this run is recorded.
+    tape: crate::tape::Tape,
 }
 
 impl Job {
@@ -414,7 +427,7 @@ impl Job {
             .await?;
         let Some(begin) = self.begin else {
             // Per-request session: nothing to load, nothing kept.
-            return self.agent.run(request, events, None, self.meter).await.map(drop);
+            return self.agent.run(request, events, None, self.meter, self.tape).await.map(drop);
         };
         let mut turn = begin.await?;
         match &turn.existing {
@@ -437,7 +450,14 @@ impl Job {
             }
         }
         let session = std::mem::take(&mut turn.session);
-        let outcome = self.agent.run(request, events, Some(session), self.meter.clone()).await?;
+        if self.tape.is_on() {
+            self.tape.session_read(&session);
+        }
+        let tape = self.tape.clone();
+        let outcome = self.agent.run(request, events, Some(session), self.meter.clone(), self.tape).await?;
+        if tape.is_on() {
+            tape.state_written(&outcome.state_changes);
+        }
         let mut messages = self.turn;
         messages.extend(outcome.reply.to_messages());
         turn.commit_run(self.mark, messages, outcome.state_changes).await?;
