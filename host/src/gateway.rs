@@ -37,7 +37,9 @@ fn spawn_recording_prune(gw: std::sync::Weak<Gateway>) {
             let Some(gw) = gw.upgrade() else { return };
             match gw.agents.sessions().prune_recordings(crate::sessions::now_ms() as i64).await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, "recorded runs past agents.entries.<id>.record.retainDays removed"),
+                Ok(n) => {
+                    tracing::info!(removed = n, "recorded runs past agents.entries.<id>.record.retainDays removed")
+                }
                 Err(e) => tracing::warn!(error = %e, "recorded run cleanup failed"),
             }
         }

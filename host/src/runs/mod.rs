@@ -28,7 +28,7 @@ use crate::telemetry;
 use settle::{BudgetCheck, Outcome, Settle};
 
 pub use board::{Claim, Finished, IdempotencyScope, ParamsDigest, Reservation, RunBoard, RunEnd, RunResult, Tracking};
-pub use install::{AgentsChanged, InstallError, agent_id_of, component_digest, run_limits};
+pub use install::{AgentsChanged, InstallError, agent_id_of, component_digest, entry_settings, run_limits};
 pub use rollout::{Candidate, InvalidRollout, RolloutRequest, RolloutSpec};
 pub use watch::{Watcher, follow_registry, watch_agents_dir, watch_config};
 
