@@ -16,6 +16,7 @@ use crate::support::*;
 
 const ALICE: &str = "alice-secret-51c0";
 const BOB: &str = "bob-secret-0d7e";
+const MCP_KEY: &str = "mcp-replay-key-3b9f";
 
 /// `entries` inside a gateway with the chat endpoint on, the mock provider
 /// (when given) and two tokens besides the main secret.
@@ -141,10 +142,12 @@ async fn the_assistant_replays_its_model_and_server_tool_calls_with_both_stopped
     let mock = MockProvider::start();
     let entry = format!(
         r#"research: {{ plugin: "assistant", provider: "mock", model: "mock-model", record: {{ sample: 1.0 }},
-           http: {{ allow: ["{url}"] }}, config: {{ mcpServers: "{url}" }} }},"#,
+           http: {{ allow: ["{url}"], credentials: [{{ match: "{url}", header: "Authorization", prefix: "Bearer ",
+                   valueEnv: "MCP_TEST_KEY" }}] }},
+           config: {{ mcpServers: "{url}" }} }},"#,
         url = server.url()
     );
-    let gw = start(&config(Some(&mock), &entry), &[]);
+    let gw = start(&config(Some(&mock), &entry), &[("MCP_TEST_KEY", MCP_KEY)]);
     mock.push(Reply::tool_call("call_add", "add", r#"{"a": 2, "b": 3}"#));
     mock.push(Reply::text(&["Two and three ", "make five."]));
     let (status, text) = turn(&gw, TOKEN, "research", "agent:research:r1", "add 2 and 3").await;
@@ -154,6 +157,9 @@ async fn the_assistant_replays_its_model_and_server_tool_calls_with_both_stopped
     assert_eq!(rec["llm"].as_array().unwrap().len(), 2, "both model calls: {rec}");
     assert!(!rec["http"].as_array().unwrap().is_empty(), "the MCP server's requests: {rec}");
     assert!(rec["output"].to_string().contains("the sum is 5"), "the server tool's result: {rec}");
+    // The credential went out with every request, and is nowhere in the recording.
+    assert!(server.seen().iter().all(|r| r.to_string().contains(MCP_KEY)), "{:?}", server.seen());
+    assert!(!rec.to_string().contains(MCP_KEY), "the injected credential is not recorded: {rec}");
 
     // Nothing to reach: the provider and the MCP server are gone.
     let model_calls = mock.requests().len();
@@ -189,6 +195,25 @@ async fn a_changed_component_is_changed_and_another_model_question_diverges_at_t
     assert_eq!(v["outcome"], "changed", "{v}");
     assert_eq!((v["recorded"].as_str(), v["replayed"].as_str()), (Some("line one"), Some("v2:line one")));
     assert_eq!(v["diff"], json!(["-line one", "+v2:line one"]));
+    // The same as a batch from the CLI: a regression suite of recorded traffic.
+    let batch = |json: bool| {
+        let mut cmd = cli(gw.state_dir());
+        cmd.args(["replay", "--config"]).arg(gw.state_dir().join("gateway.json5"));
+        cmd.args(["--agent", "main", "--since", "1h", "--plugin", FAULTS_WASM]);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let report: Value = serde_json::from_str(&batch(true)).unwrap();
+    assert_eq!(report["summary"], json!({"identical": 0, "changed": 1, "diverged": 0, "failed": 0, "skipped": 0}));
+    assert_eq!(report["runs"][0]["runId"], echo_run.as_str());
+    let table = batch(false);
+    let row = table.lines().find(|l| l.starts_with(&echo_run)).unwrap_or_else(|| panic!("{table}"));
+    assert_eq!(row.split_whitespace().nth(1), Some("changed"), "{table}");
+    assert!(table.contains("0 identical, 1 changed, 0 diverged, 0 failed"), "{table}");
 
     // As `llm-model` it asks for another model: the recording has no answer.
     let requests = mock.requests().len();

@@ -20,7 +20,7 @@ enum Reel {
 }
 
 struct Recorder {
-    rec: Recording,
+    rec: Box<Recording>,
     max_bytes: usize,
 }
 
@@ -65,7 +65,7 @@ impl Tape {
     /// Record a run whose header (`rec`, crossings empty) is filled in; stops at `max_bytes`.
     pub fn record(mut rec: Recording, max_bytes: usize) -> Self {
         rec.bytes = json_len(&rec);
-        let mut recorder = Recorder { rec, max_bytes };
+        let mut recorder = Recorder { rec: Box::new(rec), max_bytes };
         recorder.check();
         Self(Some(Arc::new(Mutex::new(Reel::Record(recorder)))))
     }
@@ -316,7 +316,7 @@ impl Tape {
         let reel = self.0.as_ref()?;
         let mut reel = reel.lock().unwrap_or_else(|p| p.into_inner());
         match &mut *reel {
-            Reel::Record(r) => Some(r.rec.clone()),
+            Reel::Record(r) => Some((*r.rec).clone()),
             Reel::Replay(_) => None,
         }
     }
