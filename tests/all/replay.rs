@@ -339,3 +339,43 @@ async fn recordings_live_in_postgresql_in_cluster_mode() {
     let (_, mine) = get(&b, BOB, "/runs").await;
     assert!(mine["runs"].as_array().unwrap().is_empty(), "bob sees none of alice's runs: {mine}");
 }
+
+#[tokio::test]
+async fn a_python_agent_replays_identically_clocks_random_and_model_call_included() {
+    use crate::languages::{repo, test_and_build_python};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("calc");
+    std::fs::create_dir(&dir).unwrap();
+    for file in ["app.py", "test_app.py", "wasmclaw_testing.py"] {
+        std::fs::copy(repo().join("examples/python-agent").join(file), dir.join(file)).unwrap();
+    }
+    let wasm = tokio::task::spawn_blocking(move || test_and_build_python(&dir, &repo().join("wit"), "calc.wasm"))
+        .await
+        .unwrap();
+    // Compiling 19 MB of Python takes long in a debug build: the CLI fills the
+    // compile cache the gateway then starts from (as `languages` does).
+    let state = tmp.path().join("state");
+    assert_eq!(crate::author::run_plugin(&state, &wasm, "calc: 2 ** 10", &[]).unwrap(), "1024");
+    let mock = MockProvider::start();
+    mock.push(Reply::text(&["Par", "is."]));
+    let entry = format!(
+        r#"calc: {{ plugin: "{}", provider: "mock", model: "m", record: {{ sample: 1.0 }}, config: {{ systemPrompt: "Be brief." }} }},"#,
+        wasm.display()
+    );
+    let env = [("OPENCLAW_GATEWAY_TOKEN", TOKEN), ("ALICE_TOKEN", ALICE), ("BOB_TOKEN", BOB)];
+    let gw = TestGateway::start_in_with(&state, &config(Some(&mock), &entry), &env);
+    assert_eq!(turn(&gw, TOKEN, "calc", "agent:calc:py", "calc: 6 * (3 + 4)").await, (200, "42".into()));
+    assert_eq!(turn(&gw, TOKEN, "calc", "agent:calc:py", "Capital of France?").await, (200, "Paris.".into()));
+    let runs = recorded(&gw, "calc", 2).await;
+    drop(mock);
+    for run in &runs {
+        let id = run["id"].as_str().unwrap();
+        let (status, v) = replay(&gw, json!({"runId": id})).await;
+        assert_eq!((status, v["outcome"].as_str()), (200, Some("identical")), "{v}");
+        let (_, again) = replay(&gw, json!({"runId": id})).await;
+        assert_eq!(again["replayed"], v["replayed"], "byte for byte");
+    }
+    let (_, rec) = get(&gw, TOKEN, &format!("/runs/{}", runs[0]["id"].as_str().unwrap())).await;
+    assert_eq!(rec["llm"].as_array().unwrap().len(), 1, "the model call of the second turn: {rec}");
+    assert_eq!(rec["history"].as_array().unwrap().len(), 2, "the first turn, read from the session: {rec}");
+}

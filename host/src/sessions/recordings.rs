@@ -30,6 +30,8 @@ pub(super) const SQLITE_MIGRATION: &str = "CREATE TABLE recordings (
 pub struct RecordingSummary {
     pub id: String,
     pub agent: String,
+    /// sha256 of the component, hex (`sha256:<hex>` in JSON, as every digest on the wire).
+    #[serde(serialize_with = "sha256_prefixed")]
     pub digest: String,
     pub session_key: String,
     /// The principal that made the run.
@@ -38,6 +40,10 @@ pub struct RecordingSummary {
     pub started_at: i64,
     pub outcome: String,
     pub truncated: bool,
+}
+
+fn sha256_prefixed<S: serde::Serializer>(digest: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("sha256:{digest}"))
 }
 
 /// A recorded run as stored.
