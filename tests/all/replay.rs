@@ -21,7 +21,8 @@ const MCP_KEY: &str = "mcp-replay-key-3b9f";
 /// `entries` inside a gateway with the chat endpoint on, the mock provider
 /// (when given) and two tokens besides the main secret.
 fn config(mock: Option<&MockProvider>, entries: &str) -> String {
-    let providers = mock.map(|m| format!(r#"providers: {{ mock: {{ baseUrl: "{}" }} }},"#, m.url())).unwrap_or_default();
+    let providers =
+        mock.map(|m| format!(r#"providers: {{ mock: {{ baseUrl: "{}" }} }},"#, m.url())).unwrap_or_default();
     format!(
         r#"{{
   gateway: {{
@@ -77,8 +78,7 @@ async fn recorded(gw: &TestGateway, agent: &str, n: usize) -> Vec<Value> {
 }
 
 async fn replay(gw: &TestGateway, body: Value) -> (u16, Value) {
-    let res =
-        reqwest::Client::new().post(gw.url("/admin/replay")).bearer_auth(TOKEN).json(&body).send().await.unwrap();
+    let res = reqwest::Client::new().post(gw.url("/admin/replay")).bearer_auth(TOKEN).json(&body).send().await.unwrap();
     (res.status().as_u16(), res.json().await.unwrap_or_default())
 }
 
@@ -88,7 +88,8 @@ fn b64(path: &str) -> String {
 
 #[tokio::test]
 async fn an_echo_run_replays_identically_and_an_agent_without_record_keeps_no_row() {
-    let gw = start(&config(None, r#"main: { plugin: "echo", record: { sample: 1.0 } }, plain: { plugin: "echo" },"#), &[]);
+    let gw =
+        start(&config(None, r#"main: { plugin: "echo", record: { sample: 1.0 } }, plain: { plugin: "echo" },"#), &[]);
     assert_eq!(turn(&gw, TOKEN, "plain", "agent:plain:s1", "not kept").await, (200, "not kept".into()));
     assert_eq!(turn(&gw, TOKEN, "main", "agent:main:s1", "hello tape").await, (200, "hello tape".into()));
     let list = recorded(&gw, "main", 1).await;
@@ -169,7 +170,10 @@ async fn the_assistant_replays_its_model_and_server_tool_calls_with_both_stopped
     assert_eq!(status, 200, "{verdict}");
     assert_eq!(verdict["outcome"], "identical", "{verdict}");
     let replayed = verdict["replayed"].as_str().unwrap();
-    assert!(replayed.contains("Two and three make five.") && replayed.contains("[server tool call_add] add"), "{replayed}");
+    assert!(
+        replayed.contains("Two and three make five.") && replayed.contains("[server tool call_add] add"),
+        "{replayed}"
+    );
     assert_eq!(model_calls, 2);
     let (_, again) = replay(&gw, json!({"runId": id})).await;
     assert_eq!(again["replayed"], verdict["replayed"], "byte for byte");
@@ -251,7 +255,11 @@ async fn runs_belong_to_their_principal() {
     assert_eq!(ids, [alice_run.as_str()], "a token sees its own runs only");
     assert_eq!(get(&gw, ALICE, &format!("/runs/{alice_run}")).await.0, 200);
     let (status, body) = get(&gw, ALICE, &format!("/runs/{bob_run}")).await;
-    assert_eq!((status, error_fields(&body).1.as_deref()), (404, Some("run_not_found")), "another's run does not exist");
+    assert_eq!(
+        (status, error_fields(&body).1.as_deref()),
+        (404, Some("run_not_found")),
+        "another's run does not exist"
+    );
     // Newest first for the main secret, who sees both.
     let newest: Vec<&str> = all.iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(newest, [bob_run.as_str(), alice_run.as_str()]);
@@ -312,10 +320,13 @@ async fn recordings_past_retain_days_are_pruned() {
     // Two days pass for one of them.
     let old = list.iter().find(|r| r["sessionKey"] == "agent:main:p1").unwrap()["id"].as_str().unwrap().to_string();
     let db = rusqlite::Connection::open(dir.path().join("sessions.sqlite")).unwrap();
-    let two_days_ago = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-        - 2 * 86_400_000;
+    let two_days_ago =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 - 2 * 86_400_000;
     let changed = db
-        .execute("UPDATE recordings SET expires_at = ?1 WHERE id = ?2", rusqlite::params![two_days_ago + 86_400_000, old])
+        .execute(
+            "UPDATE recordings SET expires_at = ?1 WHERE id = ?2",
+            rusqlite::params![two_days_ago + 86_400_000, old],
+        )
         .unwrap();
     assert_eq!(changed, 1);
     drop(db);
@@ -378,4 +389,43 @@ async fn a_python_agent_replays_identically_clocks_random_and_model_call_include
     let (_, rec) = get(&gw, TOKEN, &format!("/runs/{}", runs[0]["id"].as_str().unwrap())).await;
     assert_eq!(rec["llm"].as_array().unwrap().len(), 1, "the model call of the second turn: {rec}");
     assert_eq!(rec["history"].as_array().unwrap().len(), 2, "the first turn, read from the session: {rec}");
+}
+
+#[tokio::test]
+async fn a_shadow_candidate_answers_recorded_runs_never_a_client_and_stops_with_the_traffic() {
+    // `record` is off: shadow runs record the stable run for the comparison only.
+    let gw = start(&config(None, r#"main: { plugin: "echo", config: { prefix: "cand:" } },"#), &[]);
+    let rollout =
+        |method| reqwest::Client::new().request(method, gw.url("/admin/agents/main/rollout")).bearer_auth(TOKEN);
+    // Weight 0: every client meets the stable echo; the faults candidate only shadows it.
+    let body = json!({"candidate": {"component": b64(FAULTS_WASM)}, "weight": 0, "shadow": {"sample": 1.0}});
+    let res = rollout(reqwest::Method::PUT).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let started: Value = res.json().await.unwrap();
+    assert_eq!(started["shadow"]["runs"], 0, "{started}");
+    let shadow =
+        async || rollout(reqwest::Method::GET).send().await.unwrap().json::<Value>().await.unwrap()["shadow"].clone();
+    for i in 0..5 {
+        let text = format!("message {i}");
+        assert_eq!(turn(&gw, TOKEN, "main", &format!("agent:main:sh{i}"), &text).await, (200, text.clone()));
+        // Each shadow run is compared (or skipped while one is in flight) after the client has its answer.
+        eventually("the shadow run counted", async || {
+            let s = shadow().await;
+            (s["runs"].as_u64().unwrap() + s["skipped"].as_u64().unwrap() == i + 1).then_some(())
+        })
+        .await;
+    }
+    let s = shadow().await;
+    assert!(s["runs"].as_u64().unwrap() >= 1, "{s}");
+    assert_eq!(s["changed"], s["runs"], "the candidate prefixes its answer: {s}");
+    assert_eq!((s["identical"].as_u64(), s["diverged"].as_u64(), s["failed"].as_u64()), (Some(0), Some(0), Some(0)));
+    let example = &s["examples"][0];
+    assert_eq!(example["outcome"], "changed", "{s}");
+    assert!(example["replayed"].as_str().unwrap().starts_with("cand:message"), "{s}");
+    assert!(example["recorded"].as_str().unwrap().starts_with("message"), "{s}");
+    // No recording is kept for a shadow run when `record` is off.
+    assert!(runs(&gw, "main").await.is_empty());
+    // Steady state: no traffic, no more shadow runs.
+    let until = Instant::now() + Duration::from_secs(2);
+    holds_until("the shadow counts stay", until, async || shadow().await == s).await;
 }

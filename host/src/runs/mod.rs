@@ -323,8 +323,9 @@ impl Agents {
         let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
         let meter = crate::usage::Meter::new(input.caller.name());
         let entries = self.entries.load();
-        let taping =
-            record::start(entries.get(agent.id.as_str()), &agent, &input.caller, &request, input.session.persistent);
+        let shadow = tally.as_ref().and_then(crate::rollout::Tally::shadow);
+        let persistent = input.session.persistent;
+        let taping = record::start(entries.get(agent.id.as_str()), &agent, &input.caller, &request, persistent, shadow);
         let route = agent.settings().llm.as_ref();
         let price = route.and_then(|r| r.provider.price(request.model.as_deref().unwrap_or(&r.model)));
         let budget = BudgetCheck {

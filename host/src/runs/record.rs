@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::auth::Principal;
 use crate::chat::RunRequest;
 use crate::config::AgentEntry;
+use crate::rollout::Shadow;
 use crate::runtime::{AgentVersion, RunError};
 use crate::sessions::{RecordingRow, RecordingSummary, SessionStore};
 use crate::tape::{Recording, Tape};
@@ -14,6 +15,10 @@ use crate::tape::{Recording, Tape};
 pub(super) struct Taping {
     pub tape: Tape,
     retain_days: u32,
+    /// The entry's `record` sampled this run: the recording is stored.
+    keep: bool,
+    /// A rollout's candidate answers this run's recording too.
+    shadow: Option<Shadow>,
 }
 
 /// Start recording this run if its entry samples it; `None` (no work at all) otherwise.
@@ -23,9 +28,11 @@ pub(super) fn start(
     caller: &Principal,
     request: &RunRequest,
     persistent: bool,
+    shadow: Option<Shadow>,
 ) -> Option<Taping> {
-    let record = entry?.record.as_ref()?;
-    if record.sample <= 0.0 || !rand::random_bool(record.sample.min(1.0)) {
+    let record = entry.and_then(|e| e.record.as_ref());
+    let keep = record.is_some_and(|r| r.sample > 0.0 && rand::random_bool(r.sample.min(1.0)));
+    if !keep && shadow.is_none() {
         return None;
     }
     let header = Recording {
@@ -53,7 +60,8 @@ pub(super) fn start(
         truncated: false,
         bytes: 0,
     };
-    Some(Taping { tape: Tape::record(header, record.max_bytes), retain_days: record.retain_days })
+    let (max_bytes, retain_days) = record.map_or((crate::tape::DEFAULT_MAX_BYTES, 1), |r| (r.max_bytes, r.retain_days));
+    Some(Taping { tape: Tape::record(header, max_bytes), retain_days, keep, shadow })
 }
 
 impl Taping {
@@ -63,6 +71,12 @@ impl Taping {
         if let Some(e) = error {
             rec.outcome = "error".into();
             rec.error = Some(e.to_string());
+        }
+        if let Some(shadow) = self.shadow {
+            compare_shadow(shadow, &rec);
+        }
+        if !self.keep {
+            return;
         }
         let retain_ms = i64::from(self.retain_days) * 86_400_000;
         tokio::spawn(async move {
@@ -99,4 +113,20 @@ impl Taping {
             }
         });
     }
+}
+
+/// Replay the candidate on the stable run's recording, one at a time, off the
+/// response path; only its verdict is kept (in the rollout's shadow counts).
+fn compare_shadow(shadow: Shadow, rec: &Recording) {
+    if rec.truncated {
+        return shadow.stats.skipped();
+    }
+    let Some(permit) = shadow.stats.permit() else { return };
+    let rec = rec.clone();
+    tokio::spawn(async move {
+        let _permit = permit;
+        let verdict = super::replay::replay_recording(&shadow.candidate, rec, false).await;
+        tracing::debug!(run_id = verdict.run_id, outcome = verdict.outcome, "shadow run of the rollout's candidate");
+        shadow.stats.record(verdict);
+    });
 }
