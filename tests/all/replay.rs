@@ -101,7 +101,10 @@ async fn an_echo_run_replays_identically_and_an_agent_without_record_keeps_no_ro
     let (status, rec) = get(&gw, TOKEN, &format!("/runs/{id}")).await;
     assert_eq!(status, 200, "{rec}");
     assert_eq!(rec["request"]["messages"][0]["content"], "hello tape");
-    assert_eq!(rec["digest"], run["digest"], "the version that served the run is in its recording");
+    let served = format!("sha256:{}", rec["digest"].as_str().unwrap());
+    assert_eq!(run["digest"], served.as_str(), "the version that served the run is in its recording");
+    let echo_digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(std::fs::read(ECHO_WASM).unwrap()));
+    assert_eq!(rec["digest"], echo_digest.as_str());
     assert_eq!(rec["output"], json!([{"Text": "hello "}, {"Text": "tape"}]), "the events as streamed: {rec}");
 
     // Same component, same recording: the same output, every time.
