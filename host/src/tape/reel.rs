@@ -383,3 +383,101 @@ fn json(value: impl Serialize) -> serde_json::Value {
 fn json_len(value: &impl Serialize) -> usize {
     serde_json::to_vec(value).map_or(0, |v| v.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::{FinishReason, Message, Role, RunRequest};
+
+    fn header() -> Recording {
+        let request = RunRequest {
+            run_id: "r".into(),
+            agent_id: "a".into(),
+            session_key: "k".into(),
+            messages: vec![],
+            tools: vec![],
+            user: None,
+            params: "{}".into(),
+            model: None,
+        };
+        Recording {
+            format: crate::tape::FORMAT,
+            id: "r".into(),
+            agent: "a".into(),
+            digest: "d".into(),
+            world: "w".into(),
+            owner: "o".into(),
+            started_at_ms: 0,
+            request,
+            persistent: false,
+            history: vec![],
+            state: Default::default(),
+            config: Default::default(),
+            seed: "00".repeat(32),
+            clocks: Default::default(),
+            llm: vec![],
+            http: vec![],
+            memo: vec![],
+            output: vec![],
+            state_changes: Default::default(),
+            outcome: "ok".into(),
+            error: None,
+            truncated: false,
+            bytes: 0,
+        }
+    }
+
+    fn ask(text: &str) -> LlmRequest {
+        LlmRequest { messages: vec![Message::text(Role::User, text)], tools: vec![], params: "{}".into(), model: None }
+    }
+
+    #[test]
+    fn what_is_recorded_is_answered_in_order_and_the_first_other_call_diverges() {
+        let tape = Tape::record(header(), 1 << 20);
+        let Crossing::Live(Some(i)) = tape.llm_start(&ask("one")) else { panic!("recording goes live") };
+        tape.llm_event(i, &Event::Text("1".into()));
+        tape.llm_event(i, &Event::Finish(FinishReason::Stop));
+        assert_eq!(tape.config("k", || Some("v".into())), Some("v".into()));
+        let wall = tape.clock(true, || 42);
+        let rec = Arc::new(tape.take_recording().unwrap());
+        assert_eq!((rec.llm[0].events.len(), wall, rec.clocks.wall.clone()), (2, 42, vec![42]));
+
+        let replay = Tape::replay(rec.clone(), false);
+        assert!(matches!(replay.llm_start(&ask("one")), Crossing::Answered(c) if c.events.len() == 2));
+        assert_eq!(replay.config("k", || panic!("answered from the tape")), Some("v".into()));
+        assert_eq!(replay.clock(true, || panic!("answered from the tape")), 42);
+        assert!(replay.clock(true, || 0) > 42, "past the recorded readings time still moves on");
+        assert!(matches!(replay.llm_start(&ask("two")), Crossing::Diverged));
+        let player = replay.take_player().unwrap();
+        let d = player.divergence.unwrap();
+        assert_eq!((d.call.as_str(), &d.recorded), ("llm #2", &serde_json::Value::Null));
+        assert_eq!(d.new["messages"][0]["content"], "two");
+
+        let live = Tape::replay(rec, true);
+        live.llm_start(&ask("one"));
+        assert!(matches!(live.llm_start(&ask("other")), Crossing::Live(None)), "--live lets it go out");
+        assert!(live.take_player().unwrap().divergence.is_none());
+    }
+
+    #[test]
+    fn a_recording_stops_at_its_byte_limit_and_says_so() {
+        let tape = Tape::record(header(), 2000);
+        let Crossing::Live(Some(i)) = tape.llm_start(&ask("q")) else { panic!() };
+        for _ in 0..100 {
+            tape.llm_event(i, &Event::Text("0123456789".into()));
+        }
+        let rec = tape.take_recording().unwrap();
+        assert!(rec.truncated);
+        assert!(rec.llm[0].events.len() < 100, "nothing is kept past the limit");
+        assert!(rec.bytes <= 2000 + 64, "{}", rec.bytes);
+        assert!(matches!(tape.llm_start(&ask("later")), Crossing::Live(None)), "the run goes on, unrecorded");
+    }
+
+    #[test]
+    fn an_off_tape_is_not_consulted() {
+        let tape = Tape::default();
+        assert!(!tape.is_on() && tape.seed().is_none() && tape.take_recording().is_none());
+        assert_eq!(tape.clock(true, || 7), 7);
+        assert!(matches!(tape.llm_start(&ask("q")), Crossing::Live(None)));
+    }
+}
