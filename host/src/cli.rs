@@ -124,35 +124,7 @@ pub enum Command {
     },
     /// Replay recorded runs on a component (reads the session store directly):
     /// one RUN_ID, or a batch with --agent ID --plugin FILE.wasm.
-    Replay {
-        /// The recorded run (see `GET /runs`).
-        #[arg(required_unless_present = "agent", conflicts_with = "agent")]
-        run_id: Option<String>,
-        /// JSON5 config file (locates the store).
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Run this component (default: the version that served the run).
-        #[arg(long)]
-        plugin: Option<PathBuf>,
-        /// Run the component the registry keeps under this digest (sha256:…).
-        #[arg(long, conflicts_with = "plugin")]
-        digest: Option<String>,
-        /// Replay this agent's recorded runs (a batch).
-        #[arg(long)]
-        agent: Option<String>,
-        /// With --agent: only runs this recent (24h, 30m, 7d).
-        #[arg(long, requires = "agent")]
-        since: Option<String>,
-        /// With --agent: at most this many runs, newest first.
-        #[arg(long, default_value_t = 100, requires = "agent")]
-        limit: usize,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Let calls the recording cannot answer go out for real (model, HTTP).
-        #[arg(long)]
-        live: bool,
-    },
+    Replay(replay::ReplayArgs),
     /// Inspect or reset stored sessions (reads the session store directly).
     Sessions {
         #[command(subcommand)]
@@ -254,9 +226,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sdk { action: SdkAction::Update { dir } } => sdk::update(&Config::default().state_dir(), &dir),
         Command::Sessions { action, config } => sessions(config, action).await,
         Command::Agents { action, url } => agents_admin(&url, action).await,
-        Command::Replay { run_id, config, plugin, digest, agent, since, limit, json, live } => {
-            replay::replay(replay::ReplayArgs { config, run_id, agent, plugin, digest, since, limit, json, live }).await
-        }
+        Command::Replay(args) => replay::replay(args).await,
     }
 }
 

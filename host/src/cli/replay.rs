@@ -15,16 +15,34 @@ use crate::sessions::RecordingQuery;
 use crate::tape::Verdict;
 
 /// What `wasmclaw replay` was asked.
-#[derive(Debug)]
+#[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
-    pub config: Option<PathBuf>,
+    /// The recorded run (see `GET /runs`).
+    #[arg(required_unless_present = "agent", conflicts_with = "agent")]
     pub run_id: Option<String>,
-    pub agent: Option<String>,
+    /// JSON5 config file (locates the store).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Run this component (default: the version that served the run).
+    #[arg(long)]
     pub plugin: Option<PathBuf>,
+    /// Run the component the registry keeps under this digest (sha256:…).
+    #[arg(long, conflicts_with = "plugin")]
     pub digest: Option<String>,
+    /// Replay this agent's recorded runs (a batch).
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// With --agent: only runs this recent (24h, 30m, 7d).
+    #[arg(long, requires = "agent")]
     pub since: Option<String>,
+    /// With --agent: at most this many runs, newest first.
+    #[arg(long, default_value_t = 100, requires = "agent")]
     pub limit: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
     pub json: bool,
+    /// Let calls the recording cannot answer go out for real (model, HTTP).
+    #[arg(long)]
     pub live: bool,
 }
 
