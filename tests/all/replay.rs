@@ -432,3 +432,19 @@ async fn a_shadow_candidate_answers_recorded_runs_never_a_client_and_stops_with_
     let until = Instant::now() + Duration::from_secs(2);
     holds_until("the shadow counts stay", until, async || shadow().await == s).await;
 }
+
+#[tokio::test]
+async fn a_refused_outbound_request_is_part_of_the_recording_and_refused_again_in_replay() {
+    let entry = format!(r#"probe: {{ plugin: "{FAULTS_WASM}", record: {{ sample: 1.0 }} }},"#);
+    let gw = start(&config(None, &entry), &[]);
+    let (status, text) = turn(&gw, TOKEN, "probe", "agent:probe:h1", "http-post http://203.0.113.9/x 3").await;
+    assert_eq!(status, 200);
+    assert!(text.starts_with("3 -> error:"), "no http block: the request is refused: {text}");
+    let id = recorded(&gw, "probe", 1).await[0]["id"].as_str().unwrap().to_string();
+    let (_, rec) = get(&gw, TOKEN, &format!("/runs/{id}")).await;
+    assert_eq!(rec["http"][0]["response"], json!({"Err": "HttpRequestDenied"}), "{rec}");
+    let (status, v) = replay(&gw, json!({"runId": id})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["outcome"], "identical", "{v}");
+    assert_eq!(v["replayed"].as_str(), Some(text.as_str()));
+}

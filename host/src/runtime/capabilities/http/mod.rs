@@ -137,12 +137,51 @@ impl WasiHttpHooks for RunHooks {
             // as wstd write it after `handle` and would otherwise report a
             // broken stream instead of the refusal. Dropped frame by frame,
             // so a large body costs nothing.
-            Err(e) => Box::new(async move {
-                let mut body = request.into_body();
-                while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {}
-                Err(e)
-            }),
+            Err(e) => {
+                // A refusal is an answer the guest saw: a recording keeps it, so a replay refuses alike.
+                let tape = self.tape.clone();
+                let (method, uri) = (request.method().to_string(), request.uri().to_string());
+                Box::new(async move {
+                    let mut body = request.into_body();
+                    let mut kept = Vec::new();
+                    while let Some(Ok(frame)) = http_body_util::BodyExt::frame(&mut body).await {
+                        if let Some(data) = frame.data_ref().filter(|_| tape.is_on() && kept.len() < MAX_REFUSED_BODY) {
+                            kept.extend_from_slice(data);
+                        }
+                    }
+                    if tape.is_on() {
+                        let body = crate::tape::Blob(kept);
+                        let response = Err(taped_error(&e));
+                        tape.http_done(crate::tape::HttpCall { method, uri, headers: vec![], body, response });
+                    }
+                    Err(e)
+                })
+            }
         }
+    }
+}
+
+/// Most of a refused request's body a recording keeps (a longer one will not match in replay).
+const MAX_REFUSED_BODY: usize = 1 << 20;
+
+/// A send error as a recording keeps it.
+pub(super) fn taped_error(e: &wasmtime_wasi_http::Error) -> String {
+    match e {
+        wasmtime_wasi_http::Error::InternalError(Some(message)) => format!("internal: {message}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The error a recording kept, as the guest heard it then.
+fn replayed_error(text: String) -> wasmtime_wasi_http::Error {
+    use wasmtime_wasi_http::Error;
+    match text.as_str() {
+        "HttpRequestDenied" => Error::HttpRequestDenied,
+        "HttpRequestUriInvalid" => Error::HttpRequestUriInvalid,
+        "HttpResponseTimeout" => Error::HttpResponseTimeout,
+        "DestinationIpProhibited" => Error::DestinationIpProhibited,
+        "ConnectionRefused" => Error::ConnectionRefused,
+        _ => Error::InternalError(Some(text.strip_prefix("internal: ").unwrap_or(&text).to_string())),
     }
 }
 
@@ -171,7 +210,7 @@ impl RunHooks {
                 |bytes: bytes::Bytes| http_body_util::Full::new(bytes).map_err(|never| match never {}).boxed_unsync();
             match tape.http_request(parts.method.as_str(), &parts.uri.to_string(), &bytes) {
                 crate::tape::Crossing::Answered(call) => {
-                    let recorded = call.response.map_err(|e| Error::InternalError(Some(e)))?;
+                    let recorded = call.response.map_err(replayed_error)?;
                     let mut response = http::Response::new(full(recorded.body.0.into()));
                     *response.status_mut() = http::StatusCode::from_u16(recorded.status)
                         .map_err(|_| Error::InternalError(Some("recorded status".into())))?;

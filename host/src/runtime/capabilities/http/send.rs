@@ -253,7 +253,7 @@ pub(super) async fn send(
                 headers: crate::tape::header_pairs(headers),
                 body: crate::tape::Blob(bytes.clone()),
             }),
-            Err(e) => Err(format!("{e:?}")),
+            Err(e) => Err(super::taped_error(e)),
         };
         let body = crate::tape::Blob(request_body.to_vec());
         tape.http_done(crate::tape::HttpCall {
