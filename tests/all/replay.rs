@@ -448,3 +448,21 @@ async fn a_refused_outbound_request_is_part_of_the_recording_and_refused_again_i
     assert_eq!(v["outcome"], "identical", "{v}");
     assert_eq!(v["replayed"].as_str(), Some(text.as_str()));
 }
+
+#[tokio::test]
+async fn a_model_call_the_host_refused_is_refused_again_in_replay() {
+    // No provider: the host refuses the call itself, and the run fails.
+    let entry = format!(
+        r#"nomodel: {{ plugin: "{FAULTS_WASM}", record: {{ sample: 1.0 }}, config: {{ fault: "llm-model" }} }},"#
+    );
+    let gw = start(&config(None, &entry), &[]);
+    let (status, _) = turn(&gw, TOKEN, "nomodel", "agent:nomodel:m1", "hi").await;
+    assert_ne!(status, 200);
+    let run = recorded(&gw, "nomodel", 1).await[0].clone();
+    assert_eq!(run["outcome"], "error", "{run}");
+    let id = run["id"].as_str().unwrap();
+    let (status, v) = replay(&gw, json!({"runId": id})).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["outcome"], "identical", "{v}");
+    assert!(v["recorded"].as_str().unwrap().contains("has no model provider"), "{v}");
+}

@@ -37,12 +37,11 @@ pub fn judge(
     divergence: Option<Divergence>,
     error: Option<String>,
 ) -> Verdict {
-    let (recorded, replayed) = (render(recorded), render(replayed));
     let mut verdict = Verdict {
         run_id: run_id.to_string(),
         outcome: "identical",
-        recorded,
-        replayed,
+        recorded: with_error(render(recorded), recorded_error),
+        replayed: render(replayed),
         diff: vec![],
         divergence: None,
         error: None,
@@ -59,6 +58,8 @@ pub fn judge(
         verdict.error = error;
         return verdict;
     }
+    // How a run ended is part of its output: a recorded failure that now succeeds is a change.
+    verdict.replayed = with_error(std::mem::take(&mut verdict.replayed), error.as_deref());
     if verdict.recorded != verdict.replayed {
         verdict.outcome = "changed";
         verdict.diff = line_diff(&verdict.recorded, &verdict.replayed);
@@ -96,6 +97,17 @@ pub fn render(events: &[Event]) -> String {
         }
     }
     out
+}
+
+/// `text` with the run's error as its last line, if it failed.
+fn with_error(mut text: String, error: Option<&str>) -> String {
+    if let Some(e) = error {
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&format!("[error] {e}\n"));
+    }
+    text
 }
 
 /// Most lines a diff compares (the LCS table is lines²): past it, both sides are shown whole.
@@ -169,6 +181,9 @@ mod tests {
         assert_eq!((v.outcome, v.error.as_deref()), ("failed", Some("trapped")));
         let same = judge("r", &[], Some("trapped"), &[], None, Some("trapped".into()));
         assert_eq!(same.outcome, "identical", "a run that failed the same way again");
+        let fixed = judge("r", &[], Some("model refused"), &[], None, None);
+        assert_eq!(fixed.outcome, "changed", "a recorded failure that now succeeds, with no output either time");
+        assert_eq!(fixed.diff, vec!["-[error] model refused"]);
     }
 
     #[test]

@@ -131,6 +131,10 @@ enum Taped {
     Replayed(Option<Failure>),
 }
 
+/// The recorded `kind` of calls the host refused before any provider.
+const REFUSED_UNAVAILABLE: &str = "refused_unavailable";
+const REFUSED_BAD_REQUEST: &str = "refused_bad_request";
+
 /// What the guest hears when a replay asks a model question the recording cannot answer.
 const DIVERGED: &str = "wasmclaw replay: the recording has no answer for this model call (the run diverged)";
 
@@ -157,13 +161,12 @@ impl LlmState {
         }
         let id = &self.agent;
         let Some(route) = self.route.clone() else {
-            return Ok(Err(LlmFailure::Unavailable(format!(
-                "agent {id:?} has no model provider; set agents.entries.{id}.provider and .model"
-            ))));
+            let why = format!("agent {id:?} has no model provider; set agents.entries.{id}.provider and .model");
+            return Ok(Err(self.refused(recording, LlmFailure::Unavailable(why))));
         };
         let model = match permitted(id, &route, req.model.as_deref().or(self.run_model.as_deref())) {
             Ok(model) => model,
-            Err(why) => return Ok(Err(LlmFailure::BadRequest(why))),
+            Err(why) => return Ok(Err(self.refused(recording, LlmFailure::BadRequest(why)))),
         };
         if self.open >= MAX_OPEN_COMPLETIONS {
             return Ok(Err(LlmFailure::BadRequest(format!(
@@ -262,7 +265,12 @@ impl LlmState {
         if call.events.is_empty()
             && let Some(failure) = call.failure
         {
-            return Ok(Err(self.failed(failure.to_error())));
+            return Ok(Err(match failure.kind.as_str() {
+                // The host refused it, no provider involved: the same words again.
+                REFUSED_UNAVAILABLE => LlmFailure::Unavailable(failure.message),
+                REFUSED_BAD_REQUEST => LlmFailure::BadRequest(failure.message),
+                _ => self.failed(failure.to_error()),
+            }));
         }
         if self.open >= MAX_OPEN_COMPLETIONS {
             return Ok(Err(LlmFailure::BadRequest(format!(
@@ -270,10 +278,26 @@ impl LlmState {
             ))));
         }
         self.open += 1;
+        self.failure = None;
         let provider = call.failure.as_ref().map(|f| f.provider.clone()).unwrap_or_default();
         let stream = table.push(CompletionStream::replayed(provider, call.events))?;
         self.taped.insert(stream.rep(), Taped::Replayed(call.failure));
         Ok(Ok(stream))
+    }
+
+    /// A call the host refused before any provider: recorded as such, so a replay refuses alike.
+    fn refused(&self, recording: Option<usize>, failure: LlmFailure) -> LlmFailure {
+        if let Some(index) = recording {
+            let (kind, message) = match &failure {
+                LlmFailure::BadRequest(m) => (REFUSED_BAD_REQUEST, m.clone()),
+                LlmFailure::Unavailable(m) => (REFUSED_UNAVAILABLE, m.clone()),
+                _ => (REFUSED_UNAVAILABLE, String::new()),
+            };
+            let f =
+                Failure { kind: kind.into(), provider: String::new(), message, status: 0, retry_after: None, ms: 0 };
+            self.tape.llm_failed(index, f);
+        }
+        failure
     }
 
     /// The provider failure behind a failed run, if the agent saw one last.
