@@ -115,6 +115,11 @@ async fn an_echo_run_replays_identically_and_an_agent_without_record_keeps_no_ro
     assert!(first["replayed"].as_str().unwrap().starts_with("hello tape"), "{first}");
     let (_, again) = replay(&gw, json!({"runId": id, "component": b64(ECHO_WASM)})).await;
     assert_eq!((again["outcome"].as_str(), &again["replayed"]), (Some("identical"), &first["replayed"]));
+    let (_, by_digest) = replay(&gw, json!({"runId": id, "digest": served})).await;
+    assert_eq!((by_digest["outcome"].as_str(), &by_digest["replayed"]), (Some("identical"), &first["replayed"]));
+    let unknown = format!("sha256:{}", "0".repeat(64));
+    let (status, body) = replay(&gw, json!({"runId": id, "digest": unknown})).await;
+    assert_eq!((status, error_fields(&body).2.as_deref()), (400, Some("digest")), "{body}");
     assert_eq!(recorded(&gw, "main", 1).await.len(), 1, "a replay is not recorded again");
 
     // Recording off costs no row, and nothing arrives later either.
