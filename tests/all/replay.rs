@@ -245,6 +245,7 @@ async fn a_changed_component_is_changed_and_another_model_question_diverges_at_t
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["outcome"], "changed", "{v}");
     assert!(v["replayed"].as_str().unwrap().starts_with("live answer"), "{v}");
+    assert_eq!(v["wentLive"], 1, "{v}");
     assert_eq!(mock.requests().last().unwrap().body["model"], "other-model");
 }
 

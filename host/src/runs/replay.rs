@@ -121,7 +121,10 @@ pub async fn replay_recording(version: &AgentVersion, rec: Recording, live: bool
     let rec = Arc::new(rec);
     let (result, player) = version.replay(rec.clone(), live).await;
     let error = result.err().map(|e| e.to_string());
-    crate::tape::judge(&rec.id, &rec.output, rec.error.as_deref(), &player.output, player.divergence, error)
+    let went_live = player.went_live;
+    let verdict =
+        crate::tape::judge(&rec.id, &rec.output, rec.error.as_deref(), &player.output, player.divergence, error);
+    Verdict { went_live, ..verdict }
 }
 
 /// Replay every recording `query` selects on `version` (loaded once).

@@ -25,6 +25,13 @@ pub struct Verdict {
     pub divergence: Option<Divergence>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Calls the recording could not answer that went out for real (`live`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub went_live: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Judge a replay: `error` is how it ended if it did not succeed, and
@@ -45,6 +52,7 @@ pub fn judge(
         diff: vec![],
         divergence: None,
         error: None,
+        went_live: 0,
     };
     // A divergence explains whatever happened after it, a failure included.
     if divergence.is_some() {
