@@ -3,6 +3,7 @@
 
 mod board;
 mod budget;
+mod handle;
 mod install;
 mod ledger;
 mod record;
@@ -15,10 +16,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::auth::Principal;
-use crate::chat::{AgentId, Event, Message, Reply, Role, RunRequest, ToolSpec};
+use crate::chat::{AgentId, Event, Message, Role, RunRequest, ToolSpec};
 use crate::config::Config;
 use crate::providers::Providers;
 use crate::registry::RegistryStore;
@@ -28,6 +28,7 @@ use crate::telemetry;
 use settle::{BudgetCheck, Outcome, Settle};
 
 pub use board::{Claim, Finished, IdempotencyScope, ParamsDigest, Reservation, RunBoard, RunEnd, RunResult, Tracking};
+pub use handle::RunHandle;
 pub use install::{AgentsChanged, InstallError, agent_id_of, component_digest, entry_settings, run_limits};
 pub use rollout::{Candidate, InvalidRollout, RolloutRequest, RolloutSpec};
 pub use watch::{Watcher, follow_registry, watch_agents_dir, watch_config};
@@ -497,59 +498,4 @@ fn action_name(action: &str) -> Option<&'static str> {
 fn new_turn(messages: &[Message]) -> Vec<Message> {
     let start = messages.iter().rposition(|m| m.role == Role::Assistant).map_or(0, |i| i + 1);
     messages[start..].iter().filter(|m| m.role != Role::System).cloned().collect()
-}
-
-/// A run in flight. Dropping it cancels the run.
-pub struct RunHandle {
-    pub run_id: String,
-    pub session: SessionKey,
-    /// The version this run is pinned to, whatever is swapped in meanwhile.
-    pub agent: Arc<AgentVersion>,
-    events: mpsc::Receiver<Event>,
-    task: Option<JoinHandle<Result<(), RunError>>>,
-    started: std::time::Instant,
-    /// Taken when the first event is recorded.
-    metrics: Option<Arc<crate::metrics::Metrics>>,
-}
-
-impl RunHandle {
-    /// The next event, or `None` once the agent has returned.
-    pub async fn next(&mut self) -> Option<Event> {
-        let event = self.events.recv().await;
-        if event.is_some()
-            && let Some(metrics) = self.metrics.take()
-        {
-            metrics.first_event(self.agent.id.as_str(), self.started.elapsed());
-        }
-        event
-    }
-
-    /// How the run ended. Call after [`next`](Self::next) returned `None`.
-    pub async fn finish(mut self) -> Result<(), RunError> {
-        let task = self.task.take().expect("finish called once");
-        match task.await {
-            Ok(result) => result,
-            Err(e) => Err(RunError::Internal(format!("run task failed: {e}"))),
-        }
-    }
-
-    /// Drain the run into a complete reply.
-    pub async fn collect(mut self) -> Result<Reply, RunError> {
-        let mut reply = Reply::default();
-        while let Some(event) = self.next().await {
-            reply.push(&event);
-        }
-        self.finish().await.map(|()| reply)
-    }
-}
-
-impl Drop for RunHandle {
-    fn drop(&mut self) {
-        // Abort rather than wait for the guest's next emit: it may be blocked
-        // in a host call; dropping its Store frees the instance either way.
-        if let Some(task) = self.task.take().filter(|t| !t.is_finished()) {
-            task.abort();
-            tracing::info!(run_id = self.run_id, agent = %self.agent.id, "run cancelled: its consumer went away");
-        }
-    }
 }
