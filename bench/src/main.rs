@@ -15,6 +15,7 @@ mod fetch;
 mod load;
 mod poster;
 mod process;
+mod recording_cost;
 mod soak;
 mod streams;
 mod swap;
@@ -133,6 +134,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wanted("tracing") {
         results.insert("tracing".into(), tracing_cost::run(args.cell_seconds, 3).await?);
+    }
+    if wanted("recording") {
+        results.insert("recording".into(), recording_cost::run(args.cell_seconds, 3).await?);
     }
     if wanted("streams") {
         results.insert("streams".into(), streams::run(&args.streams).await?);

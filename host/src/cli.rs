@@ -7,6 +7,7 @@
 mod dev;
 mod new;
 mod plugin;
+mod replay;
 mod rollout;
 mod sdk;
 
@@ -121,6 +122,9 @@ pub enum Command {
         #[arg(long, global = true, default_value = "http://127.0.0.1:18789")]
         url: String,
     },
+    /// Replay recorded runs on a component (reads the session store directly):
+    /// one RUN_ID, or a batch with --agent ID --plugin FILE.wasm.
+    Replay(replay::ReplayArgs),
     /// Inspect or reset stored sessions (reads the session store directly).
     Sessions {
         #[command(subcommand)]
@@ -222,6 +226,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sdk { action: SdkAction::Update { dir } } => sdk::update(&Config::default().state_dir(), &dir),
         Command::Sessions { action, config } => sessions(config, action).await,
         Command::Agents { action, url } => agents_admin(&url, action).await,
+        Command::Replay(args) => replay::replay(args).await,
     }
 }
 

@@ -25,6 +25,27 @@ fn spawn_retention(gw: std::sync::Weak<Gateway>, ttl: std::time::Duration) {
     });
 }
 
+/// How often recordings past their `record.retainDays` are removed (and once at start).
+const RECORDING_PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Remove recorded runs past their retention while the gateway lives.
+fn spawn_recording_prune(gw: std::sync::Weak<Gateway>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RECORDING_PRUNE_EVERY);
+        loop {
+            tick.tick().await;
+            let Some(gw) = gw.upgrade() else { return };
+            match gw.agents.sessions().prune_recordings(crate::sessions::now_ms() as i64).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(removed = n, "recorded runs past agents.entries.<id>.record.retainDays removed")
+                }
+                Err(e) => tracing::warn!(error = %e, "recorded run cleanup failed"),
+            }
+        }
+    });
+}
+
 /// State shared by every connection of one gateway.
 pub struct Gateway {
     pub config: Config,
@@ -79,6 +100,7 @@ impl Gateway {
         if let Some(ttl) = gw.config.sessions.idle_ttl.as_deref().and_then(crate::config::parse_duration) {
             spawn_retention(Arc::downgrade(&gw), ttl);
         }
+        spawn_recording_prune(Arc::downgrade(&gw));
         Ok(gw)
     }
 

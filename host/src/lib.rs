@@ -15,6 +15,7 @@ pub mod rollout;
 pub mod runs;
 pub mod runtime;
 pub mod sessions;
+pub mod tape;
 pub mod telemetry;
 pub mod usage;
 pub mod ws;

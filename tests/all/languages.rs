@@ -14,7 +14,7 @@ use wasmclaw_mock_provider::{MockProvider, Reply};
 /// The componentize-py this repository's templates name.
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 
-fn repo() -> &'static Path {
+pub(crate) fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
 }
 
@@ -39,7 +39,7 @@ fn venv(dir: &Path, program: &str, args: &[&str]) -> String {
 }
 
 /// Generate the bindings, run the unit tests, build `app` into `output`.
-fn test_and_build_python(dir: &Path, wit: &Path, output: &str) -> PathBuf {
+pub(crate) fn test_and_build_python(dir: &Path, wit: &Path, output: &str) -> PathBuf {
     let wit = wit.to_str().unwrap();
     venv(dir, "componentize-py", &["-d", wit, "-w", "agent", "bindings", "."]);
     let report = venv(dir, "python", &["-m", "unittest", "test_app"]);

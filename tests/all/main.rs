@@ -46,6 +46,7 @@ mod owners;
 mod pg_tls;
 mod providers;
 mod registry;
+mod replay;
 mod responses;
 mod responses_items;
 mod rollout;

@@ -249,7 +249,7 @@ async fn bad_rollout_requests_say_which_field() {
     let b64 = faults_b64();
     let cases = [
         (json!({"candidate": {"component": b64}, "weight": 101}), 400, "weight"),
-        (json!({"candidate": {"component": b64}, "weight": 5, "shadow": {"sample": 0.1}}), 400, "shadow.sample"),
+        (json!({"candidate": {"component": b64}, "weight": 5, "shadow": {"sample": 1.5}}), 400, "shadow.sample"),
         (json!({"candidate": {}, "weight": 5}), 400, "candidate"),
         (json!({"candidate": {"digest": "sha256:xyz"}, "weight": 5}), 400, "candidate.digest"),
         (

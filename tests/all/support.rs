@@ -129,6 +129,11 @@ impl TestGateway {
             .unwrap_or_else(|log| panic!("gateway failed to start:\n{log}"))
     }
 
+    /// Start with `dir` as the state folder and exactly `env` as the credential environment.
+    pub fn start_in_with(dir: &Path, config: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn(config, dir, env, None).unwrap_or_else(|log| panic!("gateway failed to start:\n{log}"))
+    }
+
     /// Start with extra command-line arguments (e.g. `--log-format json`).
     pub fn start_args(config: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();

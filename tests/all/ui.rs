@@ -113,6 +113,7 @@ fn ui_browser_shows_rollouts_promotes_rolls_back_and_follows_auto_rollback() {
     main: { plugin: "echo" },
     other: { plugin: "echo" },
     failing: { plugin: "echo", config: { fault: "failed" } },
+    shadowed: { plugin: "echo", config: { prefix: "cand:" } },
   } },
 }"#;
     let gw = TestGateway::start_with(config, &[("OPENCLAW_GATEWAY_TOKEN", TOKEN), ("READER_TOKEN", READER)])

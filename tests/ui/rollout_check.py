@@ -31,26 +31,6 @@ def turn(agent_id):
     return status
 
 
-SHADOW = {
-    "runs": 12, "identical": 9, "changed": 2, "diverged": 1, "failed": 0,
-    "examples": [
-        {"runId": "r-9", "outcome": "changed", "diff": "- hi\n+ faults:hi"},
-        {"runId": "r-8", "outcome": "diverged", "stable": "chat gpt-4o", "candidate": "chat gpt-5"},
-    ],
-}
-
-
-def with_shadow(message):
-    """`agents.list` answers with a `shadow` block in main's rollout; other frames as they are."""
-    frame = json.loads(message)
-    payload = frame.get("payload") if frame.get("type") == "res" else None
-    agents = payload.get("agents") if isinstance(payload, dict) else None
-    for agent in agents if isinstance(agents, list) else []:
-        if agent.get("id") == "main" and agent.get("rollout"):
-            agent["rollout"]["shadow"] = SHADOW
-    return json.dumps(frame)
-
-
 def card(p, agent_id):
     return p.page.locator(f'[data-testid="rollout"][data-agent-id="{agent_id}"]')
 
@@ -134,36 +114,25 @@ with sync_playwright() as pw:
     expect(failing.get_by_test_id("rollout-rollback")).to_have_count(0)
     assert page.evaluate("window.__sameDocument") == 42, "the page was reloaded"
 
-    step("a rollout's shadow block, when the gateway sends one: counts and the latest examples' diffs")
-    # Shadow runs come from the rollout's GET; this gateway has none, so a
-    # third page's socket adds one to main's rollout on its way in.
-    shadowed = Page(browser)
+    step("a rollout's shadow runs: counts and the latest example's diff, from the gateway's own comparison")
+    # Weight 0: clients meet the stable echo only; the candidate (the faults
+    # fixture, which prefixes its answer with `cand:` here) answers each
+    # recorded stable run in the shadow, and the page draws the counts.
+    start("shadowed", weight=0, shadow={"sample": 1.0})
+    shadowed = card(p, "shadowed")
+    block = shadowed.get_by_test_id("rollout-shadow")
+    expect(block).to_be_visible()
+    for _ in range(3):
+        assert turn("shadowed") == 200
+    expect(block.get_by_test_id("shadow-counts")).to_contain_text("0 identical")
+    expect(block.locator('[data-outcome="changed"]').first).not_to_have_text("0 changed")
+    example = block.get_by_test_id("shadow-example").first
+    expect(example).to_have_attribute("data-outcome", "changed")
+    example.locator("summary").click()
+    expect(example.locator("pre.diff")).to_contain_text("cand:hi")
+    # A rollout without shadow runs draws no block.
+    expect(card(p, "failing").get_by_test_id("rollout-shadow")).to_have_count(0)
 
-    def route(ws):
-        server = ws.connect_to_server()
-        ws.on_message(lambda message: server.send(message))
-        server.on_message(lambda message: ws.send(with_shadow(message)))
-
-    shadowed.page.route_web_socket(lambda url: True, route)
-    shadowed.open()
-    shadowed.connect()
-    shadowed.connected()
-    shadowed.nav("agents")
-    block = card(shadowed, "main").get_by_test_id("rollout-shadow")
-    expect(block.get_by_test_id("shadow-counts")).to_have_text(
-        "Shadow runs: 12 — 9 identical, 2 changed, 1 diverged, 0 failed"
-    )
-    examples = block.get_by_test_id("shadow-example")
-    expect(examples).to_have_count(2)
-    expect(examples.nth(0)).to_have_attribute("data-outcome", "changed")
-    expect(examples.nth(0).locator("pre.diff")).to_have_text("- hi\n+ faults:hi")
-    expect(examples.nth(1)).to_contain_text("chat gpt-4o")
-    expect(examples.nth(1)).to_contain_text("chat gpt-5")
-    # Without one (every other rollout, and main on the pages not routed), nothing is drawn.
-    expect(card(shadowed, "failing").get_by_test_id("rollout-shadow")).to_have_count(0)
-    expect(main.get_by_test_id("rollout-shadow")).to_have_count(0)
-
-    shadowed.close()
     reader.close()
     p.close()
     browser.close()

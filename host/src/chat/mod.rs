@@ -12,7 +12,7 @@ pub use agent_id::{AgentId, agent_of_model};
 pub use reply::{MAX_TOOL_CALLS, Reply, ToolRound, finish_reason, finish_reason_name};
 
 /// Who said a message, as in OpenAI chat messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Role {
     System,
     User,
@@ -21,7 +21,7 @@ pub enum Role {
 }
 
 /// A complete tool call the assistant made earlier in a conversation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ToolCall {
     pub id: String,
     pub name: String,
@@ -37,7 +37,7 @@ pub struct ToolCall {
 /// none. Contract versions that only know strings (0.1) see `content`; the
 /// provider wire and 0.2 agents see the parts. Build messages with parts
 /// through [`Message::with_parts`] so both views agree.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Message {
     pub role: Role,
     pub content: String,
@@ -89,7 +89,7 @@ pub fn joined_text(parts: &[ContentPart]) -> String {
 }
 
 /// One piece of a message's content, as OpenAI's chat content parts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ContentPart {
     Text(String),
     /// `image_url`: an `https:` or `data:` URL, and the detail the client asked for.
@@ -111,7 +111,7 @@ pub enum ContentPart {
 }
 
 /// A tool the client offers the model, OpenAI function-tool shape.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ToolSpec {
     pub name: String,
     pub description: String,
@@ -120,14 +120,14 @@ pub struct ToolSpec {
 }
 
 /// Token counts reported by an agent or a provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
 }
 
 /// A piece of a tool call: the first piece for an `index` carries `id` and `name`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ToolCallDelta {
     pub index: u32,
     pub id: Option<String>,
@@ -136,7 +136,7 @@ pub struct ToolCallDelta {
 }
 
 /// Why a reply ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FinishReason {
     Stop,
     Length,
@@ -144,7 +144,7 @@ pub enum FinishReason {
 }
 
 /// What an agent streams while it runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Event {
     /// A piece of the reply text.
     Text(String),
@@ -159,7 +159,7 @@ pub enum Event {
 }
 
 /// One step of a tool the agent runs itself, in stream order with its text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ToolActivity {
     /// The agent is about to run this call.
     Called(ToolCall),
@@ -168,7 +168,7 @@ pub enum ToolActivity {
 }
 
 /// What a tool the agent ran itself returned.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ToolResult {
     pub call_id: String,
     /// The tool's output, or the error text when `is_error`.
@@ -177,7 +177,7 @@ pub struct ToolResult {
 }
 
 /// Everything an agent gets for one run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RunRequest {
     pub run_id: String,
     pub agent_id: String,

@@ -111,6 +111,44 @@ pub struct AgentEntry {
     pub budget: Option<super::BudgetConfig>,
     /// A candidate version served beside `plugin` to a share of the traffic.
     pub rollout: Option<RolloutConfig>,
+    /// Which runs are recorded for replay (off when absent).
+    pub record: Option<RecordConfig>,
+}
+
+/// `agents.entries.<id>.record`: keep a sample of runs, every host call with
+/// its answer, so any version can be replayed on them (`wasmclaw replay`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RecordConfig {
+    /// Share of runs recorded, 0.0–1.0.
+    pub sample: f64,
+    /// Days a recording is kept.
+    #[serde(default = "default_retain_days")]
+    pub retain_days: u32,
+    /// Bytes one recording may keep; past it the recording is kept truncated (not replayable).
+    #[serde(default = "default_record_bytes")]
+    pub max_bytes: usize,
+}
+
+fn default_retain_days() -> u32 {
+    7
+}
+
+fn default_record_bytes() -> usize {
+    4 << 20
+}
+
+impl RecordConfig {
+    /// The field that is out of range and why.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if !(0.0..=1.0).contains(&self.sample) {
+            return Err(("sample", format!("{} is not between 0 and 1", self.sample)));
+        }
+        if self.retain_days == 0 {
+            return Err(("retainDays", "must be at least 1".into()));
+        }
+        Ok(())
+    }
 }
 
 /// `agents.entries.<id>.rollout`: a canary of another component for the same id.
@@ -252,6 +290,7 @@ impl AgentEntry {
             http: None,
             budget: None,
             rollout: None,
+            record: None,
         }
     }
 }

@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 pub use agents::{
     AgentEntry, AgentHttpConfig, AgentsConfig, AutoRollback, CredentialConfig, HttpLimitsConfig, LimitsConfig,
-    OAuthConfig, RolloutConfig, Sticky,
+    OAuthConfig, RecordConfig, RolloutConfig, Sticky,
 };
 pub use auth::{AuthConfig, AuthMode, RateLimitConfig};
 pub use budget::{BudgetConfig, BudgetWindow};
@@ -355,6 +355,9 @@ impl Config {
                     return Err(value_error(&format!("agents.entries.{id}.model"), message));
                 }
             }
+            if let Some(Err((field, message))) = entry.record.as_ref().map(|r| r.check()) {
+                return Err(value_error(&format!("agents.entries.{id}.record.{field}"), message));
+            }
             if let Some(rollout) = &entry.rollout {
                 let key = format!("agents.entries.{id}.rollout");
                 if rollout.plugin.trim().is_empty() {
@@ -481,6 +484,26 @@ mod tests {
             let message = error(&text);
             assert!(message.contains(key), "{message}");
             assert!(!message.contains(secret) && !message.contains("73311234"), "a value leaked: {message}");
+        }
+    }
+
+    #[test]
+    fn record_is_off_by_default_and_its_values_are_checked() {
+        let parse = |record: &str| {
+            let text = format!(r#"{{ agents: {{ entries: {{ main: {{ plugin: "echo" {record} }} }} }} }}"#);
+            Config::parse(&text, Path::new("g.json5"))
+        };
+        let plain = parse("").unwrap();
+        assert_eq!(plain.agent_entries()["main"].record, None);
+        let on = parse(", record: { sample: 0.25 }").unwrap();
+        let record = on.agent_entries()["main"].record.clone().unwrap();
+        assert_eq!((record.sample, record.retain_days, record.max_bytes), (0.25, 7, 4 << 20));
+        for (record, key) in [
+            (", record: { sample: 1.5 }", "agents.entries.main.record.sample"),
+            (", record: { sample: 1, retainDays: 0 }", "agents.entries.main.record.retainDays"),
+        ] {
+            let message = parse(record).expect_err("must be refused").to_string();
+            assert!(message.contains(key), "{message}");
         }
     }
 }

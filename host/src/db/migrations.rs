@@ -123,6 +123,21 @@ pub const POSTGRES: &[&str] = &[
     // 11: each run's budget reservation, until it settles or expires
     // (sessions/usage.rs); `budget_counters.reserved_*` are no longer used.
     crate::sessions::HOLDS_MIGRATION,
+    // 12: recorded runs (`sessions/recordings.rs`), pruned after `record.retainDays`.
+    "CREATE TABLE recordings (
+        id TEXT PRIMARY KEY,
+        agent_id TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        session_key TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        started_at BIGINT NOT NULL,
+        outcome TEXT NOT NULL,
+        truncated BOOLEAN NOT NULL,
+        expires_at BIGINT NOT NULL,
+        body TEXT NOT NULL
+     );
+     CREATE INDEX recordings_by_agent ON recordings (agent_id, started_at);
+     CREATE INDEX recordings_by_expiry ON recordings (expires_at);",
 ];
 
 /// Advisory lock key (two-int form, so it cannot meet a lane's bigint key)

@@ -89,6 +89,12 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "invalid_request_error", Some("session_not_found"), "No such session")
     }
 
+    /// 404 for a recorded run that does not exist for the caller (another
+    /// principal's run gets exactly this too).
+    pub fn run_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "invalid_request_error", Some("run_not_found"), "No such recorded run")
+    }
+
     /// 405 with the methods that are allowed named in the message.
     pub fn method_not_allowed(allow: std::sync::Arc<str>) -> Self {
         Self {
@@ -314,6 +320,21 @@ fn logged(what: &str, detail: impl std::fmt::Display) -> String {
     match id {
         Some(id) => format!("the gateway logged the details under request id {id}"),
         None => "the gateway logged the details".to_string(),
+    }
+}
+
+impl From<crate::runs::replay::ReplayError> for ApiError {
+    fn from(e: crate::runs::replay::ReplayError) -> Self {
+        use crate::runs::replay::ReplayError;
+        match e {
+            ReplayError::NotFound(_) => Self::run_not_found(),
+            ReplayError::Store(e) => e.into(),
+            ReplayError::NoComponent(_) => Self::invalid_request(e.to_string(), Some("digest".into())),
+            ReplayError::Load(_) => Self::invalid_request(e.to_string(), Some("component".into())),
+            ReplayError::Truncated(_) | ReplayError::Unreadable(..) => {
+                Self::invalid_request(e.to_string(), Some("runId".into()))
+            }
+        }
     }
 }
 

@@ -14,7 +14,9 @@ use axum::response::Response;
 use axum::routing::{MethodRouter, delete, get, post, put};
 
 use super::error::ApiError;
-use super::{admin, chat, completions, conversations, health, models, responses, rollout, sessions, ui, usage};
+use super::{
+    admin, chat, completions, conversations, health, models, replay, responses, rollout, runs, sessions, ui, usage,
+};
 use crate::auth::{Principal, Scope};
 use crate::config::MetricsAccess;
 use crate::gateway::Gateway;
@@ -56,6 +58,10 @@ fn table(gw: &Gateway) -> Vec<Route> {
         row("/sessions/{key}", Method::DELETE, Needs(Write), delete(sessions::reset)),
         row("/sessions/{key}/history", Method::GET, Needs(Read), get(sessions::history)),
         row("/usage", Method::GET, Needs(Read), get(usage::get)),
+        row("/runs", Method::GET, Needs(Read), get(runs::list)),
+        row("/runs/{id}", Method::GET, Needs(Read), get(runs::show)),
+        // Like an install, a replay may carry a component: the component limit applies.
+        row("/admin/replay", Method::POST, Needs(Admin), post(replay::replay).layer(DefaultBodyLimit::disable())),
         row("/admin/agents", Method::GET, Needs(Read), get(admin::list)),
         row("/admin/agents/{id}", Method::GET, Needs(Read), get(admin::show)),
         // The component limit applies here, not the chat body limit.

@@ -68,6 +68,20 @@ impl CompletionStream {
         }
     }
 
+    /// A completion answered from a recording (`tape`): its events, then the end.
+    pub fn replayed(provider: String, events: Vec<Event>) -> Self {
+        Self {
+            provider,
+            secrets: Arc::from(Vec::new()),
+            events: Box::pin(futures::stream::empty()),
+            pending: events.into(),
+            idle: Duration::ZERO,
+            saw_finish: true,
+            done: true,
+            call: None,
+        }
+    }
+
     /// Meter this completion as `call`; it settles when the stream is dropped.
     pub fn metered(mut self, call: Call) -> Self {
         self.call = Some(call);

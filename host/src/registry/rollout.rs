@@ -27,6 +27,10 @@ pub struct RolloutRecord {
     pub source: String,
     /// Milliseconds since the Unix epoch.
     pub started_at: u64,
+    /// Share of the stable version's runs the candidate also answers, off the
+    /// response path, from their recordings (`None`: no shadow runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<f64>,
 }
 
 /// Where a rollout stands.
@@ -161,6 +165,7 @@ mod tests {
             reason: None,
             source: "admin-api".into(),
             started_at: 1,
+            shadow: None,
         }
     }
 

@@ -263,6 +263,7 @@ mod tests {
             reason: None,
             source: "admin-api".into(),
             started_at: 7,
+            shadow: None,
         };
         assert!(store.start_rollout("main", rollout.clone()).await.unwrap().is_none(), "nothing serves main yet");
         let a = store.install("main", version("a", "admin-api")).await.unwrap();

@@ -8,6 +8,7 @@
 //! decide writes the rollback to the registry, which every instance follows.
 //! Sharing counts would put a database write on every run.
 
+mod shadow;
 mod stats;
 
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+pub use shadow::{Shadow, ShadowStats};
 pub use stats::{Reading, VersionStats, verdict};
 
 use crate::chat::AgentId;
@@ -33,6 +35,8 @@ pub struct LiveRollout {
     pub candidate: Arc<AgentVersion>,
     pub stable_stats: Arc<VersionStats>,
     pub candidate_stats: Arc<VersionStats>,
+    /// Counts of the candidate's shadow runs (kept across widening like the stats).
+    pub shadow: Arc<ShadowStats>,
     /// Set once, by the run that tripped a rule: from then on every run meets stable.
     tripped: OnceLock<String>,
 }
@@ -50,11 +54,12 @@ impl LiveRollout {
         let stable_stats =
             same.filter(|b| b.stable_digest == stable_digest).map(|b| b.stable_stats.clone()).unwrap_or_default();
         let candidate_stats = same.map(|b| b.candidate_stats.clone()).unwrap_or_default();
+        let shadow = same.map(|b| b.shadow.clone()).unwrap_or_default();
         let tripped = OnceLock::new();
         if let Some(reason) = same.and_then(|b| b.tripped.get()) {
             let _ = tripped.set(reason.clone());
         }
-        Self { agent, record, stable_digest, candidate, stable_stats, candidate_stats, tripped }
+        Self { agent, record, stable_digest, candidate, stable_stats, candidate_stats, shadow, tripped }
     }
 
     /// Where it stands, counting a rollback decided here but not yet written.
@@ -81,6 +86,7 @@ impl LiveRollout {
             "startedAt": self.record.started_at,
             "stable": version(&self.stable_digest, self.stable_stats.read()),
             "candidate": version(&self.candidate.digest, self.candidate_stats.read()),
+            "shadow": self.record.shadow.map(|sample| self.shadow.summary(sample)),
         })
     }
 
@@ -120,6 +126,13 @@ impl Tally {
         // Only the first run to trip reports it.
         r.tripped.set(reason.clone()).ok()?;
         Some(Trip { agent: r.agent.clone(), rollout_id: r.record.id.clone(), reason })
+    }
+
+    /// Whether this stable run is sampled for a shadow run of the candidate.
+    pub fn shadow(&self) -> Option<Shadow> {
+        let r = &self.rollout;
+        let sample = r.record.shadow.filter(|_| !self.candidate && r.running())?;
+        rand::random_bool(sample.min(1.0)).then(|| Shadow { candidate: r.candidate.clone(), stats: r.shadow.clone() })
     }
 
     fn stats(&self) -> &VersionStats {

@@ -276,23 +276,7 @@ impl Agents {
 
     /// An entry's settings, with its provider looked up among the live ones.
     fn entry_settings(&self, id: &str, entry: &AgentEntry) -> Result<AgentSettings, InstallError> {
-        let llm = match (&entry.provider, &entry.model) {
-            (Some(name), Some(model)) => {
-                let providers = self.providers.load();
-                let provider = providers.get(name).ok_or_else(|| {
-                    InstallError::Source(format!("agents.entries.{id}.provider: no provider named {name:?}"))
-                })?;
-                Some(ModelRoute {
-                    provider: provider.clone(),
-                    model: model.clone(),
-                    allow_override: entry.allow_model_override,
-                })
-            }
-            _ => None,
-        };
-        let limits = entry.limits.or(&self.default_limits);
-        let http = entry.http.as_ref().map(|h| http_policy(id, h, &limits.http)).transpose()?;
-        Ok(AgentSettings { config: entry.config.clone(), limits: run_limits(&limits), llm, http })
+        entry_settings(id, entry, &self.providers.load(), &self.default_limits)
     }
 
     /// A component file, refused by its size *before* it is read: a huge (or
@@ -416,4 +400,29 @@ pub fn agent_id_of(path: &Path) -> Option<AgentId> {
         return None;
     }
     AgentId::parse(path.file_stem()?.to_str()?)
+}
+
+/// An entry's settings, with its provider looked up in `providers` (the gateway's, or the replay CLI's own).
+pub fn entry_settings(
+    id: &str,
+    entry: &AgentEntry,
+    providers: &crate::providers::Providers,
+    default_limits: &LimitsConfig,
+) -> Result<AgentSettings, InstallError> {
+    let llm = match (&entry.provider, &entry.model) {
+        (Some(name), Some(model)) => {
+            let provider = providers.get(name).ok_or_else(|| {
+                InstallError::Source(format!("agents.entries.{id}.provider: no provider named {name:?}"))
+            })?;
+            Some(ModelRoute {
+                provider: provider.clone(),
+                model: model.clone(),
+                allow_override: entry.allow_model_override,
+            })
+        }
+        _ => None,
+    };
+    let limits = entry.limits.or(default_limits);
+    let http = entry.http.as_ref().map(|h| http_policy(id, h, &limits.http)).transpose()?;
+    Ok(AgentSettings { config: entry.config.clone(), limits: run_limits(&limits), llm, http })
 }

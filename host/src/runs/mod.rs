@@ -3,8 +3,11 @@
 
 mod board;
 mod budget;
+mod handle;
 mod install;
 mod ledger;
+mod record;
+pub mod replay;
 mod rollout;
 mod settle;
 mod watch;
@@ -13,10 +16,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::auth::Principal;
-use crate::chat::{AgentId, Event, Message, Reply, Role, RunRequest, ToolSpec};
+use crate::chat::{AgentId, Event, Message, Role, RunRequest, ToolSpec};
 use crate::config::Config;
 use crate::providers::Providers;
 use crate::registry::RegistryStore;
@@ -26,7 +28,8 @@ use crate::telemetry;
 use settle::{BudgetCheck, Outcome, Settle};
 
 pub use board::{Claim, Finished, IdempotencyScope, ParamsDigest, Reservation, RunBoard, RunEnd, RunResult, Tracking};
-pub use install::{AgentsChanged, InstallError, agent_id_of, component_digest, run_limits};
+pub use handle::RunHandle;
+pub use install::{AgentsChanged, InstallError, agent_id_of, component_digest, entry_settings, run_limits};
 pub use rollout::{Candidate, InvalidRollout, RolloutRequest, RolloutSpec};
 pub use watch::{Watcher, follow_registry, watch_agents_dir, watch_config};
 
@@ -320,11 +323,15 @@ impl Agents {
         };
         let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
         let meter = crate::usage::Meter::new(input.caller.name());
+        let entries = self.entries.load();
+        let shadow = tally.as_ref().and_then(crate::rollout::Tally::shadow);
+        let persistent = input.session.persistent;
+        let taping = record::start(entries.get(agent.id.as_str()), &agent, &input.caller, &request, persistent, shadow);
         let route = agent.settings().llm.as_ref();
         let price = route.and_then(|r| r.provider.price(request.model.as_deref().unwrap_or(&r.model)));
         let budget = BudgetCheck {
             budgets: self.budgets.clone(),
-            agent_budget: self.entries.load().get(agent.id.as_str()).and_then(|e| e.budget),
+            agent_budget: entries.get(agent.id.as_str()).and_then(|e| e.budget),
             estimate: self.budgets.estimate(&input_params, price),
             holds: Default::default(),
         };
@@ -345,7 +352,9 @@ impl Agents {
             meter,
             budget,
             store: self.sessions.clone(),
+            tape: taping.as_ref().map(|t| t.tape.clone()).unwrap_or_default(),
         };
+        let sessions = self.sessions.clone();
         let (log_run_id, log_agent, metrics) = (run_id.clone(), agent.id.clone(), self.metrics.clone());
         let (version, trips) = (agent.digest.clone(), self.trips.clone());
         // The trace's `invoke_agent` span (none while tracing is off), a child of the door's.
@@ -361,6 +370,10 @@ impl Agents {
                     telemetry::failed(&trace, e.kind());
                 }
                 settle.finish().await;
+                if let Some(taping) = taping {
+                    // Kept off the response path: the client does not wait for the write.
+                    taping.finish(sessions, result.as_ref().err());
+                }
                 outcome.record(result.as_ref().err().map(RunError::kind));
                 if let Some(trip) = tally.and_then(|t| t.record(started.elapsed(), result.as_ref().map(|_| ()))) {
                     let _ = trips.send(trip);
@@ -403,6 +416,8 @@ struct Job {
     meter: crate::usage::Meter,
     budget: BudgetCheck,
     store: Arc<dyn SessionStore>,
+    /// Off unless this run is recorded.
+    tape: crate::tape::Tape,
 }
 
 impl Job {
@@ -421,7 +436,7 @@ impl Job {
             .await?;
         let Some(begin) = self.begin else {
             // Per-request session: nothing to load, nothing kept.
-            return self.agent.run(request, events, None, self.meter).await.map(drop);
+            return self.agent.run(request, events, None, self.meter, self.tape).await.map(drop);
         };
         let mut turn = begin.await?;
         match &turn.existing {
@@ -444,7 +459,14 @@ impl Job {
             }
         }
         let session = std::mem::take(&mut turn.session);
-        let outcome = self.agent.run(request, events, Some(session), self.meter.clone()).await?;
+        if self.tape.is_on() {
+            self.tape.session_read(&session);
+        }
+        let tape = self.tape.clone();
+        let outcome = self.agent.run(request, events, Some(session), self.meter.clone(), self.tape).await?;
+        if tape.is_on() {
+            tape.state_written(&outcome.state_changes);
+        }
         let mut messages = self.turn;
         messages.extend(outcome.reply.to_messages());
         turn.commit_run(self.mark, messages, outcome.state_changes).await?;
@@ -483,59 +505,4 @@ fn action_name(action: &str) -> Option<&'static str> {
 fn new_turn(messages: &[Message]) -> Vec<Message> {
     let start = messages.iter().rposition(|m| m.role == Role::Assistant).map_or(0, |i| i + 1);
     messages[start..].iter().filter(|m| m.role != Role::System).cloned().collect()
-}
-
-/// A run in flight. Dropping it cancels the run.
-pub struct RunHandle {
-    pub run_id: String,
-    pub session: SessionKey,
-    /// The version this run is pinned to, whatever is swapped in meanwhile.
-    pub agent: Arc<AgentVersion>,
-    events: mpsc::Receiver<Event>,
-    task: Option<JoinHandle<Result<(), RunError>>>,
-    started: std::time::Instant,
-    /// Taken when the first event is recorded.
-    metrics: Option<Arc<crate::metrics::Metrics>>,
-}
-
-impl RunHandle {
-    /// The next event, or `None` once the agent has returned.
-    pub async fn next(&mut self) -> Option<Event> {
-        let event = self.events.recv().await;
-        if event.is_some()
-            && let Some(metrics) = self.metrics.take()
-        {
-            metrics.first_event(self.agent.id.as_str(), self.started.elapsed());
-        }
-        event
-    }
-
-    /// How the run ended. Call after [`next`](Self::next) returned `None`.
-    pub async fn finish(mut self) -> Result<(), RunError> {
-        let task = self.task.take().expect("finish called once");
-        match task.await {
-            Ok(result) => result,
-            Err(e) => Err(RunError::Internal(format!("run task failed: {e}"))),
-        }
-    }
-
-    /// Drain the run into a complete reply.
-    pub async fn collect(mut self) -> Result<Reply, RunError> {
-        let mut reply = Reply::default();
-        while let Some(event) = self.next().await {
-            reply.push(&event);
-        }
-        self.finish().await.map(|()| reply)
-    }
-}
-
-impl Drop for RunHandle {
-    fn drop(&mut self) {
-        // Abort rather than wait for the guest's next emit: it may be blocked
-        // in a host call; dropping its Store frees the instance either way.
-        if let Some(task) = self.task.take().filter(|t| !t.is_finished()) {
-            task.abort();
-            tracing::info!(run_id = self.run_id, agent = %self.agent.id, "run cancelled: its consumer went away");
-        }
-    }
 }

@@ -24,6 +24,8 @@ pub struct RolloutSpec {
     pub weight: u8,
     pub sticky: Sticky,
     pub auto_rollback: Option<AutoRollback>,
+    /// Share of stable runs the candidate also answers from their recordings.
+    pub shadow: Option<f64>,
 }
 
 /// A request to start (or widen) a rollout, the same JSON through every door.
@@ -70,11 +72,11 @@ impl RolloutRequest {
         if let Some(Err((field, message))) = self.auto_rollback.map(|a| a.check()) {
             return Err(invalid(&format!("autoRollback.{field}"), message));
         }
-        if self.shadow.is_some_and(|s| s.sample != 0.0) {
-            let message = "shadow runs are not available yet: they answer from recorded runs, which this gateway \
-                           does not record yet; send no `shadow` (or `sample: 0`)";
-            return Err(invalid("shadow.sample", message.into()));
+        let shadow = self.shadow.map(|s| s.sample);
+        if let Some(sample) = shadow.filter(|s| !(0.0..=1.0).contains(s)) {
+            return Err(invalid("shadow.sample", format!("{sample} is not between 0 and 1")));
         }
+        let shadow = shadow.filter(|s| *s > 0.0);
         let candidate = match (self.candidate.component, self.candidate.digest) {
             (Some(b64), None) => {
                 use base64::Engine as _;
@@ -96,7 +98,7 @@ impl RolloutRequest {
                 return Err(invalid("candidate", message.into()));
             }
         };
-        let spec = RolloutSpec { weight: self.weight, sticky: self.sticky, auto_rollback: self.auto_rollback };
+        let spec = RolloutSpec { weight: self.weight, sticky: self.sticky, auto_rollback: self.auto_rollback, shadow };
         Ok((candidate, spec))
     }
 }
@@ -136,6 +138,7 @@ impl Agents {
             reason: None,
             source: if source.from_config() { "config".into() } else { source.to_string() },
             started_at: ongoing.as_ref().map_or_else(crate::registry::now_ms, |r| r.record.started_at),
+            shadow: spec.shadow,
         };
         let rollout_id = record.id.clone();
         let written = self.store.start_rollout(id.as_str(), record).await?;
@@ -229,7 +232,12 @@ impl Agents {
         let entry = crate::config::AgentEntry::plugin(&rollout.plugin);
         let key = format!("{}.rollout", id.as_str());
         let (source, bytes, _) = self.entry_component(config, &key, &entry).await?;
-        let spec = RolloutSpec { weight: rollout.weight, sticky: rollout.sticky, auto_rollback: rollout.auto_rollback };
+        let spec = RolloutSpec {
+            weight: rollout.weight,
+            sticky: rollout.sticky,
+            auto_rollback: rollout.auto_rollback,
+            shadow: None,
+        };
         self.start_rollout(id, Candidate::Component(bytes), spec, source).await.map(drop)
     }
 }

@@ -259,6 +259,7 @@ impl AgentVersion {
             session: None,
             model: None,
             meter: Default::default(),
+            tape: Default::default(),
         });
         match tokio::time::timeout(INFO_BUDGET, self.pre.info(&mut store)).await {
             Err(_) => Err(Exhausted::Time(INFO_BUDGET).into()),
@@ -286,10 +287,12 @@ impl AgentVersion {
         events: mpsc::Sender<Event>,
         session: Option<SessionData>,
         meter: crate::usage::Meter,
+        tape: crate::tape::Tape,
     ) -> Result<RunOutcome, RunError> {
         let _counted = InFlight::enter(&self.in_flight);
         let model = req.model.clone();
-        let run = RunContext { run_id: req.run_id.clone(), events: Some(events), session, model, meter: meter.clone() };
+        let run =
+            RunContext { run_id: req.run_id.clone(), events: Some(events), session, model, meter: meter.clone(), tape };
         let mut store = self.store(run);
         let budget = self.settings.limits.time_budget;
         let Ok(returned) = tokio::time::timeout(budget, self.pre.run(&mut store, req)).await else {
@@ -314,6 +317,28 @@ impl AgentVersion {
             },
             Err(e) => Err(trap(e, &store)),
         }
+    }
+
+    /// Run `rec`'s request again in a fresh store with every host call
+    /// answered from `rec`: no network (unless `live`), no model cost, no
+    /// session write. How it ended, and what the player saw.
+    pub async fn replay(
+        &self,
+        rec: Arc<crate::tape::Recording>,
+        live: bool,
+    ) -> (Result<(), RunError>, crate::tape::Player) {
+        let tape = crate::tape::Tape::replay(rec.clone(), live);
+        // The tape keeps the output; the stream only has to be drained.
+        let (events, mut rx) = mpsc::channel(32);
+        let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let session = rec.persistent.then(|| SessionData {
+            history: rec.history.clone(),
+            state: rec.state.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect(),
+        });
+        let meter = crate::usage::Meter::new(&rec.owner);
+        let result = self.run(rec.request.clone(), events, session, meter, tape.clone()).await.map(drop);
+        let _ = drain.await;
+        (result, tape.take_player().expect("a replay tape has a player"))
     }
 
     fn store(&self, run: RunContext) -> Store<RunState> {

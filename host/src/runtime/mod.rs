@@ -118,6 +118,7 @@ mod tests {
                         session: None,
                         model: None,
                         meter: Default::default(),
+                        tape: Default::default(),
                     });
                     let mut store = wasmtime::Store::new(&runtime.engine, state);
                     store.limiter(|s| &mut s.memory);

@@ -10,6 +10,7 @@ mod key;
 mod lanes;
 mod page;
 mod postgres;
+mod recordings;
 mod responses;
 mod sqlite;
 mod usage;
@@ -25,6 +26,7 @@ pub use conversations::{Conversation, ConversationItem, ItemPage, ItemQuery};
 pub use devices::PairedDevice;
 pub use key::{InvalidSessionKey, MAX_KEY_BYTES, SessionKey, main_key, resolve};
 pub use page::{Cursor, DEFAULT_PAGE, InvalidPage, MAX_PAGE, SessionPage, SessionQuery, parse as parse_page};
+pub use recordings::{RecordingQuery, RecordingRow, RecordingSummary};
 pub use responses::StoredResponse;
 pub use store::{
     MAX_STATE_KEY_BYTES, MAX_STATE_TOTAL_BYTES, MAX_STATE_VALUE_BYTES, RunMark, SessionData, SessionOwner,

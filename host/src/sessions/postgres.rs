@@ -283,6 +283,29 @@ impl SessionStore for PostgresStore {
         let pg = self.pg.clone();
         Box::pin(async move { super::usage::postgres_settle(&pg, &slot, &run_id, &spent).await })
     }
+
+    fn put_recording(&self, row: super::recordings::RecordingRow) -> StoreFuture<()> {
+        let pg = self.pg.clone();
+        Box::pin(async move { super::recordings::postgres_put(&pg, &row).await })
+    }
+
+    fn recordings(
+        &self,
+        query: super::recordings::RecordingQuery,
+    ) -> StoreFuture<Vec<super::recordings::RecordingSummary>> {
+        let pg = self.pg.clone();
+        Box::pin(async move { super::recordings::postgres_list(&pg, &query).await })
+    }
+
+    fn recording(&self, id: &str) -> StoreFuture<Option<super::recordings::RecordingRow>> {
+        let (pg, id) = (self.pg.clone(), id.to_string());
+        Box::pin(async move { super::recordings::postgres_get(&pg, &id).await })
+    }
+
+    fn prune_recordings(&self, now_ms: i64) -> StoreFuture<usize> {
+        let pg = self.pg.clone();
+        Box::pin(async move { super::recordings::postgres_prune(&pg, now_ms).await })
+    }
 }
 
 /// The session's owner and the history and state for a turn (nothing for a

@@ -18,7 +18,7 @@ use super::store::{
     StoredMessage, Transcript, Turn, TurnWriter, now_ms, refused_write, role_from_name, role_name,
     tool_calls_from_json, tool_calls_json,
 };
-use super::usage;
+use super::{recordings, usage};
 use crate::chat::Message;
 
 /// Schema steps; `PRAGMA user_version` records how many have run.
@@ -84,6 +84,8 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE messages ADD COLUMN idempotency_key TEXT;",
     // 11: each run's budget reservation, until it settles or expires (`sessions/usage.rs`).
     super::usage::HOLDS_MIGRATION,
+    // 12: recorded runs (`sessions/recordings.rs`).
+    super::recordings::SQLITE_MIGRATION,
 ];
 
 /// SQLite-backed [`SessionStore`].
@@ -280,6 +282,23 @@ impl SessionStore for SqliteStore {
         spent: crate::usage::Charge,
     ) -> StoreFuture<()> {
         self.blocking(move |db| db.with(|conn| usage::sqlite_settle(conn, &slot, &run_id, &spent)))
+    }
+
+    fn put_recording(&self, row: recordings::RecordingRow) -> StoreFuture<()> {
+        self.blocking(move |db| db.with(|conn| recordings::sqlite_put(conn, &row)))
+    }
+
+    fn recordings(&self, query: recordings::RecordingQuery) -> StoreFuture<Vec<recordings::RecordingSummary>> {
+        self.blocking(move |db| db.with(|conn| recordings::sqlite_list(conn, &query)))
+    }
+
+    fn recording(&self, id: &str) -> StoreFuture<Option<recordings::RecordingRow>> {
+        let id = id.to_string();
+        self.blocking(move |db| db.with(|conn| recordings::sqlite_get(conn, &id)))
+    }
+
+    fn prune_recordings(&self, now_ms: i64) -> StoreFuture<usize> {
+        self.blocking(move |db| db.with(|conn| recordings::sqlite_prune(conn, now_ms)))
     }
 }
 

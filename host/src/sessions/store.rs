@@ -169,6 +169,17 @@ pub trait SessionStore: Send + Sync {
         run_id: String,
         spent: crate::usage::Charge,
     ) -> StoreFuture<()>;
+    /// Keep a recorded run (`sessions/recordings.rs`).
+    fn put_recording(&self, row: super::recordings::RecordingRow) -> StoreFuture<()>;
+    /// The recorded runs `query` selects, newest first, without their bodies.
+    fn recordings(
+        &self,
+        query: super::recordings::RecordingQuery,
+    ) -> StoreFuture<Vec<super::recordings::RecordingSummary>>;
+    /// One recorded run, whoever owns it (callers check the owner).
+    fn recording(&self, id: &str) -> StoreFuture<Option<super::recordings::RecordingRow>>;
+    /// Remove recordings kept until before `now_ms`; how many.
+    fn prune_recordings(&self, now_ms: i64) -> StoreFuture<usize>;
 }
 
 /// Writes a turn for the backend that began it.

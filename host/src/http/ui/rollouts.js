@@ -56,15 +56,27 @@ function label(state) {
 
 /** Shadow runs: how the candidate's output compared with stable's, and the latest examples. */
 function shadow(s) {
-  const counts = h("p", { "data-testid": "shadow-counts" }, `Shadow runs: ${s.runs ?? 0} — `,
-    ...OUTCOMES.flatMap((o, i) => [i ? ", " : "", h("span", { "data-outcome": o }, `${s[o] ?? 0} ${o}`)]));
-  const examples = (s.examples || []).map((e) => h("details", { "data-testid": "shadow-example", "data-outcome": e.outcome },
-    h("summary", {}, `${e.outcome || "?"}${e.runId ? ` · run ${e.runId}` : ""}${e.at ? ` · ${shortWhen(e.at)}` : ""}`),
-    e.diff ? h("pre", { class: "diff" }, typeof e.diff === "string" ? e.diff : JSON.stringify(e.diff, null, 2))
-      : h("div", { class: "sides" },
-        h("div", {}, h("strong", {}, "Stable"), h("pre", {}, text(e.stable))),
-        h("div", {}, h("strong", {}, "Candidate"), h("pre", {}, text(e.candidate))))));
-  return h("div", { class: "shadow", "data-testid": "rollout-shadow" }, counts, ...examples);
+  const counts = h("p", { "data-testid": "shadow-counts" }, `Shadow runs (sample ${s.sample ?? "?"}): ${s.runs ?? 0} — `,
+    ...OUTCOMES.flatMap((o, i) => [i ? ", " : "", h("span", { "data-outcome": o }, `${s[o] ?? 0} ${o}`)]),
+    s.skipped ? `; ${s.skipped} skipped while one was in flight` : "");
+  return h("div", { class: "shadow", "data-testid": "rollout-shadow" }, counts, ...(s.examples || []).map(example));
+}
+
+/** One compared run (`tape::Verdict`): its diff, its first divergent call, or its error. */
+function example(e) {
+  const where = e.divergence ? ` · diverged at ${e.divergence.call}` : "";
+  return h("details", { "data-testid": "shadow-example", "data-outcome": e.outcome },
+    h("summary", {}, `${e.outcome} · run ${e.runId}${where}`),
+    e.error ? h("p", { class: "error" }, e.error) : null,
+    e.diff?.length ? h("pre", { class: "diff" }, e.diff.join("\n"))
+      : e.divergence ? sides("Recorded call", e.divergence.recorded, "Candidate's call", e.divergence.new)
+      : sides("Stable", e.recorded, "Candidate", e.replayed));
+}
+
+function sides(left, a, right, b) {
+  return h("div", { class: "sides" },
+    h("div", {}, h("strong", {}, left), h("pre", {}, text(a))),
+    h("div", {}, h("strong", {}, right), h("pre", {}, text(b))));
 }
 
 function text(v) {

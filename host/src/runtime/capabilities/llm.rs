@@ -11,6 +11,7 @@ use wasmtime::component::{Resource, ResourceTable};
 use crate::chat::{AgentId, Event, Message, ToolSpec};
 use crate::metrics::Metrics;
 use crate::providers::{CompletionStream, ModelRoute, ProviderError};
+use crate::tape::{Crossing, Failure, LlmRequest, Tape};
 use crate::usage::{Cost, Labels, Meter, Sink, Tokens};
 
 /// Completions one run may hold open at once; each is an upstream connection.
@@ -73,7 +74,7 @@ impl LlmCapability {
     /// Per run: no failure seen, no completion open; `model`, when the client
     /// chose one, is asked for on every call of this run that names none;
     /// every call is metered into `meter`.
-    pub fn instantiate(&self, model: Option<String>, meter: Meter) -> LlmState {
+    pub fn instantiate(&self, model: Option<String>, meter: Meter, tape: Tape) -> LlmState {
         LlmState {
             agent: self.agent.clone(),
             route: self.route.clone(),
@@ -83,6 +84,8 @@ impl LlmCapability {
             failure: None,
             open: 0,
             traces: Default::default(),
+            tape,
+            taped: Default::default(),
         }
     }
 }
@@ -115,7 +118,25 @@ pub struct LlmState {
     open: usize,
     /// The `chat` span of each completion held, by resource; empty while tracing is off.
     traces: std::collections::HashMap<u32, crate::telemetry::ChatSpan>,
+    tape: Tape,
+    /// Completions held that the tape records or answers, by resource.
+    taped: std::collections::HashMap<u32, Taped>,
 }
+
+/// A completion on the tape.
+enum Taped {
+    /// Its events are recorded under this index.
+    Recording(usize),
+    /// Answered from the recording; ends with this failure, if it did.
+    Replayed(Option<Failure>),
+}
+
+/// The recorded `kind` of calls the host refused before any provider.
+const REFUSED_UNAVAILABLE: &str = "refused_unavailable";
+const REFUSED_BAD_REQUEST: &str = "refused_bad_request";
+
+/// What the guest hears when a replay asks a model question the recording cannot answer.
+const DIVERGED: &str = "wasmclaw replay: the recording has no answer for this model call (the run diverged)";
 
 impl LlmState {
     /// Start a completion; the stream lives in `table` as a guest resource.
@@ -124,15 +145,28 @@ impl LlmState {
         table: &mut ResourceTable,
         req: CompletionRequest,
     ) -> wasmtime::Result<Result<Resource<CompletionStream>, LlmFailure>> {
+        let mut recording = None;
+        if self.tape.is_on() {
+            let request = LlmRequest {
+                messages: req.messages.clone(),
+                tools: req.tools.clone(),
+                params: req.params.clone(),
+                model: req.model.clone().or_else(|| self.run_model.clone()),
+            };
+            match self.tape.llm_start(&request) {
+                Crossing::Live(index) => recording = index,
+                Crossing::Diverged => return Ok(Err(LlmFailure::Unavailable(DIVERGED.into()))),
+                Crossing::Answered(call) => return self.replayed(table, call),
+            }
+        }
         let id = &self.agent;
         let Some(route) = self.route.clone() else {
-            return Ok(Err(LlmFailure::Unavailable(format!(
-                "agent {id:?} has no model provider; set agents.entries.{id}.provider and .model"
-            ))));
+            let why = format!("agent {id:?} has no model provider; set agents.entries.{id}.provider and .model");
+            return Ok(Err(self.refused(recording, LlmFailure::Unavailable(why))));
         };
         let model = match permitted(id, &route, req.model.as_deref().or(self.run_model.as_deref())) {
             Ok(model) => model,
-            Err(why) => return Ok(Err(LlmFailure::BadRequest(why))),
+            Err(why) => return Ok(Err(self.refused(recording, LlmFailure::BadRequest(why)))),
         };
         if self.open >= MAX_OPEN_COMPLETIONS {
             return Ok(Err(LlmFailure::BadRequest(format!(
@@ -156,6 +190,9 @@ impl LlmState {
                 };
                 let call = self.meter.start_call(labels, price, self.sink.clone());
                 let stream = table.push(stream.metered(call))?;
+                if let Some(index) = recording {
+                    self.taped.insert(stream.rep(), Taped::Recording(index));
+                }
                 if !chat.span().is_none() {
                     self.traces.insert(stream.rep(), chat);
                 }
@@ -163,6 +200,9 @@ impl LlmState {
             }
             Err(e) => {
                 chat.failed(e.kind());
+                if let Some(index) = recording {
+                    self.tape.llm_failed(index, Failure::of(&e));
+                }
                 Ok(Err(self.failed(e)))
             }
         }
@@ -187,6 +227,16 @@ impl LlmState {
                     Err(e) => chat.failed(e.kind()),
                 }
             }
+            match (self.taped.get_mut(&this.rep()), &next) {
+                (Some(Taped::Recording(index)), Ok(Some(event))) => self.tape.llm_event(*index, event),
+                (Some(Taped::Recording(index)), Err(e)) => self.tape.llm_failed(*index, Failure::of(e)),
+                (Some(Taped::Replayed(failure)), Ok(None)) => {
+                    if let Some(failure) = failure.take() {
+                        return Ok(Err(self.failed(failure.to_error())));
+                    }
+                }
+                _ => {}
+            }
             match next {
                 Ok(Some(event)) => match to_guest(event) {
                     Some(event) => return Ok(Ok(Some(event))),
@@ -201,9 +251,55 @@ impl LlmState {
     /// The guest dropped a completion: close the upstream request.
     pub fn close(&mut self, table: &mut ResourceTable, this: Resource<CompletionStream>) -> wasmtime::Result<()> {
         self.traces.remove(&this.rep());
+        self.taped.remove(&this.rep());
         table.delete(this)?;
         self.open -= 1;
         Ok(())
+    }
+
+    /// A completion answered from the recording: no provider, no cost.
+    fn replayed(
+        &mut self,
+        table: &mut ResourceTable,
+        call: crate::tape::LlmCall,
+    ) -> wasmtime::Result<Result<Resource<CompletionStream>, LlmFailure>> {
+        // Recorded as failing before its first event: it failed to start.
+        if call.events.is_empty()
+            && let Some(failure) = call.failure
+        {
+            return Ok(Err(match failure.kind.as_str() {
+                // The host refused it, no provider involved: the same words again.
+                REFUSED_UNAVAILABLE => LlmFailure::Unavailable(failure.message),
+                REFUSED_BAD_REQUEST => LlmFailure::BadRequest(failure.message),
+                _ => self.failed(failure.to_error()),
+            }));
+        }
+        if self.open >= MAX_OPEN_COMPLETIONS {
+            return Ok(Err(LlmFailure::BadRequest(format!(
+                "at most {MAX_OPEN_COMPLETIONS} completions may be open at once; drop one first"
+            ))));
+        }
+        self.open += 1;
+        self.failure = None;
+        let provider = call.failure.as_ref().map(|f| f.provider.clone()).unwrap_or_default();
+        let stream = table.push(CompletionStream::replayed(provider, call.events))?;
+        self.taped.insert(stream.rep(), Taped::Replayed(call.failure));
+        Ok(Ok(stream))
+    }
+
+    /// A call the host refused before any provider: recorded as such, so a replay refuses alike.
+    fn refused(&self, recording: Option<usize>, failure: LlmFailure) -> LlmFailure {
+        if let Some(index) = recording {
+            let (kind, message) = match &failure {
+                LlmFailure::BadRequest(m) => (REFUSED_BAD_REQUEST, m.clone()),
+                LlmFailure::Unavailable(m) => (REFUSED_UNAVAILABLE, m.clone()),
+                _ => (REFUSED_UNAVAILABLE, String::new()),
+            };
+            let f =
+                Failure { kind: kind.into(), provider: String::new(), message, status: 0, retry_after: None, ms: 0 };
+            self.tape.llm_failed(index, f);
+        }
+        failure
     }
 
     /// The provider failure behind a failed run, if the agent saw one last.

@@ -245,26 +245,36 @@ impl Shelves {
 /// One run's view of its agent version's shelf.
 pub struct MemoState {
     shelf: MemoShelf,
+    tape: crate::tape::Tape,
 }
 
 impl MemoState {
     /// For one run of the version owning `shelf`.
-    pub fn new(shelf: MemoShelf) -> Self {
-        Self { shelf }
+    pub fn new(shelf: MemoShelf, tape: crate::tape::Tape) -> Self {
+        Self { shelf, tape }
     }
 
     /// `memo.get`.
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
-        self.shelf.get(key)
+        match self.tape.is_on() {
+            true => self.tape.memo(key, || self.shelf.get(key)),
+            false => self.shelf.get(key),
+        }
     }
 
-    /// `memo.set`.
+    /// `memo.set`; a replay keeps nothing for later runs.
     pub fn set(&self, key: String, value: Vec<u8>, ttl_ms: u64) -> Result<(), String> {
+        if self.tape.is_replay() {
+            return Ok(());
+        }
         self.shelf.set(key, value, Duration::from_millis(ttl_ms))
     }
 
     /// `memo.remove`.
     pub fn remove(&self, key: &str) {
+        if self.tape.is_replay() {
+            return;
+        }
         self.shelf.remove(key)
     }
 }

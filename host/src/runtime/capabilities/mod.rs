@@ -51,6 +51,8 @@ pub struct RunContext {
     pub model: Option<String>,
     /// Where the run's model calls are metered.
     pub meter: crate::usage::Meter,
+    /// Off, recording, or answering every crossing from a recording.
+    pub tape: crate::tape::Tape,
 }
 
 impl Capabilities {
@@ -78,17 +80,31 @@ impl Capabilities {
         // No env, no args, no preopened dirs, no socket addresses allowed:
         // the defaults of the builder. Only stdout/stderr are wired, to the log.
         let log = LogContext::new(self.agent.as_str(), Some(run.run_id.as_str()).filter(|id| !id.is_empty()));
-        let wasi = WasiCtx::builder().stdout(GuestLog::stdout(&log)).stderr(GuestLog::stderr(&log)).build();
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(GuestLog::stdout(&log)).stderr(GuestLog::stderr(&log));
+        let tape = run.tape;
+        if let Some(seed) = tape.seed() {
+            // What the guest sees of time and chance comes from the tape: a replay sees it again.
+            let mut insecure = seed;
+            insecure[0] ^= 0xff;
+            let low: [u8; 16] = insecure[..16].try_into().expect("16 of 32 bytes");
+            wasi.secure_random(crate::tape::seeded_random(seed))
+                .insecure_random(crate::tape::seeded_random(insecure))
+                .insecure_random_seed(u128::from_le_bytes(low))
+                .wall_clock(crate::tape::WallClock(tape.clone()))
+                .monotonic_clock(crate::tape::MonotonicClock(tape.clone(), std::time::Instant::now()));
+        }
+        let wasi = wasi.build();
         let memory = self.memory.instantiate();
         RunState {
             wasi,
             table: ResourceTable::new(),
-            config: self.config.instantiate(),
-            http: self.http.instantiate(&run.run_id, memory.account()),
-            llm: self.llm.instantiate(run.model, run.meter),
-            memo: memo::MemoState::new(self.memo.clone()),
+            config: self.config.instantiate(tape.clone()),
+            http: self.http.instantiate(&run.run_id, memory.account(), tape.clone()),
+            llm: self.llm.instantiate(run.model, run.meter, tape.clone()),
+            memo: memo::MemoState::new(self.memo.clone(), tape.clone()),
             memory,
-            output: self.output.instantiate(run.events, keep_reply),
+            output: self.output.instantiate(run.events, keep_reply).taped(tape),
             session: session::SessionState::new(run.session.unwrap_or_default()),
             tools: tool_activity::ToolActivityState::new(self.agent.as_str(), &run.run_id),
             log: log::LogState::new(log),

@@ -43,6 +43,7 @@ impl OutputCapability {
             told: false,
             refused: None,
             reply: keep_reply.then(Reply::default),
+            tape: Default::default(),
         }
     }
 }
@@ -57,9 +58,17 @@ pub struct OutputState {
     /// The tool-call index the guest sent beyond [`MAX_TOOL_CALLS`], if any.
     refused: Option<u32>,
     reply: Option<Reply>,
+    /// Where a recorded or replayed run's output is kept.
+    tape: crate::tape::Tape,
 }
 
 impl OutputState {
+    /// Keep what the run streams on `tape` as well.
+    pub fn taped(mut self, tape: crate::tape::Tape) -> Self {
+        self.tape = tape;
+        self
+    }
+
     /// Send one event; waits while the consumer is slow. `Err(stop)` tells
     /// the guest to stop; a guest that emits again after that is trapped.
     pub async fn emit(&mut self, ev: Event) -> wasmtime::Result<Result<(), OutputStop>> {
@@ -138,6 +147,9 @@ impl OutputState {
             return Ok(Err(OutputStop::Limit));
         }
         self.budget -= size;
+        if self.tape.is_on() {
+            self.tape.output(&ev);
+        }
         if let Some(reply) = &mut self.reply {
             reply.push(&ev);
         }

@@ -62,7 +62,7 @@ impl HttpCapability {
     }
 
     /// Per run: no request sent yet; bodies count against `memory`.
-    pub fn instantiate(&self, run_id: &str, memory: &Arc<RunMemory>) -> HttpState {
+    pub fn instantiate(&self, run_id: &str, memory: &Arc<RunMemory>, tape: crate::tape::Tape) -> HttpState {
         HttpState {
             ctx: WasiHttpCtx::new(),
             hooks: RunHooks {
@@ -70,6 +70,7 @@ impl HttpCapability {
                 run_id: run_id.to_string(),
                 sent: 0,
                 memory: memory.clone(),
+                tape,
             },
         }
     }
@@ -90,6 +91,8 @@ pub struct RunHooks {
     /// The run's memory account: request and response bodies the host
     /// buffers count against `limits.memoryBytes`.
     memory: Arc<RunMemory>,
+    /// Records each request, or answers it from a recording.
+    tape: crate::tape::Tape,
 }
 
 type SendResult = wasmtime_wasi_http::Result<(
@@ -105,6 +108,9 @@ impl WasiHttpHooks for RunHooks {
         _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         use tracing::Instrument;
+        if let Some(live) = self.tape.replay_live() {
+            return Box::new(Box::into_pin(self.replay(request, live)).in_current_span());
+        }
         // wasmtime-wasi-http spawns this future on a task of its own: carry the
         // run's span (the client's request id) into its log lines.
         match self.admit(&request) {
@@ -115,20 +121,125 @@ impl WasiHttpHooks for RunHooks {
                 let propagate = self.shared.policy.as_ref().is_some_and(|p| p.propagate_trace);
                 let trace = send::Trace { span, mcp, propagate };
                 Box::new(
-                    send::send(self.shared.clone(), self.run_id.clone(), request, admitted, memory, trace)
-                        .in_current_span(),
+                    send::send(
+                        self.shared.clone(),
+                        self.run_id.clone(),
+                        request,
+                        admitted,
+                        memory,
+                        trace,
+                        self.tape.clone(),
+                    )
+                    .in_current_span(),
                 )
             }
             // Take the body the guest is writing before refusing: clients such
             // as wstd write it after `handle` and would otherwise report a
             // broken stream instead of the refusal. Dropped frame by frame,
             // so a large body costs nothing.
-            Err(e) => Box::new(async move {
-                let mut body = request.into_body();
-                while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {}
-                Err(e)
-            }),
+            Err(e) => {
+                // A refusal is an answer the guest saw: a recording keeps it, so a replay refuses alike.
+                let tape = self.tape.clone();
+                let (method, uri) = (request.method().to_string(), request.uri().to_string());
+                Box::new(async move {
+                    let mut body = request.into_body();
+                    let mut kept = Vec::new();
+                    while let Some(Ok(frame)) = http_body_util::BodyExt::frame(&mut body).await {
+                        if let Some(data) = frame.data_ref().filter(|_| tape.is_on() && kept.len() < MAX_REFUSED_BODY) {
+                            kept.extend_from_slice(data);
+                        }
+                    }
+                    if tape.is_on() {
+                        let body = crate::tape::Blob(kept);
+                        let response = Err(taped_error(&e));
+                        tape.http_done(crate::tape::HttpCall { method, uri, headers: vec![], body, response });
+                    }
+                    Err(e)
+                })
+            }
         }
+    }
+}
+
+/// Most of a refused request's body a recording keeps (a longer one will not match in replay).
+const MAX_REFUSED_BODY: usize = 1 << 20;
+
+/// A send error as a recording keeps it.
+pub(super) fn taped_error(e: &wasmtime_wasi_http::Error) -> String {
+    match e {
+        wasmtime_wasi_http::Error::InternalError(Some(message)) => format!("internal: {message}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The error a recording kept, as the guest heard it then.
+fn replayed_error(text: String) -> wasmtime_wasi_http::Error {
+    use wasmtime_wasi_http::Error;
+    match text.as_str() {
+        "HttpRequestDenied" => Error::HttpRequestDenied,
+        "HttpRequestUriInvalid" => Error::HttpRequestUriInvalid,
+        "HttpResponseTimeout" => Error::HttpResponseTimeout,
+        "DestinationIpProhibited" => Error::DestinationIpProhibited,
+        "ConnectionRefused" => Error::ConnectionRefused,
+        _ => Error::InternalError(Some(text.strip_prefix("internal: ").unwrap_or(&text).to_string())),
+    }
+}
+
+/// What the guest hears when a replay sends a request the recording cannot answer.
+const DIVERGED: &str = "wasmclaw replay: the recording has no answer for this request (the run diverged)";
+
+impl RunHooks {
+    /// A replayed run's request: answered from the recording; with `live`,
+    /// one it cannot answer goes out for real, under the same policy.
+    fn replay(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        live: bool,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        use http_body_util::BodyExt;
+        use wasmtime_wasi_http::Error;
+        let admitted = live.then(|| self.admit(&request));
+        let (shared, run_id, memory, tape) =
+            (self.shared.clone(), self.run_id.clone(), self.memory.clone(), self.tape.clone());
+        Box::new(async move {
+            let (parts, body) = request.into_parts();
+            let mut hold = memory.hold();
+            let bytes = bytes::Bytes::from(send::collect_within(body, &mut hold, memory.max()).await?);
+            drop(hold);
+            let full =
+                |bytes: bytes::Bytes| http_body_util::Full::new(bytes).map_err(|never| match never {}).boxed_unsync();
+            match tape.http_request(parts.method.as_str(), &parts.uri.to_string(), &bytes) {
+                crate::tape::Crossing::Answered(call) => {
+                    let recorded = call.response.map_err(replayed_error)?;
+                    let mut response = http::Response::new(full(recorded.body.0.into()));
+                    *response.status_mut() = http::StatusCode::from_u16(recorded.status)
+                        .map_err(|_| Error::InternalError(Some("recorded status".into())))?;
+                    for (name, value) in recorded.headers {
+                        if let (Ok(name), Ok(value)) =
+                            (http::HeaderName::try_from(name), http::HeaderValue::try_from(value))
+                        {
+                            response.headers_mut().append(name, value);
+                        }
+                    }
+                    Ok((
+                        response,
+                        Box::new(std::future::ready(Ok(())))
+                            as Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+                    ))
+                }
+                crate::tape::Crossing::Live(_) => match admitted {
+                    Some(Ok(admitted)) => {
+                        let span = telemetry::HttpClientSpan::start(&parts.method, &parts.uri);
+                        let trace = send::Trace { span, mcp: false, propagate: false };
+                        let request = http::Request::from_parts(parts, full(bytes));
+                        send::send(shared, run_id, request, admitted, memory, trace, Default::default()).await
+                    }
+                    Some(Err(e)) => Err(e),
+                    None => Err(Error::InternalError(Some(DIVERGED.into()))),
+                },
+                crate::tape::Crossing::Diverged => Err(Error::InternalError(Some(DIVERGED.into()))),
+            }
+        })
     }
 }
 

@@ -83,14 +83,26 @@ pub(super) async fn send(
     admitted: Admitted,
     memory: Arc<RunMemory>,
     trace: Trace,
+    tape: crate::tape::Tape,
 ) -> SendResult {
     let started = Instant::now();
     let Admitted { target, label, literal, credentials, limits } = admitted;
     let (agent, origin, method) = (shared.agent.clone(), target.origin(), request.method().clone());
+    // What the guest sent, before the host adds a trace header or credentials (recording only).
+    let mut taped = tape.is_on().then(|| {
+        let mut headers = request.headers().clone();
+        for credential in &credentials {
+            headers.remove(&credential.header);
+        }
+        (request.uri().to_string(), crate::tape::header_pairs(&headers), Bytes::new())
+    });
     let outcome = tokio::time::timeout(limits.timeout, async {
         let (mut parts, body) = request.into_parts();
         let mut request_hold = memory.hold();
         let body = Bytes::from(collect_within(body, &mut request_hold, memory.max()).await?);
+        if let Some((_, _, taped_body)) = &mut taped {
+            *taped_body = body.clone();
+        }
         if trace.mcp {
             trace.span.mcp(&body);
         }
@@ -234,6 +246,24 @@ pub(super) async fn send(
             )
         }
     }
+    if let Some((uri, request_headers, request_body)) = taped {
+        let response = match &outcome {
+            Ok((status, headers, bytes, _)) => Ok(crate::tape::HttpResponse {
+                status: status.as_u16(),
+                headers: crate::tape::header_pairs(headers),
+                body: crate::tape::Blob(bytes.clone()),
+            }),
+            Err(e) => Err(super::taped_error(e)),
+        };
+        let body = crate::tape::Blob(request_body.to_vec());
+        tape.http_done(crate::tape::HttpCall {
+            method: method.to_string(),
+            uri,
+            headers: request_headers,
+            body,
+            response,
+        });
+    }
     let (status, headers, bytes, hold) = outcome?;
     // The body keeps its hold on the run's memory until the guest drops it.
     let body = Full::new(Bytes::from(bytes)).map_err(|never| match never {}).map_frame(move |frame| {
@@ -249,7 +279,7 @@ pub(super) async fn send(
 /// The request body, counted against the run's memory. Past the limit the
 /// rest is read and dropped (the guest is still writing it), and the request
 /// fails without being sent.
-async fn collect_within(mut body: WasiBody, hold: &mut MemoryHold, max: usize) -> Result<Vec<u8>, Error> {
+pub(super) async fn collect_within(mut body: WasiBody, hold: &mut MemoryHold, max: usize) -> Result<Vec<u8>, Error> {
     let mut bytes = Vec::new();
     let mut over = false;
     while let Some(frame) = body.frame().await {

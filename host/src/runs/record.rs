@@ -1,0 +1,132 @@
+//! Recording a run (`agents.entries.<id>.record`): whether this run is
+//! sampled, the recording's header, and keeping it once the run has ended.
+
+use std::sync::Arc;
+
+use crate::auth::Principal;
+use crate::chat::RunRequest;
+use crate::config::AgentEntry;
+use crate::rollout::Shadow;
+use crate::runtime::{AgentVersion, RunError};
+use crate::sessions::{RecordingRow, RecordingSummary, SessionStore};
+use crate::tape::{Recording, Tape};
+
+/// A run being recorded.
+pub(super) struct Taping {
+    pub tape: Tape,
+    retain_days: u32,
+    /// The entry's `record` sampled this run: the recording is stored.
+    keep: bool,
+    /// A rollout's candidate answers this run's recording too.
+    shadow: Option<Shadow>,
+}
+
+/// Start recording this run if its entry samples it; `None` (no work at all) otherwise.
+pub(super) fn start(
+    entry: Option<&AgentEntry>,
+    version: &AgentVersion,
+    caller: &Principal,
+    request: &RunRequest,
+    persistent: bool,
+    shadow: Option<Shadow>,
+) -> Option<Taping> {
+    let record = entry.and_then(|e| e.record.as_ref());
+    let keep = record.is_some_and(|r| r.sample > 0.0 && rand::random_bool(r.sample.min(1.0)));
+    if !keep && shadow.is_none() {
+        return None;
+    }
+    let header = Recording {
+        format: crate::tape::FORMAT,
+        id: request.run_id.clone(),
+        agent: version.id.to_string(),
+        digest: version.digest.clone(),
+        world: version.world().to_string(),
+        owner: caller.name().to_string(),
+        started_at_ms: crate::sessions::now_ms(),
+        request: request.clone(),
+        persistent,
+        history: vec![],
+        state: Default::default(),
+        config: Default::default(),
+        seed: crate::tape::new_seed(),
+        clocks: Default::default(),
+        llm: vec![],
+        http: vec![],
+        memo: vec![],
+        output: vec![],
+        state_changes: Default::default(),
+        outcome: "ok".into(),
+        error: None,
+        truncated: false,
+        bytes: 0,
+    };
+    let (max_bytes, retain_days) = record.map_or((crate::tape::DEFAULT_MAX_BYTES, 1), |r| (r.max_bytes, r.retain_days));
+    Some(Taping { tape: Tape::record(header, max_bytes), retain_days, keep, shadow })
+}
+
+impl Taping {
+    /// Keep the recording, on a task of its own: the run's client never waits for the write.
+    pub fn finish(self, store: Arc<dyn SessionStore>, error: Option<&RunError>) {
+        let Some(mut rec) = self.tape.take_recording() else { return };
+        if let Some(e) = error {
+            rec.outcome = "error".into();
+            rec.error = Some(e.to_string());
+        }
+        if let Some(shadow) = self.shadow {
+            compare_shadow(shadow, &rec);
+        }
+        if !self.keep {
+            return;
+        }
+        let retain_ms = i64::from(self.retain_days) * 86_400_000;
+        tokio::spawn(async move {
+            let (id, agent) = (rec.id.clone(), rec.agent.clone());
+            if rec.truncated {
+                tracing::info!(
+                    run_id = id, %agent, bytes = rec.bytes,
+                    "run recording truncated: it reached agents.entries.{agent}.record.maxBytes and cannot be replayed"
+                );
+            }
+            let started_at = rec.started_at_ms as i64;
+            let summary = RecordingSummary {
+                id: rec.id.clone(),
+                agent: rec.agent.clone(),
+                digest: rec.digest.clone(),
+                session_key: rec.request.session_key.clone(),
+                owner: rec.owner.clone(),
+                started_at,
+                outcome: rec.outcome.clone(),
+                truncated: rec.truncated,
+            };
+            // A truncated recording keeps its header only: it says what happened, not how.
+            if rec.truncated {
+                (rec.llm, rec.http, rec.memo, rec.output, rec.clocks) = Default::default();
+                (rec.history, rec.state, rec.state_changes) = Default::default();
+            }
+            let body = match serde_json::to_string(&rec) {
+                Ok(body) => body,
+                Err(e) => return tracing::warn!(run_id = id, %agent, error = %e, "run recording not kept"),
+            };
+            let row = RecordingRow { summary, expires_at: started_at.saturating_add(retain_ms), body };
+            if let Err(e) = store.put_recording(row).await {
+                tracing::warn!(run_id = id, %agent, error = %e, "run recording not kept: the session store refused it");
+            }
+        });
+    }
+}
+
+/// Replay the candidate on the stable run's recording, one at a time, off the
+/// response path; only its verdict is kept (in the rollout's shadow counts).
+fn compare_shadow(shadow: Shadow, rec: &Recording) {
+    if rec.truncated {
+        return shadow.stats.skipped();
+    }
+    let Some(permit) = shadow.stats.permit() else { return };
+    let rec = rec.clone();
+    tokio::spawn(async move {
+        let _permit = permit;
+        let verdict = super::replay::replay_recording(&shadow.candidate, rec, false).await;
+        tracing::debug!(run_id = verdict.run_id, outcome = verdict.outcome, "shadow run of the rollout's candidate");
+        shadow.stats.record(verdict);
+    });
+}
