@@ -79,6 +79,7 @@ impl CompletionStream {
             saw_finish: true,
             done: true,
             call: None,
+            model: None,
         }
     }
 
