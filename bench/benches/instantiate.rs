@@ -50,7 +50,10 @@ fn runs(c: &mut Criterion) {
         b.to_async(&rt).iter(|| async {
             let (tx, mut rx) = mpsc::channel(32);
             // The request is the run's to keep (it moves into the guest's types).
-            let outcome = agent.run(req.clone(), tx, None, wasmclaw::usage::Meter::new("bench")).await.unwrap();
+            let outcome = agent
+                .run(req.clone(), tx, None, wasmclaw::usage::Meter::new("bench"), wasmclaw::tape::Tape::default())
+                .await
+                .unwrap();
             while let Some(event) = rx.recv().await {
                 black_box(event);
             }
