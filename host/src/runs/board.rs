@@ -308,6 +308,17 @@ impl RunBoard {
         self.lock().idempotency.get(scope).map(|known| known.run_id.clone())
     }
 
+    /// The run `owner` knows as `name`: a run id, or the idempotency key it
+    /// started a run with (the latest such run, while the board remembers it).
+    pub fn run_named(&self, owner: &Principal, name: &str) -> Option<String> {
+        let state = self.lock();
+        if state.runs.get(name).is_some_and(|e| e.owner == owner.name()) {
+            return Some(name.to_string());
+        }
+        let keyed = state.idempotency.iter().filter(|(scope, _)| scope.owner == owner.name() && scope.key == name);
+        keyed.max_by_key(|(_, known)| known.at).map(|(_, known)| known.run_id.clone())
+    }
+
     /// The result of `owner`'s run `run_id`.
     pub fn result(&self, owner: &Principal, run_id: &str) -> Option<RunResult> {
         self.lock().runs.get(run_id).filter(|e| e.owner == owner.name()).map(|e| e.result.clone())
@@ -485,6 +496,14 @@ mod tests {
         let _run = start(&board, "r1", scope("s", "k"), [1; 32]);
         assert_eq!(board.run_of(&scope("s", "k")).as_deref(), Some("r1"));
         assert_eq!(board.run_of(&scope("other", "k")), None, "a key counts in its scope only");
+        let me = Principal::operator();
+        assert_eq!(board.run_named(&me, "k").as_deref(), Some("r1"), "by its key, in any session");
+        assert_eq!(board.run_named(&me, "r1").as_deref(), Some("r1"), "and by its id");
+        assert_eq!(
+            board.run_named(&Principal::token("other", vec![], None, None), "k"),
+            None,
+            "not by another principal"
+        );
         let aborted = board.abort(&Principal::operator(), "s", Some("r1"));
         assert_eq!(aborted, [("r1".to_string(), Some("k".to_string()))]);
     }
