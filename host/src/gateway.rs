@@ -46,6 +46,40 @@ fn spawn_recording_prune(gw: std::sync::Weak<Gateway>) {
     });
 }
 
+/// A device lost its right to be connected ([`Gateway::devices_gone`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceGone {
+    /// This device (by id) was revoked or removed.
+    Device(String),
+    /// Announcements may have been missed (the database connection came back,
+    /// or a connection fell behind): each connection checks its device against the store.
+    Unknown,
+}
+
+/// Forward the revocations and removals every instance announces
+/// (`NOTIFY wasmclaw_devices`, this instance's own included) to this
+/// instance's connections, so a device loses them on every instance.
+fn spawn_device_announcements(db: &Arc<crate::db::Postgres>, gw: std::sync::Weak<Gateway>) {
+    use crate::db::Notice;
+    use tokio::sync::broadcast::error::RecvError;
+    let mut notices = db.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let gone = match notices.recv().await {
+                Ok(Notice::Message { channel, payload }) if channel == crate::sessions::DEVICES_CHANNEL => {
+                    DeviceGone::Device(payload)
+                }
+                Ok(Notice::Message { .. }) => continue,
+                Ok(Notice::Reconnected) | Err(RecvError::Lagged(_)) => DeviceGone::Unknown,
+                Err(RecvError::Closed) => return,
+            };
+            let Some(gw) = gw.upgrade() else { return };
+            // No receiver (no connection of any device) is not an error.
+            let _ = gw.devices_gone.send(gone);
+        }
+    });
+}
+
 /// State shared by every connection of one gateway.
 pub struct Gateway {
     pub config: Config,
@@ -61,9 +95,9 @@ pub struct Gateway {
     pub ws_handshakes: Arc<crate::auth::ClientPlaces>,
     /// When this gateway started serving (for its uptime).
     pub started: std::time::Instant,
-    /// Devices whose token was revoked or that were removed here: the
-    /// WebSocket connections of that device close (`ws`).
-    pub devices_gone: tokio::sync::broadcast::Sender<String>,
+    /// Devices whose token was revoked or that were removed, here or (in
+    /// cluster mode) on any instance: their WebSocket connections close (`ws`).
+    pub devices_gone: tokio::sync::broadcast::Sender<DeviceGone>,
     ready: AtomicBool,
     draining: tokio::sync::watch::Sender<bool>,
     grace_over: tokio::sync::watch::Sender<bool>,
@@ -101,6 +135,9 @@ impl Gateway {
             spawn_retention(Arc::downgrade(&gw), ttl);
         }
         spawn_recording_prune(Arc::downgrade(&gw));
+        if let Some(db) = gw.agents.database() {
+            spawn_device_announcements(db, Arc::downgrade(&gw));
+        }
         Ok(gw)
     }
 

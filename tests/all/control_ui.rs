@@ -116,7 +116,7 @@ fn bundle_methods(text: &str) -> std::collections::BTreeSet<String> {
 }
 
 /// A client of the main secret that asked for `operator.admin`.
-async fn admin(gw: &TestGateway) -> Client {
+pub(crate) async fn admin(gw: &TestGateway) -> Client {
     let (mut c, _) = Client::open(gw).await;
     let mut params = connect_params(TOKEN);
     params["scopes"] = json!(["operator.admin"]);
@@ -276,7 +276,7 @@ async fn on_postgres_history_marks_a_runs_messages_for_the_control_ui_and_older_
 
 /// A connect of the Control UI's shape, with a device proof signed by `key`
 /// over `nonce` (and `signed_nonce` inside the payload).
-fn ui_connect(key: &Ed25519KeyPair, nonce: &str, signed_nonce: &str, auth: Value) -> Value {
+pub(crate) fn ui_connect(key: &Ed25519KeyPair, nonce: &str, signed_nonce: &str, auth: Value) -> Value {
     let raw = key.public_key().as_ref();
     let id = hex::encode(sha2::Sha256::digest(raw));
     let scopes = ["operator.admin", "operator.read", "operator.write"];
@@ -294,7 +294,7 @@ fn ui_connect(key: &Ed25519KeyPair, nonce: &str, signed_nonce: &str, auth: Value
     })
 }
 
-fn key(seed: u8) -> Ed25519KeyPair {
+pub(crate) fn key(seed: u8) -> Ed25519KeyPair {
     Ed25519KeyPair::from_seed_unchecked(&[seed; 32]).unwrap()
 }
 
@@ -450,7 +450,7 @@ async fn a_credential_pairs_at_most_256_devices_and_removing_one_makes_room() {
 }
 
 /// [`connect_with`], keeping the connection: the client and its `hello-ok` (or refusal).
-async fn open_with(gw: &TestGateway, make: impl FnOnce(&str) -> Value) -> (Client, Value) {
+pub(crate) async fn open_with(gw: &TestGateway, make: impl FnOnce(&str) -> Value) -> (Client, Value) {
     let (mut c, challenge) = Client::open(gw).await;
     let nonce = challenge["payload"]["nonce"].as_str().unwrap().to_string();
     let hello = c.call("connect", make(&nonce)).await;

@@ -24,6 +24,7 @@ mod control_ui;
 mod conversations;
 mod db;
 mod dev;
+mod device_revocation;
 mod guest_log;
 mod hardening;
 mod hostile;

@@ -401,3 +401,54 @@ async fn chat_send_names_its_run_by_the_client_s_idempotency_key_as_openclaw_doe
         (Some("aborted"), Some("client-run-8"))
     );
 }
+
+#[tokio::test]
+async fn agent_names_its_run_by_the_client_s_idempotency_key_in_answers_events_waits_and_aborts() {
+    let gw = TestGateway::start(&ws_config(""));
+    let mut c = Client::connect(&gw).await;
+    let params = json!({"message": "hi", "agentId": "main", "sessionKey": "agent:main:agent-named", "idempotencyKey": "agent-run-1"});
+    let id = c.request("agent", Some(params)).await;
+    let accepted = c.response(&id).await;
+    assert_eq!(accepted["payload"]["runId"], "agent-run-1", "{accepted}");
+    let lifecycle = c.until(|f| f["event"] == "agent" && f["payload"]["stream"] == "lifecycle").await;
+    assert_eq!(lifecycle["payload"]["runId"], "agent-run-1", "{lifecycle}");
+    let fin = c.response(&id).await;
+    assert_eq!(
+        (fin["payload"]["runId"].as_str(), fin["payload"]["status"].as_str()),
+        (Some("agent-run-1"), Some("ok"))
+    );
+    // agent.wait takes the id agent answered.
+    let waited = c.call("agent.wait", json!({"runId": "agent-run-1"})).await;
+    assert_eq!(
+        (waited["payload"]["runId"].as_str(), waited["payload"]["status"].as_str()),
+        (Some("agent-run-1"), Some("ok")),
+        "{waited}"
+    );
+    let unknown = c.call("agent.wait", json!({"runId": "never-sent"})).await;
+    assert_eq!(unknown["ok"], false, "{unknown}");
+
+    // chat.abort without a runId reports each run by the id its client was answered.
+    let slow = "agent:slow:agent-named";
+    let long = "one two three four five six seven eight nine ten";
+    let id =
+        c.request("agent", Some(json!({"message": long, "sessionKey": slow, "idempotencyKey": "agent-run-2"}))).await;
+    assert_eq!(c.response(&id).await["payload"]["runId"], "agent-run-2");
+    let unkeyed = c.call("chat.send", json!({"sessionKey": slow, "message": long})).await;
+    let unkeyed = unkeyed["payload"]["runId"].as_str().expect("a run id").to_string();
+    c.until(|f| {
+        f["event"] == "agent" && f["payload"]["stream"] == "assistant" && f["payload"]["runId"] == "agent-run-2"
+    })
+    .await;
+    let aborted = c.call("chat.abort", json!({"sessionKey": slow})).await;
+    let mut ids: Vec<&str> =
+        aborted["payload"]["runIds"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    ids.sort();
+    let mut saw = vec!["agent-run-2", unkeyed.as_str()];
+    saw.sort();
+    assert_eq!(ids, saw, "{aborted}");
+    let end = c.response(&id).await;
+    assert_eq!(
+        (end["payload"]["runId"].as_str(), end["payload"]["status"].as_str()),
+        (Some("agent-run-2"), Some("aborted"))
+    );
+}

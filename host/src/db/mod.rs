@@ -29,7 +29,7 @@ use control::Control;
 pub use lane::{LaneLock, key_hash};
 
 /// Channels every instance LISTENs on (payloads are each channel's own business).
-pub const CHANNELS: &[&str] = &["wasmclaw_agents", "wasmclaw_lanes", "wasmclaw_auth"];
+pub const CHANNELS: &[&str] = &["wasmclaw_agents", "wasmclaw_lanes", "wasmclaw_auth", "wasmclaw_devices"];
 
 /// The channel a released lane lock is announced on, with its hash as payload.
 const LANES_CHANNEL: &str = "wasmclaw_lanes";

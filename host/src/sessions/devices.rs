@@ -43,6 +43,10 @@ pub(super) const SQLITE_MIGRATION: &str = "CREATE TABLE devices (
         revoked_at INTEGER
      );";
 
+/// The channel a revoked or removed device is announced on (id as payload),
+/// so that every instance of a cluster closes its connections.
+pub const CHANNEL: &str = "wasmclaw_devices";
+
 const COLUMNS: &str = "id, public_key, principal, scopes, client_id, token_digest, created_at, revoked_at";
 
 /// Insert or replace: a device paired again gets a fresh token and the new
@@ -143,14 +147,30 @@ pub(super) async fn postgres_list(pg: &Postgres) -> Result<Vec<PairedDevice>, St
     Ok(client.query(&sql, &[]).await.map_err(pg_error)?.iter().map(row_pg).collect())
 }
 
-pub(super) async fn postgres_revoke(pg: &Postgres, id: &str, at: u64) -> Result<bool, StoreError> {
+/// Run `change` (which returns the id of the device it changed, if any) and,
+/// in the same statement, tell every instance (`NOTIFY` [`CHANNEL`]) so each
+/// closes that device's connections; true when a device changed.
+async fn postgres_change_and_announce(
+    pg: &Postgres,
+    change: &str,
+    id: &str,
+    at: Option<i64>,
+) -> Result<bool, StoreError> {
     let client = pg.client().await?;
-    Ok(client.execute(REVOKE, &[&id, &(at as i64)]).await.map_err(pg_error)? > 0)
+    let sql = format!("WITH changed AS ({change} RETURNING id) SELECT pg_notify('{CHANNEL}', id)::text FROM changed");
+    let rows = match at {
+        Some(at) => client.query(&sql, &[&id, &at]).await,
+        None => client.query(&sql, &[&id]).await,
+    };
+    Ok(!rows.map_err(pg_error)?.is_empty())
+}
+
+pub(super) async fn postgres_revoke(pg: &Postgres, id: &str, at: u64) -> Result<bool, StoreError> {
+    postgres_change_and_announce(pg, REVOKE, id, Some(at as i64)).await
 }
 
 pub(super) async fn postgres_remove(pg: &Postgres, id: &str) -> Result<bool, StoreError> {
-    let client = pg.client().await?;
-    Ok(client.execute("DELETE FROM devices WHERE id = $1", &[&id]).await.map_err(pg_error)? > 0)
+    postgres_change_and_announce(pg, "DELETE FROM devices WHERE id = $1", id, None).await
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 pub use access::{Access, MAIN_SECRET_OWNER, Visible};
 pub use conversations::{Conversation, ConversationItem, ItemPage, ItemQuery};
-pub use devices::PairedDevice;
+pub use devices::{CHANNEL as DEVICES_CHANNEL, PairedDevice};
 pub use key::{InvalidSessionKey, MAX_KEY_BYTES, SessionKey, main_key, resolve};
 pub use page::{Cursor, DEFAULT_PAGE, InvalidPage, MAX_PAGE, SessionPage, SessionQuery, parse as parse_page};
 pub use recordings::{RecordingQuery, RecordingRow, RecordingSummary};

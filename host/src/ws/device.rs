@@ -10,7 +10,7 @@ use super::frames::{WsError, codes, now_ms};
 use crate::auth::device::{self, ConnectClaims, DeviceRefused, ProvenDevice};
 use crate::auth::{Principal, Scope};
 use crate::config::AuthMode;
-use crate::gateway::Gateway;
+use crate::gateway::{DeviceGone, Gateway};
 use crate::sessions::{PairedDevice, StoreError};
 
 /// Devices one principal may have paired at once (revoked ones count until removed).
@@ -23,6 +23,79 @@ pub struct Authenticated {
     pub device: Option<ProvenDevice>,
     /// True when the device's token (not a credential) let it in.
     pub by_device_token: bool,
+}
+
+/// The device a connection came in with.
+#[derive(Debug, Clone)]
+pub struct ConnectedDevice {
+    pub id: String,
+    /// True when its device token (not a credential) let it in.
+    pub by_device_token: bool,
+}
+
+/// Whether `device` may stay connected as the store has it now: not once
+/// revoked; once removed, only if a credential (not its token) let it in.
+async fn still_allowed(gw: &Gateway, device: &ConnectedDevice) -> Result<bool, StoreError> {
+    let devices = gw.agents.sessions().devices().await?;
+    Ok(allowed(devices.iter().find(|d| d.id == device.id), device.by_device_token))
+}
+
+fn allowed(paired: Option<&PairedDevice>, by_device_token: bool) -> bool {
+    match paired {
+        Some(paired) => paired.revoked_at.is_none(),
+        None => !by_device_token,
+    }
+}
+
+/// What an announcement on [`Gateway::devices_gone`] means for one connection's device.
+#[derive(Debug, PartialEq, Eq)]
+enum Heard {
+    /// This device was revoked or removed.
+    Gone,
+    /// Another device, or nothing.
+    NotMine,
+    /// Announcements were missed: ask the store.
+    Missed,
+}
+
+fn heard(device_id: &str, gone: Result<DeviceGone, tokio::sync::broadcast::error::RecvError>) -> Heard {
+    use tokio::sync::broadcast::error::RecvError;
+    match gone {
+        Ok(DeviceGone::Device(id)) if id == device_id => Heard::Gone,
+        Ok(DeviceGone::Device(_)) | Err(RecvError::Closed) => Heard::NotMine,
+        Ok(DeviceGone::Unknown) | Err(RecvError::Lagged(_)) => Heard::Missed,
+    }
+}
+
+/// The close for a connection of `device` after `gone`, if it must close.
+/// A missed announcement (the receiver lagged, or the database connection
+/// came back) is not taken on trust: the store is asked, and a store that
+/// cannot answer closes the connection (a reconnect is checked afresh), so
+/// no revoked device stays connected because a message was lost.
+pub(super) async fn close_for(
+    gw: &Gateway,
+    device: &ConnectedDevice,
+    gone: Result<DeviceGone, tokio::sync::broadcast::error::RecvError>,
+) -> Option<super::Outgoing> {
+    let removed = || {
+        tracing::info!(device = %device.id, "websocket closed: the device was revoked or removed");
+        Some(super::Outgoing::Close { code: super::close::DEVICE_REMOVED, reason: "device removed".into() })
+    };
+    match heard(&device.id, gone) {
+        Heard::Gone => removed(),
+        Heard::NotMine => None,
+        Heard::Missed => match still_allowed(gw, device).await {
+            Ok(true) => None,
+            Ok(false) => removed(),
+            Err(e) => {
+                tracing::warn!(device = %device.id, error = %e, "websocket closed: device revocations may have been missed and the sessions database could not be asked");
+                Some(super::Outgoing::Close {
+                    code: super::close::TRY_AGAIN,
+                    reason: "device not re-checked; reconnect".into(),
+                })
+            }
+        },
+    }
 }
 
 /// Why a connect was refused: the error to send, and whether it counts as a
@@ -196,7 +269,7 @@ pub async fn token_revoke(call: super::methods::Call) -> super::methods::Answer 
     let revoked = call.gw.agents.sessions().revoke_device(id).await.map_err(super::methods::store_error)?;
     tracing::info!(device = id, by = call.principal.name(), revoked, "device token revoked");
     // No receiver (no connection of any device) is not an error.
-    let _ = call.gw.devices_gone.send(id.to_string());
+    let _ = call.gw.devices_gone.send(DeviceGone::Device(id.to_string()));
     Ok(Some(json!({"deviceId": id, "role": "operator", "revoked": revoked, "revokedAtMs": now_ms()})))
 }
 
@@ -205,6 +278,49 @@ pub async fn pair_remove(call: super::methods::Call) -> super::methods::Answer {
     let id = device_param(&call.params)?;
     let removed = call.gw.agents.sessions().remove_device(id).await.map_err(super::methods::store_error)?;
     tracing::info!(device = id, by = call.principal.name(), removed, "device removed");
-    let _ = call.gw.devices_gone.send(id.to_string());
+    let _ = call.gw.devices_gone.send(DeviceGone::Device(id.to_string()));
     Ok(Some(json!({"deviceId": id, "removed": removed})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_connection_that_fell_behind_asks_the_store_rather_than_staying_open() {
+        let (tx, mut rx) = tokio::sync::broadcast::channel(2);
+        for i in 0..5 {
+            tx.send(DeviceGone::Device(format!("other-{i}"))).unwrap();
+        }
+        // The revocation of this device may be among the dropped ones.
+        let lagged = rx.recv().await;
+        assert!(lagged.is_err(), "the channel dropped the oldest: {lagged:?}");
+        assert_eq!(heard("mine", lagged), Heard::Missed);
+        assert_eq!(heard("mine", Ok(DeviceGone::Unknown)), Heard::Missed);
+        assert_eq!(heard("mine", Ok(DeviceGone::Device("mine".into()))), Heard::Gone);
+        assert_eq!(heard("mine", Ok(DeviceGone::Device("other".into()))), Heard::NotMine);
+    }
+
+    #[test]
+    fn the_store_decides_a_missed_announcement_revoked_or_removed_closes() {
+        let mut paired = PairedDevice {
+            id: "d".into(),
+            public_key: "pk".into(),
+            principal: "p".into(),
+            scopes: vec![],
+            client_id: "c".into(),
+            token_digest: Some("t".into()),
+            created_at: 1,
+            revoked_at: None,
+        };
+        assert!(allowed(Some(&paired), true));
+        paired.revoked_at = Some(2);
+        assert!(!allowed(Some(&paired), true), "revoked: its token connection closes");
+        assert!(
+            !allowed(Some(&paired), false),
+            "revoked: a credential connection of it closes too, as on the announcement"
+        );
+        assert!(!allowed(None, true), "removed: its token lets nothing in any more");
+        assert!(allowed(None, false), "removed or never stored: the credential that let it in still holds");
+    }
 }

@@ -59,7 +59,7 @@ pub(super) struct Stream {
     out: Outbox,
     /// wasmclaw's id of the run, as the log names it.
     run_id: String,
-    /// The id the client knows the run by ([`Door::wire_id`]), in every event.
+    /// The id the client knows the run by ([`super::runs::wire_id`]), in every event.
     wire_id: String,
     session_key: String,
     door: Door,

@@ -46,6 +46,8 @@ mod close {
     pub const GOING_AWAY: u16 = 1001;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
+    /// The server cannot serve the connection now; a reconnect is checked afresh.
+    pub const TRY_AGAIN: u16 = 1013;
     /// OpenClaw's close for a connection whose device was revoked or removed.
     pub const DEVICE_REMOVED: u16 = 4001;
 }
@@ -222,7 +224,7 @@ async fn handshake(
     conn_id: &str,
     peer: std::net::IpAddr,
     nonce: &str,
-) -> Result<(Principal, Option<String>), Outgoing> {
+) -> Result<(Principal, Option<device::ConnectedDevice>), Outgoing> {
     let policy_close = |reason: &str| Outgoing::Close { code: close::POLICY, reason: reason.into() };
     let text = loop {
         match stream.next().await {
@@ -310,7 +312,8 @@ async fn handshake(
         device = authenticated.device.as_ref().map_or("", |d| d.id.as_str()), by_device_token = authenticated.by_device_token,
         "websocket client connected"
     );
-    Ok((principal, authenticated.device.map(|d| d.id)))
+    let by_device_token = authenticated.by_device_token;
+    Ok((principal, authenticated.device.map(|d| device::ConnectedDevice { id: d.id, by_device_token })))
 }
 
 /// How a connection ended.
@@ -328,7 +331,7 @@ async fn serve(
     stream: &mut futures::stream::SplitStream<Socket>,
     max_payload: usize,
     principal: Principal,
-    device: Option<String>,
+    device: Option<device::ConnectedDevice>,
 ) -> End {
     let mut changes = gw.agents.subscribe();
     let mut devices_gone = gw.devices_gone.subscribe();
@@ -377,9 +380,9 @@ async fn serve(
             }
             // As OpenClaw does: a revoked or removed device loses its connections at once.
             gone = devices_gone.recv(), if device.is_some() => {
-                if gone.is_ok_and(|id| Some(&id) == device.as_ref()) {
-                    tracing::info!(device = device.as_deref().unwrap_or_default(), "websocket closed: the device was revoked or removed");
-                    out.push(Outgoing::Close { code: close::DEVICE_REMOVED, reason: "device removed".into() }).await;
+                let Some(device) = device.as_ref() else { continue };
+                if let Some(close) = device::close_for(gw, device, gone).await {
+                    out.push(close).await;
                     return End::Closing;
                 }
             }

@@ -29,23 +29,20 @@ pub enum Door {
 }
 
 impl Door {
-    /// The id a client knows run `run_id` by. `chat.send` answers and
-    /// streams under the client's `idempotencyKey`, as OpenClaw's gateway
-    /// does (its run id is that key); `agent` under wasmclaw's run id, which
-    /// `agent.wait` takes.
-    fn wire_id<'a>(self, run_id: &'a str, client_key: Option<&'a str>) -> &'a str {
-        match (self, client_key) {
-            (Door::Chat, Some(key)) => key,
-            _ => run_id,
-        }
-    }
-
     fn method(self) -> &'static str {
         match self {
             Door::Agent => "agent",
             Door::Chat => "chat.send",
         }
     }
+}
+
+/// The id a client knows run `run_id` by. `agent` and `chat.send` answer
+/// and stream under the client's `idempotencyKey`, as OpenClaw's gateway
+/// does (its run id is that key, which `agent.wait` and `chat.abort`
+/// take); a run started without one goes by wasmclaw's run id.
+pub(super) fn wire_id<'a>(run_id: &'a str, client_key: Option<&'a str>) -> &'a str {
+    client_key.unwrap_or(run_id)
 }
 
 /// `agent` / `chat.send` params (extra fields are accepted and ignored).
@@ -84,13 +81,13 @@ async fn try_start(call: &Call, door: Door) -> Result<(), WsError> {
     let (handle, tracking) = match begin(call, p, agent, session, &key, door)? {
         Begun::Started(handle, tracking) => (handle, tracking),
         Begun::Replay(run_id, result) => {
-            let wire_id = door.wire_id(&run_id, client_key.as_deref()).to_string();
+            let wire_id = wire_id(&run_id, client_key.as_deref()).to_string();
             replay(out, id, door, wire_id, result).await;
             return Ok(());
         }
     };
     let run_id = handle.run_id.clone();
-    let wire_id = door.wire_id(&run_id, client_key.as_deref()).to_string();
+    let wire_id = wire_id(&run_id, client_key.as_deref()).to_string();
     let accepted = match door {
         Door::Agent => json!({"runId": wire_id, "status": "accepted", "acceptedAt": now_ms()}),
         Door::Chat => json!({"runId": wire_id, "status": "started"}),
@@ -201,11 +198,11 @@ async fn replay(out: &Outbox, id: &Value, door: Door, run_id: String, mut result
 /// `agent.wait {runId, timeoutMs?}`: the caller's own runs only.
 pub async fn wait(call: Call) -> Result<Option<Value>, WsError> {
     let run_id = call.params["runId"].as_str().ok_or_else(|| WsError::invalid("agent.wait needs a runId"))?;
-    let mut result = call
-        .gw
-        .agents
-        .board()
-        .result(&call.principal, run_id)
+    let board = call.gw.agents.board();
+    // The client names a run by the id it was answered: its key, or ours.
+    let mut result = board
+        .run_named(&call.principal, run_id)
+        .and_then(|run| board.result(&call.principal, &run))
         .ok_or_else(|| WsError::invalid(format!("unknown run {run_id:?}")))?;
     let timeout = Duration::from_millis(call.params["timeoutMs"].as_u64().unwrap_or(30_000));
     match tokio::time::timeout(timeout, result.wait_for(Option::is_some)).await {

@@ -3,13 +3,13 @@
 //! principal that started them; another principal cannot see or stop them.
 //!
 //! A finished run keeps only what those need (its ending and reply text) for
-//! [`KEEP_RESULTS`], within byte caps per principal and in all
+//! [`kept::KEEP_RESULTS`], within byte caps per principal and in all
 //! (`gateway.ws.maxResultBytes*`): past them the oldest reply text is dropped
 //! first (its ending and idempotency key stay), then the oldest finished run.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::{oneshot, watch};
 
@@ -18,11 +18,10 @@ use crate::chat::Reply;
 use crate::metrics::Metrics;
 use crate::runtime::RunError;
 
-/// How long a finished run's result answers retries and waits.
-const KEEP_RESULTS: Duration = Duration::from_secs(600);
+mod kept;
 
-/// What a finished run costs besides its text: its entry, ids and key.
-const ENTRY_COST: usize = 256;
+pub use kept::ResultLimits;
+use kept::{Kept, prune};
 
 /// How a tracked run ended.
 #[derive(Debug, Clone)]
@@ -55,7 +54,7 @@ struct Entry {
     session_key: String,
     abort: Option<oneshot::Sender<()>>,
     result: RunResult,
-    /// Bytes charged to the owner once finished (text and [`ENTRY_COST`]).
+    /// Bytes charged to the owner once finished (text and [`kept::ENTRY_COST`]).
     charge: usize,
 }
 
@@ -86,32 +85,6 @@ struct Remembered {
     at: Instant,
     run_id: String,
     params: ParamsDigest,
-}
-
-/// The board's byte caps on finished runs.
-#[derive(Debug, Clone, Copy)]
-pub struct ResultLimits {
-    /// `gateway.ws.maxResultBytes`.
-    pub total: usize,
-    /// `gateway.ws.maxResultBytesPerPrincipal`.
-    pub per_principal: usize,
-}
-
-impl Default for ResultLimits {
-    fn default() -> Self {
-        let ws = crate::config::WsConfig::default();
-        Self { total: ws.max_result_bytes, per_principal: ws.max_result_bytes_per_principal }
-    }
-}
-
-/// One principal's finished runs, oldest first.
-#[derive(Default)]
-struct Kept {
-    bytes: usize,
-    /// Runs whose text is still kept.
-    texts: VecDeque<String>,
-    /// Every finished run.
-    runs: VecDeque<String>,
 }
 
 #[derive(Default)]
@@ -211,69 +184,6 @@ fn insert_run(
     Tracking { abort, result, board, run_id: run_id.to_string() }
 }
 
-impl State {
-    /// Charge the finished run `run_id` (`text` bytes of reply) to its owner,
-    /// then drop what the caps no longer hold: the owner's oldest first, then
-    /// the largest principal's while the total is over.
-    fn keep(&mut self, run_id: &str, text: usize) {
-        let Some(entry) = self.runs.get_mut(run_id) else { return };
-        entry.charge = ENTRY_COST + text;
-        let owner = entry.owner.clone();
-        let kept = self.kept.entry(owner.clone()).or_default();
-        kept.bytes += entry.charge;
-        self.kept_bytes += entry.charge;
-        if text > 0 {
-            kept.texts.push_back(run_id.to_string());
-        }
-        kept.runs.push_back(run_id.to_string());
-        while self.kept.get(&owner).is_some_and(|k| k.bytes > self.limits.per_principal) {
-            if !self.drop_oldest(&owner, "gateway.ws.maxResultBytesPerPrincipal") {
-                break;
-            }
-        }
-        while self.kept_bytes > self.limits.total {
-            let Some(largest) = self.kept.iter().max_by_key(|(_, k)| k.bytes).map(|(o, _)| o.clone()) else { break };
-            if !self.drop_oldest(&largest, "gateway.ws.maxResultBytes") {
-                break;
-            }
-        }
-    }
-
-    /// Drop `owner`'s oldest reply text, or else its oldest finished run.
-    fn drop_oldest(&mut self, owner: &str, key: &str) -> bool {
-        let Some(kept) = self.kept.get_mut(owner) else { return false };
-        while let Some(id) = kept.texts.pop_front() {
-            let Some(entry) = self.runs.get_mut(&id) else { continue };
-            let Some(finished) = entry.result.borrow().clone() else { continue };
-            let slim =
-                Finished { text: String::new(), end: finished.end.clone(), ended: finished.ended, dropped: true };
-            entry.result = watch::channel(Some(Arc::new(slim))).1;
-            let freed = finished.text.len();
-            entry.charge -= freed;
-            kept.bytes -= freed;
-            self.kept_bytes -= freed;
-            self.metrics.run_result_dropped();
-            tracing::info!(
-                owner,
-                run_id = id,
-                bytes = freed,
-                "finished run's reply dropped from the run board: raise {key} to keep more for agent.wait"
-            );
-            return true;
-        }
-        while let Some(id) = kept.runs.pop_front() {
-            let Some(entry) = self.runs.remove(&id) else { continue };
-            kept.bytes -= entry.charge;
-            self.kept_bytes -= entry.charge;
-            self.idempotency.retain(|_, r| r.run_id != id);
-            self.metrics.run_result_dropped();
-            tracing::info!(owner, run_id = id, "finished run forgotten by the run board: raise {key} to keep more");
-            return true;
-        }
-        false
-    }
-}
-
 impl RunBoard {
     /// A board within `limits`, counting what it drops in `metrics`.
     pub fn new(limits: ResultLimits, metrics: Arc<Metrics>) -> Self {
@@ -306,6 +216,17 @@ impl RunBoard {
     /// The run an idempotency key names in its scope, while the board remembers it.
     pub fn run_of(&self, scope: &IdempotencyScope) -> Option<String> {
         self.lock().idempotency.get(scope).map(|known| known.run_id.clone())
+    }
+
+    /// The run `owner` knows as `name`: a run id, or the idempotency key it
+    /// started a run with (the latest such run, while the board remembers it).
+    pub fn run_named(&self, owner: &Principal, name: &str) -> Option<String> {
+        let state = self.lock();
+        if state.runs.get(name).is_some_and(|e| e.owner == owner.name()) {
+            return Some(name.to_string());
+        }
+        let keyed = state.idempotency.iter().filter(|(scope, _)| scope.owner == owner.name() && scope.key == name);
+        keyed.max_by_key(|(_, known)| known.at).map(|(_, known)| known.run_id.clone())
     }
 
     /// The result of `owner`'s run `run_id`.
@@ -350,29 +271,9 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Forget runs that ended more than [`KEEP_RESULTS`] ago, and their keys.
-/// Running runs stay whatever their age: dropping one would drop its abort sender.
-fn prune(state: &mut State, now: Instant) {
-    let Some(cutoff) = now.checked_sub(KEEP_RESULTS) else { return };
-    let State { runs, idempotency, kept, kept_bytes, .. } = state;
-    runs.retain(|_, e| {
-        let keep = e.result.borrow().as_ref().is_none_or(|f| f.ended > cutoff);
-        if !keep && let Some(k) = kept.get_mut(&e.owner) {
-            k.bytes -= e.charge;
-            *kept_bytes -= e.charge;
-        }
-        keep
-    });
-    kept.retain(|_, k| {
-        k.texts.retain(|id| runs.contains_key(id));
-        k.runs.retain(|id| runs.contains_key(id));
-        !k.runs.is_empty()
-    });
-    idempotency.retain(|_, r| r.at > cutoff || runs.contains_key(&r.run_id));
-}
-
 #[cfg(test)]
 mod tests {
+    use super::kept::{ENTRY_COST, KEEP_RESULTS};
     use super::*;
 
     fn scope(session: &str, key: &str) -> IdempotencyScope {
@@ -485,6 +386,14 @@ mod tests {
         let _run = start(&board, "r1", scope("s", "k"), [1; 32]);
         assert_eq!(board.run_of(&scope("s", "k")).as_deref(), Some("r1"));
         assert_eq!(board.run_of(&scope("other", "k")), None, "a key counts in its scope only");
+        let me = Principal::operator();
+        assert_eq!(board.run_named(&me, "k").as_deref(), Some("r1"), "by its key, in any session");
+        assert_eq!(board.run_named(&me, "r1").as_deref(), Some("r1"), "and by its id");
+        assert_eq!(
+            board.run_named(&Principal::token("other", vec![], None, None), "k"),
+            None,
+            "not by another principal"
+        );
         let aborted = board.abort(&Principal::operator(), "s", Some("r1"));
         assert_eq!(aborted, [("r1".to_string(), Some("k".to_string()))]);
     }
