@@ -76,7 +76,8 @@ fn cpu_cell(mock: &ServerProcess, gateway: &ServerProcess, url: &str, body: &Val
     Ok(CpuCell { gateway_us: (g1 - g0) / requests * 1e6, mock_us: (m1 - m0) / requests * 1e6, rps: cell.rps })
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
@@ -124,7 +125,7 @@ fn side_by_side(
         }
         None => None,
     };
-    let (ratio, gw, mk, added) = (median(ratio), median(gw_us), median(mock_us), median(added));
+    let (ratio, gw, mk, added) = (median(&ratio), median(&gw_us), median(&mock_us), median(&added));
     println!(
         "\nassistant side by side: mock ({TOKENS} tokens, streamed) and gateway in their own processes, \
          {ROUNDS} interleaved rounds of {seconds} s, medians; load average {load_before} → {load_after}"
@@ -132,19 +133,19 @@ fn side_by_side(
     println!(
         "  CPU per request at {CPU_CONNECTIONS} connections: gateway {gw:.0} µs, mock {mk:.0} µs → {ratio:.2}× \
          (target ≤ 2.5×), {:.0} req/s",
-        median(rps)
+        median(&rps)
     );
     println!(
         "  p50 at 1 connection: mock direct {:.3} ms, through the gateway {:.3} ms → added {added:.3} ms (target ≤ 0.3 ms)",
-        median(direct_p50),
-        median(through_p50)
+        median(&direct_p50),
+        median(&through_p50)
     );
     println!("  gateway RSS after the load: {rss_mb:.1} MB (target ≤ 50 MB)");
     Ok(json!({
         "rounds": ROUNDS, "seconds": seconds, "connections": CPU_CONNECTIONS,
         "gateway_cpu_us_per_request": gw, "mock_cpu_us_per_request": mk, "cpu_ratio": ratio,
-        "rps": median(rps), "added_p50_ms_one_connection": added,
-        "direct_p50_ms": median(direct_p50), "through_p50_ms": median(through_p50),
+        "rps": median(&rps), "added_p50_ms_one_connection": added,
+        "direct_p50_ms": median(&direct_p50), "through_p50_ms": median(&through_p50),
         "rss_mb_after_load": rss_mb, "load_average": [load_before, load_after], "perf_profile": profile,
     }))
 }
