@@ -1,6 +1,7 @@
 //! The OpenAI chat-completions wire format, as the gateway speaks it upstream:
 //! request bodies out, stream chunks in.
 
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -10,8 +11,13 @@ use crate::usage::Tokens;
 /// Keys the host sets itself; an agent's `params` cannot override them.
 const RESERVED: [&str; 5] = ["model", "messages", "stream", "stream_options", "tools"];
 
-/// The streaming request body. `params` must be a JSON object (or empty).
-pub fn request_body(model: &str, messages: &[Message], tools: &[ToolSpec], params: &str) -> Result<Value, String> {
+/// The streaming request body, serialized. `params` must be a JSON object (or empty).
+pub fn request_body(model: &str, messages: &[Message], tools: &[ToolSpec], params: &str) -> Result<Bytes, String> {
+    let body = request_json(model, messages, tools, params)?;
+    Ok(serde_json::to_vec(&body).map_err(|e| e.to_string())?.into())
+}
+
+fn request_json(model: &str, messages: &[Message], tools: &[ToolSpec], params: &str) -> Result<Value, String> {
     let mut body = Map::new();
     if !params.trim().is_empty() {
         match serde_json::from_str::<Value>(params) {
@@ -103,7 +109,18 @@ struct Chunk {
 #[derive(Deserialize)]
 struct Choice {
     delta: Option<Delta>,
-    finish_reason: Option<String>,
+    finish_reason: Option<FinishIn>,
+}
+
+/// A `finish_reason`, read without a `String`.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum FinishIn {
+    Length,
+    ToolCalls,
+    FunctionCall,
+    #[serde(other)]
+    Other,
 }
 
 #[derive(Deserialize)]
@@ -164,8 +181,8 @@ impl UsageIn {
 /// The events in one `data:` payload, in wire order, and the usage it
 /// reports (with the details the guest's event has no room for). `Err`
 /// carries the provider's own message when it reports an error inside the stream.
-pub fn chunk_events(data: &str, out: &mut Vec<Event>) -> Result<Option<Tokens>, String> {
-    let chunk: Chunk = serde_json::from_str(data).map_err(|e| format!("unreadable stream chunk: {e}"))?;
+pub fn chunk_events(data: &[u8], out: &mut Vec<Event>) -> Result<Option<Tokens>, String> {
+    let chunk: Chunk = serde_json::from_slice(data).map_err(|e| format!("unreadable stream chunk: {e}"))?;
     if let Some(error) = chunk.error {
         let message = error.get("message").and_then(Value::as_str).map_or_else(|| error.to_string(), str::to_string);
         return Err(message);
@@ -190,10 +207,10 @@ pub fn chunk_events(data: &str, out: &mut Vec<Event>) -> Result<Option<Tokens>, 
             }
         }
         if let Some(reason) = choice.finish_reason {
-            out.push(Event::Finish(match reason.as_str() {
-                "length" => FinishReason::Length,
-                "tool_calls" | "function_call" => FinishReason::ToolCalls,
-                _ => FinishReason::Stop,
+            out.push(Event::Finish(match reason {
+                FinishIn::Length => FinishReason::Length,
+                FinishIn::ToolCalls | FinishIn::FunctionCall => FinishReason::ToolCalls,
+                FinishIn::Other => FinishReason::Stop,
             }));
         }
     }
@@ -221,7 +238,7 @@ mod tests {
     fn stream_chunks_become_events_in_order() {
         let mut events = Vec::new();
         let data = r#"{"choices":[{"index":0,"delta":{"content":"Hi","tool_calls":[{"index":1,"id":"c1","type":"function","function":{"name":"f","arguments":""}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
-        let tokens = chunk_events(data, &mut events).unwrap();
+        let tokens = chunk_events(data.as_bytes(), &mut events).unwrap();
         assert_eq!(tokens, Some(Tokens { input: 3, output: 4, cached_input: 0, reasoning: 0 }));
         assert!(matches!(&events[0], Event::Text(t) if t == "Hi"));
         assert!(matches!(&events[1], Event::ToolCall(c) if c.index == 1 && c.id.as_deref() == Some("c1")));
@@ -234,18 +251,18 @@ mod tests {
         let data = r#"{"choices":[],"usage":{"prompt_tokens":100,"completion_tokens":40,"total_tokens":140,
             "prompt_tokens_details":{"cached_tokens":64},"completion_tokens_details":{"reasoning_tokens":30}}}"#;
         let mut events = Vec::new();
-        let tokens = chunk_events(data, &mut events).unwrap();
+        let tokens = chunk_events(data.as_bytes(), &mut events).unwrap();
         assert_eq!(tokens, Some(Tokens { input: 100, output: 40, cached_input: 64, reasoning: 30 }));
         assert!(matches!(events[..], [Event::Usage(Usage { prompt_tokens: 100, completion_tokens: 40 })]));
-        let none = chunk_events(r#"{"choices":[{"delta":{"content":"x"}}],"usage":null}"#, &mut Vec::new());
+        let none = chunk_events(br#"{"choices":[{"delta":{"content":"x"}}],"usage":null}"#, &mut Vec::new());
         assert_eq!(none, Ok(None), "a chunk with no usage reports none");
     }
 
     #[test]
     fn an_error_inside_the_stream_is_reported() {
-        let err = chunk_events(r#"{"error":{"message":"overloaded"}}"#, &mut Vec::new()).unwrap_err();
+        let err = chunk_events(br#"{"error":{"message":"overloaded"}}"#, &mut Vec::new()).unwrap_err();
         assert_eq!(err, "overloaded");
-        assert!(chunk_events("not json", &mut Vec::new()).is_err());
+        assert!(chunk_events(b"not json", &mut Vec::new()).is_err());
     }
 
     #[test]
@@ -257,7 +274,7 @@ mod tests {
             ContentPart::File { file_id: None, file_data: Some("JVBE".into()), filename: Some("a.pdf".into()) },
         ];
         let messages = [Message::text(Role::System, "be brief"), Message::with_parts(Role::User, parts)];
-        let body = request_body("m", &messages, &[], "").unwrap();
+        let body = request_json("m", &messages, &[], "").unwrap();
         assert_eq!(body["messages"][0]["content"], "be brief");
         assert_eq!(
             body["messages"][1]["content"],
@@ -273,13 +290,13 @@ mod tests {
     #[test]
     fn params_cannot_replace_what_the_host_sets() {
         let body =
-            request_body("m", &[], &[], r#"{"model":"other","stream":false,"temperature":0.5,"tool_choice":"auto"}"#)
+            request_json("m", &[], &[], r#"{"model":"other","stream":false,"temperature":0.5,"tool_choice":"auto"}"#)
                 .unwrap();
         assert_eq!(body["model"], "m");
         assert_eq!(body["stream"], true);
         assert_eq!(body["temperature"], 0.5);
         assert!(body.get("tool_choice").is_none(), "tool_choice without tools is rejected by OpenAI");
-        let body = request_body("m", &[], &[], r#"{"parallel_tool_calls":false,"max_completion_tokens":9}"#).unwrap();
+        let body = request_json("m", &[], &[], r#"{"parallel_tool_calls":false,"max_completion_tokens":9}"#).unwrap();
         assert!(body.get("parallel_tool_calls").is_none(), "so is parallel_tool_calls");
         assert_eq!(body["max_completion_tokens"], 9, "passed under the name the client used");
         assert!(request_body("m", &[], &[], "[1]").is_err());
