@@ -66,7 +66,13 @@ struct CpuCell {
     rps: f64,
 }
 
-fn cpu_cell(mock: &ServerProcess, gateway: &ServerProcess, url: &str, body: &Value, seconds: u64) -> anyhow::Result<CpuCell> {
+fn cpu_cell(
+    mock: &ServerProcess,
+    gateway: &ServerProcess,
+    url: &str,
+    body: &Value,
+    seconds: u64,
+) -> anyhow::Result<CpuCell> {
     let (g0, m0) = (gateway.cpu_seconds()?, mock.cpu_seconds()?);
     let cell = load::wrk(url, body, CPU_CONNECTIONS, seconds)?;
     let (g1, m1) = (gateway.cpu_seconds()?, mock.cpu_seconds()?);

@@ -19,8 +19,10 @@ pub struct ServerProcess {
 fn release_binary(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status =
-        Command::new(cargo).current_dir(&root).args(["build", "--release", "--quiet", "-p", package, "--bin", bin]).status()?;
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "--release", "--quiet", "-p", package, "--bin", bin])
+        .status()?;
     anyhow::ensure!(status.success(), "building the release {bin} binary failed");
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     Ok(target.join("release").join(bin))
@@ -110,7 +112,8 @@ impl ServerProcess {
         // Fields after the command name, which may hold spaces: state is field 3, utime 14, stime 15.
         let rest = stat.rsplit_once(')').ok_or_else(|| anyhow::anyhow!("unreadable /proc stat"))?.1;
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: f64 = fields.get(11).unwrap_or(&"0").parse::<f64>()? + fields.get(12).unwrap_or(&"0").parse::<f64>()?;
+        let ticks: f64 =
+            fields.get(11).unwrap_or(&"0").parse::<f64>()? + fields.get(12).unwrap_or(&"0").parse::<f64>()?;
         Ok(ticks / *TICKS.get_or_init(clock_ticks))
     }
 

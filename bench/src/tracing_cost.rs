@@ -58,8 +58,10 @@ async fn settled(sink: &Sink) -> u64 {
 }
 
 /// A price for the mock's model and a budget on the agent, large enough never to refuse.
-const METERING: (&str, &str) =
-    (r#"models: { m: { price: { inputPerMTok: 1, outputPerMTok: 2 } } },"#, r#"budget: { usd: 1000000, window: "day" },"#);
+const METERING: (&str, &str) = (
+    r#"models: { m: { price: { inputPerMTok: 1, outputPerMTok: 2 } } },"#,
+    r#"budget: { usd: 1000000, window: "day" },"#,
+);
 
 fn gateway(mock: &MockProvider, telemetry: &str, (price, budget): (&str, &str)) -> anyhow::Result<ServerProcess> {
     ServerProcess::wasmclaw(&format!(
@@ -84,8 +86,11 @@ pub async fn run(seconds: u64, rounds: usize) -> anyhow::Result<Value> {
 
     let off_a = gateway(&mock, "", ("", ""))?;
     let off_b = gateway(&mock, "", ("", ""))?;
-    let on =
-        gateway(&mock, &format!(r#"telemetry: {{ otlp: {{ endpoint: "{sink_url}" }}, sampleRatio: 1.0 }},"#), ("", ""))?;
+    let on = gateway(
+        &mock,
+        &format!(r#"telemetry: {{ otlp: {{ endpoint: "{sink_url}" }}, sampleRatio: 1.0 }},"#),
+        ("", ""),
+    )?;
     let metered = gateway(&mock, "", METERING)?;
     let body = json!({"model": "openclaw", "stream": true, "messages": [{"role": "user", "content": "hello"}]});
     let url = |g: &ServerProcess| format!("{}/v1/chat/completions", g.base);
