@@ -102,13 +102,23 @@ pub async fn run(seconds: u64, rounds: usize) -> anyhow::Result<Value> {
     // The warm-up's spans arrive within the exporter's schedule: count from after them.
     let spans_before = settled(&sink).await;
     let load_before = load::load_average();
-    for _ in 0..rounds {
-        a.push(load::wrk(&url(&off_a), &body, CONNECTIONS, seconds)?);
-        let cell = load::wrk(&url(&on), &body, CONNECTIONS, seconds)?;
-        on_requests += cell.rps * seconds as f64;
-        t.push(cell);
-        m.push(load::wrk(&url(&metered), &body, CONNECTIONS, seconds)?);
-        b.push(load::wrk(&url(&off_b), &body, CONNECTIONS, seconds)?);
+    // Each round starts one gateway later, so no column always runs first
+    // (in a fixed order the first cell of a round read up to 30 % faster).
+    let gateways = [&off_a, &on, &metered, &off_b];
+    for round in 0..rounds {
+        for i in 0..gateways.len() {
+            let which = (round + i) % gateways.len();
+            let cell = load::wrk(&url(gateways[which]), &body, CONNECTIONS, seconds)?;
+            match which {
+                0 => a.push(cell),
+                1 => {
+                    on_requests += cell.rps * seconds as f64;
+                    t.push(cell);
+                }
+                2 => m.push(cell),
+                _ => b.push(cell),
+            }
+        }
     }
     let load_after = load::load_average();
     let spans = settled(&sink).await - spans_before;

@@ -259,6 +259,23 @@ mod tests {
     }
 
     #[test]
+    fn finish_reasons_are_read_without_a_string_and_unknown_ones_stop() {
+        for (reason, want) in [
+            ("length", FinishReason::Length),
+            ("tool_calls", FinishReason::ToolCalls),
+            ("function_call", FinishReason::ToolCalls),
+            ("stop", FinishReason::Stop),
+            ("content_filter", FinishReason::Stop),
+            ("\\u006cength", FinishReason::Length),
+        ] {
+            let data = format!(r#"{{"choices":[{{"delta":{{}},"finish_reason":"{reason}"}}]}}"#);
+            let mut events = Vec::new();
+            chunk_events(data.as_bytes(), &mut events).unwrap();
+            assert!(matches!(events[..], [Event::Finish(f)] if f == want), "{reason}: {events:?}");
+        }
+    }
+
+    #[test]
     fn an_error_inside_the_stream_is_reported() {
         let err = chunk_events(br#"{"error":{"message":"overloaded"}}"#, &mut Vec::new()).unwrap_err();
         assert_eq!(err, "overloaded");
