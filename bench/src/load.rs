@@ -18,6 +18,13 @@ pub struct Throughput {
     pub errors: u64,
 }
 
+/// The machine's load average over 1, 5 and 15 minutes (`/proc/loadavg`):
+/// how much else was running, printed with the figures.
+pub fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
 /// Whether `wrk` is installed (Debian: `apt-get install wrk`).
 pub fn have_wrk() -> bool {
     Command::new("wrk").arg("--version").output().is_ok()

@@ -14,18 +14,29 @@ pub struct ServerProcess {
     _state: tempfile::TempDir,
 }
 
-/// The release gateway binary, built first if needed (into `CARGO_TARGET_DIR`
-/// when the harness was built with one).
-fn release_binary() -> anyhow::Result<PathBuf> {
+/// A release binary of the workspace, built first if needed (into
+/// `CARGO_TARGET_DIR` when the harness was built with one).
+fn release_binary(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&root)
-        .args(["build", "--release", "--quiet", "-p", "wasmclaw", "--bin", "wasmclaw"])
+        .args(["build", "--release", "--quiet", "-p", package, "--bin", bin])
         .status()?;
-    anyhow::ensure!(status.success(), "building the release wasmclaw binary failed");
+    anyhow::ensure!(status.success(), "building the release {bin} binary failed");
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    Ok(target.join("release/wasmclaw"))
+    Ok(target.join("release").join(bin))
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat`'s CPU times (`getconf CLK_TCK`, 100 on Linux).
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 impl ServerProcess {
@@ -34,7 +45,7 @@ impl ServerProcess {
     pub fn wasmclaw(config: &str) -> anyhow::Result<Self> {
         let binary = match std::env::var_os("WASMCLAW_BENCH_BINARY") {
             Some(binary) => PathBuf::from(binary),
-            None => release_binary()?,
+            None => release_binary("wasmclaw", "wasmclaw")?,
         };
         let state = tempfile::tempdir()?;
         let path = state.path().join("gateway.json5");
@@ -49,6 +60,14 @@ impl ServerProcess {
         let log = state.path().join("gateway.log");
         cmd.stderr(std::fs::File::create(&log)?);
         Self::spawn(cmd, state, Some(log))
+    }
+
+    /// The mock provider (`mock-provider`, release) in a process of its own,
+    /// answering every request with `tokens` streamed tokens; `base` ends in `/v1`.
+    pub fn mock_provider(tokens: usize) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(release_binary("wasmclaw-mock-provider", "mock-provider")?);
+        cmd.args(["--tokens", &tokens.to_string()]).stderr(Stdio::inherit());
+        Self::spawn(cmd, tempfile::tempdir()?, None)
     }
 
     /// This benchmark binary re-run as the bare baseline server `mode`.
@@ -79,6 +98,23 @@ impl ServerProcess {
     pub fn log_lines_with(&self, needle: &str) -> usize {
         let text = self.log.as_ref().and_then(|l| std::fs::read_to_string(l).ok()).unwrap_or_default();
         text.lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// The process id, for `perf record -p`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU time (user + system, all threads) the process has used so far, in seconds.
+    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // Fields after the command name, which may hold spaces: state is field 3, utime 14, stime 15.
+        let rest = stat.rsplit_once(')').ok_or_else(|| anyhow::anyhow!("unreadable /proc stat"))?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 =
+            fields.get(11).unwrap_or(&"0").parse::<f64>()? + fields.get(12).unwrap_or(&"0").parse::<f64>()?;
+        Ok(ticks / *TICKS.get_or_init(clock_ticks))
     }
 
     /// Resident memory of the process, in KiB.

@@ -5,7 +5,9 @@
 //! what "off costs nothing measurable" is measured against. "On" samples every
 //! trace (`sampleRatio: 1.0`) and exports to a local OTLP/HTTP sink that
 //! decodes each export and counts its spans, so the table says that the spans
-//! were really sent, not dropped.
+//! were really sent, not dropped. "Metering" is a gateway with a price for
+//! the model and a budget on the agent (issue 25): every run reserves on the
+//! budget and settles its cost, so its column is what that bookkeeping costs.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,12 +57,18 @@ async fn settled(sink: &Sink) -> u64 {
     last
 }
 
-fn gateway(mock: &MockProvider, telemetry: &str) -> anyhow::Result<ServerProcess> {
+/// A price for the mock's model and a budget on the agent, large enough never to refuse.
+const METERING: (&str, &str) = (
+    r#"models: { m: { price: { inputPerMTok: 1, outputPerMTok: 2 } } },"#,
+    r#"budget: { usd: 1000000, window: "day" },"#,
+);
+
+fn gateway(mock: &MockProvider, telemetry: &str, (price, budget): (&str, &str)) -> anyhow::Result<ServerProcess> {
     ServerProcess::wasmclaw(&format!(
         r#"{{ gateway: {{ http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} }},
   {telemetry}
-  providers: {{ mock: {{ baseUrl: "{}" }} }},
-  agents: {{ maxConcurrentRuns: 2000, entries: {{ main: {{ plugin: "assistant", provider: "mock", model: "m" }} }} }} }}"#,
+  providers: {{ mock: {{ baseUrl: "{}", {price} }} }},
+  agents: {{ maxConcurrentRuns: 2000, entries: {{ main: {{ plugin: "assistant", provider: "mock", model: "m", {budget} }} }} }} }}"#,
         mock.url()
     ))
 }
@@ -76,37 +84,55 @@ pub async fn run(seconds: u64, rounds: usize) -> anyhow::Result<Value> {
     let app = axum::Router::new().route("/v1/traces", post(export)).with_state(sink.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let off_a = gateway(&mock, "")?;
-    let off_b = gateway(&mock, "")?;
-    let on = gateway(&mock, &format!(r#"telemetry: {{ otlp: {{ endpoint: "{sink_url}" }}, sampleRatio: 1.0 }},"#))?;
+    let off_a = gateway(&mock, "", ("", ""))?;
+    let off_b = gateway(&mock, "", ("", ""))?;
+    let on = gateway(
+        &mock,
+        &format!(r#"telemetry: {{ otlp: {{ endpoint: "{sink_url}" }}, sampleRatio: 1.0 }},"#),
+        ("", ""),
+    )?;
+    let metered = gateway(&mock, "", METERING)?;
     let body = json!({"model": "openclaw", "stream": true, "messages": [{"role": "user", "content": "hello"}]});
     let url = |g: &ServerProcess| format!("{}/v1/chat/completions", g.base);
-    for g in [&off_a, &off_b, &on] {
+    for g in [&off_a, &off_b, &on, &metered] {
         load::wrk(&url(g), &body, CONNECTIONS, 1)?; // warm-up
     }
-    let (mut a, mut b, mut t) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut a, mut b, mut t, mut m) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut on_requests = 0.0;
     // The warm-up's spans arrive within the exporter's schedule: count from after them.
     let spans_before = settled(&sink).await;
-    for _ in 0..rounds {
-        a.push(load::wrk(&url(&off_a), &body, CONNECTIONS, seconds)?);
-        let cell = load::wrk(&url(&on), &body, CONNECTIONS, seconds)?;
-        on_requests += cell.rps * seconds as f64;
-        t.push(cell);
-        b.push(load::wrk(&url(&off_b), &body, CONNECTIONS, seconds)?);
+    let load_before = load::load_average();
+    // Each round starts one gateway later, so no column always runs first
+    // (in a fixed order the first gateway read 22–34 % above its identical twin, which ran last).
+    let gateways = [&off_a, &on, &metered, &off_b];
+    for round in 0..rounds {
+        for i in 0..gateways.len() {
+            let which = (round + i) % gateways.len();
+            let cell = load::wrk(&url(gateways[which]), &body, CONNECTIONS, seconds)?;
+            match which {
+                0 => a.push(cell),
+                1 => {
+                    on_requests += cell.rps * seconds as f64;
+                    t.push(cell);
+                }
+                2 => m.push(cell),
+                _ => b.push(cell),
+            }
+        }
     }
+    let load_after = load::load_average();
     let spans = settled(&sink).await - spans_before;
     let median = |cells: &[load::Throughput], f: fn(&load::Throughput) -> f64| {
         let mut v: Vec<f64> = cells.iter().map(f).collect();
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (ra, rb, rt) = (median(&a, |c| c.rps), median(&b, |c| c.rps), median(&t, |c| c.rps));
-    let (pa, pt) = (median(&a, |c| c.p50_ms), median(&t, |c| c.p50_ms));
-    let errors: u64 = a.iter().chain(&b).chain(&t).map(|c| c.errors).sum();
+    let (ra, rb, rt, rm) = (median(&a, |c| c.rps), median(&b, |c| c.rps), median(&t, |c| c.rps), median(&m, |c| c.rps));
+    let (pa, pt, pm) = (median(&a, |c| c.p50_ms), median(&t, |c| c.p50_ms), median(&m, |c| c.p50_ms));
+    let errors: u64 = a.iter().chain(&b).chain(&t).chain(&m).map(|c| c.errors).sum();
     let per_request = spans as f64 / on_requests.max(1.0);
     println!(
-        "\ntraces: assistant via the mock (16 tokens, streamed), wrk {CONNECTIONS} connections, {rounds}×{seconds} s interleaved"
+        "\ntraces and metering: assistant via the mock (16 tokens, streamed), wrk {CONNECTIONS} connections, {rounds}×{seconds} s interleaved"
     );
     println!("  | tracing | req/s (median) | vs off A | p50 |");
     println!("  | off (A) | {ra:.0} | 100 % | {pa:.3} ms |");
@@ -116,17 +142,18 @@ pub async fn run(seconds: u64, rounds: usize) -> anyhow::Result<Value> {
         median(&b, |c| c.p50_ms)
     );
     println!("  | on, sampleRatio 1.0 → local sink | {rt:.0} | {:.1} % | {pt:.3} ms |", rt / ra * 100.0);
-    println!("  | metering (issue 25, usage) | — | — | — |");
+    println!("  | metering: a price and an agent budget | {rm:.0} | {:.1} % | {pm:.3} ms |", rm / ra * 100.0);
     println!(
         "  exported: {spans} spans in {} requests, {per_request:.2} spans per traced request; {errors} errors",
         sink.exports.load(Ordering::Relaxed)
     );
     println!("  target: on ≥ 90 % of off; off within the noise of off vs off");
+    println!("  load average {load_before} → {load_after}");
     Ok(json!({
         "connections": CONNECTIONS, "seconds": seconds, "rounds": rounds,
-        "off_a_rps": ra, "off_b_rps": rb, "on_rps": rt,
-        "on_vs_off": rt / ra, "off_b_vs_off_a": rb / ra,
-        "off_p50_ms": pa, "on_p50_ms": pt,
-        "spans_exported": spans, "spans_per_request": per_request, "errors": errors,
+        "off_a_rps": ra, "off_b_rps": rb, "on_rps": rt, "metered_rps": rm,
+        "on_vs_off": rt / ra, "off_b_vs_off_a": rb / ra, "metered_vs_off": rm / ra,
+        "off_p50_ms": pa, "on_p50_ms": pt, "metered_p50_ms": pm,
+        "load_average": [load_before, load_after], "spans_exported": spans, "spans_per_request": per_request, "errors": errors,
     }))
 }

@@ -47,6 +47,14 @@ impl Histogram {
     }
 }
 
+/// The value under `key`, made on first use: the label is copied once, not on every count.
+fn slot<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
+}
+
 /// Outcomes of an authenticated request, as `wasmclaw_token_requests_total` labels them.
 const TOKEN_OUTCOMES: [&str; 3] = ["allowed", "forbidden", "rate_limited"];
 
@@ -56,10 +64,12 @@ type AgentHttpKey = (String, Option<String>, String);
 /// Every metric of one gateway.
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    /// route → status → responses.
+    requests: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
     run_seconds: Mutex<BTreeMap<String, Histogram>>,
     first_event_seconds: Mutex<BTreeMap<String, Histogram>>,
-    run_failures: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// agent → kind → failed runs.
+    run_failures: Mutex<BTreeMap<String, BTreeMap<&'static str, u64>>>,
     auth_failures: AtomicU64,
     ws_handshakes_refused: AtomicU64,
     swaps: Mutex<BTreeMap<&'static str, u64>>,
@@ -164,14 +174,14 @@ pub struct Gauges {
 impl Metrics {
     /// One HTTP response for `route` (the matched pattern, not the raw path).
     pub fn request(&self, route: &str, status: u16) {
-        *self.requests.lock().unwrap().entry((route.to_string(), status)).or_default() += 1;
+        *slot(&mut self.requests.lock().unwrap(), route).entry(status).or_default() += 1;
     }
 
     /// A run ended after `took`.
     pub fn run_finished(&self, agent: &str, took: Duration, failure: Option<&'static str>) {
-        self.run_seconds.lock().unwrap().entry(agent.to_string()).or_default().observe(took.as_secs_f64());
+        slot(&mut self.run_seconds.lock().unwrap(), agent).observe(took.as_secs_f64());
         if let Some(kind) = failure {
-            *self.run_failures.lock().unwrap().entry((agent.to_string(), kind)).or_default() += 1;
+            *slot(&mut self.run_failures.lock().unwrap(), agent).entry(kind).or_default() += 1;
         }
         self.recent.lock().unwrap().record(agent, failure.is_some(), Instant::now());
     }
@@ -184,7 +194,7 @@ impl Metrics {
 
     /// A run produced its first event after `took`.
     pub fn first_event(&self, agent: &str, took: Duration) {
-        self.first_event_seconds.lock().unwrap().entry(agent.to_string()).or_default().observe(took.as_secs_f64());
+        slot(&mut self.first_event_seconds.lock().unwrap(), agent).observe(took.as_secs_f64());
     }
 
     /// Someone presented wrong or no credentials.
@@ -287,8 +297,10 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         };
         head(&mut out, "wasmclaw_http_requests_total", "counter", "HTTP responses by route and status.");
-        for ((route, status), n) in self.requests.lock().unwrap().iter() {
-            let _ = writeln!(out, "wasmclaw_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+        for (route, statuses) in self.requests.lock().unwrap().iter() {
+            for (status, n) in statuses {
+                let _ = writeln!(out, "wasmclaw_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+            }
         }
         head(&mut out, "wasmclaw_run_duration_seconds", "histogram", "Agent run duration.");
         for (agent, h) in self.run_seconds.lock().unwrap().iter().filter(|(a, _)| view.agent(a)) {
@@ -304,8 +316,10 @@ impl Metrics {
             "counter",
             "Runs that did not complete, by kind (trap, timeout, …).",
         );
-        for ((agent, kind), n) in self.run_failures.lock().unwrap().iter().filter(|((a, _), _)| view.agent(a)) {
-            let _ = writeln!(out, "wasmclaw_run_failures_total{{agent=\"{agent}\",kind=\"{kind}\"}} {n}");
+        for (agent, kinds) in self.run_failures.lock().unwrap().iter().filter(|(a, _)| view.agent(a)) {
+            for (kind, n) in kinds {
+                let _ = writeln!(out, "wasmclaw_run_failures_total{{agent=\"{agent}\",kind=\"{kind}\"}} {n}");
+            }
         }
         head(&mut out, "wasmclaw_runs_active", "gauge", "Runs in flight.");
         let _ = writeln!(out, "wasmclaw_runs_active {}", gauges.active_runs);

@@ -3,6 +3,7 @@
 //! the stream of events.
 
 mod error;
+mod sse;
 mod stream;
 mod wire;
 
@@ -128,6 +129,7 @@ impl Provider {
         tools: &[ToolSpec],
         params: &str,
     ) -> Result<CompletionStream, ProviderError> {
+        // Serialized once: a retry sends the same bytes.
         let body = wire::request_body(model, messages, tools, params).map_err(|message| ProviderError::BadRequest {
             provider: self.name.clone(),
             status: 400,
@@ -151,8 +153,12 @@ impl Provider {
         Ok(CompletionStream::new(self.name.clone(), response, self.timeout, self.secrets.clone()))
     }
 
-    async fn send(&self, body: &serde_json::Value) -> Result<reqwest::Response, ProviderError> {
-        let mut request = self.client.post(&self.endpoint).json(body);
+    async fn send(&self, body: &bytes::Bytes) -> Result<reqwest::Response, ProviderError> {
+        let mut request = self
+            .client
+            .post(&self.endpoint)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.clone());
         if let Some(key) = &self.key {
             request = request.bearer_auth(key.expose());
         }

@@ -2,25 +2,21 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
-use eventsource_stream::Eventsource;
+use bytes::Bytes;
 use futures::{Stream, StreamExt};
-
-use std::sync::Arc;
+use tokio::time::{Instant, Sleep};
 
 use super::ProviderError;
+use super::sse::{MAX_EVENT_BYTES, SseParser, TooLarge};
 use super::wire;
 use crate::chat::Event;
 use crate::config::Secret;
 use crate::usage::Call;
 
-type SseEvents = Pin<Box<dyn Stream<Item = Result<eventsource_stream::Event, String>> + Send>>;
-
-/// Most bytes one SSE event may take (its lines together). The parser keeps
-/// an unfinished event in memory, so a provider sending a line that never
-/// ends must meet a limit; real chunks are a few hundred bytes.
-pub const MAX_EVENT_BYTES: usize = 1 << 20;
+type Body = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
 /// The `completion` resource an agent holds. Dropping it drops the response
 /// body, which closes the upstream connection.
@@ -28,10 +24,16 @@ pub struct CompletionStream {
     provider: String,
     /// The provider's credentials, redacted from any message passed on.
     secrets: Arc<[Secret]>,
-    events: SseEvents,
+    body: Body,
+    sse: SseParser,
     pending: VecDeque<Event>,
     /// Longest wait for the next chunk.
     idle: Duration,
+    /// One timer for the whole stream: when it fires early (bytes came
+    /// meanwhile) it is set again from `last_bytes`, so a chunk costs no
+    /// timer operation.
+    deadline: Pin<Box<Sleep>>,
+    last_bytes: Instant,
     saw_finish: bool,
     done: bool,
     /// The host's meter for this call, fed the provider's usage.
@@ -40,27 +42,24 @@ pub struct CompletionStream {
     model: Option<String>,
 }
 
+/// Why reading the body stopped.
+enum ReadError {
+    Idle,
+    Broken(String),
+}
+
 impl CompletionStream {
     pub(super) fn new(provider: String, response: reqwest::Response, idle: Duration, secrets: Arc<[Secret]>) -> Self {
-        let mut size = EventSize::default();
-        let body = response.bytes_stream().map(move |chunk| {
-            let chunk = chunk.map_err(|e| e.to_string())?;
-            if size.take(&chunk) > MAX_EVENT_BYTES {
-                return Err(format!(
-                    "the provider sent more than {} MiB in one SSE event (a line that never ends?)",
-                    MAX_EVENT_BYTES >> 20
-                ));
-            }
-            Ok(chunk)
-        });
-        let events = body.eventsource().map(|r| r.map_err(|e| e.to_string()));
-        let events = Box::pin(events);
+        let now = Instant::now();
         Self {
             provider,
             secrets,
-            events,
+            body: Box::pin(response.bytes_stream()),
+            sse: SseParser::default(),
             pending: VecDeque::new(),
             idle,
+            deadline: Box::pin(tokio::time::sleep_until(now + idle)),
+            last_bytes: now,
             saw_finish: false,
             done: false,
             call: None,
@@ -73,9 +72,13 @@ impl CompletionStream {
         Self {
             provider,
             secrets: Arc::from(Vec::new()),
-            events: Box::pin(futures::stream::empty()),
+            body: Box::pin(futures::stream::empty()),
+            sse: SseParser::default(),
             pending: events.into(),
             idle: Duration::ZERO,
+            // Never polled: the stream is done before it would read.
+            deadline: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            last_bytes: Instant::now(),
             saw_finish: true,
             done: true,
             call: None,
@@ -103,99 +106,79 @@ impl CompletionStream {
             if self.done {
                 return Ok(None);
             }
-            let next = tokio::time::timeout(self.idle, self.events.next()).await;
-            let unavailable = |message: String| ProviderError::Unavailable {
-                provider: self.provider.clone(),
-                message: super::redact(&self.secrets, message),
-            };
-            match next {
-                Err(_) => {
+            if let Some(data) = self.sse.next() {
+                self.data(&data)?;
+                continue;
+            }
+            let chunk = match self.read().await {
+                Ok(chunk) => chunk,
+                Err(ReadError::Idle) => {
                     self.done = true;
                     let ms = self.idle.as_millis() as u64;
                     return Err(ProviderError::Timeout { provider: self.provider.clone(), ms });
                 }
-                Ok(None) if self.saw_finish => self.done = true,
-                Ok(None) => {
-                    self.done = true;
-                    return Err(unavailable("the stream ended before the reply was finished".into()));
-                }
-                Ok(Some(Err(e))) => {
-                    self.done = true;
-                    return Err(unavailable(format!("the stream broke off: {e}")));
-                }
-                Ok(Some(Ok(event))) if event.data.trim() == "[DONE]" => self.done = true,
-                Ok(Some(Ok(event))) => {
-                    let mut events = Vec::new();
-                    match wire::chunk_events(&event.data, &mut events, &mut self.model) {
-                        Err(message) => {
-                            self.done = true;
-                            return Err(unavailable(message));
-                        }
-                        Ok(Some(tokens)) => {
-                            if let Some(call) = &mut self.call {
-                                call.report(tokens);
-                            }
-                        }
-                        Ok(None) => {}
+                Err(ReadError::Broken(e)) => return Err(self.unavailable(format!("the stream broke off: {e}"))),
+            };
+            match chunk {
+                Some(chunk) => {
+                    if self.sse.push(chunk) == Err(TooLarge) {
+                        let mib = MAX_EVENT_BYTES >> 20;
+                        return Err(self.unavailable(format!(
+                            "the stream broke off: the provider sent more than {mib} MiB in one SSE event \
+                             (a line that never ends?)"
+                        )));
                     }
-                    self.saw_finish |= events.iter().any(|e| matches!(e, Event::Finish(_)));
-                    self.pending.extend(events);
+                }
+                None if self.saw_finish => self.done = true,
+                None => return Err(self.unavailable("the stream ended before the reply was finished".into())),
+            }
+        }
+    }
+
+    /// One event's `data`: `[DONE]`, or a chunk of events.
+    fn data(&mut self, data: &Bytes) -> Result<(), ProviderError> {
+        if data.trim_ascii() == b"[DONE]" {
+            self.done = true;
+            return Ok(());
+        }
+        let mut events = Vec::new();
+        match wire::chunk_events(data, &mut events, &mut self.model) {
+            Err(message) => return Err(self.unavailable(message)),
+            Ok(Some(tokens)) => {
+                if let Some(call) = &mut self.call {
+                    call.report(tokens);
+                }
+            }
+            Ok(None) => {}
+        }
+        self.saw_finish |= events.iter().any(|e| matches!(e, Event::Finish(_)));
+        self.pending.extend(events);
+        Ok(())
+    }
+
+    /// The next chunk of the body, within `idle` of the last one.
+    async fn read(&mut self) -> Result<Option<Bytes>, ReadError> {
+        loop {
+            tokio::select! {
+                biased;
+                chunk = self.body.next() => {
+                    self.last_bytes = Instant::now();
+                    return chunk.transpose().map_err(|e| ReadError::Broken(e.to_string()));
+                }
+                () = &mut self.deadline => {
+                    let due = self.last_bytes + self.idle;
+                    if Instant::now() >= due {
+                        return Err(ReadError::Idle);
+                    }
+                    self.deadline.as_mut().reset(due);
                 }
             }
         }
     }
-}
 
-/// The size of the SSE event being received: bytes since the last blank
-/// line, line ends (`\n`, `\r`, `\r\n`) not counted.
-#[derive(Default)]
-struct EventSize {
-    event: usize,
-    line: usize,
-    after_cr: bool,
-}
-
-impl EventSize {
-    /// Count `chunk` in; the size of the event it leaves unfinished.
-    fn take(&mut self, chunk: &[u8]) -> usize {
-        for &b in chunk {
-            let after_cr = std::mem::replace(&mut self.after_cr, b == b'\r');
-            match b {
-                b'\n' if after_cr => {}
-                b'\n' | b'\r' => {
-                    if self.line == 0 {
-                        self.event = 0;
-                    }
-                    self.line = 0;
-                }
-                _ => {
-                    self.line += 1;
-                    self.event += 1;
-                }
-            }
-        }
-        self.event
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::EventSize;
-
-    #[test]
-    fn an_event_is_measured_to_its_blank_line_whatever_the_line_ends() {
-        for blank in ["\n\n", "\r\n\r\n", "\r\r"] {
-            let mut size = EventSize::default();
-            let first = format!("data: {{}}{}data: ", blank.get(..blank.len() / 2).unwrap());
-            assert_eq!(size.take(first.as_bytes()), 14, "{blank:?}: lines of one event add up");
-            assert_eq!(size.take(format!("x{blank}").as_bytes()), 0, "{blank:?}: a blank line ends it");
-        }
-        let mut size = EventSize::default();
-        let endless = vec![b'a'; 1 << 16];
-        size.take(b"data: ");
-        for _ in 0..100 {
-            size.take(&endless);
-        }
-        assert_eq!(size.take(b""), 6 + 100 * (1 << 16), "a line that never ends keeps growing the count");
+    /// The stream is over with `message`, secrets taken out.
+    fn unavailable(&mut self, message: String) -> ProviderError {
+        self.done = true;
+        ProviderError::Unavailable { provider: self.provider.clone(), message: super::redact(&self.secrets, message) }
     }
 }

@@ -1,6 +1,7 @@
 //! The OpenAI chat-completions wire format, as the gateway speaks it upstream:
 //! request bodies out, stream chunks in.
 
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -10,8 +11,13 @@ use crate::usage::Tokens;
 /// Keys the host sets itself; an agent's `params` cannot override them.
 const RESERVED: [&str; 5] = ["model", "messages", "stream", "stream_options", "tools"];
 
-/// The streaming request body. `params` must be a JSON object (or empty).
-pub fn request_body(model: &str, messages: &[Message], tools: &[ToolSpec], params: &str) -> Result<Value, String> {
+/// The streaming request body, serialized. `params` must be a JSON object (or empty).
+pub fn request_body(model: &str, messages: &[Message], tools: &[ToolSpec], params: &str) -> Result<Bytes, String> {
+    let body = request_json(model, messages, tools, params)?;
+    Ok(serde_json::to_vec(&body).map_err(|e| e.to_string())?.into())
+}
+
+fn request_json(model: &str, messages: &[Message], tools: &[ToolSpec], params: &str) -> Result<Value, String> {
     let mut body = Map::new();
     if !params.trim().is_empty() {
         match serde_json::from_str::<Value>(params) {
@@ -106,7 +112,18 @@ struct Chunk<'a> {
 #[derive(Deserialize)]
 struct Choice {
     delta: Option<Delta>,
-    finish_reason: Option<String>,
+    finish_reason: Option<FinishIn>,
+}
+
+/// A `finish_reason`, read without a `String`.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum FinishIn {
+    Length,
+    ToolCalls,
+    FunctionCall,
+    #[serde(other)]
+    Other,
 }
 
 #[derive(Deserialize)]
@@ -168,8 +185,8 @@ impl UsageIn {
 /// reports (with the details the guest's event has no room for). `Err`
 /// carries the provider's own message when it reports an error inside the stream.
 /// `model` gets the answering model's name from the first chunk that has one.
-pub fn chunk_events(data: &str, out: &mut Vec<Event>, model: &mut Option<String>) -> Result<Option<Tokens>, String> {
-    let chunk: Chunk = serde_json::from_str(data).map_err(|e| format!("unreadable stream chunk: {e}"))?;
+pub fn chunk_events(data: &[u8], out: &mut Vec<Event>, model: &mut Option<String>) -> Result<Option<Tokens>, String> {
+    let chunk: Chunk = serde_json::from_slice(data).map_err(|e| format!("unreadable stream chunk: {e}"))?;
     if model.is_none() {
         *model = chunk.model.filter(|m| !m.is_empty()).map(|m| m.into_owned());
     }
@@ -197,10 +214,10 @@ pub fn chunk_events(data: &str, out: &mut Vec<Event>, model: &mut Option<String>
             }
         }
         if let Some(reason) = choice.finish_reason {
-            out.push(Event::Finish(match reason.as_str() {
-                "length" => FinishReason::Length,
-                "tool_calls" | "function_call" => FinishReason::ToolCalls,
-                _ => FinishReason::Stop,
+            out.push(Event::Finish(match reason {
+                FinishIn::Length => FinishReason::Length,
+                FinishIn::ToolCalls | FinishIn::FunctionCall => FinishReason::ToolCalls,
+                FinishIn::Other => FinishReason::Stop,
             }));
         }
     }
@@ -228,7 +245,7 @@ mod tests {
     fn stream_chunks_become_events_in_order() {
         let mut events = Vec::new();
         let data = r#"{"choices":[{"index":0,"delta":{"content":"Hi","tool_calls":[{"index":1,"id":"c1","type":"function","function":{"name":"f","arguments":""}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
-        let tokens = chunk_events(data, &mut events, &mut None).unwrap();
+        let tokens = chunk_events(data.as_bytes(), &mut events, &mut None).unwrap();
         assert_eq!(tokens, Some(Tokens { input: 3, output: 4, cached_input: 0, reasoning: 0 }));
         assert!(matches!(&events[0], Event::Text(t) if t == "Hi"));
         assert!(matches!(&events[1], Event::ToolCall(c) if c.index == 1 && c.id.as_deref() == Some("c1")));
@@ -241,32 +258,49 @@ mod tests {
         let data = r#"{"choices":[],"usage":{"prompt_tokens":100,"completion_tokens":40,"total_tokens":140,
             "prompt_tokens_details":{"cached_tokens":64},"completion_tokens_details":{"reasoning_tokens":30}}}"#;
         let mut events = Vec::new();
-        let tokens = chunk_events(data, &mut events, &mut None).unwrap();
+        let tokens = chunk_events(data.as_bytes(), &mut events, &mut None).unwrap();
         assert_eq!(tokens, Some(Tokens { input: 100, output: 40, cached_input: 64, reasoning: 30 }));
         assert!(matches!(events[..], [Event::Usage(Usage { prompt_tokens: 100, completion_tokens: 40 })]));
-        let none = chunk_events(r#"{"choices":[{"delta":{"content":"x"}}],"usage":null}"#, &mut Vec::new(), &mut None);
+        let none = chunk_events(br#"{"choices":[{"delta":{"content":"x"}}],"usage":null}"#, &mut Vec::new(), &mut None);
         assert_eq!(none, Ok(None), "a chunk with no usage reports none");
+    }
+
+    #[test]
+    fn finish_reasons_are_read_without_a_string_and_unknown_ones_stop() {
+        for (reason, want) in [
+            ("length", FinishReason::Length),
+            ("tool_calls", FinishReason::ToolCalls),
+            ("function_call", FinishReason::ToolCalls),
+            ("stop", FinishReason::Stop),
+            ("content_filter", FinishReason::Stop),
+            ("\\u006cength", FinishReason::Length),
+        ] {
+            let data = format!(r#"{{"choices":[{{"delta":{{}},"finish_reason":"{reason}"}}]}}"#);
+            let mut events = Vec::new();
+            chunk_events(data.as_bytes(), &mut events, &mut None).unwrap();
+            assert!(matches!(events[..], [Event::Finish(f)] if f == want), "{reason}: {events:?}");
+        }
     }
 
     #[test]
     fn the_answering_model_is_read_from_the_first_chunk_that_names_it() {
         let mut model = None;
-        chunk_events(r#"{"choices":[]}"#, &mut Vec::new(), &mut model).unwrap();
+        chunk_events(br#"{"choices":[]}"#, &mut Vec::new(), &mut model).unwrap();
         assert_eq!(model, None);
-        let first = r#"{"model":"gpt-4o-2024-08-06","choices":[{"delta":{"content":"a"}}]}"#;
+        let first = br#"{"model":"gpt-4o-2024-08-06","choices":[{"delta":{"content":"a"}}]}"#;
         chunk_events(first, &mut Vec::new(), &mut model).unwrap();
-        chunk_events(r#"{"model":"other","choices":[]}"#, &mut Vec::new(), &mut model).unwrap();
+        chunk_events(br#"{"model":"other","choices":[]}"#, &mut Vec::new(), &mut model).unwrap();
         assert_eq!(model.as_deref(), Some("gpt-4o-2024-08-06"));
         let mut escaped = None;
-        chunk_events(r#"{"model":"a\/b","choices":[]}"#, &mut Vec::new(), &mut escaped).unwrap();
+        chunk_events(br#"{"model":"a\/b","choices":[]}"#, &mut Vec::new(), &mut escaped).unwrap();
         assert_eq!(escaped.as_deref(), Some("a/b"), "an escaped name is read too");
     }
 
     #[test]
     fn an_error_inside_the_stream_is_reported() {
-        let err = chunk_events(r#"{"error":{"message":"overloaded"}}"#, &mut Vec::new(), &mut None).unwrap_err();
+        let err = chunk_events(br#"{"error":{"message":"overloaded"}}"#, &mut Vec::new(), &mut None).unwrap_err();
         assert_eq!(err, "overloaded");
-        assert!(chunk_events("not json", &mut Vec::new(), &mut None).is_err());
+        assert!(chunk_events(b"not json", &mut Vec::new(), &mut None).is_err());
     }
 
     #[test]
@@ -278,7 +312,7 @@ mod tests {
             ContentPart::File { file_id: None, file_data: Some("JVBE".into()), filename: Some("a.pdf".into()) },
         ];
         let messages = [Message::text(Role::System, "be brief"), Message::with_parts(Role::User, parts)];
-        let body = request_body("m", &messages, &[], "").unwrap();
+        let body = request_json("m", &messages, &[], "").unwrap();
         assert_eq!(body["messages"][0]["content"], "be brief");
         assert_eq!(
             body["messages"][1]["content"],
@@ -294,13 +328,13 @@ mod tests {
     #[test]
     fn params_cannot_replace_what_the_host_sets() {
         let body =
-            request_body("m", &[], &[], r#"{"model":"other","stream":false,"temperature":0.5,"tool_choice":"auto"}"#)
+            request_json("m", &[], &[], r#"{"model":"other","stream":false,"temperature":0.5,"tool_choice":"auto"}"#)
                 .unwrap();
         assert_eq!(body["model"], "m");
         assert_eq!(body["stream"], true);
         assert_eq!(body["temperature"], 0.5);
         assert!(body.get("tool_choice").is_none(), "tool_choice without tools is rejected by OpenAI");
-        let body = request_body("m", &[], &[], r#"{"parallel_tool_calls":false,"max_completion_tokens":9}"#).unwrap();
+        let body = request_json("m", &[], &[], r#"{"parallel_tool_calls":false,"max_completion_tokens":9}"#).unwrap();
         assert!(body.get("parallel_tool_calls").is_none(), "so is parallel_tool_calls");
         assert_eq!(body["max_completion_tokens"], 9, "passed under the name the client used");
         assert!(request_body("m", &[], &[], "[1]").is_err());

@@ -27,12 +27,22 @@ impl RunHandle {
     /// The next event, or `None` once the agent has returned.
     pub async fn next(&mut self) -> Option<Event> {
         let event = self.events.recv().await;
-        if event.is_some()
-            && let Some(metrics) = self.metrics.take()
-        {
+        self.seen(event.is_some());
+        event
+    }
+
+    /// An event the run has already sent, without waiting: a door drains
+    /// these into one frame. `None` when there is none yet (or no more).
+    pub fn try_next(&mut self) -> Option<Event> {
+        let event = self.events.try_recv().ok();
+        self.seen(event.is_some());
+        event
+    }
+
+    fn seen(&mut self, event: bool) {
+        if event && let Some(metrics) = self.metrics.take() {
             metrics.first_event(self.agent.id.as_str(), self.started.elapsed());
         }
-        event
     }
 
     /// How the run ended. Call after [`next`](Self::next) returned `None`.

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::chat::{Event, FinishReason, Reply, Usage, finish_reason, finish_reason_name};
-use crate::http::stream::Encoder;
+use crate::http::stream::{Encoder, SseWriter};
 
 /// What every response of one completion shares.
 #[derive(Debug, Clone)]
@@ -179,7 +179,7 @@ impl ChunkEncoder {
         Self { completion, include_usage, saw_tool_calls: false, finish: None, usage: None }
     }
 
-    fn chunk(&self, choices: &[Choice<'_>], usage: Option<UsageJson>) -> String {
+    fn chunk(&self, choices: &[Choice<'_>], usage: Option<UsageJson>, out: &mut SseWriter) {
         let chunk = Chunk {
             id: &self.completion.id,
             object: "chat.completion.chunk",
@@ -188,25 +188,25 @@ impl ChunkEncoder {
             choices,
             usage: self.include_usage.then_some(usage),
         };
-        serde_json::to_string(&chunk).expect("chunks serialize: no maps with non-string keys")
+        out.json(&chunk);
     }
 
-    fn delta(&self, delta: Delta<'_>) -> String {
-        self.chunk(&[Choice { index: 0, delta, finish_reason: None }], None)
+    fn delta(&self, delta: Delta<'_>, out: &mut SseWriter) {
+        self.chunk(&[Choice { index: 0, delta, finish_reason: None }], None, out);
     }
 }
 
 impl Encoder for ChunkEncoder {
     /// The first chunk: the assistant role only. No `content: ""`: a reply
     /// that only calls tools would read as an empty text part (the AI SDK's).
-    fn start(&self) -> Option<String> {
-        Some(self.delta(Delta { role: Some("assistant"), content: None, tool_calls: None }))
+    fn start(&self, out: &mut SseWriter) {
+        self.delta(Delta { role: Some("assistant"), content: None, tool_calls: None }, out);
     }
 
     /// Chunks for one event (none for usage/finish, which arrive at the end).
-    fn event(&mut self, event: &Event, out: &mut Vec<String>) {
+    fn event(&mut self, event: &Event, out: &mut SseWriter) {
         match event {
-            Event::Text(t) if !t.is_empty() => out.push(self.delta(Delta { content: Some(t), ..Delta::default() })),
+            Event::Text(t) if !t.is_empty() => self.delta(Delta { content: Some(t), ..Delta::default() }, out),
             // Server-side tools are the agent's business: OpenAI clients see only the answer.
             Event::Text(_) | Event::Reasoning(_) | Event::ServerTool(_) => {}
             Event::ToolCall(call) => {
@@ -216,12 +216,12 @@ impl Encoder for ChunkEncoder {
                     let name = call.name.as_deref().unwrap_or_default();
                     let function = FunctionDelta { name: Some(name), arguments: "" };
                     let opening = ToolCallDelta { index, id: Some(id), kind: Some("function"), function };
-                    out.push(self.delta(Delta { tool_calls: Some([opening]), ..Delta::default() }));
+                    self.delta(Delta { tool_calls: Some([opening]), ..Delta::default() }, out);
                 }
                 if !call.arguments.is_empty() {
                     let function = FunctionDelta { name: None, arguments: &call.arguments };
                     let more = ToolCallDelta { index, id: None, kind: None, function };
-                    out.push(self.delta(Delta { tool_calls: Some([more]), ..Delta::default() }));
+                    self.delta(Delta { tool_calls: Some([more]), ..Delta::default() }, out);
                 }
             }
             Event::Usage(u) => self.usage = Some(*u),
@@ -230,11 +230,11 @@ impl Encoder for ChunkEncoder {
     }
 
     /// The closing chunks: the finish reason, then usage when asked for.
-    fn finish(&self, out: &mut Vec<String>) {
+    fn finish(&self, out: &mut SseWriter) {
         let reason = finish_reason_name(finish_reason(self.finish, self.saw_tool_calls));
-        out.push(self.chunk(&[Choice { index: 0, delta: Delta::default(), finish_reason: Some(reason) }], None));
+        self.chunk(&[Choice { index: 0, delta: Delta::default(), finish_reason: Some(reason) }], None, out);
         if self.include_usage {
-            out.push(self.chunk(&[], Some(self.usage.into())));
+            self.chunk(&[], Some(self.usage.into()), out);
         }
     }
 }
@@ -248,12 +248,13 @@ mod tests {
 
     fn chunks(events: &[Event]) -> Vec<Value> {
         let mut encoder = ChunkEncoder::new(Completion::new("openclaw".into()), false);
-        let mut out: Vec<String> = encoder.start().into_iter().collect();
+        let mut out = SseWriter::default();
+        encoder.start(&mut out);
         for event in events {
             encoder.event(event, &mut out);
         }
         encoder.finish(&mut out);
-        out.iter().map(|c| serde_json::from_str(c).unwrap()).collect()
+        out.payloads().iter().map(|c| serde_json::from_str(c).unwrap()).collect()
     }
 
     #[test]

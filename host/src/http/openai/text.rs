@@ -9,7 +9,7 @@ use super::request::{StreamOptions, parse_json};
 use super::response::{Completion, UsageJson};
 use crate::chat::{Event, FinishReason, Reply, Usage, finish_reason};
 use crate::http::error::ApiError;
-use crate::http::stream::Encoder;
+use crate::http::stream::{Encoder, SseWriter};
 
 /// The fields the gateway consumes; everything else is `rest`, the agent's `params`.
 #[derive(Debug, Deserialize)]
@@ -129,7 +129,7 @@ pub struct TextEncoder {
 }
 
 impl TextEncoder {
-    fn chunk(&self, choices: &[TextChoice<'_>], usage: Option<UsageJson>) -> String {
+    fn chunk(&self, choices: &[TextChoice<'_>], usage: Option<UsageJson>, out: &mut SseWriter) {
         let chunk = TextCompletion {
             id: &self.completion.id,
             object: "text_completion",
@@ -138,23 +138,25 @@ impl TextEncoder {
             choices,
             usage: self.include_usage.then_some(usage),
         };
-        serde_json::to_string(&chunk).expect("serializes: no maps with non-string keys")
+        out.json(&chunk);
     }
 
-    fn text(&self, text: &str) -> String {
-        self.chunk(&[TextChoice { text, index: 0, logprobs: None, finish_reason: None }], None)
+    fn text(&self, text: &str, out: &mut SseWriter) {
+        self.chunk(&[TextChoice { text, index: 0, logprobs: None, finish_reason: None }], None, out);
     }
 }
 
 impl Encoder for TextEncoder {
     /// Nothing, unless the prompt is echoed.
-    fn start(&self) -> Option<String> {
-        (!self.echo.is_empty()).then(|| self.text(&self.echo))
+    fn start(&self, out: &mut SseWriter) {
+        if !self.echo.is_empty() {
+            self.text(&self.echo, out);
+        }
     }
 
-    fn event(&mut self, event: &Event, out: &mut Vec<String>) {
+    fn event(&mut self, event: &Event, out: &mut SseWriter) {
         match event {
-            Event::Text(t) if !t.is_empty() => out.push(self.text(t)),
+            Event::Text(t) if !t.is_empty() => self.text(t, out),
             Event::Usage(u) => self.usage = Some(*u),
             Event::Finish(f) => self.finish = Some(*f),
             Event::Text(_) | Event::Reasoning(_) | Event::ToolCall(_) | Event::ServerTool(_) => {}
@@ -162,11 +164,11 @@ impl Encoder for TextEncoder {
     }
 
     /// The finish reason on an empty text, then usage when asked for.
-    fn finish(&self, out: &mut Vec<String>) {
+    fn finish(&self, out: &mut SseWriter) {
         let reason = name(finish_reason(self.finish, false));
-        out.push(self.chunk(&[TextChoice { text: "", index: 0, logprobs: None, finish_reason: Some(reason) }], None));
+        self.chunk(&[TextChoice { text: "", index: 0, logprobs: None, finish_reason: Some(reason) }], None, out);
         if self.include_usage {
-            out.push(self.chunk(&[], Some(self.usage.into())));
+            self.chunk(&[], Some(self.usage.into()), out);
         }
     }
 }

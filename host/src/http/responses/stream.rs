@@ -2,13 +2,11 @@
 //! events (`event:` + `data:`) in their semantic order, and the finished
 //! object stored before `response.completed` goes out.
 
-use axum::response::sse::Event as SseEvent;
-
 use super::Keeper;
 use super::object::Encoder;
 use crate::chat::Event;
 use crate::http::error::ApiError;
-use crate::http::stream::Wire;
+use crate::http::stream::{SseWriter, Wire};
 
 /// A streaming [`Encoder`] and the [`Keeper`] that stores what it finishes.
 pub struct ResponsesWire {
@@ -17,25 +15,26 @@ pub struct ResponsesWire {
 }
 
 impl ResponsesWire {
-    fn flush(&mut self, out: &mut Vec<SseEvent>) {
-        let events = self.encoder.take();
-        out.extend(events.into_iter().map(|(kind, data)| SseEvent::default().event(kind).data(data)));
+    fn flush(&mut self, out: &mut SseWriter) {
+        for (kind, data) in self.encoder.take() {
+            out.named(kind, &data);
+        }
     }
 }
 
 impl Wire for ResponsesWire {
-    fn start(&mut self, out: &mut Vec<SseEvent>) {
+    fn start(&mut self, out: &mut SseWriter) {
         self.encoder.start();
         self.flush(out);
     }
 
-    fn event(&mut self, event: &Event, out: &mut Vec<SseEvent>) {
+    fn event(&mut self, event: &Event, out: &mut SseWriter) {
         self.encoder.event(event);
         self.flush(out);
     }
 
     /// Close the items, store the finished object, then `response.completed`.
-    async fn finish(&mut self, out: &mut Vec<SseEvent>) -> Result<(), ApiError> {
+    async fn finish(&mut self, out: &mut SseWriter) -> Result<(), ApiError> {
         let response = self.encoder.finish();
         self.keeper.keep(&response).await?;
         self.encoder.completed(response);
@@ -43,7 +42,7 @@ impl Wire for ResponsesWire {
         Ok(())
     }
 
-    fn failed(&mut self, error: &ApiError, out: &mut Vec<SseEvent>) {
+    fn failed(&mut self, error: &ApiError, out: &mut SseWriter) {
         self.encoder.failed(error);
         self.flush(out);
     }
