@@ -50,10 +50,26 @@ pub async fn run(seconds: u64, rounds: usize) -> anyhow::Result<Value> {
         load::wrk(&url(g), &body, CONNECTIONS, 1)?; // warm-up
     }
     let (mut a, mut b, mut r) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        a.push(load::wrk(&url(&off_a), &body, CONNECTIONS, seconds)?);
-        r.push(load::wrk(&url(&on), &body, CONNECTIONS, seconds)?);
-        b.push(load::wrk(&url(&off_b), &body, CONNECTIONS, seconds)?);
+    // Each round starts with the next gateway, so over three rounds each runs
+    // first, second and last once (a fixed order favours whichever runs first).
+    let gateways = [&off_a, &on, &off_b];
+    for round in 0..rounds {
+        for i in 0..gateways.len() {
+            let which = (round + i) % gateways.len();
+            let cell = load::wrk(&url(gateways[which]), &body, CONNECTIONS, seconds)?;
+            [&mut a, &mut r, &mut b][which].push(cell);
+        }
+    }
+    if let Some(file) = std::env::var_os("WASMCLAW_BENCH_PERF") {
+        let mut perf = std::process::Command::new("perf")
+            .args(["record", "-e", "cpu-clock", "-F", "1999", "-g", "-p", &on.pid().to_string(), "-o"])
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        load::wrk(&url(&on), &body, CONNECTIONS, seconds)?;
+        std::process::Command::new("kill").args(["-INT", &perf.id().to_string()]).status()?;
+        perf.wait()?;
     }
     let kept = recordings(&on).await?;
     let none_kept = recordings(&off_b).await? + recordings(&off_a).await?;

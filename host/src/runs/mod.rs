@@ -1,6 +1,7 @@
 //! The one run path every door uses: resolve the agent, start the run, stream
 //! its events, report how it ended. Nothing here knows about OpenAI JSON.
 
+mod batches;
 mod board;
 mod budget;
 mod handle;
@@ -96,6 +97,7 @@ pub struct Agents {
     store: Arc<dyn RegistryStore>,
     /// Where finished runs' usage goes.
     ledger: ledger::LedgerWriter,
+    recordings: record::RecordingWriter,
     /// The tokens' budgets and how runs reserve on them.
     budgets: Arc<budget::Budgets>,
     /// Canary rollouts as they serve here.
@@ -149,6 +151,7 @@ impl Agents {
             store,
             database,
             ledger: ledger::LedgerWriter::spawn(sessions.clone()),
+            recordings: record::RecordingWriter::spawn(sessions.clone()),
             budgets: Arc::new(budget::Budgets::from_config(config)),
             rollouts: Default::default(),
             trips,
@@ -354,7 +357,7 @@ impl Agents {
             store: self.sessions.clone(),
             tape: taping.as_ref().map(|t| t.tape.clone()).unwrap_or_default(),
         };
-        let sessions = self.sessions.clone();
+        let recordings = self.recordings.clone();
         let (log_run_id, log_agent, metrics) = (run_id.clone(), agent.id.clone(), self.metrics.clone());
         let (version, trips) = (agent.digest.clone(), self.trips.clone());
         // The trace's `invoke_agent` span (none while tracing is off), a child of the door's.
@@ -372,7 +375,7 @@ impl Agents {
                 settle.finish().await;
                 if let Some(taping) = taping {
                     // Kept off the response path: the client does not wait for the write.
-                    taping.finish(sessions, result.as_ref().err());
+                    taping.finish(&recordings, result.as_ref().err());
                 }
                 outcome.record(result.as_ref().err().map(RunError::kind));
                 if let Some(trip) = tally.and_then(|t| t.record(started.elapsed(), result.as_ref().map(|_| ()))) {

@@ -2,6 +2,9 @@
 //! sampled, the recording's header, and keeping it once the run has ended.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::batches::Batches;
 
 use crate::auth::Principal;
 use crate::chat::RunRequest;
@@ -64,9 +67,52 @@ pub(super) fn start(
     Some(Taping { tape: Tape::record(header, max_bytes), retain_days, keep, shadow })
 }
 
+/// Recordings waiting for the writer at most, and their bytes at most: past
+/// either, a recording is dropped and logged rather than kept in memory.
+const QUEUE: usize = 1024;
+const QUEUED_BYTES: usize = 64 << 20;
+/// Recordings written in one transaction at most.
+const BATCH: usize = 64;
+
+/// Hands finished runs' recordings to a background writer, in batches: one
+/// transaction per run cost a third of the assistant path's throughput at
+/// `sample: 1.0` (BENCHMARKS.md, "Recording").
+#[derive(Clone)]
+pub(super) struct RecordingWriter {
+    rows: Batches<RecordingRow>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl RecordingWriter {
+    /// Start the writer on `store`; it ends when every sender is gone.
+    pub fn spawn(store: Arc<dyn SessionStore>) -> Self {
+        let queued = Arc::new(AtomicUsize::new(0));
+        let taken = queued.clone();
+        let lost = "run recordings not kept: the session store refused them";
+        let rows = Batches::spawn(QUEUE, BATCH, lost, move |rows: Vec<RecordingRow>| {
+            taken.fetch_sub(rows.iter().map(|r| r.body.len()).sum(), Ordering::Relaxed);
+            store.put_recordings(rows)
+        });
+        Self { rows, queued }
+    }
+
+    fn push(&self, row: RecordingRow) {
+        let (id, agent, bytes) = (row.summary.id.clone(), row.summary.agent.clone(), row.body.len());
+        if self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes > QUEUED_BYTES {
+            self.queued.fetch_sub(bytes, Ordering::Relaxed);
+            return tracing::warn!(run_id = id, %agent, "run recording not kept: too many are waiting to be written");
+        }
+        if !self.rows.push(row) {
+            self.queued.fetch_sub(bytes, Ordering::Relaxed);
+            tracing::warn!(run_id = id, %agent, "run recording not kept: too many are waiting to be written");
+        }
+    }
+}
+
 impl Taping {
-    /// Keep the recording, on a task of its own: the run's client never waits for the write.
-    pub fn finish(self, store: Arc<dyn SessionStore>, error: Option<&RunError>) {
+    /// Keep the recording through `writer`: the run's client has its answer
+    /// already and never waits for the write.
+    pub fn finish(self, writer: &RecordingWriter, error: Option<&RunError>) {
         let Some(mut rec) = self.tape.take_recording() else { return };
         if let Some(e) = error {
             rec.outcome = "error".into();
@@ -79,39 +125,34 @@ impl Taping {
             return;
         }
         let retain_ms = i64::from(self.retain_days) * 86_400_000;
-        tokio::spawn(async move {
-            let (id, agent) = (rec.id.clone(), rec.agent.clone());
-            if rec.truncated {
-                tracing::info!(
-                    run_id = id, %agent, bytes = rec.bytes,
-                    "run recording truncated: it reached agents.entries.{agent}.record.maxBytes and cannot be replayed"
-                );
-            }
-            let started_at = rec.started_at_ms as i64;
-            let summary = RecordingSummary {
-                id: rec.id.clone(),
-                agent: rec.agent.clone(),
-                digest: rec.digest.clone(),
-                session_key: rec.request.session_key.clone(),
-                owner: rec.owner.clone(),
-                started_at,
-                outcome: rec.outcome.clone(),
-                truncated: rec.truncated,
-            };
-            // A truncated recording keeps its header only: it says what happened, not how.
-            if rec.truncated {
-                (rec.llm, rec.http, rec.memo, rec.output, rec.clocks) = Default::default();
-                (rec.history, rec.state, rec.state_changes) = Default::default();
-            }
-            let body = match serde_json::to_string(&rec) {
-                Ok(body) => body,
-                Err(e) => return tracing::warn!(run_id = id, %agent, error = %e, "run recording not kept"),
-            };
-            let row = RecordingRow { summary, expires_at: started_at.saturating_add(retain_ms), body };
-            if let Err(e) = store.put_recording(row).await {
-                tracing::warn!(run_id = id, %agent, error = %e, "run recording not kept: the session store refused it");
-            }
-        });
+        let (id, agent) = (rec.id.clone(), rec.agent.clone());
+        if rec.truncated {
+            tracing::info!(
+                run_id = id, %agent, bytes = rec.bytes,
+                "run recording truncated: it reached agents.entries.{agent}.record.maxBytes and cannot be replayed"
+            );
+        }
+        let started_at = rec.started_at_ms as i64;
+        let summary = RecordingSummary {
+            id: rec.id.clone(),
+            agent: rec.agent.clone(),
+            digest: rec.digest.clone(),
+            session_key: rec.request.session_key.clone(),
+            owner: rec.owner.clone(),
+            started_at,
+            outcome: rec.outcome.clone(),
+            truncated: rec.truncated,
+        };
+        // A truncated recording keeps its header only: it says what happened, not how.
+        if rec.truncated {
+            (rec.llm, rec.http, rec.memo, rec.output, rec.clocks) = Default::default();
+            (rec.history, rec.state, rec.state_changes) = Default::default();
+        }
+        let body = match serde_json::to_string(&rec) {
+            Ok(body) => body,
+            Err(e) => return tracing::warn!(run_id = id, %agent, error = %e, "run recording not kept"),
+        };
+        writer.push(RecordingRow { summary, expires_at: started_at.saturating_add(retain_ms), body });
     }
 }
 

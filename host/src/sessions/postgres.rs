@@ -284,9 +284,9 @@ impl SessionStore for PostgresStore {
         Box::pin(async move { super::usage::postgres_settle(&pg, &slot, &run_id, &spent).await })
     }
 
-    fn put_recording(&self, row: super::recordings::RecordingRow) -> StoreFuture<()> {
+    fn put_recordings(&self, rows: Vec<super::recordings::RecordingRow>) -> StoreFuture<()> {
         let pg = self.pg.clone();
-        Box::pin(async move { super::recordings::postgres_put(&pg, &row).await })
+        Box::pin(async move { super::recordings::postgres_put(&pg, &rows).await })
     }
 
     fn recordings(

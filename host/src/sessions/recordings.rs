@@ -73,24 +73,29 @@ const LIST: &str = "SELECT id, agent_id, digest, session_key, owner, started_at,
      WHERE ($1 IS NULL OR agent_id = $1) AND ($2 IS NULL OR owner = $2) AND started_at >= $3 \
      ORDER BY started_at DESC, id DESC LIMIT $4";
 
-pub(super) fn sqlite_put(conn: &Connection, row: &RecordingRow) -> rusqlite::Result<()> {
-    let s = &row.summary;
-    conn.prepare_cached(&format!(
-        "INSERT OR REPLACE INTO recordings ({COLUMNS}, expires_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-    ))?
-    .execute(params![
-        s.id,
-        s.agent,
-        s.digest,
-        s.session_key,
-        s.owner,
-        s.started_at,
-        s.outcome,
-        s.truncated,
-        row.expires_at,
-        row.body
-    ])?;
-    Ok(())
+pub(super) fn sqlite_put(conn: &mut Connection, rows: &[RecordingRow]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut insert = tx.prepare_cached(&format!(
+            "INSERT OR REPLACE INTO recordings ({COLUMNS}, expires_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        ))?;
+        for row in rows {
+            let s = &row.summary;
+            insert.execute(params![
+                s.id,
+                s.agent,
+                s.digest,
+                s.session_key,
+                s.owner,
+                s.started_at,
+                s.outcome,
+                s.truncated,
+                row.expires_at,
+                row.body
+            ])?;
+        }
+    }
+    tx.commit()
 }
 
 fn sqlite_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordingSummary> {
@@ -141,31 +146,33 @@ fn pg_summary(r: &tokio_postgres::Row) -> RecordingSummary {
     }
 }
 
-pub(super) async fn postgres_put(pg: &Postgres, row: &RecordingRow) -> Result<(), StoreError> {
-    let client = pg.client().await?;
-    let s = &row.summary;
-    client
-        .execute(
-            &format!(
-                "INSERT INTO recordings ({COLUMNS}, expires_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                 ON CONFLICT (id) DO NOTHING"
-            ),
-            &[
-                &s.id,
-                &s.agent,
-                &s.digest,
-                &s.session_key,
-                &s.owner,
-                &s.started_at,
-                &s.outcome,
-                &s.truncated,
-                &row.expires_at,
-                &row.body,
-            ],
-        )
+pub(super) async fn postgres_put(pg: &Postgres, rows: &[RecordingRow]) -> Result<(), StoreError> {
+    let mut client = pg.client().await?;
+    let tx = client.transaction().await.map_err(pg_error)?;
+    let insert = tx
+        .prepare(&format!(
+            "INSERT INTO recordings ({COLUMNS}, expires_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (id) DO NOTHING"
+        ))
         .await
         .map_err(pg_error)?;
-    Ok(())
+    for row in rows {
+        let s = &row.summary;
+        let values: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
+            &s.id,
+            &s.agent,
+            &s.digest,
+            &s.session_key,
+            &s.owner,
+            &s.started_at,
+            &s.outcome,
+            &s.truncated,
+            &row.expires_at,
+            &row.body,
+        ];
+        tx.execute(&insert, &values).await.map_err(pg_error)?;
+    }
+    tx.commit().await.map_err(pg_error)
 }
 
 pub(super) async fn postgres_list(pg: &Postgres, q: &RecordingQuery) -> Result<Vec<RecordingSummary>, StoreError> {

@@ -284,8 +284,8 @@ impl SessionStore for SqliteStore {
         self.blocking(move |db| db.with(|conn| usage::sqlite_settle(conn, &slot, &run_id, &spent)))
     }
 
-    fn put_recording(&self, row: recordings::RecordingRow) -> StoreFuture<()> {
-        self.blocking(move |db| db.with(|conn| recordings::sqlite_put(conn, &row)))
+    fn put_recordings(&self, rows: Vec<recordings::RecordingRow>) -> StoreFuture<()> {
+        self.blocking(move |db| db.with(|conn| recordings::sqlite_put(conn, &rows)))
     }
 
     fn recordings(&self, query: recordings::RecordingQuery) -> StoreFuture<Vec<recordings::RecordingSummary>> {

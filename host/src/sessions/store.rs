@@ -169,8 +169,8 @@ pub trait SessionStore: Send + Sync {
         run_id: String,
         spent: crate::usage::Charge,
     ) -> StoreFuture<()>;
-    /// Keep a recorded run (`sessions/recordings.rs`).
-    fn put_recording(&self, row: super::recordings::RecordingRow) -> StoreFuture<()>;
+    /// Keep recorded runs, in one transaction (`sessions/recordings.rs`).
+    fn put_recordings(&self, rows: Vec<super::recordings::RecordingRow>) -> StoreFuture<()>;
     /// The recorded runs `query` selects, newest first, without their bodies.
     fn recordings(
         &self,

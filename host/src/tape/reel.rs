@@ -380,8 +380,20 @@ fn json(value: impl Serialize) -> serde_json::Value {
 }
 
 /// The bytes `value` takes in the recording's JSON form.
+/// The length of `value` as JSON, counted without building the text.
 fn json_len(value: &impl Serialize) -> usize {
-    serde_json::to_vec(value).map_or(0, |v| v.len())
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).map_or(0, |()| count.0)
 }
 
 #[cfg(test)]
