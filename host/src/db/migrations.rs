@@ -122,7 +122,15 @@ pub const POSTGRES: &[&str] = &[
      ALTER TABLE messages ADD COLUMN idempotency_key TEXT;",
     // 11: each run's budget reservation, until it settles or expires
     // (sessions/usage.rs); `budget_counters.reserved_*` are no longer used.
-    crate::sessions::HOLDS_MIGRATION,
+    "CREATE TABLE budget_holds (
+        budget TEXT NOT NULL,
+        window_start BIGINT NOT NULL,
+        run_id TEXT NOT NULL,
+        tokens BIGINT NOT NULL,
+        picos BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        PRIMARY KEY (budget, window_start, run_id)
+     );",
     // 12: recorded runs (`sessions/recordings.rs`), pruned after `record.retainDays`.
     "CREATE TABLE recordings (
         id TEXT PRIMARY KEY,

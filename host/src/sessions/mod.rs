@@ -14,7 +14,6 @@ mod recordings;
 mod responses;
 mod sqlite;
 mod usage;
-pub(crate) use usage::HOLDS_MIGRATION;
 
 pub use sqlite::SqliteStore;
 mod store;

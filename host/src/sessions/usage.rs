@@ -161,7 +161,8 @@ const RELEASE: &str = "DELETE FROM budget_holds WHERE budget = $1 AND window_sta
 const SPEND: &str = "UPDATE budget_counters SET spent_tokens = spent_tokens + $3, spent_picos = spent_picos + $4 \
      WHERE budget = $1 AND window_start = $2";
 
-/// The holds table (PostgreSQL step 11, SQLite step 11); SQLite's INTEGER is 64-bit.
+/// The holds table, SQLite step 11 (PostgreSQL's step 11 in `db/migrations.rs` is the same
+/// text: `db` stays below `sessions`); SQLite's INTEGER is 64-bit.
 pub(crate) const HOLDS_MIGRATION: &str = "CREATE TABLE budget_holds (
         budget TEXT NOT NULL,
         window_start BIGINT NOT NULL,
