@@ -61,10 +61,12 @@ async fn a_new_python_agent_on_contract_0_2_passes_its_tests_builds_and_asks_the
     asks_the_model_the_web_and_a_tool(&state, &wasm, "pyshout", false).await;
 }
 
-#[tokio::test]
-async fn the_python_example_answers_through_the_gateway_with_a_model_and_reports_panics() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("calc");
+/// The Python example agent tested and built under `tmp`, with the compile
+/// cache at the returned state dir filled: compiling 19 MB of Python takes long
+/// in a debug build, so a first run with the CLI fills the cache a gateway then
+/// starts from.
+pub(crate) async fn python_example(tmp: &Path) -> (PathBuf, PathBuf) {
+    let dir = tmp.join("calc");
     std::fs::create_dir(&dir).unwrap();
     for file in ["app.py", "test_app.py", "wasmclaw_testing.py"] {
         std::fs::copy(repo().join("examples/python-agent").join(file), dir.join(file)).unwrap();
@@ -72,10 +74,15 @@ async fn the_python_example_answers_through_the_gateway_with_a_model_and_reports
     let wasm = tokio::task::spawn_blocking(move || test_and_build_python(&dir, &repo().join("wit"), "calc.wasm"))
         .await
         .unwrap();
-    // Compiling 19 MB of Python takes long in a debug build: a first run
-    // with the CLI fills the compile cache the gateway then starts from.
-    let state = tmp.path().join("state");
+    let state = tmp.join("state");
     assert_eq!(run_plugin(&state, &wasm, "calc: 2 ** 10", &[]).unwrap(), "1024");
+    (wasm, state)
+}
+
+#[tokio::test]
+async fn the_python_example_answers_through_the_gateway_with_a_model_and_reports_panics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (wasm, state) = python_example(tmp.path()).await;
     let mock = MockProvider::start();
     mock.push(Reply::text(&["Par", "is."]));
     let config = format!(

@@ -362,20 +362,8 @@ async fn recordings_live_in_postgresql_in_cluster_mode() {
 
 #[tokio::test]
 async fn a_python_agent_replays_identically_clocks_random_and_model_call_included() {
-    use crate::languages::{repo, test_and_build_python};
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("calc");
-    std::fs::create_dir(&dir).unwrap();
-    for file in ["app.py", "test_app.py", "wasmclaw_testing.py"] {
-        std::fs::copy(repo().join("examples/python-agent").join(file), dir.join(file)).unwrap();
-    }
-    let wasm = tokio::task::spawn_blocking(move || test_and_build_python(&dir, &repo().join("wit"), "calc.wasm"))
-        .await
-        .unwrap();
-    // Compiling 19 MB of Python takes long in a debug build: the CLI fills the
-    // compile cache the gateway then starts from (as `languages` does).
-    let state = tmp.path().join("state");
-    assert_eq!(crate::author::run_plugin(&state, &wasm, "calc: 2 ** 10", &[]).unwrap(), "1024");
+    let (wasm, state) = crate::languages::python_example(tmp.path()).await;
     let mock = MockProvider::start();
     mock.push(Reply::text(&["Par", "is."]));
     let entry = format!(
