@@ -4,8 +4,8 @@ connects with the token from its link, lists sessions and agents, chats with
 the echo agent and shows the answer; a second tab of the same browser
 connects with the device token the first one was issued (no
 AUTH_TOKEN_MISMATCH) and sees the chat; once the test has revoked the
-device, its open tabs are cut off, their reconnects refused, and a third tab
-does not connect either. Every method the
+device (with the tab that holds the shared token closed), its open tab is
+cut off, its reconnects refused, and a third tab does not connect either. Every method the
 UI calls is recorded from the wire: none may be unknown to the gateway.
 
 Talks to the Rust test over stdout/stdin: prints `DEVICE <id>`, then waits
@@ -92,8 +92,11 @@ with sync_playwright() as pw:
     print("METHODS " + " ".join(wire2.methods()), flush=True)
 
     step("after the device is revoked, its open tabs are cut off and no connect with its token succeeds")
-    # The second tab came in by the device token alone (the first also holds the
-    # shared token from its link, so it may come back with that).
+    # The second tab came in by the device token alone. The first also holds the
+    # shared token from its link, with which it may rightly pair the device again
+    # and share the new token through storage; it is closed so that only the
+    # revoked token is left to try.
+    first.close()
     hellos2 = len(wire2.answered("connect"))
     print(f"DEVICE {device_id}", flush=True)
     assert sys.stdin.readline().strip() == "revoked"
