@@ -8,6 +8,9 @@
 //! were really sent, not dropped. "Metering" is a gateway with a price for
 //! the model and a budget on the agent (issue 25): every run reserves on the
 //! budget and settles its cost, so its column is what that bookkeeping costs.
+//! Each column also gets the gateway's CPU per request, which the machine's
+//! other load disturbs less than throughput; `WASMCLAW_BENCH_PERF=FILE`
+//! records a `perf` profile of the metering gateway during one extra cell.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,6 +101,8 @@ pub async fn run(seconds: u64, rounds: usize) -> anyhow::Result<Value> {
         load::wrk(&url(g), &body, CONNECTIONS, 1)?; // warm-up
     }
     let (mut a, mut b, mut t, mut m) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Gateway CPU per request, by column: less sensitive to the machine's other load than req/s.
+    let mut cpu_us: [Vec<f64>; 4] = Default::default();
     let mut on_requests = 0.0;
     // The warm-up's spans arrive within the exporter's schedule: count from after them.
     let spans_before = settled(&sink).await;
@@ -108,7 +113,10 @@ pub async fn run(seconds: u64, rounds: usize) -> anyhow::Result<Value> {
     for round in 0..rounds {
         for i in 0..gateways.len() {
             let which = (round + i) % gateways.len();
+            let before = gateways[which].cpu_seconds()?;
             let cell = load::wrk(&url(gateways[which]), &body, CONNECTIONS, seconds)?;
+            let used = gateways[which].cpu_seconds()? - before;
+            cpu_us[which].push(used / (cell.rps * seconds as f64).max(1.0) * 1e6);
             match which {
                 0 => a.push(cell),
                 1 => {
@@ -121,6 +129,10 @@ pub async fn run(seconds: u64, rounds: usize) -> anyhow::Result<Value> {
         }
     }
     let load_after = load::load_average();
+    let profile = match std::env::var_os("WASMCLAW_BENCH_PERF") {
+        Some(file) => Some(profile(&metered, &url(&metered), &body, seconds, &file)?),
+        None => None,
+    };
     let spans = settled(&sink).await - spans_before;
     let median = |cells: &[load::Throughput], f: fn(&load::Throughput) -> f64| {
         let mut v: Vec<f64> = cells.iter().map(f).collect();
@@ -129,20 +141,29 @@ pub async fn run(seconds: u64, rounds: usize) -> anyhow::Result<Value> {
     };
     let (ra, rb, rt, rm) = (median(&a, |c| c.rps), median(&b, |c| c.rps), median(&t, |c| c.rps), median(&m, |c| c.rps));
     let (pa, pt, pm) = (median(&a, |c| c.p50_ms), median(&t, |c| c.p50_ms), median(&m, |c| c.p50_ms));
+    let cpu = |which: usize| {
+        let mut v = cpu_us[which].clone();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (ca, ct, cm, cb) = (cpu(0), cpu(1), cpu(2), cpu(3));
     let errors: u64 = a.iter().chain(&b).chain(&t).chain(&m).map(|c| c.errors).sum();
     let per_request = spans as f64 / on_requests.max(1.0);
     println!(
         "\ntraces and metering: assistant via the mock (16 tokens, streamed), wrk {CONNECTIONS} connections, {rounds}×{seconds} s interleaved"
     );
-    println!("  | tracing | req/s (median) | vs off A | p50 |");
-    println!("  | off (A) | {ra:.0} | 100 % | {pa:.3} ms |");
+    println!("  | tracing | req/s (median) | vs off A | p50 | gateway CPU per request |");
+    println!("  | off (A) | {ra:.0} | 100 % | {pa:.3} ms | {ca:.0} µs |");
     println!(
-        "  | off (B, same config: noise) | {rb:.0} | {:.1} % | {:.3} ms |",
+        "  | off (B, same config: noise) | {rb:.0} | {:.1} % | {:.3} ms | {cb:.0} µs |",
         rb / ra * 100.0,
         median(&b, |c| c.p50_ms)
     );
-    println!("  | on, sampleRatio 1.0 → local sink | {rt:.0} | {:.1} % | {pt:.3} ms |", rt / ra * 100.0);
-    println!("  | metering: a price and an agent budget | {rm:.0} | {:.1} % | {pm:.3} ms |", rm / ra * 100.0);
+    println!("  | on, sampleRatio 1.0 → local sink | {rt:.0} | {:.1} % | {pt:.3} ms | {ct:.0} µs |", rt / ra * 100.0);
+    println!(
+        "  | metering: a price and an agent budget | {rm:.0} | {:.1} % | {pm:.3} ms | {cm:.0} µs |",
+        rm / ra * 100.0
+    );
     println!(
         "  exported: {spans} spans in {} requests, {per_request:.2} spans per traced request; {errors} errors",
         sink.exports.load(Ordering::Relaxed)
@@ -154,6 +175,30 @@ pub async fn run(seconds: u64, rounds: usize) -> anyhow::Result<Value> {
         "off_a_rps": ra, "off_b_rps": rb, "on_rps": rt, "metered_rps": rm,
         "on_vs_off": rt / ra, "off_b_vs_off_a": rb / ra, "metered_vs_off": rm / ra,
         "off_p50_ms": pa, "on_p50_ms": pt, "metered_p50_ms": pm,
+        "cpu_us_per_request": {"off_a": ca, "off_b": cb, "on": ct, "metered": cm}, "perf_profile": profile,
         "load_average": [load_before, load_after], "spans_exported": spans, "spans_per_request": per_request, "errors": errors,
     }))
+}
+
+/// A `perf` profile (`cpu-clock`: what works here) of `gateway` during one
+/// more cell, written to `file`: the budget path's share of the CPU.
+fn profile(
+    gateway: &ServerProcess,
+    url: &str,
+    body: &Value,
+    seconds: u64,
+    file: &std::ffi::OsStr,
+) -> anyhow::Result<String> {
+    let mut perf = std::process::Command::new("perf")
+        .args(["record", "-e", "cpu-clock", "-F", "1999", "-g", "-p", &gateway.pid().to_string(), "-o"])
+        .arg(file)
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    load::wrk(url, body, CONNECTIONS, seconds)?;
+    // SIGINT makes perf write its file and exit.
+    std::process::Command::new("kill").args(["-INT", &perf.id().to_string()]).status()?;
+    perf.wait()?;
+    println!("  perf profile of the metering gateway: {}", std::path::Path::new(file).display());
+    Ok(file.to_string_lossy().to_string())
 }

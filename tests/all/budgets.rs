@@ -132,6 +132,59 @@ async fn runs_in_flight_count_by_their_reservations() {
 }
 
 #[tokio::test]
+async fn a_restart_on_sqlite_keeps_what_was_spent_and_forgets_what_was_held() {
+    let mock = MockProvider::start();
+    let gate = Arc::new(AtomicBool::new(false));
+    // The first run holds 15 of ci's 20 tokens and never finishes while its process lives.
+    mock.push(Reply::text(&["late"]).with_usage(1, 1).with_gate(gate));
+    mock.set_default(Reply::text(&["ok"]).with_usage(2, 1));
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = TestGateway::start_in(dir.path(), &config(&mock));
+    let held = {
+        let mut body = small("openclaw:main");
+        body["max_tokens"] = json!(15);
+        let request = reqwest::Client::new().post(gw.url("/v1/chat/completions")).bearer_auth(CI_TOKEN).json(&body);
+        tokio::spawn(request.send())
+    };
+    eventually("the held run at the provider", async || (mock.requests().len() == 1).then_some(())).await;
+    // 3 spent per run: 15 held + 3 spent + 3 spent = 21 refuses the third.
+    for run in 1..=2 {
+        let (status, body, _) = send(&gw, CI_TOKEN, small("openclaw:main")).await;
+        assert_eq!(status, 200, "run {run}: {body}");
+    }
+    assert_refused(&send(&gw, CI_TOKEN, small("openclaw:main")).await, "token:ci");
+    // What was spent is written with the ledger: once /usage has both runs, it is on disk.
+    eventually("both runs in the ledger", async || {
+        let body = gw.get_json("/usage?groupBy=token").await;
+        let ci = body["usage"].as_array()?.iter().find(|r| r["token"] == "ci")?.clone();
+        (ci["runs"] == 2).then_some(())
+    })
+    .await;
+    gw.kill9();
+    let _ = held.await;
+
+    let gw = TestGateway::start_in(dir.path(), &config(&mock));
+    let budget = eventually("ci's budget after the restart", async || {
+        let body = gw.get_json("/usage").await;
+        body["budgets"].as_array()?.iter().find(|x| x["name"] == "token:ci").cloned()
+    })
+    .await;
+    assert_eq!((budget["spentTokens"].as_u64(), budget["reservedTokens"].as_u64()), (Some(6), Some(0)), "{budget}");
+    // The dead process's hold is gone: a run reserving 8 fits beside the 6 spent.
+    let mut body = small("openclaw:main");
+    body["max_tokens"] = json!(8);
+    let (status, answer, _) = send(&gw, CI_TOKEN, body).await;
+    assert_eq!(status, 200, "{answer}");
+    for _ in 0..3 {
+        let (status, answer, _) = send(&gw, CI_TOKEN, small("openclaw:main")).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    // 6 + 4 × 3 = 18 spent: one more fits (18 < 20), then the budget is spent for good.
+    assert_eq!(send(&gw, CI_TOKEN, small("openclaw:main")).await.0, 200);
+    assert_refused(&send(&gw, CI_TOKEN, small("openclaw:main")).await, "token:ci");
+}
+
+#[tokio::test]
 async fn two_instances_on_postgres_share_one_budget() {
     let db = pg::Server::start();
     let url = db.database().await;

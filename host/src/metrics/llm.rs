@@ -6,16 +6,17 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::View;
+use super::{View, slot};
 use crate::usage::{Cost, Tokens};
 
-/// (agent, model, provider, token).
-type CallKey = (String, String, String, String);
+/// agent → model → provider → token: nested, so a call already counted is
+/// found by `&str` without copying its four labels.
+type ByCall = BTreeMap<String, BTreeMap<String, BTreeMap<String, BTreeMap<String, Counts>>>>;
 
-/// Tokens, cost and unmetered calls per key.
+/// Tokens, cost and unmetered calls per (agent, model, provider, token).
 #[derive(Default)]
 pub(super) struct LlmCounters {
-    by_call: BTreeMap<CallKey, Counts>,
+    by_call: ByCall,
 }
 
 #[derive(Default)]
@@ -29,8 +30,20 @@ struct Counts {
 
 impl LlmCounters {
     fn entry(&mut self, agent: &str, model: &str, provider: &str, token: &str) -> &mut Counts {
-        let key = (agent.to_string(), model.to_string(), provider.to_string(), token.to_string());
-        self.by_call.entry(key).or_default()
+        slot(slot(slot(slot(&mut self.by_call, agent), model), provider), token)
+    }
+
+    /// Every key with its counts, in label order.
+    fn calls(&self) -> impl Iterator<Item = ((&str, &str, &str, &str), &Counts)> {
+        self.by_call.iter().flat_map(|(agent, models)| {
+            models.iter().flat_map(move |(model, providers)| {
+                providers.iter().flat_map(move |(provider, tokens)| {
+                    tokens
+                        .iter()
+                        .map(move |(token, c)| ((agent.as_str(), model.as_str(), provider.as_str(), token.as_str()), c))
+                })
+            })
+        })
     }
 
     pub(super) fn used(&mut self, key: (&str, &str, &str, &str), tokens: &Tokens, picos: u64) {
@@ -47,7 +60,7 @@ impl LlmCounters {
     }
 
     pub(super) fn render(&self, out: &mut String, view: &View) {
-        let visible = || self.by_call.iter().filter(|((agent, _, _, token), _)| view.agent(agent) && view.token(token));
+        let visible = || self.calls().filter(|((agent, _, _, token), _)| view.agent(agent) && view.token(token));
         let head = |out: &mut String, name: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         };

@@ -1,56 +1,31 @@
 //! Prometheus metrics: what an operator watches. Counters and fixed-bucket
 //! histograms behind one mutex each; recording is a map lookup and an add.
+//! A run's own metrics go through its agent's [`AgentMeter`], resolved once
+//! when the run starts.
 
+mod agent;
 mod llm;
 mod recent;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+pub use agent::AgentMeter;
+use agent::Histogram;
 pub use recent::{BUCKET as RECENT_BUCKET, Series};
-
-/// Upper bounds (seconds) of run-duration and time-to-first-event buckets.
-const BUCKETS: &[f64] =
-    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0];
-
-#[derive(Clone, Default)]
-struct Histogram {
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
-}
-
-impl Histogram {
-    fn observe(&mut self, seconds: f64) {
-        if self.counts.is_empty() {
-            self.counts = vec![0; BUCKETS.len()];
-        }
-        if let Some(i) = BUCKETS.iter().position(|b| seconds <= *b) {
-            self.counts[i] += 1;
-        }
-        self.sum += seconds;
-        self.count += 1;
-    }
-
-    fn render(&self, out: &mut String, name: &str, agent: &str) {
-        let mut cumulative = 0;
-        for (bound, n) in BUCKETS.iter().zip(&self.counts) {
-            cumulative += n;
-            let _ = writeln!(out, "{name}_bucket{{agent=\"{agent}\",le=\"{bound}\"}} {cumulative}");
-        }
-        let _ = writeln!(out, "{name}_bucket{{agent=\"{agent}\",le=\"+Inf\"}} {}", self.count);
-        let _ = writeln!(out, "{name}_sum{{agent=\"{agent}\"}} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{{agent=\"{agent}\"}} {}", self.count);
-    }
-}
 
 /// The value under `key`, made on first use: the label is copied once, not on every count.
 fn slot<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    slot_with(map, key, V::default)
+}
+
+/// [`slot`] with `make` for a new value.
+fn slot_with<'m, V>(map: &'m mut BTreeMap<String, V>, key: &str, make: impl FnOnce() -> V) -> &'m mut V {
     if !map.contains_key(key) {
-        map.insert(key.to_string(), V::default());
+        map.insert(key.to_string(), make());
     }
     map.get_mut(key).expect("inserted above")
 }
@@ -66,10 +41,10 @@ type AgentHttpKey = (String, Option<String>, String);
 pub struct Metrics {
     /// route → status → responses.
     requests: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
-    run_seconds: Mutex<BTreeMap<String, Histogram>>,
-    first_event_seconds: Mutex<BTreeMap<String, Histogram>>,
-    /// agent → kind → failed runs.
-    run_failures: Mutex<BTreeMap<String, BTreeMap<&'static str, u64>>>,
+    /// Each agent's run metrics; written under the lock only for a new agent.
+    agents: RwLock<BTreeMap<String, Arc<AgentMeter>>>,
+    /// Numbers the buckets of every agent's recent runs.
+    clock: recent::Clock,
     auth_failures: AtomicU64,
     ws_handshakes_refused: AtomicU64,
     swaps: Mutex<BTreeMap<&'static str, u64>>,
@@ -86,8 +61,6 @@ pub struct Metrics {
     /// no origin for denied ones, so a guest cannot add labels.
     agent_http: Mutex<BTreeMap<AgentHttpKey, u64>>,
     agent_http_seconds: Mutex<BTreeMap<String, Histogram>>,
-    /// Runs and failures per agent over the last minutes (the control page's charts).
-    recent: Mutex<recent::Recent>,
     /// Model tokens and cost.
     llm: Mutex<llm::LlmCounters>,
 }
@@ -177,24 +150,30 @@ impl Metrics {
         *slot(&mut self.requests.lock().unwrap(), route).entry(status).or_default() += 1;
     }
 
-    /// A run ended after `took`.
-    pub fn run_finished(&self, agent: &str, took: Duration, failure: Option<&'static str>) {
-        slot(&mut self.run_seconds.lock().unwrap(), agent).observe(took.as_secs_f64());
-        if let Some(kind) = failure {
-            *slot(&mut self.run_failures.lock().unwrap(), agent).entry(kind).or_default() += 1;
+    /// `agent`'s run metrics: a run holds them from its start to its end.
+    pub fn agent(&self, agent: &str) -> Arc<AgentMeter> {
+        if let Some(meter) = self.agents.read().unwrap().get(agent) {
+            return meter.clone();
         }
-        self.recent.lock().unwrap().record(agent, failure.is_some(), Instant::now());
+        let mut agents = self.agents.write().unwrap();
+        slot_with(&mut agents, agent, || Arc::new(AgentMeter::new(self.clock))).clone()
+    }
+
+    /// A run ended after `took` (through its agent's [`AgentMeter`] on the hot path).
+    pub fn run_finished(&self, agent: &str, took: Duration, failure: Option<&'static str>) {
+        self.agent(agent).run_finished(took, failure);
     }
 
     /// Runs and failures per agent in [`RECENT_BUCKET`]s over the last ten
     /// minutes, oldest first; agents without a run in that time are left out.
     pub fn recent(&self) -> Vec<Series> {
-        self.recent.lock().unwrap().series(Instant::now())
+        let now = Instant::now();
+        self.agents.read().unwrap().iter().filter_map(|(agent, meter)| meter.series(agent, now)).collect()
     }
 
     /// A run produced its first event after `took`.
     pub fn first_event(&self, agent: &str, took: Duration) {
-        slot(&mut self.first_event_seconds.lock().unwrap(), agent).observe(took.as_secs_f64());
+        self.agent(agent).first_event(took);
     }
 
     /// Someone presented wrong or no credentials.
@@ -257,7 +236,7 @@ impl Metrics {
         let key = (agent.to_string(), origin.map(str::to_string), outcome.to_string());
         *self.agent_http.lock().unwrap().entry(key).or_default() += 1;
         if let Some(took) = took {
-            self.agent_http_seconds.lock().unwrap().entry(agent.to_string()).or_default().observe(took.as_secs_f64());
+            slot(&mut self.agent_http_seconds.lock().unwrap(), agent).observe(took);
         }
     }
 
@@ -302,13 +281,15 @@ impl Metrics {
                 let _ = writeln!(out, "wasmclaw_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
             }
         }
+        let agents = self.agents.read().unwrap();
+        let visible = || agents.iter().filter(|(a, _)| view.agent(a));
         head(&mut out, "wasmclaw_run_duration_seconds", "histogram", "Agent run duration.");
-        for (agent, h) in self.run_seconds.lock().unwrap().iter().filter(|(a, _)| view.agent(a)) {
-            h.render(&mut out, "wasmclaw_run_duration_seconds", agent);
+        for (agent, meter) in visible() {
+            meter.run_seconds.render(&mut out, "wasmclaw_run_duration_seconds", agent);
         }
         head(&mut out, "wasmclaw_run_first_event_seconds", "histogram", "Time from run start to its first event.");
-        for (agent, h) in self.first_event_seconds.lock().unwrap().iter().filter(|(a, _)| view.agent(a)) {
-            h.render(&mut out, "wasmclaw_run_first_event_seconds", agent);
+        for (agent, meter) in visible() {
+            meter.first_event_seconds.render(&mut out, "wasmclaw_run_first_event_seconds", agent);
         }
         head(
             &mut out,
@@ -316,11 +297,12 @@ impl Metrics {
             "counter",
             "Runs that did not complete, by kind (trap, timeout, …).",
         );
-        for (agent, kinds) in self.run_failures.lock().unwrap().iter().filter(|(a, _)| view.agent(a)) {
-            for (kind, n) in kinds {
+        for (agent, meter) in visible() {
+            for (kind, n) in meter.failures.lock().unwrap().iter() {
                 let _ = writeln!(out, "wasmclaw_run_failures_total{{agent=\"{agent}\",kind=\"{kind}\"}} {n}");
             }
         }
+        drop(agents);
         head(&mut out, "wasmclaw_runs_active", "gauge", "Runs in flight.");
         let _ = writeln!(out, "wasmclaw_runs_active {}", gauges.active_runs);
         head(&mut out, "wasmclaw_runs_max", "gauge", "agents.maxConcurrentRuns.");

@@ -1,9 +1,9 @@
 //! Runs and failures per agent over the last minutes, in fixed time buckets:
 //! what the control page charts. The Prometheus counters only ever grow, so a
 //! client that wants "the last ten minutes" would have to have been watching
-//! for ten minutes; this keeps the recent past in the gateway instead.
+//! for ten minutes; this keeps the recent past in the gateway instead. Each
+//! agent has its own ring (in its `AgentMeter`), numbered from one [`Clock`].
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Width of one bucket.
@@ -19,16 +19,34 @@ struct Slot {
     failures: u64,
 }
 
-/// A ring of buckets per agent, numbered from the moment it was made.
-#[derive(Debug)]
-pub struct Recent {
+/// Numbers buckets from the moment the gateway's metrics were made.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
     origin: Instant,
-    agents: BTreeMap<String, [Slot; BUCKETS]>,
 }
 
-impl Default for Recent {
+impl Default for Clock {
     fn default() -> Self {
-        Self { origin: Instant::now(), agents: BTreeMap::new() }
+        Self { origin: Instant::now() }
+    }
+}
+
+impl Clock {
+    /// The bucket number of `at`.
+    pub fn index(&self, at: Instant) -> u64 {
+        (at.saturating_duration_since(self.origin).as_millis() / BUCKET.as_millis()) as u64
+    }
+}
+
+/// One agent's ring of buckets.
+#[derive(Debug)]
+pub struct Ring {
+    slots: [Slot; BUCKETS],
+}
+
+impl Default for Ring {
+    fn default() -> Self {
+        Self { slots: [Slot::default(); BUCKETS] }
     }
 }
 
@@ -40,19 +58,10 @@ pub struct Series {
     pub failures: Vec<u64>,
 }
 
-impl Recent {
-    fn index(&self, at: Instant) -> u64 {
-        (at.saturating_duration_since(self.origin).as_millis() / BUCKET.as_millis()) as u64
-    }
-
-    /// A run of `agent` ended at `at`.
-    pub fn record(&mut self, agent: &str, failed: bool, at: Instant) {
-        let index = self.index(at);
-        let ring = match self.agents.get_mut(agent) {
-            Some(ring) => ring,
-            None => self.agents.entry(agent.to_string()).or_insert([Slot::default(); BUCKETS]),
-        };
-        let slot = &mut ring[(index % BUCKETS as u64) as usize];
+impl Ring {
+    /// A run ended in bucket `index`.
+    pub fn record(&mut self, index: u64, failed: bool) {
+        let slot = &mut self.slots[(index % BUCKETS as u64) as usize];
         if slot.index != index {
             *slot = Slot { index, runs: 0, failures: 0 };
         }
@@ -60,29 +69,22 @@ impl Recent {
         slot.failures += u64::from(failed);
     }
 
-    /// Every agent with a run in the window ending at `now`.
-    pub fn series(&self, now: Instant) -> Vec<Series> {
-        let last = self.index(now);
+    /// The window ending with bucket `last`; `None` without a run in it.
+    pub fn series(&self, agent: &str, last: u64) -> Option<Series> {
         let first = (last + 1).saturating_sub(BUCKETS as u64);
-        let mut out = Vec::new();
-        for (agent, ring) in &self.agents {
-            let (mut runs, mut failures) = (Vec::with_capacity(BUCKETS), Vec::with_capacity(BUCKETS));
-            // Before the gateway had run a whole window, the early buckets are zeros.
-            for _ in 0..(BUCKETS as u64).saturating_sub(last + 1) {
-                runs.push(0);
-                failures.push(0);
-            }
-            for index in first..=last {
-                let slot = ring[(index % BUCKETS as u64) as usize];
-                let live = slot.index == index;
-                runs.push(if live { slot.runs } else { 0 });
-                failures.push(if live { slot.failures } else { 0 });
-            }
-            if runs.iter().any(|n| *n > 0) {
-                out.push(Series { agent: agent.clone(), runs, failures });
-            }
+        let (mut runs, mut failures) = (Vec::with_capacity(BUCKETS), Vec::with_capacity(BUCKETS));
+        // Before the gateway had run a whole window, the early buckets are zeros.
+        for _ in 0..(BUCKETS as u64).saturating_sub(last + 1) {
+            runs.push(0);
+            failures.push(0);
         }
-        out
+        for index in first..=last {
+            let slot = self.slots[(index % BUCKETS as u64) as usize];
+            let live = slot.index == index;
+            runs.push(if live { slot.runs } else { 0 });
+            failures.push(if live { slot.failures } else { 0 });
+        }
+        runs.iter().any(|n| *n > 0).then(|| Series { agent: agent.to_string(), runs, failures })
     }
 }
 
@@ -92,24 +94,25 @@ mod tests {
 
     #[test]
     fn buckets_count_runs_and_failures_and_forget_what_left_the_window() {
-        let mut recent = Recent::default();
-        let t0 = recent.origin;
-        recent.record("main", false, t0);
-        recent.record("main", true, t0 + Duration::from_secs(1));
-        recent.record("main", false, t0 + BUCKET * 2);
-        recent.record("beta", false, t0 + BUCKET * 2);
-        let now = t0 + BUCKET * 2 + Duration::from_secs(3);
-        let series = recent.series(now);
-        assert_eq!(series.len(), 2);
-        let main = series.iter().find(|s| s.agent == "main").unwrap();
-        assert_eq!(main.runs.len(), BUCKETS);
-        assert_eq!(&main.runs[BUCKETS - 3..], &[2, 0, 1]);
-        assert_eq!(&main.failures[BUCKETS - 3..], &[1, 0, 0]);
+        let clock = Clock::default();
+        let t0 = clock.origin;
+        let (mut main, mut beta) = (Ring::default(), Ring::default());
+        main.record(clock.index(t0), false);
+        main.record(clock.index(t0 + Duration::from_secs(1)), true);
+        main.record(clock.index(t0 + BUCKET * 2), false);
+        beta.record(clock.index(t0 + BUCKET * 2), false);
+        let now = clock.index(t0 + BUCKET * 2 + Duration::from_secs(3));
+        let series = main.series("main", now).unwrap();
+        assert!(beta.series("beta", now).is_some());
+        assert_eq!(series.runs.len(), BUCKETS);
+        assert_eq!(&series.runs[BUCKETS - 3..], &[2, 0, 1]);
+        assert_eq!(&series.failures[BUCKETS - 3..], &[1, 0, 0]);
         // A whole window later the old buckets are gone, and so is an agent with nothing left.
-        recent.record("main", false, t0 + BUCKET * (BUCKETS as u32 + 2));
-        let later = recent.series(t0 + BUCKET * (BUCKETS as u32 + 2));
-        assert_eq!(later.len(), 1);
-        assert_eq!(later[0].runs.iter().sum::<u64>(), 1);
-        assert_eq!(*later[0].runs.last().unwrap(), 1);
+        let later = clock.index(t0 + BUCKET * (BUCKETS as u32 + 2));
+        main.record(later, false);
+        assert!(beta.series("beta", later).is_none());
+        let series = main.series("main", later).unwrap();
+        assert_eq!(series.runs.iter().sum::<u64>(), 1);
+        assert_eq!(*series.runs.last().unwrap(), 1);
     }
 }

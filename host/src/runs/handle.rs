@@ -20,7 +20,7 @@ pub struct RunHandle {
     pub(super) task: Option<JoinHandle<Result<(), RunError>>>,
     pub(super) started: std::time::Instant,
     /// Taken when the first event is recorded.
-    pub(super) metrics: Option<Arc<crate::metrics::Metrics>>,
+    pub(super) meter: Option<Arc<crate::metrics::AgentMeter>>,
 }
 
 impl RunHandle {
@@ -40,8 +40,8 @@ impl RunHandle {
     }
 
     fn seen(&mut self, event: bool) {
-        if event && let Some(metrics) = self.metrics.take() {
-            metrics.first_event(self.agent.id.as_str(), self.started.elapsed());
+        if event && let Some(meter) = self.meter.take() {
+            meter.first_event(self.started.elapsed());
         }
     }
 

@@ -358,7 +358,9 @@ impl Agents {
             tape: taping.as_ref().map(|t| t.tape.clone()).unwrap_or_default(),
         };
         let recordings = self.recordings.clone();
-        let (log_run_id, log_agent, metrics) = (run_id.clone(), agent.id.clone(), self.metrics.clone());
+        // Resolved once: the run records its first event and its end without a lookup.
+        let agent_meter = self.metrics.agent(agent.id.as_str());
+        let (log_run_id, log_agent, outcome_meter) = (run_id.clone(), agent.id.clone(), agent_meter.clone());
         let (version, trips) = (agent.digest.clone(), self.trips.clone());
         // The trace's `invoke_agent` span (none while tracing is off), a child of the door's.
         let trace = telemetry::invoke_agent(agent.id.as_str(), &agent.digest, &input.session.key, &run_id);
@@ -367,7 +369,7 @@ impl Agents {
             async move {
                 let _slots = (global_slot, agent_slot);
                 let started = std::time::Instant::now();
-                let mut outcome = Outcome { metrics, agent: log_agent.clone(), started, recorded: false };
+                let mut outcome = Outcome { meter: outcome_meter, started, recorded: false };
                 let result = telemetry::in_run(trace.clone(), job.run(request, events_tx)).await;
                 if let Err(e) = &result {
                     telemetry::failed(&trace, e.kind());
@@ -399,7 +401,7 @@ impl Agents {
             events,
             task: Some(task),
             started: std::time::Instant::now(),
-            metrics: Some(self.metrics.clone()),
+            meter: Some(agent_meter),
         })
     }
 }

@@ -56,8 +56,7 @@ pub(super) struct BudgetCheck {
 /// Records how a run ended in the metrics, including runs whose task was
 /// aborted because their client went away (those never reach the end).
 pub(super) struct Outcome {
-    pub(super) metrics: Arc<crate::metrics::Metrics>,
-    pub(super) agent: AgentId,
+    pub(super) meter: Arc<crate::metrics::AgentMeter>,
     pub(super) started: std::time::Instant,
     pub(super) recorded: bool,
 }
@@ -65,7 +64,7 @@ pub(super) struct Outcome {
 impl Outcome {
     pub(super) fn record(&mut self, failure: Option<&'static str>) {
         self.recorded = true;
-        self.metrics.run_finished(self.agent.as_str(), self.started.elapsed(), failure);
+        self.meter.run_finished(self.started.elapsed(), failure);
     }
 }
 

@@ -82,7 +82,8 @@ const MIGRATIONS: &[&str] = &[
     // 10: which run wrote each message (`store::RunMark`); older rows have none.
     "ALTER TABLE messages ADD COLUMN run_id TEXT;
      ALTER TABLE messages ADD COLUMN idempotency_key TEXT;",
-    // 11: each run's budget reservation, until it settles or expires (`sessions/usage.rs`).
+    // 11: each run's budget reservation (`sessions/usage.rs`); unused since holds
+    // on SQLite live in memory (`sqlite/budgets.rs`).
     super::usage::HOLDS_MIGRATION,
     // 12: recorded runs (`sessions/recordings.rs`).
     super::recordings::SQLITE_MIGRATION,
@@ -91,6 +92,8 @@ const MIGRATIONS: &[&str] = &[
 /// SQLite-backed [`SessionStore`].
 pub struct SqliteStore {
     db: Arc<Db>,
+    /// Budget windows: live holds in memory, spending written with the ledger.
+    budgets: Arc<budgets::Budgets>,
     lanes: Lanes,
     /// History messages a turn loads.
     max_history: usize,
@@ -127,7 +130,8 @@ impl SqliteStore {
         };
         setup().map_err(|e| fail(e.to_string()))?;
         migrate(&conn).map_err(|e| fail(format!("migration failed: {e}")))?;
-        Ok(Self { db: Arc::new(Db { conn: Mutex::new(conn) }), lanes: Lanes::default(), max_history })
+        let (db, budgets) = (Arc::new(Db { conn: Mutex::new(conn) }), Arc::default());
+        Ok(Self { db, budgets, lanes: Lanes::default(), max_history })
     }
 
     /// Run `work` on the blocking pool with the database.
@@ -255,7 +259,7 @@ impl SessionStore for SqliteStore {
     }
 
     fn record_usage(&self, rows: Vec<crate::usage::UsageRow>) -> StoreFuture<()> {
-        self.blocking(move |db| db.with(|conn| usage::sqlite_record(conn, &rows)))
+        self.record_with_spending(rows)
     }
 
     fn usage_totals(&self, query: crate::usage::UsageQuery) -> StoreFuture<Vec<crate::usage::UsageTotals>> {
@@ -263,16 +267,14 @@ impl SessionStore for SqliteStore {
     }
 
     fn reserve_budget(&self, slot: crate::usage::BudgetSlot, hold: crate::usage::Hold) -> StoreFuture<bool> {
-        let now = super::now_ms() as i64;
-        self.blocking(move |db| db.with(|conn| usage::sqlite_reserve(conn, &slot, &hold, now)))
+        self.reserve_in_memory(slot, hold)
     }
 
     fn budget_counters(
         &self,
         slot: crate::usage::BudgetSlot,
     ) -> StoreFuture<(crate::usage::Charge, crate::usage::Charge)> {
-        let now = super::now_ms() as i64;
-        self.blocking(move |db| db.with(|conn| usage::sqlite_counters(conn, &slot, now)))
+        self.counters_in_memory(slot)
     }
 
     fn settle_budget(
@@ -281,7 +283,7 @@ impl SessionStore for SqliteStore {
         run_id: String,
         spent: crate::usage::Charge,
     ) -> StoreFuture<()> {
-        self.blocking(move |db| db.with(|conn| usage::sqlite_settle(conn, &slot, &run_id, &spent)))
+        self.settle_in_memory(slot, run_id, spent)
     }
 
     fn put_recordings(&self, rows: Vec<recordings::RecordingRow>) -> StoreFuture<()> {
@@ -500,5 +502,6 @@ impl Db {
     }
 }
 
+mod budgets;
 #[cfg(test)]
 mod tests;

@@ -84,13 +84,25 @@ fn totals(key: String, n: [i64; 8]) -> UsageTotals {
     }
 }
 
-pub(super) fn sqlite_record(conn: &mut Connection, rows: &[UsageRow]) -> rusqlite::Result<()> {
+/// Write `rows` and add `spends` (settled budget spending, by window) to
+/// the budget counters, in one transaction.
+pub(super) fn sqlite_record(
+    conn: &mut Connection,
+    rows: &[UsageRow],
+    spends: &[((String, i64), [i64; 2])],
+) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
         let mut insert = tx.prepare_cached(&INSERT.replace('$', "?"))?;
         for r in rows {
             let [a, b, c, d, e, f, g] = figures(&r.usage);
             insert.execute(params![r.run_id, r.model, r.at_ms, r.agent, r.principal, a, b, c, d, e, f, g])?;
+        }
+        let mut row = tx.prepare_cached(&sqlite_sql(BUDGET_ROW))?;
+        let mut spend = tx.prepare_cached(&sqlite_sql(SPEND))?;
+        for ((budget, window_start), [tokens, picos]) in spends {
+            row.execute(params![budget, window_start])?;
+            spend.execute(params![budget, window_start, tokens, picos])?;
         }
     }
     tx.commit()
@@ -144,19 +156,29 @@ pub(super) async fn postgres_totals(pg: &Postgres, query: &UsageQuery) -> Result
 }
 
 /// Budget counters: one row per budget and window with what was spent, and
-/// one hold per run in flight with what it reserved until it settles or
-/// expires (the run's deadline plus a margin: an instance that died mid-run
-/// never settles). A reservation is taken only while what was spent plus
-/// the live holds stays below each limit, under the counter row's lock, so
-/// concurrent instances cannot both pass the last place. The `reserved_*`
-/// columns of `budget_counters` are no longer used (holds replaced them).
+/// (on PostgreSQL) one hold per run in flight with what it reserved until it
+/// settles or expires (the run's deadline plus a margin: an instance that
+/// died mid-run never settles). A reservation is taken only while what was
+/// spent plus the live holds stays below each limit, under the counter row's
+/// lock, so concurrent instances cannot both pass the last place. SQLite keeps
+/// its holds in memory instead (`sqlite/budgets.rs`: one process owns the
+/// file). The `reserved_*` columns of `budget_counters` are no longer used.
 const BUDGET_ROW: &str = "INSERT INTO budget_counters (budget, window_start) VALUES ($1, $2) ON CONFLICT DO NOTHING";
 const SPENT: &str = "SELECT spent_tokens, spent_picos FROM budget_counters WHERE budget = $1 AND window_start = $2";
 const EXPIRE: &str = "DELETE FROM budget_holds WHERE budget = $1 AND window_start = $2 AND expires_at <= $3";
 const HELD: &str = "SELECT CAST(COALESCE(SUM(tokens), 0) AS BIGINT), CAST(COALESCE(SUM(picos), 0) AS BIGINT) \
      FROM budget_holds WHERE budget = $1 AND window_start = $2 AND expires_at > $3";
-const HOLD: &str = "INSERT INTO budget_holds (budget, window_start, run_id, tokens, picos, expires_at) \
-     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING";
+/// The window's row lock: it orders the reservations of one window across instances.
+const LOCK: &str = "SELECT 1 FROM budget_counters WHERE budget = $1 AND window_start = $2 FOR UPDATE";
+/// Hold $4 tokens and $5 picos for run $3 if what was spent plus the live
+/// holds (at $7) is below the limits $8 and $9 (NULL: none); a row if taken.
+const TAKE: &str = "INSERT INTO budget_holds (budget, window_start, run_id, tokens, picos, expires_at) \
+     SELECT $1::TEXT, $2::BIGINT, $3::TEXT, $4::BIGINT, $5::BIGINT, $6::BIGINT FROM budget_counters c, \
+       (SELECT COALESCE(SUM(tokens), 0) AS tokens, COALESCE(SUM(picos), 0) AS picos FROM budget_holds \
+        WHERE budget = $1 AND window_start = $2 AND expires_at > $7::BIGINT) held \
+     WHERE c.budget = $1 AND c.window_start = $2 \
+       AND ($8::BIGINT IS NULL OR c.spent_tokens + held.tokens < $8) \
+       AND ($9::BIGINT IS NULL OR c.spent_picos + held.picos < $9)";
 const RELEASE: &str = "DELETE FROM budget_holds WHERE budget = $1 AND window_start = $2 AND run_id = $3";
 const SPEND: &str = "UPDATE budget_counters SET spent_tokens = spent_tokens + $3, spent_picos = spent_picos + $4 \
      WHERE budget = $1 AND window_start = $2";
@@ -173,18 +195,18 @@ pub(crate) const HOLDS_MIGRATION: &str = "CREATE TABLE budget_holds (
         PRIMARY KEY (budget, window_start, run_id)
      );";
 
-fn signed(n: u64) -> i64 {
+pub(super) fn signed(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Whether `spent` plus `held` leaves room under `slot`'s limits.
-fn room(slot: &BudgetSlot, spent: [i64; 2], held: [i64; 2]) -> bool {
+pub(super) fn room(slot: &BudgetSlot, spent: [i64; 2], held: [i64; 2]) -> bool {
     let under = |used: i64, max: Option<u64>| max.is_none_or(|max| used < signed(max));
     under(spent[0].saturating_add(held[0]), slot.max_tokens)
         && under(spent[1].saturating_add(held[1]), slot.max_cost.map(Cost::picos))
 }
 
-fn log_expired(slot: &BudgetSlot, expired: u64) {
+pub(super) fn log_expired(slot: &BudgetSlot, expired: u64) {
     if expired > 0 {
         tracing::warn!(
             budget = %slot.budget, expired,
@@ -197,46 +219,7 @@ fn sqlite_sql(sql: &str) -> String {
     sql.replace('$', "?")
 }
 
-pub(super) fn sqlite_reserve(
-    conn: &mut Connection,
-    slot: &BudgetSlot,
-    hold: &Hold,
-    now: i64,
-) -> rusqlite::Result<bool> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    tx.execute(&sqlite_sql(BUDGET_ROW), params![slot.budget, slot.window_start])?;
-    let expired = tx.execute(&sqlite_sql(EXPIRE), params![slot.budget, slot.window_start, now])?;
-    let key = params![slot.budget, slot.window_start];
-    let spent = tx.query_row(&sqlite_sql(SPENT), key, |r| Ok([r.get(0)?, r.get(1)?]))?;
-    let held =
-        tx.query_row(&sqlite_sql(HELD), params![slot.budget, slot.window_start, now], |r| Ok([r.get(0)?, r.get(1)?]))?;
-    let taken = room(slot, spent, held);
-    if taken {
-        let (tokens, picos) = (signed(hold.charge.tokens), signed(hold.charge.cost.picos()));
-        tx.execute(
-            &sqlite_sql(HOLD),
-            params![slot.budget, slot.window_start, hold.run_id, tokens, picos, hold.expires_at],
-        )?;
-    }
-    tx.commit()?;
-    log_expired(slot, expired as u64);
-    Ok(taken)
-}
-
-pub(super) fn sqlite_settle(
-    conn: &mut Connection,
-    slot: &BudgetSlot,
-    run_id: &str,
-    spent: &Charge,
-) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    tx.execute(&sqlite_sql(RELEASE), params![slot.budget, slot.window_start, run_id])?;
-    tx.execute(
-        &sqlite_sql(SPEND),
-        params![slot.budget, slot.window_start, signed(spent.tokens), signed(spent.cost.picos())],
-    )?;
-    tx.commit()
-}
+type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
 
 pub(super) async fn postgres_reserve(
     pg: &Postgres,
@@ -244,25 +227,42 @@ pub(super) async fn postgres_reserve(
     hold: &Hold,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let mut client = pg.client().await?;
-    client.execute(BUDGET_ROW, &[&slot.budget, &slot.window_start]).await.map_err(pg_error)?;
-    let tx = client.transaction().await.map_err(pg_error)?;
-    // The row's lock orders reservations of one window across instances.
-    let row =
-        tx.query_one(&format!("{SPENT} FOR UPDATE"), &[&slot.budget, &slot.window_start]).await.map_err(pg_error)?;
-    let spent = [row.get(0), row.get(1)];
-    let expired = tx.execute(EXPIRE, &[&slot.budget, &slot.window_start, &now]).await.map_err(pg_error)?;
-    let row = tx.query_one(HELD, &[&slot.budget, &slot.window_start, &now]).await.map_err(pg_error)?;
-    let taken = room(slot, spent, [row.get(0), row.get(1)]);
-    if taken {
-        let (tokens, picos) = (signed(hold.charge.tokens), signed(hold.charge.cost.picos()));
-        let values: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
-            [&slot.budget, &slot.window_start, &hold.run_id, &tokens, &picos, &hold.expires_at];
-        tx.execute(HOLD, &values).await.map_err(pg_error)?;
-    }
-    tx.commit().await.map_err(pg_error)?;
+    let client = pg.client().await?;
+    let (row, lock, expire, take) = tokio::try_join!(
+        client.prepare_cached(BUDGET_ROW),
+        client.prepare_cached(LOCK),
+        client.prepare_cached(EXPIRE),
+        client.prepare_cached(TAKE),
+    )
+    .map_err(pg_error)?;
+    let (tokens, picos) = (signed(hold.charge.tokens), signed(hold.charge.cost.picos()));
+    let (max_tokens, max_picos) = (slot.max_tokens.map(signed), slot.max_cost.map(|c| signed(c.picos())));
+    let key: [Param; 2] = [&slot.budget, &slot.window_start];
+    let expiring: [Param; 3] = [&slot.budget, &slot.window_start, &now];
+    let taking: [Param; 9] = [
+        &slot.budget,
+        &slot.window_start,
+        &hold.run_id,
+        &tokens,
+        &picos,
+        &hold.expires_at,
+        &now,
+        &max_tokens,
+        &max_picos,
+    ];
+    // Sent together, one round trip; the server runs them in order, and
+    // each statement after the row's lock reads what committed before it.
+    let (_, _, _, expired, taken, _) = tokio::try_join!(
+        client.batch_execute("BEGIN"),
+        client.execute(&row, &key),
+        client.execute(&lock, &key),
+        client.execute(&expire, &expiring),
+        client.execute(&take, &taking),
+        client.batch_execute("COMMIT"),
+    )
+    .map_err(pg_error)?;
     log_expired(slot, expired);
-    Ok(taken)
+    Ok(taken == 1)
 }
 
 pub(super) async fn postgres_settle(
@@ -271,28 +271,37 @@ pub(super) async fn postgres_settle(
     run_id: &str,
     spent: &Charge,
 ) -> Result<(), StoreError> {
-    let mut client = pg.client().await?;
-    let tx = client.transaction().await.map_err(pg_error)?;
-    tx.execute(RELEASE, &[&slot.budget, &slot.window_start, &run_id]).await.map_err(pg_error)?;
+    let client = pg.client().await?;
+    let (spend, release) =
+        tokio::try_join!(client.prepare_cached(SPEND), client.prepare_cached(RELEASE)).map_err(pg_error)?;
     let (tokens, picos) = (signed(spent.tokens), signed(spent.cost.picos()));
-    tx.execute(SPEND, &[&slot.budget, &slot.window_start, &tokens, &picos]).await.map_err(pg_error)?;
-    tx.commit().await.map_err(pg_error)
+    let spending: [Param; 4] = [&slot.budget, &slot.window_start, &tokens, &picos];
+    let releasing: [Param; 3] = [&slot.budget, &slot.window_start, &run_id];
+    // One round trip; the counter row is locked before the hold, in the
+    // order a reservation locks them, so the two never wait on each other.
+    tokio::try_join!(
+        client.batch_execute("BEGIN"),
+        client.execute(&spend, &spending),
+        client.execute(&release, &releasing),
+        client.batch_execute("COMMIT"),
+    )
+    .map_err(pg_error)?;
+    Ok(())
 }
 
 /// (spent, reserved) from the counter row and the live holds; none yet is nothing.
-fn counters(spent: Option<[i64; 2]>, held: [i64; 2]) -> (Charge, Charge) {
+pub(super) fn counters(spent: Option<[i64; 2]>, held: [i64; 2]) -> (Charge, Charge) {
     let [st, sp] = spent.unwrap_or_default().map(|v| v.max(0) as u64);
     let [rt, rp] = held.map(|v| v.max(0) as u64);
     (Charge { tokens: st, cost: Cost::from_picos(sp) }, Charge { tokens: rt, cost: Cost::from_picos(rp) })
 }
 
-pub(super) fn sqlite_counters(conn: &Connection, slot: &BudgetSlot, now: i64) -> rusqlite::Result<(Charge, Charge)> {
+/// What `slot`'s window has spent, as the file has it (nothing yet is zero).
+pub(super) fn sqlite_spent(conn: &Connection, slot: &BudgetSlot) -> rusqlite::Result<[i64; 2]> {
     use rusqlite::OptionalExtension;
     let key = params![slot.budget, slot.window_start];
     let spent = conn.query_row(&sqlite_sql(SPENT), key, |r| Ok([r.get(0)?, r.get(1)?])).optional()?;
-    let held = conn
-        .query_row(&sqlite_sql(HELD), params![slot.budget, slot.window_start, now], |r| Ok([r.get(0)?, r.get(1)?]))?;
-    Ok(counters(spent, held))
+    Ok(spent.unwrap_or_default())
 }
 
 pub(super) async fn postgres_counters(
