@@ -133,6 +133,14 @@ pub enum Command {
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
     },
+    /// Compile one component from stdin to stdout: the gateway's own child
+    /// process, so the compiler's memory and crashes stay out of the server.
+    #[command(name = "compile-worker", hide = true)]
+    CompileWorker {
+        /// The gateway's engine sizing, so the artifact fits its engine.
+        max_instances: u32,
+        max_memory_bytes: usize,
+    },
 }
 
 /// `wasmclaw agents …`: talks to a running gateway's admin API.
@@ -227,6 +235,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sessions { action, config } => sessions(config, action).await,
         Command::Agents { action, url } => agents_admin(&url, action).await,
         Command::Replay(args) => replay::replay(args).await,
+        Command::CompileWorker { max_instances, max_memory_bytes } => {
+            crate::runtime::serve_compile_worker(max_instances, max_memory_bytes)
+        }
     }
 }
 
@@ -324,6 +335,7 @@ async fn gateway(config_path: Option<PathBuf>, port: Option<u16>) -> anyhow::Res
     }
     let how = "choose another port with --port N (0 picks a free one) or gateway.port in the config";
     let listener = bind(&config.gateway.bind, config.gateway.port, how)?;
+    crate::runtime::compile_in_worker_processes();
     serve(config, listener, |_, _| ()).await
 }
 

@@ -1,5 +1,5 @@
 //! Limits that must hold against hostile inputs: agent files, the compile
-//! cache, memory per run.
+//! cache, the compiler, memory per run.
 
 use crate::support::*;
 
@@ -64,4 +64,39 @@ async fn a_damaged_or_swapped_cache_entry_is_recompiled_not_run() {
     let gw = TestGateway::start_in(state.path(), TWO_AGENTS);
     assert_eq!(gw.get_json("/admin/agents/main").await["fromCache"], true);
     assert_eq!(gw.get_json("/admin/agents/other").await["fromCache"], true);
+}
+
+/// Compiling happens in a child process of the gateway's binary: installing a
+/// large agent leaves the gateway's own memory about where it was (the
+/// compiler's working memory stays in the child), and a component the
+/// compiler refuses is answered with the compiler's own message.
+#[tokio::test]
+async fn components_are_compiled_outside_the_gateway_process() {
+    let gw = TestGateway::start(r#"{ agents: { entries: { main: { plugin: "echo" } } } }"#);
+    let log = gw.wait_for_log("the shipped agent's compile", |l| l.contains("compiled in a worker process")).await;
+    assert!(log.contains("ms="), "{log}");
+    let put = async |id: &str, body: Vec<u8>| {
+        let res = reqwest::Client::new()
+            .put(gw.url(&format!("/admin/agents/{id}")))
+            .bearer_auth(TOKEN)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (res.status(), res.json::<serde_json::Value>().await.unwrap())
+    };
+    let before = gw.rss_kib();
+    let assistant = std::fs::read(env!("WASMCLAW_PLUGIN_ASSISTANT")).unwrap();
+    let (status, body) = put("other", assistant).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["fromCache"], false, "{body}");
+    let after = gw.rss_kib();
+    // Compiled in the gateway itself this grew it by ~18 MB (debug build).
+    assert!(after < before + 12 * 1024, "installing grew the gateway from {before} KiB to {after} KiB");
+    let (status, body) = put("broken", b"\0asm\x0d\0\x01\0\x07\x05junk!".to_vec()).await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("not a valid component: failed to parse WebAssembly module"), "{message}");
+    let (status, _) = put("again", std::fs::read(ECHO_WASM).unwrap()).await;
+    assert_eq!(status, 200, "the gateway installs after a refused compile");
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
-use wasmtime::component::Component;
 use wasmtime::{Store, UpdateDeadline};
 
 use super::budget::Exhausted;
@@ -183,8 +182,8 @@ impl AgentVersion {
         bytes: Arc<[u8]>,
         settings: AgentSettings,
     ) -> Result<Self, LoadError> {
-        let (engine, linker, cache, metrics) =
-            (&runtime.engine, &runtime.linker, runtime.cache.clone(), &runtime.metrics);
+        let (engine, linker, cache, metrics, limits) =
+            (&runtime.engine, &runtime.linker, runtime.cache.clone(), &runtime.metrics, runtime.limits.clone());
         if let Some(why) = not_a_component(&bytes) {
             return Err(LoadError::Compile(why.into()));
         }
@@ -194,13 +193,11 @@ impl AgentVersion {
             tokio::task::spawn_blocking(move || {
                 use sha2::Digest;
                 let digest = hex::encode(sha2::Sha256::digest(&bytes));
+                let compile = |bytes: &[u8]| super::compiler::compile(&engine, &limits, bytes);
                 let compiled = match cache {
-                    Some(cache) => cache.load_or_compile(&engine, &digest, &bytes),
-                    None => Component::new(&engine, &bytes).map(|c| (c, false)),
+                    Some(cache) => cache.load_or_compile(&engine, &digest, &bytes, compile),
+                    None => compile(&bytes).map(|c| (c, false)),
                 };
-                if let Ok((_, false)) = &compiled {
-                    release_compile_memory();
-                }
                 compiled.map(|(component, from_cache)| (component, from_cache, digest))
             })
             .await
@@ -378,16 +375,5 @@ mod tests {
         assert!(core.contains("core WebAssembly module") && core.contains("wasm32-wasip2"), "{core}");
         assert_eq!(not_a_component(b"\0asm\x0d\0\x01\0"), None, "a component's preamble passes on to the parser");
         assert!(!text.contains('\n') && !core.contains('\n'));
-    }
-}
-
-/// Hand back to the OS what the compiler freed: glibc keeps freed memory in
-/// its per-thread arenas, and a compile frees tens of megabytes at once
-/// (BENCHMARKS.md, "RSS after the load").
-fn release_compile_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free pages of the allocator's own arenas.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }

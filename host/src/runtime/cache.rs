@@ -55,8 +55,15 @@ impl CompileCache {
         format!("{digest}-{}.cwasm", self.engine_hash)
     }
 
-    /// The compiled component for `bytes`; `true` when it came from the cache.
-    pub fn load_or_compile(&self, engine: &Engine, digest: &str, bytes: &[u8]) -> wasmtime::Result<(Component, bool)> {
+    /// The compiled component for `bytes` (by `compile` on a miss); `true`
+    /// when it came from the cache.
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        digest: &str,
+        bytes: &[u8],
+        compile: impl FnOnce(&[u8]) -> wasmtime::Result<Component>,
+    ) -> wasmtime::Result<(Component, bool)> {
         let name = self.name(digest);
         let path = self.dir.join(&name);
         if let Some(artifact) = self.verified(&name, &path) {
@@ -68,7 +75,7 @@ impl CompileCache {
                 Err(e) => self.discard(&name, &path, &format!("{e}")),
             }
         }
-        let component = Component::new(engine, bytes)?;
+        let component = compile(bytes)?;
         if let Err(e) = self.store(&name, &path, &component) {
             tracing::warn!(path = %path.display(), error = %e, "could not write the compile cache");
         }

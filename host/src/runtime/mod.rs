@@ -6,6 +6,7 @@ mod agent;
 mod budget;
 mod cache;
 mod capabilities;
+mod compiler;
 mod engine;
 mod error;
 mod guest_log;
@@ -22,6 +23,7 @@ pub use agent::{AgentSettings, AgentSource, AgentVersion, LoadError, RunLimits, 
 pub use capabilities::http::{
     AllowRule, Credential, CredentialValue, HttpLimits, HttpPolicy, TokenSource, name_dev_flags_in_denials,
 };
+pub use compiler::{compile_in_worker_processes, serve_worker as serve_compile_worker};
 pub use engine::{Allocation, EngineLimits};
 pub use error::RunError;
 pub use registry::{AgentRegistry, AgentSlot};
@@ -35,6 +37,8 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<RunState>,
     allocation: Allocation,
+    /// The engine's sizing, which a compile worker's engine must share.
+    limits: EngineLimits,
     cache: Option<Arc<cache::CompileCache>>,
     /// Where capabilities count what agents do (outbound HTTP).
     metrics: Arc<crate::metrics::Metrics>,
@@ -53,7 +57,15 @@ impl Runtime {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         wit::add_to_linker(&mut linker)?;
         let cache = cache_dir.map(|dir| Arc::new(cache::CompileCache::new(dir, &engine)));
-        Ok(Self { engine, linker, allocation, cache, metrics: Default::default(), memo: Default::default() })
+        Ok(Self {
+            engine,
+            linker,
+            allocation,
+            limits: limits.clone(),
+            cache,
+            metrics: Default::default(),
+            memo: Default::default(),
+        })
     }
 
     /// Count what agents do in `metrics` (the gateway's own).
