@@ -10,7 +10,9 @@
 //! budget and settles its cost, so its column is what that bookkeeping costs.
 //! Each column also gets the gateway's CPU per request, which the machine's
 //! other load disturbs less than throughput; `WASMCLAW_BENCH_PERF=FILE`
-//! records a `perf` profile of the metering gateway during one extra cell.
+//! records a `perf` profile of one gateway during one extra cell: the
+//! metering one, or the one `WASMCLAW_BENCH_PERF_GATEWAY` names (`off`, `on`,
+//! `metering`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -129,11 +131,21 @@ pub async fn run(seconds: u64, rounds: usize) -> anyhow::Result<Value> {
         }
     }
     let load_after = load::load_average();
+    // Before the profile's cell, which would add spans but no counted requests.
+    let spans = settled(&sink).await - spans_before;
     let profile = match std::env::var_os("WASMCLAW_BENCH_PERF") {
-        Some(file) => Some(profile(&metered, &url(&metered), &body, seconds, &file)?),
+        Some(file) => {
+            let which = std::env::var("WASMCLAW_BENCH_PERF_GATEWAY").unwrap_or_else(|_| "metering".into());
+            let gateway = match which.as_str() {
+                "off" => &off_a,
+                "on" => &on,
+                "metering" => &metered,
+                other => anyhow::bail!("WASMCLAW_BENCH_PERF_GATEWAY: {other} is not off, on or metering"),
+            };
+            Some(profile(gateway, &which, &url(gateway), &body, seconds, &file)?)
+        }
         None => None,
     };
-    let spans = settled(&sink).await - spans_before;
     let median = |cells: &[load::Throughput], f: fn(&load::Throughput) -> f64| {
         let mut v: Vec<f64> = cells.iter().map(f).collect();
         v.sort_by(f64::total_cmp);
@@ -180,10 +192,11 @@ pub async fn run(seconds: u64, rounds: usize) -> anyhow::Result<Value> {
     }))
 }
 
-/// A `perf` profile (`cpu-clock`: what works here) of `gateway` during one
-/// more cell, written to `file`: the budget path's share of the CPU.
+/// A `perf` profile (`cpu-clock`: what works here) of `gateway` (named
+/// `which`) during one more cell, written to `file`.
 fn profile(
     gateway: &ServerProcess,
+    which: &str,
     url: &str,
     body: &Value,
     seconds: u64,
@@ -199,6 +212,6 @@ fn profile(
     // SIGINT makes perf write its file and exit.
     std::process::Command::new("kill").args(["-INT", &perf.id().to_string()]).status()?;
     perf.wait()?;
-    println!("  perf profile of the metering gateway: {}", std::path::Path::new(file).display());
+    println!("  perf profile of the {which} gateway: {}", std::path::Path::new(file).display());
     Ok(file.to_string_lossy().to_string())
 }

@@ -126,7 +126,11 @@ impl Tracing {
             .with_tracked_inactivity(false)
             .with_threads(false)
             .with_location(false)
-            .with_filter(tracing_subscriber::filter::filter_fn(|meta| meta.target() == RUN_SPAN_TARGET))
+            // Attaching the span's OpenTelemetry context on every enter (each poll of an
+            // instrumented future) serves only code that reads `Context::current()`; ours
+            // parents and injects from the `tracing` span itself.
+            .with_context_activation(false)
+            .with_filter(only_trace_spans())
     }
 
     /// Say where spans go (once the log is set up); never the headers.
@@ -154,6 +158,16 @@ impl Tracing {
     }
 }
 
+/// The exporter's filter: spans of [`RUN_SPAN_TARGET`], all at `info`. Its
+/// level hint matters as much as the target: without one the subscriber's
+/// maximum level becomes `trace`, and every `log` record of every dependency
+/// (reqwest's per-request `debug!`s) is then built and dispatched to the
+/// filters only to be dropped.
+fn only_trace_spans() -> tracing_subscriber::filter::FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
+    tracing_subscriber::filter::filter_fn(|meta| meta.target() == RUN_SPAN_TARGET)
+        .with_max_level_hint(tracing::level_filters::LevelFilter::INFO)
+}
+
 /// `scheme://host:port` of `url`, without credentials, path or query.
 fn origin(url: &str) -> String {
     match url.parse::<http::Uri>() {
@@ -175,6 +189,31 @@ fn traces_url(endpoint: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use tracing::level_filters::LevelFilter;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::{Filter, SubscriberExt as _};
+
+    #[test]
+    fn the_exporter_layer_keeps_the_subscribers_level_at_info() {
+        let filter = super::only_trace_spans();
+        assert_eq!(
+            Filter::<tracing_subscriber::Registry>::max_level_hint(&filter),
+            Some(LevelFilter::INFO),
+            "without a hint the subscriber enables every level, and every `log` record is dispatched"
+        );
+        // With the log's own layer at `warn`, as `main` builds it: the subscriber's level is the larger.
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let tracing = super::Tracing {
+            tracer: opentelemetry::trace::TracerProvider::tracer(&provider, "test"),
+            provider,
+            collector: String::new(),
+            ratio: 1.0,
+        };
+        let logs = tracing_subscriber::fmt::layer().with_filter(LevelFilter::WARN);
+        let subscriber = tracing_subscriber::registry().with(logs).with(tracing.layer());
+        assert_eq!(tracing::Subscriber::max_level_hint(&subscriber), Some(LevelFilter::INFO));
+    }
+
     #[test]
     fn a_base_endpoint_gets_the_traces_path_once() {
         assert_eq!(super::traces_url("http://127.0.0.1:4318"), "http://127.0.0.1:4318/v1/traces");
