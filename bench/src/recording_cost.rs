@@ -5,6 +5,10 @@
 //! (A) and `record: {sample: 0}` (B), whose difference is the noise floor and
 //! shows that sampling costs nothing when off; "on" records every run
 //! (`sample: 1.0`), and the table says how many recordings were really kept.
+//! Each column also gets the gateway's CPU per request (from `/proc/<pid>/stat`
+//! over each cell), which the machine's other load disturbs less than req/s;
+//! `WASMCLAW_BENCH_PERF=FILE` records a `perf` profile of the recording
+//! gateway during one extra cell.
 
 use serde_json::{Value, json};
 use wasmclaw_mock_provider::{MockProvider, Reply};
@@ -50,16 +54,23 @@ pub async fn run(seconds: u64, rounds: usize) -> anyhow::Result<Value> {
         load::wrk(&url(g), &body, CONNECTIONS, 1)?; // warm-up
     }
     let (mut a, mut b, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    // Gateway CPU per request, by gateway (off A, on, off B).
+    let mut cpu_us: [Vec<f64>; 3] = Default::default();
+    let load_before = load::load_average();
     // Each round starts with the next gateway, so over three rounds each runs
     // first, second and last once (a fixed order favours whichever runs first).
     let gateways = [&off_a, &on, &off_b];
     for round in 0..rounds {
         for i in 0..gateways.len() {
             let which = (round + i) % gateways.len();
+            let before = gateways[which].cpu_seconds()?;
             let cell = load::wrk(&url(gateways[which]), &body, CONNECTIONS, seconds)?;
+            let used = gateways[which].cpu_seconds()? - before;
+            cpu_us[which].push(used / (cell.rps * seconds as f64).max(1.0) * 1e6);
             [&mut a, &mut r, &mut b][which].push(cell);
         }
     }
+    let load_after = load::load_average();
     if let Some(file) = std::env::var_os("WASMCLAW_BENCH_PERF") {
         let mut perf = std::process::Command::new("perf")
             .args(["record", "-e", "cpu-clock", "-F", "1999", "-g", "-p", &on.pid().to_string(), "-o"])
@@ -80,20 +91,37 @@ pub async fn run(seconds: u64, rounds: usize) -> anyhow::Result<Value> {
     };
     let (ra, rb, rr) = (median(&a, |c| c.rps), median(&b, |c| c.rps), median(&r, |c| c.rps));
     let (pa, pb, pr) = (median(&a, |c| c.p50_ms), median(&b, |c| c.p50_ms), median(&r, |c| c.p50_ms));
+    let cpu = |which: usize| {
+        let mut v = cpu_us[which].clone();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (ca, cr, cb) = (cpu(0), cpu(1), cpu(2));
     let errors: u64 = a.iter().chain(&b).chain(&r).map(|c| c.errors).sum();
     println!(
         "\nrecording: assistant via the mock (16 tokens, streamed), wrk {CONNECTIONS} connections, {rounds}×{seconds} s interleaved"
     );
-    println!("  | recording | req/s (median) | vs off A | p50 |");
-    println!("  | off (A, no record block) | {ra:.0} | 100 % | {pa:.3} ms |");
-    println!("  | off (B, sample 0: noise) | {rb:.0} | {:.1} % | {pb:.3} ms |", rb / ra * 100.0);
-    println!("  | on, sample 1.0 | {rr:.0} | {:.1} % | {pr:.3} ms |", rr / ra * 100.0);
+    println!("  | recording | req/s (median) | vs off A | p50 | gateway CPU per request | vs off A |");
+    println!("  | off (A, no record block) | {ra:.0} | 100 % | {pa:.3} ms | {ca:.0} µs | 100 % |");
+    println!(
+        "  | off (B, sample 0: noise) | {rb:.0} | {:.1} % | {pb:.3} ms | {cb:.0} µs | {:.1} % |",
+        rb / ra * 100.0,
+        cb / ca * 100.0
+    );
+    println!(
+        "  | on, sample 1.0 | {rr:.0} | {:.1} % | {pr:.3} ms | {cr:.0} µs | {:.1} % |",
+        rr / ra * 100.0,
+        cr / ca * 100.0
+    );
     println!("  kept: {kept} recordings listed (the listing stops at 1000), {none_kept} while off; {errors} errors");
     println!("  target: on ≥ 90 % of off; off B within the noise of off A");
+    println!("  load average {load_before} → {load_after}");
     Ok(json!({
         "connections": CONNECTIONS, "seconds": seconds, "rounds": rounds,
         "off_a_rps": ra, "off_b_rps": rb, "on_rps": rr,
         "on_vs_off": rr / ra, "off_b_vs_off_a": rb / ra,
         "off_p50_ms": pa, "on_p50_ms": pr, "recordings_listed": kept, "errors": errors,
+        "cpu_us_per_request": {"off_a": ca, "off_b": cb, "on": cr}, "on_cpu_vs_off": cr / ca,
+        "load_average": [load_before, load_after],
     }))
 }

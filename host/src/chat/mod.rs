@@ -177,7 +177,7 @@ pub struct ToolResult {
 }
 
 /// Everything an agent gets for one run.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RunRequest {
     pub run_id: String,
     pub agent_id: String,

@@ -48,20 +48,9 @@ pub(super) fn start(
         started_at_ms: crate::sessions::now_ms(),
         request: request.clone(),
         persistent,
-        history: vec![],
-        state: Default::default(),
-        config: Default::default(),
         seed: crate::tape::new_seed(),
-        clocks: Default::default(),
-        llm: vec![],
-        http: vec![],
-        memo: vec![],
-        output: vec![],
-        state_changes: Default::default(),
         outcome: "ok".into(),
-        error: None,
-        truncated: false,
-        bytes: 0,
+        ..Default::default()
     };
     let (max_bytes, retain_days) = record.map_or((crate::tape::DEFAULT_MAX_BYTES, 1), |r| (r.max_bytes, r.retain_days));
     Some(Taping { tape: Tape::record(header, max_bytes), retain_days, keep, shadow })
@@ -74,12 +63,20 @@ const QUEUED_BYTES: usize = 64 << 20;
 /// Recordings written in one transaction at most.
 const BATCH: usize = 64;
 
+/// A finished run's recording on its way to the store.
+struct Finished {
+    rec: Recording,
+    retain_days: u32,
+}
+
 /// Hands finished runs' recordings to a background writer, in batches: one
 /// transaction per run cost a third of the assistant path's throughput at
-/// `sample: 1.0` (BENCHMARKS.md, "Recording").
+/// `sample: 1.0` (BENCHMARKS.md, "Recording"). The writer also turns them
+/// into JSON, so neither the run nor its client waits for that.
 #[derive(Clone)]
 pub(super) struct RecordingWriter {
-    rows: Batches<RecordingRow>,
+    rows: Batches<Finished>,
+    /// Bytes waiting, as the tapes counted them.
     queued: Arc<AtomicUsize>,
 }
 
@@ -89,24 +86,49 @@ impl RecordingWriter {
         let queued = Arc::new(AtomicUsize::new(0));
         let taken = queued.clone();
         let lost = "run recordings not kept: the session store refused them";
-        let rows = Batches::spawn(QUEUE, BATCH, lost, move |rows: Vec<RecordingRow>| {
-            taken.fetch_sub(rows.iter().map(|r| r.body.len()).sum(), Ordering::Relaxed);
-            store.put_recordings(rows)
+        let rows = Batches::spawn(QUEUE, BATCH, lost, move |batch: Vec<Finished>| {
+            taken.fetch_sub(batch.iter().map(|f| f.rec.bytes).sum(), Ordering::Relaxed);
+            store.put_recordings(batch.into_iter().filter_map(row).collect())
         });
         Self { rows, queued }
     }
 
-    fn push(&self, row: RecordingRow) {
-        let (id, agent, bytes) = (row.summary.id.clone(), row.summary.agent.clone(), row.body.len());
-        if self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes > QUEUED_BYTES {
-            self.queued.fetch_sub(bytes, Ordering::Relaxed);
-            return tracing::warn!(run_id = id, %agent, "run recording not kept: too many are waiting to be written");
-        }
-        if !self.rows.push(row) {
+    fn push(&self, finished: Finished) {
+        let (id, agent, bytes) = (finished.rec.id.clone(), finished.rec.agent.clone(), finished.rec.bytes);
+        if self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes > QUEUED_BYTES || !self.rows.push(finished) {
             self.queued.fetch_sub(bytes, Ordering::Relaxed);
             tracing::warn!(run_id = id, %agent, "run recording not kept: too many are waiting to be written");
         }
     }
+}
+
+/// The stored row of a finished recording (`None`, logged, if it cannot be written as JSON).
+fn row(Finished { mut rec, retain_days }: Finished) -> Option<RecordingRow> {
+    let started_at = rec.started_at_ms as i64;
+    // A truncated recording keeps its header only: it says what happened, not how.
+    if rec.truncated {
+        (rec.llm, rec.http, rec.memo, rec.output, rec.clocks) = Default::default();
+        (rec.history, rec.state, rec.state_changes) = Default::default();
+    }
+    let body = match serde_json::to_string(&rec) {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::warn!(run_id = rec.id, agent = rec.agent, error = %e, "run recording not kept");
+            return None;
+        }
+    };
+    let summary = RecordingSummary {
+        id: rec.id,
+        agent: rec.agent,
+        digest: rec.digest,
+        session_key: rec.request.session_key,
+        owner: rec.owner,
+        started_at,
+        outcome: rec.outcome,
+        truncated: rec.truncated,
+    };
+    let retain_ms = i64::from(retain_days) * 86_400_000;
+    Some(RecordingRow { summary, expires_at: started_at.saturating_add(retain_ms), body })
 }
 
 impl Taping {
@@ -119,51 +141,33 @@ impl Taping {
             rec.error = Some(e.to_string());
         }
         if let Some(shadow) = self.shadow {
-            compare_shadow(shadow, &rec);
+            // Copied only when the recording is kept as well.
+            match self.keep {
+                true => compare_shadow(shadow, rec.clone()),
+                false => return compare_shadow(shadow, rec),
+            }
         }
         if !self.keep {
             return;
         }
-        let retain_ms = i64::from(self.retain_days) * 86_400_000;
-        let (id, agent) = (rec.id.clone(), rec.agent.clone());
         if rec.truncated {
+            let (id, agent) = (&rec.id, &rec.agent);
             tracing::info!(
                 run_id = id, %agent, bytes = rec.bytes,
                 "run recording truncated: it reached agents.entries.{agent}.record.maxBytes and cannot be replayed"
             );
         }
-        let started_at = rec.started_at_ms as i64;
-        let summary = RecordingSummary {
-            id: rec.id.clone(),
-            agent: rec.agent.clone(),
-            digest: rec.digest.clone(),
-            session_key: rec.request.session_key.clone(),
-            owner: rec.owner.clone(),
-            started_at,
-            outcome: rec.outcome.clone(),
-            truncated: rec.truncated,
-        };
-        // A truncated recording keeps its header only: it says what happened, not how.
-        if rec.truncated {
-            (rec.llm, rec.http, rec.memo, rec.output, rec.clocks) = Default::default();
-            (rec.history, rec.state, rec.state_changes) = Default::default();
-        }
-        let body = match serde_json::to_string(&rec) {
-            Ok(body) => body,
-            Err(e) => return tracing::warn!(run_id = id, %agent, error = %e, "run recording not kept"),
-        };
-        writer.push(RecordingRow { summary, expires_at: started_at.saturating_add(retain_ms), body });
+        writer.push(Finished { rec, retain_days: self.retain_days });
     }
 }
 
 /// Replay the candidate on the stable run's recording, one at a time, off the
 /// response path; only its verdict is kept (in the rollout's shadow counts).
-fn compare_shadow(shadow: Shadow, rec: &Recording) {
+fn compare_shadow(shadow: Shadow, rec: Recording) {
     if rec.truncated {
         return shadow.stats.skipped();
     }
     let Some(permit) = shadow.stats.permit() else { return };
-    let rec = rec.clone();
     tokio::spawn(async move {
         let _permit = permit;
         let verdict = super::replay::replay_recording(&shadow.candidate, rec, false).await;

@@ -15,7 +15,7 @@ use crate::providers::ProviderError;
 pub const FORMAT: u32 = 1;
 
 /// One recorded run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Recording {
     pub format: u32,
@@ -202,10 +202,11 @@ enum BlobForm {
 impl Serialize for Blob {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match std::str::from_utf8(&self.0) {
-            Ok(text) => BlobForm::Text(text.to_string()),
-            Err(_) => BlobForm::Base64 { base64: base64::engine::general_purpose::STANDARD.encode(&self.0) },
+            Ok(text) => s.serialize_str(text),
+            Err(_) => {
+                BlobForm::Base64 { base64: base64::engine::general_purpose::STANDARD.encode(&self.0) }.serialize(s)
+            }
         }
-        .serialize(s)
     }
 }
 

@@ -185,11 +185,11 @@ impl Tape {
         .unwrap_or_else(read)
     }
 
-    /// A completion starts.
-    pub fn llm_start(&self, request: &LlmRequest) -> Crossing<LlmCall> {
+    /// A completion starts; `request` is kept (recording) or compared (replay), never copied.
+    pub fn llm_start(&self, request: LlmRequest) -> Crossing<LlmCall> {
         self.with(|reel| match reel {
             Reel::Record(r) => {
-                let call = LlmCall { request: request.clone(), events: vec![], failure: None };
+                let call = LlmCall { request, events: vec![], failure: None };
                 match r.add(json_len(&call)) {
                     true => {
                         r.rec.llm.push(call);
@@ -202,10 +202,10 @@ impl Tape {
                 let at = p.llm;
                 p.llm += 1;
                 match p.rec.llm.get(at) {
-                    Some(call) if call.request == *request => Crossing::Answered(call.clone()),
+                    Some(call) if call.request == request => Crossing::Answered(call.clone()),
                     recorded => {
                         let recorded = json(recorded.map(|c| &c.request));
-                        p.diverged(format!("llm #{}", at + 1), recorded, request)
+                        p.diverged(format!("llm #{}", at + 1), recorded, &request)
                     }
                 }
             }
@@ -217,7 +217,7 @@ impl Tape {
     pub fn llm_event(&self, index: usize, event: &Event) {
         self.with(|reel| {
             if let Reel::Record(r) = reel
-                && r.add(json_len(event) + 1)
+                && r.add(event_len(event) + 1)
                 && let Some(call) = r.rec.llm.get_mut(index)
             {
                 call.events.push(event.clone());
@@ -277,7 +277,7 @@ impl Tape {
         }
         self.with(|reel| match reel {
             Reel::Record(r) => {
-                if r.add(json_len(event) + 1) {
+                if r.add(event_len(event) + 1) {
                     r.rec.output.push(event.clone());
                 }
             }
@@ -311,12 +311,18 @@ impl Tape {
         });
     }
 
-    /// The recording, once the run is over (`None` unless recording).
+    /// The recording, once the run is over (`None` unless recording). It is
+    /// moved out, not copied: the tape records nothing after this.
     pub fn take_recording(&self) -> Option<Recording> {
         let reel = self.0.as_ref()?;
         let mut reel = reel.lock().unwrap_or_else(|p| p.into_inner());
         match &mut *reel {
-            Reel::Record(r) => Some((*r.rec).clone()),
+            Reel::Record(r) => {
+                let rec = std::mem::take(&mut *r.rec);
+                // What is left is an empty recording marked full: nothing more is kept.
+                r.rec.truncated = true;
+                Some(rec)
+            }
             Reel::Replay(_) => None,
         }
     }
@@ -379,7 +385,31 @@ fn json(value: impl Serialize) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
 }
 
-/// The bytes `value` takes in the recording's JSON form.
+/// The bytes `event` takes in the recording's JSON form. Text (nearly every
+/// event) is counted by arithmetic, the rest by serialising into a counter:
+/// this runs twice for each token a relaying agent streams.
+fn event_len(event: &Event) -> usize {
+    match event {
+        // `{"Text":"…"}`, `{"Reasoning":"…"}`
+        Event::Text(t) => 11 + escaped_len(t),
+        Event::Reasoning(t) => 16 + escaped_len(t),
+        other => json_len(other),
+    }
+}
+
+/// The length of `text` as the inside of a JSON string, as `serde_json` escapes it.
+fn escaped_len(text: &str) -> usize {
+    let extra: usize = text
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 1,
+            0..=0x1f => 5,
+            _ => 0,
+        })
+        .sum();
+    text.len() + extra
+}
+
 /// The length of `value` as JSON, counted without building the text.
 fn json_len(value: &impl Serialize) -> usize {
     struct Count(usize);
@@ -446,7 +476,7 @@ mod tests {
     #[test]
     fn what_is_recorded_is_answered_in_order_and_the_first_other_call_diverges() {
         let tape = Tape::record(header(), 1 << 20);
-        let Crossing::Live(Some(i)) = tape.llm_start(&ask("one")) else { panic!("recording goes live") };
+        let Crossing::Live(Some(i)) = tape.llm_start(ask("one")) else { panic!("recording goes live") };
         tape.llm_event(i, &Event::Text("1".into()));
         tape.llm_event(i, &Event::Finish(FinishReason::Stop));
         assert_eq!(tape.config("k", || Some("v".into())), Some("v".into()));
@@ -455,26 +485,26 @@ mod tests {
         assert_eq!((rec.llm[0].events.len(), wall, rec.clocks.wall.clone()), (2, 42, vec![42]));
 
         let replay = Tape::replay(rec.clone(), false);
-        assert!(matches!(replay.llm_start(&ask("one")), Crossing::Answered(c) if c.events.len() == 2));
+        assert!(matches!(replay.llm_start(ask("one")), Crossing::Answered(c) if c.events.len() == 2));
         assert_eq!(replay.config("k", || panic!("answered from the tape")), Some("v".into()));
         assert_eq!(replay.clock(true, || panic!("answered from the tape")), 42);
         assert!(replay.clock(true, || 0) > 42, "past the recorded readings time still moves on");
-        assert!(matches!(replay.llm_start(&ask("two")), Crossing::Diverged));
+        assert!(matches!(replay.llm_start(ask("two")), Crossing::Diverged));
         let player = replay.take_player().unwrap();
         let d = player.divergence.unwrap();
         assert_eq!((d.call.as_str(), &d.recorded), ("llm #2", &serde_json::Value::Null));
         assert_eq!(d.new["messages"][0]["content"], "two");
 
         let live = Tape::replay(rec, true);
-        live.llm_start(&ask("one"));
-        assert!(matches!(live.llm_start(&ask("other")), Crossing::Live(None)), "--live lets it go out");
+        live.llm_start(ask("one"));
+        assert!(matches!(live.llm_start(ask("other")), Crossing::Live(None)), "--live lets it go out");
         assert!(live.take_player().unwrap().divergence.is_none());
     }
 
     #[test]
     fn a_recording_stops_at_its_byte_limit_and_says_so() {
         let tape = Tape::record(header(), 2000);
-        let Crossing::Live(Some(i)) = tape.llm_start(&ask("q")) else { panic!() };
+        let Crossing::Live(Some(i)) = tape.llm_start(ask("q")) else { panic!() };
         for _ in 0..100 {
             tape.llm_event(i, &Event::Text("0123456789".into()));
         }
@@ -482,7 +512,34 @@ mod tests {
         assert!(rec.truncated);
         assert!(rec.llm[0].events.len() < 100, "nothing is kept past the limit");
         assert!(rec.bytes <= 2000 + 64, "{}", rec.bytes);
-        assert!(matches!(tape.llm_start(&ask("later")), Crossing::Live(None)), "the run goes on, unrecorded");
+        assert!(matches!(tape.llm_start(ask("later")), Crossing::Live(None)), "the run goes on, unrecorded");
+    }
+
+    #[test]
+    fn event_sizes_are_counted_as_their_json_length() {
+        let texts =
+            ["", "tok0 ", "quote \" and \\ slash", "lines\n\r\ttab \u{8}\u{c} \u{1} \u{1f}", "déjà vu ✓ \u{7f}"];
+        for t in texts {
+            for event in [Event::Text(t.into()), Event::Reasoning(t.into())] {
+                assert_eq!(event_len(&event), serde_json::to_string(&event).unwrap().len(), "{event:?}");
+            }
+        }
+        let finish = Event::Finish(FinishReason::Stop);
+        assert_eq!(event_len(&finish), serde_json::to_string(&finish).unwrap().len());
+    }
+
+    #[test]
+    fn a_taken_recording_is_moved_out_and_nothing_more_is_kept() {
+        let tape = Tape::record(header(), 1 << 20);
+        let Crossing::Live(Some(i)) = tape.llm_start(ask("q")) else { panic!("recording goes live") };
+        tape.llm_event(i, &Event::Text("a".into()));
+        tape.output(&Event::Text("a".into()));
+        let rec = tape.take_recording().unwrap();
+        assert_eq!((rec.id.as_str(), rec.llm[0].events.len(), rec.output.len(), rec.truncated), ("r", 1, 1, false));
+        tape.output(&Event::Text("late".into()));
+        assert!(matches!(tape.llm_start(ask("late")), Crossing::Live(None)), "nothing is recorded after the take");
+        let after = tape.take_recording().unwrap();
+        assert!(after.output.is_empty() && after.llm.is_empty());
     }
 
     #[test]
@@ -490,6 +547,6 @@ mod tests {
         let tape = Tape::default();
         assert!(!tape.is_on() && tape.seed().is_none() && tape.take_recording().is_none());
         assert_eq!(tape.clock(true, || 7), 7);
-        assert!(matches!(tape.llm_start(&ask("q")), Crossing::Live(None)));
+        assert!(matches!(tape.llm_start(ask("q")), Crossing::Live(None)));
     }
 }

@@ -153,7 +153,7 @@ impl LlmState {
                 params: req.params.clone(),
                 model: req.model.clone().or_else(|| self.run_model.clone()),
             };
-            match self.tape.llm_start(&request) {
+            match self.tape.llm_start(request) {
                 Crossing::Live(index) => recording = index,
                 Crossing::Diverged => return Ok(Err(LlmFailure::Unavailable(DIVERGED.into()))),
                 Crossing::Answered(call) => return self.replayed(table, call),
