@@ -191,12 +191,16 @@ macro_rules! host_imports {
                 match e {
                     types::Event::Text(t) => Self::Text(t),
                     types::Event::Reasoning(t) => Self::Reasoning(t),
-                    types::Event::ToolCall(d) => {
-                        Self::ToolCall(chat::ToolCallDelta { index: d.index, id: d.id, name: d.name, arguments: d.arguments })
-                    }
-                    types::Event::Usage(u) => {
-                        Self::Usage(chat::Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens })
-                    }
+                    types::Event::ToolCall(d) => Self::ToolCall(chat::ToolCallDelta {
+                        index: d.index,
+                        id: d.id,
+                        name: d.name,
+                        arguments: d.arguments,
+                    }),
+                    types::Event::Usage(u) => Self::Usage(chat::Usage {
+                        prompt_tokens: u.prompt_tokens,
+                        completion_tokens: u.completion_tokens,
+                    }),
                     types::Event::Finish(f) => Self::Finish(f.into()),
                 }
             }
@@ -214,9 +218,10 @@ macro_rules! host_imports {
                     name: d.name,
                     arguments: d.arguments,
                 }),
-                chat::Event::Usage(u) => {
-                    types::Event::Usage(types::Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens })
-                }
+                chat::Event::Usage(u) => types::Event::Usage(types::Usage {
+                    prompt_tokens: u.prompt_tokens,
+                    completion_tokens: u.completion_tokens,
+                }),
                 chat::Event::Finish(f) => types::Event::Finish(f.into()),
                 chat::Event::ServerTool(_) => return None,
             })
