@@ -5,11 +5,9 @@
 //! Responses API names its events and stores the finished object.
 //!
 //! Frames are written straight into one [`SseWriter`] buffer (JSON with
-//! `serde_json::to_writer`). After an event the loop yields once, so the
-//! run goes on until the worker has nothing else ready, and every event it
-//! sent meanwhile goes out in the same body frame: a frame per token cost a
-//! write and a wake-up each. The keep-alive is one timer per stream, moved
-//! on only when it fires.
+//! `serde_json::to_writer`), and every event the run has ready when the
+//! body is polled goes out in one body frame. The keep-alive is one timer
+//! per stream, moved on only when it fires.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -25,7 +23,6 @@ use tokio::time::{Instant, Sleep};
 use super::error::ApiError;
 use crate::chat::Event;
 use crate::runs::RunHandle;
-use crate::runtime::RunError;
 
 /// The SSE bytes of a response not yet handed to the connection.
 #[derive(Default)]
@@ -140,29 +137,8 @@ const COMMIT_AFTER: Duration = Duration::from_secs(5);
 /// Most bytes of events gathered into one body frame.
 const MAX_FRAME_BYTES: usize = 64 << 10;
 
-/// A run as the streaming loop reads it: a [`RunHandle`] (a channel in tests).
-trait RunEvents: Send + 'static {
-    fn next(&mut self) -> impl Future<Output = Option<Event>> + Send;
-    fn try_next(&mut self) -> Option<Event>;
-    fn finish(self) -> impl Future<Output = Result<(), RunError>> + Send;
-}
-
-impl RunEvents for RunHandle {
-    fn next(&mut self) -> impl Future<Output = Option<Event>> + Send {
-        RunHandle::next(self)
-    }
-
-    fn try_next(&mut self) -> Option<Event> {
-        RunHandle::try_next(self)
-    }
-
-    fn finish(self) -> impl Future<Output = Result<(), RunError>> + Send {
-        RunHandle::finish(self)
-    }
-}
-
-struct Stream<W, R = RunHandle> {
-    handle: Option<R>,
+struct Stream<W> {
+    handle: Option<RunHandle>,
     wire: W,
     out: SseWriter,
     /// Turns `true` when the shutdown grace is over.
@@ -179,7 +155,7 @@ enum Step {
     Ping,
 }
 
-impl<W: Wire, R: RunEvents> Stream<W, R> {
+impl<W: Wire> Stream<W> {
     /// The run is over: closing events, or the failure.
     async fn end(&mut self) {
         let Some(handle) = self.handle.take() else {
@@ -191,15 +167,6 @@ impl<W: Wire, R: RunEvents> Stream<W, R> {
         };
         if let Err(e) = outcome {
             self.wire.failed(&e, &mut self.out);
-        }
-    }
-
-    /// Whatever events the run has ready, into the frame being written.
-    fn gather(&mut self) {
-        while self.out.buf.len() < MAX_FRAME_BYTES
-            && let Some(event) = self.handle.as_mut().and_then(R::try_next)
-        {
-            self.wire.event(&event, &mut self.out);
         }
     }
 
@@ -220,13 +187,11 @@ impl<W: Wire, R: RunEvents> Stream<W, R> {
             match step {
                 Step::Event(Some(event)) => {
                     self.wire.event(&event, &mut self.out);
-                    self.gather();
-                    // Deferred until the worker has run every ready task (the
-                    // run, the provider's connection), so the frame still leaves
-                    // before anything waits on the network.
-                    if self.handle.is_some() && self.out.buf.len() < MAX_FRAME_BYTES {
-                        tokio::task::yield_now().await;
-                        self.gather();
+                    // Whatever else is ready goes out in the same frame.
+                    while self.out.buf.len() < MAX_FRAME_BYTES
+                        && let Some(event) = self.handle.as_mut().and_then(RunHandle::try_next)
+                    {
+                        self.wire.event(&event, &mut self.out);
                     }
                 }
                 Step::Event(None) => self.end().await,
@@ -309,82 +274,5 @@ mod tests {
              data: two\ndata: lines\n\n: ping\n\n"
         );
         assert!(out.is_empty(), "taken");
-    }
-
-    /// A run read from a channel, ending well.
-    struct Channel(tokio::sync::mpsc::Receiver<Event>);
-
-    impl RunEvents for Channel {
-        async fn next(&mut self) -> Option<Event> {
-            self.0.recv().await
-        }
-
-        fn try_next(&mut self) -> Option<Event> {
-            self.0.try_recv().ok()
-        }
-
-        async fn finish(self) -> Result<(), RunError> {
-            Ok(())
-        }
-    }
-
-    /// Each text as one `data:` event, then `end`.
-    struct Texts;
-
-    impl Wire for Texts {
-        fn start(&mut self, _: &mut SseWriter) {}
-
-        fn event(&mut self, event: &Event, out: &mut SseWriter) {
-            if let Event::Text(t) = event {
-                out.data(t);
-            }
-        }
-
-        async fn finish(&mut self, out: &mut SseWriter) -> Result<(), ApiError> {
-            out.data("end");
-            Ok(())
-        }
-
-        fn failed(&mut self, _: &ApiError, out: &mut SseWriter) {
-            out.data("failed");
-        }
-    }
-
-    /// A run that yields between its events, as the guest does while its
-    /// provider's connection hands it the next chunk: the events it sends
-    /// while the loop waits its turn join the frame (one frame per event
-    /// before), and none is lost or reordered.
-    #[tokio::test]
-    async fn events_sent_while_the_loop_yields_share_a_frame() {
-        const EVENTS: usize = 16;
-        let (tx, rx) = tokio::sync::mpsc::channel(32);
-        let run = tokio::spawn(async move {
-            for i in 0..EVENTS {
-                tx.send(Event::Text(format!("t{i}"))).await.unwrap();
-                tokio::task::yield_now().await;
-            }
-        });
-        let (_grace, grace_over) = tokio::sync::watch::channel(false);
-        let now = Instant::now();
-        let keep_alive = Duration::from_secs(60);
-        let stream = Stream {
-            handle: Some(Channel(rx)),
-            wire: Texts,
-            out: SseWriter::default(),
-            grace_over,
-            keep_alive,
-            ping: Box::pin(tokio::time::sleep_until(now + keep_alive)),
-            last_frame: now,
-        };
-        let frames: Vec<Bytes> = futures::StreamExt::collect::<Vec<_>>(futures::stream::unfold(stream, Stream::next))
-            .await
-            .into_iter()
-            .map(|frame| frame.unwrap())
-            .collect();
-        run.await.unwrap();
-        let text: String = frames.iter().map(|f| std::str::from_utf8(f).unwrap()).collect();
-        let want: String = (0..EVENTS).map(|i| format!("data: t{i}\n\n")).chain(["data: end\n\n".into()]).collect();
-        assert_eq!(text, want);
-        assert!(frames.len() <= EVENTS / 2 + 1, "{} frames for {EVENTS} events", frames.len());
     }
 }
