@@ -141,8 +141,8 @@ impl CompletionStream {
             self.done = true;
             return Ok(());
         }
-        let mut events = Vec::new();
-        match wire::chunk_events(data, &mut events, &mut self.model) {
+        let before = self.pending.len();
+        match wire::chunk_events(data, &mut self.pending, &mut self.model) {
             Err(message) => return Err(self.unavailable(message)),
             Ok(Some(tokens)) => {
                 if let Some(call) = &mut self.call {
@@ -151,8 +151,7 @@ impl CompletionStream {
             }
             Ok(None) => {}
         }
-        self.saw_finish |= events.iter().any(|e| matches!(e, Event::Finish(_)));
-        self.pending.extend(events);
+        self.saw_finish |= self.pending.range(before..).any(|e| matches!(e, Event::Finish(_)));
         Ok(())
     }
 

@@ -185,7 +185,12 @@ impl UsageIn {
 /// reports (with the details the guest's event has no room for). `Err`
 /// carries the provider's own message when it reports an error inside the stream.
 /// `model` gets the answering model's name from the first chunk that has one.
-pub fn chunk_events(data: &[u8], out: &mut Vec<Event>, model: &mut Option<String>) -> Result<Option<Tokens>, String> {
+pub fn chunk_events(
+    data: &[u8],
+    out: &mut impl Extend<Event>,
+    model: &mut Option<String>,
+) -> Result<Option<Tokens>, String> {
+    let mut push = |event| out.extend(std::iter::once(event));
     let chunk: Chunk = serde_json::from_slice(data).map_err(|e| format!("unreadable stream chunk: {e}"))?;
     if model.is_none() {
         *model = chunk.model.filter(|m| !m.is_empty()).map(|m| m.into_owned());
@@ -198,14 +203,14 @@ pub fn chunk_events(data: &[u8], out: &mut Vec<Event>, model: &mut Option<String
     if let Some(choice) = chunk.choices.into_iter().next() {
         if let Some(delta) = choice.delta {
             if let Some(r) = delta.reasoning_content.or(delta.reasoning).filter(|r| !r.is_empty()) {
-                out.push(Event::Reasoning(r));
+                push(Event::Reasoning(r));
             }
             if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
-                out.push(Event::Text(text));
+                push(Event::Text(text));
             }
             for (position, call) in delta.tool_calls.into_iter().flatten().enumerate() {
                 let function = call.function.unwrap_or(FunctionIn { name: None, arguments: None });
-                out.push(Event::ToolCall(ToolCallDelta {
+                push(Event::ToolCall(ToolCallDelta {
                     index: call.index.unwrap_or(position as u32),
                     id: call.id,
                     name: function.name,
@@ -214,7 +219,7 @@ pub fn chunk_events(data: &[u8], out: &mut Vec<Event>, model: &mut Option<String
             }
         }
         if let Some(reason) = choice.finish_reason {
-            out.push(Event::Finish(match reason {
+            push(Event::Finish(match reason {
                 FinishIn::Length => FinishReason::Length,
                 FinishIn::ToolCalls | FinishIn::FunctionCall => FinishReason::ToolCalls,
                 FinishIn::Other => FinishReason::Stop,
@@ -222,7 +227,7 @@ pub fn chunk_events(data: &[u8], out: &mut Vec<Event>, model: &mut Option<String
         }
     }
     let Some(u) = chunk.usage else { return Ok(None) };
-    out.push(Event::Usage(Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }));
+    push(Event::Usage(Usage { prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens }));
     Ok(Some(u.tokens()))
 }
 

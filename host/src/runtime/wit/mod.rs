@@ -4,11 +4,14 @@
 //! served by the first world whose exports it fits, newest first, and every
 //! world's imports are in the one linker, so an old component keeps loading
 //! after a new world is added. Adding a version: a `wit/v0.N/` package, a
-//! `v0_N` module, a variant of [`AgentPre`], a line in [`add_to_linker`],
+//! `v0_N` module (its bindings, then `host_imports!()` for the imports every
+//! world shares, then what this world changes), a variant of [`AgentPre`], a line in [`add_to_linker`],
 //! [`WORLDS`] and [`AgentPre::new`] (first, as the newest), and `latest`.
 //! A 0.1 component sees each message's text view (`chat::Message::content`);
 //! a 0.2 component sees its parts.
 
+#[macro_use]
+mod host_imports;
 pub mod v0_1;
 pub mod v0_2;
 
