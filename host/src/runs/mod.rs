@@ -6,6 +6,7 @@ mod board;
 mod budget;
 mod handle;
 mod install;
+mod job;
 mod ledger;
 mod record;
 pub mod replay;
@@ -19,13 +20,14 @@ use anyhow::Context as _;
 use tokio::sync::mpsc;
 
 use crate::auth::Principal;
-use crate::chat::{AgentId, Event, Message, Role, RunRequest, ToolSpec};
+use crate::chat::{AgentId, Message, Role, RunRequest, ToolSpec};
 use crate::config::Config;
 use crate::providers::Providers;
 use crate::registry::RegistryStore;
 use crate::runtime::{AgentRegistry, AgentVersion, EngineLimits, RunError, Runtime};
-use crate::sessions::{Access, RunMark, SessionKey, SessionStore, StoreError, StoreFuture, Turn, access};
+use crate::sessions::{RunMark, SessionKey, SessionStore, StoreError};
 use crate::telemetry;
+use job::Job;
 use settle::{BudgetCheck, Outcome, Settle};
 
 pub use board::{Claim, Finished, IdempotencyScope, ParamsDigest, Reservation, RunBoard, RunEnd, RunResult, Tracking};
@@ -403,79 +405,6 @@ impl Agents {
             started: std::time::Instant::now(),
             meter: Some(agent_meter),
         })
-    }
-}
-
-/// One run's work inside its task.
-struct Job {
-    /// Stored with the turn's messages.
-    mark: RunMark,
-    agent: Arc<AgentVersion>,
-    /// Who asked: the session must be one they may run in.
-    caller: Principal,
-    /// Present for persistent sessions: the turn, its lane place already taken.
-    begin: Option<StoreFuture<Turn>>,
-    /// The client's new messages, appended with the reply on success.
-    turn: Vec<Message>,
-    /// The run's model usage, metered by the `llm` capability.
-    meter: crate::usage::Meter,
-    budget: BudgetCheck,
-    store: Arc<dyn SessionStore>,
-    /// Off unless this run is recorded.
-    tape: crate::tape::Tape,
-}
-
-impl Job {
-    async fn run(self, request: RunRequest, events: mpsc::Sender<Event>) -> Result<(), RunError> {
-        let b = &self.budget;
-        let principal = self.caller.name();
-        b.budgets
-            .reserve(
-                self.store.as_ref(),
-                principal,
-                self.agent.id.as_str(),
-                b.agent_budget,
-                budget::Budgets::hold(&request.run_id, b.estimate, self.agent.limits().time_budget),
-                &b.holds,
-            )
-            .await?;
-        let Some(begin) = self.begin else {
-            // Per-request session: nothing to load, nothing kept.
-            return self.agent.run(request, events, None, self.meter, self.tape).await.map(drop);
-        };
-        let mut turn = begin.await?;
-        match &turn.existing {
-            Some(existing) => {
-                // Refused exactly as an unknown session would be read: the
-                // caller learns nothing of another principal's session.
-                if !access::permits(&self.caller, existing, Access::Run) {
-                    return Err(RunError::SessionNotFound(request.session_key));
-                }
-                if existing.agent != request.agent_id {
-                    let owner = existing.agent.clone();
-                    return Err(StoreError::WrongAgent { key: request.session_key, owner }.into());
-                }
-            }
-            None => {
-                let user = request.user.as_deref();
-                if !access::may_create(&self.caller, &self.agent.id, &request.session_key, user) {
-                    return Err(RunError::SessionNotFound(request.session_key));
-                }
-            }
-        }
-        let session = std::mem::take(&mut turn.session);
-        if self.tape.is_on() {
-            self.tape.session_read(&session);
-        }
-        let tape = self.tape.clone();
-        let outcome = self.agent.run(request, events, Some(session), self.meter.clone(), self.tape).await?;
-        if tape.is_on() {
-            tape.state_written(&outcome.state_changes);
-        }
-        let mut messages = self.turn;
-        messages.extend(outcome.reply.to_messages());
-        turn.commit_run(self.mark, messages, outcome.state_changes).await?;
-        Ok(())
     }
 }
 
