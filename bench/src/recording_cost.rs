@@ -53,23 +53,9 @@ pub async fn run(seconds: u64, rounds: usize) -> anyhow::Result<Value> {
     for g in [&off_a, &off_b, &on] {
         load::wrk(&url(g), &body, CONNECTIONS, 1)?; // warm-up
     }
-    let (mut a, mut b, mut r) = (Vec::new(), Vec::new(), Vec::new());
-    // Gateway CPU per request, by gateway (off A, on, off B).
-    let mut cpu_us: [Vec<f64>; 3] = Default::default();
     let load_before = load::load_average();
-    // Each round starts with the next gateway, so over three rounds each runs
-    // first, second and last once (a fixed order favours whichever runs first).
-    let gateways = [&off_a, &on, &off_b];
-    for round in 0..rounds {
-        for i in 0..gateways.len() {
-            let which = (round + i) % gateways.len();
-            let before = gateways[which].cpu_seconds()?;
-            let cell = load::wrk(&url(gateways[which]), &body, CONNECTIONS, seconds)?;
-            let used = gateways[which].cpu_seconds()? - before;
-            cpu_us[which].push(used / (cell.rps * seconds as f64).max(1.0) * 1e6);
-            [&mut a, &mut r, &mut b][which].push(cell);
-        }
-    }
+    let columns = load::rotated(&[&off_a, &on, &off_b], url, &body, CONNECTIONS, seconds, rounds)?;
+    let [a, r, b] = &columns[..] else { unreachable!("three gateways, three columns") };
     let load_after = load::load_average();
     if let Some(file) = std::env::var_os("WASMCLAW_BENCH_PERF") {
         let mut perf = std::process::Command::new("perf")
@@ -89,15 +75,15 @@ pub async fn run(seconds: u64, rounds: usize) -> anyhow::Result<Value> {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (ra, rb, rr) = (median(&a, |c| c.rps), median(&b, |c| c.rps), median(&r, |c| c.rps));
-    let (pa, pb, pr) = (median(&a, |c| c.p50_ms), median(&b, |c| c.p50_ms), median(&r, |c| c.p50_ms));
-    let cpu = |which: usize| {
-        let mut v = cpu_us[which].clone();
+    let (ra, rb, rr) = (median(&a.cells, |c| c.rps), median(&b.cells, |c| c.rps), median(&r.cells, |c| c.rps));
+    let (pa, pb, pr) = (median(&a.cells, |c| c.p50_ms), median(&b.cells, |c| c.p50_ms), median(&r.cells, |c| c.p50_ms));
+    let cpu = |column: &load::Column| {
+        let mut v = column.cpu_us.clone();
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (ca, cr, cb) = (cpu(0), cpu(1), cpu(2));
-    let errors: u64 = a.iter().chain(&b).chain(&r).map(|c| c.errors).sum();
+    let (ca, cr, cb) = (cpu(a), cpu(r), cpu(b));
+    let errors: u64 = a.cells.iter().chain(&b.cells).chain(&r.cells).map(|c| c.errors).sum();
     println!(
         "\nrecording: assistant via the mock (16 tokens, streamed), wrk {CONNECTIONS} connections, {rounds}×{seconds} s interleaved"
     );

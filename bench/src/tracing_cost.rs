@@ -102,34 +102,14 @@ pub async fn run(seconds: u64, rounds: usize) -> anyhow::Result<Value> {
     for g in [&off_a, &off_b, &on, &metered] {
         load::wrk(&url(g), &body, CONNECTIONS, 1)?; // warm-up
     }
-    let (mut a, mut b, mut t, mut m) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    // Gateway CPU per request, by column: less sensitive to the machine's other load than req/s.
-    let mut cpu_us: [Vec<f64>; 4] = Default::default();
-    let mut on_requests = 0.0;
     // The warm-up's spans arrive within the exporter's schedule: count from after them.
     let spans_before = settled(&sink).await;
     let load_before = load::load_average();
-    // Each round starts one gateway later, so no column always runs first
-    // (in a fixed order the first gateway read 22–34 % above its identical twin, which ran last).
-    let gateways = [&off_a, &on, &metered, &off_b];
-    for round in 0..rounds {
-        for i in 0..gateways.len() {
-            let which = (round + i) % gateways.len();
-            let before = gateways[which].cpu_seconds()?;
-            let cell = load::wrk(&url(gateways[which]), &body, CONNECTIONS, seconds)?;
-            let used = gateways[which].cpu_seconds()? - before;
-            cpu_us[which].push(used / (cell.rps * seconds as f64).max(1.0) * 1e6);
-            match which {
-                0 => a.push(cell),
-                1 => {
-                    on_requests += cell.rps * seconds as f64;
-                    t.push(cell);
-                }
-                2 => m.push(cell),
-                _ => b.push(cell),
-            }
-        }
-    }
+    let columns = load::rotated(&[&off_a, &on, &metered, &off_b], url, &body, CONNECTIONS, seconds, rounds)?;
+    let [a, t, m, b] = &columns[..] else { unreachable!("four gateways, four columns") };
+    let (a, t, m, b) = (&a.cells, &t.cells, &m.cells, &b.cells);
+    let cpu_us: Vec<&Vec<f64>> = columns.iter().map(|c| &c.cpu_us).collect();
+    let on_requests: f64 = t.iter().map(|c| c.rps * seconds as f64).sum();
     let load_after = load::load_average();
     // Before the profile's cell, which would add spans but no counted requests.
     let spans = settled(&sink).await - spans_before;
@@ -151,15 +131,15 @@ pub async fn run(seconds: u64, rounds: usize) -> anyhow::Result<Value> {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (ra, rb, rt, rm) = (median(&a, |c| c.rps), median(&b, |c| c.rps), median(&t, |c| c.rps), median(&m, |c| c.rps));
-    let (pa, pt, pm) = (median(&a, |c| c.p50_ms), median(&t, |c| c.p50_ms), median(&m, |c| c.p50_ms));
+    let (ra, rb, rt, rm) = (median(a, |c| c.rps), median(b, |c| c.rps), median(t, |c| c.rps), median(m, |c| c.rps));
+    let (pa, pt, pm) = (median(a, |c| c.p50_ms), median(t, |c| c.p50_ms), median(m, |c| c.p50_ms));
     let cpu = |which: usize| {
         let mut v = cpu_us[which].clone();
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     let (ca, ct, cm, cb) = (cpu(0), cpu(1), cpu(2), cpu(3));
-    let errors: u64 = a.iter().chain(&b).chain(&t).chain(&m).map(|c| c.errors).sum();
+    let errors: u64 = a.iter().chain(b).chain(t).chain(m).map(|c| c.errors).sum();
     let per_request = spans as f64 / on_requests.max(1.0);
     println!(
         "\ntraces and metering: assistant via the mock (16 tokens, streamed), wrk {CONNECTIONS} connections, {rounds}×{seconds} s interleaved"
@@ -169,7 +149,7 @@ pub async fn run(seconds: u64, rounds: usize) -> anyhow::Result<Value> {
     println!(
         "  | off (B, same config: noise) | {rb:.0} | {:.1} % | {:.3} ms | {cb:.0} µs |",
         rb / ra * 100.0,
-        median(&b, |c| c.p50_ms)
+        median(b, |c| c.p50_ms)
     );
     println!("  | on, sampleRatio 1.0 → local sink | {rt:.0} | {:.1} % | {pt:.3} ms | {ct:.0} µs |", rt / ra * 100.0);
     println!(
