@@ -9,6 +9,7 @@
 //! (`mock-provider --tool-calls`), and [`script_from_json`] reads a list of
 //! replies from JSON (`mock-provider --script FILE`).
 
+mod pieces;
 mod script;
 
 use std::collections::VecDeque;
@@ -25,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use serde_json::{Value, json};
 
+use pieces::{Pieces, ToolPieces, split_words};
 pub use script::{sample_arguments, script_from_json};
 
 /// What the mock answers one request with.
@@ -360,109 +362,6 @@ async fn completions(State(shared): State<Arc<Shared>>, headers: HeaderMap, Json
         return Json(pieces.whole(&model, &reply, prompt_tokens)).into_response();
     }
     Sse::new(paced(chunks, reply, pieces.completes(), shared)).into_response()
-}
-
-enum Pieces {
-    /// Tokens, and whether the stream ends properly.
-    Text(Vec<String>, bool),
-    Tools(Vec<ToolPieces>),
-}
-
-/// One tool call of a reply, its arguments in pieces.
-struct ToolPieces {
-    id: String,
-    name: String,
-    parts: Vec<String>,
-}
-
-impl Pieces {
-    fn completes(&self) -> bool {
-        !matches!(self, Pieces::Text(_, false))
-    }
-
-    fn completion_tokens(&self) -> u32 {
-        match self {
-            Pieces::Text(t, _) => t.len() as u32,
-            Pieces::Tools(calls) => calls.iter().map(|c| c.parts.len() as u32).sum(),
-        }
-    }
-
-    fn finish<'a>(&self, reply: &'a Reply) -> &'a str {
-        if matches!(self, Pieces::Tools(_)) { "tool_calls" } else { reply.finish }
-    }
-
-    fn chunks(&self, model: &str, reply: &Reply, prompt_tokens: u32, include_usage: bool) -> Vec<String> {
-        let chunk = |delta: Value, finish: Option<&str>| {
-            json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": model,
-                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-            .to_string()
-        };
-        let mut out = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
-        match self {
-            Pieces::Text(tokens, _) => out.extend(tokens.iter().map(|t| chunk(json!({"content": t}), None))),
-            Pieces::Tools(calls) => {
-                for (index, ToolPieces { id, name, parts }) in calls.iter().enumerate() {
-                    out.push(chunk(
-                        json!({"tool_calls": [{"index": index, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
-                        None,
-                    ));
-                    out.extend(
-                        parts.iter().map(|p| {
-                            chunk(json!({"tool_calls": [{"index": index, "function": {"arguments": p}}]}), None)
-                        }),
-                    );
-                }
-            }
-        }
-        if !self.completes() {
-            return out;
-        }
-        out.push(chunk(json!({}), Some(self.finish(reply))));
-        if let Some(usage) = usage(reply.usage, prompt_tokens, self.completion_tokens()).filter(|_| include_usage) {
-            out.push(
-                json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": model,
-                       "choices": [], "usage": usage})
-                .to_string(),
-            );
-        }
-        out.push("[DONE]".into());
-        out
-    }
-
-    fn whole(&self, model: &str, reply: &Reply, prompt_tokens: u32) -> Value {
-        let message = match self {
-            Pieces::Text(tokens, _) => json!({"role": "assistant", "content": tokens.concat()}),
-            Pieces::Tools(calls) => {
-                let calls: Vec<Value> = calls
-                    .iter()
-                    .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.parts.concat()}}))
-                    .collect();
-                json!({"role": "assistant", "content": null, "tool_calls": calls})
-            }
-        };
-        json!({"id": "chatcmpl-mock", "object": "chat.completion", "created": 0, "model": model,
-               "choices": [{"index": 0, "message": message, "finish_reason": self.finish(reply)}],
-               "usage": usage(reply.usage, prompt_tokens, self.completion_tokens())})
-    }
-}
-
-fn usage(report: UsageReport, prompt: u32, completion: u32) -> Option<Value> {
-    let (prompt, completion, cached, reasoning) = match report {
-        UsageReport::Missing => return None,
-        UsageReport::Exact { prompt, completion } => (prompt, completion, 0, 0),
-        UsageReport::Counted { cached, reasoning } => (prompt, completion + reasoning, cached.min(prompt), reasoning),
-    };
-    Some(json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-                "prompt_tokens_details": {"cached_tokens": cached},
-                "completion_tokens_details": {"reasoning_tokens": reasoning}}))
-}
-
-fn split_words(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for (i, word) in text.split(' ').enumerate() {
-        out.push(if i == 0 { word.to_string() } else { format!(" {word}") });
-    }
-    out
 }
 
 /// Counts the stream as closed early if it is dropped before its end.
