@@ -92,9 +92,12 @@ impl<T: Send + 'static> Batches<T> {
         Self { rows, hurry }
     }
 
-    /// Queue a row; `false` when the queue is full and the row was dropped.
-    pub fn push(&self, row: T) -> bool {
-        self.rows.try_send(Item::Row(row)).is_ok()
+    /// Queue a row; the row back when the queue is full (or the writer gone).
+    pub fn push(&self, row: T) -> Result<(), T> {
+        self.rows.try_send(Item::Row(row)).map_err(|refused| match refused.into_inner() {
+            Item::Row(row) => row,
+            Item::Flush(_) => unreachable!("a row was sent"),
+        })
     }
 
     /// Write every row queued so far now (its linger cut short); resolves
@@ -122,8 +125,11 @@ mod tests {
 
     use super::*;
 
+    /// The batches a test writer was given, in order.
+    type Written = Arc<Mutex<Vec<Vec<u32>>>>;
+
     /// A writer whose linger outlasts the test: only a flush writes.
-    fn slow_writer() -> (Batches<u32>, Arc<Mutex<Vec<Vec<u32>>>>) {
+    fn slow_writer() -> (Batches<u32>, Written) {
         let written = Arc::new(Mutex::new(Vec::new()));
         let seen = written.clone();
         let shape = Shape { queue: 16, batch: 4, linger: Duration::from_secs(3600) };
@@ -138,7 +144,7 @@ mod tests {
     async fn a_flush_writes_what_is_queued_without_waiting_for_the_linger() {
         let (batches, written) = slow_writer();
         for row in 1..=6 {
-            assert!(batches.push(row));
+            assert!(batches.push(row).is_ok());
         }
         tokio::time::timeout(Duration::from_secs(30), batches.flush()).await.expect("the flush ends");
         // A full batch goes at once; the rest waited for the flush.
@@ -149,11 +155,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_full_queue_drops_rows_and_says_so() {
+    async fn a_full_queue_hands_the_row_back_to_be_logged() {
         let (batches, _written) = slow_writer();
         // The writer holds at most one batch while it lingers; the queue holds 16 more.
-        let kept = (0..64).filter(|&row| batches.push(row)).count();
+        let kept = (0..64).filter(|&row| batches.push(row).is_ok()).count();
         assert!((16..=20).contains(&kept), "{kept} of 64 rows queued");
-        assert!(!batches.push(99));
+        assert_eq!(batches.push(99), Err(99));
     }
 }

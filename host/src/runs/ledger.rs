@@ -34,7 +34,7 @@ impl LedgerWriter {
     pub fn record(&self, run_id: &str, agent: &str, meter: &Meter) {
         let at = crate::sessions::now_ms() as i64;
         for row in meter.rows(run_id, agent, at) {
-            if !self.rows.push(row) {
+            if self.rows.push(row).is_err() {
                 tracing::warn!(run_id, agent, "usage ledger queue full; a run's usage row was dropped");
             }
         }

@@ -100,9 +100,14 @@ impl RecordingWriter {
     }
 
     fn push(&self, finished: Finished) {
-        let (id, agent, bytes) = (finished.rec.id.clone(), finished.rec.agent.clone(), finished.rec.bytes);
-        if self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes > QUEUED_BYTES || !self.rows.push(finished) {
+        let bytes = finished.rec.bytes;
+        let refused = match self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes > QUEUED_BYTES {
+            true => Err(finished),
+            false => self.rows.push(finished),
+        };
+        if let Err(Finished { rec, .. }) = refused {
             self.queued.fetch_sub(bytes, Ordering::Relaxed);
+            let (id, agent) = (&rec.id, &rec.agent);
             tracing::warn!(run_id = id, %agent, "run recording not kept: too many are waiting to be written");
         }
     }
@@ -116,10 +121,15 @@ fn row(Finished { mut rec, retain_days }: Finished) -> Option<RecordingRow> {
         (rec.llm, rec.http, rec.memo, rec.output, rec.clocks) = Default::default();
         (rec.history, rec.state, rec.state_changes) = Default::default();
     }
-    let body = match serde_json::to_string(&rec) {
+    // The tape counted the JSON's length as it grew: one allocation, no regrowth.
+    let mut body = Vec::with_capacity(rec.bytes + 64);
+    let written = serde_json::to_writer(&mut body, &rec)
+        .map_err(|e| e.to_string())
+        .and_then(|()| String::from_utf8(body).map_err(|e| e.to_string()));
+    let body = match written {
         Ok(body) => body,
-        Err(e) => {
-            tracing::warn!(run_id = rec.id, agent = rec.agent, error = %e, "run recording not kept");
+        Err(error) => {
+            tracing::warn!(run_id = rec.id, agent = rec.agent, %error, "run recording not kept");
             return None;
         }
     };
