@@ -8,7 +8,7 @@
 //! Each column also gets the gateway's CPU per request (from `/proc/<pid>/stat`
 //! over each cell), which the machine's other load disturbs less than req/s;
 //! `WASMCLAW_BENCH_PERF=FILE` records a `perf` profile of the recording
-//! gateway during one extra cell.
+//! gateway (FILE) and of off A (FILE.off) during one extra cell each.
 
 use serde_json::{Value, json};
 use wasmclaw_mock_provider::{MockProvider, Reply};
@@ -40,6 +40,20 @@ async fn recordings(g: &ServerProcess) -> anyhow::Result<usize> {
     Ok(body["runs"].as_array().map_or(0, Vec::len))
 }
 
+/// Record a `perf` profile of `g` into `file` during one more cell; its req/s.
+fn profile(g: &ServerProcess, file: &std::ffi::OsStr, url: &str, body: &Value, seconds: u64) -> anyhow::Result<f64> {
+    let mut perf = std::process::Command::new("perf")
+        .args(["record", "-e", "cpu-clock", "-F", "1999", "-g", "-p", &g.pid().to_string(), "-o"])
+        .arg(file)
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let cell = load::wrk(url, body, CONNECTIONS, seconds)?;
+    std::process::Command::new("kill").args(["-INT", &perf.id().to_string()]).status()?;
+    perf.wait()?;
+    Ok(cell.rps)
+}
+
 /// Run the scenario (`rounds` interleaved cells of `seconds` each) and print its table.
 pub async fn run(seconds: u64, rounds: usize) -> anyhow::Result<Value> {
     anyhow::ensure!(load::have_wrk(), "the recording scenario needs wrk (apt-get install wrk)");
@@ -58,15 +72,16 @@ pub async fn run(seconds: u64, rounds: usize) -> anyhow::Result<Value> {
     let [a, r, b] = &columns[..] else { unreachable!("three gateways, three columns") };
     let load_after = load::load_average();
     if let Some(file) = std::env::var_os("WASMCLAW_BENCH_PERF") {
-        let mut perf = std::process::Command::new("perf")
-            .args(["record", "-e", "cpu-clock", "-F", "1999", "-g", "-p", &on.pid().to_string(), "-o"])
-            .arg(&file)
-            .stdout(std::process::Stdio::null())
-            .spawn()?;
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        load::wrk(&url(&on), &body, CONNECTIONS, seconds)?;
-        std::process::Command::new("kill").args(["-INT", &perf.id().to_string()]).status()?;
-        perf.wait()?;
+        // Off A too (FILE.off): what recording adds is the difference per request.
+        let off_file = {
+            let mut f = file.clone();
+            f.push(".off");
+            f
+        };
+        for (g, file, which) in [(&on, &file, "on"), (&off_a, &off_file, "off A")] {
+            let rps = profile(g, file, &url(g), &body, seconds)?;
+            println!("  perf: {which} profiled into {} over {seconds} s at {rps:.0} req/s", file.to_string_lossy());
+        }
     }
     let kept = recordings(&on).await?;
     let none_kept = recordings(&off_b).await? + recordings(&off_a).await?;

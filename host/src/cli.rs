@@ -385,7 +385,9 @@ async fn serve(
     println!("wasmclaw listening on http://{local}");
     ready(&gw, &format!("http://{local}"));
     std::io::stdout().flush()?;
-    crate::http::serve(gw, listener, shutdown_signal()).await?;
+    crate::http::serve(gw.clone(), listener, shutdown_signal()).await?;
+    // Runs are over: their usage rows and recordings may still be waiting.
+    gw.agents.flush_writes().await;
     tracing::info!("gateway stopped");
     Ok(())
 }

@@ -460,3 +460,21 @@ async fn a_model_call_the_host_refused_is_refused_again_in_replay() {
     assert_eq!(v["outcome"], "identical", "{v}");
     assert!(v["recorded"].as_str().unwrap().contains("has no model provider"), "{v}");
 }
+
+#[tokio::test]
+async fn recordings_still_queued_at_a_graceful_shutdown_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = config(None, r#"main: { plugin: "echo", record: { sample: 1.0 } },"#);
+    let env = [("OPENCLAW_GATEWAY_TOKEN", TOKEN), ("ALICE_TOKEN", ALICE), ("BOB_TOKEN", BOB)];
+    let mut gw = TestGateway::start_in_with(dir.path(), &conf, &env);
+    for i in 0..5 {
+        assert_eq!(turn(&gw, TOKEN, "main", &format!("agent:main:bye{i}"), "last words").await.0, 200);
+    }
+    // At once: the writer gathers recordings for longer than a shutdown takes.
+    gw.terminate();
+    let status = gw.wait_exit(Duration::from_secs(30)).expect("the gateway exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    let gw = TestGateway::start_in_with(dir.path(), &conf, &env);
+    let kept = recorded(&gw, "main", 5).await;
+    assert!(kept.iter().all(|r| r["sessionKey"].as_str().unwrap().starts_with("agent:main:bye")), "{kept:?}");
+}

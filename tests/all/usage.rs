@@ -297,3 +297,26 @@ async fn the_ledger_sums_runs_by_agent_token_model_and_day_and_each_token_sees_i
     let answer = ws.call("usage.get", json!({"groupBy": "token"})).await;
     assert_eq!(answer["payload"]["usage"], alice["usage"], "{answer}");
 }
+
+#[tokio::test]
+async fn usage_still_queued_at_a_graceful_shutdown_reaches_the_ledger() {
+    let mock = MockProvider::start();
+    mock.set_default(Reply::text(&["fine"]).with_usage(7, 2));
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = TestGateway::start_in(dir.path(), &config(&mock));
+    for _ in 0..3 {
+        let body: Value = gw.chat(ask("openclaw:main", "hi")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(content(&body), "fine");
+    }
+    // At once: the ledger's writer gathers rows for 50 ms, a shutdown may take less.
+    gw.terminate();
+    let status = gw.wait_exit(std::time::Duration::from_secs(30)).expect("the gateway exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    let gw = TestGateway::start_in(dir.path(), &config(&mock));
+    let row = eventually("the three runs in the ledger", async || {
+        let body = gw.get_json("/usage?groupBy=agent").await;
+        body["usage"].as_array().and_then(|rows| rows.first().cloned()).filter(|row| row["runs"] == 3)
+    })
+    .await;
+    assert_eq!((&row["agent"], &row["inputTokens"]), (&json!("main"), &json!(21)), "{row}");
+}

@@ -282,6 +282,16 @@ impl Agents {
         self.budgets.report(self.sessions.as_ref(), caller, &self.entries.load()).await
     }
 
+    /// Write the usage rows and recordings of finished runs still waiting in
+    /// their writers' queues (graceful shutdown: nothing queued is lost).
+    pub async fn flush_writes(&self) {
+        // Bounded: a store that stopped answering must not hold the process.
+        let flushed = futures::future::join(self.ledger.flush(), self.recordings.flush());
+        if tokio::time::timeout(std::time::Duration::from_secs(10), flushed).await.is_err() {
+            tracing::warn!("usage rows and run recordings still unwritten after 10 s at shutdown; stopping anyway");
+        }
+    }
+
     /// Runs that doors track for waits, aborts and retries.
     pub fn board(&self) -> &RunBoard {
         &self.board

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::batches::Batches;
+use super::batches::{Batches, Shape};
 
 use crate::auth::Principal;
 use crate::chat::RunRequest;
@@ -56,12 +56,13 @@ pub(super) fn start(
     Some(Taping { tape: Tape::record(header, max_bytes), retain_days, keep, shadow })
 }
 
-/// Recordings waiting for the writer at most, and their bytes at most: past
-/// either, a recording is dropped and logged rather than kept in memory.
-const QUEUE: usize = 1024;
+/// Recordings waiting for the writer at most (`SHAPE.queue`), and their bytes
+/// at most: past either, a recording is dropped and logged rather than kept in memory.
 const QUEUED_BYTES: usize = 64 << 20;
-/// Recordings written in one transaction at most.
-const BATCH: usize = 64;
+/// 1024 recordings wait at most, 256 go in one transaction, gathered for up
+/// to 250 ms: a recording is listed that much later, and a busy gateway
+/// commits a few times a second rather than every 50 ms (the ledger's pace).
+const SHAPE: Shape = Shape { queue: 1024, batch: 256, linger: std::time::Duration::from_millis(250) };
 
 /// A finished run's recording on its way to the store.
 struct Finished {
@@ -86,17 +87,27 @@ impl RecordingWriter {
         let queued = Arc::new(AtomicUsize::new(0));
         let taken = queued.clone();
         let lost = "run recordings not kept: the session store refused them";
-        let rows = Batches::spawn(QUEUE, BATCH, lost, move |batch: Vec<Finished>| {
+        let rows = Batches::spawn(SHAPE, lost, move |batch: Vec<Finished>| {
             taken.fetch_sub(batch.iter().map(|f| f.rec.bytes).sum(), Ordering::Relaxed);
             store.put_recordings(batch.into_iter().filter_map(row).collect())
         });
         Self { rows, queued }
     }
 
+    /// Write the recordings queued so far now (graceful shutdown).
+    pub async fn flush(&self) {
+        self.rows.flush().await
+    }
+
     fn push(&self, finished: Finished) {
-        let (id, agent, bytes) = (finished.rec.id.clone(), finished.rec.agent.clone(), finished.rec.bytes);
-        if self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes > QUEUED_BYTES || !self.rows.push(finished) {
+        let bytes = finished.rec.bytes;
+        let refused = match self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes > QUEUED_BYTES {
+            true => Err(finished),
+            false => self.rows.push(finished),
+        };
+        if let Err(Finished { rec, .. }) = refused {
             self.queued.fetch_sub(bytes, Ordering::Relaxed);
+            let (id, agent) = (&rec.id, &rec.agent);
             tracing::warn!(run_id = id, %agent, "run recording not kept: too many are waiting to be written");
         }
     }
@@ -110,10 +121,15 @@ fn row(Finished { mut rec, retain_days }: Finished) -> Option<RecordingRow> {
         (rec.llm, rec.http, rec.memo, rec.output, rec.clocks) = Default::default();
         (rec.history, rec.state, rec.state_changes) = Default::default();
     }
-    let body = match serde_json::to_string(&rec) {
+    // The tape counted the JSON's length as it grew: one allocation, no regrowth.
+    let mut body = Vec::with_capacity(rec.bytes + 64);
+    let written = serde_json::to_writer(&mut body, &rec)
+        .map_err(|e| e.to_string())
+        .and_then(|()| String::from_utf8(body).map_err(|e| e.to_string()));
+    let body = match written {
         Ok(body) => body,
-        Err(e) => {
-            tracing::warn!(run_id = rec.id, agent = rec.agent, error = %e, "run recording not kept");
+        Err(error) => {
+            tracing::warn!(run_id = rec.id, agent = rec.agent, %error, "run recording not kept");
             return None;
         }
     };
