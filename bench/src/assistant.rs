@@ -6,6 +6,9 @@
 //!   median added at one connection (gateway p50 minus mock-direct p50); the
 //!   gateway's RSS after the load. `WASMCLAW_BENCH_PERF=FILE` also records a
 //!   `perf` profile of the gateway during one extra 8-connection cell.
+//!   With `perf` at hand, one more cell counts the gateway's system calls
+//!   per request (`perf stat` on the `syscalls:sys_enter_*` tracepoints):
+//!   `writev` per request is how many times a streamed reply reaches the socket.
 //! - **Fixed rate** (open loop): end-to-end latency minus the latency of the
 //!   same request sent straight to the mock, both at the same rate.
 
@@ -114,6 +117,17 @@ fn side_by_side(
     }
     let rss_mb = gateway.rss_kib()? as f64 / 1024.0;
     let load_after = load::load_average();
+    let syscalls = match syscalls_per_request(gateway, through_url, body, seconds) {
+        Ok(counts) => {
+            let text: Vec<String> = counts.iter().map(|(name, n)| format!("{name} {n:.2}")).collect();
+            println!("  gateway system calls per request at {CPU_CONNECTIONS} connections: {}", text.join(", "));
+            Some(counts.into_iter().collect::<serde_json::Map<_, _>>())
+        }
+        Err(e) => {
+            println!("  gateway system calls per request: skipped ({e:#})");
+            None
+        }
+    };
     let profile = match std::env::var_os("WASMCLAW_BENCH_PERF") {
         Some(file) => {
             let mut perf = Command::new("perf")
@@ -153,5 +167,51 @@ fn side_by_side(
         "rps": median(&rps), "added_p50_ms_one_connection": added,
         "direct_p50_ms": median(&direct_p50), "through_p50_ms": median(&through_p50),
         "rss_mb_after_load": rss_mb, "load_average": [load_before, load_after], "perf_profile": profile,
+        "syscalls_per_request": syscalls,
     }))
+}
+
+/// System calls the gateway counts on `perf stat`'s tracepoints, by name.
+const SYSCALLS: [&str; 5] = ["writev", "recvfrom", "write", "futex", "epoll_wait"];
+
+/// The gateway's system calls per request over one more `wrk` cell at
+/// [`CPU_CONNECTIONS`], from `perf stat` attached to it (needs `perf` and
+/// access to the tracepoints: root, or `kernel.perf_event_paranoid` ≤ -1).
+fn syscalls_per_request(
+    gateway: &ServerProcess,
+    url: &str,
+    body: &Value,
+    seconds: u64,
+) -> anyhow::Result<Vec<(String, Value)>> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("stat.csv");
+    let events: Vec<String> = SYSCALLS.iter().map(|s| format!("syscalls:sys_enter_{s}")).collect();
+    let mut perf = Command::new("perf")
+        .args(["stat", "-x", ",", "-e", &events.join(","), "-p", &gateway.pid().to_string(), "-o"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let cell = load::wrk(url, body, CPU_CONNECTIONS, seconds);
+    // SIGINT makes perf write its counts and exit.
+    Command::new("kill").args(["-INT", &perf.id().to_string()]).status()?;
+    perf.wait()?;
+    let cell = cell?;
+    let requests = (cell.rps * seconds as f64).max(1.0);
+    let text = std::fs::read_to_string(&out)?;
+    let counts = SYSCALLS
+        .iter()
+        .map(|name| {
+            let event = format!("syscalls:sys_enter_{name}");
+            // `count,unit,event,…`; `<not supported>` when the tracepoint cannot be read.
+            let count = text
+                .lines()
+                .find(|l| l.split(',').nth(2) == Some(event.as_str()))
+                .and_then(|l| l.split(',').next()?.parse::<f64>().ok())
+                .ok_or_else(|| anyhow::anyhow!("perf stat could not count {event}"))?;
+            Ok((name.to_string(), json!((count / requests * 100.0).round() / 100.0)))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(counts)
 }
