@@ -1,5 +1,9 @@
 //! Many open, silent streams (runs waiting on a slow model): memory per open
 //! stream held by the gateway, next to a bare axum SSE server holding as many.
+//! RSS counts a page once per mapping: every instance maps its component's
+//! data image (the kernel maps the neighbouring image pages in on the first
+//! read), so the image is in RSS once per stream though it is one copy in
+//! RAM. PSS, which divides a shared page among its mappings, is printed beside it.
 
 use std::time::Duration;
 
@@ -8,11 +12,29 @@ use serde_json::{Value, json};
 
 use crate::process::ServerProcess;
 
-/// Open `n` streams that stay silent after their first chunk; RSS before and after.
-async fn hold(server: &ServerProcess, n: usize, body: &Value) -> anyhow::Result<(u64, u64)> {
+/// Proportional set size of `pid` in KiB (`/proc/<pid>/smaps_rollup`).
+fn pss_kib(pid: u32) -> anyhow::Result<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
+    let line = rollup.lines().find(|l| l.starts_with("Pss:")).ok_or_else(|| anyhow::anyhow!("no Pss"))?;
+    Ok(line.split_whitespace().nth(1).unwrap_or("0").parse()?)
+}
+
+/// Memory of a server: RSS and PSS in KiB.
+#[derive(Clone, Copy)]
+struct Memory {
+    rss: u64,
+    pss: u64,
+}
+
+fn memory(server: &ServerProcess) -> anyhow::Result<Memory> {
+    Ok(Memory { rss: server.rss_kib()?, pss: pss_kib(server.pid())? })
+}
+
+/// Open `n` streams that stay silent after their first chunk; memory before and after.
+async fn hold(server: &ServerProcess, n: usize, body: &Value) -> anyhow::Result<(Memory, Memory)> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
     let url = format!("{}/v1/chat/completions", server.base);
-    let before = server.rss_kib()?;
+    let before = memory(server)?;
     let open: Vec<anyhow::Result<reqwest::Response>> = futures::stream::iter(0..n)
         .map(|_| {
             let request = client.post(&url).bearer_auth(crate::TOKEN).json(body);
@@ -28,15 +50,18 @@ async fn hold(server: &ServerProcess, n: usize, body: &Value) -> anyhow::Result<
     let failed = open.iter().filter(|r| r.is_err()).count();
     anyhow::ensure!(failed == 0, "{failed} of {n} streams failed to open: {:?}", open.iter().find(|r| r.is_err()));
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = server.rss_kib()?;
+    let after = memory(server)?;
     drop(open);
     Ok((before, after))
 }
 
 /// Run the scenario for each stream count and print its table.
 pub async fn run(counts: &[usize]) -> anyhow::Result<Value> {
-    println!("\nopen silent streams (a run waiting on its model), RSS from /proc");
-    println!("  {:>7} {:>16} {:>16} {:>9}", "streams", "base KiB/stream", "gw KiB/stream", "gw/base");
+    println!("\nopen silent streams (a run waiting on its model), RSS and PSS from /proc");
+    println!(
+        "  {:>7} {:>16} {:>16} {:>9} {:>16} {:>16}",
+        "streams", "base KiB/stream", "gw KiB/stream", "gw/base", "base PSS KiB/s.", "gw PSS KiB/s."
+    );
     let mut rows = Vec::new();
     for &n in counts {
         let baseline = ServerProcess::baseline("http")?;
@@ -61,10 +86,12 @@ pub async fn run(counts: &[usize]) -> anyhow::Result<Value> {
             }
         };
         let per = |a: u64, b: u64| b.saturating_sub(a) as f64 / n as f64;
-        let (bp, gp) = (per(b0, b1), per(g0, g1));
-        println!("  {n:>7} {bp:>16.1} {gp:>16.1} {:>8.1}×", gp / bp.max(0.001));
+        let (bp, gp) = (per(b0.rss, b1.rss), per(g0.rss, g1.rss));
+        let (bpss, gpss) = (per(b0.pss, b1.pss), per(g0.pss, g1.pss));
+        println!("  {n:>7} {bp:>16.1} {gp:>16.1} {:>8.1}× {bpss:>16.1} {gpss:>16.1}", gp / bp.max(0.001));
         rows.push(json!({"streams": n, "baseline_kib_per_stream": bp, "wasmclaw_kib_per_stream": gp,
-                         "baseline_rss_kib": [b0, b1], "wasmclaw_rss_kib": [g0, g1]}));
+                         "baseline_pss_kib_per_stream": bpss, "wasmclaw_pss_kib_per_stream": gpss,
+                         "baseline_rss_kib": [b0.rss, b1.rss], "wasmclaw_rss_kib": [g0.rss, g1.rss]}));
     }
     Ok(Value::Array(rows))
 }

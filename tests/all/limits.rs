@@ -287,3 +287,34 @@ async fn json_logs_are_one_object_per_line_with_request_ids() {
         serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     }
 }
+
+/// Every run gets a fresh instance: whatever earlier runs wrote into the
+/// memory slot it reuses (a static, 256 KiB of bss) is gone, however the pool
+/// resets returned slots (`memset` of the kept pages, or only the dirty ones
+/// where the kernel has `PAGEMAP_SCAN`).
+#[tokio::test]
+async fn a_run_finds_nothing_of_earlier_runs_in_its_memory() {
+    let gw = TestGateway::start(&format!(
+        r#"{{ gateway: {{ http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} }},
+  agents: {{ entries: {{ fresh: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "fresh" }} }} }} }} }}"#
+    ));
+    let reply = |gw: &TestGateway| {
+        let request = gw.chat(ask("agent:fresh", "x"));
+        async move {
+            let res = request.send().await.unwrap();
+            assert_eq!(res.status(), 200);
+            let body: Value = res.json().await.unwrap();
+            body["choices"][0]["message"]["content"].as_str().unwrap().to_string()
+        }
+    };
+    // One after another (each reuses the slot the last one returned), then
+    // eight at once, then one after another again.
+    for _ in 0..10 {
+        assert_eq!(reply(&gw).await, "runs=1 dirty=0");
+    }
+    let together = futures::future::join_all((0..8).map(|_| reply(&gw))).await;
+    assert!(together.iter().all(|r| r == "runs=1 dirty=0"), "{together:?}");
+    for _ in 0..10 {
+        assert_eq!(reply(&gw).await, "runs=1 dirty=0");
+    }
+}
