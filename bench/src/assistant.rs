@@ -12,8 +12,6 @@
 //! - **Fixed rate** (open loop): end-to-end latency minus the latency of the
 //!   same request sent straight to the mock, both at the same rate.
 
-use std::process::Command;
-
 use serde_json::{Value, json};
 
 use crate::load;
@@ -130,16 +128,7 @@ fn side_by_side(
     };
     let profile = match std::env::var_os("WASMCLAW_BENCH_PERF") {
         Some(file) => {
-            let mut perf = Command::new("perf")
-                .args(["record", "-e", "cpu-clock", "-F", "1999", "-g", "-p", &gateway.pid().to_string(), "-o"])
-                .arg(&file)
-                .stdout(std::process::Stdio::null())
-                .spawn()?;
-            std::thread::sleep(std::time::Duration::from_millis(300));
-            load::wrk(through_url, body, CPU_CONNECTIONS, seconds)?;
-            // SIGINT makes perf write its file and exit.
-            Command::new("kill").args(["-INT", &perf.id().to_string()]).status()?;
-            perf.wait()?;
+            load::wrk_profiled(&file, gateway.pid(), through_url, body, CPU_CONNECTIONS, seconds)?;
             println!("  perf profile of the gateway: {}", std::path::Path::new(&file).display());
             Some(file.to_string_lossy().to_string())
         }
@@ -186,18 +175,9 @@ fn syscalls_per_request(
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("stat.csv");
     let events: Vec<String> = SYSCALLS.iter().map(|s| format!("syscalls:sys_enter_{s}")).collect();
-    let mut perf = Command::new("perf")
-        .args(["stat", "-x", ",", "-e", &events.join(","), "-p", &gateway.pid().to_string(), "-o"])
-        .arg(&out)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let cell = load::wrk(url, body, CPU_CONNECTIONS, seconds);
-    // SIGINT makes perf write its counts and exit.
-    Command::new("kill").args(["-INT", &perf.id().to_string()]).status()?;
-    perf.wait()?;
-    let cell = cell?;
+    let (events, out_path) = (events.join(","), out.to_string_lossy());
+    let stat = ["stat", "-x", ",", "-e", &events, "-o", &out_path];
+    let cell = load::wrk_under_perf(&stat, gateway.pid(), url, body, CPU_CONNECTIONS, seconds)?;
     let requests = (cell.rps * seconds as f64).max(1.0);
     let text = std::fs::read_to_string(&out)?;
     let counts = SYSCALLS

@@ -63,6 +63,46 @@ pub fn have_wrk() -> bool {
     Command::new("wrk").arg("--version").output().is_ok()
 }
 
+/// One [`wrk`] cell with `perf <command…> -p <pid>` attached for its length
+/// (a profile with `record`, counts with `stat`); `perf` is stopped before a
+/// failed cell's error is returned.
+pub fn wrk_under_perf(
+    perf_command: &[&str],
+    pid: u32,
+    url: &str,
+    body: &Value,
+    connections: usize,
+    seconds: u64,
+) -> anyhow::Result<Throughput> {
+    let mut perf = Command::new("perf")
+        .args(perf_command)
+        .args(["-p", &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(300));
+    let cell = wrk(url, body, connections, seconds);
+    // SIGINT makes perf write its file and exit.
+    Command::new("kill").args(["-INT", &perf.id().to_string()]).status()?;
+    perf.wait()?;
+    cell
+}
+
+/// One [`wrk`] cell while `perf record` (`cpu-clock`: the one event this VM
+/// has) profiles `pid` into `file`.
+pub fn wrk_profiled(
+    file: &std::ffi::OsStr,
+    pid: u32,
+    url: &str,
+    body: &Value,
+    connections: usize,
+    seconds: u64,
+) -> anyhow::Result<Throughput> {
+    let file = file.to_string_lossy();
+    let record = ["record", "-e", "cpu-clock", "-F", "1999", "-g", "-o", &file];
+    wrk_under_perf(&record, pid, url, body, connections, seconds)
+}
+
 /// `wrk` POSTing `body` to `url` with `connections` open for `seconds`.
 pub fn wrk(url: &str, body: &Value, connections: usize, seconds: u64) -> anyhow::Result<Throughput> {
     let dir = tempfile::tempdir()?;

@@ -42,16 +42,7 @@ async fn recordings(g: &ServerProcess) -> anyhow::Result<usize> {
 
 /// Record a `perf` profile of `g` into `file` during one more cell; its req/s.
 fn profile(g: &ServerProcess, file: &std::ffi::OsStr, url: &str, body: &Value, seconds: u64) -> anyhow::Result<f64> {
-    let mut perf = std::process::Command::new("perf")
-        .args(["record", "-e", "cpu-clock", "-F", "1999", "-g", "-p", &g.pid().to_string(), "-o"])
-        .arg(file)
-        .stdout(std::process::Stdio::null())
-        .spawn()?;
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let cell = load::wrk(url, body, CONNECTIONS, seconds)?;
-    std::process::Command::new("kill").args(["-INT", &perf.id().to_string()]).status()?;
-    perf.wait()?;
-    Ok(cell.rps)
+    Ok(load::wrk_profiled(file, g.pid(), url, body, CONNECTIONS, seconds)?.rps)
 }
 
 /// Run the scenario (`rounds` interleaved cells of `seconds` each) and print its table.

@@ -182,16 +182,7 @@ fn profile(
     seconds: u64,
     file: &std::ffi::OsStr,
 ) -> anyhow::Result<String> {
-    let mut perf = std::process::Command::new("perf")
-        .args(["record", "-e", "cpu-clock", "-F", "1999", "-g", "-p", &gateway.pid().to_string(), "-o"])
-        .arg(file)
-        .stdout(std::process::Stdio::null())
-        .spawn()?;
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    load::wrk(url, body, CONNECTIONS, seconds)?;
-    // SIGINT makes perf write its file and exit.
-    std::process::Command::new("kill").args(["-INT", &perf.id().to_string()]).status()?;
-    perf.wait()?;
+    load::wrk_profiled(file, gateway.pid(), url, body, CONNECTIONS, seconds)?;
     println!("  perf profile of the {which} gateway: {}", std::path::Path::new(file).display());
     Ok(file.to_string_lossy().to_string())
 }
