@@ -101,9 +101,10 @@ impl RecordingWriter {
 
     fn push(&self, finished: Finished) {
         let bytes = finished.rec.bytes;
-        let refused = match self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes > QUEUED_BYTES {
-            true => Err(finished),
-            false => self.rows.push(finished),
+        let refused = if self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes > QUEUED_BYTES {
+            Err(finished)
+        } else {
+            self.rows.push(finished)
         };
         if let Err(Finished { rec, .. }) = refused {
             self.queued.fetch_sub(bytes, Ordering::Relaxed);
