@@ -64,20 +64,13 @@ const QUEUED_BYTES: usize = 64 << 20;
 /// commits a few times a second rather than every 50 ms (the ledger's pace).
 const SHAPE: Shape = Shape { queue: 1024, batch: 256, linger: std::time::Duration::from_millis(250) };
 
-/// A finished run's recording on its way to the store.
-struct Finished {
-    rec: Recording,
-    retain_days: u32,
-}
-
-/// Hands finished runs' recordings to a background writer, in batches: one
-/// transaction per run cost a third of the assistant path's throughput at
-/// `sample: 1.0` (BENCHMARKS.md, "Recording"). The writer also turns them
-/// into JSON, so neither the run nor its client waits for that.
+/// Hands finished runs' recordings, as their stored rows, to a background
+/// writer in batches: one transaction per run cost a third of the assistant
+/// path's throughput at `sample: 1.0` (BENCHMARKS.md, "Recording").
 #[derive(Clone)]
 pub(super) struct RecordingWriter {
-    rows: Batches<Finished>,
-    /// Bytes waiting, as the tapes counted them.
+    rows: Batches<RecordingRow>,
+    /// Bytes of JSON waiting.
     queued: Arc<AtomicUsize>,
 }
 
@@ -87,9 +80,9 @@ impl RecordingWriter {
         let queued = Arc::new(AtomicUsize::new(0));
         let taken = queued.clone();
         let lost = "run recordings not kept: the session store refused them";
-        let rows = Batches::spawn(SHAPE, lost, move |batch: Vec<Finished>| {
-            taken.fetch_sub(batch.iter().map(|f| f.rec.bytes).sum(), Ordering::Relaxed);
-            store.put_recordings(batch.into_iter().filter_map(row).collect())
+        let rows = Batches::spawn(SHAPE, lost, move |batch: Vec<RecordingRow>| {
+            taken.fetch_sub(batch.iter().map(|r| r.body.len()).sum(), Ordering::Relaxed);
+            store.put_recordings(batch)
         });
         Self { rows, queued }
     }
@@ -99,23 +92,23 @@ impl RecordingWriter {
         self.rows.flush().await
     }
 
-    fn push(&self, finished: Finished) {
-        let bytes = finished.rec.bytes;
+    fn push(&self, row: RecordingRow) {
+        let bytes = row.body.len();
         let refused = if self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes > QUEUED_BYTES {
-            Err(finished)
+            Err(row)
         } else {
-            self.rows.push(finished)
+            self.rows.push(row)
         };
-        if let Err(Finished { rec, .. }) = refused {
+        if let Err(row) = refused {
             self.queued.fetch_sub(bytes, Ordering::Relaxed);
-            let (id, agent) = (&rec.id, &rec.agent);
+            let (id, agent) = (&row.summary.id, &row.summary.agent);
             tracing::warn!(run_id = id, %agent, "run recording not kept: too many are waiting to be written");
         }
     }
 }
 
 /// The stored row of a finished recording (`None`, logged, if it cannot be written as JSON).
-fn row(Finished { mut rec, retain_days }: Finished) -> Option<RecordingRow> {
+fn row(mut rec: Recording, retain_days: u32) -> Option<RecordingRow> {
     let started_at = rec.started_at_ms as i64;
     // A truncated recording keeps its header only: it says what happened, not how.
     if rec.truncated {
@@ -149,8 +142,9 @@ fn row(Finished { mut rec, retain_days }: Finished) -> Option<RecordingRow> {
 }
 
 impl Taping {
-    /// Keep the recording through `writer`: the run's client has its answer
-    /// already and never waits for the write.
+    /// Keep the recording through `writer`: its JSON is made here (a few
+    /// microseconds before the run's end is reported), the store write
+    /// happens later, in a batch the run never waits for.
     pub fn finish(self, writer: &RecordingWriter, error: Option<&RunError>) {
         let Some(mut rec) = self.tape.take_recording() else { return };
         if let Some(e) = error {
@@ -174,7 +168,15 @@ impl Taping {
                 "run recording truncated: it reached agents.entries.{agent}.record.maxBytes and cannot be replayed"
             );
         }
-        writer.push(Finished { rec, retain_days: self.retain_days });
+        // Written as JSON here, on the run's own task, rather than on the
+        // writer's: the recording's many small allocations are then freed by
+        // the thread that made them, while they are still in its cache and
+        // allocator cache, and the queue holds one string per run. Freed in
+        // batches on the writer's thread they cost the whole gateway more
+        // than the JSON itself (BENCHMARKS.md, "Recording").
+        if let Some(row) = row(rec, self.retain_days) {
+            writer.push(row);
+        }
     }
 }
 
