@@ -22,7 +22,9 @@ pub async fn run(samples: usize) -> anyhow::Result<Value> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let faults = env!("WASMCLAW_BENCH_FAULTS");
+    // Another build of the fixture (e.g. an older commit's) can be measured on
+    // this host without rebuilding the bench.
+    let faults = std::env::var("WASMCLAW_BENCH_FETCH_PLUGIN").unwrap_or_else(|_| env!("WASMCLAW_BENCH_FAULTS").into());
     let gw = BenchGateway::start_with(&format!(
         r#"fetch: {{ plugin: "{faults}", config: {{ fault: "fetch" }}, http: {{ allow: ["{base}"] }} }}"#
     ))
