@@ -100,3 +100,27 @@ async fn components_are_compiled_outside_the_gateway_process() {
     let (status, _) = put("again", std::fs::read(ECHO_WASM).unwrap()).await;
     assert_eq!(status, 200, "the gateway installs after a refused compile");
 }
+
+/// The gateway runs with its allocator's server settings (freed pages back at
+/// once, arenas committed as used: without them it held ~65 MB after a load it
+/// otherwise ends at ~35 MB), set by re-executing itself; an operator's own
+/// value is kept.
+#[tokio::test]
+async fn the_gateway_runs_with_the_allocators_settings() {
+    let environ = |gw: &TestGateway| {
+        let bytes = std::fs::read(format!("/proc/{}/environ", gw.pid())).unwrap();
+        bytes.split(|b| *b == 0).map(|v| String::from_utf8_lossy(v).into_owned()).collect::<Vec<_>>()
+    };
+    let config = r#"{ agents: { entries: { main: { plugin: "echo" } } } }"#;
+    let gw = TestGateway::start(config);
+    let env = environ(&gw);
+    for setting in ["MIMALLOC_PURGE_DELAY=0", "MIMALLOC_ARENA_EAGER_COMMIT=0"] {
+        assert!(env.iter().any(|v| v == setting), "{setting} not in the gateway's environment: {env:?}");
+    }
+    assert!(gw.get_json("/healthz").await.is_object(), "serves after re-executing");
+    let env = environ(
+        &TestGateway::start_with(config, &[("OPENCLAW_GATEWAY_TOKEN", TOKEN), ("MIMALLOC_PURGE_DELAY", "5")]).unwrap(),
+    );
+    assert!(env.iter().any(|v| v == "MIMALLOC_PURGE_DELAY=5"), "the operator's value is kept: {env:?}");
+    assert!(env.iter().any(|v| v == "MIMALLOC_ARENA_EAGER_COMMIT=0"), "{env:?}");
+}

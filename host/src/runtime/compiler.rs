@@ -78,6 +78,9 @@ fn run_worker(exe: &PathBuf, limits: &EngineLimits, bytes: &[u8]) -> std::io::Re
         .arg(limits.max_memory_bytes.to_string())
         // It needs nothing from the gateway's environment, secrets least of all.
         .env_clear()
+        // The allocator's settings (main.rs), so the worker need not re-execute for them.
+        .env("MIMALLOC_ARENA_EAGER_COMMIT", "0")
+        .env("MIMALLOC_PURGE_DELAY", "0")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
