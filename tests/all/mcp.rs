@@ -5,12 +5,11 @@
 //! `target/mcp-venv` on first use, so the test needs only `python3` with
 //! `venv` and access to PyPI, like CI has.
 
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use wasmclaw_mock_provider::{MockProvider, Reply};
@@ -52,12 +51,12 @@ impl McpServer {
 
     /// Start one with more of `server.py`'s flags (`--mutable`, `--list-ttl-ms N`).
     pub(crate) fn start_with(json: bool, versions: Option<&str>, flags: &[&str]) -> Self {
-        // Its own statement: the listener must be closed before the server binds the port.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Self::start_on(port, json, versions, flags)
+        // The server picks a free port itself: one picked here and let go could be
+        // taken by another test's process before the server binds it.
+        Self::start_on(0, json, versions, flags)
     }
 
-    /// Start it on `port` (a restart of one that was there).
+    /// Start it on `port` (0: a free one; else a restart of one that was there).
     fn start_on(port: u16, json: bool, versions: Option<&str>, flags: &[&str]) -> Self {
         let python = python_with_mcp();
         let dir = tempfile::tempdir().unwrap();
@@ -71,16 +70,17 @@ impl McpServer {
             cmd.arg("--versions").arg(versions);
         }
         cmd.args(flags);
-        let child = cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap();
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        // It prints its port once it listens, and nothing if it cannot bind (it exits).
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let mut server = Self { child, port, dir, versions: versions.map(str::to_string) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("the MCP server exited before listening: {status}");
-            }
-            assert!(Instant::now() < deadline, "the MCP server did not listen within 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let Ok(port) = line.trim().parse() else {
+            let status = server.child.wait().unwrap();
+            panic!("the MCP server exited before listening on port {port}: {status}");
+        };
+        // It listens already: connections wait in its backlog until the app accepts them.
+        server.port = port;
         server
     }
 
@@ -93,6 +93,16 @@ impl McpServer {
         let text = std::fs::read_to_string(self.dir.path().join("seen.jsonl")).unwrap_or_default();
         text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
+}
+
+/// A port another process holds is not taken for the server's: the server
+/// cannot bind it and exits, and the start says so instead of returning (the
+/// tests met other tests' servers on a port picked free and let go).
+#[test]
+#[should_panic(expected = "the MCP server exited before listening")]
+fn a_server_that_cannot_bind_its_port_is_not_taken_for_ready() {
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    McpServer::start_on(squatter.local_addr().unwrap().port(), false, None, &[]);
 }
 
 impl Drop for McpServer {

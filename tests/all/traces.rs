@@ -4,7 +4,7 @@
 //! `target/otlp-venv`, made on first use). The MCP server is the real Python
 //! one of `tests/all/mcp.rs`; the model is the mock provider.
 
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -47,26 +47,23 @@ impl Receiver {
     fn start() -> Self {
         let python = python_with_otlp();
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/otlp/receiver.py");
-        let child = Command::new(python)
+        // Port 0: it picks a free one and prints it once it listens (one picked
+        // here and let go could be taken by another test's process meanwhile).
+        let mut child = Command::new(python)
             .arg(script)
-            .arg(port.to_string())
+            .arg("0")
             .arg(dir.path().join("spans.jsonl"))
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let mut receiver = Self { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = receiver.child.try_wait().unwrap() {
-                panic!("the OTLP receiver exited before listening: {status}");
-            }
-            assert!(Instant::now() < deadline, "the OTLP receiver did not listen within 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        receiver
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let Ok(port) = line.trim().parse() else {
+            panic!("the OTLP receiver exited before listening: {}", child.wait().unwrap());
+        };
+        Self { child, port, dir }
     }
 
     fn url(&self) -> String {

@@ -2,6 +2,7 @@
 server (FastMCP, named MCPServer since mcp 2) over Streamable HTTP, on loopback.
 
 usage: server.py PORT SEEN_FILE [--json] [--versions V1,V2,...] [--mutable] [--list-ttl-ms MS]
+(PORT 0: a free one. The port it listens on is the first line it prints.)
 
 `tools/list` answers one tool per page, so clients must follow `nextCursor`.
 
@@ -27,6 +28,8 @@ directive: how long a client may reuse the list); the SDK's default is 0.
 """
 
 import json
+import os
+import socket
 import sys
 
 import uvicorn
@@ -197,4 +200,14 @@ async def recording(scope, receive, send):
     await app(scope, replay, send)
 
 
-uvicorn.run(recording, host="127.0.0.1", port=port, log_level="warning")
+# Bound here, and the port printed once it listens: a test that picked a free
+# port and let it go could otherwise meet another process on it and take that
+# one for this server (port 0 picks a free one, as the tests do).
+listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("127.0.0.1", port))
+listener.listen(128)
+print(listener.getsockname()[1], flush=True)
+# Nobody reads on: anything printed later must not meet a closed pipe.
+os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+uvicorn.Server(uvicorn.Config(recording, log_level="warning")).run(sockets=[listener])

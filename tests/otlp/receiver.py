@@ -3,6 +3,7 @@ protobuf export with the `opentelemetry-proto` package and appends every span
 to SPANS_FILE as one JSON line, so a test reads exactly what was exported.
 
 usage: receiver.py PORT SPANS_FILE
+(PORT 0: a free one. The port it listens on is the first line it prints.)
 
 Each line: traceId, spanId, parentSpanId (hex, "" for a root), name, kind
 (the protobuf enum's name), attributes and the resource's attributes (key to
@@ -10,6 +11,7 @@ value), status code, events (name and attributes), and the request's path.
 """
 
 import json
+import os
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -87,4 +89,10 @@ class Receiver(BaseHTTPRequestHandler):
         pass
 
 
-ThreadingHTTPServer(("127.0.0.1", port), Receiver).serve_forever()
+# Bound here and the port printed once it listens: a port a test picked free
+# and let go could meanwhile be another process's.
+server = ThreadingHTTPServer(("127.0.0.1", port), Receiver)
+print(server.server_address[1], flush=True)
+# Nobody reads on: anything printed later must not meet a closed pipe.
+os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+server.serve_forever()
