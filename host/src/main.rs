@@ -4,6 +4,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
 use wasmclaw::cli::{Cli, Command, LogFormat};
+use wasmclaw::runtime::ALLOCATOR_ENV;
 use wasmclaw::telemetry::Tracing;
 
 /// The gateway's allocator: glibc's malloc and free were a tenth of a streamed
@@ -11,17 +12,9 @@ use wasmclaw::telemetry::Tracing;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's settings for a server: freed pages go back to the OS at once
-/// and arenas are committed as used. With its defaults (whole arenas committed,
-/// freed pages kept a second) the gateway held 64-69 MB after the benchmark's
-/// load instead of 34-36 MB, and the compile worker peaked at 136 MB instead
-/// of 54 MB. mimalloc reads them from the environment before `main` runs
-/// (setting them later does not help), so the process re-executes itself once
-/// with them set; values the operator set are kept.
-const ALLOCATOR_ENV: [(&str, &str); 2] = [("MIMALLOC_ARENA_EAGER_COMMIT", "0"), ("MIMALLOC_PURGE_DELAY", "0")];
-
-/// Re-execute with [`ALLOCATOR_ENV`] unless it is already in place; before any
-/// thread starts. If that fails the process goes on with mimalloc's defaults.
+/// Re-execute with [`ALLOCATOR_ENV`] unless it is already in place, before any
+/// thread starts: mimalloc reads its settings before `main`, so setting them
+/// later does not help. If that fails the process goes on with its defaults.
 fn tune_allocator() {
     use std::os::unix::process::CommandExt;
     if ALLOCATOR_ENV.iter().all(|(name, _)| std::env::var_os(name).is_some()) {
