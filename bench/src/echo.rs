@@ -28,26 +28,38 @@ pub async fn run(seconds: u64) -> anyhow::Result<Value> {
         let body = json!({"model": "openclaw", "messages": [{"role": "user", "content": "hello from the benchmark"}]});
         println!("\nnon-streaming echo, wrk closed loop, {seconds} s per cell");
         println!(
-            "  {:>5} {:>12} {:>12} {:>7} {:>10} {:>10} {:>10} {:>10}",
-            "conns", "base req/s", "gw req/s", "gw/base", "base p50", "gw p50", "base p99", "gw p99"
+            "  {:>5} {:>12} {:>12} {:>7} {:>10} {:>10} {:>10} {:>10} {:>11} {:>11}",
+            "conns",
+            "base req/s",
+            "gw req/s",
+            "gw/base",
+            "base p50",
+            "gw p50",
+            "base p99",
+            "gw p99",
+            "base µs/req",
+            "gw µs/req"
         );
         load::wrk(&url(&gateway), &body, 16, 1)?; // warm-up: instances, connections, code paths
         let mut rows = Vec::new();
         for c in LEVELS {
-            let b = load::wrk(&url(&baseline), &body, c, seconds)?;
-            let g = load::wrk(&url(&gateway), &body, c, seconds)?;
+            let (b, b_cpu) = cpu_per_request(&baseline, || load::wrk(&url(&baseline), &body, c, seconds), seconds)?;
+            let (g, g_cpu) = cpu_per_request(&gateway, || load::wrk(&url(&gateway), &body, c, seconds), seconds)?;
             anyhow::ensure!(g.errors == 0 && b.errors == 0, "errors under load: base {b:?}, gateway {g:?}");
             println!(
-                "  {c:>5} {:>12.0} {:>12.0} {:>6.0}% {:>8.3}ms {:>8.3}ms {:>8.3}ms {:>8.3}ms",
+                "  {c:>5} {:>12.0} {:>12.0} {:>6.0}% {:>8.3}ms {:>8.3}ms {:>8.3}ms {:>8.3}ms {:>11.1} {:>11.1}",
                 b.rps,
                 g.rps,
                 100.0 * g.rps / b.rps,
                 b.p50_ms,
                 g.p50_ms,
                 b.p99_ms,
-                g.p99_ms
+                g.p99_ms,
+                b_cpu,
+                g_cpu
             );
-            rows.push(json!({"connections": c, "baseline": cell(b), "wasmclaw": cell(g), "ratio": g.rps / b.rps}));
+            rows.push(json!({"connections": c, "baseline": cell(b), "wasmclaw": cell(g), "ratio": g.rps / b.rps,
+                             "baseline_cpu_us_per_request": b_cpu, "wasmclaw_cpu_us_per_request": g_cpu}));
         }
         let peak = rows.iter().map(|r| r["wasmclaw"]["rps"].as_f64().unwrap()).fold(0.0, f64::max);
         out.insert("json_throughput".into(), Value::Array(rows));
@@ -116,6 +128,20 @@ pub async fn run(seconds: u64) -> anyhow::Result<Value> {
     println!("  (ttfb and gap are medians; p99 is of whole streams)");
     out.insert("sse_64_events".into(), Value::Array(rows));
     Ok(Value::Object(out))
+}
+
+/// A `wrk` cell and the server's own CPU per request during it (µs, from
+/// `/proc`): the ratio of req/s hides whether the server or the client was
+/// the limit on a 2-core machine, the CPU a request costs does not.
+fn cpu_per_request(
+    server: &ServerProcess,
+    cell: impl FnOnce() -> anyhow::Result<Throughput>,
+    seconds: u64,
+) -> anyhow::Result<(Throughput, f64)> {
+    let before = server.cpu_seconds()?;
+    let t = cell()?;
+    let used = server.cpu_seconds()? - before;
+    Ok((t, 1e6 * used / (t.rps * seconds as f64).max(1.0)))
 }
 
 fn cell(t: Throughput) -> Value {
