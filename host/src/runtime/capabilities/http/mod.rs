@@ -139,7 +139,8 @@ impl RunHooks {
                 let trace = send::Trace { span, mcp, propagate };
                 let (shared, run_id, memory, tape) =
                     (self.shared.clone(), self.run_id.clone(), self.memory.clone(), self.tape.clone());
-                Box::pin(send::send(shared, run_id, parts, body, admitted, memory, trace, tape))
+                let request = http::Request::from_parts(parts, body);
+                Box::pin(send::send(shared, run_id, request, admitted, memory, trace, tape))
             }
             // Take the body before refusing (see `OutBody::drain`); a large one
             // costs nothing, dropped frame by frame.
@@ -219,8 +220,8 @@ impl RunHooks {
                     Some(Ok(admitted)) => {
                         let span = telemetry::HttpClientSpan::start(&parts.method, &parts.uri);
                         let trace = send::Trace { span, mcp: false, propagate: false };
-                        let body = send::OutBody::Whole(bytes);
-                        send::send(shared, run_id, parts, body, admitted, memory, trace, Default::default()).await
+                        let request = http::Request::from_parts(parts, send::OutBody::Whole(bytes));
+                        send::send(shared, run_id, request, admitted, memory, trace, Default::default()).await
                     }
                     Some(Err(e)) => Err(e),
                     None => Err(Error::InternalError(Some(DIVERGED.into()))),

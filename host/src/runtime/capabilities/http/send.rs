@@ -139,18 +139,17 @@ impl Answer {
 /// Send a request and read the whole response within the run's limits. The
 /// request and response bodies the host buffers count against the run's
 /// memory (`memory`) for as long as they are held. One path for both doors.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn send(
     shared: Arc<Shared>,
     run_id: String,
-    parts: http::request::Parts,
-    body: OutBody,
+    request: http::Request<OutBody>,
     admitted: Admitted,
     memory: Arc<RunMemory>,
     trace: Trace,
     tape: crate::tape::Tape,
 ) -> Result<Answer, Error> {
     let started = Instant::now();
+    let (parts, body) = request.into_parts();
     let Admitted { target, label, literal, credentials, limits } = admitted;
     let origin = target.origin();
     let method = parts.method.clone();
