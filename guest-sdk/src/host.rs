@@ -6,7 +6,8 @@
 
 #[cfg(target_arch = "wasm32")]
 mod imp {
-    use crate::bindings::wasmclaw::agent::{config, llm, log, memo, output, session, tool_activity};
+    use crate::bindings::wasmclaw::agent::{config, http, llm, log, memo, output, session, tool_activity};
+    use crate::http::{HttpError, Response};
     use crate::{EmitError, Event, Message, ToolCall};
 
     /// A model completion in progress: the host's resource.
@@ -86,12 +87,47 @@ mod imp {
     pub fn memo_remove(key: &str) {
         memo::remove(key)
     }
+
+    /// `http.fetch`.
+    pub fn http_send(
+        method: String,
+        url: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> Result<Response, HttpError> {
+        let headers = headers.into_iter().map(|(name, value)| (name, value.into_bytes())).collect();
+        match http::fetch(&http::Request { method, url, headers, body }) {
+            Ok(r) => {
+                let headers = r
+                    .headers
+                    .into_iter()
+                    .map(|(name, value)| {
+                        let value = String::from_utf8(value)
+                            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                        (name, value)
+                    })
+                    .collect();
+                Ok(Response { status: r.status, headers, body: r.body })
+            }
+            Err(e) => Err(match e {
+                http::HttpError::Denied => HttpError::Denied(
+                    "no rule of the agent's http.allow list holds this origin and path (the log says which)".into(),
+                ),
+                http::HttpError::InternalAddress => {
+                    HttpError::Denied("the name resolves to an internal address".into())
+                }
+                http::HttpError::Timeout => HttpError::Timeout,
+                http::HttpError::TooLarge => HttpError::TooLarge,
+                http::HttpError::Failed(message) => HttpError::Failed(message),
+            }),
+        }
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use crate::native::{
-    Completion, complete, config_get, emit, history, log, memo_get, memo_remove, memo_set, next, state_delete,
-    state_get, state_set, tool_called, tool_returned,
+    Completion, complete, config_get, emit, history, http_send, log, memo_get, memo_remove, memo_set, next,
+    state_delete, state_get, state_set, tool_called, tool_returned,
 };
 #[cfg(target_arch = "wasm32")]
 pub use imp::*;

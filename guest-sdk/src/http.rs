@@ -1,7 +1,8 @@
-//! Outbound HTTP from an agent, over the standard `wasi:http` interface (via
-//! the Bytecode Alliance's `wstd`), so the gateway's per-agent policy applies:
-//! only origins in the agent's `http.allow` list answer, credentials the
-//! gateway adds never reach the agent, and per-run limits hold.
+//! Outbound HTTP from an agent, through the contract's `http.fetch` (0.2.2):
+//! one host call per request, under the gateway's per-agent policy: only
+//! origins in the agent's `http.allow` list answer, credentials the gateway
+//! adds never reach the agent, and per-run limits hold. (The gateway applies
+//! the same policy to `wasi:http`, for agents that bring their own client.)
 //!
 //! ```ignore
 //! let weather: serde_json::Value = wasmclaw_sdk::http::get("https://api.example.com/today")?.json()?;
@@ -121,53 +122,9 @@ impl Request {
         Ok(self.header("content-type", "application/json").body(bytes))
     }
 
-    /// Send it and read the whole response.
-    #[cfg(target_arch = "wasm32")]
+    /// Send it and read the whole response. Natively the fake gateway of
+    /// `testing::TestHost` answers.
     pub fn send(self) -> Result<Response, HttpError> {
-        wstd::runtime::block_on(self.send_async())
-    }
-
-    /// Natively the fake gateway of `testing::TestHost` answers.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn send(self) -> Result<Response, HttpError> {
-        crate::native::http_send(&self.method, &self.url, self.headers, self.body)
-    }
-
-    #[cfg(target_arch = "wasm32")]
-    async fn send_async(self) -> Result<Response, HttpError> {
-        let mut builder = wstd::http::Request::builder().method(self.method.as_str()).uri(self.url.as_str());
-        for (name, value) in &self.headers {
-            builder = builder.header(name.as_str(), value.as_str());
-        }
-        let request = builder.body(wstd::http::Body::from(self.body)).map_err(|e| HttpError::Failed(e.to_string()))?;
-        let response = wstd::http::Client::new().send(request).await.map_err(classify)?;
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-            .collect();
-        let mut body = response.into_body();
-        let body = body.contents().await.map_err(classify)?.to_vec();
-        Ok(Response { status, headers, body })
-    }
-}
-
-/// The WASI error code behind a failure, as an [`HttpError`].
-#[cfg(target_arch = "wasm32")]
-fn classify(e: wstd::http::Error) -> HttpError {
-    use wstd::http::error::ErrorCode;
-    match e.downcast_ref::<ErrorCode>() {
-        Some(ErrorCode::HttpRequestDenied) => HttpError::Denied(
-            "no rule of the agent's http.allow list holds this origin and path (the log says which)".into(),
-        ),
-        Some(ErrorCode::DestinationIpProhibited) => {
-            HttpError::Denied("the name resolves to an internal address".into())
-        }
-        Some(ErrorCode::HttpResponseTimeout | ErrorCode::ConnectionTimeout) => HttpError::Timeout,
-        Some(ErrorCode::HttpResponseBodySize(_)) => HttpError::TooLarge,
-        Some(ErrorCode::InternalError(Some(message))) => HttpError::Failed(message.clone()),
-        Some(code) => HttpError::Failed(format!("{code:?}")),
-        None => HttpError::Failed(format!("{e:#}")),
+        crate::host::http_send(self.method, self.url, self.headers, self.body)
     }
 }

@@ -180,15 +180,15 @@ pub fn tool_returned(call_id: &str, output: &str, is_error: bool) {
     });
 }
 
-/// `wasi:http` `handle`: the answer the test set up, the exchange recorded.
+/// `http.fetch`: the answer the test set up, the exchange recorded.
 pub fn http_send(
-    method: &str,
-    url: &str,
+    method: String,
+    url: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 ) -> Result<Response, HttpError> {
     with(|run| {
-        let (answer, exchange) = run.web.send(method, url, headers, body);
+        let (answer, exchange) = run.web.send(&method, &url, headers, body);
         run.http.push(exchange);
         answer
     })

@@ -1,5 +1,7 @@
-//! Agents that act (issue 16): outbound HTTP through `wasi:http`, deny by
-//! default, with credentials the gateway injects and per-run limits.
+//! Agents that act (issue 16): outbound HTTP, deny by default, with
+//! credentials the gateway injects and per-run limits. Through both doors:
+//! the contract's `http.fetch` (the SDK's client) and `wasi:http` (a guest's
+//! own client): [`fetch_both`] asks the same of each and expects one answer.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -68,11 +70,18 @@ async fn server() -> (SocketAddr, Seen) {
     server_redirecting_to("http://127.0.0.1:9/elsewhere".into()).await
 }
 
-/// A gateway with agent `id` = the faults fixture in `fetch` mode and `http` as its block.
+/// A gateway with agent `id` = the faults fixture in `fetch` mode and `http`
+/// as its block, sending through `http.fetch`; and its twin `wasi-{id}`,
+/// the same but sending through `wasi:http`.
 pub(crate) fn gateway(agents: &[(&str, &str)], env: &[(&str, &str)]) -> Result<TestGateway, String> {
     let entries: Vec<String> = agents
         .iter()
-        .map(|(id, http)| format!(r#"{id}: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "fetch" }} {http} }},"#))
+        .map(|(id, http)| {
+            format!(
+                r#"{id}: {{ plugin: "{FAULTS_WASM}", config: {{ fault: "fetch" }} {http} }},
+                   "wasi-{id}": {{ plugin: "{FAULTS_WASM}", config: {{ fault: "fetch", client: "wasi" }} {http} }},"#
+            )
+        })
         .collect();
     let config = format!(
         r#"{{ gateway: {{ http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} }},
@@ -91,16 +100,25 @@ pub(crate) async fn fetch(gw: &TestGateway, agent: &str, urls: &[String]) -> Str
     content(&res.json().await.unwrap())
 }
 
+/// [`fetch`] through `http.fetch` (agent `agent`) and through `wasi:http`
+/// (its twin): both doors must give the guest the same answers.
+pub(crate) async fn fetch_both(gw: &TestGateway, agent: &str, urls: &[String]) -> String {
+    let reply = fetch(gw, agent, urls).await;
+    let wasi = fetch(gw, &format!("wasi-{agent}"), urls).await;
+    assert_eq!(reply, wasi, "http.fetch (left) and wasi:http (right) answered differently");
+    reply
+}
+
 #[tokio::test]
 async fn requests_outside_the_allow_list_are_denied_and_the_run_still_answers() {
     let (addr, _) = server().await;
     let allow = format!(r#", http: {{ allow: ["http://{addr}/hello"] }}"#);
     let gw = gateway(&[("open", &allow), ("closed", "")], &[]).unwrap();
     let hello = format!("http://{addr}/hello");
-    let reply = fetch(&gw, "open", &[hello.clone(), format!("http://{addr}/big")]).await;
+    let reply = fetch_both(&gw, "open", &[hello.clone(), format!("http://{addr}/big")]).await;
     assert!(reply.contains(&format!("{hello} -> 200 [] hello")), "{reply}");
     assert!(reply.contains("/big -> error: request denied by the gateway"), "a path outside the prefix: {reply}");
-    let reply = fetch(&gw, "closed", std::slice::from_ref(&hello)).await;
+    let reply = fetch_both(&gw, "closed", std::slice::from_ref(&hello)).await;
     assert!(reply.contains("error: request denied by the gateway"), "{reply}");
     let log = gw.wait_for_log("the denial", |l| l.contains("outbound HTTP denied") && l.contains("agent=closed")).await;
     let lines: Vec<&str> =
@@ -131,15 +149,15 @@ async fn redirects_are_not_followed_and_internal_names_need_a_literal_rule() {
     let gw = gateway(&[("wild", &wildcard), ("named", &literal)], &[]).unwrap();
     let by_name = format!("http://localhost:{port}/hello");
     let by_address = format!("http://{addr}/hello");
-    let reply = fetch(&gw, "wild", &[by_name.clone(), by_address.clone()]).await;
+    let reply = fetch_both(&gw, "wild", &[by_name.clone(), by_address.clone()]).await;
     assert!(reply.contains(&format!("{by_name} -> error: request denied by the gateway")), "{reply}");
     assert!(reply.contains(&format!("{by_address} -> error: request denied by the gateway")), "{reply}");
-    let reply = fetch(&gw, "named", &[by_name.clone(), format!("http://{addr}/redirect")]).await;
+    let reply = fetch_both(&gw, "named", &[by_name.clone(), format!("http://{addr}/redirect")]).await;
     assert!(reply.contains(&format!("{by_name} -> 200")), "a rule naming the host reaches it: {reply}");
     assert!(reply.contains("/redirect -> 302"), "the redirect reaches the guest unfollowed: {reply}");
     assert_eq!(denied_hits.load(Ordering::SeqCst), 0, "nothing was sent to the redirect's target");
     // The guest following it itself is a new request, checked like any other.
-    let reply = fetch(&gw, "named", &[format!("http://{denied}/elsewhere")]).await;
+    let reply = fetch_both(&gw, "named", &[format!("http://{denied}/elsewhere")]).await;
     assert!(reply.contains("error: request denied by the gateway"), "{reply}");
     assert_eq!(denied_hits.load(Ordering::SeqCst), 0);
 }
@@ -156,13 +174,13 @@ async fn hosts_and_paths_are_checked_as_the_sender_reads_them() {
         .iter()
         .map(|h| format!("http://{h}:{port}/hello"))
         .collect();
-    let reply = fetch(&gw, "wild", &spellings).await;
+    let reply = fetch_both(&gw, "wild", &spellings).await;
     for url in &spellings {
         assert!(reply.contains(&format!("{url} -> error: request denied by the gateway")), "{url}: {reply}");
     }
     // Dot segments leave the allowed prefix once the path is normalised.
     let escapes = [format!("http://{addr}/hello/../big"), format!("http://{addr}/hello/%2e%2e/big")];
-    let reply = fetch(&gw, "prefix", &escapes).await;
+    let reply = fetch_both(&gw, "prefix", &escapes).await;
     for url in &escapes {
         assert!(reply.contains(&format!("{url} -> error: request denied by the gateway")), "{url}: {reply}");
     }
@@ -177,12 +195,18 @@ async fn credentials_reach_the_server_and_nothing_else() {
         r#", http: {{ allow: ["http://{addr}"], credentials: [{{ match: "http://{addr}/echo-auth", header: "Authorization", prefix: "Bearer ", valueEnv: "TEST_API_KEY" }}] }}"#
     );
     let gw = gateway(&[("caller", &http)], &[("TEST_API_KEY", KEY)]).unwrap();
-    let res =
-        gw.chat(ask("agent:caller", &format!("http://{addr}/echo-auth http://{addr}/hello"))).send().await.unwrap();
-    let raw = res.text().await.unwrap();
-    assert_eq!(seen.lock().unwrap().as_slice(), [format!("Bearer {KEY}")], "only the matching request carries it");
-    assert!(raw.contains("x-echo: Bearer [REDACTED]") && raw.contains("you sent Bearer [REDACTED]"), "{raw}");
-    assert!(!raw.contains(KEY), "the client never sees the key: {raw}");
+    for (n, agent) in ["caller", "wasi-caller"].into_iter().enumerate() {
+        let res = gw
+            .chat(ask(&format!("agent:{agent}"), &format!("http://{addr}/echo-auth http://{addr}/hello")))
+            .send()
+            .await
+            .unwrap();
+        let raw = res.text().await.unwrap();
+        assert_eq!(seen.lock().unwrap().len(), n + 1, "only the matching request carries it ({agent})");
+        assert!(raw.contains("x-echo: Bearer [REDACTED]") && raw.contains("you sent Bearer [REDACTED]"), "{raw}");
+        assert!(!raw.contains(KEY), "the client never sees the key: {raw}");
+    }
+    assert_eq!(seen.lock().unwrap().as_slice(), [format!("Bearer {KEY}"), format!("Bearer {KEY}")]);
     assert!(!gw.log().contains(KEY), "the log never shows the key");
     assert!(!gw.metrics().await.contains(KEY));
 
@@ -208,13 +232,13 @@ async fn each_per_run_limit_holds_and_the_log_names_it() {
     )
     .unwrap();
     let hello = format!("http://{addr}/hello");
-    let reply = fetch(&gw, "few", &[hello.clone(), hello.clone(), hello.clone()]).await;
+    let reply = fetch_both(&gw, "few", &[hello.clone(), hello.clone(), hello.clone()]).await;
     assert_eq!(reply.matches("-> 200").count(), 2, "{reply}");
     assert!(reply.contains("limit of 2 outbound requests"), "{reply}");
-    let reply = fetch(&gw, "small", &[format!("http://{addr}/big")]).await;
+    let reply = fetch_both(&gw, "small", &[format!("http://{addr}/big")]).await;
     assert!(reply.contains("error: response too large"), "{reply}");
     let started = Instant::now();
-    let reply = fetch(&gw, "quick", &[format!("http://{addr}/slow"), hello.clone()]).await;
+    let reply = fetch_both(&gw, "quick", &[format!("http://{addr}/slow"), hello.clone()]).await;
     assert!(reply.contains("/slow -> error: request timed out"), "{reply}");
     assert!(reply.contains(&format!("{hello} -> 200")), "the run goes on after the timeout: {reply}");
     assert!(started.elapsed() < SLOW / 10, "answered {:?} after asking", started.elapsed());
@@ -231,10 +255,9 @@ async fn each_per_run_limit_holds_and_the_log_names_it() {
     }
 }
 
-#[tokio::test]
-async fn a_client_that_goes_away_aborts_the_outbound_request() {
-    // A raw server: it accepts, reads the request, never answers, and
-    // reports when the gateway closes the connection.
+/// A raw server: it accepts one connection, reads the request, never
+/// answers; it says when it accepted and when the gateway closed the connection.
+async fn silent_server() -> (SocketAddr, tokio::sync::oneshot::Receiver<()>, tokio::sync::oneshot::Receiver<Instant>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (accepted_tx, accepted) = tokio::sync::oneshot::channel();
@@ -247,16 +270,30 @@ async fn a_client_that_goes_away_aborts_the_outbound_request() {
         while socket.read(&mut buf).await.is_ok_and(|n| n > 0) {}
         let _ = closed_tx.send(Instant::now());
     });
-    let http = format!(r#", http: {{ allow: ["http://{addr}"], limits: {{ timeoutMs: 60000 }} }}"#);
+    (addr, accepted, closed)
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_aborts_the_outbound_request() {
+    let servers = [silent_server().await, silent_server().await];
+    let (a, b) = (servers[0].0, servers[1].0);
+    let http = format!(r#", http: {{ allow: ["http://{a}", "http://{b}"], limits: {{ timeoutMs: 60000 }} }}"#);
     let gw = gateway(&[("waiter", &http)], &[]).unwrap();
-    let mut body = ask("agent:waiter", &format!("http://{addr}/hang"));
-    body["stream"] = serde_json::json!(true);
-    let res = gw.chat(body).send().await.unwrap();
-    tokio::time::timeout(PATIENCE, accepted).await.expect("the request reached the server").unwrap();
-    let gone = Instant::now();
-    drop(res);
-    let closed_at = tokio::time::timeout(PATIENCE, closed).await.expect("the gateway closed the connection").unwrap();
-    assert!(closed_at - gone < Duration::from_secs(1), "closed {:?} after the client left", closed_at - gone);
+    for ((addr, accepted, closed), agent) in servers.into_iter().zip(["waiter", "wasi-waiter"]) {
+        let mut body = ask(&format!("agent:{agent}"), &format!("http://{addr}/hang"));
+        body["stream"] = serde_json::json!(true);
+        let res = gw.chat(body).send().await.unwrap();
+        tokio::time::timeout(PATIENCE, accepted).await.expect("the request reached the server").unwrap();
+        let gone = Instant::now();
+        drop(res);
+        let closed_at =
+            tokio::time::timeout(PATIENCE, closed).await.expect("the gateway closed the connection").unwrap();
+        assert!(
+            closed_at - gone < Duration::from_secs(1),
+            "{agent}: closed {:?} after the client left",
+            closed_at - gone
+        );
+    }
 }
 
 /// The policy belongs to the agent id: a hot swap keeps it, and an edit to the

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, Uri};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::outbound::{fetch, gateway};
+use crate::outbound::{fetch_both, gateway};
 use crate::support::*;
 
 /// Serve `app` on a loopback port.
@@ -87,17 +87,21 @@ async fn a_request_body_past_the_memory_limit_fails_that_request_only() {
     let http = format!(r#", http: {{ allow: ["http://{addr}"] }}, limits: {{ memoryBytes: {} }}"#, 40 << 20);
     let gw = gateway(&[("poster", &http)], &[]).unwrap();
     let big = 24 << 20;
-    let res = gw.chat(ask("agent:poster", &format!("http-post http://{addr}/upload {big} 1024"))).send().await.unwrap();
-    assert_eq!(res.status(), 200, "the run answers");
-    let reply = content(&res.json().await.unwrap());
-    let refused = reply.lines().next().unwrap_or_default();
-    assert!(
-        refused.starts_with(&format!("{big} -> error:")) && refused.contains("limits.memoryBytes"),
-        "a body past the limit: {reply}"
-    );
-    assert!(refused.contains("request body"), "{refused}");
-    assert!(reply.contains("1024 -> 200 received 1024"), "the run goes on: {reply}");
-    assert_eq!(received.lock().unwrap().as_slice(), [1024], "the refused body was never sent");
+    // Through `http.fetch`, then `wasi:http`.
+    for agent in ["poster", "wasi-poster"] {
+        let text = format!("http-post http://{addr}/upload {big} 1024");
+        let res = gw.chat(ask(&format!("agent:{agent}"), &text)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "the run answers");
+        let reply = content(&res.json().await.unwrap());
+        let refused = reply.lines().next().unwrap_or_default();
+        assert!(
+            refused.starts_with(&format!("{big} -> error:")) && refused.contains("limits.memoryBytes"),
+            "{agent}: a body past the limit: {reply}"
+        );
+        assert!(refused.contains("request body"), "{refused}");
+        assert!(reply.contains("1024 -> 200 received 1024"), "{agent}: the run goes on: {reply}");
+    }
+    assert_eq!(received.lock().unwrap().as_slice(), [1024, 1024], "the refused bodies were never sent");
 }
 
 /// Issue 24, item 6: denied requests used to add a metric line per origin
@@ -108,12 +112,12 @@ async fn denied_origins_add_no_metric_lines() {
     let http = format!(r#", http: {{ allow: ["http://{addr}/hello"] }}"#);
     let gw = gateway(&[("guessing", &http)], &[]).unwrap();
     let hello = format!("http://{addr}/hello");
-    let reply = fetch(&gw, "guessing", &[hello.clone(), "http://first.invalid/".into()]).await;
+    let reply = fetch_both(&gw, "guessing", &[hello.clone(), "http://first.invalid/".into()]).await;
     assert!(reply.contains(&format!("{hello} -> 200")), "{reply}");
     let lines = |m: &str| m.lines().filter(|l| l.starts_with("wasmclaw_agent_http")).count();
     let before = gw.metrics().await;
     let hosts: Vec<String> = (0..500).map(|i| format!("http://h{i}.invalid/")).collect();
-    let reply = fetch(&gw, "guessing", &hosts).await;
+    let reply = fetch_both(&gw, "guessing", &hosts).await;
     assert_eq!(reply.matches("error: request denied by the gateway").count(), 500, "{reply}");
     let after = gw.metrics().await;
     assert_eq!(lines(&after), lines(&before), "no line per denied origin:\n{after}");
@@ -160,7 +164,7 @@ async fn encoded_slashes_and_dots_stay_inside_a_path_prefix() {
             .iter()
             .map(|e| format!("http://{addr}/public/{e}"))
             .collect();
-    let reply = fetch(&gw, "files", &escapes).await;
+    let reply = fetch_both(&gw, "files", &escapes).await;
     assert!(!reply.contains("SECRET"), "{reply}");
     assert_eq!(reply.matches("error: request denied by the gateway").count(), escapes.len(), "{reply}");
     let inside = format!("http://{addr}/public/a%2fb.txt");
@@ -249,7 +253,7 @@ async fn a_reflected_credential_is_redacted_however_it_is_spelled() {
     let gw = gateway(&[("caller", &http)], &[("TEST_API_KEY", KEY)]).unwrap();
     let urls: Vec<String> =
         ["json", "percent", "raw-header", "gzip"].iter().map(|p| format!("http://{addr}/{p}")).collect();
-    let reply = fetch(&gw, "caller", &urls).await;
+    let reply = fetch_both(&gw, "caller", &urls).await;
     for spelling in [KEY.to_string(), percent_all(KEY), json_escape_all(KEY), percent_all(KEY).to_lowercase()] {
         assert!(!reply.contains(&spelling), "{spelling} reached the guest: {reply}");
     }
@@ -259,6 +263,10 @@ async fn a_reflected_credential_is_redacted_however_it_is_spelled() {
     assert!(line("percent").ends_with(&format!("seen={}[REDACTED]", percent_all(bearer))), "{reply}");
     assert!(line("raw-header").contains("x-raw: \u{fffd}Bearer [REDACTED]"), "{reply}");
     assert!(line("gzip").contains("refused a compressed response (gzip)"), "{reply}");
-    assert_eq!(seen.lock().unwrap().as_slice(), ["identity"; 4], "every request carrying the key asks for identity");
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        ["identity"; 8],
+        "every request carrying the key asks for identity, through either door"
+    );
     assert!(!gw.log().contains(KEY));
 }

@@ -214,7 +214,7 @@ mod tests {
         assert!(!manifest.contains("dev-dependencies"), "{manifest}");
         assert!(manifest.contains("wit-bindgen"), "{manifest}");
         assert!(file("wasmclaw-sdk/src/lib.rs").contains("path: \"../wit/v0.2\""));
-        assert!(file("wit/v0.2/agent.wit").contains("package wasmclaw:agent@0.2.1"));
+        assert!(file("wit/v0.2/agent.wit").contains("package wasmclaw:agent@0.2.2"));
         assert!(file("wasmclaw-sdk/src/testing.rs").contains("pub struct TestHost"));
     }
 
@@ -223,8 +223,8 @@ mod tests {
         for lang in [Lang::Python, Lang::Js] {
             let files = project("hello", lang, Path::new("")).unwrap();
             let file = |name: &str| &files.iter().find(|(p, _)| p == name).unwrap_or_else(|| panic!("no {name}")).1;
-            assert!(file("wit/world.wit").contains("include wasmclaw:agent/agent@0.2.1;"));
-            assert!(file("wit/deps/agent/agent.wit").contains("package wasmclaw:agent@0.2.1;"));
+            assert!(file("wit/world.wit").contains("include wasmclaw:agent/agent@0.2.2;"));
+            assert!(file("wit/deps/agent/agent.wit").contains("package wasmclaw:agent@0.2.2;"));
             // Only the world and its deps: a second package beside world.wit would not parse.
             assert!(files.iter().filter(|(p, _)| p.starts_with("wit/") && !p.starts_with("wit/deps/")).count() == 1);
             for dep in ["cli", "clocks", "filesystem", "http", "io", "random", "sockets"] {

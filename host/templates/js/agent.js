@@ -1,11 +1,11 @@
 // The component's entry point: the gateway's interfaces (imported by their
 // WIT names, contract 0.2) handed to the agent in logic.js, which unit tests
 // run with a fake gateway (wasmclaw-testing.js).
-import { emit } from 'wasmclaw:agent/output@0.2.1';
-import { get as configGet } from 'wasmclaw:agent/config@0.2.1';
-import { history, get as stateGet, set as stateSet } from 'wasmclaw:agent/session@0.2.1';
-import { complete } from 'wasmclaw:agent/llm@0.2.1';
-import { write, panicked } from 'wasmclaw:agent/log@0.2.1';
+import { emit } from 'wasmclaw:agent/output@0.2.2';
+import { get as configGet } from 'wasmclaw:agent/config@0.2.2';
+import { history, get as stateGet, set as stateSet } from 'wasmclaw:agent/session@0.2.2';
+import { complete } from 'wasmclaw:agent/llm@0.2.2';
+import { write, panicked } from 'wasmclaw:agent/log@0.2.2';
 import * as agent from './logic.js';
 
 const host = {

@@ -1,14 +1,16 @@
-//! `wasmclaw:agent@0.2.1`: the generated bindings, their conversions to the
+//! `wasmclaw:agent@0.2.2`: the generated bindings, their conversions to the
 //! host's own types, and the host side of every import. The imports it shares
 //! with 0.1 come from `host_imports!`; what differs is content: a 0.2 message carries its parts, which
-//! map one to one onto `chat::ContentPart`. 0.2.1 added `memo`; components
-//! built for 0.2.0 link against these bindings unchanged (they do not import it).
+//! map one to one onto `chat::ContentPart`. 0.2.1 added `memo`, 0.2.2 `http`;
+//! components built for 0.2.0 and 0.2.1 link against these bindings unchanged
+//! (the linker matches semver-compatible names, and they do not import what came later).
 
 use wasmtime::component::{HasSelf, Linker, Resource};
 
 use crate::chat;
 use crate::providers::CompletionStream;
 use crate::runtime::capabilities::RunState;
+use crate::runtime::capabilities::http::{FetchError, FetchRequest};
 use crate::runtime::capabilities::llm::{CompletionRequest, LlmFailure};
 use crate::runtime::capabilities::output::OutputStop;
 
@@ -24,6 +26,8 @@ wasmtime::component::bindgen!({
         // As in 0.1.2: reports share the output stream and its backpressure.
         "wasmclaw:agent/tool-activity.called": async | trappable,
         "wasmclaw:agent/tool-activity.returned": async | trappable,
+        // 0.2.2: a network wait, like `llm.complete`.
+        "wasmclaw:agent/http.fetch": async | trappable,
         default: trappable,
     },
     exports: { default: async },
@@ -34,9 +38,11 @@ wasmtime::component::bindgen!({
 
 // `self::` because the generated module shares the crate's name.
 use self::wasmclaw::agent::{config, llm, log, memo, output, session, tool_activity, types};
+// Not `http`: that is the crate's name too.
+use self::wasmclaw::agent::http as guest_http;
 
 /// The world's name, as logs and errors show it.
-pub const WORLD: &str = "wasmclaw:agent@0.2.1";
+pub const WORLD: &str = "wasmclaw:agent@0.2.2";
 
 /// Link every import of this world.
 pub fn add_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
@@ -57,6 +63,25 @@ impl memo::Host for RunState {
     fn remove(&mut self, key: String) -> wasmtime::Result<()> {
         self.memo.remove(&key);
         Ok(())
+    }
+}
+
+impl guest_http::Host for RunState {
+    async fn fetch(
+        &mut self,
+        req: guest_http::Request,
+    ) -> wasmtime::Result<Result<guest_http::Response, guest_http::HttpError>> {
+        let req = FetchRequest { method: req.method, url: req.url, headers: req.headers, body: req.body };
+        Ok(match self.http.fetch(req).await {
+            Ok(r) => Ok(guest_http::Response { status: r.status, headers: r.headers, body: r.body }),
+            Err(e) => Err(match e {
+                FetchError::Denied => guest_http::HttpError::Denied,
+                FetchError::InternalAddress => guest_http::HttpError::InternalAddress,
+                FetchError::Timeout => guest_http::HttpError::Timeout,
+                FetchError::TooLarge => guest_http::HttpError::TooLarge,
+                FetchError::Failed(message) => guest_http::HttpError::Failed(message),
+            }),
+        })
     }
 }
 

@@ -1,9 +1,12 @@
-//! `wasi:http/outgoing-handler`: an agent's outbound requests, deny by
-//! default. Every request passes the agent's policy (allow rules, internal
-//! addresses, per-run limits) before anything leaves the host; credentials
-//! are added after the check and redacted from what comes back. The
-//! standard interface means any WASI HTTP client works in a guest.
+//! An agent's outbound requests, deny by default, through two doors: the
+//! standard `wasi:http/outgoing-handler` (any WASI HTTP client works in a
+//! guest) and the contract's `http.fetch` (0.2.2, one call per request).
+//! Both go through [`RunHooks::exchange`]: every request passes the agent's
+//! policy (allow rules, internal addresses, per-run limits) before anything
+//! leaves the host; credentials are added after the check and redacted from
+//! what comes back.
 
+mod fetch;
 mod oauth;
 mod policy;
 mod redact;
@@ -14,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpHooks};
 
+pub use fetch::{FetchError, FetchRequest};
 pub use oauth::TokenSource;
 pub use policy::{AllowRule, Credential, CredentialValue, HttpLimits, HttpPolicy, Target, is_internal};
 
@@ -108,48 +112,45 @@ impl WasiHttpHooks for RunHooks {
         _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         use tracing::Instrument;
-        if let Some(live) = self.tape.replay_live() {
-            return Box::new(Box::into_pin(self.replay(request, live)).in_current_span());
-        }
+        let (parts, body) = request.into_parts();
+        let answer = self.exchange(parts, send::OutBody::Guest(body));
         // wasmtime-wasi-http spawns this future on a task of its own: carry the
         // run's span (the client's request id) into its log lines.
-        match self.admit(&request) {
+        Box::new(async move { answer.await?.into_wasi() }.in_current_span())
+    }
+}
+
+/// A request's answer on its way: what [`RunHooks::exchange`] hands both doors.
+type Exchange = std::pin::Pin<Box<dyn Future<Output = wasmtime_wasi_http::Result<send::Answer>> + Send>>;
+
+impl RunHooks {
+    /// One outbound request, whichever door it came through (`wasi:http` or
+    /// `http.fetch`): answered from a recording, refused, or sent under the
+    /// policy. Admission happens now, in order; the sending in the future.
+    fn exchange(&mut self, parts: http::request::Parts, body: send::OutBody) -> Exchange {
+        if let Some(live) = self.tape.replay_live() {
+            return self.replay(parts, body, live);
+        }
+        match self.admit(&parts.method, &parts.uri) {
             Ok(admitted) => {
-                let memory = self.memory.clone();
-                let span = telemetry::HttpClientSpan::start(request.method(), request.uri());
-                let mcp = !span.span().is_none() && self.shared.is_mcp(request.uri());
+                let span = telemetry::HttpClientSpan::start(&parts.method, &parts.uri);
+                let mcp = !span.span().is_none() && self.shared.is_mcp(&parts.uri);
                 let propagate = self.shared.policy.as_ref().is_some_and(|p| p.propagate_trace);
                 let trace = send::Trace { span, mcp, propagate };
-                Box::new(
-                    send::send(
-                        self.shared.clone(),
-                        self.run_id.clone(),
-                        request,
-                        admitted,
-                        memory,
-                        trace,
-                        self.tape.clone(),
-                    )
-                    .in_current_span(),
-                )
+                let (shared, run_id, memory, tape) =
+                    (self.shared.clone(), self.run_id.clone(), self.memory.clone(), self.tape.clone());
+                let request = http::Request::from_parts(parts, body);
+                Box::pin(send::send(shared, run_id, request, admitted, memory, trace, tape))
             }
-            // Take the body the guest is writing before refusing: clients such
-            // as wstd write it after `handle` and would otherwise report a
-            // broken stream instead of the refusal. Dropped frame by frame,
-            // so a large body costs nothing.
+            // Take the body before refusing (see `OutBody::drain`); a large one
+            // costs nothing, dropped frame by frame.
             Err(e) => {
                 // A refusal is an answer the guest saw: a recording keeps it, so a replay refuses alike.
                 let tape = self.tape.clone();
-                let (method, uri) = (request.method().to_string(), request.uri().to_string());
-                Box::new(async move {
-                    let mut body = request.into_body();
-                    let mut kept = Vec::new();
-                    while let Some(Ok(frame)) = http_body_util::BodyExt::frame(&mut body).await {
-                        if let Some(data) = frame.data_ref().filter(|_| tape.is_on() && kept.len() < MAX_REFUSED_BODY) {
-                            kept.extend_from_slice(data);
-                        }
-                    }
+                Box::pin(async move {
+                    let kept = body.drain(if tape.is_on() { MAX_REFUSED_BODY } else { 0 }).await;
                     if tape.is_on() {
+                        let (method, uri) = (parts.method.to_string(), parts.uri.to_string());
                         let body = crate::tape::Blob(kept);
                         let response = Err(taped_error(&e));
                         tape.http_done(crate::tape::HttpCall { method, uri, headers: vec![], body, response });
@@ -191,47 +192,35 @@ const DIVERGED: &str = "wasmclaw replay: the recording has no answer for this re
 impl RunHooks {
     /// A replayed run's request: answered from the recording; with `live`,
     /// one it cannot answer goes out for real, under the same policy.
-    fn replay(
-        &mut self,
-        request: http::Request<wasmtime_wasi_http::WasiBody>,
-        live: bool,
-    ) -> Box<dyn Future<Output = SendResult> + Send> {
-        use http_body_util::BodyExt;
+    fn replay(&mut self, parts: http::request::Parts, body: send::OutBody, live: bool) -> Exchange {
         use wasmtime_wasi_http::Error;
-        let admitted = live.then(|| self.admit(&request));
+        let admitted = live.then(|| self.admit(&parts.method, &parts.uri));
         let (shared, run_id, memory, tape) =
             (self.shared.clone(), self.run_id.clone(), self.memory.clone(), self.tape.clone());
-        Box::new(async move {
-            let (parts, body) = request.into_parts();
+        Box::pin(async move {
             let mut hold = memory.hold();
-            let bytes = bytes::Bytes::from(send::collect_within(body, &mut hold, memory.max()).await?);
+            let bytes = body.collect(&mut hold, memory.max()).await?;
             drop(hold);
-            let full =
-                |bytes: bytes::Bytes| http_body_util::Full::new(bytes).map_err(|never| match never {}).boxed_unsync();
             match tape.http_request(parts.method.as_str(), &parts.uri.to_string(), &bytes) {
                 crate::tape::Crossing::Answered(call) => {
                     let recorded = call.response.map_err(replayed_error)?;
-                    let mut response = http::Response::new(full(recorded.body.0.into()));
-                    *response.status_mut() = http::StatusCode::from_u16(recorded.status)
+                    let status = http::StatusCode::from_u16(recorded.status)
                         .map_err(|_| Error::InternalError(Some("recorded status".into())))?;
+                    let mut headers = http::HeaderMap::new();
                     for (name, value) in recorded.headers {
                         if let (Ok(name), Ok(value)) =
                             (http::HeaderName::try_from(name), http::HeaderValue::try_from(value))
                         {
-                            response.headers_mut().append(name, value);
+                            headers.append(name, value);
                         }
                     }
-                    Ok((
-                        response,
-                        Box::new(std::future::ready(Ok(())))
-                            as Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-                    ))
+                    Ok(send::Answer { status, headers, body: recorded.body.0, hold: None })
                 }
                 crate::tape::Crossing::Live(_) => match admitted {
                     Some(Ok(admitted)) => {
                         let span = telemetry::HttpClientSpan::start(&parts.method, &parts.uri);
                         let trace = send::Trace { span, mcp: false, propagate: false };
-                        let request = http::Request::from_parts(parts, full(bytes));
+                        let request = http::Request::from_parts(parts, send::OutBody::Whole(bytes));
                         send::send(shared, run_id, request, admitted, memory, trace, Default::default()).await
                     }
                     Some(Err(e)) => Err(e),
@@ -264,11 +253,11 @@ pub(super) struct Admitted {
 
 impl RunHooks {
     /// Decide before anything leaves the host.
-    fn admit(&mut self, request: &http::Request<wasmtime_wasi_http::WasiBody>) -> wasmtime_wasi_http::Result<Admitted> {
+    fn admit(&mut self, method: &http::Method, uri: &http::Uri) -> wasmtime_wasi_http::Result<Admitted> {
         use wasmtime_wasi_http::Error;
         let agent = &self.shared.agent;
-        let method = request.method().as_str();
-        let Some(target) = Target::of(request.uri()) else { return Err(Error::HttpRequestUriInvalid) };
+        let method = method.as_str();
+        let Some(target) = Target::of(uri) else { return Err(Error::HttpRequestUriInvalid) };
         let denied = |why: &str| {
             let key = match DEV_FLAGS.load(Ordering::Relaxed) {
                 true => format!("wasmclaw dev --allow {}", target.origin()),

@@ -40,6 +40,9 @@ pub struct Target {
     pub host: String,
     pub port: u16,
     pub path: String,
+    /// The URL as parsed: what the sender sends (parsed once, so what was
+    /// checked is what goes out).
+    pub url: reqwest::Url,
 }
 
 impl Target {
@@ -52,7 +55,7 @@ impl Target {
         let scheme = url.scheme().to_string();
         let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']').to_string();
         let port = url.port().or_else(|| default_port(&scheme))?;
-        Some(Self { scheme, host, port, path: url.path().to_string() })
+        Some(Self { scheme, host, port, path: url.path().to_string(), url })
     }
 
     /// `scheme://host:port`, for logs and metrics.

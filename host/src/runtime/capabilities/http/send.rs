@@ -73,33 +73,98 @@ pub(super) struct Trace {
     pub propagate: bool,
 }
 
-/// Send `request` and read the whole response within the run's limits. The
+/// A request's body as a door hands it over: still being written by the
+/// guest (`wasi:http`), or whole (`http.fetch`).
+pub(super) enum OutBody {
+    Guest(WasiBody),
+    Whole(Vec<u8>),
+}
+
+impl OutBody {
+    /// The whole body, counted against the run's memory (`hold`).
+    pub(super) async fn collect(self, hold: &mut MemoryHold, max: usize) -> Result<Vec<u8>, Error> {
+        match self {
+            Self::Guest(body) => collect_within(body, hold, max).await,
+            Self::Whole(bytes) if hold.grow(bytes.len()) => Ok(bytes),
+            Self::Whole(_) => Err(over_memory("request", max)),
+        }
+    }
+
+    /// Read to the end without keeping more than `keep` bytes: a refused
+    /// request's body (clients such as wstd write it after `handle` and would
+    /// otherwise report a broken stream instead of the refusal).
+    pub(super) async fn drain(self, keep: usize) -> Vec<u8> {
+        match self {
+            Self::Guest(mut body) => {
+                let mut kept = Vec::new();
+                while let Some(Ok(frame)) = body.frame().await {
+                    if let Some(data) = frame.data_ref().filter(|_| kept.len() < keep) {
+                        kept.extend_from_slice(data);
+                    }
+                }
+                kept
+            }
+            Self::Whole(mut bytes) => {
+                bytes.truncate(keep);
+                bytes
+            }
+        }
+    }
+}
+
+/// A whole response, redacted, as both doors hand it to the guest. `hold`
+/// keeps its body counted on the run's memory until the guest takes it.
+pub(super) struct Answer {
+    pub status: http::StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+    pub hold: Option<MemoryHold>,
+}
+
+impl Answer {
+    /// As `wasi:http` hands it over: the body keeps its hold until the guest drops it.
+    pub(super) fn into_wasi(self) -> SendResult {
+        let Self { status, headers, body, hold } = self;
+        let body = Full::new(Bytes::from(body)).map_err(|never| match never {}).map_frame(move |frame| {
+            let _held = &hold;
+            frame
+        });
+        let mut response = http::Response::new(body.boxed_unsync());
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        Ok((response, Box::new(std::future::ready(Ok(())))))
+    }
+}
+
+/// Send a request and read the whole response within the run's limits. The
 /// request and response bodies the host buffers count against the run's
-/// memory (`memory`) for as long as they are held.
+/// memory (`memory`) for as long as they are held. One path for both doors.
 pub(super) async fn send(
     shared: Arc<Shared>,
     run_id: String,
-    request: http::Request<WasiBody>,
+    request: http::Request<OutBody>,
     admitted: Admitted,
     memory: Arc<RunMemory>,
     trace: Trace,
     tape: crate::tape::Tape,
-) -> SendResult {
+) -> Result<Answer, Error> {
     let started = Instant::now();
+    let (parts, body) = request.into_parts();
     let Admitted { target, label, literal, credentials, limits } = admitted;
-    let (agent, origin, method) = (shared.agent.clone(), target.origin(), request.method().clone());
+    let origin = target.origin();
+    let method = parts.method.clone();
     // What the guest sent, before the host adds a trace header or credentials (recording only).
     let mut taped = tape.is_on().then(|| {
-        let mut headers = request.headers().clone();
+        let mut headers = parts.headers.clone();
         for credential in &credentials {
             headers.remove(&credential.header);
         }
-        (request.uri().to_string(), crate::tape::header_pairs(&headers), Bytes::new())
+        (parts.uri.to_string(), crate::tape::header_pairs(&headers), Bytes::new())
     });
     let outcome = tokio::time::timeout(limits.timeout, async {
-        let (mut parts, body) = request.into_parts();
+        let http::request::Parts { method, mut headers, .. } = parts;
         let mut request_hold = memory.hold();
-        let body = Bytes::from(collect_within(body, &mut request_hold, memory.max()).await?);
+        let body = Bytes::from(body.collect(&mut request_hold, memory.max()).await?);
         if let Some((_, _, taped_body)) = &mut taped {
             *taped_body = body.clone();
         }
@@ -110,22 +175,26 @@ pub(super) async fn send(
         if trace.propagate
             && let Some(traceparent) = telemetry::inject(trace.span.span())
         {
-            parts.headers.insert("traceparent", traceparent);
+            headers.insert("traceparent", traceparent);
         }
         if !credentials.is_empty() {
             // A compressed answer could carry the credential past redaction.
-            parts.headers.insert(http::header::ACCEPT_ENCODING, http::HeaderValue::from_static("identity"));
+            headers.insert(http::header::ACCEPT_ENCODING, http::HeaderValue::from_static("identity"));
         }
         // The injected value replaces the guest's: a server reading the first of two could take the guest's.
         for credential in &credentials {
-            parts.headers.remove(&credential.header);
+            headers.remove(&credential.header);
         }
         // Every value injected, redacted from the answer.
         let mut secrets: Vec<Secret> = Vec::new();
         let mut retried = false;
+        // Only an OAuth retry sends twice: the first attempt takes the headers, a retry a copy kept for it.
+        let oauth = credentials.iter().any(|c| matches!(c.value, CredentialValue::OAuth(_)));
+        let spare = oauth.then(|| headers.clone());
+        let mut headers = Some(headers);
         let response = loop {
-            let mut builder =
-                client(!literal).request(parts.method.clone(), parts.uri.to_string()).headers(parts.headers.clone());
+            let headers = headers.take().or_else(|| spare.clone()).unwrap_or_default();
+            let mut builder = client(!literal).request(method.clone(), target.url.clone()).headers(headers);
             let mut tokens = Vec::new();
             for credential in &credentials {
                 match &credential.value {
@@ -158,22 +227,25 @@ pub(super) async fn send(
                     format!("; its protected resource metadata (RFC 9728) is at {url}")
                 });
                 tracing::warn!(
-                    %agent, run_id, origin, path = target.path,
+                    agent = %shared.agent, run_id, origin, path = target.path,
                     "outbound HTTP: the server refused a fresh OAuth token from {keys}{metadata}"
                 );
                 return Err(Error::InternalError(Some(format!(
                     "wasmclaw: {origin} answered 401 to a fresh OAuth token ({keys}){metadata}"
                 ))));
             }
-            tracing::info!(%agent, run_id, origin, path = target.path, "outbound HTTP: 401, retrying once with a fresh OAuth token");
+            tracing::info!(agent = %shared.agent, run_id, origin, path = target.path, "outbound HTTP: 401, retrying once with a fresh OAuth token");
             retried = true;
         };
         drop(request_hold);
-        let status = response.status();
-        let mut headers = response.headers().clone();
+        let announced = response.content_length().and_then(|n| usize::try_from(n).ok());
+        // Headers taken, not copied: the response is read as a plain body from here on.
+        let (response, mut stream) = http::Response::from(response).into_parts();
+        let (status, mut headers) = (response.status, response.headers);
         if status == http::StatusCode::UNAUTHORIZED
             && let Some(url) = resource_metadata(&headers).filter(|url| !secrets.iter().any(|s| url.contains(s.expose())))
         {
+            let agent = &shared.agent;
             tracing::warn!(
                 %agent, run_id, origin, path = target.path, resource_metadata = url,
                 "outbound HTTP answered 401 naming its protected resource metadata (RFC 9728): \
@@ -190,10 +262,9 @@ pub(super) async fn send(
             ))));
         }
         let mut hold = memory.hold();
-        let announced = response.content_length().and_then(|n| usize::try_from(n).ok());
         let mut bytes = Vec::new();
-        let mut stream = response;
-        while let Some(chunk) = stream.chunk().await.map_err(|e| send_error(&e))? {
+        while let Some(frame) = stream.frame().await {
+            let Ok(chunk) = frame.map_err(|e| send_error(&e))?.into_data() else { continue };
             let needed = bytes.len() + chunk.len();
             if needed > limits.max_response_bytes {
                 return Err(Error::HttpResponseBodySize(Some(limits.max_response_bytes as u64)));
@@ -213,24 +284,26 @@ pub(super) async fn send(
             .await
             .map_err(|_| Error::InternalError(Some("wasmclaw: redacting the response failed".into())))?;
         }
-        Ok((status, headers, bytes, hold))
+        Ok(Answer { status, headers, body: bytes, hold: Some(hold) })
     })
     .await
     .unwrap_or(Err(Error::HttpResponseTimeout));
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let took = started.elapsed();
     let outcome_label = match &outcome {
-        Ok((status, ..)) => status.as_str().to_string(),
-        Err(e) => error_label(e).to_string(),
+        Ok(answer) => answer.status.as_str(),
+        Err(e) => error_label(e),
     };
     match &outcome {
-        Ok((status, ..)) => trace.span.answered(status.as_u16()),
+        Ok(answer) => trace.span.answered(answer.status.as_u16()),
         Err(e) => trace.span.failed(error_label(e)),
     }
-    shared.metrics.agent_http(agent.as_str(), Some(&label), &outcome_label, Some(started.elapsed()));
+    let agent = &shared.agent;
+    shared.metrics.agent_http(agent.as_str(), Some(&label), outcome_label, Some(took));
     // The run's span carries the client's request id.
+    let ms = took.as_secs_f64() * 1000.0;
     match &outcome {
-        Ok((status, ..)) => tracing::debug!(
-            %agent, run_id, %method, origin, path = target.path, status = status.as_u16(), ms,
+        Ok(answer) => tracing::debug!(
+            %agent, run_id, %method, origin, path = target.path, status = answer.status.as_u16(), ms,
             "outbound HTTP"
         ),
         Err(e) => {
@@ -248,10 +321,10 @@ pub(super) async fn send(
     }
     if let Some((uri, request_headers, request_body)) = taped {
         let response = match &outcome {
-            Ok((status, headers, bytes, _)) => Ok(crate::tape::HttpResponse {
-                status: status.as_u16(),
-                headers: crate::tape::header_pairs(headers),
-                body: crate::tape::Blob(bytes.clone()),
+            Ok(answer) => Ok(crate::tape::HttpResponse {
+                status: answer.status.as_u16(),
+                headers: crate::tape::header_pairs(&answer.headers),
+                body: crate::tape::Blob(answer.body.clone()),
             }),
             Err(e) => Err(super::taped_error(e)),
         };
@@ -264,16 +337,7 @@ pub(super) async fn send(
             response,
         });
     }
-    let (status, headers, bytes, hold) = outcome?;
-    // The body keeps its hold on the run's memory until the guest drops it.
-    let body = Full::new(Bytes::from(bytes)).map_err(|never| match never {}).map_frame(move |frame| {
-        let _held = &hold;
-        frame
-    });
-    let mut response = http::Response::new(body.boxed_unsync());
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    Ok((response, Box::new(std::future::ready(Ok(())))))
+    outcome
 }
 
 /// The request body, counted against the run's memory. Past the limit the
