@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use wasmtime::{Store, UpdateDeadline};
 
 use super::budget::Exhausted;
-use super::capabilities::outbox::HandOverOnWait;
+use super::capabilities::outbox::hand_over_on_wait;
 use super::capabilities::{Capabilities, RunContext, RunState};
 use super::error::RunError;
 use super::wit::AgentPre;
@@ -298,7 +298,7 @@ impl AgentVersion {
         let budget = self.settings.limits.time_budget;
         // The guest's events are handed to the door whenever the run waits, and when it returns.
         let outbox = store.data().output.outbox().cloned();
-        let guest = HandOverOnWait::new(outbox, self.pre.run(&mut store, req));
+        let guest = hand_over_on_wait(outbox, self.pre.run(&mut store, req));
         let Ok(returned) = tokio::time::timeout(budget, guest).await else {
             return Err(Exhausted::Time(budget).into());
         };

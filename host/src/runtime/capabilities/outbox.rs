@@ -4,7 +4,7 @@
 //! leaves in one frame instead of one frame per token.
 //!
 //! The one rule: held events are handed over whenever the run's future
-//! returns `Pending` ([`HandOverOnWait`], around the guest's call) and when it
+//! returns `Pending` ([`hand_over_on_wait`], around the guest's call) and when it
 //! returns. Every host import that can wait (a model call, WASI sleep or
 //! HTTP, any import added later) waits by returning `Pending`, so none can
 //! forget to hand over. So does the epoch yield (`EPOCH_TICK`): a guest that
@@ -21,10 +21,10 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::pin::{Pin, pin};
-use std::sync::Mutex;
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
 use tokio::sync::mpsc::{self, error::TrySendError};
 
@@ -105,7 +105,7 @@ impl Outbox {
 
 /// `fut`'s output. When it is not ready at once and events are held, the run
 /// yields to the scheduler once, still holding, and polls again; only then
-/// does it wait (and [`HandOverOnWait`] hands the events over).
+/// does it wait (and [`hand_over_on_wait`] hands the events over).
 pub async fn ready_or_after_a_yield<F: Future>(outbox: Option<&Outbox>, fut: F) -> F::Output {
     let mut fut = pin!(fut);
     let Some(outbox) = outbox.filter(|o| o.holds()) else {
@@ -114,44 +114,49 @@ pub async fn ready_or_after_a_yield<F: Future>(outbox: Option<&Outbox>, fut: F) 
     if let Poll::Ready(out) = futures::poll!(fut.as_mut()) {
         return out;
     }
-    outbox.yielding.store(true, Ordering::Relaxed);
-    tokio::task::yield_now().await;
-    outbox.yielding.store(false, Ordering::Relaxed);
+    {
+        let _yielding = Yielding::set(outbox);
+        tokio::task::yield_now().await;
+    }
     fut.await
 }
 
-/// A run's future that hands its outbox's events over whenever it is about
-/// to wait, and when it is done.
-pub struct HandOverOnWait<F> {
-    outbox: Option<std::sync::Arc<Outbox>>,
-    run: Pin<Box<F>>,
-}
+/// Marks the one yield that must not hand over, until dropped (also when
+/// the yield is cancelled, so no later wait is mistaken for it).
+struct Yielding<'a>(&'a Outbox);
 
-impl<F: Future> HandOverOnWait<F> {
-    /// Wrap `run`, whose guest emits into `outbox` (`None`: nothing to hand over).
-    pub fn new(outbox: Option<std::sync::Arc<Outbox>>, run: F) -> Self {
-        Self { outbox, run: Box::pin(run) }
+impl<'a> Yielding<'a> {
+    fn set(outbox: &'a Outbox) -> Self {
+        outbox.yielding.store(true, Ordering::Relaxed);
+        Self(outbox)
     }
 }
 
-impl<F: Future> Future for HandOverOnWait<F> {
-    type Output = F::Output;
+impl Drop for Yielding<'_> {
+    fn drop(&mut self) {
+        self.0.yielding.store(false, Ordering::Relaxed);
+    }
+}
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let polled = self.run.as_mut().poll(cx);
-        if let Some(outbox) = &self.outbox
+/// `run`, whose guest emits into `outbox`, handing the held events over
+/// whenever it is about to wait and when it is done.
+pub async fn hand_over_on_wait<F: Future>(outbox: Option<Arc<Outbox>>, run: F) -> F::Output {
+    let mut run = pin!(run);
+    std::future::poll_fn(|cx| {
+        let polled = run.as_mut().poll(cx);
+        if let Some(outbox) = &outbox
             && (polled.is_ready() || !outbox.yielding.load(Ordering::Relaxed))
         {
             outbox.hand_over();
         }
         polled
-    }
+    })
+    .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::time::Duration;
 
     fn text(i: usize) -> Event {
@@ -178,7 +183,7 @@ mod tests {
                 outbox.pass(text(5)).await.unwrap();
             }
         };
-        let mut run = pin!(HandOverOnWait::new(Some(outbox), run));
+        let mut run = pin!(hand_over_on_wait(Some(outbox), run));
         assert!(futures::poll!(run.as_mut()).is_pending());
         assert_eq!(drain(&mut rx), (0..5).map(text).collect::<Vec<_>>(), "handed over before the wait");
         go.send(()).unwrap();
@@ -225,7 +230,7 @@ mod tests {
                 }
             }
         };
-        tokio::spawn(HandOverOnWait::new(Some(outbox), run)).await.unwrap();
+        tokio::spawn(hand_over_on_wait(Some(outbox), run)).await.unwrap();
         feeder.await.unwrap();
         // Each item was ready after one yield: one or two hand-overs, not sixteen.
         let batches = consumer.await.unwrap();
@@ -240,7 +245,7 @@ mod tests {
         let (next, mut model) = mpsc::channel::<usize>(1);
         let run = {
             let outbox = outbox.clone();
-            tokio::spawn(HandOverOnWait::new(Some(outbox.clone()), async move {
+            tokio::spawn(hand_over_on_wait(Some(outbox.clone()), async move {
                 outbox.pass(text(0)).await.unwrap();
                 // The model is slow: the first token must not wait for the second.
                 let i = ready_or_after_a_yield(Some(&outbox), model.recv()).await.unwrap();
@@ -285,6 +290,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_yield_cancelled_midway_does_not_stop_later_hand_overs() {
+        let (tx, _rx) = mpsc::channel(32);
+        let outbox = Outbox::new(tx);
+        outbox.pass(text(0)).await.unwrap();
+        {
+            let mut waiting = pin!(ready_or_after_a_yield(Some(&outbox), std::future::pending::<()>()));
+            assert!(futures::poll!(waiting.as_mut()).is_pending());
+            assert!(outbox.yielding.load(Ordering::Relaxed), "in its yield");
+        }
+        assert!(!outbox.yielding.load(Ordering::Relaxed), "the next wait hands over");
+    }
+
+    #[tokio::test]
     async fn held_events_are_handed_over_when_the_run_fails() {
         let (tx, mut rx) = mpsc::channel(32);
         let outbox = Arc::new(Outbox::new(tx));
@@ -296,7 +314,7 @@ mod tests {
                 Err::<(), _>("trapped")
             }
         };
-        assert_eq!(HandOverOnWait::new(Some(outbox), run).await, Err("trapped"));
+        assert_eq!(hand_over_on_wait(Some(outbox), run).await, Err("trapped"));
         assert_eq!(drain(&mut rx), [text(0), text(1)]);
     }
 

@@ -75,7 +75,7 @@ impl OutputState {
     }
 
     /// The run's outbox, for the future that runs the guest to hand over
-    /// when it waits ([`super::outbox::HandOverOnWait`]) and for host calls that yield.
+    /// when it waits ([`super::outbox::hand_over_on_wait`]) and for host calls that yield.
     pub fn outbox(&self) -> Option<&Arc<Outbox>> {
         self.events.as_ref()
     }
