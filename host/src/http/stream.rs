@@ -170,6 +170,16 @@ impl<W: Wire> Stream<W> {
         }
     }
 
+    /// `event`, and whatever else the run has ready, into the same frame.
+    fn with_ready(&mut self, event: Event) {
+        self.wire.event(&event, &mut self.out);
+        while self.out.buf.len() < MAX_FRAME_BYTES
+            && let Some(event) = self.handle.as_mut().and_then(RunHandle::try_next)
+        {
+            self.wire.event(&event, &mut self.out);
+        }
+    }
+
     async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
         loop {
             if !self.out.is_empty() {
@@ -185,15 +195,7 @@ impl<W: Wire> Stream<W> {
                 () = &mut self.ping => Step::Ping,
             };
             match step {
-                Step::Event(Some(event)) => {
-                    self.wire.event(&event, &mut self.out);
-                    // Whatever else is ready goes out in the same frame.
-                    while self.out.buf.len() < MAX_FRAME_BYTES
-                        && let Some(event) = self.handle.as_mut().and_then(RunHandle::try_next)
-                    {
-                        self.wire.event(&event, &mut self.out);
-                    }
-                }
+                Step::Event(Some(event)) => self.with_ready(event),
                 Step::Event(None) => self.end().await,
                 Step::Grace => {
                     // Cancels the run; nothing half-written reaches the session.
@@ -235,8 +237,9 @@ pub async fn respond<W: Wire>(
     stream.wire.start(&mut stream.out);
     match first {
         Ok(Some(event)) => {
-            stream.wire.event(&event, &mut stream.out);
+            // A burst the run handed over with its first event goes out with the headers.
             stream.handle = Some(handle);
+            stream.with_ready(event);
         }
         Ok(None) => {
             // Over before it said anything: a failure keeps its HTTP status.

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use wasmtime::{Store, UpdateDeadline};
 
 use super::budget::Exhausted;
+use super::capabilities::outbox::hand_over_on_wait;
 use super::capabilities::{Capabilities, RunContext, RunState};
 use super::error::RunError;
 use super::wit::AgentPre;
@@ -295,7 +296,10 @@ impl AgentVersion {
             RunContext { run_id: req.run_id.clone(), events: Some(events), session, model, meter: meter.clone(), tape };
         let mut store = self.store(run);
         let budget = self.settings.limits.time_budget;
-        let Ok(returned) = tokio::time::timeout(budget, self.pre.run(&mut store, req)).await else {
+        // The guest's events are handed to the door whenever the run waits, and when it returns.
+        let outbox = store.data().output.outbox().cloned();
+        let guest = hand_over_on_wait(outbox, self.pre.run(&mut store, req));
+        let Ok(returned) = tokio::time::timeout(budget, guest).await else {
             return Err(Exhausted::Time(budget).into());
         };
         if let Some(exhausted) = store.data().exhausted(false) {

@@ -208,17 +208,20 @@ impl LlmState {
         }
     }
 
-    /// The next event of a completion the guest holds.
+    /// The next event of a completion the guest holds. While `outbox` holds
+    /// the guest's events, a provider not ready at once gets one yield before
+    /// the run waits (and hands them over): its next chunk may be a wake away.
     pub async fn next<T>(
         &mut self,
         table: &mut ResourceTable,
         this: &Resource<CompletionStream>,
+        outbox: Option<&super::outbox::Outbox>,
         to_guest: impl Fn(Event) -> Option<T>,
     ) -> wasmtime::Result<Result<Option<T>, LlmFailure>> {
         loop {
             // An event the guest's world cannot carry is skipped, not an end.
             let stream = table.get_mut(this)?;
-            let next = stream.next().await;
+            let next = super::outbox::ready_or_after_a_yield(outbox, stream.next()).await;
             if let Some(chat) = self.traces.get_mut(&this.rep()) {
                 chat.response_model(stream.response_model());
                 match &next {

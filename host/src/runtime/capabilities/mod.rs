@@ -10,6 +10,7 @@ pub mod llm;
 pub mod log;
 pub mod memo;
 pub mod memory;
+pub mod outbox;
 pub mod output;
 pub mod session;
 pub mod tool_activity;

@@ -1,9 +1,14 @@
 //! `output.emit`: the run's event stream, with backpressure and a byte budget.
 //! Every event a guest sends enters the host here, so this is where events
 //! are checked: each one costs budget (text or not), and a tool call's index
-//! stays below [`MAX_TOOL_CALLS`].
+//! stays below [`MAX_TOOL_CALLS`]. Accepted events go to the run's
+//! [`Outbox`], which holds a burst until the run waits.
+
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
+
+use super::outbox::Outbox;
 
 use crate::chat::{Event, MAX_TOOL_CALLS, Reply, ToolActivity};
 use crate::runtime::budget::Exhausted;
@@ -37,7 +42,7 @@ impl OutputCapability {
     /// sessions skip it to spare a copy per event.
     pub fn instantiate(&self, events: Option<mpsc::Sender<Event>>, keep_reply: bool) -> OutputState {
         OutputState {
-            events,
+            events: events.map(|tx| Arc::new(Outbox::new(tx))),
             budget: self.budget,
             stop: None,
             told: false,
@@ -50,7 +55,7 @@ impl OutputCapability {
 
 /// One run's output side.
 pub struct OutputState {
-    events: Option<mpsc::Sender<Event>>,
+    events: Option<Arc<Outbox>>,
     budget: usize,
     stop: Option<OutputStop>,
     /// Whether `emit` has returned `stop` to the guest (a report cannot).
@@ -67,6 +72,12 @@ impl OutputState {
     pub fn taped(mut self, tape: crate::tape::Tape) -> Self {
         self.tape = tape;
         self
+    }
+
+    /// The run's outbox, for the future that runs the guest to hand over
+    /// when it waits ([`super::outbox::hand_over_on_wait`]) and for host calls that yield.
+    pub fn outbox(&self) -> Option<&Arc<Outbox>> {
+        self.events.as_ref()
     }
 
     /// Send one event; waits while the consumer is slow. `Err(stop)` tells
@@ -121,6 +132,10 @@ impl OutputState {
             self.budget = self.budget.saturating_add(event_size(&ev));
             let _ = self.send(ev).await;
         }
+        // Sent after the guest returned: nothing would hand it over later.
+        if let Some(outbox) = &self.events {
+            outbox.hand_over();
+        }
     }
 
     /// Put a report (server-side tool activity) in the stream, in order
@@ -153,7 +168,7 @@ impl OutputState {
         if let Some(reply) = &mut self.reply {
             reply.push(&ev);
         }
-        if events.send(ev).await.is_err() {
+        if events.pass(ev).await.is_err() {
             self.stop = Some(OutputStop::Closed);
             return Ok(Err(OutputStop::Closed));
         }
@@ -208,6 +223,7 @@ mod tests {
         let result = ToolResult { call_id: "c".into(), output: "42".into(), is_error: false };
         out.report(Event::ServerTool(ToolActivity::Returned(result))).await;
         out.emit(Event::Text("b".into())).await.unwrap().unwrap();
+        out.outbox().unwrap().hand_over();
         let mut seen = Vec::new();
         while let Ok(event) = rx.try_recv() {
             seen.push(matches!(event, Event::ServerTool(_)));
@@ -233,6 +249,7 @@ mod tests {
         assert_eq!(out.exhausted(), Some(Exhausted::ToolCalls(4_000_000_000)));
         assert!(!out.accepts());
         assert_eq!(out.take_reply().tool_calls.len(), MAX_TOOL_CALLS as usize, "the refused call was never folded");
+        out.outbox().unwrap().hand_over();
         assert!(matches!(rx.try_recv(), Ok(Event::ToolCall(_))));
         assert!(rx.try_recv().is_err(), "nor passed on");
     }
@@ -247,6 +264,7 @@ mod tests {
         }
         assert_eq!(out.emit(finish()).await.unwrap(), Err(OutputStop::Limit));
         assert_eq!(out.exhausted(), Some(Exhausted::Output));
+        out.outbox().unwrap().hand_over();
         let mut passed = 0;
         while rx.try_recv().is_ok() {
             passed += 1;

@@ -100,7 +100,8 @@ macro_rules! host_imports {
                 &mut self,
                 this: Resource<CompletionStream>,
             ) -> wasmtime::Result<Result<Option<types::Event>, llm::LlmError>> {
-                Ok(self.llm.next(&mut self.table, &this, guest_event).await?.map_err(Into::into))
+                let outbox = self.output.outbox().map(|o| &**o);
+                Ok(self.llm.next(&mut self.table, &this, outbox, guest_event).await?.map_err(Into::into))
             }
 
             fn drop(&mut self, this: Resource<CompletionStream>) -> wasmtime::Result<()> {
