@@ -105,7 +105,9 @@ impl OutBody {
                 kept
             }
             Self::Whole(mut bytes) => {
+                // A recording keeps this: not the refused body's whole allocation.
                 bytes.truncate(keep);
+                bytes.shrink_to_fit();
                 bytes
             }
         }
