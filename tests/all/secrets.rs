@@ -57,3 +57,113 @@ async fn config_errors_at_start_and_on_reload_never_print_the_secret_line() {
     assert!(log.contains("gateway.json5:2:"), "{log}");
     assert!(!gw.settled_log().await.contains(secret), "the secret reached the reload log");
 }
+
+const KEY: &str = "sk-mock-77f1c0";
+
+/// A gateway whose provider `p` at `url` has the key in `P_KEY` and `extra` (JSON5 fields).
+fn with_provider(url: &str, extra: &str, key: &str) -> Result<TestGateway, String> {
+    let config = format!(
+        r#"{{
+  gateway: {{ http: {{ endpoints: {{ chatCompletions: {{ enabled: true }} }} }} }},
+  providers: {{ p: {{ baseUrl: "{url}", apiKeyEnv: "P_KEY", {extra} }} }},
+  agents: {{ entries: {{ main: {{ plugin: "assistant", provider: "p", model: "m" }} }} }},
+}}"#
+    );
+    TestGateway::start_with(&config, &[("OPENCLAW_GATEWAY_TOKEN", TOKEN), ("P_KEY", key)])
+}
+
+#[tokio::test]
+async fn every_call_sends_the_key_and_json_whatever_the_configured_headers_say() {
+    let mock = MockProvider::start();
+    let headers = format!(
+        r#"headers: {{ authorization: "Bearer not-the-key", "content-type": "text/plain", "x-org": "{ORG}" }}"#
+    );
+    let gw = with_provider(&mock.url(), &headers, KEY).unwrap_or_else(|log| panic!("gateway failed to start:\n{log}"));
+    for n in 1..=2 {
+        let res = gw.chat(ask("openclaw", "hi")).send().await.unwrap();
+        assert_eq!(res.status(), 200, "call {n}");
+    }
+    let sent = mock.requests();
+    assert_eq!(sent.len(), 2);
+    for (n, request) in sent.iter().enumerate() {
+        let all =
+            |name: &str| -> Vec<&str> { request.headers.get_all(name).iter().map(|v| v.to_str().unwrap()).collect() };
+        assert_eq!(all("authorization"), [format!("Bearer {KEY}")], "call {n}: the key, once");
+        assert_eq!(all("content-type"), ["application/json"], "call {n}");
+        assert_eq!(all("x-org"), [ORG], "call {n}");
+        let agent = all("user-agent");
+        assert!(agent.len() == 1 && agent[0].starts_with("wasmclaw/"), "call {n}: {agent:?}");
+    }
+}
+
+#[test]
+fn provider_values_that_cannot_be_sent_stop_start_up_naming_their_key() {
+    let bad_key = "sk-line\nbreak-31c9";
+    let err = with_provider("http://127.0.0.1:9/v1", "", bad_key).err().expect("a key no header can carry");
+    assert!(err.contains("providers.p.apiKey"), "{err}");
+    assert!(!err.contains("break-31c9"), "the key reached the error: {err}");
+    let err = with_provider("http://exa mple.test/v1", "", KEY).err().expect("a base URL that does not parse");
+    assert!(err.contains("providers.p.baseUrl"), "{err}");
+}
+
+/// A provider that redirects: `/same/…` to `/final/…` on itself (which answers
+/// a 400 naming the headers it got), `/away/…` to `elsewhere`.
+async fn redirecting_provider(
+    elsewhere: String,
+) -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::http::{HeaderMap, StatusCode, header::LOCATION};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let app = axum::Router::new()
+        .route(
+            "/same/chat/completions",
+            axum::routing::post(|| async { (StatusCode::TEMPORARY_REDIRECT, [(LOCATION, "/final/chat/completions")]) }),
+        )
+        .route(
+            "/away/chat/completions",
+            axum::routing::post(move || async move { (StatusCode::TEMPORARY_REDIRECT, [(LOCATION, elsewhere)]) }),
+        )
+        .route(
+            "/final/chat/completions",
+            axum::routing::post(move |headers: HeaderMap| async move {
+                let got = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+                log.lock().unwrap().push(format!("{} {}", got("authorization"), got("api-key")));
+                (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(serde_json::json!({"error": {"message": "followed within the origin"}})),
+                )
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn redirects_are_followed_only_within_the_providers_origin() {
+    let elsewhere = MockProvider::start();
+    let (addr, seen) = redirecting_provider(format!("{}/chat/completions", elsewhere.url())).await;
+    let extra = format!(r#"maxRetries: 0, headers: {{ "api-key": "{AZURE_KEY}" }}"#);
+
+    // Elsewhere: refused, so neither the api-key nor the messages go there.
+    let gw = with_provider(&format!("http://{addr}/away"), &extra, KEY).unwrap_or_else(|log| panic!("{log}"));
+    let res = gw.chat(ask("openclaw", "hi")).send().await.unwrap();
+    let status = res.status();
+    let body: Value = res.json().await.unwrap();
+    let sent: Vec<_> = elsewhere.requests().iter().map(|r| r.headers.get("api-key").cloned()).collect();
+    assert!(sent.is_empty(), "the other origin was sent the call (api-key: {sent:?})");
+    assert_eq!(status, 502, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("redirect") && message.contains("providers.p.baseUrl"), "{message}");
+    assert!(!message.contains(AZURE_KEY) && !message.contains(KEY), "{message}");
+    assert!(!gw.settled_log().await.contains(AZURE_KEY), "a header value reached the log");
+
+    // Within the origin: followed as before, with every header.
+    let gw = with_provider(&format!("http://{addr}/same"), &extra, KEY).unwrap_or_else(|log| panic!("{log}"));
+    let res = gw.chat(ask("openclaw", "hi")).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("followed within the origin"), "{body}");
+    assert_eq!(*seen.lock().unwrap(), [format!("Bearer {KEY} {AZURE_KEY}")]);
+}

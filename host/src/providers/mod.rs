@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
 use crate::chat::{Message, ToolSpec};
 use crate::config::{Config, ProviderConfig, Secret};
@@ -54,6 +54,46 @@ fn redact(secrets: &[Secret], mut text: String) -> String {
     text
 }
 
+/// A header value that carries a secret: marked sensitive, so no `Debug` of
+/// the request shows it. `what` names the config key when it is not a valid value.
+fn sensitive(provider: &str, what: &str, value: &str) -> anyhow::Result<HeaderValue> {
+    let mut value = HeaderValue::from_str(value).map_err(|_| {
+        let key = if what == "apiKey" { what.to_string() } else { format!("headers.{what}") };
+        anyhow::anyhow!("providers.{provider}.{key}: not a valid header value")
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// Redirects are followed only within the endpoint's origin (scheme, host,
+/// port). reqwest drops `Authorization` on a redirect elsewhere but sends
+/// the configured headers (an `api-key`) and, on a 307/308, the whole body
+/// on to whatever host the provider names; so elsewhere is an error that
+/// says which key to change.
+fn same_origin_redirects(provider: &str) -> reqwest::redirect::Policy {
+    const MAX_REDIRECTS: usize = 10;
+    let provider = provider.to_string();
+    reqwest::redirect::Policy::custom(move |attempt| {
+        let next = attempt.url();
+        let same = |from: &reqwest::Url| {
+            (from.scheme(), from.host_str(), from.port_or_known_default())
+                == (next.scheme(), next.host_str(), next.port_or_known_default())
+        };
+        if !attempt.previous().first().is_some_and(same) {
+            // Not quoted: either URL may carry credentials.
+            let why = format!(
+                "the provider redirects to another origin, which is not followed with its credentials; \
+                 set providers.{provider}.baseUrl to where it points"
+            );
+            attempt.error(why)
+        } else if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
 /// Where one agent's `llm` calls go.
 #[derive(Clone)]
 pub struct ModelRoute {
@@ -68,11 +108,13 @@ impl std::fmt::Debug for ModelRoute {
     }
 }
 
-/// One provider with its own pooled connections.
+/// One provider with its own pooled connections. What is the same for every
+/// call (the endpoint, parsed; the headers, the key among them) is made here
+/// once, so a call formats and parses nothing of it.
 pub struct Provider {
     name: String,
-    endpoint: String,
-    key: Option<Secret>,
+    /// `<baseUrl>/chat/completions`, parsed when the provider is built.
+    endpoint: reqwest::Url,
     /// Every secret this provider is sent (key and header values), to redact.
     secrets: Arc<[Secret]>,
     timeout: Duration,
@@ -88,11 +130,14 @@ impl Provider {
         let mut headers = HeaderMap::new();
         let mut secrets: Vec<Secret> = key.iter().cloned().collect();
         for (header, value) in config.resolve_headers(name).map_err(anyhow::Error::msg)? {
-            let mut header_value = HeaderValue::from_str(value.expose())
-                .map_err(|_| anyhow::anyhow!("providers.{name}.headers.{header}: not a valid header value"))?;
-            header_value.set_sensitive(true);
-            headers.insert(HeaderName::from_bytes(header.as_bytes())?, header_value);
+            headers.insert(HeaderName::from_bytes(header.as_bytes())?, sensitive(name, &header, value.expose())?);
             secrets.push(value);
+        }
+        // After the configured headers: the body is JSON and the key is the
+        // key, whatever a header of the same name says.
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(key) = &key {
+            headers.insert(AUTHORIZATION, sensitive(name, "apiKey", &format!("Bearer {}", key.expose()))?);
         }
         // Longest first, so a secret that contains another is replaced whole.
         secrets.retain(|s| !s.expose().is_empty());
@@ -101,13 +146,19 @@ impl Provider {
             .default_headers(headers)
             .user_agent(concat!("wasmclaw/", env!("CARGO_PKG_VERSION")))
             .tcp_nodelay(true)
+            .redirect(same_origin_redirects(name))
             .connect_timeout(Duration::from_millis(config.timeout_ms))
             .build()?;
         let endpoint = format!("{}/chat/completions", config.base_url.trim().trim_end_matches('/'));
+        // Not quoted: a URL may carry credentials.
+        let endpoint = reqwest::Url::parse(&endpoint)
+            .ok()
+            .filter(reqwest::Url::has_host)
+            .ok_or_else(|| anyhow::anyhow!("providers.{name}.baseUrl: not a valid http:// or https:// URL"))?;
         let timeout = Duration::from_millis(config.timeout_ms);
         let secrets = secrets.into();
         let prices = config.models.keys().filter_map(|m| Some((m.clone(), config.price(m)?))).collect();
-        Ok(Self { name: name.into(), endpoint, key, secrets, timeout, max_retries: config.max_retries, client, prices })
+        Ok(Self { name: name.into(), endpoint, secrets, timeout, max_retries: config.max_retries, client, prices })
     }
 
     /// The name the operator gave it.
@@ -154,17 +205,11 @@ impl Provider {
     }
 
     async fn send(&self, body: &bytes::Bytes) -> Result<reqwest::Response, ProviderError> {
-        let mut request = self
-            .client
-            .post(&self.endpoint)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.clone());
-        if let Some(key) = &self.key {
-            request = request.bearer_auth(key.expose());
-        }
+        // The headers, key included, are the client's defaults (`new`).
+        let mut request = self.client.post(self.endpoint.clone()).body(body.clone());
         // The model call's `chat` span, when tracing is on.
         if let Some(traceparent) = crate::telemetry::inject(&tracing::Span::current()) {
-            request = request.header("traceparent", traceparent);
+            request = request.header(HeaderName::from_static("traceparent"), traceparent);
         }
         let provider = self.name.clone();
         let ms = self.timeout.as_millis() as u64;

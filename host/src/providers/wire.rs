@@ -2,7 +2,8 @@
 //! request bodies out, stream chunks in.
 
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::chat::{ContentPart, Event, FinishReason, Message, Role, ToolCallDelta, ToolSpec, Usage};
@@ -13,60 +14,95 @@ const RESERVED: [&str; 5] = ["model", "messages", "stream", "stream_options", "t
 
 /// The streaming request body, serialized. `params` must be a JSON object (or empty).
 pub fn request_body(model: &str, messages: &[Message], tools: &[ToolSpec], params: &str) -> Result<Bytes, String> {
-    let body = request_json(model, messages, tools, params)?;
-    Ok(serde_json::to_vec(&body).map_err(|e| e.to_string())?.into())
-}
-
-fn request_json(model: &str, messages: &[Message], tools: &[ToolSpec], params: &str) -> Result<Value, String> {
-    let mut body = Map::new();
+    let mut extra = Map::new();
     if !params.trim().is_empty() {
         match serde_json::from_str::<Value>(params) {
-            Ok(Value::Object(map)) => body.extend(map.into_iter().filter(|(k, _)| !RESERVED.contains(&k.as_str()))),
+            Ok(Value::Object(map)) => extra.extend(map.into_iter().filter(|(k, _)| !RESERVED.contains(&k.as_str()))),
             _ => return Err("params must be a JSON object".into()),
         }
     }
-    body.insert("model".into(), model.into());
-    body.insert("messages".into(), messages.iter().map(message_json).collect());
-    body.insert("stream".into(), true.into());
-    body.insert("stream_options".into(), json!({"include_usage": true}));
     // OpenAI refuses both without `tools`; clients send them regardless.
     if tools.is_empty() {
-        body.remove("tool_choice");
-        body.remove("parallel_tool_calls");
-    } else {
-        body.insert("tools".into(), tools.iter().map(tool_json).collect::<Result<Value, String>>()?);
+        extra.remove("tool_choice");
+        extra.remove("parallel_tool_calls");
     }
-    Ok(Value::Object(body))
+    let tools = tools.iter().map(tool_json).collect::<Result<Vec<Value>, String>>()?;
+    let body = Body {
+        extra,
+        model,
+        messages: Messages(messages),
+        stream: true,
+        stream_options: StreamOptions { include_usage: true },
+        tools,
+    };
+    Ok(serde_json::to_vec(&body).map_err(|e| e.to_string())?.into())
 }
 
-fn message_json(m: &Message) -> Value {
-    let role = match m.role {
-        Role::System => "system",
-        Role::User => "user",
-        Role::Assistant => "assistant",
-        Role::Tool => "tool",
-    };
-    let content =
-        if m.parts.is_empty() { Value::from(m.content.as_str()) } else { m.parts.iter().map(part_json).collect() };
-    let mut out = json!({"role": role, "content": content});
-    if let Some(name) = &m.name {
-        out["name"] = name.as_str().into();
+/// The body as it goes out, borrowing the call's messages: written straight
+/// to bytes, with no `Value` tree of the conversation built and dropped per call.
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+    model: &'a str,
+    messages: Messages<'a>,
+    stream: bool,
+    stream_options: StreamOptions,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<Value>,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+struct Messages<'a>(&'a [Message]);
+
+impl Serialize for Messages<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(OneMessage))
     }
-    if let Some(id) = &m.tool_call_id {
-        out["tool_call_id"] = id.as_str().into();
-    }
-    if !m.tool_calls.is_empty() {
-        let calls: Vec<Value> = m
-            .tool_calls
-            .iter()
-            .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
-            .collect();
-        out["tool_calls"] = calls.into();
-        if m.content.is_empty() && m.parts.is_empty() {
-            out["content"] = Value::Null;
+}
+
+struct OneMessage<'a>(&'a Message);
+
+impl Serialize for OneMessage<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let m = self.0;
+        let role = match m.role {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        };
+        let mut out = serializer.serialize_map(None)?;
+        out.serialize_entry("role", role)?;
+        if !m.tool_calls.is_empty() && m.content.is_empty() && m.parts.is_empty() {
+            out.serialize_entry("content", &())?;
+        } else if m.parts.is_empty() {
+            out.serialize_entry("content", &m.content)?;
+        } else {
+            out.serialize_entry("content", &m.parts.iter().map(part_json).collect::<Vec<_>>())?;
         }
+        if let Some(name) = &m.name {
+            out.serialize_entry("name", name)?;
+        }
+        if let Some(id) = &m.tool_call_id {
+            out.serialize_entry("tool_call_id", id)?;
+        }
+        if !m.tool_calls.is_empty() {
+            let calls: Vec<Value> = m
+                .tool_calls
+                .iter()
+                .map(
+                    |c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}),
+                )
+                .collect();
+            out.serialize_entry("tool_calls", &calls)?;
+        }
+        out.end()
     }
-    out
 }
 
 /// One part as an OpenAI chat content part; optional fields only when set.
@@ -246,6 +282,11 @@ pub fn error_message(body: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The body as JSON again, to look at.
+    fn request_json(model: &str, messages: &[Message], tools: &[ToolSpec], params: &str) -> Result<Value, String> {
+        request_body(model, messages, tools, params).map(|body| serde_json::from_slice(&body).unwrap())
+    }
+
     #[test]
     fn stream_chunks_become_events_in_order() {
         let mut events = Vec::new();
@@ -328,6 +369,37 @@ mod tests {
                 {"type": "file", "file": {"file_data": "JVBE", "filename": "a.pdf"}},
             ])
         );
+    }
+
+    #[test]
+    fn the_body_carries_roles_names_tool_calls_and_tools_as_openai_reads_them() {
+        use crate::chat::ToolCall;
+        let mut asked = Message::text(Role::User, "weather?");
+        asked.name = Some("ada".into());
+        let mut called = Message::text(Role::Assistant, "");
+        called.tool_calls = vec![ToolCall { id: "c1".into(), name: "get".into(), arguments: r#"{"q":1}"#.into() }];
+        let mut answered = Message::text(Role::Tool, "sunny");
+        answered.tool_call_id = Some("c1".into());
+        let tools =
+            [ToolSpec { name: "get".into(), description: "d".into(), parameters: r#"{"type":"object"}"#.into() }];
+        let messages = [asked, called, answered];
+        let body = request_json("m", &messages, &tools, r#"{"temperature":0,"tool_choice":"auto"}"#).unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "model": "m", "stream": true, "stream_options": {"include_usage": true},
+                "temperature": 0, "tool_choice": "auto",
+                "messages": [
+                    {"role": "user", "content": "weather?", "name": "ada"},
+                    {"role": "assistant", "content": null, "tool_calls": [
+                        {"id": "c1", "type": "function", "function": {"name": "get", "arguments": "{\"q\":1}"}}]},
+                    {"role": "tool", "content": "sunny", "tool_call_id": "c1"},
+                ],
+                "tools": [{"type": "function", "function": {"name": "get", "description": "d", "parameters": {"type": "object"}}}],
+            })
+        );
+        let bad = [ToolSpec { name: "t".into(), description: String::new(), parameters: "{".into() }];
+        assert!(request_body("m", &[], &bad, "").unwrap_err().contains("tool \"t\""));
     }
 
     #[test]
