@@ -23,7 +23,6 @@ mod usage;
 
 use std::sync::Arc;
 
-use axum::Router;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -42,25 +41,28 @@ pub use sessions::transcript_json;
 use crate::auth::Principal;
 use crate::gateway::Gateway;
 
-/// All routes of the gateway port, from the one table in `routes`.
-pub fn router(gw: Arc<Gateway>) -> Router {
-    routes::router(&gw)
+/// What hyper calls for every request of the gateway port.
+pub type GatewayService = tower::util::BoxCloneSyncService<Request, Response, std::convert::Infallible>;
+
+/// All routes of the gateway port, from the one table in `routes`, behind the
+/// request-wide layers. Those wrap the router once, as one typed stack:
+/// `Router::layer` would wrap every route in a boxed service per layer, and
+/// each level clones the boxed levels below it on every request (a fifth of
+/// the echo agent's CPU per request; BENCHMARKS.md, "Round 7: a run's fixed cost").
+pub fn router(gw: Arc<Gateway>) -> GatewayService {
+    // Background responses of this gateway, for the handlers that start, show and cancel them.
+    let background = Arc::new(responses::BackgroundRuns::default());
+    let routes = routes::router(&gw)
         .fallback(|| async { ApiError::not_found() })
         // Outside the auth check (a route layer), so preflights need no credentials.
         .layer(middleware::from_fn_with_state(gw.clone(), cors::apply))
+        // Inside the router: it counts by the matched route.
         .layer(middleware::from_fn_with_state(gw.clone(), count_requests))
-        .with_state(gw)
-        .layer(SetResponseHeaderLayer::overriding(
-            axum::http::header::X_CONTENT_TYPE_OPTIONS,
-            axum::http::HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            axum::http::header::REFERRER_POLICY,
-            axum::http::HeaderValue::from_static("no-referrer"),
-        ))
-        // Inside SetRequestIdLayer, so every request has an id by then.
-        .layer(middleware::from_fn(error::with_request_id))
-        .layer(PropagateRequestIdLayer::x_request_id())
+        .with_state(gw);
+    let service = tower::ServiceBuilder::new()
+        // Outermost: an unsafe id is gone before the layer below makes a fresh one.
+        .layer(middleware::map_request(drop_unsafe_request_id))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &axum::http::Request<_>| {
@@ -73,9 +75,20 @@ pub fn router(gw: Arc<Gateway>) -> Router {
                 // A 5xx is already logged, with its cause, by the run that failed.
                 .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        // Outermost: an unsafe id is gone before the layer above makes a fresh one.
-        .layer(middleware::map_request(drop_unsafe_request_id))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        // Inside SetRequestIdLayer, so every request has an id by then.
+        .layer(middleware::from_fn(error::with_request_id))
+        .layer(SetResponseHeaderLayer::overriding(
+            axum::http::header::REFERRER_POLICY,
+            axum::http::HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            axum::http::header::X_CONTENT_TYPE_OPTIONS,
+            axum::http::HeaderValue::from_static("nosniff"),
+        ))
+        .layer(axum::Extension(background))
+        .service(routes);
+    GatewayService::new(service)
 }
 
 /// Remove an `x-request-id` that [`crate::gateway::request_id`] refuses.
@@ -112,12 +125,11 @@ async fn root(
 
 /// Count every response by matched route (not raw path: bounded label set).
 async fn count_requests(State(gw): State<Arc<Gateway>>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    // A shared `Arc<str>`: no copy of the path per request.
+    let route = request.extensions().get::<axum::extract::MatchedPath>().cloned();
     let response = next.run(request).await;
-    gw.agents.metrics().request(&route, response.status().as_u16());
+    let route = route.as_ref().map_or("unmatched", axum::extract::MatchedPath::as_str);
+    gw.agents.metrics().request(route, response.status().as_u16());
     response
 }
 

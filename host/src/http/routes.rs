@@ -162,11 +162,7 @@ pub fn router(gw: &Arc<Gateway>) -> Router<Arc<Gateway>> {
         let not_allowed = move || async move { ApiError::method_not_allowed(allow) };
         router = router.route(path, handler.fallback(not_allowed));
     }
-    // Background responses of this gateway, for the handlers that start, show and cancel them.
-    let background = Arc::new(responses::BackgroundRuns::default());
-    router
-        .route_layer(middleware::from_fn_with_state((gw.clone(), Arc::new(access)), authorize))
-        .layer(axum::Extension(background))
+    router.route_layer(middleware::from_fn_with_state((gw.clone(), Arc::new(access)), authorize))
 }
 
 /// The one access check of the HTTP door: credentials, lock-out and scope,
