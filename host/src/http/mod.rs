@@ -12,6 +12,7 @@ mod models;
 pub mod openai;
 mod origin;
 mod replay;
+mod request_id;
 mod responses;
 mod rollout;
 mod routes;
@@ -60,8 +61,10 @@ pub fn router(gw: Arc<Gateway>) -> GatewayService {
         .layer(middleware::from_fn_with_state(gw.clone(), count_requests))
         .with_state(gw);
     let service = tower::ServiceBuilder::new()
-        // Outermost: an unsafe id is gone before the layer below makes a fresh one.
-        .layer(middleware::map_request(drop_unsafe_request_id))
+        // The trace layer's body, boxed once as every response body is.
+        .map_response(IntoResponse::into_response)
+        // An unsafe id is gone before the layer below makes a fresh one.
+        .map_request(request_id::drop_unsafe)
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(
             TraceLayer::new_for_http()
@@ -77,7 +80,7 @@ pub fn router(gw: Arc<Gateway>) -> GatewayService {
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         // Inside SetRequestIdLayer, so every request has an id by then.
-        .layer(middleware::from_fn(error::with_request_id))
+        .layer(request_id::InScopeLayer)
         .layer(SetResponseHeaderLayer::overriding(
             axum::http::header::REFERRER_POLICY,
             axum::http::HeaderValue::from_static("no-referrer"),
@@ -89,17 +92,6 @@ pub fn router(gw: Arc<Gateway>) -> GatewayService {
         .layer(axum::Extension(background))
         .service(routes);
     GatewayService::new(service)
-}
-
-/// Remove an `x-request-id` that [`crate::gateway::request_id`] refuses.
-async fn drop_unsafe_request_id(mut request: Request) -> Request {
-    let sent = request.headers().get("x-request-id").map(|v| v.to_str().ok());
-    if let Some(sent) = sent
-        && crate::gateway::request_id(sent).is_none()
-    {
-        request.headers_mut().remove("x-request-id");
-    }
-    request
 }
 
 /// `GET /`: every request on the root path is decided here: a browser
