@@ -12,6 +12,7 @@ mod models;
 pub mod openai;
 mod origin;
 mod replay;
+mod request_count;
 mod request_id;
 mod responses;
 mod rollout;
@@ -27,7 +28,7 @@ use std::sync::Arc;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -58,7 +59,7 @@ pub fn router(gw: Arc<Gateway>) -> GatewayService {
         // Outside the auth check (a route layer), so preflights need no credentials.
         .layer(middleware::from_fn_with_state(gw.clone(), cors::apply))
         // Inside the router: it counts by the matched route.
-        .layer(middleware::from_fn_with_state(gw.clone(), count_requests))
+        .layer(request_count::CountLayer(gw.agents.metrics().clone()))
         .with_state(gw);
     let service = tower::ServiceBuilder::new()
         // The trace layer's body, boxed once as every response body is.
@@ -113,16 +114,6 @@ async fn root(
         return ApiError::forbidden_origin().into_response();
     }
     crate::ws::upgrade(gw, peer, request).await
-}
-
-/// Count every response by matched route (not raw path: bounded label set).
-async fn count_requests(State(gw): State<Arc<Gateway>>, request: Request, next: Next) -> Response {
-    // A shared `Arc<str>`: no copy of the path per request.
-    let route = request.extensions().get::<axum::extract::MatchedPath>().cloned();
-    let response = next.run(request).await;
-    let route = route.as_ref().map_or("unmatched", axum::extract::MatchedPath::as_str);
-    gw.agents.metrics().request(route, response.status().as_u16());
-    response
 }
 
 /// `GET /metrics`: Prometheus text; a credential limited to some agents gets
