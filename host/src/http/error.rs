@@ -3,46 +3,18 @@
 //! client: it gets a generic message naming the request id, and the detail
 //! goes to the log under that id ([`ApiError::internal`]).
 
-use std::future::Future;
-use std::sync::Arc;
-
 use axum::Json;
-use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+
+pub use super::request_id::{in_request, request_id};
 
 use crate::auth::AuthFailure;
 use crate::providers::ProviderError;
 use crate::runs::InstallError;
 use crate::runtime::{LoadError, RunError};
 use crate::sessions::{InvalidPage, InvalidSessionKey, StoreError};
-
-tokio::task_local! {
-    /// The `x-request-id` of the request being answered.
-    static REQUEST_ID: Arc<str>;
-}
-
-/// Middleware: errors built while answering a request know its id.
-pub async fn with_request_id(request: Request, next: Next) -> Response {
-    let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    REQUEST_ID.scope(id.into(), next.run(request)).await
-}
-
-/// The current request's id, to carry into work polled after the handler
-/// returned (an SSE body) with [`in_request`].
-pub fn request_id() -> Option<Arc<str>> {
-    REQUEST_ID.try_with(Arc::clone).ok()
-}
-
-/// Run `work` as part of the request `id` (see [`request_id`]).
-pub async fn in_request<T>(id: Option<Arc<str>>, work: impl Future<Output = T>) -> T {
-    match id {
-        Some(id) => REQUEST_ID.scope(id, work).await,
-        None => work.await,
-    }
-}
 
 /// An error response: `{"error":{"message","type","param","code"}}`.
 #[derive(Debug, Clone)]

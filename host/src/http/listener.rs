@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::ConnectInfo;
 use bytes::Bytes;
 use hyper::body::{Frame, Incoming, SizeHint};
@@ -124,7 +123,7 @@ pub async fn serve(
 
 /// What one connection's task needs.
 struct Connection {
-    router: Router,
+    router: super::GatewayService,
     limits: ConnectionLimits,
     metrics: Arc<Metrics>,
     drain: tokio::sync::watch::Receiver<bool>,
@@ -269,7 +268,7 @@ impl AsyncWrite for ClientStream {
 /// marks the connection busy until the response body has been sent.
 #[derive(Clone)]
 struct ConnectionService {
-    router: Router,
+    router: super::GatewayService,
     peer: SocketAddr,
     activity: Arc<Activity>,
 }

@@ -12,6 +12,8 @@ mod models;
 pub mod openai;
 mod origin;
 mod replay;
+mod request_count;
+mod request_id;
 mod responses;
 mod rollout;
 mod routes;
@@ -23,11 +25,10 @@ mod usage;
 
 use std::sync::Arc;
 
-use axum::Router;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -42,25 +43,30 @@ pub use sessions::transcript_json;
 use crate::auth::Principal;
 use crate::gateway::Gateway;
 
-/// All routes of the gateway port, from the one table in `routes`.
-pub fn router(gw: Arc<Gateway>) -> Router {
-    routes::router(&gw)
+/// What hyper calls for every request of the gateway port.
+pub type GatewayService = tower::util::BoxCloneSyncService<Request, Response, std::convert::Infallible>;
+
+/// All routes of the gateway port, from the one table in `routes`, behind the
+/// request-wide layers. Those wrap the router once, as one typed stack:
+/// `Router::layer` would wrap every route in a boxed service per layer, and
+/// each level clones the boxed levels below it on every request (a fifth of
+/// the echo agent's CPU per request; BENCHMARKS.md, "Round 7: a run's fixed cost").
+pub fn router(gw: Arc<Gateway>) -> GatewayService {
+    // Background responses of this gateway, for the handlers that start, show and cancel them.
+    let background = Arc::new(responses::BackgroundRuns::default());
+    let routes = routes::router(&gw)
         .fallback(|| async { ApiError::not_found() })
         // Outside the auth check (a route layer), so preflights need no credentials.
         .layer(middleware::from_fn_with_state(gw.clone(), cors::apply))
-        .layer(middleware::from_fn_with_state(gw.clone(), count_requests))
-        .with_state(gw)
-        .layer(SetResponseHeaderLayer::overriding(
-            axum::http::header::X_CONTENT_TYPE_OPTIONS,
-            axum::http::HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            axum::http::header::REFERRER_POLICY,
-            axum::http::HeaderValue::from_static("no-referrer"),
-        ))
-        // Inside SetRequestIdLayer, so every request has an id by then.
-        .layer(middleware::from_fn(error::with_request_id))
-        .layer(PropagateRequestIdLayer::x_request_id())
+        // Inside the router: it counts by the matched route.
+        .layer(request_count::CountLayer(gw.agents.metrics().clone()))
+        .with_state(gw);
+    let service = tower::ServiceBuilder::new()
+        // The trace layer's body, boxed once as every response body is.
+        .map_response(IntoResponse::into_response)
+        // An unsafe id is gone before the layer below makes a fresh one.
+        .map_request(request_id::drop_unsafe)
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &axum::http::Request<_>| {
@@ -73,20 +79,20 @@ pub fn router(gw: Arc<Gateway>) -> Router {
                 // A 5xx is already logged, with its cause, by the run that failed.
                 .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        // Outermost: an unsafe id is gone before the layer above makes a fresh one.
-        .layer(middleware::map_request(drop_unsafe_request_id))
-}
-
-/// Remove an `x-request-id` that [`crate::gateway::request_id`] refuses.
-async fn drop_unsafe_request_id(mut request: Request) -> Request {
-    let sent = request.headers().get("x-request-id").map(|v| v.to_str().ok());
-    if let Some(sent) = sent
-        && crate::gateway::request_id(sent).is_none()
-    {
-        request.headers_mut().remove("x-request-id");
-    }
-    request
+        .layer(PropagateRequestIdLayer::x_request_id())
+        // Inside SetRequestIdLayer, so every request has an id by then.
+        .layer(request_id::InScopeLayer)
+        .layer(SetResponseHeaderLayer::overriding(
+            axum::http::header::REFERRER_POLICY,
+            axum::http::HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            axum::http::header::X_CONTENT_TYPE_OPTIONS,
+            axum::http::HeaderValue::from_static("nosniff"),
+        ))
+        .layer(axum::Extension(background))
+        .service(routes);
+    GatewayService::new(service)
 }
 
 /// `GET /`: every request on the root path is decided here: a browser
@@ -108,17 +114,6 @@ async fn root(
         return ApiError::forbidden_origin().into_response();
     }
     crate::ws::upgrade(gw, peer, request).await
-}
-
-/// Count every response by matched route (not raw path: bounded label set).
-async fn count_requests(State(gw): State<Arc<Gateway>>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let response = next.run(request).await;
-    gw.agents.metrics().request(&route, response.status().as_u16());
-    response
 }
 
 /// `GET /metrics`: Prometheus text; a credential limited to some agents gets

@@ -3,15 +3,17 @@
 //! is one row, and the `Allow` header of a 405 is derived from the rows.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request};
 use axum::http::Method;
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post, put};
+use futures::future::Either;
 
 use super::error::ApiError;
 use super::{
@@ -162,25 +164,65 @@ pub fn router(gw: &Arc<Gateway>) -> Router<Arc<Gateway>> {
         let not_allowed = move || async move { ApiError::method_not_allowed(allow) };
         router = router.route(path, handler.fallback(not_allowed));
     }
-    // Background responses of this gateway, for the handlers that start, show and cancel them.
-    let background = Arc::new(responses::BackgroundRuns::default());
-    router
-        .route_layer(middleware::from_fn_with_state((gw.clone(), Arc::new(access)), authorize))
-        .layer(axum::Extension(background))
+    router.route_layer(AuthorizeLayer { gw: gw.clone(), table: Arc::new(access) })
 }
 
 /// The one access check of the HTTP door: credentials, lock-out and scope,
 /// before the handler; the principal goes into the request's extensions.
-async fn authorize(
-    State((gw, table)): State<(Arc<Gateway>, Arc<AccessTable>)>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    mut request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+/// A plain tower layer: the check is synchronous, and `axum::middleware`
+/// would box the route and its future on every request.
+#[derive(Clone)]
+struct AuthorizeLayer {
+    gw: Arc<Gateway>,
+    table: Arc<AccessTable>,
+}
+
+impl<S> tower::Layer<S> for AuthorizeLayer {
+    type Service = Authorize<S>;
+
+    fn layer(&self, inner: S) -> Authorize<S> {
+        Authorize { inner, check: self.clone() }
+    }
+}
+
+/// See [`AuthorizeLayer`].
+#[derive(Clone)]
+struct Authorize<S> {
+    inner: S,
+    check: AuthorizeLayer,
+}
+
+impl<S> tower::Service<Request> for Authorize<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<std::future::Ready<Result<Response, Infallible>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        match authorize(&self.check.gw, &self.check.table, &mut request) {
+            Ok(()) => Either::Right(self.inner.call(request)),
+            Err(refused) => Either::Left(std::future::ready(Ok(refused.into_response()))),
+        }
+    }
+}
+
+/// Whether `request` may reach its route; `Ok` with its principal inserted.
+fn authorize(gw: &Gateway, table: &AccessTable, request: &mut Request) -> Result<(), ApiError> {
     if !super::origin::host_allowed(&gw.config, request.headers()) {
         tracing::warn!("request refused: Host is not a loopback name (gateway.allowedHosts) in auth mode none");
         return Err(ApiError::forbidden_host());
     }
+    // The listener puts the peer on every request; without one, nothing counts as loopback.
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |ConnectInfo(peer)| *peer);
     let matched = request.extensions().get::<MatchedPath>().map_or("", MatchedPath::as_str);
     let needed = table.get(matched, request.method()).unwrap_or(Access::Scope(Scope::Admin));
     match needed {
@@ -188,7 +230,7 @@ async fn authorize(
         Access::Loopback if peer.ip().is_loopback() => {}
         Access::Loopback => return Err(ApiError::loopback_only("Metrics")),
         Access::Scope(scope) => {
-            let principal = authenticate(&gw, peer, &request)?;
+            let principal = authenticate(gw, peer, request)?;
             // Logs of this request name the credential (never the secret).
             tracing::Span::current().record("token", tracing::field::display(principal.name()));
             let metrics = gw.agents.metrics();
@@ -205,7 +247,7 @@ async fn authorize(
             request.extensions_mut().insert(principal);
         }
     }
-    Ok(next.run(request).await)
+    Ok(())
 }
 
 /// Bearer auth with the lock-out that every door shares.

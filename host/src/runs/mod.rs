@@ -384,7 +384,10 @@ impl Agents {
                 let _slots = (global_slot, agent_slot);
                 let started = std::time::Instant::now();
                 let mut outcome = Outcome { meter: outcome_meter, started, recorded: false };
-                let result = telemetry::in_run(trace.clone(), job.run(request, events_tx)).await;
+                // Boxed: the run's future is kilobytes (a store's calls, the guest's), and the
+                // task's future is moved whole when spawned, polled to its end and read.
+                let work = Box::pin(job.run(request, events_tx));
+                let result = telemetry::in_run(trace.clone(), work).await;
                 if let Err(e) = &result {
                     telemetry::failed(&trace, e.kind());
                 }
