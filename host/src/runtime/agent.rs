@@ -335,7 +335,8 @@ impl AgentVersion {
         // The tape keeps the output; the stream only has to be drained.
         let (tx, mut rx) = mpsc::channel(32);
         let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
-        let events = RunEvents::streamed(tx);
+        let events = RunEvents::new(tx);
+        // Only drained: nothing to wake per event.
         events.delivery.whole();
         let session = rec.persistent.then(|| SessionData {
             history: rec.history.clone(),

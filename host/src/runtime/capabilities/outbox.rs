@@ -68,8 +68,8 @@ pub struct RunEvents {
 }
 
 impl RunEvents {
-    /// Into `tx`, streamed and untimed.
-    pub fn streamed(tx: mpsc::Sender<Event>) -> Self {
+    /// Into `tx`: streamed until the door says otherwise, first event untimed.
+    pub fn new(tx: mpsc::Sender<Event>) -> Self {
         Self { tx, delivery: Delivery::default(), first: None }
     }
 }

@@ -227,7 +227,7 @@ mod tests {
     #[tokio::test]
     async fn reports_keep_their_place_and_count_in_the_reply() {
         let (tx, mut rx) = mpsc::channel(8);
-        let mut out = OutputCapability::new(1 << 20).instantiate(Some(RunEvents::streamed(tx)), true);
+        let mut out = OutputCapability::new(1 << 20).instantiate(Some(RunEvents::new(tx)), true);
         out.emit(Event::Text("a".into())).await.unwrap().unwrap();
         out.report(called()).await;
         let result = ToolResult { call_id: "c".into(), output: "42".into(), is_error: false };
@@ -245,7 +245,7 @@ mod tests {
     #[tokio::test]
     async fn a_tool_call_index_beyond_the_limit_ends_the_run_before_any_reply_sees_it() {
         let (tx, mut rx) = mpsc::channel(8);
-        let mut out = OutputCapability::new(1 << 20).instantiate(Some(RunEvents::streamed(tx)), true);
+        let mut out = OutputCapability::new(1 << 20).instantiate(Some(RunEvents::new(tx)), true);
         let call = |index| {
             Event::ToolCall(ToolCallDelta {
                 index,
@@ -267,7 +267,7 @@ mod tests {
     #[tokio::test]
     async fn events_without_text_still_cost_budget() {
         let (tx, mut rx) = mpsc::channel(1024);
-        let mut out = OutputCapability::new(EVENT_COST * 10).instantiate(Some(RunEvents::streamed(tx)), false);
+        let mut out = OutputCapability::new(EVENT_COST * 10).instantiate(Some(RunEvents::new(tx)), false);
         let finish = || Event::Finish(crate::chat::FinishReason::Stop);
         for _ in 0..10 {
             out.emit(finish()).await.unwrap().unwrap();
@@ -285,7 +285,7 @@ mod tests {
     #[tokio::test]
     async fn an_agents_usage_claim_costs_budget_but_is_not_passed_on() {
         let (tx, mut rx) = mpsc::channel(1024);
-        let mut out = OutputCapability::new(EVENT_COST * 10).instantiate(Some(RunEvents::streamed(tx)), true);
+        let mut out = OutputCapability::new(EVENT_COST * 10).instantiate(Some(RunEvents::new(tx)), true);
         let claim = || Event::Usage(Usage { prompt_tokens: 999, completion_tokens: 999 });
         for _ in 0..10 {
             out.emit(claim()).await.unwrap().unwrap();
@@ -296,7 +296,7 @@ mod tests {
 
         // The host's own figure goes out, even after the agent's budget is spent.
         let (tx, mut rx) = mpsc::channel(8);
-        let mut out = OutputCapability::new(EVENT_COST).instantiate(Some(RunEvents::streamed(tx)), true);
+        let mut out = OutputCapability::new(EVENT_COST).instantiate(Some(RunEvents::new(tx)), true);
         out.emit(claim()).await.unwrap().unwrap();
         let metered = crate::usage::RunUsage {
             tokens: crate::usage::Tokens { input: 7, output: 2, ..Default::default() },
@@ -312,7 +312,7 @@ mod tests {
     async fn a_stop_met_by_a_report_is_told_by_the_next_emit_not_trapped() {
         let (tx, rx) = mpsc::channel(8);
         drop(rx);
-        let mut out = OutputCapability::new(1 << 20).instantiate(Some(RunEvents::streamed(tx)), false);
+        let mut out = OutputCapability::new(1 << 20).instantiate(Some(RunEvents::new(tx)), false);
         out.report(called()).await;
         assert_eq!(out.emit(Event::Text("x".into())).await.unwrap(), Err(OutputStop::Closed));
         assert!(out.emit(Event::Text("y".into())).await.is_err(), "emitting after being told traps");
