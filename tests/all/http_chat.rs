@@ -374,3 +374,57 @@ async fn a_client_that_disconnects_cancels_the_run() {
     let ok = gw.chat(ask("openclaw", "after")).send().await.unwrap();
     assert_eq!(content(&ok.json().await.unwrap()), "after");
 }
+
+#[tokio::test]
+async fn a_client_that_disconnects_before_a_whole_reply_cancels_the_run() {
+    let config = faults_config(&["slow"]).replace(r#"fault: "slow""#, r#"fault: "slow", delayMs: "300""#);
+    let gw = TestGateway::start(&config);
+    // Non-streaming: the door sends nothing before the end, so only the
+    // connection closing can tell it the client left.
+    let request = gw.chat(ask("agent:fault-slow", "one two three four five six seven eight nine ten")).send();
+    let client = tokio::spawn(request);
+    eventually("the run is under way", async || {
+        let agents = gw.get_json("/admin/agents").await;
+        agents["agents"].as_array().unwrap().iter().any(|a| a["inFlight"] == 1).then_some(())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    client.abort();
+    gw.wait_for_metrics(&[r#"wasmclaw_run_failures_total{agent="fault-slow",kind="cancelled"} 1"#]).await;
+    gw.wait_for_log("the cancellation", |log| log.contains("run cancelled")).await;
+    // The whole reply would take 3 s: until well past that, it never finishes.
+    holds_until(
+        "the run must not complete after the client left",
+        started + std::time::Duration::from_secs(4),
+        async || !gw.settled_log().await.contains("run finished"),
+    )
+    .await;
+    let ok = gw.chat(ask("openclaw", "after")).send().await.unwrap();
+    assert_eq!(content(&ok.json().await.unwrap()), "after");
+}
+
+#[tokio::test]
+async fn a_whole_reply_times_its_first_event_when_the_agent_emits_it_not_when_the_reply_is_sent() {
+    let config = faults_config(&["slow"]).replace(r#"fault: "slow""#, r#"fault: "slow", delayMs: "3000""#);
+    let gw = TestGateway::start(&config);
+    let key = "agent:fault-slow:first-event";
+    let turn = async |text: &str| {
+        let res = gw.chat(ask("agent:fault-slow", text)).header("x-openclaw-session-key", key).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        content(&res.json().await.unwrap())
+    };
+    // The first turn's only event comes after its 3 s pause; the second
+    // says "[turn 2] " at once, then pauses 3 s before its word.
+    assert_eq!(turn("a").await, "a");
+    let started = std::time::Instant::now();
+    assert_eq!(turn("b").await, "[turn 2] b");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(2900), "the reply came after the pause");
+    let metrics = gw.metrics().await;
+    for line in [
+        r#"wasmclaw_run_first_event_seconds_count{agent="fault-slow"} 2"#,
+        // Only the second turn's first event came within a second of its start.
+        r#"wasmclaw_run_first_event_seconds_bucket{agent="fault-slow",le="1"} 1"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing {line:?} in:\n{metrics}");
+    }
+}

@@ -89,6 +89,25 @@ impl AgentMeter {
     }
 }
 
+/// Times one run's first event: taken by the run's output when its guest
+/// emits the first one, whether the door streams or collects.
+pub struct FirstEvent {
+    meter: std::sync::Arc<AgentMeter>,
+    started: Instant,
+}
+
+impl FirstEvent {
+    /// For a run of `meter`'s agent that started at `started`.
+    pub fn new(meter: std::sync::Arc<AgentMeter>, started: Instant) -> Self {
+        Self { meter, started }
+    }
+
+    /// The first event is here.
+    pub fn seen(self) {
+        self.meter.first_event(self.started.elapsed());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-pub use agent::AgentMeter;
 use agent::Histogram;
+pub use agent::{AgentMeter, FirstEvent};
 pub use recent::{BUCKET as RECENT_BUCKET, Series};
 
 /// The value under `key`, made on first use: the label is copied once, not on every count.

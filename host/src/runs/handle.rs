@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::chat::{Event, Reply};
-use crate::runtime::{AgentVersion, RunError};
+use crate::runtime::{AgentVersion, Delivery, RunError};
 use crate::sessions::SessionKey;
 
 /// A run in flight. Dropping it cancels the run.
@@ -17,32 +17,28 @@ pub struct RunHandle {
     /// The version this run is pinned to, whatever is swapped in meanwhile.
     pub agent: Arc<AgentVersion>,
     pub(super) events: mpsc::Receiver<Event>,
+    /// Shared with the run's outbox: how this door takes the events.
+    pub(super) delivery: Delivery,
     pub(super) task: Option<JoinHandle<Result<(), RunError>>>,
-    pub(super) started: std::time::Instant,
-    /// Taken when the first event is recorded.
-    pub(super) meter: Option<Arc<crate::metrics::AgentMeter>>,
 }
 
 impl RunHandle {
     /// The next event, or `None` once the agent has returned.
     pub async fn next(&mut self) -> Option<Event> {
-        let event = self.events.recv().await;
-        self.seen(event.is_some());
-        event
+        self.events.recv().await
     }
 
     /// An event the run has already sent, without waiting: a door drains
     /// these into one frame. `None` when there is none yet (or no more).
     pub fn try_next(&mut self) -> Option<Event> {
-        let event = self.events.try_recv().ok();
-        self.seen(event.is_some());
-        event
+        self.events.try_recv().ok()
     }
 
-    fn seen(&mut self, event: bool) {
-        if event && let Some(meter) = self.meter.take() {
-            meter.first_event(self.started.elapsed());
-        }
+    /// This door takes the reply only whole (it streams nothing before the
+    /// end): the run need not wake it whenever it waits, only at the
+    /// channel's bound and when it returns.
+    pub fn whole(&self) {
+        self.delivery.whole();
     }
 
     /// How the run ended. Call after [`next`](Self::next) returned `None`.
@@ -54,8 +50,9 @@ impl RunHandle {
         }
     }
 
-    /// Drain the run into a complete reply.
+    /// Drain the run into a complete reply, delivered [whole](Self::whole).
     pub async fn collect(mut self) -> Result<Reply, RunError> {
+        self.whole();
         let mut reply = Reply::default();
         while let Some(event) = self.next().await {
             reply.push(&event);

@@ -3,13 +3,11 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
 use super::budget;
 use super::settle::BudgetCheck;
 use crate::auth::Principal;
-use crate::chat::{Event, Message, RunRequest};
-use crate::runtime::{AgentVersion, RunError};
+use crate::chat::{Message, RunRequest};
+use crate::runtime::{AgentVersion, RunError, RunEvents};
 use crate::sessions::{Access, RunMark, SessionStore, StoreError, StoreFuture, Turn, access};
 
 /// One run's work inside its task.
@@ -32,7 +30,7 @@ pub(super) struct Job {
 }
 
 impl Job {
-    pub(super) async fn run(self, request: RunRequest, events: mpsc::Sender<Event>) -> Result<(), RunError> {
+    pub(super) async fn run(self, request: RunRequest, events: RunEvents) -> Result<(), RunError> {
         let b = &self.budget;
         let principal = self.caller.name();
         b.budgets

@@ -24,7 +24,7 @@ use crate::chat::{AgentId, Message, Role, RunRequest, ToolSpec};
 use crate::config::Config;
 use crate::providers::Providers;
 use crate::registry::RegistryStore;
-use crate::runtime::{AgentRegistry, AgentVersion, EngineLimits, RunError, Runtime};
+use crate::runtime::{AgentRegistry, AgentVersion, Delivery, EngineLimits, RunError, RunEvents, Runtime};
 use crate::sessions::{RunMark, SessionKey, SessionStore, StoreError};
 use crate::telemetry;
 use job::Job;
@@ -374,6 +374,10 @@ impl Agents {
         let recordings = self.recordings.clone();
         // Resolved once: the run records its first event and its end without a lookup.
         let agent_meter = self.metrics.agent(agent.id.as_str());
+        // The door says how it takes the events (`RunHandle::collect` wants them whole).
+        let delivery = Delivery::default();
+        let first = crate::metrics::FirstEvent::new(agent_meter.clone(), std::time::Instant::now());
+        let events_tx = RunEvents { tx: events_tx, delivery: delivery.clone(), first: Some(first) };
         let (log_run_id, log_agent, outcome_meter) = (run_id.clone(), agent.id.clone(), agent_meter.clone());
         let (version, trips) = (agent.digest.clone(), self.trips.clone());
         // The trace's `invoke_agent` span (none while tracing is off), a child of the door's.
@@ -411,15 +415,7 @@ impl Agents {
             },
             tracing::Span::current(),
         ));
-        Ok(RunHandle {
-            run_id,
-            session: input.session,
-            agent,
-            events,
-            task: Some(task),
-            started: std::time::Instant::now(),
-            meter: Some(agent_meter),
-        })
+        Ok(RunHandle { run_id, session: input.session, agent, events, delivery, task: Some(task) })
     }
 }
 

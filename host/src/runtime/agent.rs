@@ -9,11 +9,11 @@ use tokio::sync::mpsc;
 use wasmtime::{Store, UpdateDeadline};
 
 use super::budget::Exhausted;
-use super::capabilities::outbox::hand_over_on_wait;
+use super::capabilities::outbox::{RunEvents, hand_over_on_wait};
 use super::capabilities::{Capabilities, RunContext, RunState};
 use super::error::RunError;
 use super::wit::AgentPre;
-use crate::chat::{AgentId, AgentInfo, Event, Reply, RunRequest};
+use crate::chat::{AgentId, AgentInfo, Reply, RunRequest};
 use crate::providers::ModelRoute;
 use crate::sessions::{SessionData, StateChanges};
 
@@ -285,7 +285,7 @@ impl AgentVersion {
     pub async fn run(
         &self,
         req: RunRequest,
-        events: mpsc::Sender<Event>,
+        events: RunEvents,
         session: Option<SessionData>,
         meter: crate::usage::Meter,
         tape: crate::tape::Tape,
@@ -296,7 +296,7 @@ impl AgentVersion {
             RunContext { run_id: req.run_id.clone(), events: Some(events), session, model, meter: meter.clone(), tape };
         let mut store = self.store(run);
         let budget = self.settings.limits.time_budget;
-        // The guest's events are handed to the door whenever the run waits, and when it returns.
+        // The guest's events are handed to the door when it returns, and whenever it waits if the door streams.
         let outbox = store.data().output.outbox().cloned();
         let guest = hand_over_on_wait(outbox, self.pre.run(&mut store, req));
         let Ok(returned) = tokio::time::timeout(budget, guest).await else {
@@ -333,8 +333,11 @@ impl AgentVersion {
     ) -> (Result<(), RunError>, crate::tape::Player) {
         let tape = crate::tape::Tape::replay(rec.clone(), live);
         // The tape keeps the output; the stream only has to be drained.
-        let (events, mut rx) = mpsc::channel(32);
+        let (tx, mut rx) = mpsc::channel(32);
         let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let events = RunEvents::new(tx);
+        // Only drained: nothing to wake per event.
+        events.delivery.whole();
         let session = rec.persistent.then(|| SessionData {
             history: rec.history.clone(),
             state: rec.state.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect(),

@@ -23,6 +23,7 @@ pub use agent::{AgentSettings, AgentSource, AgentVersion, LoadError, RunLimits, 
 pub use capabilities::http::{
     AllowRule, Credential, CredentialValue, HttpLimits, HttpPolicy, TokenSource, name_dev_flags_in_denials,
 };
+pub use capabilities::outbox::{Delivery, RunEvents};
 pub use compiler::{ALLOCATOR_ENV, compile_in_worker_processes, serve_worker as serve_compile_worker};
 pub use engine::{Allocation, EngineLimits};
 pub use error::RunError;

@@ -141,6 +141,8 @@ pub async fn create(
         super::chat::respond_streaming(&gw, handle, wire).await?
     } else {
         let mut encoder = Encoder::new(meta, false);
+        // Nothing leaves before the object is whole.
+        handle.whole();
         while let Some(event) = handle.next().await {
             encoder.event(&event);
         }

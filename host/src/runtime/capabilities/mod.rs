@@ -15,7 +15,6 @@ pub mod output;
 pub mod session;
 pub mod tool_activity;
 
-use tokio::sync::mpsc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
@@ -25,7 +24,7 @@ use std::sync::Arc;
 use super::agent::AgentSettings;
 use super::budget::Exhausted;
 use super::guest_log::{GuestLog, LogContext};
-use crate::chat::{AgentId, Event};
+use crate::chat::AgentId;
 use crate::metrics::Metrics;
 use crate::sessions::SessionData;
 
@@ -45,7 +44,7 @@ pub struct RunContext {
     /// The run's id, for its log lines (empty for `info`).
     pub run_id: String,
     /// `None` for calls that must not emit (`info`).
-    pub events: Option<mpsc::Sender<Event>>,
+    pub events: Option<outbox::RunEvents>,
     /// `None` for a throw-away session: empty history, no reply kept.
     pub session: Option<SessionData>,
     /// The model the client chose for this run, replacing the entry's.

@@ -1,23 +1,31 @@
 //! The run's side of its event channel: what a guest emits is held here and
-//! handed to the door when the run is about to wait, so a burst of events
-//! (a provider's reply that arrived in one read) wakes the door once and
-//! leaves in one frame instead of one frame per token.
+//! handed to the door when the door needs it, so a burst of events (a
+//! provider's reply that arrived in one read) wakes the door once and leaves
+//! in one frame instead of one frame per token.
 //!
-//! The one rule: held events are handed over whenever the run's future
-//! returns `Pending` ([`hand_over_on_wait`], around the guest's call) and when it
-//! returns. Every host import that can wait (a model call, WASI sleep or
-//! HTTP, any import added later) waits by returning `Pending`, so none can
-//! forget to hand over. So does the epoch yield (`EPOCH_TICK`): a guest that
-//! emits and then computes without any host call holds its events at most
-//! one tick (10 ms). The one `Pending` that does not hand over is the single
-//! yield [`ready_or_after_a_yield`] makes while events are held, which lets
-//! another task (hyper's client connection, woken by the poll) make the
-//! awaited thing ready: the burst goes on if it did.
+//! The one rule: held events are handed over when the run returns and when
+//! holding more would break backpressure (see below); a streamed
+//! [`Delivery`] also hands them over whenever the run's future returns
+//! `Pending` ([`hand_over_on_wait`], around the guest's call). Every host
+//! import that can wait (a model call, WASI sleep or HTTP, any import added
+//! later) waits by returning `Pending`, so none can forget to hand over. So
+//! does the epoch yield (`EPOCH_TICK`): a guest that emits and then computes
+//! without any host call holds its events at most one tick (10 ms). The one
+//! `Pending` that does not hand over is the single yield
+//! [`ready_or_after_a_yield`] makes while events are held, which lets another
+//! task (hyper's client connection, woken by the poll) make the awaited thing
+//! ready: the burst goes on if it did.
 //!
-//! Backpressure holds: events are held only while the channel could take all
-//! of them at once (the run is its channel's only sender, so the room can
-//! only grow meanwhile) and at most [`MAX_HELD`]; otherwise `pass` hands over
-//! and waits as a plain send would.
+//! A door that only collects the whole reply says so ([`Delivery::whole`]):
+//! nothing reaches it before the end anyway, and waking it at every wait
+//! costs a thread wake-up per emit on an idle machine (the second worker
+//! unparked to poll a door that goes back to sleep; BENCHMARKS.md, "Outbound
+//! HTTP", round 7). Its run hands over only at the bound and when it returns.
+//!
+//! Backpressure holds for both: events are held only while the channel could
+//! take all of them at once (the run is its channel's only sender, so the
+//! room can only grow meanwhile) and at most [`MAX_HELD`]; otherwise `pass`
+//! hands over and waits as a plain send would.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -33,6 +41,39 @@ use crate::chat::Event;
 /// Most events held before they are handed over regardless.
 pub const MAX_HELD: usize = 64;
 
+/// How the door takes its run's events, shared by the door and the run's
+/// outbox: streamed unless the door says it only wants the whole reply.
+#[derive(Debug, Clone, Default)]
+pub struct Delivery(Arc<AtomicBool>);
+
+impl Delivery {
+    /// The door only collects: from now on the run hands its events over at
+    /// the bound and when it returns, not whenever it waits.
+    pub fn whole(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the door only collects the whole reply.
+    pub fn is_whole(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The run's side of its event channel, as a run is started with it.
+pub struct RunEvents {
+    pub tx: mpsc::Sender<Event>,
+    pub delivery: Delivery,
+    /// Timed when the guest emits its first event (`None`: not measured).
+    pub first: Option<crate::metrics::FirstEvent>,
+}
+
+impl RunEvents {
+    /// Into `tx`: streamed until the door says otherwise, first event untimed.
+    pub fn new(tx: mpsc::Sender<Event>) -> Self {
+        Self { tx, delivery: Delivery::default(), first: None }
+    }
+}
+
 /// The consumer is gone (the client disconnected or the run was cancelled).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Closed;
@@ -40,6 +81,7 @@ pub struct Closed;
 /// One run's outgoing events: the channel to its door, and what is held back.
 pub struct Outbox {
     tx: mpsc::Sender<Event>,
+    delivery: Delivery,
     held: Mutex<VecDeque<Event>>,
     /// Set around the one yield that must not hand over.
     yielding: AtomicBool,
@@ -47,8 +89,8 @@ pub struct Outbox {
 
 impl Outbox {
     /// The run's side of `tx`; the run must be its only sender.
-    pub fn new(tx: mpsc::Sender<Event>) -> Self {
-        Self { tx, held: Mutex::new(VecDeque::new()), yielding: AtomicBool::new(false) }
+    pub fn new(tx: mpsc::Sender<Event>, delivery: Delivery) -> Self {
+        Self { tx, delivery, held: Mutex::new(VecDeque::new()), yielding: AtomicBool::new(false) }
     }
 
     /// Pass `ev` on: held while the channel has room for everything held,
@@ -97,18 +139,24 @@ impl Outbox {
         !self.held().is_empty()
     }
 
+    /// Whether a wait of the run hands the held events over now.
+    fn hands_over_on_wait(&self) -> bool {
+        !self.yielding.load(Ordering::Relaxed) && !self.delivery.is_whole()
+    }
+
     fn held(&self) -> std::sync::MutexGuard<'_, VecDeque<Event>> {
         // A panic while held cannot leave the queue half-changed.
         self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
-/// `fut`'s output. When it is not ready at once and events are held, the run
-/// yields to the scheduler once, still holding, and polls again; only then
-/// does it wait (and [`hand_over_on_wait`] hands the events over).
+/// `fut`'s output. When it is not ready at once and events are held for a
+/// streamed delivery, the run yields to the scheduler once, still holding,
+/// and polls again; only then does it wait (and [`hand_over_on_wait`] hands
+/// the events over). A whole delivery holds through the wait anyway.
 pub async fn ready_or_after_a_yield<F: Future>(outbox: Option<&Outbox>, fut: F) -> F::Output {
     let mut fut = pin!(fut);
-    let Some(outbox) = outbox.filter(|o| o.holds()) else {
+    let Some(outbox) = outbox.filter(|o| o.holds() && !o.delivery.is_whole()) else {
         return fut.await;
     };
     if let Poll::Ready(out) = futures::poll!(fut.as_mut()) {
@@ -139,13 +187,13 @@ impl Drop for Yielding<'_> {
 }
 
 /// `run`, whose guest emits into `outbox`, handing the held events over
-/// whenever it is about to wait and when it is done.
+/// when it is done and, for a streamed delivery, whenever it is about to wait.
 pub async fn hand_over_on_wait<F: Future>(outbox: Option<Arc<Outbox>>, run: F) -> F::Output {
     let mut run = pin!(run);
     std::future::poll_fn(|cx| {
         let polled = run.as_mut().poll(cx);
         if let Some(outbox) = &outbox
-            && (polled.is_ready() || !outbox.yielding.load(Ordering::Relaxed))
+            && (polled.is_ready() || outbox.hands_over_on_wait())
         {
             outbox.hand_over();
         }
@@ -170,7 +218,7 @@ mod tests {
     #[tokio::test]
     async fn a_burst_reaches_the_consumer_together_and_in_order_when_the_run_waits() {
         let (tx, mut rx) = mpsc::channel(32);
-        let outbox = Arc::new(Outbox::new(tx));
+        let outbox = Arc::new(Outbox::new(tx, Delivery::default()));
         let (go, wait) = tokio::sync::oneshot::channel::<()>();
         let run = {
             let outbox = outbox.clone();
@@ -189,6 +237,94 @@ mod tests {
         go.send(()).unwrap();
         run.await;
         assert_eq!(drain(&mut rx), [text(5)], "and what came after, when the run returned");
+    }
+
+    fn whole(tx: mpsc::Sender<Event>) -> Arc<Outbox> {
+        let delivery = Delivery::default();
+        delivery.whole();
+        Arc::new(Outbox::new(tx, delivery))
+    }
+
+    #[tokio::test]
+    async fn a_whole_delivery_holds_through_waits_and_hands_over_when_the_run_returns() {
+        let (tx, mut rx) = mpsc::channel(32);
+        let outbox = whole(tx);
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let run = {
+            let outbox = outbox.clone();
+            async move {
+                for i in 0..5 {
+                    outbox.pass(text(i)).await.unwrap();
+                    // A host call that waits, as an outbound GET does between emits.
+                    tokio::task::yield_now().await;
+                }
+                wait.await.unwrap();
+                outbox.pass(text(5)).await.unwrap();
+            }
+        };
+        let mut run = pin!(hand_over_on_wait(Some(outbox.clone()), run));
+        for _ in 0..10 {
+            assert!(futures::poll!(run.as_mut()).is_pending());
+        }
+        assert!(rx.try_recv().is_err(), "nothing handed over while the run waits");
+        assert!(outbox.holds());
+        go.send(()).unwrap();
+        run.await;
+        assert_eq!(drain(&mut rx), (0..6).map(text).collect::<Vec<_>>(), "all of it, in order, at the end");
+        assert!(!outbox.holds());
+    }
+
+    #[tokio::test]
+    async fn a_whole_delivery_hands_over_at_the_bound_and_holds_the_rest() {
+        let (tx, mut rx) = mpsc::channel(1024);
+        let outbox = whole(tx);
+        let run = {
+            let outbox = outbox.clone();
+            async move {
+                for i in 0..MAX_HELD + 3 {
+                    outbox.pass(text(i)).await.unwrap();
+                }
+                std::future::pending::<()>().await;
+            }
+        };
+        let mut run = pin!(hand_over_on_wait(Some(outbox.clone()), run));
+        for _ in 0..3 {
+            assert!(futures::poll!(run.as_mut()).is_pending());
+            // The first MAX_HELD + 1 went at the bound; the two after are held, however often it waits.
+            assert_eq!(rx.len(), MAX_HELD + 1);
+        }
+        assert_eq!(drain(&mut rx), (0..=MAX_HELD).map(text).collect::<Vec<_>>());
+        assert!(outbox.holds());
+    }
+
+    #[tokio::test]
+    async fn a_whole_delivery_still_blocks_the_emitter_when_the_channel_is_full() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let outbox = whole(tx);
+        let run = {
+            let outbox = outbox.clone();
+            async move {
+                for i in 0..8 {
+                    outbox.pass(text(i)).await.unwrap();
+                }
+            }
+        };
+        let mut run = pin!(hand_over_on_wait(Some(outbox.clone()), run));
+        assert!(futures::poll!(run.as_mut()).is_pending(), "the fifth waits for the consumer");
+        assert!(futures::poll!(run.as_mut()).is_pending(), "and keeps waiting");
+        assert_eq!(drain(&mut rx), (0..4).map(text).collect::<Vec<_>>(), "no more than the channel takes");
+        assert!(futures::poll!(run.as_mut()).is_ready(), "room again: the run goes on to its end");
+        assert_eq!(drain(&mut rx), (4..8).map(text).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_whole_delivery_makes_no_yield_to_keep_a_burst() {
+        let (tx, _rx) = mpsc::channel(32);
+        let outbox = whole(tx);
+        outbox.pass(text(0)).await.unwrap();
+        let mut waiting = pin!(ready_or_after_a_yield(Some(&outbox), std::future::pending::<()>()));
+        assert!(futures::poll!(waiting.as_mut()).is_pending());
+        assert!(!outbox.yielding.load(Ordering::Relaxed), "it holds through the wait anyway");
     }
 
     /// A provider whose next item is made ready by another task, woken by the
@@ -219,7 +355,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_provider_ready_after_one_yield_keeps_the_burst_together() {
         let (tx, rx) = mpsc::channel(32);
-        let outbox = Arc::new(Outbox::new(tx));
+        let outbox = Arc::new(Outbox::new(tx, Delivery::default()));
         let consumer = consumer(rx);
         let (mut chunks, feeder) = provider(16);
         let run = {
@@ -241,7 +377,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn held_events_go_out_before_a_wait_that_lasts() {
         let (tx, mut rx) = mpsc::channel(32);
-        let outbox = Arc::new(Outbox::new(tx));
+        let outbox = Arc::new(Outbox::new(tx, Delivery::default()));
         let (next, mut model) = mpsc::channel::<usize>(1);
         let run = {
             let outbox = outbox.clone();
@@ -262,7 +398,7 @@ mod tests {
     #[tokio::test]
     async fn at_the_bound_everything_held_is_handed_over() {
         let (tx, mut rx) = mpsc::channel(1024);
-        let outbox = Outbox::new(tx);
+        let outbox = Outbox::new(tx, Delivery::default());
         for i in 0..MAX_HELD {
             outbox.pass(text(i)).await.unwrap();
         }
@@ -275,7 +411,7 @@ mod tests {
     #[tokio::test]
     async fn a_slow_consumer_still_blocks_the_emitter() {
         let (tx, mut rx) = mpsc::channel(4);
-        let outbox = Outbox::new(tx);
+        let outbox = Outbox::new(tx, Delivery::default());
         for i in 0..4 {
             outbox.pass(text(i)).await.unwrap();
         }
@@ -292,7 +428,7 @@ mod tests {
     #[tokio::test]
     async fn a_yield_cancelled_midway_does_not_stop_later_hand_overs() {
         let (tx, _rx) = mpsc::channel(32);
-        let outbox = Outbox::new(tx);
+        let outbox = Outbox::new(tx, Delivery::default());
         outbox.pass(text(0)).await.unwrap();
         {
             let mut waiting = pin!(ready_or_after_a_yield(Some(&outbox), std::future::pending::<()>()));
@@ -305,7 +441,7 @@ mod tests {
     #[tokio::test]
     async fn held_events_are_handed_over_when_the_run_fails() {
         let (tx, mut rx) = mpsc::channel(32);
-        let outbox = Arc::new(Outbox::new(tx));
+        let outbox = Arc::new(Outbox::new(tx, Delivery::default()));
         let run = {
             let outbox = outbox.clone();
             async move {
@@ -321,7 +457,7 @@ mod tests {
     #[tokio::test]
     async fn a_consumer_gone_is_seen_at_once_and_held_events_are_dropped() {
         let (tx, rx) = mpsc::channel(32);
-        let outbox = Outbox::new(tx);
+        let outbox = Outbox::new(tx, Delivery::default());
         outbox.pass(text(0)).await.unwrap();
         drop(rx);
         assert_eq!(outbox.pass(text(1)).await, Err(Closed));

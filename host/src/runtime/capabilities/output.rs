@@ -6,9 +6,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
-use super::outbox::Outbox;
+use super::outbox::{Outbox, RunEvents};
 
 use crate::chat::{Event, MAX_TOOL_CALLS, Reply, ToolActivity};
 use crate::runtime::budget::Exhausted;
@@ -40,9 +38,14 @@ impl OutputCapability {
 
     /// `keep_reply`: assemble the reply for the transcript; throw-away
     /// sessions skip it to spare a copy per event.
-    pub fn instantiate(&self, events: Option<mpsc::Sender<Event>>, keep_reply: bool) -> OutputState {
+    pub fn instantiate(&self, events: Option<RunEvents>, keep_reply: bool) -> OutputState {
+        let (events, first) = match events {
+            Some(RunEvents { tx, delivery, first }) => (Some(Arc::new(Outbox::new(tx, delivery))), first),
+            None => (None, None),
+        };
         OutputState {
-            events: events.map(|tx| Arc::new(Outbox::new(tx))),
+            events,
+            first,
             budget: self.budget,
             stop: None,
             told: false,
@@ -56,6 +59,8 @@ impl OutputCapability {
 /// One run's output side.
 pub struct OutputState {
     events: Option<Arc<Outbox>>,
+    /// Taken by the first event accepted: the door may see it only at the end.
+    first: Option<crate::metrics::FirstEvent>,
     budget: usize,
     stop: Option<OutputStop>,
     /// Whether `emit` has returned `stop` to the guest (a report cannot).
@@ -162,6 +167,9 @@ impl OutputState {
             return Ok(Err(OutputStop::Limit));
         }
         self.budget -= size;
+        if let Some(first) = self.first.take() {
+            first.seen();
+        }
         if self.tape.is_on() {
             self.tape.output(&ev);
         }
@@ -209,6 +217,8 @@ fn event_size(ev: &Event) -> usize {
 mod tests {
     use super::*;
     use crate::chat::{ToolCall, ToolCallDelta, ToolResult, Usage};
+    use crate::metrics::{FirstEvent, Gauges, Metrics};
+    use tokio::sync::mpsc;
 
     fn called() -> Event {
         Event::ServerTool(ToolActivity::Called(ToolCall { id: "c".into(), name: "t".into(), arguments: "{}".into() }))
@@ -217,7 +227,7 @@ mod tests {
     #[tokio::test]
     async fn reports_keep_their_place_and_count_in_the_reply() {
         let (tx, mut rx) = mpsc::channel(8);
-        let mut out = OutputCapability::new(1 << 20).instantiate(Some(tx), true);
+        let mut out = OutputCapability::new(1 << 20).instantiate(Some(RunEvents::new(tx)), true);
         out.emit(Event::Text("a".into())).await.unwrap().unwrap();
         out.report(called()).await;
         let result = ToolResult { call_id: "c".into(), output: "42".into(), is_error: false };
@@ -235,7 +245,7 @@ mod tests {
     #[tokio::test]
     async fn a_tool_call_index_beyond_the_limit_ends_the_run_before_any_reply_sees_it() {
         let (tx, mut rx) = mpsc::channel(8);
-        let mut out = OutputCapability::new(1 << 20).instantiate(Some(tx), true);
+        let mut out = OutputCapability::new(1 << 20).instantiate(Some(RunEvents::new(tx)), true);
         let call = |index| {
             Event::ToolCall(ToolCallDelta {
                 index,
@@ -257,7 +267,7 @@ mod tests {
     #[tokio::test]
     async fn events_without_text_still_cost_budget() {
         let (tx, mut rx) = mpsc::channel(1024);
-        let mut out = OutputCapability::new(EVENT_COST * 10).instantiate(Some(tx), false);
+        let mut out = OutputCapability::new(EVENT_COST * 10).instantiate(Some(RunEvents::new(tx)), false);
         let finish = || Event::Finish(crate::chat::FinishReason::Stop);
         for _ in 0..10 {
             out.emit(finish()).await.unwrap().unwrap();
@@ -275,7 +285,7 @@ mod tests {
     #[tokio::test]
     async fn an_agents_usage_claim_costs_budget_but_is_not_passed_on() {
         let (tx, mut rx) = mpsc::channel(1024);
-        let mut out = OutputCapability::new(EVENT_COST * 10).instantiate(Some(tx), true);
+        let mut out = OutputCapability::new(EVENT_COST * 10).instantiate(Some(RunEvents::new(tx)), true);
         let claim = || Event::Usage(Usage { prompt_tokens: 999, completion_tokens: 999 });
         for _ in 0..10 {
             out.emit(claim()).await.unwrap().unwrap();
@@ -286,7 +296,7 @@ mod tests {
 
         // The host's own figure goes out, even after the agent's budget is spent.
         let (tx, mut rx) = mpsc::channel(8);
-        let mut out = OutputCapability::new(EVENT_COST).instantiate(Some(tx), true);
+        let mut out = OutputCapability::new(EVENT_COST).instantiate(Some(RunEvents::new(tx)), true);
         out.emit(claim()).await.unwrap().unwrap();
         let metered = crate::usage::RunUsage {
             tokens: crate::usage::Tokens { input: 7, output: 2, ..Default::default() },
@@ -302,9 +312,30 @@ mod tests {
     async fn a_stop_met_by_a_report_is_told_by_the_next_emit_not_trapped() {
         let (tx, rx) = mpsc::channel(8);
         drop(rx);
-        let mut out = OutputCapability::new(1 << 20).instantiate(Some(tx), false);
+        let mut out = OutputCapability::new(1 << 20).instantiate(Some(RunEvents::new(tx)), false);
         out.report(called()).await;
         assert_eq!(out.emit(Event::Text("x".into())).await.unwrap(), Err(OutputStop::Closed));
         assert!(out.emit(Event::Text("y".into())).await.is_err(), "emitting after being told traps");
+    }
+
+    #[tokio::test]
+    async fn the_first_event_is_timed_when_the_guest_emits_it_once_even_if_the_door_sees_it_at_the_end() {
+        let metrics = Metrics::default();
+        let (tx, mut rx) = mpsc::channel(8);
+        let delivery = super::super::outbox::Delivery::default();
+        delivery.whole();
+        let first = Some(FirstEvent::new(metrics.agent("main"), std::time::Instant::now()));
+        let mut out = OutputCapability::new(1 << 20).instantiate(Some(RunEvents { tx, delivery, first }), false);
+        let count = || {
+            let text = metrics.render(&Gauges { active_runs: 0, max_runs: 1, pool_instances: None });
+            let line = text.lines().find(|l| l.starts_with("wasmclaw_run_first_event_seconds_count{agent=\"main\"}"));
+            line.map(|l| l.rsplit(' ').next().unwrap().to_string())
+        };
+        assert_eq!(count().as_deref(), Some("0"));
+        for _ in 0..3 {
+            out.emit(Event::Text("a".into())).await.unwrap().unwrap();
+        }
+        assert!(rx.try_recv().is_err(), "the door has seen nothing yet");
+        assert_eq!(count().as_deref(), Some("1"), "timed once, when the guest emitted");
     }
 }

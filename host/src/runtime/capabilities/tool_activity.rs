@@ -93,7 +93,7 @@ mod tests {
     #[tokio::test]
     async fn reports_the_stream_dropped_are_not_kept() {
         let (tx, _rx) = mpsc::channel(1024);
-        let mut output = OutputCapability::new(10_000).instantiate(Some(tx), false);
+        let mut output = OutputCapability::new(10_000).instantiate(Some(crate::runtime::RunEvents::new(tx)), false);
         let mut tools = ToolActivityState::new("a", "r");
         for i in 0..100 {
             tools.called(&mut output, call(i, 1000)).await;
@@ -106,7 +106,7 @@ mod tests {
     #[tokio::test]
     async fn timing_is_capped_while_the_stream_takes_every_report() {
         let (tx, _rx) = mpsc::channel(1024);
-        let mut output = OutputCapability::new(1 << 20).instantiate(Some(tx), false);
+        let mut output = OutputCapability::new(1 << 20).instantiate(Some(crate::runtime::RunEvents::new(tx)), false);
         let mut tools = ToolActivityState::new("a", "r");
         for i in 0..MAX_TIMED + 10 {
             tools.called(&mut output, call(i, 0)).await;
