@@ -113,7 +113,7 @@ async fn redirecting_provider(
 ) -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use axum::http::{HeaderMap, StatusCode, header::LOCATION};
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = seen.clone();
+    let (log, away) = (seen.clone(), seen.clone());
     let app = axum::Router::new()
         .route(
             "/same/chat/completions",
@@ -121,7 +121,10 @@ async fn redirecting_provider(
         )
         .route(
             "/away/chat/completions",
-            axum::routing::post(move || async move { (StatusCode::TEMPORARY_REDIRECT, [(LOCATION, elsewhere)]) }),
+            axum::routing::post(move || async move {
+                away.lock().unwrap().push("away".to_string());
+                (StatusCode::TEMPORARY_REDIRECT, [(LOCATION, elsewhere)])
+            }),
         )
         .route(
             "/final/chat/completions",
@@ -144,12 +147,14 @@ async fn redirecting_provider(
 async fn redirects_are_followed_only_within_the_providers_origin() {
     let elsewhere = MockProvider::start();
     let (addr, seen) = redirecting_provider(format!("{}/chat/completions", elsewhere.url())).await;
-    let extra = format!(r#"maxRetries: 0, headers: {{ "api-key": "{AZURE_KEY}" }}"#);
+    // Retries allowed: a refused redirect must not use them (the configuration cannot change meanwhile).
+    let extra = format!(r#"maxRetries: 2, headers: {{ "api-key": "{AZURE_KEY}" }}"#);
 
     // Elsewhere: refused, so neither the api-key nor the messages go there.
     let gw = with_provider(&format!("http://{addr}/away"), &extra, KEY).unwrap_or_else(|log| panic!("{log}"));
     let res = gw.chat(ask("openclaw", "hi")).send().await.unwrap();
     let status = res.status();
+    assert_eq!(res.headers().get("x-should-retry").map(|v| v.to_str().unwrap()), Some("false"));
     let body: Value = res.json().await.unwrap();
     let sent: Vec<_> = elsewhere.requests().iter().map(|r| r.headers.get("api-key").cloned()).collect();
     assert!(sent.is_empty(), "the other origin was sent the call (api-key: {sent:?})");
@@ -157,7 +162,10 @@ async fn redirects_are_followed_only_within_the_providers_origin() {
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("redirect") && message.contains("providers.p.baseUrl"), "{message}");
     assert!(!message.contains(AZURE_KEY) && !message.contains(KEY), "{message}");
-    assert!(!gw.settled_log().await.contains(AZURE_KEY), "a header value reached the log");
+    let log = gw.settled_log().await;
+    assert!(!log.contains(AZURE_KEY), "a header value reached the log");
+    assert_eq!(seen.lock().unwrap().iter().filter(|s| s.as_str() == "away").count(), 1, "asked once, not retried");
+    assert!(!log.contains("retrying"), "{log}");
 
     // Within the origin: followed as before, with every header.
     let gw = with_provider(&format!("http://{addr}/same"), &extra, KEY).unwrap_or_else(|log| panic!("{log}"));
@@ -165,5 +173,6 @@ async fn redirects_are_followed_only_within_the_providers_origin() {
     assert_eq!(res.status(), 400);
     let body: Value = res.json().await.unwrap();
     assert!(body["error"]["message"].as_str().unwrap().contains("followed within the origin"), "{body}");
-    assert_eq!(*seen.lock().unwrap(), [format!("Bearer {KEY} {AZURE_KEY}")]);
+    let followed: Vec<String> = seen.lock().unwrap().iter().filter(|s| s.as_str() != "away").cloned().collect();
+    assert_eq!(followed, [format!("Bearer {KEY} {AZURE_KEY}")]);
 }

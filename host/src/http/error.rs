@@ -421,6 +421,10 @@ impl From<ProviderError> for ApiError {
                 with(StatusCode::BAD_REQUEST, "invalid_request_error", "upstream_bad_request")
             }
             ProviderError::Unavailable { .. } => with(StatusCode::BAD_GATEWAY, "server_error", "upstream_unavailable"),
+            // The operator's base URL points where the gateway will not follow: the same answer next time.
+            ProviderError::Redirected { .. } => {
+                Self { no_retry: true, ..with(StatusCode::BAD_GATEWAY, "server_error", "upstream_unavailable") }
+            }
             ProviderError::Timeout { .. } => with(StatusCode::GATEWAY_TIMEOUT, "server_error", "upstream_timeout"),
         }
     }

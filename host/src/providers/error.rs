@@ -13,6 +13,9 @@ pub enum ProviderError {
     BadRequest { provider: String, status: u16, message: String },
     #[error("provider {provider:?} is unavailable: {message}")]
     Unavailable { provider: String, message: String },
+    /// A redirect the gateway does not follow: a fixed configuration error, not retried.
+    #[error("provider {provider:?} is unavailable: {message}")]
+    Redirected { provider: String, message: String },
     #[error("provider {provider:?} did not answer within {ms} ms")]
     Timeout { provider: String, ms: u64 },
 }
@@ -30,6 +33,7 @@ impl ProviderError {
             Self::Unauthorized { .. } => "unauthorized",
             Self::BadRequest { .. } => "bad_request",
             Self::Unavailable { .. } => "unavailable",
+            Self::Redirected { .. } => "redirected",
             Self::Timeout { .. } => "timeout",
         }
     }

@@ -216,6 +216,10 @@ impl Provider {
         let response = match tokio::time::timeout(self.timeout, request.send()).await {
             Err(_) => return Err(ProviderError::Timeout { provider, ms }),
             Ok(Err(e)) if e.is_timeout() => return Err(ProviderError::Timeout { provider, ms }),
+            // Refused by the redirect policy (`new`): asking again would be refused again.
+            Ok(Err(e)) if e.is_redirect() => {
+                return Err(ProviderError::Redirected { provider, message: self.describe(&e) });
+            }
             Ok(Err(e)) => return Err(ProviderError::Unavailable { provider, message: self.describe(&e) }),
             Ok(Ok(response)) => response,
         };

@@ -139,7 +139,7 @@ impl Failure {
             ProviderError::BadRequest { provider, status, message } => {
                 (f.provider, f.status, f.message) = (provider.clone(), *status, message.clone())
             }
-            ProviderError::Unavailable { provider, message } => {
+            ProviderError::Unavailable { provider, message } | ProviderError::Redirected { provider, message } => {
                 (f.provider, f.message) = (provider.clone(), message.clone())
             }
             ProviderError::Timeout { provider, ms } => (f.provider, f.ms) = (provider.clone(), *ms),
@@ -155,6 +155,7 @@ impl Failure {
             "unauthorized" => ProviderError::Unauthorized { provider, status: self.status },
             "bad_request" => ProviderError::BadRequest { provider, status: self.status, message: self.message.clone() },
             "timeout" => ProviderError::Timeout { provider, ms: self.ms },
+            "redirected" => ProviderError::Redirected { provider, message: self.message.clone() },
             _ => ProviderError::Unavailable { provider, message: self.message.clone() },
         }
     }

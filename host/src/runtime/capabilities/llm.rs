@@ -317,7 +317,7 @@ impl LlmState {
             ProviderError::RateLimited { retry_after, .. } => LlmFailure::RateLimited(*retry_after),
             ProviderError::Unauthorized { .. } => LlmFailure::Unauthorized(message),
             ProviderError::BadRequest { .. } => LlmFailure::BadRequest(message),
-            ProviderError::Unavailable { .. } => LlmFailure::Unavailable(message),
+            ProviderError::Unavailable { .. } | ProviderError::Redirected { .. } => LlmFailure::Unavailable(message),
             ProviderError::Timeout { .. } => LlmFailure::Timeout(message),
         };
         self.failure = Some(e);
