@@ -297,4 +297,20 @@ mod tests {
         assert_eq!(back.llm[0].failure.as_ref().unwrap().to_error().kind(), "rate_limited");
         assert!(json.contains(r#""startedAtMs":7"#), "camelCase keys: {json}");
     }
+
+    #[test]
+    fn every_provider_failure_replays_as_itself() {
+        let provider = || "p".to_string();
+        let all = [
+            ProviderError::RateLimited { provider: provider(), retry_after: Some(3) },
+            ProviderError::Unauthorized { provider: provider(), status: 401 },
+            ProviderError::BadRequest { provider: provider(), status: 422, message: "m".into() },
+            ProviderError::Unavailable { provider: provider(), message: "m".into() },
+            ProviderError::Redirected { provider: provider(), message: "m".into() },
+            ProviderError::Timeout { provider: provider(), ms: 5 },
+        ];
+        for e in all {
+            assert_eq!(Failure::of(&e).to_error(), e);
+        }
+    }
 }
