@@ -51,7 +51,13 @@ fn runs(c: &mut Criterion) {
             let (tx, mut rx) = mpsc::channel(32);
             // The request is the run's to keep (it moves into the guest's types).
             let outcome = agent
-                .run(req.clone(), tx, None, wasmclaw::usage::Meter::new("bench"), wasmclaw::tape::Tape::default())
+                .run(
+                    req.clone(),
+                    wasmclaw::runtime::RunEvents::new(tx),
+                    None,
+                    wasmclaw::usage::Meter::new("bench"),
+                    wasmclaw::tape::Tape::default(),
+                )
                 .await
                 .unwrap();
             while let Some(event) = rx.recv().await {
